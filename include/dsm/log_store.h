@@ -1,0 +1,114 @@
+// LogStore: a node's durable, sequence-numbered message log, with its msg_id index, per-origin
+// high-water marks and per-peer replication cursors.
+//
+// Write rules (the same for every implementation, see storage/write_plan.h):
+//  - Append(): client messages. A msg_id already in the log is a duplicate: nothing is written and
+//    the outcome carries the stored seq/origin/origin_seq. Otherwise the message becomes the next
+//    message of this node's own stream (origin = stream_id(), origin_seq = high water + 1).
+//  - Apply(): messages from peers. A message with an empty origin is adopted like Append(). For a
+//    message with an origin: a known msg_id is a duplicate; origin_seq <= the origin's high water
+//    is a duplicate (the position is already taken); origin_seq == high water + 1 is appended (or,
+//    if its msg_id is already stored under another origin, only consumes the position, outcome
+//    kDuplicate); origin_seq > high water + 1 is a gap: outcome kGap, nothing written for it nor
+//    for any later message of that origin in the same call.
+//  - Messages of one call are applied in order; duplicates inside one call are detected.
+//  - Every call is ONE atomic write (records, msg_id index, origin index, high waters and the
+//    optional pull cursor), made durable (fsync) before it returns when the store was opened with
+//    sync on. Concurrent calls are group-committed: they share one write and one fsync.
+//  - seq is assigned under the same serialization as the write: log order == seq order, dense
+//    from 1, never reused.
+//  - A failed write is sticky: every later write fails with the same IOError (reads go on).
+//
+// Thread safety: all methods may be called concurrently from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsm/message.h"
+#include "dsm/status.h"
+
+namespace dsm {
+
+struct WriteOutcome {
+  enum class Kind {
+    kAppended,   // written now at `seq`
+    kDuplicate,  // already stored (msg_id known, or the origin position already taken)
+    kGap,        // refused: the origin's next expected origin_seq is `expected_origin_seq`
+  };
+  Kind kind = Kind::kAppended;
+  uint64_t seq = 0;  // local seq of the stored message (0 for kGap, or when a duplicate
+                     // position holds a msg_id stored under another origin: then the seq of that)
+  std::string origin;       // stream the stored message belongs to
+  uint64_t origin_seq = 0;  // its position in that stream
+  uint64_t expected_origin_seq = 0;  // kGap only
+};
+
+// Where a node is in a peer's log when pulling (/sync): the peer's stream id (changes when the
+// peer's data directory is replaced, which restarts its seq space) and the last peer seq applied.
+struct PullCursor {
+  std::string peer_stream;
+  uint64_t seq = 0;
+  bool operator==(const PullCursor&) const = default;
+};
+
+struct ScanOptions {
+  uint64_t after = 0;                    // visit seq > after
+  size_t limit = SIZE_MAX;               // at most this many matching messages
+  std::optional<std::string> sender;     // only messages from this sender
+  std::optional<std::string> recipient;  // only messages to this recipient
+};
+
+// Return false to stop the scan early.
+using MessageVisitor = std::function<bool(const Message&)>;
+
+class LogStore {
+ public:
+  virtual ~LogStore() = default;
+
+  virtual const std::string& node_id() const = 0;
+  // "<node id>@<incarnation>": this data directory's own origin stream.
+  virtual const std::string& stream_id() const = 0;
+
+  // Client messages (origin, origin_seq and seq of the inputs are ignored). One outcome per
+  // input, in order. A non-OK result means nothing of this call was written.
+  virtual Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) = 0;
+
+  // Peer messages (see the rules above). When `cursor` is given, the pull cursor of `peer_url`
+  // is set to it in the same atomic write (even if every message was a duplicate).
+  virtual Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
+                                                  const std::string& peer_url = {},
+                                                  const PullCursor* cursor = nullptr) = 0;
+
+  virtual Result<std::optional<Message>> Get(uint64_t seq) const = 0;
+  virtual Result<std::optional<Message>> FindByMsgId(const std::string& msg_id) const = 0;
+
+  // Visits matching messages with seq > opts.after in seq order. Reads a consistent snapshot.
+  virtual Status Scan(const ScanOptions& opts, const MessageVisitor& visit) const = 0;
+
+  // Messages of stream `origin` with origin_seq > after, in order, at most `limit` of them and
+  // (except that at least one is returned) at most about `max_bytes` of payload.
+  virtual Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after,
+                                                  size_t limit, size_t max_bytes) const = 0;
+
+  virtual uint64_t LastSeq() const = 0;                        // 0 when empty
+  virtual uint64_t HighWater(const std::string& origin) const = 0;  // 0 when unknown
+  virtual std::map<std::string, uint64_t> HighWaters() const = 0;
+
+  // Push cursor: the highest origin_seq of our own stream that `peer_url` acknowledged.
+  // Persisted without fsync: losing an update only causes a resend, which peers deduplicate.
+  virtual uint64_t PushCursor(const std::string& peer_url) const = 0;
+  virtual Status SetPushCursor(const std::string& peer_url, uint64_t origin_seq) = 0;
+
+  virtual PullCursor GetPullCursor(const std::string& peer_url) const = 0;
+
+  // OK, or the sticky IOError that stopped writes.
+  virtual Status WriteHealth() const = 0;
+};
+
+}  // namespace dsm

@@ -1,0 +1,43 @@
+// NodeOptions: everything a dsm-node is configured with (the command line, see src/node/main.cc).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsm {
+
+enum class ReplicationMode { kAsync, kSyncQuorum };
+
+const char* ModeName(ReplicationMode mode);  // "async" | "sync_quorum"
+
+struct NodeOptions {
+  // The seed prototype's options.
+  std::string id;
+  std::string host = "127.0.0.1";
+  uint16_t port = 8000;
+  std::vector<std::string> peers;  // base URLs, "http://host:port", no trailing slash
+  ReplicationMode mode = ReplicationMode::kAsync;
+  int quorum = 2;  // nodes (this one included) that must hold a message before a sync_quorum ack
+
+  // Storage.
+  std::string data_dir;  // default ./data/<id>
+  bool fsync = true;     // false only for benchmarks
+  size_t max_message_bytes = 1 << 20;
+
+  // Replication and failure detection.
+  std::chrono::milliseconds heartbeat_interval{2000};
+  std::chrono::milliseconds heartbeat_timeout{6000};   // dead after this long without success
+  std::chrono::milliseconds quorum_timeout{5000};      // sync_quorum: 504 after this
+  std::chrono::milliseconds anti_entropy_interval{10000};
+  std::chrono::milliseconds request_timeout{5000};     // one peer request
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds retry_min{50};             // push retry backoff, doubled per failure
+  std::chrono::milliseconds retry_max{1000};
+  size_t batch_messages = 1000;  // per /replicate push and per /sync page
+  size_t batch_bytes = 4 << 20;  // approximate payload bytes per push
+};
+
+}  // namespace dsm

@@ -1,0 +1,65 @@
+// Transport: how a node's replication core talks to its peers (POST /replicate, POST /sync,
+// GET /heartbeat). The runtime implementation is the libcurl peer client (src/http); tests use
+// the in-memory SimNetwork (tests/testing).
+//
+// Contract: every call returns at once and invokes `done` exactly once, later, on a thread of the
+// transport's choosing (never inside the call itself), with the peer's answer or with a non-OK
+// Status (Unavailable: refused/unreachable; Timeout: no answer within the deadline; an HTTP error
+// answer maps to the Code of its status with the body's reason, except /replicate's 409 gap
+// answer, which is an OK ReplicateReply with gap = true).
+// `done` must not block for long: it runs on the transport's event loop.
+// Thread safety: all methods may be called concurrently from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dsm/message.h"
+#include "dsm/status.h"
+
+namespace dsm {
+
+struct HeartbeatReply {
+  std::string node_id;
+  double time = 0;     // peer's wall clock, seconds
+  std::string stream;  // the peer's own stream id
+  // How far the peer holds each origin stream (its LogStore::HighWaters()).
+  std::map<std::string, uint64_t> high_waters;
+};
+
+struct ReplicateReply {
+  // The peer's high water of the pushed stream after applying the batch. On a gap the peer
+  // answers 409 and this is how far it has the stream (the sender rewinds to it).
+  uint64_t high_water = 0;
+  bool gap = false;
+};
+
+struct SyncReply {
+  std::string stream;             // the peer's own stream id (identifies its data directory)
+  std::vector<Message> messages;  // entries with peer seq > since, in order, seq = peer seq
+  bool more = false;              // entries remain after the last one returned
+  uint64_t last_seq = 0;          // the peer's last seq
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // `peer` indexes the node's peer list (NodeOptions::peers).
+  virtual void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) = 0;
+  // Pushes messages of one origin stream, in origin_seq order.
+  virtual void Replicate(size_t peer, std::vector<Message> msgs,
+                         std::function<void(Result<ReplicateReply>)> done) = 0;
+  virtual void Sync(size_t peer, uint64_t since, size_t limit,
+                    std::function<void(Result<SyncReply>)> done) = 0;
+  // Reads one origin stream from the peer (POST /sync {"origin","since","limit"}): the positions
+  // with origin_seq > since, in order, including positions whose message the peer stores under
+  // another origin (a msg_id accepted twice). Repairs what a seq-space pull cannot show.
+  virtual void SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,
+                          std::function<void(Result<SyncReply>)> done) = 0;
+};
+
+}  // namespace dsm
