@@ -1,0 +1,147 @@
+// RocksLogStore: the LogStore of a dsm node, one RocksDB database per data directory (key schema
+// in storage/schema.h, layout and recovery rules in storage/format.md).
+//
+// Writes are group-committed LevelDB-style: each Append/Apply call queues a writer; the writer at
+// the front of the queue leads, takes the writers queued behind it (up to the group bounds),
+// plans them with PlanWrites (storage/write_plan.h) outside the lock, writes ONE WriteBatch with
+// sync = options.sync, then publishes the new state (last seq, high waters, pull cursors) and
+// wakes every writer of the group with its own outcomes. Only a leader plans and writes, and the
+// next leader starts after the previous one has published, so seqs are assigned in log order and
+// nothing is visible in the published state before it is durable. A failed write is sticky:
+// that group and every later write fail with the same IOError; reads keep working.
+//
+// Reads go straight to RocksDB and never lock against writers: Get and FindByMsgId read the
+// latest durable data, Scan and ReadOrigin read a consistent view bounded by the published last
+// seq / high water at their start.
+//
+// Thread safety: every method may be called concurrently from any thread. The destructor waits
+// for writers in flight; no call may start once it has begun.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsm/log_store.h"
+#include "dsm/message.h"
+#include "dsm/status.h"
+#include "storage/write_plan.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class Env;
+class Snapshot;
+}  // namespace rocksdb
+
+namespace dsm {
+
+struct RocksLogStoreOptions {
+  std::string path;     // data directory; created with its parents when missing
+  std::string node_id;  // must match the node id recorded in an existing directory
+  bool sync = true;     // fsync every write; false only for benchmarks
+  // Group commit bounds: a leader stops adding writers once the group holds this much (the
+  // first writer is always taken, whatever its size).
+  size_t max_group_bytes = 4 << 20;
+  size_t max_group_messages = 4096;
+  // Environment for all file I/O; nullptr = rocksdb::Env::Default(). Tests inject faults here.
+  // Not owned; must outlive the store.
+  rocksdb::Env* env = nullptr;
+};
+
+class RocksLogStore final : public LogStore {
+ public:
+  // Opens the data directory, creating it (and a new incarnation) when it is missing or empty.
+  // Refuses, with a one-line error naming the directory: another node's directory
+  // (InvalidArgument), a newer format version (InvalidArgument), a non-empty directory that is
+  // not a dsm database (InvalidArgument), an uncreatable or unwritable directory (IOError), a
+  // directory locked by a running process (IOError), a damaged database (Corruption).
+  static Result<std::unique_ptr<RocksLogStore>> Open(const RocksLogStoreOptions& options);
+
+  ~RocksLogStore() override;
+  RocksLogStore(const RocksLogStore&) = delete;
+  RocksLogStore& operator=(const RocksLogStore&) = delete;
+
+  const std::string& node_id() const override { return node_id_; }
+  const std::string& stream_id() const override { return stream_id_; }
+  // The random hex string created with the data directory.
+  const std::string& incarnation() const { return incarnation_; }
+  const std::string& path() const { return options_.path; }
+
+  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override;
+  Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
+                                          const std::string& peer_url = {},
+                                          const PullCursor* cursor = nullptr) override;
+
+  Result<std::optional<Message>> Get(uint64_t seq) const override;
+  Result<std::optional<Message>> FindByMsgId(const std::string& msg_id) const override;
+  Status Scan(const ScanOptions& opts, const MessageVisitor& visit) const override;
+  Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
+                                          size_t max_bytes) const override;
+
+  uint64_t LastSeq() const override;
+  uint64_t HighWater(const std::string& origin) const override;
+  std::map<std::string, uint64_t> HighWaters() const override;
+
+  uint64_t PushCursor(const std::string& peer_url) const override;
+  Status SetPushCursor(const std::string& peer_url, uint64_t origin_seq) override;
+  PullCursor GetPullCursor(const std::string& peer_url) const override;
+
+  Status WriteHealth() const override;
+
+ private:
+  struct Writer;
+  struct Families {
+    rocksdb::ColumnFamilyHandle* log = nullptr;
+    rocksdb::ColumnFamilyHandle* msgid = nullptr;
+    rocksdb::ColumnFamilyHandle* origin = nullptr;
+    rocksdb::ColumnFamilyHandle* meta = nullptr;
+  };
+
+  RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
+                std::vector<rocksdb::ColumnFamilyHandle*> handles, Families families);
+
+  // Loads the published state from the database. Called once by Open.
+  Status Recover();
+  // Queues `req` and returns its outcomes once its group is durable (or failed).
+  Result<std::vector<WriteOutcome>> Write(const WriteRequest& req);
+  // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
+  Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
+                                 const HighWaterMap& high_waters, Status* write_status);
+  // The message at `seq` as of `snapshot` (nullptr = latest).
+  Result<std::optional<Message>> GetAt(uint64_t seq, const rocksdb::Snapshot* snapshot) const;
+  // Publishes a written plan. REQUIRES: mu_ held.
+  void Publish(const WritePlan& plan);
+
+  const RocksLogStoreOptions options_;
+  std::string node_id_;
+  std::string incarnation_;
+  std::string stream_id_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // all open families, destroyed at close
+  Families cf_;
+  WritePlanLookups lookups_;  // reads of durable data for PlanWrites
+
+  mutable std::mutex mu_;
+  // Writers waiting for or inside a group commit, in arrival order; the front one leads.
+  std::deque<Writer*> writers_;  // guarded by mu_
+  // Notified when writers_ becomes empty (the destructor waits for it).
+  std::condition_variable idle_cv_;
+  Status bg_error_;                                              // guarded by mu_; sticky
+  uint64_t last_seq_ = 0;                                        // guarded by mu_; published
+  HighWaterMap high_waters_;                                     // guarded by mu_; published
+  std::map<std::string, PullCursor, std::less<>> pull_cursors_;  // guarded by mu_; published
+  std::map<std::string, uint64_t, std::less<>> push_cursors_;    // guarded by mu_
+
+  // Serializes SetPushCursor so the stored and the published cursor agree. Taken before mu_.
+  std::mutex push_mu_;
+};
+
+}  // namespace dsm

@@ -1,0 +1,67 @@
+#include "storage/schema.h"
+
+#include "common/encoding.h"
+
+namespace dsm::schema {
+namespace {
+
+std::string PrefixedKey(std::string_view prefix, std::string_view name) {
+  std::string key;
+  key.reserve(prefix.size() + name.size());
+  key.append(prefix);
+  key.append(name);
+  return key;
+}
+
+}  // namespace
+
+std::string LogKey(uint64_t seq) { return BigEndian64(seq); }
+
+std::string OriginKey(std::string_view origin, uint64_t origin_seq) {
+  std::string key;
+  key.reserve(origin.size() + 9);
+  key.append(origin);
+  key.push_back('\0');
+  PutBigEndian64(&key, origin_seq);
+  return key;
+}
+
+bool ParseOriginKey(std::string_view key, std::string_view* origin, uint64_t* origin_seq) {
+  if (key.size() < 9 || key[key.size() - 9] != '\0') return false;
+  *origin = key.substr(0, key.size() - 9);
+  if (origin->find('\0') != std::string_view::npos) return false;
+  *origin_seq = DecodeBigEndian64(key.substr(key.size() - 8));
+  return true;
+}
+
+std::string HighWaterKey(std::string_view origin) { return PrefixedKey(kHighWaterPrefix, origin); }
+std::string PushCursorKey(std::string_view peer_url) {
+  return PrefixedKey(kPushCursorPrefix, peer_url);
+}
+std::string PullCursorKey(std::string_view peer_url) {
+  return PrefixedKey(kPullCursorPrefix, peer_url);
+}
+
+std::string EncodePullCursor(const PullCursor& cursor) {
+  std::string value;
+  value.reserve(cursor.peer_stream.size() + 10 + 8);
+  PutLengthPrefixed(&value, cursor.peer_stream);
+  PutBigEndian64(&value, cursor.seq);
+  return value;
+}
+
+bool DecodePullCursor(std::string_view value, PullCursor* cursor) {
+  std::string_view stream;
+  if (!GetLengthPrefixed(&value, &stream) || value.size() != 8) return false;
+  cursor->peer_stream.assign(stream.data(), stream.size());
+  cursor->seq = DecodeBigEndian64(value);
+  return true;
+}
+
+bool DecodeSeqValue(std::string_view value, uint64_t* v) {
+  if (value.size() != 8) return false;
+  *v = DecodeBigEndian64(value);
+  return true;
+}
+
+}  // namespace dsm::schema

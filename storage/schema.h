@@ -1,0 +1,66 @@
+// The on-disk key schema of a dsm data directory (one RocksDB database). Shared by
+// RocksLogStore and offline tools (dbdump) so the layout is written down once; see
+// storage/format.md for the full description and the recovery rules.
+//
+// Column families:
+//   "default"  unused
+//   "log"      BE64(seq)                        -> record (storage/record.h)
+//   "msgid"    msg_id                           -> BE64(seq)
+//   "origin"   origin + '\0' + BE64(origin_seq) -> BE64(seq)
+//   "meta"     "format_version"                 -> BE64(format version)
+//              "node_id"                        -> node id
+//              "incarnation"                    -> 16 lowercase hex chars
+//              "hwm\0" + origin                 -> BE64(high water of that origin)
+//              "push\0" + peer_url              -> BE64(push cursor, an origin_seq of our stream)
+//              "pull\0" + peer_url              -> lp(peer_stream) + BE64(peer seq)
+// BE64 = 8-byte big-endian u64 (sorts numerically); lp = varint length + bytes.
+//
+// Pure functions and constants, thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dsm/log_store.h"
+
+namespace dsm::schema {
+
+// Version of the whole layout. A database with a higher version is refused.
+inline constexpr uint64_t kFormatVersion = 1;
+
+inline constexpr char kDefaultFamily[] = "default";
+inline constexpr char kLogFamily[] = "log";
+inline constexpr char kMsgIdFamily[] = "msgid";
+inline constexpr char kOriginFamily[] = "origin";
+inline constexpr char kMetaFamily[] = "meta";
+
+inline constexpr std::string_view kFormatVersionKey = "format_version";
+inline constexpr std::string_view kNodeIdKey = "node_id";
+inline constexpr std::string_view kIncarnationKey = "incarnation";
+// Prefixes of the per-origin and per-peer meta keys (each ends with '\0').
+inline constexpr std::string_view kHighWaterPrefix{"hwm\0", 4};
+inline constexpr std::string_view kPushCursorPrefix{"push\0", 5};
+inline constexpr std::string_view kPullCursorPrefix{"pull\0", 5};
+
+inline constexpr int kIncarnationHexChars = 16;
+
+std::string LogKey(uint64_t seq);
+
+// origin + '\0' + BE64(origin_seq). REQUIRES: origin has no '\0'.
+std::string OriginKey(std::string_view origin, uint64_t origin_seq);
+// Splits an "origin" family key. Returns false if it is malformed.
+bool ParseOriginKey(std::string_view key, std::string_view* origin, uint64_t* origin_seq);
+
+std::string HighWaterKey(std::string_view origin);
+std::string PushCursorKey(std::string_view peer_url);
+std::string PullCursorKey(std::string_view peer_url);
+
+std::string EncodePullCursor(const PullCursor& cursor);
+// Returns false if `value` is not exactly an encoded cursor.
+bool DecodePullCursor(std::string_view value, PullCursor* cursor);
+
+// Decodes an 8-byte BE64 value. Returns false if its size is not 8.
+bool DecodeSeqValue(std::string_view value, uint64_t* v);
+
+}  // namespace dsm::schema

@@ -1,0 +1,543 @@
+// LogStore behaviour (dsm/log_store.h), run against both implementations: RocksLogStore and the
+// MemoryLogStore of dsm_testing. Both must answer every call identically.
+#include "dsm/log_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/rocks_log_store.h"
+#include "tests/storage/fault_fs.h"
+#include "tests/storage/test_util.h"
+#include "tests/testing/memory_log_store.h"
+
+namespace dsm {
+namespace {
+
+using storage_test::ClientMsg;
+using storage_test::PeerMsg;
+using Kind = WriteOutcome::Kind;
+
+class MemoryHarness {
+ public:
+  Status Open() {
+    store_ = std::make_unique<MemoryLogStore>("node1", "00000000000000aa");
+    return Status::Ok();
+  }
+  LogStore* store() { return store_.get(); }
+  // Every later write fails, as after a failed fsync.
+  void BreakDisk() { store_->FailWrites(Status::IOError("simulated fsync failure")); }
+
+ private:
+  std::unique_ptr<MemoryLogStore> store_;
+};
+
+class RocksHarness {
+ public:
+  Status Open() {
+    if (dir_.path().empty()) return Status::IOError("no temp dir");
+    RocksLogStoreOptions options;
+    options.path = dir_.Sub("db");
+    options.node_id = "node1";
+    options.env = fault_.env.get();
+    Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
+    if (!store.ok()) return store.status();
+    store_ = std::move(*store);
+    return Status::Ok();
+  }
+  LogStore* store() { return store_.get(); }
+  // The write-ahead log stops accepting writes.
+  void BreakDisk() { fault_.fs->FailWalWrites(true); }
+
+ private:
+  storage_test::ScopedTempDir dir_;
+  storage_test::FaultInjectionEnv fault_;
+  std::unique_ptr<RocksLogStore> store_;  // destroyed before the env and the directory
+};
+
+struct HarnessNames {
+  template <typename T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, MemoryHarness> ? "Memory" : "Rocks";
+  }
+};
+
+template <typename H>
+class LogStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status s = harness_.Open();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    store_ = harness_.store();
+  }
+
+  std::vector<WriteOutcome> Append(std::vector<Message> msgs) {
+    Result<std::vector<WriteOutcome>> r = store_->Append(std::move(msgs));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::vector<WriteOutcome>{};
+  }
+
+  std::vector<WriteOutcome> Apply(std::vector<Message> msgs, const std::string& peer = {},
+                                  const PullCursor* cursor = nullptr) {
+    Result<std::vector<WriteOutcome>> r = store_->Apply(std::move(msgs), peer, cursor);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::vector<WriteOutcome>{};
+  }
+
+  std::vector<Message> Scan(const ScanOptions& opts) {
+    std::vector<Message> out;
+    Status s = store_->Scan(opts, [&](const Message& m) {
+      out.push_back(m);
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
+  std::vector<uint64_t> ScanSeqs(const ScanOptions& opts) {
+    std::vector<uint64_t> seqs;
+    for (const Message& m : Scan(opts)) seqs.push_back(m.seq);
+    return seqs;
+  }
+
+  std::optional<Message> Get(uint64_t seq) {
+    Result<std::optional<Message>> r = store_->Get(seq);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::nullopt;
+  }
+
+  std::optional<Message> Find(const std::string& msg_id) {
+    Result<std::optional<Message>> r = store_->FindByMsgId(msg_id);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::nullopt;
+  }
+
+  std::vector<Message> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
+                                  size_t max_bytes) {
+    Result<std::vector<Message>> r = store_->ReadOrigin(origin, after, limit, max_bytes);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::vector<Message>{};
+  }
+
+  const std::string& self() { return store_->stream_id(); }
+
+  H harness_;
+  LogStore* store_ = nullptr;
+};
+
+using Harnesses = ::testing::Types<MemoryHarness, RocksHarness>;
+TYPED_TEST_SUITE(LogStoreTest, Harnesses, HarnessNames);
+
+ScanOptions Scanning(uint64_t after, size_t limit = SIZE_MAX,
+                     std::optional<std::string> sender = std::nullopt,
+                     std::optional<std::string> recipient = std::nullopt) {
+  ScanOptions opts;
+  opts.after = after;
+  opts.limit = limit;
+  opts.sender = std::move(sender);
+  opts.recipient = std::move(recipient);
+  return opts;
+}
+
+void ExpectOutcome(const WriteOutcome& o, Kind kind, uint64_t seq, const std::string& origin,
+                   uint64_t origin_seq, uint64_t expected = 0) {
+  EXPECT_EQ(o.kind, kind);
+  EXPECT_EQ(o.seq, seq);
+  EXPECT_EQ(o.origin, origin);
+  EXPECT_EQ(o.origin_seq, origin_seq);
+  EXPECT_EQ(o.expected_origin_seq, expected);
+}
+
+TYPED_TEST(LogStoreTest, StartsEmpty) {
+  EXPECT_EQ(this->store_->node_id(), "node1");
+  EXPECT_EQ(this->self().rfind("node1@", 0), 0u);
+  EXPECT_EQ(this->self().size(), 6u + 16u);
+  EXPECT_EQ(this->store_->LastSeq(), 0u);
+  EXPECT_TRUE(this->store_->HighWaters().empty());
+  EXPECT_FALSE(this->Get(1).has_value());
+  EXPECT_FALSE(this->Find("nope").has_value());
+  EXPECT_TRUE(this->Scan({}).empty());
+  EXPECT_TRUE(this->store_->WriteHealth().ok());
+}
+
+TYPED_TEST(LogStoreTest, AppendAssignsDenseSeqs) {
+  Message in = ClientMsg("a", "alice", "bob", "one", 12.5);
+  in.seq = 77;  // ignored, like origin and origin_seq
+  in.origin = "forged@1";
+  in.origin_seq = 40;
+  std::vector<WriteOutcome> first = this->Append({in, ClientMsg("b"), ClientMsg("c")});
+  ASSERT_EQ(first.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    ExpectOutcome(first[i], Kind::kAppended, i + 1, this->self(), i + 1);
+  }
+  std::vector<WriteOutcome> second = this->Append({ClientMsg("d"), ClientMsg("e")});
+  ASSERT_EQ(second.size(), 2u);
+  ExpectOutcome(second[0], Kind::kAppended, 4, this->self(), 4);
+  ExpectOutcome(second[1], Kind::kAppended, 5, this->self(), 5);
+
+  EXPECT_EQ(this->store_->LastSeq(), 5u);
+  EXPECT_EQ(this->store_->HighWater(this->self()), 5u);
+  std::optional<Message> got = this->Get(1);
+  ASSERT_TRUE(got.has_value());
+  Message want = ClientMsg("a", "alice", "bob", "one", 12.5);
+  want.seq = 1;
+  want.origin = this->self();
+  want.origin_seq = 1;
+  EXPECT_EQ(*got, want);
+  EXPECT_FALSE(this->Get(0).has_value());
+  EXPECT_FALSE(this->Get(6).has_value());
+  std::optional<Message> e = this->Find("e");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->seq, 5u);
+}
+
+TYPED_TEST(LogStoreTest, BinaryAndLargeFieldsSurvive) {
+  std::string binary(256, '\0');
+  for (int i = 0; i < 256; ++i) binary[i] = static_cast<char>(i);
+  const std::string big(1 << 20, 'z');
+  this->Append({ClientMsg(binary, binary, binary, binary), ClientMsg("big", "s", "r", big)});
+  std::optional<Message> b = this->Find(binary);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->sender, binary);
+  EXPECT_EQ(b->payload, binary);
+  std::optional<Message> g = this->Get(2);
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->payload, big);
+}
+
+TYPED_TEST(LogStoreTest, DuplicateMsgIdAnswersOriginalSeqAndWritesNothing) {
+  this->Append({ClientMsg("a", "s", "r", "original"), ClientMsg("b")});
+  std::vector<WriteOutcome> again = this->Append({ClientMsg("b", "s", "r", "changed")});
+  ASSERT_EQ(again.size(), 1u);
+  ExpectOutcome(again[0], Kind::kDuplicate, 2, this->self(), 2);
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+  EXPECT_EQ(this->store_->HighWater(this->self()), 2u);
+  EXPECT_EQ(this->Get(2)->payload, "hello");
+  EXPECT_EQ(this->Find("a")->payload, "original");
+}
+
+TYPED_TEST(LogStoreTest, DuplicatesInsideOneCall) {
+  std::vector<WriteOutcome> out =
+      this->Append({ClientMsg("a"), ClientMsg("b"), ClientMsg("a"), ClientMsg("b")});
+  ASSERT_EQ(out.size(), 4u);
+  ExpectOutcome(out[0], Kind::kAppended, 1, this->self(), 1);
+  ExpectOutcome(out[1], Kind::kAppended, 2, this->self(), 2);
+  ExpectOutcome(out[2], Kind::kDuplicate, 1, this->self(), 1);
+  ExpectOutcome(out[3], Kind::kDuplicate, 2, this->self(), 2);
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+}
+
+TYPED_TEST(LogStoreTest, InvalidInputWritesNothing) {
+  Result<std::vector<WriteOutcome>> r = this->store_->Append({ClientMsg("a"), ClientMsg("")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  r = this->store_->Apply({PeerMsg("b", "p@1", 0)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(this->store_->LastSeq(), 0u);
+  EXPECT_FALSE(this->Find("a").has_value());
+  EXPECT_TRUE(this->store_->WriteHealth().ok());  // the caller's fault, not the disk's
+  EXPECT_EQ(this->Append({ClientMsg("a")}).size(), 1u);
+}
+
+TYPED_TEST(LogStoreTest, ApplyAdoptsMessagesWithoutOrigin) {
+  this->Append({ClientMsg("mine")});
+  std::vector<WriteOutcome> out = this->Apply({ClientMsg("seed-style"), ClientMsg("mine")});
+  ASSERT_EQ(out.size(), 2u);
+  ExpectOutcome(out[0], Kind::kAppended, 2, this->self(), 2);
+  ExpectOutcome(out[1], Kind::kDuplicate, 1, this->self(), 1);
+  std::optional<Message> m = this->Get(2);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->origin, this->self());
+  EXPECT_EQ(m->origin_seq, 2u);
+}
+
+TYPED_TEST(LogStoreTest, ApplyInOrder) {
+  this->Append({ClientMsg("own")});
+  std::vector<WriteOutcome> out = this->Apply(
+      {PeerMsg("p1", "peer@7", 1), PeerMsg("p2", "peer@7", 2), PeerMsg("p3", "peer@7", 3)});
+  ASSERT_EQ(out.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    ExpectOutcome(out[i], Kind::kAppended, i + 2, "peer@7", i + 1);
+  }
+  EXPECT_EQ(this->store_->HighWater("peer@7"), 3u);
+  EXPECT_EQ(this->store_->HighWater(this->self()), 1u);
+  EXPECT_EQ(this->store_->LastSeq(), 4u);
+  std::optional<Message> m = this->Get(3);
+  ASSERT_TRUE(m.has_value());
+  Message want = PeerMsg("p2", "peer@7", 2);
+  want.seq = 3;
+  EXPECT_EQ(*m, want);
+}
+
+TYPED_TEST(LogStoreTest, ApplyDuplicatePosition) {
+  this->Apply({PeerMsg("p1", "peer@7", 1), PeerMsg("p2", "peer@7", 2)});
+  // The same messages again, and another msg_id claiming a taken position.
+  std::vector<WriteOutcome> out = this->Apply(
+      {PeerMsg("p2", "peer@7", 2), PeerMsg("p1", "peer@7", 1), PeerMsg("intruder", "peer@7", 1)});
+  ASSERT_EQ(out.size(), 3u);
+  ExpectOutcome(out[0], Kind::kDuplicate, 2, "peer@7", 2);
+  ExpectOutcome(out[1], Kind::kDuplicate, 1, "peer@7", 1);
+  ExpectOutcome(out[2], Kind::kDuplicate, 1, "peer@7", 1);
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+  EXPECT_FALSE(this->Find("intruder").has_value());
+  EXPECT_EQ(this->store_->HighWater("peer@7"), 2u);
+}
+
+TYPED_TEST(LogStoreTest, GapStopsThatOriginForTheRestOfTheCall) {
+  this->Apply({PeerMsg("p1", "p@1", 1)});
+  std::vector<WriteOutcome> out =
+      this->Apply({PeerMsg("p3", "p@1", 3), PeerMsg("q1", "q@1", 1), PeerMsg("p2", "p@1", 2),
+                   PeerMsg("q2", "q@1", 2), ClientMsg("adopted")});
+  ASSERT_EQ(out.size(), 5u);
+  ExpectOutcome(out[0], Kind::kGap, 0, "p@1", 3, 2);
+  ExpectOutcome(out[1], Kind::kAppended, 2, "q@1", 1);
+  ExpectOutcome(out[2], Kind::kGap, 0, "p@1", 2, 2);  // in order, but its origin is stopped
+  ExpectOutcome(out[3], Kind::kAppended, 3, "q@1", 2);
+  ExpectOutcome(out[4], Kind::kAppended, 4, this->self(), 1);
+  EXPECT_EQ(this->store_->HighWater("p@1"), 1u);
+  EXPECT_EQ(this->store_->HighWater("q@1"), 2u);
+  EXPECT_FALSE(this->Find("p2").has_value());
+  EXPECT_FALSE(this->Find("p3").has_value());
+  // The next call starts afresh.
+  out = this->Apply({PeerMsg("p2", "p@1", 2), PeerMsg("p3", "p@1", 3)});
+  ASSERT_EQ(out.size(), 2u);
+  ExpectOutcome(out[0], Kind::kAppended, 5, "p@1", 2);
+  ExpectOutcome(out[1], Kind::kAppended, 6, "p@1", 3);
+}
+
+TYPED_TEST(LogStoreTest, MsgIdKnownUnderAnotherOriginConsumesThePosition) {
+  // The same client message was accepted by this node and (after a retry) by peer p.
+  this->Append({ClientMsg("m1")});
+  std::vector<WriteOutcome> out = this->Apply({PeerMsg("m1", "p@1", 1), PeerMsg("m2", "p@1", 2)});
+  ASSERT_EQ(out.size(), 2u);
+  ExpectOutcome(out[0], Kind::kDuplicate, 1, "p@1", 1);
+  ExpectOutcome(out[1], Kind::kAppended, 2, "p@1", 2);
+  EXPECT_EQ(this->store_->HighWater("p@1"), 2u);
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+  // Stored once, under its first origin.
+  std::optional<Message> m1 = this->Find("m1");
+  ASSERT_TRUE(m1.has_value());
+  EXPECT_EQ(m1->origin, this->self());
+  // The stream p reads back whole, m1 carrying p's position.
+  std::vector<Message> p = this->ReadOrigin("p@1", 0, 10, 1 << 20);
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].msg_id, "m1");
+  EXPECT_EQ(p[0].seq, 1u);
+  EXPECT_EQ(p[0].origin, "p@1");
+  EXPECT_EQ(p[0].origin_seq, 1u);
+  EXPECT_EQ(p[1].msg_id, "m2");
+  EXPECT_EQ(p[1].origin_seq, 2u);
+  std::vector<Message> own = this->ReadOrigin(this->self(), 0, 10, 1 << 20);
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(own[0].origin, this->self());
+  // Replaying the consumed position is a plain duplicate.
+  out = this->Apply({PeerMsg("m1", "p@1", 1)});
+  ExpectOutcome(out[0], Kind::kDuplicate, 1, "p@1", 1);
+}
+
+TYPED_TEST(LogStoreTest, PullCursorIsWrittenWithTheMessages) {
+  const std::string peer = "http://127.0.0.1:8001";
+  EXPECT_EQ(this->store_->GetPullCursor(peer), PullCursor{});
+  PullCursor c1{"peer@1", 2};
+  this->Apply({PeerMsg("a", "peer@1", 1), PeerMsg("b", "peer@1", 2)}, peer, &c1);
+  EXPECT_EQ(this->store_->GetPullCursor(peer), c1);
+  // All duplicates: the cursor still moves.
+  PullCursor c2{"peer@1", 5};
+  std::vector<WriteOutcome> out = this->Apply({PeerMsg("a", "peer@1", 1)}, peer, &c2);
+  EXPECT_EQ(out[0].kind, Kind::kDuplicate);
+  EXPECT_EQ(this->store_->GetPullCursor(peer), c2);
+  // No messages at all, and a new peer stream (the peer's directory was replaced).
+  PullCursor c3{"peer@2", 0};
+  EXPECT_TRUE(this->Apply({}, peer, &c3).empty());
+  EXPECT_EQ(this->store_->GetPullCursor(peer), c3);
+  EXPECT_EQ(this->store_->GetPullCursor("http://other"), PullCursor{});
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+}
+
+TYPED_TEST(LogStoreTest, ScanWithAfterLimitAndFilters) {
+  std::vector<Message> msgs;
+  for (int i = 1; i <= 10; ++i) {
+    msgs.push_back(
+        ClientMsg("m" + std::to_string(i), i % 2 ? "odd" : "even", i % 3 ? "all" : "three"));
+  }
+  this->Append(std::move(msgs));
+  using Seqs = std::vector<uint64_t>;
+  EXPECT_EQ(this->ScanSeqs({}), (Seqs{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(7)), (Seqs{8, 9, 10}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(10)), Seqs{});
+  EXPECT_EQ(this->ScanSeqs(Scanning(100)), Seqs{});
+  EXPECT_EQ(this->ScanSeqs(Scanning(2, 3)), (Seqs{3, 4, 5}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, 0)), Seqs{});
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, SIZE_MAX, "odd")), (Seqs{1, 3, 5, 7, 9}));
+  // The limit counts matches, not visited records.
+  EXPECT_EQ(this->ScanSeqs(Scanning(1, 2, "odd")), (Seqs{3, 5}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, SIZE_MAX, std::nullopt, "three")), (Seqs{3, 6, 9}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, SIZE_MAX, "even", "three")), (Seqs{6}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, SIZE_MAX, "nobody")), Seqs{});
+  // The visitor stops the scan.
+  int visited = 0;
+  Status s = this->store_->Scan({}, [&](const Message&) { return ++visited < 4; });
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(visited, 4);
+  // Messages come back whole.
+  std::vector<Message> all = this->Scan(Scanning(5, 1));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0], *this->Get(6));
+}
+
+TYPED_TEST(LogStoreTest, ScanVisitorMayCallBackIntoTheStore) {
+  this->Append({ClientMsg("a"), ClientMsg("b")});
+  int seen = 0;
+  Status s = this->store_->Scan({}, [&](const Message& m) {
+    Result<std::optional<Message>> again = this->store_->Get(m.seq);
+    EXPECT_TRUE(again.ok() && again->has_value());
+    ++seen;
+    return true;
+  });
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(seen, 2);
+}
+
+TYPED_TEST(LogStoreTest, ReadOriginWithLimitAndMaxBytes) {
+  std::vector<Message> msgs;
+  for (int i = 1; i <= 5; ++i) {
+    msgs.push_back(ClientMsg("m" + std::to_string(i), "s", "r", std::string(100, 'a' + i)));
+  }
+  this->Append(std::move(msgs));
+  this->Apply({PeerMsg("x", "p@1", 1)});  // another stream, interleaved in the log
+
+  auto ids = [](const std::vector<Message>& v) {
+    std::vector<std::string> out;
+    for (const Message& m : v) out.push_back(m.msg_id);
+    return out;
+  };
+  using Ids = std::vector<std::string>;
+  const std::string& self = this->self();
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 100, 1 << 20)), (Ids{"m1", "m2", "m3", "m4", "m5"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 2, 100, 1 << 20)), (Ids{"m3", "m4", "m5"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 2, 1 << 20)), (Ids{"m1", "m2"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 3, 1, 1 << 20)), (Ids{"m4"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 100, 250)), (Ids{"m1", "m2"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 100, 200)), (Ids{"m1", "m2"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 100, 199)), (Ids{"m1"}));
+  EXPECT_EQ(ids(this->ReadOrigin(self, 1, 100, 10)), (Ids{"m2"}));  // at least one
+  EXPECT_EQ(ids(this->ReadOrigin(self, 0, 0, 1 << 20)), Ids{});
+  EXPECT_EQ(ids(this->ReadOrigin(self, 5, 100, 1 << 20)), Ids{});
+  EXPECT_EQ(ids(this->ReadOrigin("unknown@1", 0, 100, 1 << 20)), Ids{});
+  EXPECT_EQ(ids(this->ReadOrigin("p@1", 0, 100, 1 << 20)), Ids{"x"});
+
+  std::vector<Message> page = this->ReadOrigin(self, 1, 1, 1 << 20);
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0], *this->Get(2));
+}
+
+TYPED_TEST(LogStoreTest, PushCursors) {
+  EXPECT_EQ(this->store_->PushCursor("http://a"), 0u);
+  ASSERT_TRUE(this->store_->SetPushCursor("http://a", 5).ok());
+  ASSERT_TRUE(this->store_->SetPushCursor("http://b", 9).ok());
+  EXPECT_EQ(this->store_->PushCursor("http://a"), 5u);
+  EXPECT_EQ(this->store_->PushCursor("http://b"), 9u);
+  // Not forced upwards: a peer whose directory was replaced starts again.
+  ASSERT_TRUE(this->store_->SetPushCursor("http://a", 0).ok());
+  EXPECT_EQ(this->store_->PushCursor("http://a"), 0u);
+}
+
+TYPED_TEST(LogStoreTest, HighWaters) {
+  this->Append({ClientMsg("a"), ClientMsg("b")});
+  this->Apply({PeerMsg("p1", "p@1", 1), PeerMsg("q1", "q@1", 1), PeerMsg("q2", "q@1", 2)});
+  this->Apply({PeerMsg("r5", "r@1", 5)});  // a gap: no high water
+  const std::map<std::string, uint64_t> want = {{this->self(), 2}, {"p@1", 1}, {"q@1", 2}};
+  EXPECT_EQ(this->store_->HighWaters(), want);
+  EXPECT_EQ(this->store_->HighWater("r@1"), 0u);
+}
+
+TYPED_TEST(LogStoreTest, WriteFailureIsSticky) {
+  this->Append({ClientMsg("a"), ClientMsg("b")});
+  ASSERT_TRUE(this->store_->SetPushCursor("http://p", 1).ok());
+  this->harness_.BreakDisk();
+
+  Result<std::vector<WriteOutcome>> r = this->store_->Append({ClientMsg("c")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIOError);
+  const Status health = this->store_->WriteHealth();
+  EXPECT_EQ(health.code(), Code::kIOError);
+  EXPECT_EQ(health.ToString(), r.status().ToString());
+  // Every later write fails with the same error.
+  r = this->store_->Append({ClientMsg("d")});
+  EXPECT_EQ(r.status().ToString(), health.ToString());
+  PullCursor c{"p@1", 1};
+  r = this->store_->Apply({PeerMsg("e", "p@1", 1)}, "http://p", &c);
+  EXPECT_EQ(r.status().ToString(), health.ToString());
+  r = this->store_->Append({ClientMsg("a")});  // even a duplicate
+  EXPECT_EQ(r.status().ToString(), health.ToString());
+  EXPECT_EQ(this->store_->SetPushCursor("http://p", 2).ToString(), health.ToString());
+  // Nothing of the failed writes is visible; reads go on.
+  EXPECT_EQ(this->store_->LastSeq(), 2u);
+  EXPECT_EQ(this->store_->HighWater(this->self()), 2u);
+  EXPECT_EQ(this->store_->HighWater("p@1"), 0u);
+  EXPECT_EQ(this->store_->GetPullCursor("http://p"), PullCursor{});
+  EXPECT_EQ(this->store_->PushCursor("http://p"), 1u);
+  EXPECT_FALSE(this->Find("c").has_value());
+  EXPECT_EQ(this->Get(2)->msg_id, "b");
+  EXPECT_EQ(this->ScanSeqs({}), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(this->ReadOrigin(this->self(), 0, 10, 1 << 20).size(), 2u);
+}
+
+TYPED_TEST(LogStoreTest, ConcurrentWritersGetDenseSeqs) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 40;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::pair<std::string, uint64_t>>> acked(kThreads);
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        // Half the writers also replay an earlier id of theirs: a duplicate in the same call.
+        std::vector<Message> msgs = {ClientMsg(id)};
+        if (t % 2 == 0 && !acked[t].empty()) msgs.push_back(ClientMsg(acked[t].front().first));
+        Result<std::vector<WriteOutcome>> r = this->store_->Append(std::move(msgs));
+        if (!r.ok() || (*r)[0].kind != Kind::kAppended) {
+          ++failures;
+          continue;
+        }
+        if (r->size() == 2 &&
+            ((*r)[1].kind != Kind::kDuplicate || (*r)[1].seq != acked[t].front().second)) {
+          ++failures;
+        }
+        acked[t].emplace_back(id, (*r)[0].seq);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  constexpr uint64_t kTotal = kThreads * kPerThread;
+  EXPECT_EQ(this->store_->LastSeq(), kTotal);
+  EXPECT_EQ(this->store_->HighWater(this->self()), kTotal);
+  std::vector<Message> all = this->Scan({});
+  ASSERT_EQ(all.size(), kTotal);
+  std::set<std::string> ids;
+  for (uint64_t i = 0; i < kTotal; ++i) {
+    EXPECT_EQ(all[i].seq, i + 1);
+    EXPECT_EQ(all[i].origin_seq, i + 1);  // log order is the stream's order
+    ids.insert(all[i].msg_id);
+  }
+  EXPECT_EQ(ids.size(), kTotal);
+  for (const auto& per_thread : acked) {
+    uint64_t prev = 0;
+    for (const auto& [id, seq] : per_thread) {
+      EXPECT_EQ(all[seq - 1].msg_id, id);
+      EXPECT_GT(seq, prev);  // one writer's calls keep their order
+      prev = seq;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsm

@@ -1,0 +1,363 @@
+// RocksLogStore only: persistence across reopen, the refusals of Open, damage detection and
+// group commit under 16 concurrent writers.
+#include "storage/rocks_log_store.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "common/encoding.h"
+#include "storage/schema.h"
+#include "tests/storage/test_util.h"
+
+namespace dsm {
+namespace {
+
+using storage_test::ClientMsg;
+using storage_test::PeerMsg;
+using storage_test::ScopedTempDir;
+
+Result<std::unique_ptr<RocksLogStore>> OpenStore(const std::string& path,
+                                                 const std::string& node_id = "node1") {
+  RocksLogStoreOptions options;
+  options.path = path;
+  options.node_id = node_id;
+  return RocksLogStore::Open(options);
+}
+
+std::unique_ptr<RocksLogStore> MustOpen(const std::string& path,
+                                        const std::string& node_id = "node1") {
+  Result<std::unique_ptr<RocksLogStore>> store = OpenStore(path, node_id);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
+// A RocksDB database opened directly, with every column family it has (or the given ones when
+// creating it).
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path, std::vector<std::string> create_families = {}) {
+    rocksdb::Options options;
+    std::vector<std::string> names;
+    if (create_families.empty()) {
+      EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(options, path, &names).ok());
+    } else {
+      options.create_if_missing = true;
+      options.create_missing_column_families = true;
+      names = std::move(create_families);
+    }
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(options, path, descriptors, &handles_, &db);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    db_.reset(db);
+  }
+  ~RawDb() {
+    if (db_ == nullptr) return;
+    for (auto* h : handles_) EXPECT_TRUE(db_->DestroyColumnFamilyHandle(h).ok());
+    EXPECT_TRUE(db_->Close().ok());
+  }
+
+  void Put(const std::string& family, const std::string& key, const std::string& value) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db_->Put(wo, Family(family), key, value).ok());
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Family(const std::string& name) {
+    for (auto* h : handles_) {
+      if (h->GetName() == name) return h;
+    }
+    ADD_FAILURE() << "no family " << name;
+    return handles_.front();
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+class RocksLogStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_FALSE(dir_.path().empty()); }
+  std::string Db() const { return dir_.Sub("db"); }
+
+  ScopedTempDir dir_;
+};
+
+TEST_F(RocksLogStoreTest, ReopenKeepsEverything) {
+  std::string stream;
+  std::string incarnation;
+  const PullCursor cursor{"peer@1", 12};
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    stream = store->stream_id();
+    incarnation = store->incarnation();
+    EXPECT_EQ(stream, "node1@" + incarnation);
+    EXPECT_EQ(store->path(), Db());
+    ASSERT_TRUE(store->Append({ClientMsg("a"), ClientMsg("b")}).ok());
+    ASSERT_TRUE(store
+                    ->Apply({PeerMsg("p1", "peer@1", 1), PeerMsg("p2", "peer@1", 2)},
+                            "http://127.0.0.1:8001", &cursor)
+                    .ok());
+    ASSERT_TRUE(store->SetPushCursor("http://127.0.0.1:8001", 2).ok());
+  }
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->incarnation(), incarnation);
+  EXPECT_EQ(store->stream_id(), stream);
+  EXPECT_EQ(store->LastSeq(), 4u);
+  const std::map<std::string, uint64_t> hw = {{stream, 2}, {"peer@1", 2}};
+  EXPECT_EQ(store->HighWaters(), hw);
+  EXPECT_EQ(store->GetPullCursor("http://127.0.0.1:8001"), cursor);
+  EXPECT_EQ(store->PushCursor("http://127.0.0.1:8001"), 2u);
+  Result<std::optional<Message>> p2 = store->FindByMsgId("p2");
+  ASSERT_TRUE(p2.ok() && p2->has_value());
+  EXPECT_EQ((*p2)->seq, 4u);
+  EXPECT_EQ((*p2)->origin, "peer@1");
+  // Writing goes on where it stopped, and duplicates are still known.
+  Result<std::vector<WriteOutcome>> r = store->Append({ClientMsg("c"), ClientMsg("a")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].seq, 5u);
+  EXPECT_EQ((*r)[0].origin_seq, 3u);
+  EXPECT_EQ((*r)[1].kind, WriteOutcome::Kind::kDuplicate);
+  EXPECT_EQ((*r)[1].seq, 1u);
+  r = store->Apply({PeerMsg("p2", "peer@1", 2), PeerMsg("p3", "peer@1", 3)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kDuplicate);
+  EXPECT_EQ((*r)[1].seq, 6u);
+}
+
+TEST_F(RocksLogStoreTest, EachNewDirectoryGetsItsOwnIncarnation) {
+  std::unique_ptr<RocksLogStore> a = MustOpen(dir_.Sub("a"));
+  std::unique_ptr<RocksLogStore> b = MustOpen(dir_.Sub("b"));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->incarnation().size(), 16u);
+  EXPECT_NE(a->incarnation(), b->incarnation());
+}
+
+TEST_F(RocksLogStoreTest, CreatesParentDirectories) {
+  const std::string path = dir_.Sub("x/y/z/db");
+  EXPECT_NE(MustOpen(path), nullptr);
+  EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));
+}
+
+TEST_F(RocksLogStoreTest, RefusesInvalidOptions) {
+  EXPECT_EQ(OpenStore("").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore(Db(), "").status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(Db()));
+}
+
+TEST_F(RocksLogStoreTest, RefusesAnotherNodesDirectory) {
+  { ASSERT_NE(MustOpen(Db(), "a"), nullptr); }
+  Result<std::unique_ptr<RocksLogStore>> other = OpenStore(Db(), "b");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(other.status().message(), "data directory " + Db() + " belongs to node 'a', not 'b'");
+  EXPECT_NE(MustOpen(Db(), "a"), nullptr);
+}
+
+TEST_F(RocksLogStoreTest, RefusesNewerFormatVersion) {
+  { ASSERT_NE(MustOpen(Db()), nullptr); }
+  {
+    RawDb raw(Db());
+    raw.Put(schema::kMetaFamily, std::string(schema::kFormatVersionKey),
+            BigEndian64(schema::kFormatVersion + 1));
+  }
+  Result<std::unique_ptr<RocksLogStore>> store = OpenStore(Db());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store.status().message(),
+            "data directory " + Db() + " has format version 2, newer than this build reads (1)");
+}
+
+TEST_F(RocksLogStoreTest, RefusesNonEmptyDirectoryThatIsNotADatabase) {
+  std::filesystem::create_directories(Db());
+  std::ofstream(Db() + "/notes.txt") << "precious";
+  Result<std::unique_ptr<RocksLogStore>> store = OpenStore(Db());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store.status().message(),
+            "data directory " + Db() + " is not empty and is not a dsm database");
+  // Nothing was created next to the file.
+  EXPECT_FALSE(std::filesystem::exists(Db() + "/CURRENT"));
+}
+
+TEST_F(RocksLogStoreTest, RefusesForeignRocksDbDatabases) {
+  const std::string with_data = dir_.Sub("with_data");
+  { RawDb(with_data, {"default"}).Put("default", "k", "v"); }
+  Result<std::unique_ptr<RocksLogStore>> store = OpenStore(with_data);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(store.status().message().find("not a dsm database"), std::string::npos)
+      << store.status().ToString();
+
+  const std::string other_families = dir_.Sub("other_families");
+  { RawDb raw(other_families, {"default", "users"}); }
+  store = OpenStore(other_families);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().message(), "data directory " + other_families +
+                                          " holds a database that is not a dsm database "
+                                          "(column family 'users')");
+}
+
+TEST_F(RocksLogStoreTest, FinishesAnInterruptedCreation) {
+  // A crash right after RocksDB created the database, before the metadata was written.
+  { RawDb raw(Db(), {"default", "log"}); }
+  std::string incarnation;
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    incarnation = store->incarnation();
+    ASSERT_TRUE(store->Append({ClientMsg("a")}).ok());
+  }
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->incarnation(), incarnation);
+  EXPECT_EQ(store->LastSeq(), 1u);
+}
+
+TEST_F(RocksLogStoreTest, RefusesSecondOpenOfALiveDirectory) {
+  std::unique_ptr<RocksLogStore> first = MustOpen(Db());
+  ASSERT_NE(first, nullptr);
+  Result<std::unique_ptr<RocksLogStore>> second = OpenStore(Db());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kIOError);
+  EXPECT_EQ(second.status().message().rfind("data directory " + Db() + " is locked", 0), 0u)
+      << second.status().ToString();
+  // The first one is unaffected.
+  EXPECT_TRUE(first->Append({ClientMsg("a")}).ok());
+}
+
+TEST_F(RocksLogStoreTest, RefusesAnUncreatableDirectory) {
+  const std::string file = dir_.Sub("file");
+  std::ofstream(file) << "x";
+  Result<std::unique_ptr<RocksLogStore>> store = OpenStore(file + "/db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kIOError);
+  EXPECT_EQ(store.status().message().rfind("cannot create data directory " + file + "/db: ", 0), 0u)
+      << store.status().ToString();
+  store = OpenStore(file);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kIOError);
+}
+
+// The error of opening `path` as an unprivileged user. Root writes through permissions, so
+// as root the open runs in a child process that has dropped to uid/gid 65534 (nobody).
+Status OpenUnprivileged(const std::string& path) {
+  if (::geteuid() != 0) return OpenStore(path).status();
+  int fds[2];
+  if (::pipe(fds) != 0) return Status::IOError("pipe");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    const std::string msg = OpenStore(path).status().ToString();
+    const bool written =
+        ::write(fds[1], msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+    ::_exit(written ? 0 : 3);
+  }
+  ::close(fds[1]);
+  std::string msg;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) msg.append(buf, n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Status::IOError("child failed");
+  return msg == "OK" ? Status::Ok() : Status::IOError(msg);  // the message carries the code
+}
+
+TEST_F(RocksLogStoreTest, RefusesAnUnwritableDirectory) {
+  std::filesystem::create_directories(Db());
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(Db().c_str(), 0555), 0);
+  const Status s = OpenUnprivileged(Db());
+  ::chmod(Db().c_str(), 0755);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("IOError: data directory " + Db() + " is not writable: "),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_TRUE(std::filesystem::is_empty(Db()));
+}
+
+TEST_F(RocksLogStoreTest, DamagedRecordIsReportedNotGuessed) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append({ClientMsg("a"), ClientMsg("b"), ClientMsg("c")}).ok());
+  }
+  { RawDb(Db()).Put(schema::kLogFamily, schema::LogKey(2), std::string("\x09garbage")); }
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  Result<std::optional<Message>> m = store->Get(2);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().ToString(), "Corruption: record at seq 2: unknown record version 9");
+  EXPECT_TRUE(store->Get(1).ok());
+  int visited = 0;
+  Status s = store->Scan({}, [&](const Message&) {
+    ++visited;
+    return true;
+  });
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_EQ(visited, 1);
+  EXPECT_EQ(store->FindByMsgId("b").status().code(), Code::kCorruption);
+  EXPECT_EQ(store->ReadOrigin(store->stream_id(), 0, 10, 1 << 20).status().code(),
+            Code::kCorruption);
+  // A client retry of "b" must not be answered from a damaged record.
+  EXPECT_EQ(store->Append({ClientMsg("b")}).status().code(), Code::kCorruption);
+}
+
+TEST_F(RocksLogStoreTest, SixteenConcurrentWritersAreGroupCommitted) {
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 60;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        Result<std::vector<WriteOutcome>> r =
+            store->Append({ClientMsg("w" + std::to_string(t) + "-" + std::to_string(i))});
+        seqs[t].push_back(r.ok() && (*r)[0].kind == WriteOutcome::Kind::kAppended ? (*r)[0].seq
+                                                                                  : 0);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  constexpr uint64_t kTotal = kThreads * kPerThread;
+  EXPECT_EQ(store->LastSeq(), kTotal);
+  std::set<uint64_t> all;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const uint64_t seq = seqs[t][i];
+      ASSERT_NE(seq, 0u) << "write " << t << "-" << i << " failed";
+      all.insert(seq);
+      Result<std::optional<Message>> m = store->Get(seq);
+      ASSERT_TRUE(m.ok() && m->has_value());
+      EXPECT_EQ((*m)->msg_id, "w" + std::to_string(t) + "-" + std::to_string(i));
+      EXPECT_EQ((*m)->origin_seq, seq);
+    }
+  }
+  EXPECT_EQ(all.size(), kTotal);
+  EXPECT_EQ(*all.begin(), 1u);
+  EXPECT_EQ(*all.rbegin(), kTotal);
+  // And the same after a reopen.
+  store.reset();
+  store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastSeq(), kTotal);
+  EXPECT_EQ(store->HighWater(store->stream_id()), kTotal);
+}
+
+}  // namespace
+}  // namespace dsm
