@@ -1,0 +1,684 @@
+#include "core/node.h"
+
+#include <algorithm>
+#include <cassert>
+#include <list>
+#include <optional>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace dsm {
+namespace {
+
+constexpr char kQuorumNotAchieved[] = "replication quorum not achieved";
+
+enum class Liveness { kUnknown, kAlive, kDead };
+
+// One peer as this node sees it: failure detector, push replicator and catch-up puller state.
+struct PeerState {
+  size_t index = 0;
+  std::string url;
+
+  // Failure detector. Dead once heartbeat_timeout passed since the last success (or since Start
+  // when there was none).
+  Liveness liveness = Liveness::kUnknown;
+  bool ever_ok = false;
+  MonoTime last_ok{};
+  double last_ok_wall = 0;
+  int consecutive_failures = 0;
+  bool heartbeat_in_flight = false;
+  MonoTime next_heartbeat{};
+  std::string stream;                           // the peer's own stream, from its heartbeat
+  std::map<std::string, uint64_t> high_waters;  // what it held at its last heartbeat
+
+  // Push replicator of our own stream.
+  uint64_t push_cursor = 0;  // our origin_seq the peer acknowledged
+  bool push_in_flight = false;
+  MonoTime push_not_before{};
+  Millis push_backoff{0};
+
+  // Catch-up puller from the peer's log.
+  bool pull_in_flight = false;
+  bool pull_wanted = true;  // pull as soon as possible (start-up, peer came back, more pages)
+  MonoTime next_pull{};     // anti-entropy
+};
+
+// A /send awaiting its quorum. Satisfied when `quorum` nodes hold our own stream up to
+// `own_needed` and each (origin, origin_seq) in `foreign_needed`.
+struct QuorumWaiter {
+  std::string first_msg_id;  // named in the timeout answer
+  uint64_t own_needed = 0;
+  std::vector<std::pair<std::string, uint64_t>> foreign_needed;
+  MonoTime deadline{};
+  SendResult result;
+  std::function<void(SendResult)> done;
+};
+
+// Work decided under the lock and carried out after releasing it.
+struct Actions {
+  std::vector<size_t> heartbeats;
+  std::vector<std::pair<size_t, uint64_t>> pushes;  // peer, from push cursor
+  std::vector<std::pair<size_t, PullCursor>> pulls;
+  struct Repair {
+    size_t peer;
+    std::string origin;
+    uint64_t since;
+  };
+  std::vector<Repair> repairs;
+  std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
+  bool wake = false;
+};
+
+}  // namespace
+
+struct Node::Impl {
+  Impl(const NodeOptions& o, LogStore* l, Transport* t, Clock* c)
+      : options(o), log(l), transport(t), clock(c) {}
+
+  const NodeOptions& options;
+  LogStore* const log;
+  Transport* const transport;
+  Clock* const clock;
+
+  mutable std::mutex mu;
+  bool started = false;                    // GUARDED_BY(mu)
+  bool stopped = false;                    // GUARDED_BY(mu)
+  MonoTime started_at{};                   // GUARDED_BY(mu)
+  std::vector<PeerState> peers;            // GUARDED_BY(mu)
+  std::list<std::shared_ptr<QuorumWaiter>> waiters;  // GUARDED_BY(mu)
+  std::function<void()> wakeup;            // GUARDED_BY(mu)
+
+  // ---- derived state (REQUIRES: mu held) ----
+
+  // Nodes (this one included) known to hold our stream up to `origin_seq`.
+  int OwnHolders(uint64_t origin_seq) const {
+    int n = 1;
+    for (const PeerState& p : peers) {
+      if (p.push_cursor >= origin_seq) ++n;
+    }
+    return n;
+  }
+
+  int ForeignHolders(const std::string& origin, uint64_t origin_seq) const {
+    int n = 1;
+    for (const PeerState& p : peers) {
+      auto it = p.high_waters.find(origin);
+      if (it != p.high_waters.end() && it->second >= origin_seq) ++n;
+    }
+    return n;
+  }
+
+  bool Satisfied(const QuorumWaiter& w) const {
+    if (w.own_needed > 0 && OwnHolders(w.own_needed) < options.quorum) return false;
+    for (const auto& [origin, seq] : w.foreign_needed) {
+      if (ForeignHolders(origin, seq) < options.quorum) return false;
+    }
+    return true;
+  }
+
+  // Refuse a quorum write up front only when the failure detector already knows that fewer than
+  // `quorum` nodes are reachable; unknown peers (not heard from yet) get the benefit of the doubt.
+  bool QuorumReachable() const {
+    int reachable = 1;
+    for (const PeerState& p : peers) {
+      if (p.liveness != Liveness::kDead) ++reachable;
+    }
+    return reachable >= options.quorum;
+  }
+
+  void CollectSatisfied(Actions* a) {
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (Satisfied(**it)) {
+        a->completions.emplace_back(std::move((*it)->done), std::move((*it)->result));
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void UpdateLiveness(PeerState& p, MonoTime now) {
+    if (p.liveness == Liveness::kDead) return;
+    MonoTime since = p.ever_ok ? p.last_ok : started_at;
+    if (now - since >= options.heartbeat_timeout) p.liveness = Liveness::kDead;
+  }
+
+  void MarkSuccess(PeerState& p, MonoTime now) {
+    p.ever_ok = true;
+    p.last_ok = now;
+    p.last_ok_wall = clock->WallSeconds();
+    p.consecutive_failures = 0;
+    if (p.liveness != Liveness::kAlive) {
+      // Back (or seen for the first time): catch up from it and push to it without waiting.
+      p.liveness = Liveness::kAlive;
+      p.pull_wanted = true;
+      p.push_backoff = Millis(0);
+      p.push_not_before = now;
+    }
+  }
+
+  void MarkFailure(PeerState& p, MonoTime now) {
+    ++p.consecutive_failures;
+    UpdateLiveness(p, now);
+  }
+
+  // Decides which requests are due now. Marks them in flight.
+  void CollectDue(MonoTime now, Actions* a) {
+    if (!started || stopped) return;
+    const uint64_t own_hw = log->HighWater(log->stream_id());
+    for (PeerState& p : peers) {
+      UpdateLiveness(p, now);
+      if (!p.heartbeat_in_flight && now >= p.next_heartbeat) {
+        p.heartbeat_in_flight = true;
+        p.next_heartbeat = now + options.heartbeat_interval;
+        a->heartbeats.push_back(p.index);
+      }
+      if (!p.push_in_flight && p.push_cursor < own_hw && now >= p.push_not_before) {
+        p.push_in_flight = true;
+        a->pushes.emplace_back(p.index, p.push_cursor);
+      }
+      if (!p.pull_in_flight && (p.pull_wanted || now >= p.next_pull)) {
+        p.pull_in_flight = true;
+        p.pull_wanted = false;
+        a->pulls.emplace_back(p.index, log->GetPullCursor(p.url));
+      }
+    }
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      QuorumWaiter& w = **it;
+      if (now < w.deadline) {
+        ++it;
+        continue;
+      }
+      w.result.status = Status::Timeout(fmt::format(
+          "quorum of {} not reached within {} ms: message {} is stored at seq {} and keeps "
+          "replicating; retry with the same msg_id to wait for it again",
+          options.quorum, options.quorum_timeout.count(), w.first_msg_id,
+          w.result.outcomes.front().seq));
+      a->completions.emplace_back(std::move(w.done), std::move(w.result));
+      it = waiters.erase(it);
+    }
+  }
+
+  // Event handlers and the executor of decided work. REQUIRES: mu not held.
+  void Run(Actions actions);
+  void StartPush(size_t peer, uint64_t from);
+  void OnPushed(size_t peer, Result<ReplicateReply> r);
+  void OnHeartbeat(size_t peer, Result<HeartbeatReply> r);
+  void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r);
+  void OnRepair(size_t peer, std::string origin, Result<SyncReply> r);
+
+  MonoTime NextDeadline() const {
+    MonoTime next = MonoTime::max();
+    if (!started || stopped) return next;
+    const uint64_t own_hw = log->HighWater(log->stream_id());
+    for (const PeerState& p : peers) {
+      if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
+      if (!p.push_in_flight && p.push_cursor < own_hw) next = std::min(next, p.push_not_before);
+      if (!p.pull_in_flight) {
+        next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
+      }
+      if (p.liveness != Liveness::kDead) {
+        next = std::min(next, (p.ever_ok ? p.last_ok : started_at) + options.heartbeat_timeout);
+      }
+    }
+    for (const auto& w : waiters) next = std::min(next, w->deadline);
+    return next;
+  }
+};
+
+Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* clock)
+    : options_(std::move(options)),
+      impl_(std::make_unique<Impl>(options_, log, transport, clock)) {
+  for (size_t i = 0; i < options_.peers.size(); ++i) {
+    PeerState p;
+    p.index = i;
+    p.url = options_.peers[i];
+    impl_->peers.push_back(std::move(p));
+  }
+}
+
+Node::~Node() = default;
+
+void Node::Start() {
+  const uint64_t own_hw = impl_->log->HighWater(impl_->log->stream_id());
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->started) return;
+    impl_->started = true;
+    impl_->started_at = impl_->clock->Now();
+    for (PeerState& p : impl_->peers) {
+      // A cursor beyond our stream means the cursor outlived a restored data directory: resend.
+      p.push_cursor = std::min(impl_->log->PushCursor(p.url), own_hw);
+      p.next_heartbeat = impl_->started_at;
+      p.push_not_before = impl_->started_at;
+      p.next_pull = impl_->started_at;
+    }
+    wake = impl_->wakeup;
+  }
+  if (wake) wake();
+}
+
+void Node::Stop() {
+  std::list<std::shared_ptr<QuorumWaiter>> waiters;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopped = true;
+    waiters.swap(impl_->waiters);
+  }
+  for (auto& w : waiters) {
+    w->result.status = Status::Unavailable("shutting down");
+    w->done(std::move(w->result));
+  }
+}
+
+void Node::SetWakeup(std::function<void()> wakeup) {
+  std::lock_guard lock(impl_->mu);
+  impl_->wakeup = std::move(wakeup);
+}
+
+MonoTime Node::NextDeadline() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->NextDeadline();
+}
+
+// Carries out the actions decided under the lock. Must be called without the lock.
+void Node::Impl::Run(Actions actions) {
+  for (auto& [done, result] : actions.completions) done(std::move(result));
+  for (size_t peer : actions.heartbeats) {
+    transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
+      OnHeartbeat(peer, std::move(r));
+    });
+  }
+  for (auto [peer, from] : actions.pushes) StartPush(peer, from);
+  for (auto& pull : actions.pulls) {
+    transport->Sync(pull.first, pull.second.seq, options.batch_messages,
+                    [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {
+                      OnSync(peer, cursor, std::move(r));
+                    });
+  }
+  for (auto& rep : actions.repairs) {
+    transport->SyncStream(rep.peer, rep.origin, rep.since, options.batch_messages,
+                          [this, peer = rep.peer, origin = rep.origin](Result<SyncReply> r) {
+                            OnRepair(peer, origin, std::move(r));
+                          });
+  }
+  if (actions.wake) {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(mu);
+      wake = wakeup;
+    }
+    if (wake) wake();
+  }
+}
+
+void Node::Tick() {
+  Actions a;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->CollectDue(impl_->clock->Now(), &a);
+  }
+  impl_->Run(std::move(a));
+}
+
+void Node::Impl::StartPush(size_t peer, uint64_t from) {
+  Result<std::vector<Message>> batch =
+      log->ReadOrigin(log->stream_id(), from, options.batch_messages, options.batch_bytes);
+  if (!batch.ok() || batch->empty()) {
+    // Nothing to send after all (or the read failed): retry later.
+    std::lock_guard lock(mu);
+    PeerState& p = peers[peer];
+    p.push_in_flight = false;
+    p.push_not_before = clock->Now() + options.retry_max;
+    return;
+  }
+  transport->Replicate(peer, std::move(batch.value()),
+                         [this, peer](Result<ReplicateReply> r) { OnPushed(peer, std::move(r)); });
+}
+
+void Node::Impl::OnPushed(size_t peer, Result<ReplicateReply> r) {
+  Actions a;
+  uint64_t persist = 0;
+  bool have_persist = false;
+  {
+    std::lock_guard lock(mu);
+    if (stopped) return;
+    PeerState& p = peers[peer];
+    p.push_in_flight = false;
+    MonoTime now = clock->Now();
+    if (r.ok()) {
+      MarkSuccess(p, now);
+      const uint64_t own_hw = log->HighWater(log->stream_id());
+      p.push_cursor = std::min(r->high_water, own_hw);
+      p.push_backoff = Millis(0);
+      p.push_not_before = now;
+      persist = p.push_cursor;
+      have_persist = true;
+      CollectSatisfied(&a);
+    } else {
+      MarkFailure(p, now);
+      p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
+      p.push_not_before = now + p.push_backoff;
+      a.wake = true;
+    }
+    CollectDue(now, &a);
+  }
+  if (have_persist) {
+    Status s = log->SetPushCursor(options.peers[peer], persist);
+    (void)s;  // a lost cursor update only causes a resend, which the peer deduplicates
+  }
+  Run(std::move(a));
+}
+
+void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
+  Actions a;
+  {
+    std::lock_guard lock(mu);
+    if (stopped) return;
+    PeerState& p = peers[peer];
+    p.heartbeat_in_flight = false;
+    MonoTime now = clock->Now();
+    if (r.ok()) {
+      MarkSuccess(p, now);
+      if (!p.stream.empty() && p.stream != r->stream) {
+        // The peer's data directory was replaced: it no longer holds what it acknowledged.
+        p.push_cursor = 0;
+        p.push_not_before = now;
+      }
+      p.stream = std::move(r->stream);
+      p.high_waters = std::move(r->high_waters);
+      CollectSatisfied(&a);
+    } else {
+      MarkFailure(p, now);
+    }
+    CollectDue(now, &a);
+    a.wake = true;
+  }
+  Run(std::move(a));
+}
+
+// One /sync page from a peer: apply it with the new cursor in the same write. A page can show a
+// gap in some origin stream when the peer holds positions of that stream whose message it
+// stores under another origin (a msg_id accepted by two nodes): then the cursor stays before the
+// gap and the stream is repaired from the peer first (SyncStream), after which the pull resumes.
+void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
+  const std::string& url = options.peers[peer];
+  bool applied_ok = true;
+  bool more = false;
+  std::optional<std::pair<std::string, uint64_t>> repair;  // origin, repair from
+  if (r.ok()) {
+    PullCursor next;
+    next.peer_stream = r->stream;
+    std::vector<Message> msgs;
+    if (r->stream != cursor.peer_stream && cursor.seq != 0) {
+      // The peer's data directory was replaced: its seq space restarted. Start over from 0.
+      next.seq = 0;
+      more = true;
+    } else {
+      next.seq = r->messages.empty() ? cursor.seq : r->messages.back().seq;
+      more = r->more;
+      msgs = std::move(r->messages);
+    }
+    std::vector<uint64_t> peer_seqs;
+    peer_seqs.reserve(msgs.size());
+    for (const Message& m : msgs) peer_seqs.push_back(m.seq);
+    if (!msgs.empty() || next != cursor) {
+      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), url, &next);
+      if (!w.ok()) {
+        applied_ok = false;
+      } else {
+        for (size_t i = 0; i < w->size(); ++i) {
+          const WriteOutcome& o = (*w)[i];
+          if (o.kind != WriteOutcome::Kind::kGap) continue;
+          PullCursor before_gap{next.peer_stream, peer_seqs[i] - 1};
+          applied_ok = log->Apply({}, url, &before_gap).ok();
+          repair.emplace(o.origin, o.expected_origin_seq - 1);
+          break;
+        }
+      }
+    }
+  }
+  Actions a;
+  {
+    std::lock_guard lock(mu);
+    if (stopped) return;
+    PeerState& p = peers[peer];
+    MonoTime now = clock->Now();
+    if (r.ok()) {
+      MarkSuccess(p, now);
+    } else {
+      MarkFailure(p, now);
+    }
+    if (repair && applied_ok) {
+      a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
+    } else {
+      p.pull_in_flight = false;
+      if (r.ok() && applied_ok && more) {
+        p.pull_wanted = true;
+      } else {
+        p.next_pull = now + options.anti_entropy_interval;
+      }
+    }
+    CollectDue(now, &a);
+    a.wake = true;
+  }
+  Run(std::move(a));
+}
+
+// One page of an origin stream read from a peer to fill a gap (see OnSync).
+void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) {
+  bool progressed = false;
+  bool more = false;
+  uint64_t last = 0;
+  if (r.ok() && !r->messages.empty()) {
+    last = r->messages.back().origin_seq;
+    more = r->more;
+    const uint64_t before = log->HighWater(origin);
+    progressed = log->Apply(std::move(r->messages)).ok() && log->HighWater(origin) > before;
+  }
+  Actions a;
+  {
+    std::lock_guard lock(mu);
+    if (stopped) return;
+    PeerState& p = peers[peer];
+    MonoTime now = clock->Now();
+    if (r.ok()) {
+      MarkSuccess(p, now);
+    } else {
+      MarkFailure(p, now);
+    }
+    if (progressed && more) {
+      a.repairs.push_back({peer, origin, last});
+    } else {
+      p.pull_in_flight = false;
+      if (progressed) {
+        p.pull_wanted = true;  // resume the pull before the gap
+      } else {
+        p.next_pull = now + options.anti_entropy_interval;
+      }
+    }
+    CollectDue(now, &a);
+    a.wake = true;
+  }
+  Run(std::move(a));
+}
+
+void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendResult)> done) {
+  Impl& d = *impl_;
+  const bool quorum = ack == AckMode::kQuorum ||
+                      (ack == AckMode::kDefault && options_.mode == ReplicationMode::kSyncQuorum);
+  {
+    std::lock_guard lock(d.mu);
+    Status refusal;
+    if (d.stopped) {
+      refusal = Status::Unavailable("shutting down");
+    } else if (quorum && !d.QuorumReachable()) {
+      refusal = Status::Unavailable(kQuorumNotAchieved);
+    }
+    if (!refusal.ok()) {
+      SendResult res;
+      res.status = std::move(refusal);
+      done(std::move(res));
+      return;
+    }
+  }
+  std::string first_msg_id = msgs.empty() ? std::string() : msgs.front().msg_id;
+  Result<std::vector<WriteOutcome>> written = d.log->Append(std::move(msgs));
+  SendResult res;
+  if (!written.ok()) {
+    res.status = written.status();
+    done(std::move(res));
+    return;
+  }
+  res.outcomes = std::move(written.value());
+
+  auto waiter = std::make_shared<QuorumWaiter>();
+  waiter->first_msg_id = std::move(first_msg_id);
+  const std::string& own = d.log->stream_id();
+  for (const WriteOutcome& o : res.outcomes) {
+    if (o.origin == own) {
+      waiter->own_needed = std::max(waiter->own_needed, o.origin_seq);
+    } else {
+      waiter->foreign_needed.emplace_back(o.origin, o.origin_seq);
+    }
+  }
+  Actions a;
+  {
+    std::lock_guard lock(d.mu);
+    MonoTime now = d.clock->Now();
+    if (!quorum || d.Satisfied(*waiter)) {
+      a.completions.emplace_back(std::move(done), std::move(res));
+    } else if (d.stopped) {
+      res.status = Status::Unavailable("shutting down");
+      a.completions.emplace_back(std::move(done), std::move(res));
+    } else {
+      waiter->deadline = now + options_.quorum_timeout;
+      waiter->result = std::move(res);
+      waiter->done = std::move(done);
+      d.waiters.push_back(std::move(waiter));
+      a.wake = true;
+    }
+    d.CollectDue(now, &a);
+  }
+  d.Run(std::move(a));
+}
+
+Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
+  Impl& d = *impl_;
+  std::string origin;
+  for (const Message& m : msgs) {
+    if (!m.origin.empty()) {
+      origin = m.origin;
+      break;
+    }
+  }
+  Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));
+  if (!written.ok()) return written.status();
+  ReplicateResult res;
+  res.outcomes = std::move(written.value());
+  bool adopted = false;
+  for (const WriteOutcome& o : res.outcomes) {
+    if (o.kind == WriteOutcome::Kind::kGap) res.gap = true;
+    if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
+  }
+  res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
+  if (adopted) {
+    // Messages without an origin became our own: ship them like a /send.
+    Actions a;
+    {
+      std::lock_guard lock(d.mu);
+      d.CollectDue(d.clock->Now(), &a);
+    }
+    d.Run(std::move(a));
+  }
+  return res;
+}
+
+Result<SyncPage> Node::Sync(uint64_t since, size_t limit) {
+  Impl& d = *impl_;
+  SyncPage page;
+  page.stream = d.log->stream_id();
+  page.last_seq = d.log->LastSeq();
+  ScanOptions scan;
+  scan.after = since;
+  scan.limit = limit == SIZE_MAX ? limit : limit + 1;
+  Status s = d.log->Scan(scan, [&](const Message& m) {
+    page.messages.push_back(m);
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (limit != SIZE_MAX && page.messages.size() > limit) {
+    page.messages.pop_back();
+    page.more = true;
+  }
+  return page;
+}
+
+Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, size_t limit) {
+  Impl& d = *impl_;
+  SyncPage page;
+  page.stream = d.log->stream_id();
+  page.last_seq = d.log->LastSeq();
+  const size_t want = limit == SIZE_MAX ? limit : limit + 1;
+  Result<std::vector<Message>> msgs = d.log->ReadOrigin(origin, since, want, options_.batch_bytes);
+  if (!msgs.ok()) return msgs.status();
+  page.messages = std::move(msgs.value());
+  if (limit != SIZE_MAX && page.messages.size() > limit) {
+    page.messages.pop_back();
+    page.more = true;
+  } else {
+    page.more = d.log->HighWater(origin) > (page.messages.empty() ? since
+                                                                   : page.messages.back().origin_seq);
+  }
+  return page;
+}
+
+HeartbeatReply Node::Heartbeat() const {
+  HeartbeatReply r;
+  r.node_id = options_.id;
+  r.time = impl_->clock->WallSeconds();
+  r.stream = impl_->log->stream_id();
+  r.high_waters = impl_->log->HighWaters();
+  return r;
+}
+
+NodeStatus Node::GetStatus() const {
+  Impl& d = *impl_;
+  NodeStatus st;
+  st.node_id = options_.id;
+  st.stream = d.log->stream_id();
+  st.mode = options_.mode;
+  st.quorum = options_.quorum;
+  st.last_seq = d.log->LastSeq();
+  st.own_high_water = d.log->HighWater(st.stream);
+  st.write_health = d.log->WriteHealth();
+  {
+    std::lock_guard lock(d.mu);
+    MonoTime now = d.clock->Now();
+    for (PeerState& p : d.peers) {
+      d.UpdateLiveness(p, now);
+      PeerStatus ps;
+      ps.url = p.url;
+      ps.alive = p.liveness == Liveness::kAlive;
+      ps.last_ok = p.last_ok_wall;
+      ps.consecutive_failures = p.consecutive_failures;
+      ps.push_cursor = p.push_cursor;
+      st.peers.push_back(std::move(ps));
+    }
+  }
+  const double wall = d.clock->WallSeconds();
+  for (PeerStatus& ps : st.peers) {
+    ps.pull_cursor = d.log->GetPullCursor(ps.url);
+    if (ps.push_cursor >= st.own_high_water) continue;
+    ps.lag_messages = st.own_high_water - ps.push_cursor;
+    Result<std::vector<Message>> oldest = d.log->ReadOrigin(st.stream, ps.push_cursor, 1, 0);
+    if (oldest.ok() && !oldest->empty()) {
+      ps.lag_seconds = std::max(0.0, wall - oldest->front().ts);
+    }
+  }
+  return st;
+}
+
+}  // namespace dsm

@@ -1,0 +1,122 @@
+// Node: the replication core of one dsm node. It owns the per-peer replicators (push of this
+// node's own stream from durable cursors), the catch-up puller (/sync from each peer's seq space),
+// the failure detector (heartbeats, with successful replication counting as liveness) and the
+// quorum tracker (sync_quorum acks), and serves the peer-facing operations (/replicate, /sync).
+//
+// It is I/O-free and clock-injected: it talks to the log through LogStore, to peers through
+// Transport, reads time from Clock, and starts no threads. The runtime (src/node) calls Tick()
+// at NextDeadline() and whenever the wakeup callback fires; transport completions and HTTP
+// handlers call in from their own threads.
+//
+// Thread safety: a monitor; every public method may be called concurrently from any thread.
+// Completion callbacks (`done`) are never invoked with the internal lock held.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dsm/clock.h"
+#include "dsm/log_store.h"
+#include "dsm/options.h"
+#include "dsm/status.h"
+#include "dsm/transport.h"
+
+namespace dsm {
+
+// Per-request acknowledgement override of /send ("ack": "local" | "quorum").
+enum class AckMode { kDefault, kLocal, kQuorum };
+
+struct SendResult {
+  // OK; Unavailable (quorum refused up front: nothing was written); Timeout (written, quorum not
+  // reached in time: the message stays and keeps replicating); IOError (the log refused writes).
+  Status status;
+  std::vector<WriteOutcome> outcomes;  // one per message whenever the write happened
+};
+
+struct ReplicateResult {
+  std::vector<WriteOutcome> outcomes;  // one per message, in order
+  // For a batch of one origin stream: how far this node now holds that stream.
+  uint64_t high_water = 0;
+  bool gap = false;  // some message was refused as a gap (see outcomes); answer 409
+};
+
+struct SyncPage {
+  std::string stream;  // this node's stream id
+  std::vector<Message> messages;
+  bool more = false;
+  uint64_t last_seq = 0;
+};
+
+struct PeerStatus {
+  std::string url;
+  bool alive = false;
+  double last_ok = 0;  // wall seconds of the last success, 0 = never
+  int consecutive_failures = 0;
+  uint64_t push_cursor = 0;   // our stream's origin_seq the peer acknowledged
+  uint64_t lag_messages = 0;  // own messages not yet acknowledged by the peer
+  double lag_seconds = 0;     // age of the oldest of those, 0 when none
+  PullCursor pull_cursor;     // where we are in the peer's log
+};
+
+struct NodeStatus {
+  std::string node_id;
+  std::string stream;
+  ReplicationMode mode = ReplicationMode::kAsync;
+  int quorum = 0;
+  uint64_t last_seq = 0;
+  uint64_t own_high_water = 0;
+  std::vector<PeerStatus> peers;  // in NodeOptions::peers order
+  Status write_health;
+};
+
+class Node {
+ public:
+  // `log`, `transport` and `clock` must outlive the Node.
+  Node(NodeOptions options, LogStore* log, Transport* transport, Clock* clock);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Begins replication: the first heartbeats and catch-up pulls are due at once.
+  void Start();
+  // Fails every pending quorum wait with Unavailable("shutting down") and issues no further
+  // requests. Idempotent.
+  void Stop();
+
+  // A client write of validated messages (msg_id, sender, recipient, ts filled in). Appends them
+  // (one group-committed write), then acknowledges according to the mode: async/local after the
+  // fsync; quorum once `quorum` nodes hold each message or the quorum timeout passes. `done` is
+  // called exactly once, on this thread or later on another one.
+  void Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendResult)> done);
+
+  // Serving POST /replicate.
+  Result<ReplicateResult> Replicate(std::vector<Message> msgs);
+  // Serving POST /sync: entries with seq > since, at most `limit`.
+  Result<SyncPage> Sync(uint64_t since, size_t limit);
+  // Serving POST /sync with an "origin": positions of that stream with origin_seq > since.
+  Result<SyncPage> SyncStream(const std::string& origin, uint64_t since, size_t limit);
+  // Serving GET /heartbeat.
+  HeartbeatReply Heartbeat() const;
+
+  // Does everything due at clock->Now(): heartbeats, push retries, catch-up pulls, quorum
+  // timeouts.
+  void Tick();
+  // When Tick() should run next.
+  MonoTime NextDeadline() const;
+  // `wakeup` is called (without locks held) when NextDeadline() may have moved earlier.
+  void SetWakeup(std::function<void()> wakeup);
+
+  NodeStatus GetStatus() const;
+  const NodeOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  NodeOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsm

@@ -1,0 +1,367 @@
+// Node (the replication core) driven by hand: a ManualClock, a MemoryLogStore and a
+// FakeTransport whose requests the test answers one by one.
+#include "core/node.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+
+#include "tests/testing/fake_transport.h"
+#include "tests/testing/manual_clock.h"
+#include "tests/testing/memory_log_store.h"
+
+namespace dsm {
+namespace {
+
+using std::chrono::milliseconds;
+
+class NodeTest : public ::testing::Test {
+ protected:
+  void Make(ReplicationMode mode, int quorum, int peers = 2) {
+    options_.id = "a";
+    options_.peers.clear();
+    for (int i = 0; i < peers; ++i) options_.peers.push_back("http://127.0.0.1:" + std::to_string(9001 + i));
+    options_.mode = mode;
+    options_.quorum = quorum;
+    options_.heartbeat_interval = milliseconds(100);
+    options_.heartbeat_timeout = milliseconds(300);
+    options_.quorum_timeout = milliseconds(500);
+    options_.anti_entropy_interval = milliseconds(1000);
+    options_.retry_min = milliseconds(10);
+    options_.retry_max = milliseconds(80);
+    node_ = std::make_unique<Node>(options_, &log_, &transport_, &clock_);
+    node_->Start();
+  }
+
+  static Message Msg(const std::string& id) {
+    Message m;
+    m.msg_id = id;
+    m.sender = "s";
+    m.recipient = "r";
+    m.payload = "p-" + id;
+    m.ts = 1;
+    return m;
+  }
+
+  // Sends one message; the answer lands in *out when it comes.
+  void Send(const std::string& id, std::optional<SendResult>* out, AckMode ack = AckMode::kDefault) {
+    node_->Send({Msg(id)}, ack, [out](SendResult r) { *out = std::move(r); });
+  }
+
+  void FailHeartbeats() { transport_.AnswerHeartbeats(Status::Unavailable("refused")); }
+  void OkHeartbeats(size_t peer = SIZE_MAX) {
+    HeartbeatReply r;
+    r.node_id = "peer";
+    transport_.AnswerHeartbeats(r, peer);
+  }
+
+  // Answers the oldest pending push with the high water the peer would have after it.
+  void AckPush() {
+    auto call = transport_.TakeReplicate();
+    ReplicateReply r;
+    r.high_water = call.msgs.back().origin_seq;
+    call.done(r);
+  }
+
+  bool Stored(const std::string& id) {
+    auto m = log_.FindByMsgId(id);
+    return m.ok() && m->has_value();
+  }
+
+  NodeOptions options_;
+  ManualClock clock_;
+  MemoryLogStore log_{"a", "0000000000000001"};
+  FakeTransport transport_;
+  std::unique_ptr<Node> node_;
+};
+
+TEST_F(NodeTest, StartIssuesHeartbeatsAndPullsToEveryPeer) {
+  Make(ReplicationMode::kAsync, 2);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_heartbeats(), 2u);
+  EXPECT_EQ(transport_.pending_syncs(), 2u);
+}
+
+TEST_F(NodeTest, AsyncSendAnswersAfterTheLocalWriteAndPushes) {
+  Make(ReplicationMode::kAsync, 2);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->status.ok()) << r->status.ToString();
+  EXPECT_EQ(r->outcomes[0].seq, 1u);
+  EXPECT_TRUE(Stored("m1"));
+  EXPECT_EQ(transport_.pending_replicates(), 2u);  // one push per peer
+  AckPush();
+  EXPECT_EQ(log_.PushCursor(options_.peers[0]), 1u);  // the cursor is persisted
+}
+
+TEST_F(NodeTest, QuorumSendWaitsForPeerAcknowledgements) {
+  Make(ReplicationMode::kSyncQuorum, 3);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  EXPECT_FALSE(r.has_value());
+  AckPush();
+  EXPECT_FALSE(r.has_value()) << "2 of 3 nodes is not a quorum of 3";
+  AckPush();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.ok());
+}
+
+TEST_F(NodeTest, QuorumRefusedUpFrontWhenPeersAreKnownDead) {
+  Make(ReplicationMode::kSyncQuorum, 3);
+  node_->Tick();
+  FailHeartbeats();
+  clock_.Advance(milliseconds(400));  // past the heartbeat timeout
+  node_->Tick();
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.code(), Code::kUnavailable);
+  EXPECT_EQ(r->status.message(), "replication quorum not achieved");
+  EXPECT_FALSE(Stored("m1"));
+  EXPECT_EQ(log_.LastSeq(), 0u);
+  // A local ack is still possible.
+  Send("m2", &r, AckMode::kLocal);
+  EXPECT_TRUE(r->status.ok());
+}
+
+TEST_F(NodeTest, QuorumTimeoutKeepsTheMessageAndARetryWaitsForIt) {
+  Make(ReplicationMode::kSyncQuorum, 2);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  clock_.Advance(milliseconds(501));
+  node_->Tick();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.code(), Code::kTimeout);
+  EXPECT_NE(r->status.message().find("m1"), std::string::npos) << r->status.message();
+  EXPECT_NE(r->status.message().find("seq 1"), std::string::npos) << r->status.message();
+  EXPECT_NE(r->status.message().find("500 ms"), std::string::npos) << r->status.message();
+  EXPECT_TRUE(Stored("m1"));
+
+  OkHeartbeats();  // the peers are reachable: the retry is not refused up front
+  std::optional<SendResult> retry;
+  Send("m1", &retry);
+  EXPECT_FALSE(retry.has_value());
+  AckPush();
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_TRUE(retry->status.ok());
+  EXPECT_EQ(retry->outcomes[0].kind, WriteOutcome::Kind::kDuplicate);
+  EXPECT_EQ(retry->outcomes[0].seq, 1u);
+  EXPECT_EQ(log_.LastSeq(), 1u);
+}
+
+TEST_F(NodeTest, FailedPushIsRetriedWithBackoff) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  auto call = transport_.TakeReplicate();
+  const MonoTime failed_at = clock_.Now();
+  call.done(Status::Unavailable("refused"));
+  EXPECT_EQ(transport_.pending_replicates(), 0u);
+  EXPECT_GE(node_->NextDeadline(), failed_at);
+  EXPECT_LE(node_->NextDeadline(), failed_at + options_.retry_max);
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  EXPECT_EQ(transport_.TakeReplicate().msgs[0].msg_id, "m1");
+}
+
+TEST_F(NodeTest, GapAnswerRewindsThePushCursor) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  AckPush();
+  Send("m2", &r);
+  auto call = transport_.TakeReplicate();
+  ASSERT_EQ(call.msgs[0].msg_id, "m2");
+  ReplicateReply gap;  // the peer was wiped: it has nothing of our stream
+  gap.gap = true;
+  gap.high_water = 0;
+  call.done(gap);
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto resend = transport_.TakeReplicate();
+  EXPECT_EQ(resend.msgs.size(), 2u);
+  EXPECT_EQ(resend.msgs[0].msg_id, "m1");
+}
+
+TEST_F(NodeTest, SuccessfulReplicationCountsAsLiveness) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  clock_.Advance(milliseconds(200));
+  AckPush();
+  clock_.Advance(milliseconds(200));  // 400 ms since start, 200 since the push succeeded
+  NodeStatus st = node_->GetStatus();
+  EXPECT_TRUE(st.peers[0].alive);
+  clock_.Advance(milliseconds(200));
+  st = node_->GetStatus();
+  EXPECT_FALSE(st.peers[0].alive);
+}
+
+TEST_F(NodeTest, StatusReportsLagPerPeer) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  Send("m2", &r);
+  clock_.Advance(milliseconds(1500));
+  NodeStatus st = node_->GetStatus();
+  EXPECT_EQ(st.own_high_water, 2u);
+  EXPECT_EQ(st.peers[0].lag_messages, 2u);
+  EXPECT_GT(st.peers[0].lag_seconds, 1.0);
+}
+
+TEST_F(NodeTest, PullAppliesPagesAndStoresTheCursor) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  auto call = transport_.TakeSync();
+  EXPECT_EQ(call.since, 0u);
+  SyncReply page;
+  page.stream = "b@0000000000000002";
+  for (uint64_t k = 1; k <= 2; ++k) {
+    Message m = Msg("b" + std::to_string(k));
+    m.seq = k;
+    m.origin = page.stream;
+    m.origin_seq = k;
+    page.messages.push_back(m);
+  }
+  page.more = true;
+  call.done(page);
+  EXPECT_TRUE(Stored("b1"));
+  EXPECT_TRUE(Stored("b2"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 2}));
+  node_->Tick();  // more pages: pull again at once
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  EXPECT_EQ(transport_.TakeSync().since, 2u);
+}
+
+TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@old";
+  Message m = Msg("b1");
+  m.seq = 5;
+  m.origin = "b@old";
+  m.origin_seq = 1;
+  page.messages.push_back(m);
+  transport_.TakeSync().done(page);
+  ASSERT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 5u);
+
+  clock_.Advance(options_.anti_entropy_interval);
+  node_->Tick();
+  auto call = transport_.TakeSync();
+  EXPECT_EQ(call.since, 5u);
+  SyncReply wiped;
+  wiped.stream = "b@new";
+  call.done(wiped);
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{"b@new", 0}));
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  EXPECT_EQ(transport_.TakeSync().since, 0u);
+}
+
+// Peer b holds stream c up to 2, but position 1 is a msg_id it stores under another origin, so
+// its log (what /sync shows) has c:2 without c:1. The puller repairs stream c, then resumes.
+TEST_F(NodeTest, PullGapIsRepairedFromTheOriginStream) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@2";
+  Message dup = Msg("x");  // stored by b as b@2:1, and also c@3:1
+  dup.seq = 1;
+  dup.origin = "b@2";
+  dup.origin_seq = 1;
+  Message second = Msg("y");
+  second.seq = 2;
+  second.origin = "c@3";
+  second.origin_seq = 2;
+  page.messages = {dup, second};
+  transport_.TakeSync().done(page);
+  EXPECT_TRUE(Stored("x"));
+  EXPECT_FALSE(Stored("y"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 1u) << "the cursor stays before the gap";
+  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
+  auto repair = transport_.TakeStreamSync();
+  EXPECT_EQ(repair.origin, "c@3");
+  EXPECT_EQ(repair.since, 0u);
+  SyncReply stream;
+  stream.stream = "b@2";
+  Message pos1 = Msg("x");
+  pos1.origin = "c@3";
+  pos1.origin_seq = 1;
+  Message pos2 = second;
+  stream.messages = {pos1, pos2};
+  repair.done(stream);
+  EXPECT_TRUE(Stored("y"));
+  EXPECT_EQ(log_.HighWater("c@3"), 2u);
+  node_->Tick();  // the pull resumes where it stopped
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  EXPECT_EQ(transport_.TakeSync().since, 1u);
+}
+
+TEST_F(NodeTest, QuorumForAMessageOfAnotherOriginUsesPeersHighWaters) {
+  Make(ReplicationMode::kSyncQuorum, 3);
+  Message m = Msg("x1");
+  m.origin = "b@0000000000000002";
+  m.origin_seq = 1;
+  ASSERT_TRUE(node_->Replicate({m}).ok());
+  node_->Tick();
+  std::optional<SendResult> r;
+  Send("x1", &r);  // a client retry of a message node b accepted
+  EXPECT_FALSE(r.has_value());
+  HeartbeatReply hb;
+  hb.node_id = "b";
+  hb.high_waters[m.origin] = 1;
+  transport_.AnswerHeartbeats(hb, 0);
+  EXPECT_FALSE(r.has_value()) << "self + one peer is not a quorum of 3";
+  transport_.AnswerHeartbeats(hb, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.ok());
+}
+
+TEST_F(NodeTest, ReplicateReportsGapsAndHighWater) {
+  Make(ReplicationMode::kAsync, 2);
+  Message m = Msg("x3");
+  m.origin = "b@2";
+  m.origin_seq = 3;
+  auto r = node_->Replicate({m});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->gap);
+  EXPECT_EQ(r->high_water, 0u);
+  EXPECT_FALSE(Stored("x3"));
+}
+
+TEST_F(NodeTest, ReplicateWithoutOriginAdoptsAndPushes) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  Message m = Msg("direct");
+  auto r = node_->Replicate({m});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcomes[0].origin, log_.stream_id());
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  EXPECT_EQ(transport_.TakeReplicate().msgs[0].msg_id, "direct");
+}
+
+TEST_F(NodeTest, StopAnswersPendingQuorumWaiters) {
+  Make(ReplicationMode::kSyncQuorum, 2);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  EXPECT_FALSE(r.has_value());
+  node_->Stop();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.code(), Code::kUnavailable);
+  Send("m2", &r);
+  EXPECT_EQ(r->status.code(), Code::kUnavailable);
+}
+
+TEST_F(NodeTest, StorageFailureIsReported) {
+  Make(ReplicationMode::kAsync, 2);
+  log_.FailWrites(Status::IOError("fsync failed"));
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.code(), Code::kIOError);
+}
+
+}  // namespace
+}  // namespace dsm
