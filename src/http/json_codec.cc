@@ -1,0 +1,423 @@
+#include "src/http/json_codec.h"
+
+#include <rapidjson/error/en.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "src/http/utf8.h"
+
+namespace dsm::json {
+namespace {
+
+using http::IsValidUtf8;
+using http::SanitizeUtf8;
+
+// Full precision keeps `ts` bit-exact between nodes (the writer emits a round-trip form).
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseFullPrecisionFlag;
+
+// How many bytes of a peer's error body are quoted when it has no "reason".
+constexpr size_t kQuotedBodyBytes = 200;
+
+Status MakeStatus(Code code, std::string msg) {
+  switch (code) {
+    case Code::kOk:
+      return Status::Ok();
+    case Code::kNotFound:
+      return Status::NotFound(std::move(msg));
+    case Code::kCorruption:
+      return Status::Corruption(std::move(msg));
+    case Code::kIOError:
+      return Status::IOError(std::move(msg));
+    case Code::kInvalidArgument:
+      return Status::InvalidArgument(std::move(msg));
+    case Code::kTooLarge:
+      return Status::TooLarge(std::move(msg));
+    case Code::kUnavailable:
+      return Status::Unavailable(std::move(msg));
+    case Code::kTimeout:
+      return Status::Timeout(std::move(msg));
+    case Code::kConflict:
+      return Status::Conflict(std::move(msg));
+  }
+  return Status::IOError(std::move(msg));
+}
+
+void WriteString(Writer& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+std::string_view StringOf(const rapidjson::Value& v) {
+  return std::string_view(v.GetString(), v.GetStringLength());
+}
+
+std::string IdRule(const char* field) {
+  return std::string("'") + field + "' must be a string of 1.." + std::to_string(kMaxIdBytes) +
+         " bytes";
+}
+
+// An identifier field (msg_id, sender, recipient, origin). Leaves *out untouched when absent.
+Status ParseIdField(const rapidjson::Value& obj, const char* field, std::string* out,
+                    bool* present) {
+  *present = false;
+  auto it = obj.FindMember(field);
+  if (it == obj.MemberEnd()) return Status::Ok();
+  const rapidjson::Value& v = it->value;
+  if (!v.IsString() || v.GetStringLength() == 0 || v.GetStringLength() > kMaxIdBytes) {
+    return Status::InvalidArgument(IdRule(field));
+  }
+  std::string_view s = StringOf(v);
+  if (!IsValidUtf8(s)) {
+    return Status::InvalidArgument(std::string("'") + field + "' is not valid UTF-8");
+  }
+  out->assign(s.data(), s.size());
+  *present = true;
+  return Status::Ok();
+}
+
+// A non-negative integer field. Leaves *out untouched when absent.
+Status ParseUintField(const rapidjson::Value& obj, const char* field, uint64_t* out,
+                      bool* present) {
+  *present = false;
+  auto it = obj.FindMember(field);
+  if (it == obj.MemberEnd()) return Status::Ok();
+  if (!it->value.IsUint64()) {
+    return Status::InvalidArgument(std::string("'") + field + "' must be a non-negative integer");
+  }
+  *out = it->value.GetUint64();
+  *present = true;
+  return Status::Ok();
+}
+
+// The error reason carried by a peer's non-2xx answer.
+std::string ReasonOf(long http_status, std::string_view body) {
+  rapidjson::Document d;
+  d.Parse<kParseFlags>(body.data(), body.size());
+  if (!d.HasParseError() && d.IsObject()) {
+    auto it = d.FindMember("reason");
+    if (it != d.MemberEnd() && it->value.IsString()) {
+      return SanitizeUtf8(StringOf(it->value));
+    }
+  }
+  std::string quoted = SanitizeUtf8(body.substr(0, kQuotedBodyBytes));
+  std::string reason = "HTTP " + std::to_string(http_status);
+  if (!quoted.empty()) reason += ": " + quoted;
+  return reason;
+}
+
+// Parses a 2xx body as an object. Errors: Corruption naming `what`.
+Result<rapidjson::Document> ParseReplyObject(std::string_view body, const char* what) {
+  Result<rapidjson::Document> doc = Parse(body);
+  if (!doc.ok()) {
+    return Status::Corruption(std::string("invalid ") + what + ": " + doc.status().message());
+  }
+  if (!doc->IsObject()) {
+    return Status::Corruption(std::string("invalid ") + what + ": not a JSON object");
+  }
+  return doc;
+}
+
+Status ReplyFieldError(const char* what, const std::string& problem) {
+  return Status::Corruption(std::string("invalid ") + what + ": " + problem);
+}
+
+}  // namespace
+
+Result<rapidjson::Document> Parse(std::string_view body) {
+  // A raw NUL byte is never valid JSON (inside strings it must be escaped). Rejecting it here also
+  // keeps RapidJSON from taking it for the end of the input.
+  if (const void* nul = std::memchr(body.data(), '\0', body.size())) {
+    size_t offset = static_cast<const char*>(nul) - body.data();
+    return Status::InvalidArgument("invalid JSON at offset " + std::to_string(offset) +
+                                   ": NUL byte");
+  }
+  rapidjson::Document doc;
+  doc.Parse<kParseFlags>(body.data(), body.size());
+  if (doc.HasParseError()) {
+    return Status::InvalidArgument("invalid JSON at offset " +
+                                   std::to_string(doc.GetErrorOffset()) + ": " +
+                                   rapidjson::GetParseError_En(doc.GetParseError()));
+  }
+  return doc;
+}
+
+Result<Message> ParseMessage(const rapidjson::Value& v, MessageSource source,
+                             size_t max_payload_bytes) {
+  if (!v.IsObject()) return Status::InvalidArgument("a message must be a JSON object");
+  Message m;
+  bool present = false;
+  Status s = ParseIdField(v, "msg_id", &m.msg_id, &present);
+  if (!s.ok()) return s;
+  if (!present && source == MessageSource::kPeer) {
+    return Status::InvalidArgument("'msg_id' is required");
+  }
+  s = ParseIdField(v, "sender", &m.sender, &present);
+  if (!s.ok()) return s;
+  s = ParseIdField(v, "recipient", &m.recipient, &present);
+  if (!s.ok()) return s;
+
+  if (auto it = v.FindMember("payload"); it != v.MemberEnd()) {
+    if (!it->value.IsString()) return Status::InvalidArgument("'payload' must be a string");
+    std::string_view payload = StringOf(it->value);
+    if (payload.size() > max_payload_bytes) {
+      return Status::TooLarge("'payload' is " + std::to_string(payload.size()) +
+                              " bytes, more than the limit of " +
+                              std::to_string(max_payload_bytes));
+    }
+    if (!IsValidUtf8(payload)) return Status::InvalidArgument("'payload' is not valid UTF-8");
+    m.payload.assign(payload.data(), payload.size());
+  }
+
+  if (auto it = v.FindMember("ts"); it != v.MemberEnd()) {
+    if (!it->value.IsNumber() || !std::isfinite(it->value.GetDouble())) {
+      return Status::InvalidArgument("'ts' must be a finite number (seconds since the epoch)");
+    }
+    m.ts = it->value.GetDouble();
+  }
+
+  if (source == MessageSource::kPeer) {
+    bool has_origin = false;
+    bool has_origin_seq = false;
+    s = ParseIdField(v, "origin", &m.origin, &has_origin);
+    if (!s.ok()) return s;
+    s = ParseUintField(v, "origin_seq", &m.origin_seq, &has_origin_seq);
+    if (!s.ok()) return s;
+    if (has_origin != has_origin_seq) {
+      return Status::InvalidArgument("'origin' and 'origin_seq' must be given together");
+    }
+    if (has_origin && m.origin_seq == 0) {
+      return Status::InvalidArgument("'origin_seq' must be at least 1");
+    }
+    s = ParseUintField(v, "seq", &m.seq, &present);
+    if (!s.ok()) return s;
+  }
+  return m;
+}
+
+void WriteMessage(Writer& w, const Message& m) {
+  w.StartObject();
+  w.Key("seq");
+  w.Uint64(m.seq);
+  w.Key("msg_id");
+  WriteString(w, m.msg_id);
+  w.Key("sender");
+  WriteString(w, m.sender);
+  w.Key("recipient");
+  WriteString(w, m.recipient);
+  w.Key("payload");
+  WriteString(w, m.payload);
+  w.Key("ts");
+  w.Double(std::isfinite(m.ts) ? m.ts : 0.0);
+  // A message not yet assigned to a stream has no origin to show (and an empty origin would not
+  // parse back).
+  if (!m.origin.empty()) {
+    w.Key("origin");
+    WriteString(w, m.origin);
+    w.Key("origin_seq");
+    w.Uint64(m.origin_seq);
+  }
+  w.EndObject();
+}
+
+std::string MessageToJson(const Message& m) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  WriteMessage(w, m);
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string EncodeReplicateRequest(const std::vector<Message>& msgs) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("msgs");
+  w.StartArray();
+  for (const Message& m : msgs) WriteMessage(w, m);
+  w.EndArray();
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string EncodeSyncRequest(uint64_t since, size_t limit) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("since");
+  w.Uint64(since);
+  // The server takes 1..10000; 0 asks for everything after `since` (a streamed answer).
+  if (limit > 0) {
+    w.Key("limit");
+    w.Uint64(std::min<size_t>(limit, 10000));
+  }
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body) {
+  constexpr const char* kWhat = "heartbeat reply";
+  Code code = CodeForHttpStatus(http_status);
+  if (code != Code::kOk) return MakeStatus(code, ReasonOf(http_status, body));
+  Result<rapidjson::Document> doc = ParseReplyObject(body, kWhat);
+  if (!doc.ok()) return doc.status();
+  const rapidjson::Document& d = *doc;
+
+  HeartbeatReply reply;
+  auto node_id = d.FindMember("node_id");
+  if (node_id == d.MemberEnd() || !node_id->value.IsString()) {
+    return ReplyFieldError(kWhat, "'node_id' must be a string");
+  }
+  reply.node_id.assign(node_id->value.GetString(), node_id->value.GetStringLength());
+  auto time = d.FindMember("time");
+  if (time == d.MemberEnd() || !time->value.IsNumber()) {
+    return ReplyFieldError(kWhat, "'time' must be a number");
+  }
+  reply.time = time->value.GetDouble();
+  if (auto it = d.FindMember("stream"); it != d.MemberEnd()) {
+    if (!it->value.IsString()) return ReplyFieldError(kWhat, "'stream' must be a string");
+    reply.stream.assign(it->value.GetString(), it->value.GetStringLength());
+  }
+  if (auto it = d.FindMember("high_waters"); it != d.MemberEnd()) {
+    if (!it->value.IsObject()) return ReplyFieldError(kWhat, "'high_waters' must be an object");
+    for (auto m = it->value.MemberBegin(); m != it->value.MemberEnd(); ++m) {
+      if (!m->value.IsUint64()) {
+        return ReplyFieldError(kWhat, "'high_waters' values must be non-negative integers");
+      }
+      reply.high_waters[std::string(StringOf(m->name))] = m->value.GetUint64();
+    }
+  }
+  return reply;
+}
+
+Result<ReplicateReply> DecodeReplicateReply(long http_status, std::string_view body) {
+  constexpr const char* kWhat = "replicate reply";
+  Code code = CodeForHttpStatus(http_status);
+  bool gap = code == Code::kConflict;
+  if (code != Code::kOk && !gap) return MakeStatus(code, ReasonOf(http_status, body));
+  Result<rapidjson::Document> doc = ParseReplyObject(body, kWhat);
+  if (!doc.ok()) {
+    // A 409 that is not ours (no body to read a high water from) is an ordinary conflict.
+    if (gap) return Status::Conflict(ReasonOf(http_status, body));
+    return doc.status();
+  }
+  const rapidjson::Document& d = *doc;
+  ReplicateReply reply;
+  reply.gap = gap;
+  auto hw = d.FindMember("high_water");
+  if (hw == d.MemberEnd() || !hw->value.IsUint64()) {
+    if (gap) return Status::Conflict(ReasonOf(http_status, body));
+    return ReplyFieldError(kWhat, "'high_water' must be a non-negative integer");
+  }
+  reply.high_water = hw->value.GetUint64();
+  return reply;
+}
+
+Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body,
+                                  size_t max_payload_bytes) {
+  constexpr const char* kWhat = "sync reply";
+  Code code = CodeForHttpStatus(http_status);
+  if (code != Code::kOk) return MakeStatus(code, ReasonOf(http_status, body));
+  Result<rapidjson::Document> doc = ParseReplyObject(body, kWhat);
+  if (!doc.ok()) return doc.status();
+  const rapidjson::Document& d = *doc;
+
+  SyncReply reply;
+  auto stream = d.FindMember("stream");
+  if (stream == d.MemberEnd() || !stream->value.IsString() ||
+      stream->value.GetStringLength() == 0) {
+    return ReplyFieldError(kWhat, "'stream' must be a non-empty string");
+  }
+  reply.stream.assign(stream->value.GetString(), stream->value.GetStringLength());
+  auto last_seq = d.FindMember("last_seq");
+  if (last_seq == d.MemberEnd() || !last_seq->value.IsUint64()) {
+    return ReplyFieldError(kWhat, "'last_seq' must be a non-negative integer");
+  }
+  reply.last_seq = last_seq->value.GetUint64();
+  if (auto it = d.FindMember("more"); it != d.MemberEnd()) {
+    if (!it->value.IsBool()) return ReplyFieldError(kWhat, "'more' must be a boolean");
+    reply.more = it->value.GetBool();
+  }
+  auto messages = d.FindMember("messages");
+  if (messages == d.MemberEnd() || !messages->value.IsArray()) {
+    return ReplyFieldError(kWhat, "'messages' must be an array");
+  }
+  const auto& arr = messages->value.GetArray();
+  reply.messages.reserve(arr.Size());
+  for (rapidjson::SizeType i = 0; i < arr.Size(); ++i) {
+    Result<Message> m = ParseMessage(arr[i], MessageSource::kPeer, max_payload_bytes);
+    if (!m.ok()) {
+      return ReplyFieldError(kWhat, "messages[" + std::to_string(i) + "]: " + m.status().message());
+    }
+    if (m->seq == 0) {
+      return ReplyFieldError(kWhat, "messages[" + std::to_string(i) + "]: 'seq' is required");
+    }
+    reply.messages.push_back(std::move(m).value());
+  }
+  return reply;
+}
+
+Code CodeForHttpStatus(long http_status) {
+  if (http_status >= 200 && http_status < 300) return Code::kOk;
+  switch (http_status) {
+    case 400:
+      return Code::kInvalidArgument;
+    case 404:
+      return Code::kNotFound;
+    case 408:
+      return Code::kTimeout;
+    case 409:
+      return Code::kConflict;
+    case 413:
+      return Code::kTooLarge;
+    case 503:
+      return Code::kUnavailable;
+    case 504:
+      return Code::kTimeout;
+    default:
+      break;
+  }
+  if (http_status >= 400 && http_status < 500) return Code::kInvalidArgument;
+  return Code::kIOError;
+}
+
+int HttpStatusForCode(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return 200;
+    case Code::kNotFound:
+      return 404;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kTooLarge:
+      return 413;
+    case Code::kConflict:
+      return 409;
+    case Code::kUnavailable:
+      return 503;
+    case Code::kTimeout:
+      return 504;
+    case Code::kCorruption:
+    case Code::kIOError:
+      return 500;
+  }
+  return 500;
+}
+
+std::string ErrorBody(std::string_view reason) {
+  std::string text = SanitizeUtf8(reason);
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("status");
+  w.String("error");
+  w.Key("reason");
+  WriteString(w, text);
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace dsm::json

@@ -1,0 +1,71 @@
+// JSON codec shared by the HTTP server (src/http/server.*) and the peer client
+// (src/http/peer_client.*): parsing request/response bodies safely and writing messages.
+//
+// Parsing always uses RapidJSON's iterative parser with UTF-8 validation
+// (kParseIterativeFlag | kParseValidateEncodingFlag | kParseStopWhenDoneFlag is NOT used: trailing
+// garbage after the value is an error), so deep nesting cannot overflow the stack and invalid
+// UTF-8 is rejected. Pure functions, thread-compatible.
+#pragma once
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dsm/message.h"
+#include "dsm/status.h"
+#include "dsm/transport.h"
+
+namespace dsm::json {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+constexpr size_t kMaxIdBytes = 256;  // msg_id, sender, recipient, origin
+
+// Parses a whole body. Errors: InvalidArgument("invalid JSON at offset N: <reason>").
+Result<rapidjson::Document> Parse(std::string_view body);
+
+enum class MessageSource {
+  kClient,  // /send: msg_id, sender, recipient optional (defaults filled by the caller);
+            // origin/origin_seq/seq ignored
+  kPeer,    // /replicate, /sync replies: msg_id required; origin and origin_seq go together
+            // (both or neither); seq taken when present
+};
+
+// Validates one message object. Field rules: msg_id, sender, recipient, origin are strings of
+// 1..kMaxIdBytes bytes; payload a string of at most max_payload_bytes (missing = ""); ts a finite
+// number (missing = 0, the caller fills it in); origin_seq and seq non-negative integers.
+// Errors name the field: InvalidArgument("'sender' must be a string of 1..256 bytes"),
+// TooLarge("'payload' is 2000000 bytes, more than the limit of 1048576").
+Result<Message> ParseMessage(const rapidjson::Value& v, MessageSource source,
+                             size_t max_payload_bytes);
+
+// Writes {"seq","msg_id","sender","recipient","payload","ts","origin","origin_seq"}.
+void WriteMessage(Writer& w, const Message& m);
+std::string MessageToJson(const Message& m);
+
+// Peer protocol bodies (see docs/api.md).
+// POST /replicate request: {"msgs":[...]}.
+std::string EncodeReplicateRequest(const std::vector<Message>& msgs);
+// POST /sync request: {"since":N,"limit":M}.
+std::string EncodeSyncRequest(uint64_t since, size_t limit);
+// Replies, from the HTTP status and body of a peer's answer. A non-2xx status becomes the
+// matching Status code with the body's "reason" (409 on /replicate: an OK reply with gap=true).
+Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body);
+Result<ReplicateReply> DecodeReplicateReply(long http_status, std::string_view body);
+Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body, size_t max_payload_bytes);
+
+// Maps an HTTP status to a Status code (2xx -> kOk, 400 -> kInvalidArgument, 404 -> kNotFound,
+// 409 -> kConflict, 413 -> kTooLarge, 503 -> kUnavailable, 504 -> kTimeout, other 5xx -> kIOError).
+Code CodeForHttpStatus(long http_status);
+// The inverse, for error answers.
+int HttpStatusForCode(Code code);
+
+// {"status":"error","reason":"..."}
+std::string ErrorBody(std::string_view reason);
+
+}  // namespace dsm::json

@@ -1,0 +1,217 @@
+#include "src/http/reply.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <exception>
+#include <utility>
+
+namespace dsm::http {
+
+namespace Http = Pistache::Http;
+
+ErrorAnswer ErrorFor(const Status& s) {
+  switch (s.code()) {
+    case Code::kIOError:
+      return {500, "storage failure: " + s.message()};
+    case Code::kCorruption:
+      return {500, "storage corruption: " + s.message()};
+    default:
+      return {json::HttpStatusForCode(s.code()), s.message()};
+  }
+}
+
+void Gate::AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) {
+  std::lock_guard lock(streams_mu);
+  std::erase_if(streams, [](const auto& p) { return p.expired(); });
+  streams.push_back(peer);
+}
+
+void Gate::CutStreams() {
+  std::lock_guard lock(streams_mu);
+  for (const auto& weak : streams) {
+    if (auto peer = weak.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+  }
+  streams.clear();
+}
+
+Reply::Reply(Http::ResponseWriter writer, std::shared_ptr<Gate> gate)
+    : writer_(std::move(writer)), gate_(std::move(gate)) {}
+
+Reply::~Reply() {
+  if (!answered_) Send(500, json::ErrorBody("internal error: the request was not answered"));
+}
+
+void Reply::Send(int http, const std::string& body, const std::vector<Http::Method>* allow) {
+  std::lock_guard lock(mu_);
+  if (answered_) return;
+  answered_ = true;
+  std::lock_guard gate_lock(gate_->mu);
+  if (gate_->closed) return;  // the event loops are gone: nobody can deliver it
+  {
+    std::lock_guard settle_lock(gate_->settle_mu);
+    ++gate_->in_flight;
+  }
+  std::shared_ptr<Gate> gate = gate_;
+  auto settle = [gate] {
+    std::lock_guard settle_lock(gate->settle_mu);
+    if (--gate->in_flight == 0) gate->settled.notify_all();
+  };
+  try {
+    if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
+    // The promise rejects when the client has left ("Broken pipe"): nothing to do but settle.
+    writer_.send(static_cast<Http::Code>(http), body, MIME(Application, Json))
+        .then([settle](ssize_t) { settle(); }, [settle](std::exception_ptr) { settle(); });
+  } catch (const std::exception& e) {
+    settle();
+    spdlog::warn("could not answer a request: {}", e.what());
+  }
+}
+
+void Reply::SendError(const Status& s) {
+  ErrorAnswer e = ErrorFor(s);
+  if (e.http >= 500 && s.code() != Code::kUnavailable && s.code() != Code::kTimeout) {
+    spdlog::warn("answering {}: {}", e.http, e.reason);
+  }
+  Send(e.http, json::ErrorBody(e.reason));
+}
+
+std::optional<Http::ResponseStream> Reply::StartStream(std::weak_ptr<Pistache::Tcp::Peer>* peer) {
+  std::lock_guard lock(mu_);
+  if (answered_ || gate_->stopping) return std::nullopt;
+  answered_ = true;
+  *peer = writer_.getPeer();
+  gate_->AddStream(*peer);
+  writer_.headers().add<Http::Header::ContentType>(MIME(Application, Json));
+  return writer_.stream(Http::Code::Ok);
+}
+
+ScanSource::ScanSource(const LogStore* log, ScanOptions scan, std::optional<size_t> limit)
+    : log_(log),
+      scan_(std::move(scan)),
+      limit_(limit),
+      remaining_(limit.value_or(0)),
+      last_(limit ? UINT64_MAX : log->LastSeq()) {}
+
+Status ScanSource::Next(const std::function<bool(const Message&)>& visit, bool* exhausted) {
+  ScanOptions scan = scan_;
+  // One more than wanted, to learn whether more remain.
+  scan.limit = limit_ ? remaining_ + 1 : SIZE_MAX;
+  bool paused = false;
+  Status s = log_->Scan(scan, [&](const Message& m) {
+    if (m.seq > last_) return false;
+    if (limit_ && remaining_ == 0) {
+      more_ = true;
+      return false;
+    }
+    scan_.after = m.seq;
+    if (limit_) --remaining_;
+    if (visit(m)) return true;
+    paused = true;
+    return false;
+  });
+  *exhausted = !paused;
+  return s;
+}
+
+Status VectorSource::Next(const std::function<bool(const Message&)>& visit, bool* exhausted) {
+  while (next_ < msgs_.size()) {
+    if (!visit(msgs_[next_++])) {
+      *exhausted = next_ == msgs_.size();
+      return Status::Ok();
+    }
+  }
+  *exhausted = true;
+  return Status::Ok();
+}
+
+void Listing::Run(ReplyPtr reply, std::unique_ptr<ListingSource> source, TrailerWriter trailer) {
+  std::make_shared<Listing>(std::move(reply), std::move(source), std::move(trailer))->Pump();
+}
+
+Listing::Listing(ReplyPtr reply, std::unique_ptr<ListingSource> source, TrailerWriter trailer)
+    : reply_(std::move(reply)), source_(std::move(source)), trailer_(std::move(trailer)), w_(buf_) {
+  w_.StartObject();
+  w_.Key("messages");
+  w_.StartArray();
+}
+
+void Listing::Pump() {
+  if (reply_->gate().stopping) return Cut("shutting down");
+  bool exhausted = false;
+  Status s = source_->Next(
+      [this](const Message& m) {
+        json::WriteMessage(w_, m);
+        ++count_;
+        last_seq_ = m.seq;
+        return buf_.GetSize() < kListingChunkBytes;
+      },
+      &exhausted);
+  if (!s.ok()) return Fail(s);
+  if (exhausted) {
+    w_.EndArray();
+    trailer_(w_, count_, last_seq_);
+    w_.EndObject();
+    if (!streaming_) return reply_->Send(200, BufferText(buf_));
+  }
+  if (!streaming_ && !StartStream()) return;
+  SendChunk(exhausted);
+}
+
+bool Listing::StartStream() {
+  std::optional<Http::ResponseStream> stream = reply_->StartStream(&peer_);
+  if (!stream) return false;
+  try {
+    stream->flush();
+  } catch (const std::exception&) {
+    return false;  // the client left
+  }
+  streaming_ = true;
+  return true;
+}
+
+// Sends the buffered text as one chunk (and the end of the body after the last one); the next
+// chunk is produced once this one is written. If the client leaves, the write fails or never
+// completes, and the listing just ends.
+void Listing::SendChunk(bool last) {
+  std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock();
+  if (!peer) return;
+  char size_line[32];
+  int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", buf_.GetSize());
+  std::string frame;
+  frame.reserve(buf_.GetSize() + 64);
+  frame.append(size_line, static_cast<size_t>(n));
+  frame.append(buf_.GetString(), buf_.GetSize());
+  frame.append("\r\n");
+  if (last) frame.append("0\r\n\r\n");
+  buf_.Clear();
+  // Pistache times a connection out as a stalled request when its parser has not been reset for
+  // longer than the header timeout: progress resets it (inside the handler Pistache does that
+  // itself once the handler returns). Once the body is complete the connection is idle, and the
+  // keep-alive timeout applies.
+  if (!in_handler_) Http::Handler::getParser(peer)->reset();
+  in_handler_ = false;
+  peer->setIdle(last);
+  const size_t size = frame.size();
+  auto written = peer->send(Pistache::RawBuffer(std::move(frame), size));
+  if (last) {
+    written.then([](ssize_t) {}, [](std::exception_ptr) {});
+    return;
+  }
+  std::shared_ptr<Listing> self = shared_from_this();
+  written.then([self](ssize_t) { self->Pump(); }, [](std::exception_ptr) {});
+}
+
+void Listing::Fail(const Status& s) {
+  if (!streaming_) return reply_->SendError(s);
+  spdlog::error("listing cut off after {} messages: {}", count_, s.ToString());
+  Cut(s.message());
+}
+
+void Listing::Cut(const std::string& why) {
+  if (!streaming_) return reply_->SendError(Status::Unavailable(why));
+  if (auto peer = peer_.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+}
+
+}  // namespace dsm::http

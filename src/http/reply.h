@@ -1,0 +1,186 @@
+// Answers of the HTTP server (internal to src/http, used by server.cc):
+//  - Reply: one request's answer, sent at most once, from any thread (a /send is answered by the
+//    thread that completes its quorum wait);
+//  - Listing: a JSON listing of messages, streamed chunk by chunk as fast as the client reads it;
+//  - Gate: what the server shares with answers that may complete after it began shutting down.
+//
+// Thread safety: Reply::Send/SendError from any thread; Reply::StartStream and Listing on the
+// event-loop thread of the request's connection only (where Pistache runs handlers and write
+// completions). Gate members are guarded as annotated.
+#pragma once
+
+#include <pistache/http.h>
+#include <pistache/peer.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsm/log_store.h"
+#include "dsm/message.h"
+#include "dsm/status.h"
+#include "src/http/json_codec.h"
+
+namespace dsm::http {
+
+// A listing is one ordinary answer while it stays below this size, else it is streamed in chunks
+// of about this size.
+constexpr size_t kListingChunkBytes = 64 << 10;
+
+// The one mapping from a Status to an HTTP error answer: the status code (json::HttpStatusForCode)
+// and the reason ("storage failure: ..." for IOError).
+struct ErrorAnswer {
+  int http;
+  std::string reason;
+};
+ErrorAnswer ErrorFor(const Status& s);
+
+inline std::string BufferText(const rapidjson::StringBuffer& buf) {
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+// Lets answers that complete late (a quorum outcome on another thread) find out whether the server
+// still delivers them, and lets the server's Shutdown() wait for answers in flight.
+struct Gate {
+  // Held while an answer is handed to Pistache, so that shutdown cannot stop the event loops under
+  // it.
+  std::mutex mu;
+  bool closed = false;  // guarded by mu; set once, when the event loops are about to stop
+
+  std::mutex settle_mu;
+  // Notified when in_flight drops to zero.
+  std::condition_variable settled;
+  int in_flight = 0;  // guarded by settle_mu: answers handed over whose write has not settled
+
+  std::atomic<bool> stopping{false};  // set when shutdown begins: listings stop early
+
+  // Connections that carry (or carried) a streamed listing. Shutdown cuts them: a listing waiting
+  // for a stalled client would otherwise keep its connection open.
+  std::mutex streams_mu;
+  std::vector<std::weak_ptr<Pistache::Tcp::Peer>> streams;  // guarded by streams_mu
+
+  void AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer);
+  void CutStreams();
+};
+
+// One request's answer: JSON, sent at most once. Dropped silently once the gate is closed.
+class Reply {
+ public:
+  Reply(Pistache::Http::ResponseWriter writer, std::shared_ptr<Gate> gate);
+  // A request nobody answered (a completion dropped without being called) still gets an answer
+  // rather than a connection left waiting: 500.
+  ~Reply();
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+
+  // Sends a JSON body. `allow` lists the methods of a 405 answer. No-op when already answered.
+  void Send(int http, const std::string& body,
+            const std::vector<Pistache::Http::Method>* allow = nullptr);
+  // {"status":"error","reason":...} with the status of ErrorFor(s).
+  void SendError(const Status& s);
+
+  // Starts a chunked 200 answer (status line and headers are written on the stream's flush) and
+  // sets *peer to the connection. nullopt when already answered or the server is stopping.
+  // REQUIRES: on the connection's event-loop thread.
+  std::optional<Pistache::Http::ResponseStream> StartStream(
+      std::weak_ptr<Pistache::Tcp::Peer>* peer);
+
+  const Gate& gate() const { return *gate_; }
+
+ private:
+  std::mutex mu_;
+  bool answered_ = false;  // guarded by mu_
+  Pistache::Http::ResponseWriter writer_;
+  const std::shared_ptr<Gate> gate_;
+};
+
+using ReplyPtr = std::shared_ptr<Reply>;
+
+// Where a listing's messages come from, a chunk at a time.
+class ListingSource {
+ public:
+  virtual ~ListingSource() = default;
+  // Visits the next messages in order until `visit` returns false (the chunk is full) or none
+  // remain (then *exhausted = true).
+  virtual Status Next(const std::function<bool(const Message&)>& visit, bool* exhausted) = 0;
+};
+
+// Messages of the log in seq order: those after `scan.after` matching its filters, at most `limit`
+// of them. Each chunk is a new Scan from the last seq listed. Without a limit the listing ends at
+// the last seq the log had when it began, so a busy log cannot keep it going forever.
+class ScanSource final : public ListingSource {
+ public:
+  // `log` must outlive the source.
+  ScanSource(const LogStore* log, ScanOptions scan, std::optional<size_t> limit);
+  Status Next(const std::function<bool(const Message&)>& visit, bool* exhausted) override;
+
+  // With a limit: a matching message exists after the ones listed.
+  bool more() const { return more_; }
+  // Without a limit: the last seq the log had when the listing began.
+  uint64_t last() const { return last_; }
+
+ private:
+  const LogStore* const log_;
+  ScanOptions scan_;  // scan_.after: the last seq listed
+  const std::optional<size_t> limit_;
+  size_t remaining_;  // with a limit: how many more may be listed
+  const uint64_t last_;
+  bool more_ = false;
+};
+
+// Messages already read (a page of Node::Sync or Node::SyncStream).
+class VectorSource final : public ListingSource {
+ public:
+  explicit VectorSource(std::vector<Message> msgs) : msgs_(std::move(msgs)) {}
+  Status Next(const std::function<bool(const Message&)>& visit, bool* exhausted) override;
+
+ private:
+  std::vector<Message> msgs_;
+  size_t next_ = 0;
+};
+
+// Writes the fields after "messages" once the listing is complete, given how many messages were
+// listed and the seq of the last one (0 when none).
+using TrailerWriter = std::function<void(json::Writer& w, size_t count, uint64_t last_seq)>;
+
+// Answers {"messages":[...], <trailer>}. A listing that fits in one chunk is one ordinary answer.
+// A longer one is streamed (chunked transfer encoding), and each chunk is produced only once the
+// previous one has been written to the socket (the write's promise), so memory stays at about one
+// chunk per listing however long the listing and however slow the client, and no event-loop
+// thread ever waits for a client. If the log fails or the server stops once streaming has begun,
+// the connection is cut, so the client sees an incomplete answer rather than a short listing.
+class Listing : public std::enable_shared_from_this<Listing> {
+ public:
+  // Starts the listing; it keeps itself alive until done. REQUIRES: on the connection's
+  // event-loop thread (in the request's handler).
+  static void Run(ReplyPtr reply, std::unique_ptr<ListingSource> source, TrailerWriter trailer);
+
+  Listing(ReplyPtr reply, std::unique_ptr<ListingSource> source, TrailerWriter trailer);
+
+ private:
+  void Pump();         // produces the next chunk and sends it
+  bool StartStream();  // sends the status line and headers of the chunked answer
+  void SendChunk(bool last);
+  void Fail(const Status& s);
+  void Cut(const std::string& why);
+
+  ReplyPtr reply_;
+  std::unique_ptr<ListingSource> source_;
+  TrailerWriter trailer_;
+  rapidjson::StringBuffer buf_;
+  json::Writer w_;          // writes into buf_, which is emptied after each chunk
+  bool in_handler_ = true;  // the first chunk is produced inside the request's handler
+  bool streaming_ = false;
+  std::weak_ptr<Pistache::Tcp::Peer> peer_;
+  size_t count_ = 0;
+  uint64_t last_seq_ = 0;
+};
+
+}  // namespace dsm::http

@@ -1,0 +1,302 @@
+#include "src/node/command_line.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dsm {
+namespace {
+
+constexpr int64_t kMaxMessageBytesLimit = int64_t{64} << 20;
+constexpr int kMaxHttpThreads = 64;
+constexpr size_t kMaxIdChars = 64;
+constexpr int64_t kMaxQuorum = 1000;
+
+std::string Trim(std::string_view s) {
+  size_t b = 0;
+  size_t e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+bool IsHostChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+}
+
+// Splits "http://host:port" into host and port. Returns false when malformed.
+bool SplitUrl(std::string_view url, std::string* host, int* port) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) return false;
+  std::string_view rest = url.substr(kScheme.size());
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  size_t colon;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (char c : rest.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    colon = close + 1;
+    if (colon >= rest.size() || rest[colon] != ':') return false;
+  } else {
+    colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    for (char c : rest.substr(0, colon)) {
+      if (!IsHostChar(c)) return false;
+    }
+  }
+  std::string_view port_text = rest.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5) return false;
+  int p = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + (c - '0');
+  }
+  if (p < 1 || p > 65535) return false;
+  *host = std::string(rest.substr(0, colon));
+  *port = p;
+  return true;
+}
+
+// Whether `host` names this machine's loopback or all of its addresses.
+bool IsLocalHost(const std::string& host) {
+  return host == "localhost" || host == "0.0.0.0" || host == "::" || host == "[::]" ||
+         host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+// Whether a peer at host:port is this node, listening on own_host:own_port.
+bool IsSelf(const std::string& host, int port, const std::string& own_host, int own_port) {
+  if (port != own_port) return false;
+  if (host == own_host) return true;
+  return IsLocalHost(host) && IsLocalHost(own_host);
+}
+
+bool ValidNodeId(const std::string& id) {
+  if (id.empty() || id.size() > kMaxIdChars) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+Status CheckPositiveMillis(const char* name, int64_t value) {
+  if (value < 1 || value > int64_t{24} * 3600 * 1000) {
+    return Status::InvalidArgument(std::string(name) + " " + std::to_string(value) +
+                                   " must be between 1 and 86400000 milliseconds");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::string> NormalizePeerUrl(std::string_view url) {
+  std::string host;
+  int port = 0;
+  if (!SplitUrl(url, &host, &port)) {
+    return Status::InvalidArgument("malformed peer URL '" + std::string(url) +
+                                   "': expected http://host:port");
+  }
+  return "http://" + host + ":" + std::to_string(port);
+}
+
+Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
+  NodeConfig config;
+  NodeOptions& o = config.node;
+
+  // Values are read into wide integers and range-checked below, so that every range error reads
+  // the same way.
+  int64_t port = o.port;
+  std::string peers;
+  std::string mode = "async";
+  int64_t quorum = o.quorum;
+  std::string fsync = "always";
+  int64_t max_message_bytes = static_cast<int64_t>(o.max_message_bytes);
+  int64_t heartbeat_interval_ms = o.heartbeat_interval.count();
+  int64_t heartbeat_timeout_ms = o.heartbeat_timeout.count();
+  int64_t quorum_timeout_ms = o.quorum_timeout.count();
+  int64_t anti_entropy_interval_ms = o.anti_entropy_interval.count();
+  int64_t request_timeout_ms = o.request_timeout.count();
+  int64_t http_threads = config.http_threads;
+
+  CLI::App app("dsm-node: one node of a durable replicated messaging cluster", "dsm-node");
+  app.add_option("--port", port, "TCP port of the HTTP API")->capture_default_str();
+  app.add_option("--id", o.id, "node id (letters, digits, '.', '_', '-'; at most 64)")->required();
+  app.add_option(
+      "--peers", peers,
+      "comma-separated peer base URLs, e.g. \"http://127.0.0.1:8001,http://127.0.0.1:8002\"");
+  app.add_option(
+         "--replication_mode,--replication-mode", mode,
+         "async: acknowledge once fsynced locally; sync_quorum: once --quorum nodes hold it")
+      ->capture_default_str();
+  app.add_option("--quorum", quorum,
+                 "nodes (this one included) that must hold a message before a "
+                 "sync_quorum acknowledgement")
+      ->capture_default_str();
+  app.add_option("--host", o.host, "address to listen on")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "data directory (default ./data/<id>)");
+  app.add_option("--fsync", fsync,
+                 "always: every acknowledged write is on disk; never: faster, but acknowledged "
+                 "messages can be lost on a crash")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", max_message_bytes, "largest accepted payload")
+      ->capture_default_str();
+  app.add_option("--heartbeat-interval-ms", heartbeat_interval_ms, "heartbeat period")
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms,
+                 "a peer without a successful exchange for this long is dead")
+      ->capture_default_str();
+  app.add_option("--quorum-timeout-ms", quorum_timeout_ms,
+                 "a quorum write not confirmed within this answers 504")
+      ->capture_default_str();
+  app.add_option("--anti-entropy-interval-ms", anti_entropy_interval_ms,
+                 "period of the catch-up pull from each peer")
+      ->capture_default_str();
+  app.add_option("--request-timeout-ms", request_timeout_ms, "deadline of one request to a peer")
+      ->capture_default_str();
+  app.add_option("--http-threads", http_threads, "HTTP server threads")->capture_default_str();
+  app.add_option("--log-level", config.log_level,
+                 "trace, debug, info, warn, error, critical or off")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    config.help = true;
+    config.help_text = app.help();
+    return config;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    return Status::InvalidArgument(Trim(msg));
+  }
+
+  if (!ValidNodeId(o.id)) {
+    return Status::InvalidArgument("--id '" + o.id +
+                                   "' must be 1..64 letters, digits, '.', '_' or '-'");
+  }
+  if (port < 1 || port > 65535) {
+    return Status::InvalidArgument("--port " + std::to_string(port) +
+                                   " must be between 1 and 65535");
+  }
+  o.port = static_cast<uint16_t>(port);
+  if (Trim(o.host).empty()) return Status::InvalidArgument("--host must not be empty");
+  o.host = Trim(o.host);
+
+  if (mode == "async") {
+    o.mode = ReplicationMode::kAsync;
+  } else if (mode == "sync_quorum") {
+    o.mode = ReplicationMode::kSyncQuorum;
+  } else {
+    return Status::InvalidArgument("--replication_mode '" + mode +
+                                   "' is unknown: use async or sync_quorum");
+  }
+
+  std::set<std::string> seen;
+  size_t start = 0;
+  while (start <= peers.size()) {
+    size_t comma = peers.find(',', start);
+    if (comma == std::string::npos) comma = peers.size();
+    std::string item = Trim(std::string_view(peers).substr(start, comma - start));
+    start = comma + 1;
+    if (item.empty()) continue;  // "" means no peers; stray commas are harmless
+    Result<std::string> url = NormalizePeerUrl(item);
+    if (!url.ok()) return url.status();
+    std::string host;
+    int peer_port = 0;
+    SplitUrl(*url, &host, &peer_port);
+    if (IsSelf(host, peer_port, o.host, o.port)) {
+      return Status::InvalidArgument("peer " + *url + " is this node itself (--host " + o.host +
+                                     " --port " + std::to_string(o.port) + ")");
+    }
+    if (!seen.insert(*url).second) {
+      return Status::InvalidArgument("peer " + *url + " is listed twice");
+    }
+    o.peers.push_back(*url);
+  }
+
+  const int64_t cluster = static_cast<int64_t>(o.peers.size()) + 1;
+  if (quorum < 1) {
+    return Status::InvalidArgument("--quorum " + std::to_string(quorum) + " must be at least 1");
+  }
+  // In async mode the quorum only serves requests that ask for "ack":"quorum"; a larger value
+  // than the cluster is refused there (503) rather than at start-up, so that the seed's async
+  // command lines (default quorum 2) run even without peers.
+  if (o.mode == ReplicationMode::kSyncQuorum && quorum > cluster) {
+    const size_t peers_count = o.peers.size();
+    const std::string cluster_text =
+        peers_count == 0 ? "the 1 node of the cluster (no peers)"
+                         : "the " + std::to_string(cluster) + " nodes of the cluster (" +
+                               std::to_string(peers_count) +
+                               (peers_count == 1 ? " peer" : " peers") + " + this one)";
+    return Status::InvalidArgument("--quorum " + std::to_string(quorum) + " is more than " +
+                                   cluster_text);
+  }
+  if (quorum > kMaxQuorum) {
+    return Status::InvalidArgument("--quorum " + std::to_string(quorum) + " must be at most " +
+                                   std::to_string(kMaxQuorum));
+  }
+  o.quorum = static_cast<int>(quorum);
+
+  if (o.data_dir.empty()) o.data_dir = "./data/" + o.id;
+
+  if (fsync == "always") {
+    o.fsync = true;
+  } else if (fsync == "never") {
+    o.fsync = false;
+  } else {
+    return Status::InvalidArgument("--fsync '" + fsync + "' is unknown: use always or never");
+  }
+
+  if (max_message_bytes < 1 || max_message_bytes > kMaxMessageBytesLimit) {
+    return Status::InvalidArgument("--max-message-bytes " + std::to_string(max_message_bytes) +
+                                   " must be between 1 and " +
+                                   std::to_string(kMaxMessageBytesLimit));
+  }
+  o.max_message_bytes = static_cast<size_t>(max_message_bytes);
+
+  const std::pair<const char*, int64_t> millis[] = {
+      {"--heartbeat-interval-ms", heartbeat_interval_ms},
+      {"--heartbeat-timeout-ms", heartbeat_timeout_ms},
+      {"--quorum-timeout-ms", quorum_timeout_ms},
+      {"--anti-entropy-interval-ms", anti_entropy_interval_ms},
+      {"--request-timeout-ms", request_timeout_ms},
+  };
+  for (const auto& [name, value] : millis) {
+    Status s = CheckPositiveMillis(name, value);
+    if (!s.ok()) return s;
+  }
+  if (heartbeat_timeout_ms < heartbeat_interval_ms) {
+    return Status::InvalidArgument(
+        "--heartbeat-timeout-ms " + std::to_string(heartbeat_timeout_ms) +
+        " must be at least --heartbeat-interval-ms " + std::to_string(heartbeat_interval_ms));
+  }
+  o.heartbeat_interval = std::chrono::milliseconds(heartbeat_interval_ms);
+  o.heartbeat_timeout = std::chrono::milliseconds(heartbeat_timeout_ms);
+  o.quorum_timeout = std::chrono::milliseconds(quorum_timeout_ms);
+  o.anti_entropy_interval = std::chrono::milliseconds(anti_entropy_interval_ms);
+  o.request_timeout = std::chrono::milliseconds(request_timeout_ms);
+  o.connect_timeout = std::min(o.connect_timeout, o.request_timeout);
+
+  if (http_threads < 1 || http_threads > kMaxHttpThreads) {
+    return Status::InvalidArgument("--http-threads " + std::to_string(http_threads) +
+                                   " must be between 1 and " + std::to_string(kMaxHttpThreads));
+  }
+  config.http_threads = static_cast<int>(http_threads);
+
+  static const char* const kLevels[] = {"trace", "debug",    "info", "warn",
+                                        "error", "critical", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
+    return Status::InvalidArgument("--log-level '" + config.log_level +
+                                   "' is unknown: use trace, debug, info, warn, error, critical "
+                                   "or off");
+  }
+  return config;
+}
+
+}  // namespace dsm

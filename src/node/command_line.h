@@ -1,0 +1,32 @@
+// The dsm-node command line: the seed prototype's options (--port, --id, --peers,
+// --replication_mode, --quorum, --host) plus storage, timing and server options, parsed with CLI11
+// and validated into a NodeConfig. Everything that can be judged without touching the system is
+// checked here (ranges, URLs, a peer that is this node itself); the port and the data directory
+// are checked when the runtime opens them. Pure functions, thread-compatible.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "dsm/options.h"
+#include "dsm/status.h"
+
+namespace dsm {
+
+struct NodeConfig {
+  NodeOptions node;
+  int http_threads = 4;            // --http-threads
+  std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
+  bool help = false;               // --help was given: print help_text and exit 0
+  std::string help_text;
+};
+
+// Parses and validates argv (argv[0] is the program name). Errors: InvalidArgument with a
+// one-line reason, e.g. "--quorum 5 is more than the 3 nodes of the cluster (2 peers + this one)".
+Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv);
+
+// "http://host:port" with an optional trailing slash, host a DNS name, an IPv4 address or a
+// bracketed IPv6 address, port 1..65535. Returns the URL without the trailing slash.
+Result<std::string> NormalizePeerUrl(std::string_view url);
+
+}  // namespace dsm

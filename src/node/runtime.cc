@@ -1,0 +1,120 @@
+#include "src/node/runtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <utility>
+
+namespace dsm {
+namespace {
+
+std::string JoinPeers(const std::vector<std::string>& peers) {
+  std::string out = "[";
+  for (size_t i = 0; i < peers.size(); ++i) {
+    if (i > 0) out += ",";
+    out += peers[i];
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+Runtime::Runtime(NodeConfig config) : config_(std::move(config)) {}
+
+Runtime::~Runtime() { Stop(); }
+
+Status Runtime::Start() {
+  const NodeOptions& o = config_.node;
+  if (!o.fsync) {
+    spdlog::warn(
+        "--fsync never: writes are NOT synced to disk; messages acknowledged with 200 can be LOST "
+        "if the machine or the process crashes. Use only for benchmarks.");
+  }
+
+  RocksLogStoreOptions store_options;
+  store_options.path = o.data_dir;
+  store_options.node_id = o.id;
+  store_options.sync = o.fsync;
+  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(store_options);
+  if (!store.ok()) return store.status();
+  store_ = std::move(store).value();
+
+  PeerClientOptions peer_options;
+  peer_options.connect_timeout = o.connect_timeout;
+  peer_options.request_timeout = o.request_timeout;
+  peer_options.max_payload_bytes = o.max_message_bytes;
+  peers_ = std::make_unique<PeerClient>(o.peers, peer_options);
+
+  node_ = std::make_unique<Node>(o, store_.get(), peers_.get(), &clock_);
+  node_->SetWakeup([this] {
+    std::lock_guard lock(mu_);
+    wakeup_ = true;
+    cv_.notify_one();
+  });
+
+  HttpServerOptions server_options;
+  server_options.threads = config_.http_threads;
+  server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
+
+  Status s = peers_->Start();
+  if (!s.ok()) {
+    Stop();
+    return s;
+  }
+  driver_ = std::thread([this] { Drive(); });
+  node_->Start();
+  s = server_->Start();
+  if (!s.ok()) {
+    Stop();
+    return s;
+  }
+  spdlog::info(
+      "dsm-node {} listening on http://{}:{} mode={} quorum={} peers={} data_dir={} fsync={} "
+      "stream={} last_seq={}",
+      o.id, o.host, server_->port(), ModeName(o.mode), o.quorum, JoinPeers(o.peers), o.data_dir,
+      o.fsync ? "always" : "never", store_->stream_id(), store_->LastSeq());
+  return Status::Ok();
+}
+
+void Runtime::Drive() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    wakeup_ = false;
+    lock.unlock();
+    node_->Tick();
+    const MonoTime deadline = node_->NextDeadline();
+    lock.lock();
+    // A wakeup that arrived since Tick() began means the deadline may be stale: tick again.
+    if (stop_ || wakeup_) continue;
+    // Bounded so that a far-off (or "never") deadline does not overflow the wait.
+    const MonoTime cap = clock_.Now() + std::chrono::hours(1);
+    cv_.wait_until(lock, std::min(deadline, cap), [this] { return wakeup_ || stop_; });
+  }
+}
+
+void Runtime::Stop() {
+  if (node_) node_->Stop();
+  if (server_) server_->Shutdown();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cv_.notify_one();
+  }
+  if (driver_.joinable()) driver_.join();
+  if (peers_) peers_->Stop();
+  server_.reset();
+  node_.reset();
+  peers_.reset();
+  store_.reset();
+}
+
+uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
+
+const std::string& Runtime::stream_id() const {
+  static const std::string kNone;
+  return store_ ? store_->stream_id() : kNone;
+}
+
+}  // namespace dsm

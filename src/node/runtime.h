@@ -1,0 +1,70 @@
+// Runtime: the composition root of dsm-node. It builds and connects the real implementations -
+// the RocksDB log (RocksLogStore), the libcurl peer client (PeerClient), the replication core
+// (Node) on the system clock, the HTTP server (HttpServer) - and owns the one driver thread that
+// runs Node::Tick() at Node::NextDeadline() or when the Node asks for it.
+//
+// Shutdown order (Stop): the Node stops first, so its pending quorum waits are answered while the
+// server still delivers answers; then the server (answers in flight are written), the driver
+// thread, the peer client (its outstanding requests complete with "shutting down" into the still
+// existing Node); then the Node is destroyed and the store closed.
+//
+// Thread safety: Start() and Stop() are called by the owning thread. Signals are the caller's
+// business (dsm-node blocks SIGINT/SIGTERM in every thread and waits for them in main).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "core/node.h"
+#include "dsm/clock.h"
+#include "dsm/status.h"
+#include "src/http/peer_client.h"
+#include "src/http/server.h"
+#include "src/node/command_line.h"
+#include "storage/rocks_log_store.h"
+
+namespace dsm {
+
+class Runtime {
+ public:
+  explicit Runtime(NodeConfig config);
+  ~Runtime();  // Stop()
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Opens the data directory, starts the peer client, the driver thread, replication and the
+  // HTTP server. Errors carry a one-line reason (the data directory or the address that failed);
+  // whatever was started is stopped again. REQUIRES: called at most once.
+  Status Start();
+
+  // The ordered shutdown described above. Idempotent.
+  void Stop();
+
+  // The port the HTTP server listens on (after a successful Start()).
+  uint16_t port() const;
+  // This data directory's own stream id (after a successful Start()).
+  const std::string& stream_id() const;
+
+ private:
+  // The driver thread: Tick(), then wait until NextDeadline() or a wakeup.
+  void Drive();
+
+  const NodeConfig config_;
+  SystemClock clock_;
+  std::unique_ptr<RocksLogStore> store_;
+  std::unique_ptr<PeerClient> peers_;
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread driver_;
+
+  std::mutex mu_;
+  // Notified by the Node's wakeup callback (its next deadline may be earlier) and by Stop().
+  std::condition_variable cv_;
+  bool wakeup_ = false;  // guarded by mu_
+  bool stop_ = false;    // guarded by mu_
+};
+
+}  // namespace dsm
