@@ -604,7 +604,15 @@ Result<SyncPage> Node::Sync(uint64_t since, size_t limit) {
   ScanOptions scan;
   scan.after = since;
   scan.limit = limit == SIZE_MAX ? limit : limit + 1;
+  // A page also stops at about batch_bytes of payload (at least one message), so large messages
+  // cannot make one page unbounded in memory.
+  size_t bytes = 0;
   Status s = d.log->Scan(scan, [&](const Message& m) {
+    if (!page.messages.empty() && bytes + m.payload.size() > options_.batch_bytes) {
+      page.more = true;
+      return false;
+    }
+    bytes += m.payload.size();
     page.messages.push_back(m);
     return true;
   });
