@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/metrics.h"
+
 namespace dsm {
 namespace {
 
@@ -40,6 +42,16 @@ struct PeerState {
 
   // Catch-up puller from the peer's log.
   bool pull_in_flight = false;
+  uint64_t peer_last_seq = 0;       // the peer's last seq, from its last /sync answer
+  uint64_t catchup_applied = 0;     // messages applied in the current run of pages
+  MonoTime catchup_started{};       // when the current run of pages began
+  MonoTime catchup_logged{};        // last progress line
+
+  // Counters for /metrics.
+  uint64_t pushed = 0;        // our messages the peer acknowledged
+  uint64_t push_errors = 0;   // failed pushes
+  uint64_t pull_errors = 0;   // failed pulls
+  uint64_t pulled = 0;        // messages applied from the peer's log
   bool pull_wanted = true;  // pull as soon as possible (start-up, peer came back, more pages)
   MonoTime next_pull{};     // anti-entropy
 };
@@ -67,6 +79,7 @@ struct Actions {
   };
   std::vector<Repair> repairs;
   std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
+  std::vector<std::pair<EventLevel, std::string>> events;
   bool wake = false;
 };
 
@@ -88,6 +101,65 @@ struct Node::Impl {
   std::vector<PeerState> peers;            // GUARDED_BY(mu)
   std::list<std::shared_ptr<QuorumWaiter>> waiters;  // GUARDED_BY(mu)
   std::function<void()> wakeup;            // GUARDED_BY(mu)
+  std::function<void(EventLevel, const std::string&)> event_log;  // GUARDED_BY(mu)
+  std::vector<std::pair<EventLevel, std::string>> pending_events;  // GUARDED_BY(mu)
+
+  // Metrics: atomics and histograms, updated without mu.
+  enum Source { kClient, kReplicate, kPull, kSources };
+  std::atomic<uint64_t> appended[kSources] = {};
+  std::atomic<uint64_t> deduplicated[kSources] = {};
+  std::atomic<uint64_t> quorum_ok{0}, quorum_refused{0}, quorum_timeout{0};
+  Histogram send_local_seconds, send_quorum_seconds, log_write_seconds;
+
+  void CountOutcomes(Source source, const std::vector<WriteOutcome>& outcomes) {
+    uint64_t a = 0, d = 0;
+    for (const WriteOutcome& o : outcomes) {
+      if (o.kind == WriteOutcome::Kind::kAppended) ++a;
+      if (o.kind == WriteOutcome::Kind::kDuplicate) ++d;
+    }
+    appended[source].fetch_add(a, std::memory_order_relaxed);
+    deduplicated[source].fetch_add(d, std::memory_order_relaxed);
+  }
+
+  // The peer seq a pull answer moves the cursor to (see OnSync).
+  static uint64_t next_cursor_seq(const Result<SyncReply>& r, const PullCursor& cursor) {
+    if (r->stream != cursor.peer_stream && cursor.seq != 0) return 0;
+    return r->messages.empty() ? cursor.seq : r->messages.back().seq;
+  }
+
+  // Tracks a run of pull pages from `p` and logs the progress of long catch-ups.
+  // REQUIRES: mu held.
+  void NoteCatchUp(PeerState& p, MonoTime now, uint64_t applied, uint64_t peer_last_seq,
+                   uint64_t at, bool more) {
+    constexpr uint64_t kLongCatchUp = 1000;  // messages
+    if (p.catchup_applied == 0 && applied > 0) {
+      p.catchup_started = now;
+      p.catchup_logged = now;
+    }
+    p.catchup_applied += applied;
+    p.pulled += applied;
+    p.peer_last_seq = peer_last_seq;
+    const double secs = std::chrono::duration<double>(now - p.catchup_started).count();
+    if (more && p.catchup_applied > 0 && now - p.catchup_logged >= std::chrono::seconds(2)) {
+      p.catchup_logged = now;
+      Event(EventLevel::kInfo,
+            fmt::format("catching up from {}: {} messages applied in {:.1f} s, at its seq {} of {}",
+                        p.url, p.catchup_applied, secs, at, peer_last_seq));
+    }
+    if (!more) {
+      if (p.catchup_applied >= kLongCatchUp) {
+        Event(EventLevel::kInfo,
+              fmt::format("caught up from {}: {} messages in {:.1f} s", p.url, p.catchup_applied,
+                          secs));
+      }
+      p.catchup_applied = 0;
+    }
+  }
+
+  // REQUIRES: mu held.
+  void Event(EventLevel level, std::string text) {
+    pending_events.emplace_back(level, std::move(text));
+  }
 
   // ---- derived state (REQUIRES: mu held) ----
 
@@ -141,7 +213,12 @@ struct Node::Impl {
   void UpdateLiveness(PeerState& p, MonoTime now) {
     if (p.liveness == Liveness::kDead) return;
     MonoTime since = p.ever_ok ? p.last_ok : started_at;
-    if (now - since >= options.heartbeat_timeout) p.liveness = Liveness::kDead;
+    if (now - since >= options.heartbeat_timeout) {
+      p.liveness = Liveness::kDead;
+      Event(EventLevel::kWarning,
+            fmt::format("peer {} is dead: no successful exchange for {} ms", p.url,
+                        std::chrono::duration_cast<Millis>(now - since).count()));
+    }
   }
 
   void MarkSuccess(PeerState& p, MonoTime now) {
@@ -151,6 +228,8 @@ struct Node::Impl {
     p.consecutive_failures = 0;
     if (p.liveness != Liveness::kAlive) {
       // Back (or seen for the first time): catch up from it and push to it without waiting.
+      Event(EventLevel::kInfo, fmt::format("peer {} is alive{}", p.url,
+                                           p.liveness == Liveness::kDead ? " again" : ""));
       p.liveness = Liveness::kAlive;
       p.pull_wanted = true;
       p.push_backoff = Millis(0);
@@ -165,6 +244,13 @@ struct Node::Impl {
 
   // Decides which requests are due now. Marks them in flight.
   void CollectDue(MonoTime now, Actions* a) {
+    CollectDueWork(now, a);
+    a->events.insert(a->events.end(), std::make_move_iterator(pending_events.begin()),
+                     std::make_move_iterator(pending_events.end()));
+    pending_events.clear();
+  }
+
+  void CollectDueWork(MonoTime now, Actions* a) {
     if (!started || stopped) return;
     const uint64_t own_hw = log->HighWater(log->stream_id());
     for (PeerState& p : peers) {
@@ -278,6 +364,94 @@ void Node::SetWakeup(std::function<void()> wakeup) {
   impl_->wakeup = std::move(wakeup);
 }
 
+void Node::SetEventLog(std::function<void(EventLevel, const std::string&)> log) {
+  std::lock_guard lock(impl_->mu);
+  impl_->event_log = std::move(log);
+}
+
+void Node::WriteMetrics(MetricsWriter& w) const {
+  Impl& d = *impl_;
+  const NodeStatus st = GetStatus();
+  struct PeerCounters {
+    uint64_t pushed, push_errors, pull_errors, pulled, peer_last_seq;
+  };
+  std::vector<PeerCounters> counters;
+  {
+    std::lock_guard lock(d.mu);
+    for (const PeerState& p : d.peers) {
+      counters.push_back({p.pushed, p.push_errors, p.pull_errors, p.pulled, p.peer_last_seq});
+    }
+  }
+  static constexpr const char* kSourceNames[] = {"client", "replicate", "pull"};
+  w.Family("dsm_messages_appended_total", "counter",
+           "Messages written to the log, by how they arrived (client /send, a peer's /replicate "
+           "push, or this node's /sync pull).");
+  for (int s = 0; s < Impl::kSources; ++s) {
+    w.Sample("dsm_messages_appended_total", {{"source", kSourceNames[s]}},
+             static_cast<double>(d.appended[s].load()));
+  }
+  w.Family("dsm_messages_deduplicated_total", "counter",
+           "Messages not written because this node already held them (msg_id or stream position).");
+  for (int s = 0; s < Impl::kSources; ++s) {
+    w.Sample("dsm_messages_deduplicated_total", {{"source", kSourceNames[s]}},
+             static_cast<double>(d.deduplicated[s].load()));
+  }
+  w.Family("dsm_send_duration_seconds", "histogram",
+           "Time from a /send reaching the core to its answer, by acknowledgement mode.");
+  w.HistogramSamples("dsm_send_duration_seconds", {{"ack", "local"}}, d.send_local_seconds.Read());
+  w.HistogramSamples("dsm_send_duration_seconds", {{"ack", "quorum"}},
+                     d.send_quorum_seconds.Read());
+  w.Family("dsm_log_write_duration_seconds", "histogram",
+           "Time of a /send's log write: group commit wait plus the fsynced RocksDB write.");
+  w.HistogramSamples("dsm_log_write_duration_seconds", {}, d.log_write_seconds.Read());
+  w.Family("dsm_quorum_writes_total", "counter",
+           "Quorum /send outcomes: ok, refused (503, nothing written) or timeout (504).");
+  w.Sample("dsm_quorum_writes_total", {{"outcome", "ok"}}, static_cast<double>(d.quorum_ok.load()));
+  w.Sample("dsm_quorum_writes_total", {{"outcome", "refused"}},
+           static_cast<double>(d.quorum_refused.load()));
+  w.Sample("dsm_quorum_writes_total", {{"outcome", "timeout"}},
+           static_cast<double>(d.quorum_timeout.load()));
+  w.Family("dsm_log_last_seq", "gauge", "Highest seq in this node's log.");
+  w.Sample("dsm_log_last_seq", static_cast<double>(st.last_seq));
+  w.Family("dsm_own_stream_high_water", "gauge", "Messages accepted by this node's own stream.");
+  w.Sample("dsm_own_stream_high_water", static_cast<double>(st.own_high_water));
+  w.Family("dsm_log_writable", "gauge", "1 while the log accepts writes, 0 after a disk failure.");
+  w.Sample("dsm_log_writable", st.write_health.ok() ? 1 : 0);
+
+  auto per_peer = [&](const char* name, const char* type, const char* help, auto value) {
+    w.Family(name, type, help);
+    for (size_t i = 0; i < st.peers.size(); ++i) {
+      w.Sample(name, {{"peer", st.peers[i].url}}, static_cast<double>(value(i)));
+    }
+  };
+  per_peer("dsm_peer_alive", "gauge", "1 when the failure detector sees the peer alive.",
+           [&](size_t i) { return st.peers[i].alive ? 1 : 0; });
+  per_peer("dsm_peer_consecutive_failures", "gauge", "Failed exchanges since the last success.",
+           [&](size_t i) { return st.peers[i].consecutive_failures; });
+  per_peer("dsm_peer_push_cursor", "gauge",
+           "Position of this node's stream the peer acknowledged.",
+           [&](size_t i) { return st.peers[i].push_cursor; });
+  per_peer("dsm_peer_lag_messages", "gauge", "Own messages the peer has not acknowledged yet.",
+           [&](size_t i) { return st.peers[i].lag_messages; });
+  per_peer("dsm_peer_lag_seconds", "gauge",
+           "Age of the oldest own message the peer has not acknowledged (0 when none).",
+           [&](size_t i) { return st.peers[i].lag_seconds; });
+  per_peer("dsm_peer_replicated_messages_total", "counter",
+           "Own messages the peer acknowledged (push).",
+           [&](size_t i) { return counters[i].pushed; });
+  per_peer("dsm_peer_replication_errors_total", "counter", "Failed pushes to the peer.",
+           [&](size_t i) { return counters[i].push_errors; });
+  per_peer("dsm_peer_pull_errors_total", "counter", "Failed catch-up pulls from the peer.",
+           [&](size_t i) { return counters[i].pull_errors; });
+  per_peer("dsm_peer_pulled_messages_total", "counter",
+           "Messages applied from the peer's log by catch-up pulls.",
+           [&](size_t i) { return counters[i].pulled; });
+  per_peer("dsm_peer_pull_cursor", "gauge", "Last peer seq applied by catch-up (peer's seq space).",
+           [&](size_t i) { return st.peers[i].pull_cursor.seq; });
+  per_peer("dsm_peer_last_seq", "gauge", "The peer's last seq, as of its last /sync answer.",
+           [&](size_t i) { return counters[i].peer_last_seq; });
+}
+
 MonoTime Node::NextDeadline() const {
   std::lock_guard lock(impl_->mu);
   return impl_->NextDeadline();
@@ -285,6 +459,16 @@ MonoTime Node::NextDeadline() const {
 
 // Carries out the actions decided under the lock. Must be called without the lock.
 void Node::Impl::Run(Actions actions) {
+  if (!actions.events.empty()) {
+    std::function<void(EventLevel, const std::string&)> sink;
+    {
+      std::lock_guard lock(mu);
+      sink = event_log;
+    }
+    if (sink) {
+      for (const auto& [level, text] : actions.events) sink(level, text);
+    }
+  }
   for (auto& [done, result] : actions.completions) done(std::move(result));
   for (size_t peer : actions.heartbeats) {
     transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
@@ -351,7 +535,14 @@ void Node::Impl::OnPushed(size_t peer, Result<ReplicateReply> r) {
     if (r.ok()) {
       MarkSuccess(p, now);
       const uint64_t own_hw = log->HighWater(log->stream_id());
-      p.push_cursor = std::min(r->high_water, own_hw);
+      const uint64_t cursor = std::min(r->high_water, own_hw);
+      if (cursor > p.push_cursor) p.pushed += cursor - p.push_cursor;
+      if (r->gap) {
+        Event(EventLevel::kWarning,
+              fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
+                          cursor));
+      }
+      p.push_cursor = cursor;
       p.push_backoff = Millis(0);
       p.push_not_before = now;
       persist = p.push_cursor;
@@ -359,6 +550,7 @@ void Node::Impl::OnPushed(size_t peer, Result<ReplicateReply> r) {
       CollectSatisfied(&a);
     } else {
       MarkFailure(p, now);
+      ++p.push_errors;
       p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
       p.push_not_before = now + p.push_backoff;
       a.wake = true;
@@ -407,6 +599,7 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
   const std::string& url = options.peers[peer];
   bool applied_ok = true;
   bool more = false;
+  uint64_t applied = 0;
   std::optional<std::pair<std::string, uint64_t>> repair;  // origin, repair from
   if (r.ok()) {
     PullCursor next;
@@ -429,6 +622,10 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
       if (!w.ok()) {
         applied_ok = false;
       } else {
+        CountOutcomes(kPull, *w);
+        for (const WriteOutcome& o : *w) {
+          if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
+        }
         for (size_t i = 0; i < w->size(); ++i) {
           const WriteOutcome& o = (*w)[i];
           if (o.kind != WriteOutcome::Kind::kGap) continue;
@@ -448,8 +645,21 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
     MonoTime now = clock->Now();
     if (r.ok()) {
       MarkSuccess(p, now);
+      NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
+      if (r->stream != cursor.peer_stream && cursor.seq != 0) {
+        Event(EventLevel::kWarning,
+              fmt::format("peer {} has a new data directory ({}): pulling it from the start",
+                          p.url, r->stream));
+      }
+      if (repair) {
+        Event(EventLevel::kInfo,
+              fmt::format("pull from {} stopped at a gap in stream {}: repairing it from the "
+                          "peer's stream",
+                          p.url, repair->first));
+      }
     } else {
       MarkFailure(p, now);
+      ++p.pull_errors;
     }
     if (repair && applied_ok) {
       a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
@@ -476,7 +686,9 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
     last = r->messages.back().origin_seq;
     more = r->more;
     const uint64_t before = log->HighWater(origin);
-    progressed = log->Apply(std::move(r->messages)).ok() && log->HighWater(origin) > before;
+    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(r->messages));
+    if (w.ok()) CountOutcomes(kPull, *w);
+    progressed = w.ok() && log->HighWater(origin) > before;
   }
   Actions a;
   {
@@ -509,23 +721,41 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
   Impl& d = *impl_;
   const bool quorum = ack == AckMode::kQuorum ||
                       (ack == AckMode::kDefault && options_.mode == ReplicationMode::kSyncQuorum);
+  // Count every answer and time it from here.
+  done = [&d, quorum, start = d.clock->Now(), done = std::move(done)](SendResult r) {
+    const double secs = std::chrono::duration<double>(d.clock->Now() - start).count();
+    (quorum ? d.send_quorum_seconds : d.send_local_seconds).Observe(secs);
+    if (quorum) {
+      if (r.status.ok()) {
+        d.quorum_ok.fetch_add(1, std::memory_order_relaxed);
+      } else if (r.status.code() == Code::kTimeout) {
+        d.quorum_timeout.fetch_add(1, std::memory_order_relaxed);
+      } else if (r.status.code() == Code::kUnavailable) {
+        d.quorum_refused.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    done(std::move(r));
+  };
+  Status refusal;
   {
     std::lock_guard lock(d.mu);
-    Status refusal;
     if (d.stopped) {
       refusal = Status::Unavailable("shutting down");
     } else if (quorum && !d.QuorumReachable()) {
       refusal = Status::Unavailable(kQuorumNotAchieved);
     }
-    if (!refusal.ok()) {
-      SendResult res;
-      res.status = std::move(refusal);
-      done(std::move(res));
-      return;
-    }
+  }
+  if (!refusal.ok()) {
+    SendResult res;
+    res.status = std::move(refusal);
+    done(std::move(res));
+    return;
   }
   std::string first_msg_id = msgs.empty() ? std::string() : msgs.front().msg_id;
+  const MonoTime write_start = d.clock->Now();
   Result<std::vector<WriteOutcome>> written = d.log->Append(std::move(msgs));
+  d.log_write_seconds.Observe(
+      std::chrono::duration<double>(d.clock->Now() - write_start).count());
   SendResult res;
   if (!written.ok()) {
     res.status = written.status();
@@ -533,6 +763,7 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     return;
   }
   res.outcomes = std::move(written.value());
+  d.CountOutcomes(Impl::kClient, res.outcomes);
 
   auto waiter = std::make_shared<QuorumWaiter>();
   waiter->first_msg_id = std::move(first_msg_id);
@@ -578,6 +809,7 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
   if (!written.ok()) return written.status();
   ReplicateResult res;
   res.outcomes = std::move(written.value());
+  d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
   for (const WriteOutcome& o : res.outcomes) {
     if (o.kind == WriteOutcome::Kind::kGap) res.gap = true;

@@ -27,6 +27,10 @@
 
 namespace dsm {
 
+class MetricsWriter;
+
+enum class EventLevel { kInfo, kWarning };
+
 // Per-request acknowledgement override of /send ("ack": "local" | "quorum").
 enum class AckMode { kDefault, kLocal, kQuorum };
 
@@ -111,6 +115,12 @@ class Node {
   void SetWakeup(std::function<void()> wakeup);
 
   NodeStatus GetStatus() const;
+
+  // Appends the core's metrics in the Prometheus text format (docs/operations.md lists them).
+  void WriteMetrics(MetricsWriter& w) const;
+  // `log` receives notable events: a peer turning dead or alive, catch-up progress, a push
+  // rewound by a peer, a pull restarted or repaired. Called without locks held.
+  void SetEventLog(std::function<void(EventLevel, const std::string&)> log);
   const NodeOptions& options() const { return options_; }
 
  private:

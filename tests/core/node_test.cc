@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "common/metrics.h"
 #include "tests/testing/fake_transport.h"
 #include "tests/testing/manual_clock.h"
 #include "tests/testing/memory_log_store.h"
@@ -352,6 +353,45 @@ TEST_F(NodeTest, StopAnswersPendingQuorumWaiters) {
   EXPECT_EQ(r->status.code(), Code::kUnavailable);
   Send("m2", &r);
   EXPECT_EQ(r->status.code(), Code::kUnavailable);
+}
+
+TEST_F(NodeTest, MetricsCountSendsQuorumOutcomesAndPeers) {
+  Make(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  AckPush();  // ok
+  Send("m1", &r);  // duplicate, already held by the peer: ok at once
+  Send("m2", &r);
+  clock_.Advance(milliseconds(501));
+  node_->Tick();  // timeout
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  const std::string& text = w.text();
+  for (const char* line : {
+           "dsm_messages_appended_total{source=\"client\"} 2\n",
+           "dsm_messages_deduplicated_total{source=\"client\"} 1\n",
+           "dsm_quorum_writes_total{outcome=\"ok\"} 2\n",
+           "dsm_quorum_writes_total{outcome=\"timeout\"} 1\n",
+           "dsm_send_duration_seconds_count{ack=\"quorum\"} 3\n",
+           "dsm_peer_replicated_messages_total{peer=\"http://127.0.0.1:9001\"} 1\n",
+           "dsm_peer_lag_messages{peer=\"http://127.0.0.1:9001\"} 1\n",
+           "# TYPE dsm_peer_alive gauge\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
+  }
+}
+
+TEST_F(NodeTest, EventsReportPeersTurningDeadAndAlive) {
+  std::vector<std::string> events;
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->SetEventLog([&](EventLevel, const std::string& e) { events.push_back(e); });
+  node_->Tick();
+  OkHeartbeats();
+  clock_.Advance(milliseconds(400));
+  node_->Tick();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_NE(events[0].find("is alive"), std::string::npos) << events[0];
+  EXPECT_NE(events[1].find("is dead"), std::string::npos) << events[1];
 }
 
 TEST_F(NodeTest, StorageFailureIsReported) {
