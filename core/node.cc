@@ -828,6 +828,9 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
   return res;
 }
 
+// Both pages read at most `limit` entries and about batch_bytes of payload (at least one entry),
+// so a page stays bounded in memory; `more` compares where the page ended with the end of the
+// log (or of the stream) as it was when the page began.
 Result<SyncPage> Node::Sync(uint64_t since, size_t limit) {
   Impl& d = *impl_;
   SyncPage page;
@@ -835,24 +838,16 @@ Result<SyncPage> Node::Sync(uint64_t since, size_t limit) {
   page.last_seq = d.log->LastSeq();
   ScanOptions scan;
   scan.after = since;
-  scan.limit = limit == SIZE_MAX ? limit : limit + 1;
-  // A page also stops at about batch_bytes of payload (at least one message), so large messages
-  // cannot make one page unbounded in memory.
+  scan.limit = limit;
   size_t bytes = 0;
   Status s = d.log->Scan(scan, [&](const Message& m) {
-    if (!page.messages.empty() && bytes + m.payload.size() > options_.batch_bytes) {
-      page.more = true;
-      return false;
-    }
+    if (!page.messages.empty() && bytes + m.payload.size() > options_.batch_bytes) return false;
     bytes += m.payload.size();
     page.messages.push_back(m);
     return true;
   });
   if (!s.ok()) return s;
-  if (limit != SIZE_MAX && page.messages.size() > limit) {
-    page.messages.pop_back();
-    page.more = true;
-  }
+  page.more = (page.messages.empty() ? since : page.messages.back().seq) < page.last_seq;
   return page;
 }
 
@@ -861,17 +856,12 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
   SyncPage page;
   page.stream = d.log->stream_id();
   page.last_seq = d.log->LastSeq();
-  const size_t want = limit == SIZE_MAX ? limit : limit + 1;
-  Result<std::vector<Message>> msgs = d.log->ReadOrigin(origin, since, want, options_.batch_bytes);
+  const uint64_t high_water = d.log->HighWater(origin);
+  Result<std::vector<Message>> msgs = d.log->ReadOrigin(origin, since, limit, options_.batch_bytes);
   if (!msgs.ok()) return msgs.status();
   page.messages = std::move(msgs.value());
-  if (limit != SIZE_MAX && page.messages.size() > limit) {
-    page.messages.pop_back();
-    page.more = true;
-  } else {
-    page.more = d.log->HighWater(origin) > (page.messages.empty() ? since
-                                                                   : page.messages.back().origin_seq);
-  }
+  page.more =
+      (page.messages.empty() ? since : page.messages.back().origin_seq) < high_water;
   return page;
 }
 
