@@ -3,14 +3,17 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
@@ -28,8 +31,11 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* const kFamilyNames[] = {schema::kDefaultFamily, schema::kLogFamily,
-                                    schema::kMsgIdFamily, schema::kOriginFamily,
-                                    schema::kMetaFamily};
+                                    schema::kMsgIdFamily,   schema::kOriginFamily,
+                                    schema::kMetaFamily,    schema::kInboxFamily};
+
+// Records indexed per synced batch when a version-1 directory is upgraded.
+constexpr size_t kUpgradeBatchRecords = 10000;
 
 constexpr size_t kBlockCacheBytes = 16 << 20;
 constexpr int kBloomBitsPerKey = 10;
@@ -69,6 +75,21 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
 
 std::string DirName(const std::string& path) { return "data directory " + path; }
 
+// Appended to the errors about a damaged data directory.
+constexpr char kDamagedHint[] =
+    " (see docs/operations.md, \"Recovering a damaged or lost node\")";
+
+// How often a store whose disk was full retries (DB::Resume) when writes keep coming.
+constexpr auto kResumeInterval = std::chrono::milliseconds(500);
+
+// The status of a write refused because the disk is full (not sticky: see Write()).
+Status DiskFull(const rocksdb::Status& s) {
+  return Status::Unavailable(
+      "disk full: the node cannot store new messages until space is freed (reads keep working; "
+      "writes resume by themselves): " +
+      s.ToString());
+}
+
 // Maps a failed DB::Open to one line naming the directory and the cause.
 Status OpenError(const std::string& path, const rocksdb::Status& s) {
   const std::string detail = s.ToString();
@@ -80,7 +101,9 @@ Status OpenError(const std::string& path, const rocksdb::Status& s) {
     return Status::IOError(DirName(path) + " is locked by another running process (" + detail +
                            ")");
   }
-  if (s.IsCorruption()) return Status::Corruption(DirName(path) + " is damaged: " + detail);
+  if (s.IsCorruption()) {
+    return Status::Corruption(DirName(path) + " is damaged: " + detail + kDamagedHint);
+  }
   return Status::IOError("cannot open " + DirName(path) + ": " + detail);
 }
 
@@ -105,12 +128,30 @@ Status PrepareDirectory(const std::string& path, bool* is_new) {
   return Status::Ok();
 }
 
+// Turns off RocksDB's own recovery from a full disk: its SstFileManager waits for as much free
+// space as all memtables could need, which a small disk may never have, and answers DB::Resume()
+// with Busy meanwhile. The store's writers call DB::Resume() themselves (see Write()).
+class ManualRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
 rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_new) {
   rocksdb::DBOptions o;
   o.create_if_missing = is_new;
   o.create_missing_column_families = is_new;
   if (options.env != nullptr) o.env = options.env;
-  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Damage is an error at open, never a silent truncation: a record whose checksum does not
+  // match stops the open (point-in-time recovery would drop it and everything after it without a
+  // word), while an incomplete record at the very end of the last log - a write cut short by a
+  // machine crash, never acknowledged - is dropped. paranoid_checks also checks the table files
+  // against the MANIFEST (presence and size) at open.
+  o.paranoid_checks = true;
+  o.listeners.push_back(std::make_shared<ManualRecovery>());
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   o.max_background_jobs = 2;
   o.keep_log_file_num = 4;
   o.max_log_file_size = 8 << 20;
@@ -198,6 +239,55 @@ size_t RequestBytes(const WriteRequest& req) {
   return bytes;
 }
 
+// Builds the recipient index of a format-version-1 directory from its log, then records version
+// 2 in the same synced write as the last index entries. Each batch is synced; an interrupted
+// upgrade leaves version 1 and is redone from the start at the next open (it rewrites the same
+// keys).
+Status UpgradeFromVersion1(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
+                           rocksdb::ColumnFamilyHandle* inbox, rocksdb::ColumnFamilyHandle* meta,
+                           const RocksLogStoreOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  if (options.info_log) {
+    options.info_log(DirName(options.path) +
+                     " has format version 1: upgrading it in place to version 2 (building the "
+                     "recipient index from the log)");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::WriteBatch batch;
+  size_t in_batch = 0;
+  uint64_t indexed = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), log));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t seq = 0;
+    if (!schema::DecodeSeqValue(ToView(it->key()), &seq)) {
+      return Status::Corruption(DirName(options.path) + ": malformed log key");
+    }
+    Result<Message> m = DecodeRecord(seq, ToView(it->value()));
+    if (!m.ok()) return Status::Corruption(DirName(options.path) + ": " + m.status().message());
+    batch.Put(inbox, schema::InboxKey(m->recipient, seq), rocksdb::Slice());
+    ++indexed;
+    if (++in_batch == kUpgradeBatchRecords) {
+      rocksdb::Status s = db->Write(wo, &batch);
+      if (!s.ok()) return FromRocks(s, "upgrade of " + DirName(options.path));
+      batch.Clear();
+      in_batch = 0;
+    }
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "upgrade of " + DirName(options.path));
+  batch.Put(meta, ToSlice(schema::kFormatVersionKey), Be64(schema::kFormatVersion).slice());
+  rocksdb::Status s = db->Write(wo, &batch);
+  if (!s.ok()) return FromRocks(s, "upgrade of " + DirName(options.path));
+  if (options.info_log) {
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    options.info_log(DirName(options.path) + " upgraded to format version 2: " +
+                     std::to_string(indexed) + " messages indexed by recipient in " +
+                     std::to_string(secs) + " s");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 struct RocksLogStore::Writer {
@@ -254,6 +344,14 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
   rocksdb::Status os = rocksdb::DB::Open(db_options, path, descriptors, &open.handles, &raw);
   if (!os.ok()) return OpenError(path, os);
   open.db.reset(raw);
+  if (options.verify_checksums && !is_new) {
+    // Every block of every table file is read and its checksum checked, so that a damaged
+    // table is found now rather than when some read reaches it.
+    rocksdb::Status vs = raw->VerifyChecksum();
+    if (!vs.ok()) {
+      return Status::Corruption(DirName(path) + " is damaged: " + vs.ToString() + kDamagedHint);
+    }
+  }
 
   rocksdb::ColumnFamilyHandle* meta = open.Family(schema::kMetaFamily);
   Status fv_status = Status::NotFound("meta");
@@ -312,14 +410,27 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
       return Status::Corruption(DirName(path) + " has a malformed incarnation");
     }
     for (const char* name : kFamilyNames) {
-      if (open.Family(name) == nullptr) {
-        return Status::Corruption(DirName(path) + " lacks column family '" + name + "'");
+      if (open.Family(name) != nullptr) continue;
+      if (version == 1 && std::string_view(name) == schema::kInboxFamily) {
+        // Introduced by version 2: created here, filled by the upgrade below.
+        rocksdb::ColumnFamilyHandle* h = nullptr;
+        rocksdb::Status cs = raw->CreateColumnFamily(MakeFamilyOptions(name, cache), name, &h);
+        if (!cs.ok()) return FromRocks(cs, "cannot create column family in " + DirName(path));
+        open.handles.push_back(h);
+        continue;
       }
+      return Status::Corruption(DirName(path) + " lacks column family '" + name + "'");
+    }
+    if (version == 1) {
+      s = UpgradeFromVersion1(raw, open.Family(schema::kLogFamily),
+                              open.Family(schema::kInboxFamily), meta, options);
+      if (!s.ok()) return s;
     }
   }
 
   Families families{open.Family(schema::kLogFamily), open.Family(schema::kMsgIdFamily),
-                    open.Family(schema::kOriginFamily), open.Family(schema::kMetaFamily)};
+                    open.Family(schema::kOriginFamily), open.Family(schema::kMetaFamily),
+                    open.Family(schema::kInboxFamily)};
   std::unique_ptr<RocksLogStore> store(
       new RocksLogStore(options, std::move(open.db), std::move(open.handles), families));
   store->incarnation_ = std::move(incarnation);
@@ -377,6 +488,11 @@ RocksLogStore::~RocksLogStore() {
     idle_cv_.wait(lock, [this] { return writers_.empty(); });
   }
   { std::lock_guard<std::mutex> push_lock(push_mu_); }
+  if (options_.flush_on_close) {
+    // After a clean stop everything is in checksummed table files whose presence and sizes the
+    // MANIFEST records (verified at the next open), and the write-ahead log is empty.
+    db_->Flush(rocksdb::FlushOptions(), handles_).PermitUncheckedError();
+  }
   for (rocksdb::ColumnFamilyHandle* h : handles_) {
     db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
@@ -469,8 +585,42 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) 
     messages += g->messages;
   }
 
-  if (!bg_error_.ok()) {
-    for (Writer* g : group) g->result.emplace(bg_error_);
+  Status refusal = bg_error_;
+  if (refusal.ok() && options_.min_free_bytes > 0) {
+    struct statvfs fs_stat;
+    if (::statvfs(options_.path.c_str(), &fs_stat) == 0) {
+      const uint64_t free_bytes = uint64_t{fs_stat.f_bavail} * fs_stat.f_frsize;
+      if (free_bytes < options_.min_free_bytes + bytes) {
+        refusal = Status::Unavailable(
+            "disk full: " + std::to_string(free_bytes) + " bytes free under " + options_.path +
+            ", below the reserve of " + std::to_string(options_.min_free_bytes) +
+            " bytes; the node cannot store new messages until space is freed (reads keep "
+            "working; writes resume by themselves)");
+      }
+    }
+    low_space_ = refusal;
+  }
+  if (refusal.ok() && !disk_full_.ok()) {
+    // The disk was full: try to resume (at most every kResumeInterval), without the lock.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_resume_ < kResumeInterval) {
+      refusal = disk_full_;
+    } else {
+      last_resume_ = now;
+      lock.unlock();
+      Status resumed = ResumeAfterDiskFull();
+      lock.lock();
+      if (resumed.ok()) {
+        disk_full_ = Status::Ok();
+      } else if (resumed.code() == Code::kUnavailable) {
+        refusal = disk_full_ = resumed;
+      } else {
+        refusal = bg_error_ = resumed;
+      }
+    }
+  }
+  if (!refusal.ok()) {
+    for (Writer* g : group) g->result.emplace(refusal);
   } else {
     const uint64_t last_seq = last_seq_;
     const HighWaterMap high_waters = high_waters_;
@@ -481,10 +631,22 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) 
     if (!plan.ok()) {
       for (Writer* g : group) g->result.emplace(plan.status());
     } else if (!write_status.ok()) {
-      bg_error_ = write_status;
-      for (Writer* g : group) g->result.emplace(bg_error_);
+      // Nothing of the group was published. A full disk is not sticky (writes resume once space
+      // returns); any other write error is.
+      if (write_status.code() == Code::kUnavailable) {
+        disk_full_ = write_status;
+        last_resume_ = std::chrono::steady_clock::now();
+      } else {
+        bg_error_ = write_status;
+      }
+      for (Writer* g : group) g->result.emplace(write_status);
     } else {
       Publish(*plan);
+      // Inside the publishing critical section, so a reader that registered before reading
+      // LastSeq() cannot miss this write (storage/append_notifier.h).
+      if (options_.notifier != nullptr && !plan->appended.empty()) {
+        options_.notifier->Notify(plan->appended, last_seq_);
+      }
       for (size_t i = 0; i < group.size(); ++i) {
         group[i]->result.emplace(std::move(plan->results[i]));
       }
@@ -525,6 +687,9 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   for (const WritePlan::OriginEntry& e : plan->origins) {
     batch.Put(cf_.origin, schema::OriginKey(e.origin, e.origin_seq), Be64(e.seq).slice());
   }
+  for (const AppendedMessage& a : plan->appended) {
+    batch.Put(cf_.inbox, schema::InboxKey(a.recipient, a.seq), rocksdb::Slice());
+  }
   for (const auto& [origin, high_water] : plan->high_waters) {
     batch.Put(cf_.meta, schema::HighWaterKey(origin), Be64(high_water).slice());
   }
@@ -534,7 +699,9 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::Status s = db_->Write(wo, &batch);
-  if (!s.ok()) {
+  if (s.IsNoSpace()) {
+    *write_status = DiskFull(s);
+  } else if (!s.ok()) {
     *write_status = Status::IOError("log write failed; writes stopped: " + s.ToString());
   }
   return plan;
@@ -591,6 +758,7 @@ Result<std::optional<Message>> RocksLogStore::FindByMsgId(const std::string& msg
 }
 
 Status RocksLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit) const {
+  if (opts.recipient) return ScanInbox(opts, visit);
   const uint64_t bound = LastSeq();
   if (opts.limit == 0 || opts.after >= bound) return Status::Ok();
   // Declared before the iterator, which must not outlive its upper bound.
@@ -612,6 +780,40 @@ Status RocksLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit)
     if (!visit(*m) || ++matched >= opts.limit) return Status::Ok();
   }
   if (!it->status().ok()) return FromRocks(it->status(), "log scan");
+  return Status::Ok();
+}
+
+Status RocksLogStore::ScanInbox(const ScanOptions& opts, const MessageVisitor& visit) const {
+  const uint64_t bound = LastSeq();
+  if (opts.limit == 0 || opts.after >= bound) return Status::Ok();
+  // Everything up to `bound` is durable before it is published, so the snapshot holds it all.
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  // Declared before the iterator, which must not outlive its upper bound.
+  const std::string upper = schema::InboxKey(*opts.recipient, bound + 1);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_.inbox));
+  size_t matched = 0;
+  for (it->Seek(schema::InboxKey(*opts.recipient, opts.after + 1)); it->Valid(); it->Next()) {
+    std::string_view recipient;
+    uint64_t seq = 0;
+    if (!schema::ParseInboxKey(ToView(it->key()), &recipient, &seq) ||
+        recipient != *opts.recipient) {
+      return Status::Corruption("malformed recipient index entry for '" + *opts.recipient + "'");
+    }
+    Result<std::optional<Message>> m = GetAt(seq, ro.snapshot);
+    if (!m.ok()) return m.status();
+    if (!m->has_value()) {
+      return Status::Corruption("recipient index entry of '" + *opts.recipient +
+                                "' points at seq " + std::to_string(seq) +
+                                ", which is not in the log");
+    }
+    if (!MatchesScan(opts, **m)) continue;
+    if (!visit(**m) || ++matched >= opts.limit) return Status::Ok();
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "recipient index scan");
   return Status::Ok();
 }
 
@@ -695,12 +897,20 @@ Status RocksLogStore::SetPushCursor(const std::string& peer_url, uint64_t origin
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!bg_error_.ok()) return bg_error_;
+    if (!disk_full_.ok()) return disk_full_;  // the log's writers resume the database
   }
   rocksdb::WriteOptions wo;
   wo.sync = false;  // a lost update only causes a resend, which peers deduplicate
   rocksdb::Status s =
       db_->Put(wo, cf_.meta, schema::PushCursorKey(peer_url), Be64(origin_seq).slice());
   std::lock_guard<std::mutex> lock(mu_);
+  if (s.IsNoSpace()) {
+    if (disk_full_.ok()) {
+      disk_full_ = DiskFull(s);
+      last_resume_ = std::chrono::steady_clock::now();
+    }
+    return disk_full_;
+  }
   if (!s.ok()) {
     if (bg_error_.ok()) {
       bg_error_ = Status::IOError("push cursor write failed; writes stopped: " + s.ToString());
@@ -719,7 +929,20 @@ PullCursor RocksLogStore::GetPullCursor(const std::string& peer_url) const {
 
 Status RocksLogStore::WriteHealth() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return bg_error_;
+  if (!bg_error_.ok()) return bg_error_;
+  return disk_full_.ok() ? low_space_ : disk_full_;
+}
+
+Status RocksLogStore::ResumeAfterDiskFull() {
+  // DB::Resume() clears RocksDB's own background error once the cause is gone: it flushes the
+  // memtables (which needs space) and starts a new write-ahead log, so the log that took the
+  // failed write is never appended to again. RocksDB may also have recovered by itself already.
+  rocksdb::Status s = db_->Resume();
+  if (s.ok()) return Status::Ok();
+  if (s.IsNoSpace() || s.IsBusy() || s.IsTryAgain()) return DiskFull(s);
+  if (s.IsIOError() && s.ToString().find("No space") != std::string::npos) return DiskFull(s);
+  return Status::IOError("log write failed; writes stopped (recovery from a full disk failed): " +
+                         s.ToString());
 }
 
 }  // namespace dsm

@@ -8,20 +8,31 @@
 // wakes every writer of the group with its own outcomes. Only a leader plans and writes, and the
 // next leader starts after the previous one has published, so seqs are assigned in log order and
 // nothing is visible in the published state before it is durable. A failed write is sticky:
-// that group and every later write fail with the same IOError; reads keep working.
+// that group and every later write fail with the same IOError; reads keep working. The one
+// exception is a full disk: below options.min_free_bytes of free space a group is refused with
+// Unavailable("disk full: ...") before anything is written, and should RocksDB still run out of
+// space (NoSpace) the group fails the same way and later writes too until a writer finds space
+// again (DB::Resume). Either way writes resume by themselves; a failed group is never
+// acknowledged nor published.
 //
 // Reads go straight to RocksDB and never lock against writers: Get and FindByMsgId read the
 // latest durable data, Scan and ReadOrigin read a consistent view bounded by the published last
-// seq / high water at their start.
+// seq / high water at their start. A Scan with a recipient filter walks that recipient's index
+// (the "inbox" family), so it costs in proportion to that recipient's messages.
+//
+// Live readers: when options.notifier is set, each durable write that appended records is
+// reported to it (AppendNotifier::Notify) inside the critical section that publishes it.
 //
 // Thread safety: every method may be called concurrently from any thread. The destructor waits
 // for writers in flight; no call may start once it has begun.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +43,7 @@
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
+#include "storage/append_notifier.h"
 #include "storage/write_plan.h"
 
 namespace rocksdb {
@@ -54,6 +66,22 @@ struct RocksLogStoreOptions {
   // Environment for all file I/O; nullptr = rocksdb::Env::Default(). Tests inject faults here.
   // Not owned; must outlive the store.
   rocksdb::Env* env = nullptr;
+  // Told about every durable write that appended records; nullptr = nobody. Not owned; must
+  // outlive the store.
+  AppendNotifier* notifier = nullptr;
+  // Receives one-line notes about notable events of Open (a format upgrade). May be empty.
+  std::function<void(const std::string&)> info_log;
+  // Read every table file at open and check its block checksums (a damaged directory is then
+  // refused at open with Corruption instead of failing some later read).
+  bool verify_checksums = true;
+  // Flush the memtables when the store is closed (tests turn it off to leave data in the
+  // write-ahead log, as a crash does).
+  bool flush_on_close = true;
+  // Writes are refused with Unavailable("disk full: ...") while the file system holding the
+  // directory has less free space than this plus the write (0 = no check). RocksDB itself then
+  // never runs out of space: its memtable flushes and compactions keep room, and writes resume
+  // as soon as space returns.
+  uint64_t min_free_bytes = uint64_t{256} << 20;
 };
 
 class RocksLogStore final : public LogStore {
@@ -62,7 +90,9 @@ class RocksLogStore final : public LogStore {
   // Refuses, with a one-line error naming the directory: another node's directory
   // (InvalidArgument), a newer format version (InvalidArgument), a non-empty directory that is
   // not a dsm database (InvalidArgument), an uncreatable or unwritable directory (IOError), a
-  // directory locked by a running process (IOError), a damaged database (Corruption).
+  // directory locked by a running process (IOError), a damaged database (Corruption). A
+  // directory of format version 1 is upgraded in place first: its recipient index is built from
+  // the log in batches, then the version is set to 2 (an interrupted upgrade is redone).
   static Result<std::unique_ptr<RocksLogStore>> Open(const RocksLogStoreOptions& options);
 
   ~RocksLogStore() override;
@@ -103,6 +133,7 @@ class RocksLogStore final : public LogStore {
     rocksdb::ColumnFamilyHandle* msgid = nullptr;
     rocksdb::ColumnFamilyHandle* origin = nullptr;
     rocksdb::ColumnFamilyHandle* meta = nullptr;
+    rocksdb::ColumnFamilyHandle* inbox = nullptr;
   };
 
   RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
@@ -115,8 +146,13 @@ class RocksLogStore final : public LogStore {
   // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
   Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
                                  const HighWaterMap& high_waters, Status* write_status);
+  // Scan with a recipient filter, through the recipient index. REQUIRES: opts.recipient.
+  Status ScanInbox(const ScanOptions& opts, const MessageVisitor& visit) const;
   // The message at `seq` as of `snapshot` (nullptr = latest).
   Result<std::optional<Message>> GetAt(uint64_t seq, const rocksdb::Snapshot* snapshot) const;
+  // Clears RocksDB's background error after a full disk. OK, Unavailable (still full) or
+  // IOError (another failure: sticky). Called without mu_ held, by a group leader.
+  Status ResumeAfterDiskFull();
   // Publishes a written plan. REQUIRES: mu_ held.
   void Publish(const WritePlan& plan);
 
@@ -135,6 +171,13 @@ class RocksLogStore final : public LogStore {
   // Notified when writers_ becomes empty (the destructor waits for it).
   std::condition_variable idle_cv_;
   Status bg_error_;                                              // guarded by mu_; sticky
+  // Unavailable("disk full: ...") while the last write failed for lack of space (not sticky:
+  // the next writer retries with ResumeAfterDiskFull, at most every 500 ms).
+  Status disk_full_;                                             // guarded by mu_
+  std::chrono::steady_clock::time_point last_resume_;            // guarded by mu_
+  // Unavailable("disk full: ...") while the last group was refused for lack of free space
+  // (options_.min_free_bytes); cleared by the next group that finds enough.
+  Status low_space_;                                             // guarded by mu_
   uint64_t last_seq_ = 0;                                        // guarded by mu_; published
   HighWaterMap high_waters_;                                     // guarded by mu_; published
   std::map<std::string, PullCursor, std::less<>> pull_cursors_;  // guarded by mu_; published

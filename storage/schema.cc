@@ -34,6 +34,27 @@ bool ParseOriginKey(std::string_view key, std::string_view* origin, uint64_t* or
   return true;
 }
 
+std::string InboxKey(std::string_view recipient, uint64_t seq) {
+  std::string key;
+  key.reserve(recipient.size() + 10 + 8);
+  PutLengthPrefixed(&key, recipient);
+  PutBigEndian64(&key, seq);
+  return key;
+}
+
+std::string InboxPrefix(std::string_view recipient) {
+  std::string key;
+  key.reserve(recipient.size() + 10);
+  PutLengthPrefixed(&key, recipient);
+  return key;
+}
+
+bool ParseInboxKey(std::string_view key, std::string_view* recipient, uint64_t* seq) {
+  if (!GetLengthPrefixed(&key, recipient) || key.size() != 8) return false;
+  *seq = DecodeBigEndian64(key);
+  return true;
+}
+
 std::string HighWaterKey(std::string_view origin) { return PrefixedKey(kHighWaterPrefix, origin); }
 std::string PushCursorKey(std::string_view peer_url) {
   return PrefixedKey(kPushCursorPrefix, peer_url);

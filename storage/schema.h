@@ -7,6 +7,7 @@
 //   "log"      BE64(seq)                        -> record (storage/record.h)
 //   "msgid"    msg_id                           -> BE64(seq)
 //   "origin"   origin + '\0' + BE64(origin_seq) -> BE64(seq)
+//   "inbox"    lp(recipient) + BE64(seq)        -> empty (format version 2: recipient index)
 //   "meta"     "format_version"                 -> BE64(format version)
 //              "node_id"                        -> node id
 //              "incarnation"                    -> 16 lowercase hex chars
@@ -26,14 +27,16 @@
 
 namespace dsm::schema {
 
-// Version of the whole layout. A database with a higher version is refused.
-inline constexpr uint64_t kFormatVersion = 1;
+// Version of the whole layout. A database with a higher version is refused; version 1 (no
+// "inbox" family) is upgraded in place when opened (storage/format.md).
+inline constexpr uint64_t kFormatVersion = 2;
 
 inline constexpr char kDefaultFamily[] = "default";
 inline constexpr char kLogFamily[] = "log";
 inline constexpr char kMsgIdFamily[] = "msgid";
 inline constexpr char kOriginFamily[] = "origin";
 inline constexpr char kMetaFamily[] = "meta";
+inline constexpr char kInboxFamily[] = "inbox";  // since format version 2
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNodeIdKey = "node_id";
@@ -51,6 +54,14 @@ std::string LogKey(uint64_t seq);
 std::string OriginKey(std::string_view origin, uint64_t origin_seq);
 // Splits an "origin" family key. Returns false if it is malformed.
 bool ParseOriginKey(std::string_view key, std::string_view* origin, uint64_t* origin_seq);
+
+// lp(recipient) + BE64(seq): one entry per log record, so one recipient's messages are a
+// contiguous, seq-ordered key range.
+std::string InboxKey(std::string_view recipient, uint64_t seq);
+// lp(recipient): the common prefix of one recipient's inbox keys.
+std::string InboxPrefix(std::string_view recipient);
+// Splits an "inbox" family key. Returns false if it is malformed.
+bool ParseInboxKey(std::string_view key, std::string_view* recipient, uint64_t* seq);
 
 std::string HighWaterKey(std::string_view origin);
 std::string PushCursorKey(std::string_view peer_url);

@@ -42,6 +42,7 @@ class Planner {
     plan_.records.reserve(total_msgs);
     plan_.msg_ids.reserve(total_msgs);
     plan_.origins.reserve(total_msgs);
+    plan_.appended.reserve(total_msgs);
     planned_ids_.reserve(total_msgs);
   }
 
@@ -122,6 +123,7 @@ class Planner {
     AppendRecord(&rec.value, m, origin, origin_seq);
     plan_.msg_ids.push_back({m.msg_id, seq});
     plan_.origins.push_back({origin, origin_seq, seq});
+    plan_.appended.push_back({seq, m.sender, m.recipient});
     planned_ids_.emplace(m.msg_id, PlannedId{seq, origin, origin_seq});
     *out = WriteOutcome{Kind::kAppended, seq, std::string(origin), origin_seq, 0};
   }

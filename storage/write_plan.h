@@ -1,9 +1,9 @@
 // WritePlan: the write rules of dsm/log_store.h, in one place. Given a group of queued Append /
 // Apply calls and the store's published state, PlanWrites() decides, without touching the store,
-// what one atomic write must contain (records with their seqs, msg_id and origin index entries,
-// high-water and pull-cursor updates) and what each call answers. RocksLogStore turns the plan
-// into one WriteBatch; MemoryLogStore applies it to its maps. Neither store has rule code of its
-// own.
+// what one atomic write must contain (records with their seqs, msg_id, origin and recipient
+// index entries, high-water and pull-cursor updates) and what each call answers. RocksLogStore
+// turns the plan into one WriteBatch; MemoryLogStore applies it to its maps. Neither store has
+// rule code of its own.
 //
 // Rules, per message, in call order and across the calls of the group in queue order (a message
 // sees everything planned before it, so duplicates inside one call and across calls of one
@@ -46,6 +46,7 @@
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
+#include "storage/append_notifier.h"
 
 namespace dsm {
 
@@ -109,6 +110,9 @@ struct WritePlan {
   std::vector<Record> records;       // seq ascending, dense from state.last_seq + 1
   std::vector<MsgIdEntry> msg_ids;   // one per record
   std::vector<OriginEntry> origins;  // one per record and one per consumed position
+  // One per record, in seq order: the recipient index entries (recipient, seq), and what live
+  // readers are matched against once the write is durable (AppendNotifier).
+  std::vector<AppendedMessage> appended;
   std::vector<std::pair<std::string_view, uint64_t>> high_waters;  // new values, one per origin
   std::vector<CursorUpdate> pull_cursors;  // in queue order (last one per peer wins)
   uint64_t last_seq = 0;                   // after the write

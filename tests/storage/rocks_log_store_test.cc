@@ -176,7 +176,9 @@ TEST_F(RocksLogStoreTest, RefusesNewerFormatVersion) {
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
   EXPECT_EQ(store.status().message(),
-            "data directory " + Db() + " has format version 2, newer than this build reads (1)");
+            "data directory " + Db() + " has format version " +
+                std::to_string(schema::kFormatVersion + 1) + ", newer than this build reads (" +
+                std::to_string(schema::kFormatVersion) + ")");
 }
 
 TEST_F(RocksLogStoreTest, RefusesNonEmptyDirectoryThatIsNotADatabase) {

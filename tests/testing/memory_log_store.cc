@@ -70,6 +70,12 @@ Result<std::vector<WriteOutcome>> MemoryLogStore::Write(const WriteRequest& req)
     assert(e.origin_seq == it->second.size() + 1);
     it->second.push_back(e.seq);
   }
+  for (const AppendedMessage& a : plan->appended) {
+    auto it = inbox_.find(a.recipient);
+    if (it == inbox_.end())
+      it = inbox_.emplace(std::string(a.recipient), std::vector<uint64_t>()).first;
+    it->second.push_back(a.seq);
+  }
   for (const auto& [origin, high_water] : plan->high_waters) {
     auto it = high_waters_.find(origin);
     if (it == high_waters_.end()) {
@@ -88,6 +94,9 @@ Result<std::vector<WriteOutcome>> MemoryLogStore::Write(const WriteRequest& req)
   }
   // A synced write makes every earlier unsynced write durable too.
   if (!plan->empty()) synced_push_cursors_ = push_cursors_;
+  if (notifier_ != nullptr && !plan->appended.empty()) {
+    notifier_->Notify(plan->appended, records_.size());
+  }
   return std::move(plan->results.front());
 }
 
@@ -120,6 +129,7 @@ Status MemoryLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit
     bound = records_.size();
   }
   if (opts.limit == 0) return Status::Ok();
+  if (opts.recipient) return ScanInbox(opts, bound, visit);
   size_t matched = 0;
   std::vector<std::string> chunk;
   for (uint64_t next = opts.after + 1; next <= bound;) {
@@ -138,6 +148,36 @@ Status MemoryLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit
     }
   }
   return Status::Ok();
+}
+
+Status MemoryLogStore::ScanInbox(const ScanOptions& opts, uint64_t bound,
+                                 const MessageVisitor& visit) const {
+  // The recipient's seqs after opts.after, in chunks, so the visitor runs without the lock.
+  constexpr size_t kChunk = 256;
+  size_t matched = 0;
+  uint64_t after = opts.after;
+  std::vector<std::pair<uint64_t, std::string>> chunk;
+  for (;;) {
+    chunk.clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = inbox_.find(*opts.recipient);
+      if (it == inbox_.end()) return Status::Ok();
+      const std::vector<uint64_t>& seqs = it->second;
+      for (auto s = std::upper_bound(seqs.begin(), seqs.end(), after);
+           s != seqs.end() && *s <= bound && chunk.size() < kChunk; ++s) {
+        chunk.emplace_back(*s, records_[*s - 1]);
+      }
+    }
+    if (chunk.empty()) return Status::Ok();
+    for (const auto& [seq, record] : chunk) {
+      after = seq;
+      Result<Message> m = DecodeRecord(seq, record);
+      if (!m.ok()) return m.status();
+      if (!MatchesScan(opts, *m)) continue;
+      if (!visit(*m) || ++matched >= opts.limit) return Status::Ok();
+    }
+  }
 }
 
 Result<std::vector<Message>> MemoryLogStore::ReadOrigin(const std::string& origin, uint64_t after,
@@ -202,6 +242,11 @@ Status MemoryLogStore::WriteHealth() const {
 void MemoryLogStore::FailWrites(Status s) {
   std::lock_guard<std::mutex> lock(mu_);
   write_error_ = std::move(s);
+}
+
+void MemoryLogStore::SetAppendNotifier(AppendNotifier* notifier) {
+  std::lock_guard<std::mutex> lock(mu_);
+  notifier_ = notifier;
 }
 
 void MemoryLogStore::DropUnsyncedWrites() {

@@ -9,6 +9,8 @@
 //  - FailWrites(s) makes every later write fail with s (a failed fsync: sticky, reads go on);
 //  - DropUnsyncedWrites() simulates a crash's loss of the push cursors written since the last
 //    synced write (RocksDB writes them without fsync; a later synced write makes them durable).
+// Like RocksLogStore it keeps a recipient index (a Scan with a recipient visits only that
+// recipient's messages) and reports durable writes to an AppendNotifier (SetAppendNotifier).
 //
 // Thread safety: all methods may be called concurrently; one mutex serializes them, so a run is
 // deterministic given the order of calls. Scan visitors run without the lock held and may call
@@ -25,6 +27,7 @@
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
+#include "storage/append_notifier.h"
 #include "storage/write_plan.h"
 
 namespace dsm {
@@ -64,11 +67,16 @@ class MemoryLogStore final : public LogStore {
   void FailWrites(Status s);
   // Reverts the push cursors to their values at the last synced write.
   void DropUnsyncedWrites();
+  // Later writes that append records are reported to `notifier` (nullptr: to nobody), inside
+  // the write's critical section as RocksLogStore does. It must outlive its use.
+  void SetAppendNotifier(AppendNotifier* notifier);
 
  private:
   Result<std::vector<WriteOutcome>> Write(const WriteRequest& req);
   // REQUIRES: mu_ held.
   Result<std::optional<Message>> GetLocked(uint64_t seq) const;
+  // Scan with a recipient filter, through inbox_, up to seq `bound`. REQUIRES: opts.recipient.
+  Status ScanInbox(const ScanOptions& opts, uint64_t bound, const MessageVisitor& visit) const;
 
   const std::string node_id_;
   const std::string stream_id_;
@@ -80,6 +88,9 @@ class MemoryLogStore final : public LogStore {
   // origin -> seqs of its positions 1..n (index origin_seq - 1).
   std::map<std::string, std::vector<uint64_t>, std::less<>> origins_;  // guarded by mu_
   HighWaterMap high_waters_;                                           // guarded by mu_
+  // recipient -> seqs of its messages, ascending.
+  std::map<std::string, std::vector<uint64_t>, std::less<>> inbox_;    // guarded by mu_
+  AppendNotifier* notifier_ = nullptr;                                 // guarded by mu_
   std::map<std::string, PullCursor, std::less<>> pull_cursors_;        // guarded by mu_
   std::map<std::string, uint64_t> push_cursors_;                       // guarded by mu_
   std::map<std::string, uint64_t> synced_push_cursors_;                // guarded by mu_

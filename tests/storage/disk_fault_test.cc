@@ -1,0 +1,391 @@
+// Disk faults under RocksLogStore:
+//  - a full disk (RocksDB's NoSpace) refuses writes with Unavailable("disk full ...") while reads
+//    keep working, acknowledges nothing it did not store, and recovers by itself once space
+//    returns - both with an injected NoSpace and with a real, small tmpfs mounted by the test
+//    (skipped, saying why, where mounting is impossible);
+//  - any other write error stays sticky;
+//  - a damaged data directory (a bit flipped in the write-ahead log or in a table file, a
+//    truncated table file) is refused at open with Corruption naming the directory and the
+//    recovery procedure; a torn last record of the write-ahead log (a write cut short by a
+//    machine crash, never acknowledged) is dropped.
+#include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/rocks_log_store.h"
+#include "tests/storage/test_util.h"
+
+namespace dsm {
+namespace {
+
+namespace fs = std::filesystem;
+using storage_test::ClientMsg;
+
+// Forwards to the default file system; while armed, every append to a write-ahead log fails
+// with `fault` (NoSpace, or a plain IOError).
+class WalFaultFs : public rocksdb::FileSystemWrapper {
+ public:
+  WalFaultFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "WalFaultFs"; }
+
+  void Arm(rocksdb::IOStatus fault) {
+    std::lock_guard lock(state_->mu);
+    state_->fault = std::move(fault);
+    state_->armed = true;
+  }
+  void Disarm() {
+    std::lock_guard lock(state_->mu);
+    state_->armed = false;
+  }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(name, options, file, dbg);
+    if (s.ok() && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
+      file->reset(new Faulty(std::move(*file), state_));
+    }
+    return s;
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    bool armed = false;
+    rocksdb::IOStatus fault;
+    rocksdb::IOStatus Check() {
+      std::lock_guard lock(mu);
+      return armed ? fault : rocksdb::IOStatus::OK();
+    }
+  };
+  class Faulty : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    Faulty(std::unique_ptr<rocksdb::FSWritableFile> f, std::shared_ptr<State> state)
+        : FSWritableFileOwnerWrapper(std::move(f)), state_(std::move(state)) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = state_->Check();
+      return s.ok() ? FSWritableFileOwnerWrapper::Append(data, o, dbg) : s;
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& info,
+                             rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = state_->Check();
+      return s.ok() ? FSWritableFileOwnerWrapper::Append(data, o, info, dbg) : s;
+    }
+
+   private:
+    std::shared_ptr<State> state_;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+rocksdb::IOStatus NoSpace() {
+  rocksdb::IOStatus s = rocksdb::IOStatus::NoSpace("injected: No space left on device");
+  s.SetRetryable(true);
+  return s;
+}
+
+// Appends one message; its outcome.
+Result<std::vector<WriteOutcome>> AppendOne(LogStore& store, const std::string& id,
+                                            size_t payload_bytes = 16) {
+  Message m = ClientMsg(id);
+  m.payload.assign(payload_bytes, 'x');
+  return store.Append({m});
+}
+
+// Retries an append until it succeeds (the store resumes after a full disk by itself).
+bool AppendEventually(LogStore& store, const std::string& id, std::chrono::seconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (AppendOne(store, id).ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// The msg_ids of the log in seq order; fails the test on a gap in the seqs.
+std::vector<std::string> LogIds(const LogStore& store) {
+  std::vector<std::string> ids;
+  uint64_t expected = 1;
+  Status s = store.Scan(ScanOptions{}, [&](const Message& m) {
+    EXPECT_EQ(m.seq, expected++);
+    ids.push_back(m.msg_id);
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return ids;
+}
+
+class DiskFaultTest : public ::testing::Test {
+ protected:
+  RocksLogStoreOptions Options(const std::string& path) {
+    RocksLogStoreOptions o;
+    o.path = path;
+    o.node_id = "n1";
+    return o;
+  }
+  storage_test::ScopedTempDir dir_;
+};
+
+TEST_F(DiskFaultTest, FullDiskRefusesWritesKeepsReadsAndRecoversByItself) {
+  auto fs = std::make_shared<WalFaultFs>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  RocksLogStoreOptions o = Options(dir_.path() + "/db");
+  o.env = env.get();
+  std::vector<std::string> acked;
+  {
+    auto store = RocksLogStore::Open(o);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(AppendOne(**store, "before-" + std::to_string(i)).ok());
+      acked.push_back("before-" + std::to_string(i));
+    }
+
+    fs->Arm(NoSpace());
+    for (int i = 0; i < 3; ++i) {
+      auto r = AppendOne(**store, "refused-" + std::to_string(i));
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+      EXPECT_NE(r.status().message().find("disk full"), std::string::npos)
+          << r.status().ToString();
+    }
+    auto applied = (*store)->Apply({storage_test::PeerMsg("peer-1", "n2@aa", 1)});
+    EXPECT_EQ(applied.status().code(), Code::kUnavailable);
+    EXPECT_EQ((*store)->WriteHealth().code(), Code::kUnavailable);
+    // Reads keep working and show only what was acknowledged.
+    EXPECT_EQ((*store)->LastSeq(), 5u);
+    EXPECT_EQ(LogIds(**store), acked);
+    auto found = (*store)->FindByMsgId("before-3");
+    ASSERT_TRUE(found.ok() && found->has_value());
+
+    // Space returns: writes resume without a restart.
+    fs->Disarm();
+    ASSERT_TRUE(AppendEventually(**store, "after-0", std::chrono::seconds(20)));
+    acked.push_back("after-0");
+    ASSERT_TRUE(AppendOne(**store, "after-1").ok());
+    acked.push_back("after-1");
+    EXPECT_TRUE((*store)->WriteHealth().ok()) << (*store)->WriteHealth().ToString();
+    EXPECT_EQ(LogIds(**store), acked);
+  }
+  // After a restart: exactly what was acknowledged, seqs dense, nothing refused came back.
+  auto reopened = RocksLogStore::Open(o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(LogIds(**reopened), acked);
+  auto refused = (*reopened)->FindByMsgId("refused-0");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_FALSE(refused->has_value());
+}
+
+TEST_F(DiskFaultTest, OtherWriteErrorsStaySticky) {
+  auto fs = std::make_shared<WalFaultFs>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  RocksLogStoreOptions o = Options(dir_.path() + "/db");
+  o.env = env.get();
+  auto store = RocksLogStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE(AppendOne(**store, "ok-1").ok());
+  fs->Arm(rocksdb::IOStatus::IOError("injected: Input/output error"));
+  auto r = AppendOne(**store, "bad-1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  fs->Disarm();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past any resume interval
+  auto again = AppendOne(**store, "bad-2");
+  EXPECT_EQ(again.status().code(), Code::kIOError) << again.status().ToString();
+  EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
+  EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
+}
+
+// A real full disk: a tmpfs of a few MiB mounted by the test.
+class TmpfsTest : public DiskFaultTest {
+ protected:
+  void SetUp() override {
+    mount_point_ = dir_.path() + "/mnt";
+    fs::create_directories(mount_point_);
+    if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root: full-disk test skipped";
+    if (::mount("tmpfs", mount_point_.c_str(), "tmpfs", 0, "size=24m") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs (" << std::strerror(errno)
+                   << "): full-disk test skipped";
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) ::umount2(mount_point_.c_str(), MNT_DETACH);
+  }
+  std::string mount_point_;
+  bool mounted_ = false;
+};
+
+TEST_F(TmpfsTest, RealFullDiskRefusesWritesAndRecoversWhenSpaceReturns) {
+  RocksLogStoreOptions o = Options(mount_point_ + "/db");
+  o.min_free_bytes = 2 << 20;  // the reserve, scaled down to the small disk
+  const std::string filler = mount_point_ + "/filler";
+  std::vector<std::string> acked;
+  {
+    auto store = RocksLogStore::Open(o);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    // Leave about 6 MiB free, then write until the disk is full.
+    {
+      std::ofstream f(filler, std::ios::binary);
+      std::string chunk(1 << 20, 'f');
+      for (int i = 0; i < 17; ++i) f.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    }
+    EXPECT_TRUE((*store)->WriteHealth().ok());
+    Status full;
+    for (int i = 0; i < 1000 && full.ok(); ++i) {
+      const std::string id = "m-" + std::to_string(i);
+      auto r = AppendOne(**store, id, 32 << 10);
+      if (r.ok()) {
+        acked.push_back(id);
+      } else {
+        full = r.status();
+      }
+    }
+    ASSERT_FALSE(full.ok()) << "the disk never filled up";
+    EXPECT_EQ(full.code(), Code::kUnavailable) << full.ToString();
+    EXPECT_NE(full.message().find("disk full"), std::string::npos) << full.ToString();
+    ASSERT_GT(acked.size(), 10u);
+    // Still full: refused again, and reported; reads work.
+    EXPECT_EQ(AppendOne(**store, "refused", 32 << 10).status().code(), Code::kUnavailable);
+    EXPECT_EQ((*store)->WriteHealth().code(), Code::kUnavailable);
+    EXPECT_EQ(LogIds(**store), acked);
+
+    // Space returns: the store resumes by itself.
+    fs::remove(filler);
+    ASSERT_TRUE(AppendEventually(**store, "after-space", std::chrono::seconds(30)))
+        << (*store)->WriteHealth().ToString();
+    acked.push_back("after-space");
+    EXPECT_TRUE((*store)->WriteHealth().ok()) << (*store)->WriteHealth().ToString();
+    EXPECT_EQ(LogIds(**store), acked);
+  }
+  auto reopened = RocksLogStore::Open(o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(LogIds(**reopened), acked);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged data directories.
+
+std::vector<fs::path> FilesEndingIn(const std::string& dir, const std::string& suffix) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        fs::file_size(e.path()) > 0) {
+      out.push_back(e.path());
+    }
+  }
+  return out;
+}
+
+void FlipByte(const fs::path& file, uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+class DamageTest : public DiskFaultTest {
+ protected:
+  // Writes `n` messages of 1 KiB; with `crash`, closes without flushing (the data stays in the
+  // write-ahead log, as after kill -9).
+  void Fill(int n, bool crash) {
+    RocksLogStoreOptions o = Options(path_);
+    o.flush_on_close = !crash;
+    auto store = RocksLogStore::Open(o);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(AppendOne(**store, "m-" + std::to_string(i), 1024).ok());
+    }
+  }
+  void ExpectRefusedAsDamaged() {
+    auto store = RocksLogStore::Open(Options(path_));
+    ASSERT_FALSE(store.ok()) << "a damaged directory opened";
+    EXPECT_EQ(store.status().code(), Code::kCorruption) << store.status().ToString();
+    EXPECT_NE(store.status().message().find(path_), std::string::npos);
+    EXPECT_NE(store.status().message().find("is damaged"), std::string::npos)
+        << store.status().ToString();
+    EXPECT_NE(store.status().message().find("docs/operations.md"), std::string::npos);
+  }
+  std::string path_ = dir_.path() + "/db";
+};
+
+TEST_F(DamageTest, BitFlipInTheWriteAheadLogIsRefusedAtOpen) {
+  Fill(200, /*crash=*/true);
+  std::vector<fs::path> wals = FilesEndingIn(path_, ".log");
+  ASSERT_FALSE(wals.empty());
+  const fs::path wal = wals.back();
+  FlipByte(wal, fs::file_size(wal) / 2);
+  ExpectRefusedAsDamaged();
+}
+
+TEST_F(DamageTest, BitFlipInATableFileIsRefusedAtOpen) {
+  Fill(200, /*crash=*/false);
+  std::vector<fs::path> tables = FilesEndingIn(path_, ".sst");
+  ASSERT_FALSE(tables.empty()) << "the clean close left no table file";
+  fs::path biggest = tables.front();
+  for (const fs::path& t : tables) {
+    if (fs::file_size(t) > fs::file_size(biggest)) biggest = t;
+  }
+  FlipByte(biggest, fs::file_size(biggest) / 3);  // inside the data blocks
+  ExpectRefusedAsDamaged();
+}
+
+TEST_F(DamageTest, TruncatedTableFileIsRefusedAtOpen) {
+  Fill(200, /*crash=*/false);
+  std::vector<fs::path> tables = FilesEndingIn(path_, ".sst");
+  ASSERT_FALSE(tables.empty());
+  fs::resize_file(tables.front(), fs::file_size(tables.front()) / 2);
+  auto store = RocksLogStore::Open(Options(path_));
+  ASSERT_FALSE(store.ok()) << "a truncated table file went unnoticed";
+  EXPECT_EQ(store.status().code(), Code::kCorruption) << store.status().ToString();
+  EXPECT_NE(store.status().message().find(path_), std::string::npos);
+}
+
+TEST_F(DamageTest, CleanCloseLeavesNothingInTheWriteAheadLog) {
+  Fill(50, /*crash=*/false);
+  // Whatever the log files hold now is not needed: cutting them loses nothing.
+  for (const fs::path& wal : FilesEndingIn(path_, ".log")) fs::resize_file(wal, 0);
+  auto store = RocksLogStore::Open(Options(path_));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->LastSeq(), 50u);
+}
+
+TEST_F(DamageTest, TornLastRecordIsDroppedLikeACrashedWrite) {
+  Fill(20, /*crash=*/true);
+  std::vector<fs::path> wals = FilesEndingIn(path_, ".log");
+  ASSERT_FALSE(wals.empty());
+  const fs::path wal = wals.back();
+  fs::resize_file(wal, fs::file_size(wal) - 100);  // inside the last record (1 KiB payload)
+  auto store = RocksLogStore::Open(Options(path_));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->LastSeq(), 19u);
+  std::vector<std::string> ids = LogIds(**store);
+  ASSERT_EQ(ids.size(), 19u);
+  EXPECT_EQ(ids.back(), "m-18");
+  // Writes go on from there, dense.
+  ASSERT_TRUE(AppendOne(**store, "next").ok());
+  EXPECT_EQ((*store)->LastSeq(), 20u);
+}
+
+}  // namespace
+}  // namespace dsm
