@@ -8,6 +8,7 @@
 #include <cstring>
 #include <utility>
 
+#include "src/http/json_numbers.h"
 #include "src/http/utf8.h"
 
 namespace dsm::json {
@@ -97,7 +98,9 @@ Status ParseUintField(const rapidjson::Value& obj, const char* field, uint64_t* 
 // The error reason carried by a peer's non-2xx answer.
 std::string ReasonOf(long http_status, std::string_view body) {
   rapidjson::Document d;
-  d.Parse<kParseFlags>(body.data(), body.size());
+  std::string rewritten;  // see json_numbers.h
+  std::string_view text = RewriteZeroExponentNumbers(body, &rewritten) ? rewritten : body;
+  d.Parse<kParseFlags>(text.data(), text.size());
   if (!d.HasParseError() && d.IsObject()) {
     auto it = d.FindMember("reason");
     if (it != d.MemberEnd() && it->value.IsString()) {
@@ -136,6 +139,8 @@ Result<rapidjson::Document> Parse(std::string_view body) {
     return Status::InvalidArgument("invalid JSON at offset " + std::to_string(offset) +
                                    ": NUL byte");
   }
+  std::string rewritten;  // see json_numbers.h
+  if (RewriteZeroExponentNumbers(body, &rewritten)) body = rewritten;
   rapidjson::Document doc;
   doc.Parse<kParseFlags>(body.data(), body.size());
   if (doc.HasParseError()) {

@@ -129,6 +129,11 @@ struct PeerClient::Impl {
     post_headers = curl_slist_append(post_headers, "Accept: application/json");
     post_headers = curl_slist_append(post_headers, "Connection: keep-alive");
     post_headers = curl_slist_append(post_headers, "Expect:");
+    if (!options.cluster_token.empty()) {
+      const std::string auth = "Authorization: Bearer " + options.cluster_token;
+      get_headers = curl_slist_append(get_headers, auth.c_str());
+      post_headers = curl_slist_append(post_headers, auth.c_str());
+    }
     multi = curl_multi_init();
     if (multi == nullptr || get_headers == nullptr || post_headers == nullptr) {
       init_error = Status::IOError("peer client: cannot initialise libcurl");

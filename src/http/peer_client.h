@@ -23,6 +23,9 @@ struct PeerClientOptions {
   std::chrono::milliseconds request_timeout{5000};
   size_t max_payload_bytes = 1 << 20;  // for validating messages in /sync replies
   long max_host_connections = 4;       // per peer
+  // Sent on every request as "Authorization: Bearer <token>" when not empty (the peers' cluster
+  // token, see src/http/auth.h). Never logged.
+  std::string cluster_token;
 };
 
 class PeerClient final : public Transport {

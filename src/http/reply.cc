@@ -44,6 +44,11 @@ Reply::~Reply() {
 }
 
 void Reply::Send(int http, const std::string& body, const std::vector<Http::Method>* allow) {
+  SendAs(http, body, MIME(Application, Json), allow);
+}
+
+void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaType& type,
+                   const std::vector<Http::Method>* allow) {
   std::lock_guard lock(mu_);
   if (answered_) return;
   answered_ = true;
@@ -61,7 +66,7 @@ void Reply::Send(int http, const std::string& body, const std::vector<Http::Meth
   try {
     if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
     // The promise rejects when the client has left ("Broken pipe"): nothing to do but settle.
-    writer_.send(static_cast<Http::Code>(http), body, MIME(Application, Json))
+    writer_.send(static_cast<Http::Code>(http), body, type)
         .then([settle](ssize_t) { settle(); }, [settle](std::exception_ptr) { settle(); });
   } catch (const std::exception& e) {
     settle();
@@ -84,6 +89,20 @@ std::optional<Http::ResponseStream> Reply::StartStream(std::weak_ptr<Pistache::T
   *peer = writer_.getPeer();
   gate_->AddStream(*peer);
   writer_.headers().add<Http::Header::ContentType>(MIME(Application, Json));
+  return writer_.stream(Http::Code::Ok);
+}
+
+std::optional<Http::ResponseStream> Reply::StartEventStream(
+    std::weak_ptr<Pistache::Tcp::Peer>* peer) {
+  std::lock_guard lock(mu_);
+  if (answered_ || gate_->stopping) return std::nullopt;
+  answered_ = true;
+  *peer = writer_.getPeer();
+  gate_->AddStream(*peer);
+  writer_.headers().add<Http::Header::ContentType>(
+      Http::Mime::MediaType::fromString("text/event-stream"));
+  writer_.headers().add<Http::Header::CacheControl>(
+      std::vector<Http::CacheDirective>{Http::CacheDirective(Http::CacheDirective::NoCache)});
   return writer_.stream(Http::Code::Ok);
 }
 

@@ -83,6 +83,9 @@ class Reply {
   // Sends a JSON body. `allow` lists the methods of a 405 answer. No-op when already answered.
   void Send(int http, const std::string& body,
             const std::vector<Pistache::Http::Method>* allow = nullptr);
+  // Sends a body of another media type (e.g. the Prometheus text format of /metrics).
+  void SendAs(int http, const std::string& body, const Pistache::Http::Mime::MediaType& type,
+              const std::vector<Pistache::Http::Method>* allow = nullptr);
   // {"status":"error","reason":...} with the status of ErrorFor(s).
   void SendError(const Status& s);
 
@@ -91,6 +94,12 @@ class Reply {
   // REQUIRES: on the connection's event-loop thread.
   std::optional<Pistache::Http::ResponseStream> StartStream(
       std::weak_ptr<Pistache::Tcp::Peer>* peer);
+  // Same, for a Server-Sent Events stream: Content-Type text/event-stream, Cache-Control
+  // no-cache. REQUIRES: on the connection's event-loop thread.
+  std::optional<Pistache::Http::ResponseStream> StartEventStream(
+      std::weak_ptr<Pistache::Tcp::Peer>* peer);
+  // The request's connection (expired once the client is gone).
+  std::weak_ptr<Pistache::Tcp::Peer> peer() const { return writer_.getPeer(); }
 
   const Gate& gate() const { return *gate_; }
 

@@ -18,9 +18,14 @@
 #include <utility>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/ids.h"
+#include "src/http/auth.h"
+#include "src/http/consumers.h"
+#include "src/http/dashboard.h"
 #include "src/http/json_codec.h"
 #include "src/http/query.h"
+#include "src/http/request_head.h"
 #include "src/http/reply.h"
 
 namespace dsm {
@@ -213,9 +218,19 @@ struct HttpServer::Impl {
   std::atomic<uint16_t> bound_port{0};
   bool started = false;
   bool shut_down = false;
+  const std::shared_ptr<const http::AuthPolicy> auth = std::make_shared<http::AuthPolicy>(
+      server_options.cluster_token, server_options.client_token);
+  // Quorum /sends handed to the Node and not answered yet (bounded by
+  // server_options.max_pending_quorum_writes).
+  const std::shared_ptr<std::atomic<int>> pending_quorum_writes =
+      std::make_shared<std::atomic<int>>(0);
+  // Live readers; null without an append notifier.
+  std::unique_ptr<http::ConsumerHub> consumers;
 
   void SetUpRoutes();
-  Rest::Route::Handler Bind(Handler h);
+  // `path`: the route's registered path, whose token scope is checked again before the handler
+  // runs (nullptr: no route, e.g. the not-found handler).
+  Rest::Route::Handler Bind(Handler h, const char* path = nullptr);
 
   void HandleSend(const Rest::Request& req, const ReplyPtr& reply);
   void HandleReplicate(const Rest::Request& req, const ReplyPtr& reply);
@@ -223,7 +238,10 @@ struct HttpServer::Impl {
   void HandleHeartbeat(const Rest::Request& req, const ReplyPtr& reply);
   void HandleMessages(const Rest::Request& req, const ReplyPtr& reply);
   void HandleStatus(const Rest::Request& req, const ReplyPtr& reply);
+  void HandleMetrics(const Rest::Request& req, const ReplyPtr& reply);
   void HandleNotFound(const Rest::Request& req, const ReplyPtr& reply);
+  void HandleStream(const Rest::Request& req, const ReplyPtr& reply);
+  void HandleDashboard(const Rest::Request& req, const ReplyPtr& reply);
 };
 
 namespace {
@@ -231,6 +249,45 @@ namespace {
 // Peer data key marking a connection that was answered with a protocol error and is being
 // closed: whatever else arrives on it is ignored.
 constexpr char kClosingKey[] = "dsm.closing";
+// Peer data key of Http::Handler's per-connection request parser (what Pistache 0.0.5's own
+// Http::Handler::onConnection stores, and Http::Handler::getParser reads).
+constexpr const char* kParserKey = Http::Handler::ParserData;
+// Peer data key of the connection's RequestHeadScanner.
+constexpr char kHeadScannerKey[] = "dsm.head_scanner";
+// Peer data key of a connection's slot in EdgeState::connections.
+constexpr char kConnectionSlotKey[] = "dsm.connection_slot";
+
+// The token a request presents (src/http/auth.h), copied out of its headers.
+std::optional<std::string> RequestToken(const Http::Request& req) {
+  std::optional<std::string> authorization;
+  std::optional<std::string> dsm_token;
+  if (auto a = req.headers().tryGet<Http::Header::Authorization>()) authorization = a->value();
+  if (auto raw = req.headers().tryGetRaw(http::kTokenHeader)) dsm_token = raw->value();
+  std::optional<std::string_view> t = http::PresentedToken(authorization, dsm_token);
+  if (!t) return std::nullopt;
+  return std::string(*t);
+}
+
+// The challenge of a 401 answer (Pistache writes only typed headers).
+class WwwAuthenticate final : public Http::Header::Header {
+ public:
+  NAME("WWW-Authenticate")
+  void parse(const std::string&) override {}
+  void write(std::ostream& os) const override { os << "Bearer realm=\"dsm\""; }
+};
+
+// Answers 401 with a JSON error and a WWW-Authenticate challenge.
+void SendUnauthorized(Http::ResponseWriter& response, const Status& why) {
+  response.headers().add<WwwAuthenticate>();
+  response.send(Http::Code::Unauthorized, json::ErrorBody(why.message()), MIME(Application, Json));
+}
+
+// What every clone of the EdgeHandler (one per event-loop thread) shares.
+struct EdgeState {
+  std::shared_ptr<const http::AuthPolicy> auth;
+  int max_connections = 0;
+  std::atomic<int> connections{0};  // open connections, the refused ones included
+};
 
 // The Pistache handler. It routes with the Rest::Router and keeps every answer JSON:
 //  - Its onInput() replaces Http::Handler's, which is the same loop (feed the connection's parser,
@@ -243,13 +300,44 @@ class EdgeHandler final : public Http::Handler {
  public:
   HTTP_PROTOTYPE(EdgeHandler)
 
-  explicit EdgeHandler(std::shared_ptr<Rest::Router> router) : router_(std::move(router)) {}
+  EdgeHandler(std::shared_ptr<Rest::Router> router, std::shared_ptr<EdgeState> state)
+      : router_(std::move(router)), state_(std::move(state)) {}
+
+  // Connection limit: a connection beyond max_connections is answered 503 at once and closed, so
+  // it costs one accept and one write; the connections already open are not disturbed.
+  void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    // What Http::Handler::onConnection does (it cannot be called from here: it is private).
+    peer->putData(kParserKey, std::make_shared<Http::RequestParser>(getMaxRequestSize()));
+    peer->putData(kHeadScannerKey, std::make_shared<http::RequestHeadScanner>(getMaxRequestSize()));
+    // The slot is released when Pistache destroys the peer: exactly once per connection, however
+    // the connection ends.
+    const int open = state_->connections.fetch_add(1) + 1;
+    peer->putData(kConnectionSlotKey,
+                  std::shared_ptr<void>(nullptr, [state = state_](void*) {
+                    state->connections.fetch_sub(1);
+                  }));
+    if (state_->max_connections > 0 && open > state_->max_connections) {
+      FailConnection(peer, Http::Version::Http11, 503,
+                     "too many connections (limit " + std::to_string(state_->max_connections) +
+                         "); retry later");
+    }
+  }
 
   void onInput(const char* buffer, size_t len,
                const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
     if (peer->tryGetData(kClosingKey)) return;
     std::shared_ptr<Http::RequestParser> parser = getParser(peer);
     Http::Request& request = parser->request;
+    auto scanner = std::static_pointer_cast<http::RequestHeadScanner>(
+        peer->tryGetData(kHeadScannerKey));
+    if (scanner && scanner->Feed(std::string_view(buffer, len)) ==
+                       http::RequestHeadScanner::Verdict::kTransferEncoding) {
+      // Never handed to Pistache's chunked-body parser (see request_head.h).
+      FailConnection(peer, Http::Version::Http11, 411,
+                     "Transfer-Encoding is not supported in requests: send the body with a "
+                     "Content-Length");
+      return;
+    }
     try {
       if (!parser->feed(buffer, len)) {
         throw Http::HttpError(
@@ -266,6 +354,7 @@ class EdgeHandler final : public Http::Handler {
       peer->setIdle(false);
       onRequest(request, std::move(response));
       parser->reset();
+      if (scanner) scanner->Reset();
     } catch (const Http::HttpError& e) {
       // Client errors keep their status (413 too large, 400 malformed); anything else the
       // parser refuses (e.g. 501 for an unknown Transfer-Encoding) is still the client's input.
@@ -285,6 +374,10 @@ class EdgeHandler final : public Http::Handler {
       response.send(Http::Code::Bad_Request, json::ErrorBody("empty request target"),
                     MIME(Application, Json));
       return;
+    }
+    if (!state_->auth->open()) {
+      Status allowed = state_->auth->Check(req.resource(), RequestToken(req));
+      if (!allowed.ok()) return SendUnauthorized(response, allowed);
     }
     Http::ResponseWriter spare = response.clone();
     try {
@@ -315,12 +408,21 @@ class EdgeHandler final : public Http::Handler {
   }
 
   std::shared_ptr<Rest::Router> router_;
+  std::shared_ptr<EdgeState> state_;
 };
 
 }  // namespace
 
-Rest::Route::Handler HttpServer::Impl::Bind(Handler h) {
-  return [this, h](const Rest::Request& req, Http::ResponseWriter writer) {
+Rest::Route::Handler HttpServer::Impl::Bind(Handler h, const char* path) {
+  return [this, h, path](const Rest::Request& req, Http::ResponseWriter writer) {
+    if (path != nullptr && !auth->open()) {
+      // The route's own path decides its scope, whatever spelling of it the router matched.
+      Status allowed = auth->Check(path, RequestToken(req));
+      if (!allowed.ok()) {
+        SendUnauthorized(writer, allowed);
+        return Rest::Route::Result::Ok;
+      }
+    }
     auto reply = std::make_shared<Reply>(std::move(writer), gate);
     try {
       (this->*h)(req, reply);
@@ -350,9 +452,15 @@ void HttpServer::Impl::SetUpRoutes() {
       {"/heartbeat", Http::Method::Get, &Impl::HandleHeartbeat},
       {"/messages", Http::Method::Get, &Impl::HandleMessages},
       {"/status", Http::Method::Get, &Impl::HandleStatus},
+      {"/metrics", Http::Method::Get, &Impl::HandleMetrics},
+      {"/messages/stream", Http::Method::Get, &Impl::HandleStream},
+      {"/", Http::Method::Get, &Impl::HandleDashboard},
+      {"/dashboard", Http::Method::Get, &Impl::HandleDashboard},
+      {"/dashboard/app.js", Http::Method::Get, &Impl::HandleDashboard},
+      {"/dashboard/style.css", Http::Method::Get, &Impl::HandleDashboard},
   };
   for (const RouteSpec& r : routes) {
-    router->addRoute(r.method, r.path, Bind(r.handler));
+    router->addRoute(r.method, r.path, Bind(r.handler, r.path));
     // Every other method gets a JSON 405. Registering all of them also keeps the router from
     // inserting into its method table while serving (it is shared by the event-loop threads).
     const std::vector<Http::Method> allow = {r.method};
@@ -403,12 +511,30 @@ void HttpServer::Impl::HandleSend(const Rest::Request& req, const ReplyPtr& repl
                     json::MessageSource::kClient, options.max_message_bytes, clock);
   if (!msgs.ok()) return reply->SendError(msgs.status());
 
+  // Quorum writes wait in memory for their acknowledgements: beyond the bound, refuse them before
+  // anything is written. The slot is released when the answer is given (or its completion dropped).
+  std::shared_ptr<void> quorum_slot;
+  const bool quorum = ack == AckMode::kQuorum ||
+                      (ack == AckMode::kDefault && options.mode == ReplicationMode::kSyncQuorum);
+  if (quorum && server_options.max_pending_quorum_writes > 0) {
+    const int limit = server_options.max_pending_quorum_writes;
+    if (pending_quorum_writes->fetch_add(1) >= limit) {
+      pending_quorum_writes->fetch_sub(1);
+      return reply->SendError(Status::Unavailable("too many pending quorum writes (limit " +
+                                                  std::to_string(limit) + "); retry later"));
+    }
+    quorum_slot = std::shared_ptr<void>(
+        nullptr, [pending = pending_quorum_writes](void*) { pending->fetch_sub(1); });
+  }
+
   std::vector<std::string> msg_ids;
   msg_ids.reserve(msgs->size());
   for (const Message& m : *msgs) msg_ids.push_back(m.msg_id);
   // Node::Send answers now or later from another thread; this thread goes back to serving.
   node->Send(std::move(msgs).value(), ack,
-             [reply, msg_ids = std::move(msg_ids), batch](SendResult r) {
+             [reply, msg_ids = std::move(msg_ids), batch,
+              quorum_slot = std::move(quorum_slot)](SendResult r) mutable {
+               quorum_slot.reset();
                try {
                  AnswerSend(*reply, msg_ids, batch, r);
                } catch (const std::exception& e) {
@@ -568,7 +694,21 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
   Listing::Run(reply, std::move(source), std::move(trailer));
 }
 
+void HttpServer::Impl::HandleStream(const Rest::Request& req, const ReplyPtr& reply) {
+  if (!consumers) return reply->SendError(Status::Unavailable("live reads are not enabled"));
+  consumers->Stream(req, reply);
+}
+
+void HttpServer::Impl::HandleDashboard(const Rest::Request& req, const ReplyPtr& reply) {
+  http::ServeDashboard(req.resource(), *reply);
+}
+
 void HttpServer::Impl::HandleMessages(const Rest::Request& req, const ReplyPtr& reply) {
+  if (http::IsLiveListing(RawQuery(req))) {
+    // A long-poll (wait_ms) or a read from a resume position: src/http/consumers.h.
+    if (!consumers) return reply->SendError(Status::Unavailable("live reads are not enabled"));
+    return consumers->Poll(req, reply);
+  }
   Result<http::ListingQuery> q = http::ParseListingQuery(RawQuery(req));
   if (!q.ok()) return reply->SendError(q.status());
   ScanOptions scan;
@@ -614,6 +754,16 @@ void HttpServer::Impl::HandleHeartbeat(const Rest::Request&, const ReplyPtr& rep
   w.EndObject();
   w.EndObject();
   reply->Send(200, http::BufferText(buf));
+}
+
+void HttpServer::Impl::HandleMetrics(const Rest::Request&, const ReplyPtr& reply) {
+  MetricsWriter w;
+  node->WriteMetrics(w);
+  if (consumers) {
+    w.Family("dsm_live_readers", "gauge", "Long-polls waiting plus event streams open.");
+    w.Sample("dsm_live_readers", static_cast<double>(consumers->active()));
+  }
+  reply->SendAs(200, w.text(), Http::Mime::MediaType::fromString("text/plain; version=0.0.4"));
 }
 
 void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply) {
@@ -690,6 +840,20 @@ Status HttpServer::Start() {
   const std::string where = d.options.host + ":" + std::to_string(d.options.port);
   if (d.started) return Status::InvalidArgument("the server was already started");
   d.started = true;
+  if (d.server_options.append_notifier != nullptr) {
+    // A waiting long-poll or an open stream is an idle connection for Pistache, closed after
+    // keepalive_timeout without a write: waits end and keep-alives are written well before.
+    using Ms = std::chrono::milliseconds;
+    const Ms keepalive = d.server_options.keepalive_timeout;
+    http::ConsumerOptions co;
+    co.max_wait = std::clamp<Ms>(keepalive - Ms(1000), Ms(0), Ms(http::kMaxWaitMs));
+    co.keepalive_interval =
+        std::max<Ms>(Ms(10), std::min(d.server_options.event_keepalive, keepalive / 3));
+    co.max_consumers = d.server_options.max_live_readers;
+    co.stall_timeout = d.server_options.event_stall_timeout;
+    d.consumers = std::make_unique<http::ConsumerHub>(d.log, d.server_options.append_notifier,
+                                                      d.gate, co);
+  }
   try {
     d.SetUpRoutes();
     Pistache::Address addr(d.options.host, Pistache::Port(d.options.port));
@@ -710,7 +874,10 @@ Status HttpServer::Start() {
                     .bodyTimeout(body_timeout)
                     .keepaliveTimeout(d.server_options.keepalive_timeout);
     endpoint->init(opts);
-    endpoint->setHandler(std::make_shared<EdgeHandler>(d.router));
+    auto edge_state = std::make_shared<EdgeState>();
+    edge_state->auth = d.auth;
+    edge_state->max_connections = d.server_options.max_connections;
+    endpoint->setHandler(std::make_shared<EdgeHandler>(d.router, std::move(edge_state)));
     endpoint->serveThreaded();
     d.bound_port = static_cast<uint16_t>(endpoint->getPort());
     d.endpoint = std::move(endpoint);
@@ -726,6 +893,8 @@ void HttpServer::Shutdown() {
   d.shut_down = true;
   Gate& gate = *d.gate;
   gate.stopping = true;
+  // Waiting long-polls get their (empty) pages now, while answers are still delivered.
+  if (d.consumers) d.consumers->Stop();
   gate.CutStreams();
   {
     // Answers already handed over (e.g. quorum waits the stopped Node just failed) get written.

@@ -2,7 +2,9 @@
 // Rest::Router. It owns request parsing and validation, the mapping of results and Status values
 // to HTTP answers (every answer, errors included, is JSON), and the streaming of long listings. It
 // calls the replication core (Node) for /send, /replicate, /sync, /heartbeat and /status and reads
-// the log (LogStore::Scan) for /messages and unbounded /sync listings.
+// the log (LogStore::Scan) for /messages and unbounded /sync listings. Live readers (long-polls,
+// event streams) are served by a ConsumerHub (src/http/consumers.h), the dashboard page by
+// src/http/dashboard.h.
 //
 // Threads: Pistache runs the handlers on `threads` event-loop threads. No handler blocks waiting
 // for other nodes: /send hands its response to Node::Send's completion, which answers from
@@ -15,12 +17,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/node.h"
 #include "dsm/clock.h"
 #include "dsm/log_store.h"
 #include "dsm/options.h"
 #include "dsm/status.h"
+#include "storage/append_notifier.h"
 
 namespace dsm {
 
@@ -36,6 +40,28 @@ struct HttpServerOptions {
   std::chrono::milliseconds keepalive_timeout{60000};
   // How long Shutdown() waits for answers already handed to the network to be written.
   std::chrono::milliseconds drain_timeout{2000};
+  // Shared-secret tokens (src/http/auth.h): the cluster token guards /replicate, /sync and
+  // /heartbeat, the client token every other endpoint. Empty = that scope is open. Requests
+  // without the right token get 401 and change nothing.
+  std::string cluster_token;
+  std::string client_token;
+  // A connection opened while this many are open is answered 503 and closed (0 = no limit). Each
+  // connection may buffer up to one request (maxRequestSize), so this also bounds that memory.
+  int max_connections = 256;
+  // A quorum /send arriving while this many wait for their quorum is refused with 503 "too many
+  // pending quorum writes" before anything is written (0 = no limit).
+  int max_pending_quorum_writes = 1024;
+  // Live readers (GET /messages?wait_ms=, GET /messages/stream): the notifier the log reports its
+  // durable writes to. nullptr = no live reads (those requests get 503). Not owned.
+  AppendNotifier* append_notifier = nullptr;
+  // An idle event stream writes a keep-alive comment this often (at most a third of
+  // keepalive_timeout). A long-poll waits at most keepalive_timeout - 1 s.
+  std::chrono::milliseconds event_keepalive{15000};
+  // An event stream whose client has not taken its last chunk for this long is cut.
+  std::chrono::milliseconds event_stall_timeout{60000};
+  // Long-polls waiting plus event streams open (/metrics: dsm_live_readers); more get 503. Each
+  // holds a connection, so max_connections bounds them too.
+  size_t max_live_readers = 10000;
 };
 
 class HttpServer {

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "src/http/auth.h"
+
 namespace dsm {
 namespace {
 
@@ -123,6 +125,9 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t anti_entropy_interval_ms = o.anti_entropy_interval.count();
   int64_t request_timeout_ms = o.request_timeout.count();
   int64_t http_threads = config.http_threads;
+  int64_t max_connections = config.max_connections;
+  int64_t max_pending_quorum_writes = config.max_pending_quorum_writes;
+  int64_t min_free_disk_mb = static_cast<int64_t>(config.min_free_disk_bytes >> 20);
 
   CLI::App app("dsm-node: one node of a durable replicated messaging cluster", "dsm-node");
   app.add_option("--port", port, "TCP port of the HTTP API")->capture_default_str();
@@ -160,6 +165,27 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--request-timeout-ms", request_timeout_ms, "deadline of one request to a peer")
       ->capture_default_str();
   app.add_option("--http-threads", http_threads, "HTTP server threads")->capture_default_str();
+  // No default is shown for the tokens, and their values never appear in errors or logs. The
+  // environment variables keep them out of the process list.
+  app.add_option("--cluster-token", config.cluster_token,
+                 "shared secret of the cluster: sent to peers and required on /replicate, /sync "
+                 "and /heartbeat (401 without it)")
+      ->envname("DSM_CLUSTER_TOKEN");
+  app.add_option("--client-token", config.client_token,
+                 "secret required on the client endpoints (/send, /messages, /status, ...); the "
+                 "cluster token is accepted there too")
+      ->envname("DSM_CLIENT_TOKEN");
+  app.add_option("--max-connections", max_connections,
+                 "open connections beyond this are answered 503 and closed (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--max-pending-quorum-writes", max_pending_quorum_writes,
+                 "quorum writes waiting for acknowledgements beyond this are refused with 503 "
+                 "(0: no limit)")
+      ->capture_default_str();
+  app.add_option("--min-free-disk-mb", min_free_disk_mb,
+                 "refuse new messages (503 \"disk full\") while the data directory's file system "
+                 "has less free space than this (0: no check)")
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level,
                  "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
@@ -288,6 +314,31 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    " must be between 1 and " + std::to_string(kMaxHttpThreads));
   }
   config.http_threads = static_cast<int>(http_threads);
+
+  if (!config.cluster_token.empty()) {
+    Status s = http::ValidateToken(config.cluster_token, "--cluster-token");
+    if (!s.ok()) return s;
+  }
+  if (!config.client_token.empty()) {
+    Status s = http::ValidateToken(config.client_token, "--client-token");
+    if (!s.ok()) return s;
+  }
+  if (max_connections < 0 || max_connections > 1000000) {
+    return Status::InvalidArgument("--max-connections " + std::to_string(max_connections) +
+                                   " must be between 0 (no limit) and 1000000");
+  }
+  config.max_connections = static_cast<int>(max_connections);
+  if (max_pending_quorum_writes < 0 || max_pending_quorum_writes > 1000000) {
+    return Status::InvalidArgument("--max-pending-quorum-writes " +
+                                   std::to_string(max_pending_quorum_writes) +
+                                   " must be between 0 (no limit) and 1000000");
+  }
+  config.max_pending_quorum_writes = static_cast<int>(max_pending_quorum_writes);
+  if (min_free_disk_mb < 0 || min_free_disk_mb > (int64_t{1} << 30)) {
+    return Status::InvalidArgument("--min-free-disk-mb " + std::to_string(min_free_disk_mb) +
+                                   " must be between 0 (no check) and 1073741824");
+  }
+  config.min_free_disk_bytes = static_cast<uint64_t>(min_free_disk_mb) << 20;
 
   static const char* const kLevels[] = {"trace", "debug",    "info", "warn",
                                         "error", "critical", "off"};

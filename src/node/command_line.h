@@ -5,6 +5,7 @@
 // are checked when the runtime opens them. Pure functions, thread-compatible.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,12 @@ namespace dsm {
 struct NodeConfig {
   NodeOptions node;
   int http_threads = 4;            // --http-threads
+  // Shared secrets (src/http/auth.h); empty = not required. Never logged or shown.
+  std::string cluster_token;  // --cluster-token or $DSM_CLUSTER_TOKEN
+  std::string client_token;   // --client-token or $DSM_CLIENT_TOKEN
+  int max_connections = 256;             // --max-connections (0 = unlimited)
+  int max_pending_quorum_writes = 1024;  // --max-pending-quorum-writes (0 = unlimited)
+  uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
   bool help = false;               // --help was given: print help_text and exit 0
   std::string help_text;

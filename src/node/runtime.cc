@@ -37,6 +37,9 @@ Status Runtime::Start() {
   store_options.path = o.data_dir;
   store_options.node_id = o.id;
   store_options.sync = o.fsync;
+  store_options.min_free_bytes = config_.min_free_disk_bytes;
+  store_options.notifier = &append_notifier_;  // wakes live readers (long-polls, streams)
+  store_options.info_log = [](const std::string& line) { spdlog::info("{}", line); };
   Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = std::move(store).value();
@@ -45,9 +48,17 @@ Status Runtime::Start() {
   peer_options.connect_timeout = o.connect_timeout;
   peer_options.request_timeout = o.request_timeout;
   peer_options.max_payload_bytes = o.max_message_bytes;
+  peer_options.cluster_token = config_.cluster_token;
   peers_ = std::make_unique<PeerClient>(o.peers, peer_options);
 
   node_ = std::make_unique<Node>(o, store_.get(), peers_.get(), &clock_);
+  node_->SetEventLog([](EventLevel level, const std::string& text) {
+    if (level == EventLevel::kWarning) {
+      spdlog::warn("{}", text);
+    } else {
+      spdlog::info("{}", text);
+    }
+  });
   node_->SetWakeup([this] {
     std::lock_guard lock(mu_);
     wakeup_ = true;
@@ -56,6 +67,11 @@ Status Runtime::Start() {
 
   HttpServerOptions server_options;
   server_options.threads = config_.http_threads;
+  server_options.append_notifier = &append_notifier_;
+  server_options.cluster_token = config_.cluster_token;
+  server_options.client_token = config_.client_token;
+  server_options.max_connections = config_.max_connections;
+  server_options.max_pending_quorum_writes = config_.max_pending_quorum_writes;
   server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
 
   Status s = peers_->Start();
@@ -75,6 +91,11 @@ Status Runtime::Start() {
       "stream={} last_seq={}",
       o.id, o.host, server_->port(), ModeName(o.mode), o.quorum, JoinPeers(o.peers), o.data_dir,
       o.fsync ? "always" : "never", store_->stream_id(), store_->LastSeq());
+  // Whether tokens are required, never the tokens themselves.
+  spdlog::info("cluster token {}, client token {}, max connections {}, max pending quorum writes {}",
+               config_.cluster_token.empty() ? "off" : "required",
+               config_.client_token.empty() ? "off" : "required", config_.max_connections,
+               config_.max_pending_quorum_writes);
   return Status::Ok();
 }
 

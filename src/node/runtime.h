@@ -54,6 +54,9 @@ class Runtime {
 
   const NodeConfig config_;
   SystemClock clock_;
+  // Told by the store about every durable write; the server's live readers wait on it. Declared
+  // before the store and the server, which use it, so it outlives both.
+  AppendNotifier append_notifier_;
   std::unique_ptr<RocksLogStore> store_;
   std::unique_ptr<PeerClient> peers_;
   std::unique_ptr<Node> node_;

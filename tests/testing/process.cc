@@ -454,7 +454,8 @@ Status NodeProcess::WaitUp(Millis timeout) {
                                  ") before answering /heartbeat; log tail:\n" + LogTail(2000));
     }
     HttpResponse r = Get("/heartbeat", Millis(1000));
-    if (r.status == 200) return Status::Ok();
+    // 401: the node requires a cluster token on /heartbeat; it answers, so it is up.
+    if (r.status == 200 || r.status == 401) return Status::Ok();
     std::this_thread::sleep_for(Millis(50));
   }
   return Status::Timeout(name_ + " did not answer /heartbeat within " +

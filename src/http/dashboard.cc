@@ -1,0 +1,26 @@
+#include "src/http/dashboard.h"
+
+#include <string>
+
+namespace dsm::http {
+
+const DashboardAsset* FindDashboardAsset(std::string_view path) {
+  if (path == "/" || path == "/dashboard/") path = "/dashboard";
+  for (size_t i = 0; i < kDashboardAssetCount; ++i) {
+    if (path == kDashboardAssets[i].path) return &kDashboardAssets[i];
+  }
+  return nullptr;
+}
+
+void ServeDashboard(std::string_view path, Reply& reply) {
+  const DashboardAsset* asset = FindDashboardAsset(path);
+  if (asset == nullptr) {
+    return reply.SendError(
+        Status::NotFound("no such dashboard file: " + std::string(path.substr(0, 200))));
+  }
+  reply.SendAs(200, asset->body,
+               Pistache::Http::Mime::MediaType::fromString(std::string(asset->media_type) +
+                                                           "; charset=utf-8"));
+}
+
+}  // namespace dsm::http

@@ -1,0 +1,208 @@
+// The dsm dashboard: the node's /status (refreshed), its event stream (/messages/stream) and a
+// form for /send. Plain browser JavaScript, no dependencies; every value from the node is
+// inserted as text, never as HTML.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const REFRESH_MS = Math.max(200, Number(params.get("refresh_ms")) || 1000);
+const HISTORY = 20;      // messages shown from before the page opened
+const FEED_MAX = 200;    // messages kept in the feed
+const OUTCOMES_MAX = 10;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function ago(seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 10) return seconds.toFixed(1) + " s ago";
+  if (seconds < 120) return Math.round(seconds) + " s ago";
+  return Math.round(seconds / 60) + " min ago";
+}
+
+// ---- /status ----------------------------------------------------------------------------------
+
+let lastStatus = null;
+let lastStatusAt = 0;
+
+function renderStatus(st) {
+  $("node-id").textContent = st.node_id;
+  $("stream-id").textContent = st.stream || "";
+  $("last-seq").textContent = st.last_seq;
+  $("own-hw").textContent = st.own_high_water;
+  $("mode").textContent = st.replication_mode;
+  $("quorum").textContent = st.quorum;
+  $("writable").textContent = st.writable === false ? "stopped" : "ok";
+  $("writable").title = st.write_error || "";
+  document.title = "dsm " + st.node_id;
+
+  const peers = st.peers || [];
+  const ps = st.peer_status || {};
+  const alive = peers.filter((u) => ps[u] && ps[u].alive).length;
+  $("peers-alive").textContent = alive + " / " + peers.length;
+
+  const now = Date.now() / 1000;
+  const rows = [];
+  rows.push(el("tr", { "data-node": "self", class: "alive" },
+    el("td", {}, st.node_id + " (this node, port " + st.port + ")"),
+    el("td", {}, el("span", { class: "badge alive" }, "alive")),
+    el("td", {}, "–"), el("td", {}, "–"), el("td", {}, "–"), el("td", {}, "–"),
+    el("td", {}, st.own_high_water)));
+  for (const url of peers) {
+    const p = ps[url] || {};
+    const state = p.alive ? "alive" : "dead";
+    rows.push(el("tr", { "data-peer": url, "data-alive": String(!!p.alive), class: state },
+      el("td", {}, url),
+      el("td", {}, el("span", { class: "badge " + state }, state)),
+      el("td", {}, p.last_ok ? ago(now - p.last_ok) : "never"),
+      el("td", {}, p.lag_messages ?? "–"),
+      el("td", {}, p.lag_seconds !== undefined ? Number(p.lag_seconds).toFixed(1) : "–"),
+      el("td", {}, p.consecutive_failures ?? "–"),
+      el("td", {}, p.push_cursor ?? "–")));
+  }
+  $("cluster").tBodies[0].replaceChildren(...rows);
+}
+
+async function refreshStatus() {
+  try {
+    const r = await fetch("/status", { cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    lastStatus = await r.json();
+    lastStatusAt = Date.now();
+    renderStatus(lastStatus);
+    setBadge($("node-state"), "live", "reachable");
+  } catch (e) {
+    setBadge($("node-state"), "dead", "unreachable");
+  }
+  const age = lastStatusAt ? ((Date.now() - lastStatusAt) / 1000).toFixed(1) + " s old" : "";
+  $("status-age").textContent = age;
+}
+
+function setBadge(node, cls, text) {
+  node.className = "badge " + cls;
+  node.textContent = text;
+}
+
+// ---- live feed (Server-Sent Events) -----------------------------------------------------------
+
+let source = null;
+let received = 0;
+
+function follow(start) {
+  if (source) source.close();
+  const f = new FormData($("filter-form"));
+  const q = new URLSearchParams({ after: String(start) });
+  for (const k of ["recipient", "sender"]) {
+    const v = String(f.get(k) || "").trim();
+    if (v) q.set(k, v);
+  }
+  $("feed").replaceChildren();
+  received = 0;
+  $("feed-count").textContent = "";
+  // EventSource reconnects by itself after a failure, sending Last-Event-ID (the last seq it
+  // got), so the feed resumes where it stopped on this node.
+  source = new EventSource("/messages/stream?" + q.toString());
+  source.onopen = () => setBadge($("feed-state"), "live", "live");
+  source.onerror = () => setBadge($("feed-state"), "reconnecting", "reconnecting");
+  source.onmessage = (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch (e) { return; }
+    addToFeed(m);
+  };
+}
+
+function addToFeed(m) {
+  received++;
+  $("feed-count").textContent = received + " received";
+  const when = new Date(m.ts * 1000).toLocaleTimeString();
+  const li = el("li", { "data-seq": m.seq, "data-msg-id": m.msg_id, class: "fresh" },
+    el("div", { class: "meta" },
+      "#" + m.seq + " · " + when + " · " + m.sender + " → " + m.recipient + " · " +
+      m.origin + " #" + m.origin_seq),
+    el("div", { class: "payload" }, m.payload));
+  const feed = $("feed");
+  feed.prepend(li);
+  while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
+}
+
+// ---- send form --------------------------------------------------------------------------------
+
+async function send(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const f = new FormData(form);
+  const body = {};
+  for (const k of ["sender", "recipient", "payload", "msg_id"]) {
+    const v = String(f.get(k) || "");
+    if (v !== "" || k === "payload") body[k] = v;
+  }
+  if (f.get("ack")) body.ack = f.get("ack");
+  $("send-button").disabled = true;
+  let status = 0;
+  let answer = null;
+  let text = "";
+  try {
+    const r = await fetch("/send", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    status = r.status;
+    text = await r.text();
+    try { answer = JSON.parse(text); } catch (e) { answer = null; }
+  } catch (e) {
+    text = "no answer: " + e.message;
+  } finally {
+    $("send-button").disabled = false;
+  }
+  showOutcome(status, answer, text);
+  refreshStatus();
+}
+
+function showOutcome(status, answer, text) {
+  const ok = status === 200 && answer && answer.status === "ok";
+  let detail;
+  if (ok) {
+    detail = "stored at seq " + answer.seq + ", msg_id " + answer.msg_id +
+      (answer.duplicate ? " (duplicate: already stored)" : "");
+  } else if (answer && answer.reason) {
+    detail = answer.reason;
+    if (status === 504 && answer.msg_id) {
+      detail += " — written at seq " + answer.seq + "; retry with msg_id " + answer.msg_id;
+    }
+  } else {
+    detail = text;
+  }
+  const label = ok ? "ok" : status ? String(status) : "failed";
+  const li = el("li", { class: ok ? "ok" : "err", "data-status": String(status) },
+    el("span", { class: "code" }, label),
+    el("span", { class: "detail" }, detail),
+    el("span", { class: "muted" }, " · " + new Date().toLocaleTimeString()));
+  const list = $("outcomes");
+  list.prepend(li);
+  while (list.children.length > OUTCOMES_MAX) list.lastElementChild.remove();
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+async function start() {
+  $("refresh-every").textContent = "every " + (REFRESH_MS / 1000) + " s";
+  $("send-form").addEventListener("submit", send);
+  $("filter-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    follow(Math.max(0, (lastStatus ? lastStatus.last_seq : 0) - HISTORY));
+  });
+  await refreshStatus();
+  follow(Math.max(0, (lastStatus ? lastStatus.last_seq : 0) - HISTORY));
+  setInterval(refreshStatus, REFRESH_MS);
+}
+
+start();

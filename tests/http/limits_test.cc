@@ -1,0 +1,269 @@
+// Resource limits of the HTTP server over real sockets: the connection limit (excess connections
+// are answered 503 and closed while the open ones keep being served), slow clients (stalled
+// headers or body get 408 and are closed; others are served meanwhile), the bound on quorum
+// writes waiting in memory (503 beyond it, nothing written), and bounded listings.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/node.h"
+#include "src/http/server.h"
+#include "tests/testing/fake_transport.h"
+#include "tests/testing/manual_clock.h"
+#include "tests/testing/memory_log_store.h"
+#include "tests/testing/process.h"
+
+namespace dsm {
+namespace {
+
+using testing::HttpResponse;
+using testing::Millis;
+using testing::WaitFor;
+
+constexpr Millis kWait{20000};
+
+// A raw client connection (closed on destruction).
+class RawConn {
+ public:
+  explicit RawConn(uint16_t port) : fd_(testing::ConnectLocal(port, Millis(5000))) {}
+  ~RawConn() { Close(); }
+  RawConn(const RawConn&) = delete;
+  RawConn& operator=(const RawConn&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool Send(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // Reads until `until` appears in what was read, the peer closes, or the deadline passes.
+  // *closed tells whether the peer closed the connection.
+  std::string Read(Millis timeout, const std::string& until = "", bool* closed = nullptr) {
+    std::string got;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (closed) *closed = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!until.empty() && got.find(until) != std::string::npos) break;
+      pollfd p{fd_, POLLIN, 0};
+      auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) <= 0) continue;
+      char buf[4096];
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) {
+        if (closed) *closed = true;
+        break;
+      }
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+  // Whatever arrives first (empty on timeout or close).
+  std::string ReadSome(Millis timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return "";
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+  // One keep-alive GET /heartbeat on this connection; returns the status line's code or 0.
+  int Heartbeat() {
+    if (!Send("GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")) return 0;
+    // The whole answer: headers, then Content-Length bytes of body.
+    std::string r = Read(Millis(10000), "\r\n\r\n");
+    size_t end = r.find("\r\n\r\n");
+    size_t cl = r.find("Content-Length: ");
+    if (r.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos || cl == std::string::npos) {
+      return 0;
+    }
+    const size_t want = end + 4 + std::strtoul(r.c_str() + cl + 16, nullptr, 10);
+    while (r.size() < want) {
+      std::string more = ReadSome(Millis(10000));
+      if (more.empty()) return 0;
+      r += more;
+    }
+    return std::atoi(r.c_str() + 9);
+  }
+
+ private:
+  int fd_;
+};
+
+class LimitsTest : public ::testing::Test {
+ protected:
+  void Start(HttpServerOptions so, ReplicationMode mode = ReplicationMode::kAsync,
+             size_t peers = 0) {
+    NodeOptions o;
+    o.id = "node1";
+    o.port = 0;
+    o.mode = mode;
+    o.quorum = 2;
+    for (size_t i = 0; i < peers; ++i) o.peers.push_back("http://127.0.0.1:" + std::to_string(1 + i));
+    o.max_message_bytes = 1000;
+    o.quorum_timeout = Millis(100);  // the server's header/body timeouts are at least this + 5 s
+    node_ = std::make_unique<Node>(o, &store_, &transport_, &clock_);
+    so.threads = 2;
+    server_ = std::make_unique<HttpServer>(o, node_.get(), &store_, &clock_, so);
+    Status s = server_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    node_->Start();
+  }
+
+  void TearDown() override {
+    if (node_) node_->Stop();
+    if (server_) server_->Shutdown();
+  }
+
+  HttpResponse Post(const std::string& path, const std::string& body) {
+    return testing::HttpPost(url_ + path, body, kWait);
+  }
+
+  ManualClock clock_;
+  MemoryLogStore store_{"node1", "inc1"};
+  FakeTransport transport_;
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<HttpServer> server_;
+  std::string url_;
+};
+
+TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
+  HttpServerOptions so;
+  so.max_connections = 4;
+  Start(so);
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(std::make_unique<RawConn>(server_->port()));
+    ASSERT_TRUE(conns.back()->ok());
+    ASSERT_EQ(conns.back()->Heartbeat(), 200) << "connection " << i;  // accepted and counted
+  }
+  // The fifth: 503 JSON, then closed.
+  {
+    RawConn extra(server_->port());
+    ASSERT_TRUE(extra.ok());
+    extra.Send("GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n");
+    bool closed = false;
+    std::string r = extra.Read(kWait, "", &closed);
+    EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
+    EXPECT_NE(r.find("too many connections"), std::string::npos) << r;
+    EXPECT_TRUE(closed);
+  }
+  // The open connections are still served.
+  for (auto& c : conns) EXPECT_EQ(c->Heartbeat(), 200);
+  // A slot freed is a slot available again.
+  conns[0]->Close();
+  EXPECT_TRUE(WaitFor([&] { return testing::HttpGet(url_ + "/heartbeat", kWait).status == 200; },
+                      kWait, Millis(20)));
+}
+
+TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
+  HttpServerOptions so;
+  so.header_timeout = Millis(200);
+  so.body_timeout = Millis(200);
+  Start(so);
+  RawConn slow_headers(server_->port());
+  RawConn slow_body(server_->port());
+  ASSERT_TRUE(slow_headers.ok() && slow_body.ok());
+  ASSERT_TRUE(slow_headers.Send("POST /send HTTP/1.1\r\nHost: x\r\nContent-Ty"));
+  ASSERT_TRUE(slow_body.Send(
+      "POST /send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: 100\r\n\r\n{\"payload\":"));
+
+  // Meanwhile other clients are served.
+  EXPECT_EQ(testing::HttpGet(url_ + "/heartbeat", kWait).status, 200);
+
+  for (RawConn* c : {&slow_headers, &slow_body}) {
+    bool closed = false;
+    std::string r = c->Read(Millis(60000), "", &closed);
+    EXPECT_EQ(r.rfind("HTTP/1.1 408", 0), 0u) << r;
+    EXPECT_TRUE(closed) << r;
+  }
+  EXPECT_EQ(store_.LastSeq(), 0u);
+}
+
+TEST_F(LimitsTest, SilentAndIdleConnectionsAreClosed) {
+  HttpServerOptions so;
+  so.keepalive_timeout = Millis(300);
+  Start(so);
+  RawConn silent(server_->port());  // connects and never sends a byte
+  RawConn idle(server_->port());    // one request, then nothing
+  ASSERT_TRUE(silent.ok() && idle.ok());
+  ASSERT_EQ(idle.Heartbeat(), 200);
+  for (RawConn* c : {&silent, &idle}) {
+    bool closed = false;
+    std::string r = c->Read(Millis(60000), "", &closed);
+    EXPECT_TRUE(closed) << r;
+  }
+}
+
+TEST_F(LimitsTest, QuorumWritesBeyondTheBoundAre503AndWriteNothing) {
+  HttpServerOptions so;
+  so.max_pending_quorum_writes = 2;
+  Start(so, ReplicationMode::kSyncQuorum, /*peers=*/1);  // the peer never answers: writes wait
+  std::vector<std::future<HttpResponse>> waiting;
+  for (int i = 0; i < 2; ++i) {
+    waiting.push_back(std::async(std::launch::async, [this, i] {
+      return Post("/send", R"({"payload":"p","msg_id":"w)" + std::to_string(i) + "\"}");
+    }));
+  }
+  ASSERT_TRUE(WaitFor([&] { return store_.LastSeq() == 2; }, kWait));
+
+  HttpResponse refused = Post("/send", R"({"payload":"p","msg_id":"w-over"})");
+  ASSERT_EQ(refused.status, 503) << refused.Describe();
+  EXPECT_NE(refused.Str("reason").find("too many pending quorum writes"), std::string::npos)
+      << refused.Describe();
+  EXPECT_EQ(store_.LastSeq(), 2u);  // nothing written for it
+  // Local acknowledgements do not wait in memory: not bounded.
+  HttpResponse local = Post("/send", R"({"payload":"p","msg_id":"w-local","ack":"local"})");
+  EXPECT_EQ(local.status, 200) << local.Describe();
+
+  // The waiting writes time out (504); their slots are free again.
+  clock_.Advance(std::chrono::milliseconds(101));
+  node_->Tick();
+  for (auto& f : waiting) EXPECT_EQ(f.get().status, 504);
+  auto again = std::async(std::launch::async,
+                          [this] { return Post("/send", R"({"payload":"p","msg_id":"w-again"})"); });
+  ASSERT_TRUE(WaitFor([&] { return store_.LastSeq() == 4; }, kWait));
+  clock_.Advance(std::chrono::milliseconds(101));
+  node_->Tick();
+  EXPECT_EQ(again.get().status, 504);
+}
+
+TEST_F(LimitsTest, ListingsArePagedAndLimitsBounded) {
+  Start(HttpServerOptions{});
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_EQ(Post("/send", R"({"payload":"p"})").status, 200);
+  }
+  HttpResponse page = testing::HttpGet(url_ + "/messages?limit=10", kWait);
+  ASSERT_EQ(page.status, 200) << page.Describe();
+  EXPECT_EQ(page.json["messages"].Size(), 10u);
+  EXPECT_TRUE(page.json["more"].GetBool());
+  EXPECT_EQ(page.Int("next"), 10);
+  HttpResponse last = testing::HttpGet(url_ + "/messages?limit=10&after=20", kWait);
+  ASSERT_EQ(last.status, 200) << last.Describe();
+  EXPECT_EQ(last.json["messages"].Size(), 5u);
+  EXPECT_FALSE(last.json["more"].GetBool());
+  // A page larger than the server's maximum is refused rather than served unbounded.
+  HttpResponse huge = testing::HttpGet(url_ + "/messages?limit=100000000", kWait);
+  EXPECT_EQ(huge.status, 400) << huge.Describe();
+  HttpResponse sync = Post("/sync", R"({"since":0,"limit":100000000})");
+  EXPECT_EQ(sync.status, 400) << sync.Describe();
+}
+
+}  // namespace
+}  // namespace dsm
