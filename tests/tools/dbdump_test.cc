@@ -1,0 +1,1167 @@
+// dsm-dbdump's library on real data directories: directories written by RocksLogStore (own
+// messages, messages of two peer streams, a consumed position, cursors), then damaged with raw
+// RocksDB writes, one damage per table row. Also LogReader's refusals, its read-only promise, and
+// reading next to a store that keeps writing (a secondary instance, in this process and next to
+// another process holding the database).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <rapidjson/document.h>
+#include <rocksdb/db.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/encoding.h"
+#include "storage/log_reader.h"
+#include "storage/record.h"
+#include "storage/rocks_log_store.h"
+#include "storage/schema.h"
+#include "tests/storage/test_util.h"
+#include "tools/dbdump/command.h"
+#include "tools/dbdump/compare.h"
+#include "tools/dbdump/dump.h"
+#include "tools/dbdump/text.h"
+#include "tools/dbdump/verify.h"
+
+namespace dsm::dbdump {
+namespace {
+
+namespace fs = std::filesystem;
+using storage_test::ClientMsg;
+using storage_test::PeerMsg;
+using storage_test::ScopedTempDir;
+
+constexpr char kPeer2Url[] = "http://127.0.0.1:8002";
+constexpr char kPeer3Url[] = "http://127.0.0.1:8003";
+constexpr char kStream2[] = "node2@0123456789abcdef";
+constexpr char kStream3[] = "node3@fedcba9876543210";
+const std::string kLongPayload(300, 'x');
+
+std::unique_ptr<RocksLogStore> MustOpenStore(const std::string& path,
+                                             const std::string& node_id = "node1") {
+  RocksLogStoreOptions options;
+  options.path = path;
+  options.node_id = node_id;
+  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
+Result<std::unique_ptr<LogReader>> OpenReader(
+    const std::string& path, LogReaderOptions::Mode mode = LogReaderOptions::Mode::kReadOnly) {
+  LogReaderOptions options;
+  options.path = path;
+  options.mode = mode;
+  return LogReader::Open(options);
+}
+
+std::unique_ptr<LogReader> MustOpenReader(
+    const std::string& path, LogReaderOptions::Mode mode = LogReaderOptions::Mode::kReadOnly) {
+  Result<std::unique_ptr<LogReader>> reader = OpenReader(path, mode);
+  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+  return reader.ok() ? std::move(*reader) : nullptr;
+}
+
+// A RocksDB database opened directly with all its column families, to damage it.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    rocksdb::Options options;
+    std::vector<std::string> names;
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(options, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(options, path, descriptors, &handles_, &db);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    db_.reset(db);
+  }
+  ~RawDb() {
+    if (db_ == nullptr) return;
+    for (auto* h : handles_) EXPECT_TRUE(db_->DestroyColumnFamilyHandle(h).ok());
+    EXPECT_TRUE(db_->Close().ok());
+  }
+
+  void Put(const std::string& family, const std::string& key, const std::string& value) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    EXPECT_TRUE(db_->Put(wo, Family(family), key, value).ok());
+  }
+  void Delete(const std::string& family, const std::string& key) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    EXPECT_TRUE(db_->Delete(wo, Family(family), key).ok());
+  }
+  void DropFamily(const std::string& family) {
+    rocksdb::ColumnFamilyHandle* h = Family(family);
+    EXPECT_TRUE(db_->DropColumnFamily(h).ok());
+  }
+  std::string Get(const std::string& family, const std::string& key) {
+    std::string value;
+    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), Family(family), key, &value).ok()) << key;
+    return value;
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Family(const std::string& name) {
+    for (auto* h : handles_) {
+      if (h->GetName() == name) return h;
+    }
+    ADD_FAILURE() << "no family " << name;
+    return handles_.front();
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+// Writes the standard directory:
+//   seq 1..5  m1..m5, this node's own stream, positions 1..5 (m4's payload has a newline and a
+//             tab, m5's is 300 bytes long)
+//   seq 6..8  p1..p3 from kStream2, positions 1..3, pulled from kPeer2Url (cursor seq 3)
+//   kStream3 position 1 carries m1 again: consumed, it points at seq 1
+//   seq 9     q2 from kStream3, position 2
+// push cursor of kPeer2Url = 4. Returns the directory's own stream id.
+std::string BuildStandardDir(const std::string& path) {
+  std::unique_ptr<RocksLogStore> store = MustOpenStore(path);
+  if (store == nullptr) return "";
+  std::vector<Message> own = {ClientMsg("m1"), ClientMsg("m2"), ClientMsg("m3"),
+                              ClientMsg("m4", "alice", "bob", "two\nlines\tand a tab"),
+                              ClientMsg("m5", "alice", "bob", kLongPayload)};
+  EXPECT_TRUE(store->Append(own).ok());
+  const PullCursor cursor{kStream2, 3};
+  EXPECT_TRUE(store
+                  ->Apply({PeerMsg("p1", kStream2, 1), PeerMsg("p2", kStream2, 2),
+                           PeerMsg("p3", kStream2, 3)},
+                          kPeer2Url, &cursor)
+                  .ok());
+  Result<std::vector<WriteOutcome>> r =
+      store->Apply({PeerMsg("m1", kStream3, 1), PeerMsg("q2", kStream3, 2)});
+  EXPECT_TRUE(r.ok());
+  if (r.ok()) {
+    EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kDuplicate);
+    EXPECT_EQ((*r)[1].seq, 9u);
+  }
+  EXPECT_TRUE(store->SetPushCursor(kPeer2Url, 4).ok());
+  EXPECT_EQ(store->LastSeq(), 9u);
+  return store->stream_id();
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+class DbDumpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    own_stream_ = BuildStandardDir(Db());
+    ASSERT_FALSE(own_stream_.empty());
+  }
+  std::string Db() const { return dir_.Sub("db"); }
+
+  ScopedTempDir dir_;
+  std::string own_stream_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+TEST_F(DbDumpTest, MetadataTableShowsEveryFactAligned) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  size_t problems = 99;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out, &problems).ok());
+  EXPECT_EQ(problems, 0u);
+
+  const std::vector<std::string> lines = Lines(out.str());
+  std::map<std::string, std::string> values;
+  size_t value_column = std::string::npos;
+  for (const std::string& line : lines) {
+    const size_t colon = line.find(": ");
+    ASSERT_NE(colon, std::string::npos) << line;
+    const size_t value_at = line.find_first_not_of(' ', colon + 1);
+    if (value_column == std::string::npos) value_column = value_at;
+    EXPECT_EQ(value_at, value_column) << "not aligned: " << line;
+    values[line.substr(0, colon)] = line.substr(value_at);
+  }
+  const std::string incarnation = own_stream_.substr(own_stream_.find('@') + 1);
+  EXPECT_EQ(values["data_dir"], Db());
+  EXPECT_EQ(values["view"].rfind("read-only", 0), 0u) << values["view"];
+  EXPECT_EQ(values["format_version"], std::to_string(schema::kFormatVersion));
+  EXPECT_EQ(values["node_id"], "node1");
+  EXPECT_EQ(values["incarnation"], incarnation);
+  EXPECT_EQ(values["stream_id"], own_stream_);
+  EXPECT_EQ(values["messages"], "9");
+  EXPECT_EQ(values["first_seq"], "1");
+  EXPECT_EQ(values["last_seq"], "9");
+  EXPECT_EQ(values["high_water " + own_stream_], "5 (own stream)");
+  EXPECT_EQ(values[std::string("high_water ") + kStream2], "3");
+  EXPECT_EQ(values[std::string("high_water ") + kStream3], "2");
+  EXPECT_EQ(values[std::string("push_cursor ") + kPeer2Url], "4");
+  EXPECT_EQ(values[std::string("pull_cursor ") + kPeer2Url],
+            std::string("seq 3 of stream ") + kStream2);
+  EXPECT_EQ(values.count("problem"), 0u);
+}
+
+TEST_F(DbDumpTest, MetadataAsJson) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions{OutputFormat::kJsonLines, 0}, out).ok());
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 1u);
+  rapidjson::Document doc;
+  ASSERT_FALSE(doc.Parse(lines[0].c_str()).HasParseError()) << lines[0];
+  EXPECT_EQ(doc["format_version"].GetUint64(), schema::kFormatVersion);
+  EXPECT_STREQ(doc["node_id"].GetString(), "node1");
+  EXPECT_EQ(doc["stream_id"].GetString(), own_stream_);
+  EXPECT_EQ(doc["messages"].GetUint64(), 9u);
+  EXPECT_EQ(doc["last_seq"].GetUint64(), 9u);
+  EXPECT_EQ(doc["high_waters"][own_stream_.c_str()].GetUint64(), 5u);
+  EXPECT_EQ(doc["high_waters"][kStream2].GetUint64(), 3u);
+  EXPECT_EQ(doc["push_cursors"][kPeer2Url].GetUint64(), 4u);
+  EXPECT_STREQ(doc["pull_cursors"][kPeer2Url]["stream"].GetString(), kStream2);
+  EXPECT_EQ(doc["pull_cursors"][kPeer2Url]["seq"].GetUint64(), 3u);
+  EXPECT_TRUE(doc["problems"].GetArray().Empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ranges and lookups
+
+TEST_F(DbDumpTest, RangeAsJsonLinesHasTheFieldsOfGetMessages) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  uint64_t count = 0;
+  ASSERT_TRUE(
+      DumpRange(*reader, 1, UINT64_MAX, DumpOptions{OutputFormat::kJsonLines, 80}, out, &count)
+          .ok());
+  EXPECT_EQ(count, 9u);
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 9u);
+  const std::vector<std::string> ids = {"m1", "m2", "m3", "m4", "m5", "p1", "p2", "p3", "q2"};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    rapidjson::Document doc;
+    ASSERT_FALSE(doc.Parse(lines[i].c_str()).HasParseError()) << lines[i];
+    std::vector<std::string> keys;
+    for (rapidjson::SizeType k = 0; k < doc.MemberCount(); ++k) {
+      keys.emplace_back((doc.MemberBegin() + k)->name.GetString());
+    }
+    EXPECT_EQ(keys, (std::vector<std::string>{"seq", "msg_id", "sender", "recipient", "payload",
+                                              "ts", "origin", "origin_seq"}));
+    EXPECT_EQ(doc["seq"].GetUint64(), i + 1);
+    EXPECT_EQ(doc["msg_id"].GetString(), ids[i]);
+  }
+  rapidjson::Document m5;
+  m5.Parse(lines[4].c_str());
+  EXPECT_EQ(m5["payload"].GetString(), kLongPayload);  // never cut
+  EXPECT_EQ(m5["ts"].GetDouble(), 1700000000.25);
+  EXPECT_EQ(m5["origin"].GetString(), own_stream_);
+  EXPECT_EQ(m5["origin_seq"].GetUint64(), 5u);
+  rapidjson::Document m4;
+  m4.Parse(lines[3].c_str());
+  EXPECT_STREQ(m4["payload"].GetString(), "two\nlines\tand a tab");
+  rapidjson::Document q2;
+  q2.Parse(lines[8].c_str());
+  EXPECT_STREQ(q2["origin"].GetString(), kStream3);
+  EXPECT_EQ(q2["origin_seq"].GetUint64(), 2u);
+}
+
+TEST_F(DbDumpTest, RangeAsTableIsAlignedAndFitsTheWidth) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  uint64_t count = 0;
+  ASSERT_TRUE(DumpRange(*reader, 3, 6, DumpOptions{OutputFormat::kTable, 120}, out, &count).ok());
+  EXPECT_EQ(count, 4u);
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 5u) << out.str();
+  EXPECT_EQ(lines[0].rfind("seq  msg_id  origin:origin_seq", 0), 0u) << lines[0];
+  // Every column starts where its header starts.
+  const size_t ts_column = lines[0].find("ts ");
+  const size_t payload_column = lines[0].find("payload");
+  ASSERT_NE(ts_column, std::string::npos);
+  for (size_t i = 1; i < lines.size(); ++i) {
+    EXPECT_LE(lines[i].size(), 120u) << lines[i];
+    EXPECT_EQ(lines[i].substr(ts_column, 24),
+              i < 4 ? "2023-11-14T22:13:20.250Z" : "2023-11-14T22:13:21.500Z")
+        << lines[i];
+  }
+  EXPECT_NE(lines[1].find("m3"), std::string::npos);
+  EXPECT_NE(lines[1].find(own_stream_ + ":3"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("alice"), std::string::npos);
+  EXPECT_EQ(lines[1].substr(payload_column), "hello");
+  // Control characters are escaped: one message, one line.
+  EXPECT_EQ(lines[2].substr(payload_column), "two\\nlines\\tand a tab");
+  // A long payload is cut to the width, and says so.
+  EXPECT_EQ(lines[3].size(), 120u);
+  EXPECT_EQ(lines[3].substr(lines[3].size() - 4), "x...");
+  EXPECT_NE(lines[4].find(std::string(kStream2) + ":1"), std::string::npos);
+  EXPECT_EQ(lines[4].rfind("  6  p1  ", 0), 0u) << "seq right-aligned: " << lines[4];
+
+  // Width 0 cuts nothing.
+  std::ostringstream wide;
+  ASSERT_TRUE(DumpRange(*reader, 5, 5, DumpOptions{OutputFormat::kTable, 0}, wide).ok());
+  EXPECT_NE(wide.str().find(kLongPayload + "\n"), std::string::npos);
+}
+
+TEST_F(DbDumpTest, EmptyAndOutOfRangeRanges) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  uint64_t count = 7;
+  ASSERT_TRUE(
+      DumpRange(*reader, 50, 60, DumpOptions{OutputFormat::kJsonLines, 0}, out, &count).ok());
+  EXPECT_EQ(count, 0u);
+  EXPECT_EQ(out.str(), "");
+  ASSERT_TRUE(DumpRange(*reader, 9, 9, DumpOptions{OutputFormat::kJsonLines, 0}, out, &count).ok());
+  EXPECT_EQ(count, 1u);
+}
+
+TEST_F(DbDumpTest, MsgIdLookup) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  ASSERT_TRUE(DumpMsgId(*reader, "p2", DumpOptions{OutputFormat::kJsonLines, 0}, out).ok());
+  rapidjson::Document doc;
+  ASSERT_FALSE(doc.Parse(out.str().c_str()).HasParseError()) << out.str();
+  EXPECT_EQ(doc["seq"].GetUint64(), 7u);
+  EXPECT_STREQ(doc["origin"].GetString(), kStream2);
+
+  std::ostringstream table;
+  ASSERT_TRUE(DumpMsgId(*reader, "m2", DumpOptions(), table).ok());
+  const std::vector<std::string> lines = Lines(table.str());
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("m2"), std::string::npos);
+
+  std::ostringstream none;
+  Status s = DumpMsgId(*reader, "nope", DumpOptions(), none);
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_NE(s.message().find("'nope'"), std::string::npos) << s.message();
+  EXPECT_EQ(none.str(), "");
+}
+
+TEST_F(DbDumpTest, LogReaderTypedReads) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<std::optional<uint64_t>> seq = reader->LookupMsgId("q2");
+  ASSERT_TRUE(seq.ok() && seq->has_value());
+  EXPECT_EQ(**seq, 9u);
+  // The consumed position of stream 3 points at the message stored under the own stream.
+  Result<std::optional<uint64_t>> consumed = reader->LookupOrigin(kStream3, 1);
+  ASSERT_TRUE(consumed.ok() && consumed->has_value());
+  EXPECT_EQ(**consumed, 1u);
+  Result<std::optional<Message>> m = reader->Get(1);
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->msg_id, "m1");
+  EXPECT_EQ((*m)->origin, own_stream_);
+  Result<std::optional<Message>> none = reader->Get(10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  std::vector<uint64_t> seqs;
+  ASSERT_TRUE(reader
+                  ->ScanLog(4, 7,
+                            [&](const Message& msg) {
+                              seqs.push_back(msg.seq);
+                              return true;
+                            })
+                  .ok());
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{4, 5, 6, 7}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verify
+
+TEST_F(DbDumpTest, VerifyAcceptsAnIntactDirectory) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::vector<Damage> seen;
+  Result<VerifyReport> report = Verify(*reader, [&](const Damage& d) { seen.push_back(d); });
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok());
+  EXPECT_TRUE(seen.empty()) << seen.front().ToString();
+  EXPECT_EQ(report->records, 9u);
+  EXPECT_EQ(report->first_seq, 1u);
+  EXPECT_EQ(report->last_seq, 9u);
+  EXPECT_EQ(report->msgid_entries, 9u);
+  EXPECT_EQ(report->origin_entries, 10u);  // 5 own + 3 + 2 (one consumed)
+  EXPECT_EQ(report->streams, 3u);
+  EXPECT_TRUE(report->inbox_checked);
+  EXPECT_EQ(report->inbox_entries, 9u);
+  EXPECT_EQ(report->Summary(),
+            "OK: 9 records (seq 1..9), 9 msg_id entries, 10 origin positions in 3 streams, 9 "
+            "recipient index entries");
+}
+
+struct DamageCase {
+  const char* name;
+  // Damages the standard directory. `own` is its own stream id.
+  std::function<void(RawDb& db, const std::string& own)> damage;
+  // Every damage report expected: where -> a part of the problem text.
+  std::function<std::map<std::string, std::string>(const std::string& own)> expected;
+};
+
+void PrintTo(const DamageCase& c, std::ostream* os) { *os << c.name; }
+
+std::string MetaWhere(const std::string& raw_key) { return "meta '" + Escape(raw_key) + "'"; }
+
+const DamageCase kDamageCases[] = {
+    {"msg_id index entry deleted", [](RawDb& db, const std::string&) { db.Delete("msgid", "m3"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 3", "msg_id 'm3' is not in the msg_id index"}};
+     }},
+    {"stray msg_id index entry pointing at another message",
+     [](RawDb& db, const std::string&) { db.Put("msgid", "ghost", BigEndian64(2)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"msgid 'ghost'", "points at seq 2, which holds msg_id 'm2'"}};
+     }},
+    {"stray msg_id index entry pointing past the log",
+     [](RawDb& db, const std::string&) { db.Put("msgid", "ghost", BigEndian64(99)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"msgid 'ghost'", "points at seq 99, which is not in the log"}};
+     }},
+    {"malformed msg_id index value",
+     [](RawDb& db, const std::string&) { db.Put("msgid", "m2", "xyz"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"msgid 'm2'", "malformed value (3 bytes, expected 8)"}};
+     }},
+    {"undecodable record (unknown version)",
+     [](RawDb& db, const std::string&) { db.Put("log", BigEndian64(4), "\x09garbage"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 4", "record does not decode: unknown record version 9"}};
+     }},
+    {"undecodable record (truncated)",
+     [](RawDb& db, const std::string&) {
+       const std::string record = db.Get("log", BigEndian64(6));
+       db.Put("log", BigEndian64(6), record.substr(0, record.size() - 3));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 6", "record does not decode: truncated ts"}};
+     }},
+    {"record removed from the middle",
+     [](RawDb& db, const std::string&) { db.Delete("log", BigEndian64(5)); },
+     [](const std::string& own) {
+       return std::map<std::string, std::string>{
+           {"log seq 5", "missing (the log is not dense: seq 4 is followed by seq 6)"},
+           {"msgid 'm5'", "points at seq 5, which is not in the log"},
+           {"origin " + own + "#5", "points at seq 5, which is not in the log"},
+           {"inbox 'bob' seq 5", "points at seq 5, which is not in the log"}};
+     }},
+    {"records removed from the start",
+     [](RawDb& db, const std::string&) {
+       db.Delete("log", BigEndian64(1));
+       db.Delete("log", BigEndian64(2));
+     },
+     [](const std::string& own) {
+       return std::map<std::string, std::string>{
+           {"log seq 1..2", "missing (the log starts at seq 3)"},
+           {"msgid 'm1'", "points at seq 1, which is not in the log"},
+           {"msgid 'm2'", "points at seq 2, which is not in the log"},
+           {"origin " + own + "#1", "points at seq 1, which is not in the log"},
+           {"origin " + own + "#2", "points at seq 2, which is not in the log"},
+           {std::string("origin ") + kStream3 + "#1", "points at seq 1, which is not in the log"},
+           {"inbox 'bob' seq 1", "points at seq 1, which is not in the log"},
+           {"inbox 'bob' seq 2", "points at seq 2, which is not in the log"}};
+     }},
+    {"origin position deleted",
+     [](RawDb& db, const std::string&) { db.Delete("origin", schema::OriginKey(kStream2, 2)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {std::string("origin ") + kStream2 + "#2",
+            "missing (the positions of node2@0123456789abcdef are not dense: #1 is followed by "
+            "#3)"},
+           {"log seq 7", "origin position node2@0123456789abcdef#2 is not in the origin index"}};
+     }},
+    {"origin position pointing at another position",
+     [](RawDb& db, const std::string&) {
+       db.Put("origin", schema::OriginKey(kStream2, 2), BigEndian64(8));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {std::string("origin ") + kStream2 + "#2",
+            "points at seq 8, which holds node2@0123456789abcdef#3"}};
+     }},
+    {"origin position of a stored record pointing at another stream's message",
+     [](RawDb& db, const std::string&) {
+       db.Put("origin", schema::OriginKey(kStream2, 1), BigEndian64(2));
+     },
+     [](const std::string& own) {
+       return std::map<std::string, std::string>{
+           {"log seq 6",
+            "origin position node2@0123456789abcdef#1 is indexed at seq 2 (a message "
+            "of stream " +
+                own + "), not here"}};
+     }},
+    {"high water too high",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::HighWaterKey(kStream2), BigEndian64(5));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::HighWaterKey(kStream2)),
+            "high water is 5, but the origin index of node2@0123456789abcdef ends at position "
+            "#3"}};
+     }},
+    {"high water missing",
+     [](RawDb& db, const std::string&) { db.Delete("meta", schema::HighWaterKey(kStream3)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::HighWaterKey(kStream3)),
+            "missing, but the origin index holds positions of node3@fedcba9876543210 up to #2"}};
+     }},
+    {"high water of a stream without positions",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::HighWaterKey("node9@0000000000000000"), BigEndian64(2));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::HighWaterKey("node9@0000000000000000")),
+            "high water is 2, but the origin index holds no position of node9@0000000000000000"}};
+     }},
+    {"records of one stream out of order",
+     [](RawDb& db, const std::string&) {
+       const std::string six = db.Get("log", BigEndian64(6));
+       const std::string seven = db.Get("log", BigEndian64(7));
+       db.Put("log", BigEndian64(6), seven);
+       db.Put("log", BigEndian64(7), six);
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 7",
+            "node2@0123456789abcdef#1 comes after node2@0123456789abcdef#2 (seq 6): the origin's "
+            "order is broken"},
+           {"msgid 'p1'", "points at seq 6, which holds msg_id 'p2'"},
+           {"msgid 'p2'", "points at seq 7, which holds msg_id 'p1'"},
+           {std::string("origin ") + kStream2 + "#1",
+            "points at seq 6, which holds node2@0123456789abcdef#2"},
+           {std::string("origin ") + kStream2 + "#2",
+            "points at seq 7, which holds node2@0123456789abcdef#1"}};
+     }},
+    {"one message stored twice",
+     [](RawDb& db, const std::string& own) {
+       // m2 again at seq 10, as position 6 of the own stream (fully indexed but for its msg_id).
+       Message m = ClientMsg("m2");
+       m.origin = own;
+       m.origin_seq = 6;
+       db.Put("log", BigEndian64(10), EncodeRecord(m));
+       db.Put("origin", schema::OriginKey(own, 6), BigEndian64(10));
+       db.Put("meta", schema::HighWaterKey(own), BigEndian64(6));
+       db.Put("inbox", schema::InboxKey("bob", 10), "");
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 10",
+            "msg_id 'm2' is stored twice: here and at seq 2 (where the index points)"}};
+     }},
+    {"recipient index entry deleted",
+     [](RawDb& db, const std::string&) { db.Delete("inbox", schema::InboxKey("bob", 3)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 3", "not in the recipient index (no inbox entry for recipient 'bob')"}};
+     }},
+    {"stray recipient index entry",
+     [](RawDb& db, const std::string&) { db.Put("inbox", schema::InboxKey("bob", 99), ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"inbox 'bob' seq 99", "points at seq 99, which is not in the log"}};
+     }},
+    {"recipient index entry of the wrong recipient",
+     [](RawDb& db, const std::string&) { db.Put("inbox", schema::InboxKey("carol", 2), ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"inbox 'carol' seq 2", "points at seq 2, whose recipient is 'bob'"}};
+     }},
+    {"recipient index entry with a value",
+     [](RawDb& db, const std::string&) { db.Put("inbox", schema::InboxKey("bob", 2), "v"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"inbox 'bob' seq 2", "unexpected value (1 bytes, expected none)"}};
+     }},
+    {"malformed recipient index key",
+     [](RawDb& db, const std::string&) { db.Put("inbox", "\x09short", ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"inbox key '\\tshort'", "malformed recipient index key"}};
+     }},
+    {"format version missing",
+     [](RawDb& db, const std::string&) {
+       db.Delete("meta", std::string(schema::kFormatVersionKey));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{{"meta 'format_version'", "missing"}};
+     }},
+    {"malformed incarnation",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", std::string(schema::kIncarnationKey), "XYZ");
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{{"meta 'incarnation'", "malformed incarnation"}};
+     }},
+    {"malformed push cursor",
+     [](RawDb& db, const std::string&) { db.Put("meta", schema::PushCursorKey(kPeer3Url), "abc"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::PushCursorKey(kPeer3Url)), "malformed value (3 bytes, expected 8)"}};
+     }},
+    {"push cursor beyond the own stream",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::PushCursorKey(kPeer2Url), BigEndian64(50));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::PushCursorKey(kPeer2Url)),
+            "push cursor 50 is beyond the high water 5 of the directory's own stream"}};
+     }},
+    {"malformed pull cursor",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::PullCursorKey(kPeer3Url), "\x05");
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::PullCursorKey(kPeer3Url)), "malformed pull cursor (1 bytes)"}};
+     }},
+    {"unknown meta key", [](RawDb& db, const std::string&) { db.Put("meta", "surprise", "1"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{{"meta 'surprise'", "unknown meta key"}};
+     }},
+    {"entry in the default family",
+     [](RawDb& db, const std::string&) { db.Put("default", "k", "v"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"default 'k'", "unexpected entry in the unused default family"}};
+     }},
+    {"malformed log key",
+     [](RawDb& db, const std::string&) { db.Put("log", std::string("\xff\x01", 2), "v"); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log key '\\xff\\x01'", "malformed log key (2 bytes, expected 8)"}};
+     }},
+};
+
+class VerifyDamageTest : public DbDumpTest, public ::testing::WithParamInterface<DamageCase> {};
+
+TEST_P(VerifyDamageTest, ReportsExactlyTheDamage) {
+  const DamageCase& c = GetParam();
+  {
+    RawDb db(Db());
+    c.damage(db, own_stream_);
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::vector<Damage> streamed;
+  Result<VerifyReport> report = Verify(*reader, [&](const Damage& d) { streamed.push_back(d); });
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(report->damage_count, report->damage.size());
+  ASSERT_EQ(streamed.size(), report->damage.size());
+
+  const std::map<std::string, std::string> expected = c.expected(own_stream_);
+  std::map<std::string, std::string> found;
+  std::string all;
+  for (const Damage& d : report->damage) {
+    found[d.where] = d.problem;
+    all += "  " + d.ToString() + "\n";
+  }
+  EXPECT_EQ(found.size(), report->damage.size()) << "one report per entry expected:\n" << all;
+  std::set<std::string> expected_where;
+  std::set<std::string> found_where;
+  for (const auto& [where, problem] : expected) expected_where.insert(where);
+  for (const auto& [where, problem] : found) found_where.insert(where);
+  EXPECT_EQ(found_where, expected_where) << all;
+  for (const auto& [where, problem] : expected) {
+    auto it = found.find(where);
+    if (it == found.end()) continue;
+    EXPECT_NE(it->second.find(problem), std::string::npos)
+        << where << ": expected '" << problem << "', got '" << it->second << "'";
+  }
+  EXPECT_EQ(report->Summary().rfind("DAMAGED: " + std::to_string(expected.size()) + " problem", 0),
+            0u)
+      << report->Summary();
+}
+
+INSTANTIATE_TEST_SUITE_P(Damage, VerifyDamageTest, ::testing::ValuesIn(kDamageCases),
+                         [](const ::testing::TestParamInfo<DamageCase>& info) {
+                           std::string name;
+                           for (const char* p = info.param.name; *p != '\0'; ++p) {
+                             const char ch = *p;
+                             name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           }
+                           return name;
+                         });
+
+TEST_F(DbDumpTest, RangeDumpStopsAtAnUndecodableRecord) {
+  {
+    RawDb db(Db());
+    db.Put("log", BigEndian64(4), "\x07");
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  for (OutputFormat format : {OutputFormat::kJsonLines, OutputFormat::kTable}) {
+    std::ostringstream out;
+    uint64_t count = 0;
+    Status s = DumpRange(*reader, 1, 9, DumpOptions{format, 100}, out, &count);
+    EXPECT_EQ(s.code(), Code::kCorruption);
+    EXPECT_NE(s.message().find("record at seq 4"), std::string::npos) << s.message();
+    EXPECT_EQ(count, 3u);
+  }
+}
+
+TEST_F(DbDumpTest, AVersion1DirectoryHasNoRecipientIndexToCheck) {
+  {
+    RawDb db(Db());
+    db.DropFamily("inbox");
+    db.Put("meta", std::string(schema::kFormatVersionKey), BigEndian64(1));
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  EXPECT_FALSE(reader->HasFamily(LogFamily::kInbox));
+  Result<LogMetadata> meta = reader->ReadMetadata();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->format_version, 1u);
+  EXPECT_TRUE(meta->problems.empty());
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << report->damage.front().ToString();
+  EXPECT_FALSE(report->inbox_checked);
+  EXPECT_EQ(report->Summary(),
+            "OK: 9 records (seq 1..9), 9 msg_id entries, 10 origin positions in 3 streams, "
+            "recipient index not checked");
+}
+
+TEST_F(DbDumpTest, ARecipientIndexFamilyMissingFromAVersion2DirectoryIsDamage) {
+  if (schema::kFormatVersion < 2) GTEST_SKIP() << "no recipient index in this format version";
+  {
+    RawDb db(Db());
+    db.DropFamily("inbox");
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->damage.size(), 1u);
+  EXPECT_EQ(report->damage[0].where, "family 'inbox'");
+  EXPECT_NE(report->damage[0].problem.find("missing"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RunCommand: the combinations and exit codes of the command line.
+
+TEST_F(DbDumpTest, RunCommandExitCodes) {
+  auto run = [](const Command& cmd, std::string* out_text = nullptr,
+                std::string* err_text = nullptr) {
+    std::ostringstream out;
+    std::ostringstream err;
+    const int code = RunCommand(cmd, out, err);
+    if (out_text != nullptr) *out_text = out.str();
+    if (err_text != nullptr) *err_text = err.str();
+    return code;
+  };
+  Command cmd;
+  cmd.data_dir = Db();
+  std::string out;
+  std::string err;
+  EXPECT_EQ(run(cmd, &out, &err), kExitOk);  // --meta by default
+  EXPECT_NE(out.find("last_seq:"), std::string::npos);
+  EXPECT_EQ(err, "");
+
+  cmd.verify = true;
+  EXPECT_EQ(run(cmd, &out), kExitOk);
+  EXPECT_EQ(out, "verify " + Db() +
+                     ": OK: 9 records (seq 1..9), 9 msg_id entries, 10 origin positions in 3 "
+                     "streams, 9 recipient index entries\n");
+
+  Command lookup;
+  lookup.data_dir = Db();
+  lookup.msg_id = "absent";
+  EXPECT_EQ(run(lookup, &out, &err), kExitDamage);
+  EXPECT_EQ(err, "dsm-dbdump: msg_id 'absent' is not in data directory " + Db() + "\n");
+
+  Command bad;
+  bad.data_dir = Db();
+  bad.from = 5;
+  bad.to = 2;
+  EXPECT_EQ(run(bad, &out, &err), kExitUsage);
+  EXPECT_EQ(err, "dsm-dbdump: --from 5 is after --to 2\n");
+  bad.from.reset();
+  bad.all = true;
+  EXPECT_EQ(run(bad, &out, &err), kExitUsage);
+  Command both;
+  both.data_dir = Db();
+  both.compare_dirs = {Db(), Db()};
+  EXPECT_EQ(run(both, &out, &err), kExitUsage);
+  EXPECT_EQ(run(Command(), &out, &err), kExitUsage);
+
+  Command missing;
+  missing.data_dir = dir_.Sub("nowhere");
+  EXPECT_EQ(run(missing, &out, &err), kExitUsage);
+  EXPECT_EQ(err, "dsm-dbdump: data directory " + dir_.Sub("nowhere") + " does not exist\n");
+
+  {
+    RawDb db(Db());
+    db.Delete("msgid", "m1");
+  }
+  Command damaged;
+  damaged.data_dir = Db();
+  damaged.verify = true;
+  EXPECT_EQ(run(damaged, &out, &err), kExitDamage);
+  const std::vector<std::string> lines = Lines(out);
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_EQ(lines[0], "damage: log seq 1: msg_id 'm1' is not in the msg_id index");
+  EXPECT_EQ(lines[1].rfind("verify " + Db() + ": DAMAGED: 1 problem;", 0), 0u) << lines[1];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compare
+
+TEST(DbDumpCompareTest, ListsWhatEachDirectoryMisses) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  {
+    std::unique_ptr<RocksLogStore> a = MustOpenStore(dir.Sub("a"), "node1");
+    std::unique_ptr<RocksLogStore> b = MustOpenStore(dir.Sub("b"), "node2");
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    ASSERT_TRUE(a->Append({ClientMsg("m1"), ClientMsg("m2"), ClientMsg("m3")}).ok());
+    ASSERT_TRUE(
+        b->Append({ClientMsg("m1"), ClientMsg("m2"), ClientMsg("m4"), ClientMsg("m5")}).ok());
+  }
+  std::unique_ptr<LogReader> a = MustOpenReader(dir.Sub("a"));
+  std::unique_ptr<LogReader> b = MustOpenReader(dir.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::ostringstream out;
+  Result<CompareReport> report = Compare({a.get(), b.get()}, out);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_FALSE(report->same());
+  EXPECT_EQ(report->distinct, 5u);
+  ASSERT_EQ(report->dirs.size(), 2u);
+  EXPECT_EQ(report->dirs[0].msg_ids, 3u);
+  EXPECT_EQ(report->dirs[0].missing, 2u);
+  EXPECT_EQ(report->dirs[1].msg_ids, 4u);
+  EXPECT_EQ(report->dirs[1].missing, 1u);
+  EXPECT_EQ(report->Summary(),
+            "the directories differ: [1] misses 2, [2] misses 1 (of 5 distinct msg_ids)");
+  const std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 7u) << out.str();
+  EXPECT_EQ(lines[0].rfind("[1] " + dir.Sub("a") + "  node1@", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[2], "[1] misses 2 msg_ids that others hold:");
+  EXPECT_EQ(lines[3], "  'm4'  held by [2]");
+  EXPECT_EQ(lines[4], "  'm5'  held by [2]");
+  EXPECT_EQ(lines[5], "[2] misses 1 msg_ids that others hold:");
+  EXPECT_EQ(lines[6], "  'm3'  held by [1]");
+
+  // A directory compared with itself (two read-only views) is the same.
+  std::unique_ptr<LogReader> a2 = MustOpenReader(dir.Sub("a"));
+  ASSERT_NE(a2, nullptr);
+  std::ostringstream same_out;
+  Result<CompareReport> same = Compare({a.get(), a2.get()}, same_out);
+  ASSERT_TRUE(same.ok());
+  EXPECT_TRUE(same->same());
+  EXPECT_EQ(same->Summary(), "the 2 directories hold the same 3 msg_ids");
+
+  Command cmd;
+  cmd.compare_dirs = {dir.Sub("a"), dir.Sub("b")};
+  std::ostringstream cmd_out;
+  std::ostringstream cmd_err;
+  EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitDamage);
+  EXPECT_NE(cmd_out.str().find("compare: the directories differ"), std::string::npos);
+  cmd.compare_dirs = {dir.Sub("a"), dir.Sub("a")};
+  EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitOk);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LogReader: refusals, read-only promise, following a running store.
+
+TEST(LogReaderOpenTest, RefusesWhatIsNotADsmDirectory) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  struct Case {
+    std::string path;
+    Code code;
+    std::string text;
+  };
+  const std::string file = dir.Sub("file");
+  std::ofstream(file) << "x";
+  fs::create_directories(dir.Sub("empty"));
+  fs::create_directories(dir.Sub("other"));
+  std::ofstream(dir.Sub("other") + "/notes.txt") << "hello";
+  {
+    // A RocksDB database that is not dsm's.
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir.Sub("plain"), &db).ok());
+    delete db;
+  }
+  // A dsm directory written by a newer build.
+  ASSERT_NE(MustOpenStore(dir.Sub("newer")), nullptr);
+  {
+    RawDb db(dir.Sub("newer"));
+    db.Put("meta", std::string(schema::kFormatVersionKey), BigEndian64(schema::kFormatVersion + 1));
+  }
+  const std::vector<Case> cases = {
+      {dir.Sub("missing"), Code::kNotFound,
+       "data directory " + dir.Sub("missing") + " does not exist"},
+      {file, Code::kInvalidArgument, "is not a directory"},
+      {dir.Sub("empty"), Code::kInvalidArgument, "is empty"},
+      {dir.Sub("other"), Code::kInvalidArgument, "is not a dsm database"},
+      {dir.Sub("plain"), Code::kInvalidArgument, "not a dsm database (no column family 'log')"},
+      {dir.Sub("newer"), Code::kInvalidArgument,
+       "has format version " + std::to_string(schema::kFormatVersion + 1) +
+           ", newer than this build"},
+      {"", Code::kInvalidArgument, "no data directory"},
+  };
+  for (const Case& c : cases) {
+    for (LogReaderOptions::Mode mode :
+         {LogReaderOptions::Mode::kReadOnly, LogReaderOptions::Mode::kSecondary}) {
+      Result<std::unique_ptr<LogReader>> reader = OpenReader(c.path, mode);
+      ASSERT_FALSE(reader.ok()) << c.path;
+      EXPECT_EQ(reader.status().code(), c.code) << reader.status().ToString();
+      EXPECT_NE(reader.status().message().find(c.text), std::string::npos)
+          << reader.status().message();
+      EXPECT_EQ(reader.status().message().find('\n'), std::string::npos);
+    }
+  }
+}
+
+// Name, size and modification time of every file under `path`.
+std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> Snapshot(const std::string& path) {
+  std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> files;
+  for (const auto& e : fs::recursive_directory_iterator(path)) {
+    if (!e.is_regular_file()) continue;
+    files[e.path().string()] = {e.file_size(), e.last_write_time()};
+  }
+  return files;
+}
+
+TEST_F(DbDumpTest, ReadingChangesNothingInTheDirectory) {
+  const auto before = Snapshot(Db());
+  for (LogReaderOptions::Mode mode :
+       {LogReaderOptions::Mode::kReadOnly, LogReaderOptions::Mode::kSecondary}) {
+    std::unique_ptr<LogReader> reader = MustOpenReader(Db(), mode);
+    ASSERT_NE(reader, nullptr);
+    std::ostringstream out;
+    ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out).ok());
+    Result<VerifyReport> report = Verify(*reader);
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->ok());
+  }
+  EXPECT_EQ(Snapshot(Db()), before);
+}
+
+TEST(LogReaderFollowTest, SecondarySeesNewAppendsAfterCatchUp) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  std::unique_ptr<RocksLogStore> store = MustOpenStore(dir.Sub("db"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append({ClientMsg("a1"), ClientMsg("a2"), ClientMsg("a3")}).ok());
+
+  std::unique_ptr<LogReader> reader =
+      MustOpenReader(dir.Sub("db"), LogReaderOptions::Mode::kSecondary);
+  ASSERT_NE(reader, nullptr);
+  Result<LogMetadata> meta = reader->ReadMetadata();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->last_seq, 3u);
+  EXPECT_EQ(meta->stream_id(), store->stream_id());
+
+  ASSERT_TRUE(store->Append({ClientMsg("a4"), ClientMsg("a5")}).ok());
+  const PullCursor cursor{kStream2, 1};
+  ASSERT_TRUE(store->Apply({PeerMsg("p1", kStream2, 1)}, kPeer2Url, &cursor).ok());
+  // The view only moves at a catch-up.
+  meta = reader->ReadMetadata();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->last_seq, 3u);
+
+  ASSERT_TRUE(reader->CatchUp().ok());
+  meta = reader->ReadMetadata();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->last_seq, 6u);
+  EXPECT_EQ(meta->message_count, 6u);
+  EXPECT_EQ(meta->high_waters[kStream2], 1u);
+  EXPECT_EQ(meta->pull_cursors[kPeer2Url], cursor);
+  Result<std::optional<Message>> m = reader->Get(5);
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->msg_id, "a5");
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << report->damage.front().ToString();
+  EXPECT_EQ(report->records, 6u);
+}
+
+// Another process holding a data directory open (tests/tools/hold_store_child.cc): started on
+// construction, told to close the store and reaped on destruction.
+class StoreHolder {
+ public:
+  explicit StoreHolder(const std::string& path) {
+    int to_child[2];
+    int from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0) return;
+    if (::pipe2(from_child, O_CLOEXEC) != 0) {
+      ::close(to_child[0]);
+      ::close(to_child[1]);
+      return;
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(to_child[0], STDIN_FILENO);
+      ::dup2(from_child[1], STDOUT_FILENO);
+      ::execl(DSM_HOLD_STORE_CHILD, DSM_HOLD_STORE_CHILD, path.c_str(), nullptr);
+      ::_exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    stdin_ = to_child[1];
+    stdout_ = from_child[0];
+  }
+  ~StoreHolder() {
+    if (stdin_ >= 0) ::close(stdin_);
+    if (pid_ > 0) {
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    if (stdout_ >= 0) ::close(stdout_);
+  }
+  StoreHolder(const StoreHolder&) = delete;
+  StoreHolder& operator=(const StoreHolder&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Waits (up to `timeout`) for the child to report that it holds the store.
+  bool WaitReady(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return false;
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (got.find("ready\n") == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
+      char buf[64];
+      const ssize_t n = ::read(stdout_, buf, sizeof(buf));
+      if (n <= 0) return false;  // the child exited
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Lets the child close the store and exit; returns its exit status.
+  int Release() {
+    ::close(stdin_);
+    stdin_ = -1;
+    int status = 0;
+    if (::waitpid(pid_, &status, 0) != pid_) return -1;
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int stdout_ = -1;
+};
+
+TEST(LogReaderFollowTest, ReadOnlyRefusesADirectoryAnotherProcessHolds) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string db = dir.Sub("db");
+  StoreHolder holder(db);
+  ASSERT_TRUE(holder.WaitReady(std::chrono::seconds(60))) << "the holder did not open " << db;
+
+  Result<std::unique_ptr<LogReader>> ro = OpenReader(db);
+  ASSERT_FALSE(ro.ok());
+  EXPECT_EQ(ro.status().code(), Code::kUnavailable);
+  EXPECT_NE(ro.status().message().find("in use by a running process (pid " +
+                                       std::to_string(holder.pid())),
+            std::string::npos)
+      << ro.status().message();
+
+  // As a secondary it reads what the holder wrote.
+  std::unique_ptr<LogReader> follower = MustOpenReader(db, LogReaderOptions::Mode::kSecondary);
+  ASSERT_NE(follower, nullptr);
+  Result<std::optional<uint64_t>> seq = follower->LookupMsgId("held");
+  ASSERT_TRUE(seq.ok());
+  EXPECT_EQ(seq->value_or(0), 1u);
+  Result<VerifyReport> report = Verify(*follower);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok());
+
+  // The command line says what to do.
+  Command cmd;
+  cmd.data_dir = db;
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCommand(cmd, out, err), kExitUsage);
+  EXPECT_NE(err.str().find("use --follow-running"), std::string::npos) << err.str();
+  cmd.follow_running = true;
+  EXPECT_EQ(RunCommand(cmd, out, err), kExitOk);
+  EXPECT_NE(out.str().find("secondary"), std::string::npos);
+
+  follower.reset();
+  const int status = holder.Release();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers
+
+TEST(DbDumpTextTest, EscapeFitAndTimestamps) {
+  EXPECT_EQ(Escape("plain text"), "plain text");
+  EXPECT_EQ(Escape(std::string("a\0b\n\\\x01", 6)), "a\\0b\\n\\\\\\x01");
+  EXPECT_EQ(Escape("caf\xc3\xa9"), "caf\xc3\xa9");  // valid UTF-8 stays
+  EXPECT_EQ(Escape("\xff\xc3"), "\\xff\\xc3");      // invalid bytes do not
+  EXPECT_EQ(Escape("\xc2\x85"), "\\xc2\\x85");      // a C1 control character
+  EXPECT_EQ(DisplayWidth("caf\xc3\xa9"), 4u);
+  EXPECT_EQ(Fit("abcdefghij", 0), "abcdefghij");
+  EXPECT_EQ(Fit("abcdefghij", 10), "abcdefghij");
+  EXPECT_EQ(Fit("abcdefghij", 7), "abcd...");
+  EXPECT_EQ(Fit("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 4), "\xc3\xa9...");
+  EXPECT_EQ(Fit("abcdefghij", 2), "ab");
+  EXPECT_EQ(FormatTimestamp(1700000000.25), "2023-11-14T22:13:20.250Z");
+  EXPECT_EQ(FormatTimestamp(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatTimestamp(-0.5), "1969-12-31T23:59:59.500Z");
+  EXPECT_EQ(FormatTimestamp(1e300), "1.0000000000000001e+300");
+  EXPECT_EQ(DescribeKey(LogFamily::kLog, BigEndian64(7)), "log seq 7");
+  EXPECT_EQ(DescribeKey(LogFamily::kOrigin, schema::OriginKey("n@1", 3)), "origin n@1#3");
+  EXPECT_EQ(DescribeKey(LogFamily::kMeta, schema::HighWaterKey("n@1")), "meta 'hwm\\0n@1'");
+  EXPECT_EQ(DescribeKey(LogFamily::kMsgId, "it's"), "msgid 'it's'");
+}
+
+TEST(DbDumpTextTest, MessageJsonMatchesTheApiFields) {
+  Message m = PeerMsg("id-1", kStream2, 4, "say \"hi\"");
+  m.seq = 12;
+  EXPECT_EQ(MessageJson(m),
+            "{\"seq\":12,\"msg_id\":\"id-1\",\"sender\":\"carol\",\"recipient\":\"all\","
+            "\"payload\":\"say \\\"hi\\\"\",\"ts\":1700000001.5,\"origin\":\"" +
+                std::string(kStream2) + "\",\"origin_seq\":4}");
+  Message bad = m;
+  bad.payload = "\xff";
+  rapidjson::Document doc;
+  ASSERT_FALSE(doc.Parse(MessageJson(bad).c_str()).HasParseError());
+  EXPECT_STREQ(doc["payload"].GetString(), "?");
+}
+
+}  // namespace
+}  // namespace dsm::dbdump

@@ -1,0 +1,304 @@
+#include "tools/dbdump/dump.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/http/utf8.h"
+#include "tools/dbdump/text.h"
+
+namespace dsm::dbdump {
+namespace {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Table columns, in order. The payload is last and takes what the line width leaves.
+enum Column { kSeq, kMsgId, kOrigin, kSender, kRecipient, kTs, kPayload, kColumns };
+
+constexpr std::array<const char*, kColumns> kHeaders = {
+    "seq", "msg_id", "origin:origin_seq", "sender", "recipient", "ts", "payload"};
+// Widest a column other than the payload gets when the table has a width (longer cells are cut).
+constexpr std::array<size_t, kColumns> kMaxWidths = {20, 40, 44, 16, 16, 30, 0};
+constexpr size_t kMinPayloadWidth = 16;
+constexpr std::string_view kSeparator = "  ";
+
+using Row = std::array<std::string, kColumns>;
+using Widths = std::array<size_t, kColumns>;
+
+Row MakeRow(const Message& m) {
+  Row row;
+  row[kSeq] = std::to_string(m.seq);
+  row[kMsgId] = Escape(m.msg_id);
+  row[kOrigin] = Escape(m.origin) + ":" + std::to_string(m.origin_seq);
+  row[kSender] = Escape(m.sender);
+  row[kRecipient] = Escape(m.recipient);
+  row[kTs] = FormatTimestamp(m.ts);
+  row[kPayload] = Escape(m.payload);
+  return row;
+}
+
+class Table {
+ public:
+  explicit Table(size_t line_width) : line_width_(line_width) {
+    for (int c = 0; c < kColumns; ++c) widths_[c] = DisplayWidth(kHeaders[c]);
+  }
+
+  void Widen(const Row& row) {
+    for (int c = 0; c < kPayload; ++c) {
+      size_t w = DisplayWidth(row[c]);
+      if (line_width_ != 0) w = std::min(w, kMaxWidths[c]);
+      widths_[c] = std::max(widths_[c], w);
+    }
+  }
+
+  void PrintHeader(std::ostream& out) const {
+    Row header;
+    for (int c = 0; c < kColumns; ++c) header[c] = kHeaders[c];
+    Print(header, out, /*right_align_seq=*/false);
+  }
+
+  void Print(const Row& row, std::ostream& out, bool right_align_seq = true) const {
+    std::string line;
+    for (int c = 0; c < kColumns; ++c) {
+      if (c > 0) line.append(kSeparator);
+      if (c == kPayload) {
+        line.append(Fit(row[c], PayloadWidth()));
+        break;
+      }
+      const std::string cell = Fit(row[c], line_width_ == 0 ? 0 : widths_[c]);
+      const size_t pad = widths_[c] - std::min(widths_[c], DisplayWidth(cell));
+      if (c == kSeq && right_align_seq) {
+        line.append(pad, ' ');
+        line.append(cell);
+      } else {
+        line.append(cell);
+        line.append(pad, ' ');
+      }
+    }
+    out << line << '\n';
+  }
+
+ private:
+  size_t PayloadWidth() const {
+    if (line_width_ == 0) return 0;
+    size_t used = 0;
+    for (int c = 0; c < kPayload; ++c) used += widths_[c] + kSeparator.size();
+    return used + kMinPayloadWidth >= line_width_ ? kMinPayloadWidth : line_width_ - used;
+  }
+
+  size_t line_width_;
+  Widths widths_{};
+};
+
+void WriteJsonString(JsonWriter& w, std::string_view s) {
+  const std::string clean = http::SanitizeUtf8(s);
+  w.String(clean.data(), static_cast<rapidjson::SizeType>(clean.size()));
+}
+
+std::string ViewName(const LogReader& reader) {
+  return reader.mode() == LogReaderOptions::Mode::kSecondary
+             ? "secondary (following a running node, as of the last catch-up)"
+             : "read-only (frozen at open)";
+}
+
+void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::ostream& out) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  auto optional_text = [](const std::optional<std::string>& v) {
+    return v ? Escape(*v) : std::string("(missing)");
+  };
+  lines.emplace_back("data_dir", reader.path());
+  lines.emplace_back("view", ViewName(reader));
+  lines.emplace_back("format_version", meta.format_version ? std::to_string(*meta.format_version)
+                                                           : std::string("(missing)"));
+  lines.emplace_back("node_id", optional_text(meta.node_id));
+  lines.emplace_back("incarnation", optional_text(meta.incarnation));
+  const std::string stream = meta.stream_id();
+  lines.emplace_back("stream_id", stream.empty() ? std::string("(unknown)") : Escape(stream));
+  lines.emplace_back("messages", std::to_string(meta.message_count));
+  lines.emplace_back("first_seq", std::to_string(meta.first_seq));
+  lines.emplace_back("last_seq", std::to_string(meta.last_seq));
+  if (meta.high_waters.empty()) lines.emplace_back("high_waters", "(none)");
+  for (const auto& [origin, hw] : meta.high_waters) {
+    std::string value = std::to_string(hw);
+    if (origin == stream) value += " (own stream)";
+    lines.emplace_back("high_water " + Escape(origin), std::move(value));
+  }
+  if (meta.push_cursors.empty()) lines.emplace_back("push_cursors", "(none)");
+  for (const auto& [peer, cursor] : meta.push_cursors) {
+    lines.emplace_back("push_cursor " + Escape(peer), std::to_string(cursor));
+  }
+  if (meta.pull_cursors.empty()) lines.emplace_back("pull_cursors", "(none)");
+  for (const auto& [peer, cursor] : meta.pull_cursors) {
+    lines.emplace_back(
+        "pull_cursor " + Escape(peer),
+        "seq " + std::to_string(cursor.seq) + " of stream " +
+            (cursor.peer_stream.empty() ? std::string("(none)") : Escape(cursor.peer_stream)));
+  }
+  for (const MetaProblem& p : meta.problems) {
+    lines.emplace_back("problem", DescribeKey(LogFamily::kMeta, p.key) + ": " + p.problem);
+  }
+  size_t key_width = 0;
+  for (const auto& [key, value] : lines) key_width = std::max(key_width, DisplayWidth(key));
+  for (const auto& [key, value] : lines) {
+    out << key << ':' << std::string(key_width - DisplayWidth(key) + 1, ' ') << value << '\n';
+  }
+}
+
+void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::ostream& out) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  auto optional_string = [&w](const std::optional<std::string>& v) {
+    if (v) {
+      WriteJsonString(w, *v);
+    } else {
+      w.Null();
+    }
+  };
+  w.StartObject();
+  w.Key("data_dir");
+  WriteJsonString(w, reader.path());
+  w.Key("view");
+  w.String(reader.mode() == LogReaderOptions::Mode::kSecondary ? "secondary" : "read-only");
+  w.Key("format_version");
+  if (meta.format_version) {
+    w.Uint64(*meta.format_version);
+  } else {
+    w.Null();
+  }
+  w.Key("node_id");
+  optional_string(meta.node_id);
+  w.Key("incarnation");
+  optional_string(meta.incarnation);
+  w.Key("stream_id");
+  const std::string stream = meta.stream_id();
+  optional_string(stream.empty() ? std::nullopt : std::optional<std::string>(stream));
+  w.Key("messages");
+  w.Uint64(meta.message_count);
+  w.Key("first_seq");
+  w.Uint64(meta.first_seq);
+  w.Key("last_seq");
+  w.Uint64(meta.last_seq);
+  w.Key("high_waters");
+  w.StartObject();
+  for (const auto& [origin, hw] : meta.high_waters) {
+    WriteJsonString(w, origin);
+    w.Uint64(hw);
+  }
+  w.EndObject();
+  w.Key("push_cursors");
+  w.StartObject();
+  for (const auto& [peer, cursor] : meta.push_cursors) {
+    WriteJsonString(w, peer);
+    w.Uint64(cursor);
+  }
+  w.EndObject();
+  w.Key("pull_cursors");
+  w.StartObject();
+  for (const auto& [peer, cursor] : meta.pull_cursors) {
+    WriteJsonString(w, peer);
+    w.StartObject();
+    w.Key("stream");
+    WriteJsonString(w, cursor.peer_stream);
+    w.Key("seq");
+    w.Uint64(cursor.seq);
+    w.EndObject();
+  }
+  w.EndObject();
+  w.Key("problems");
+  w.StartArray();
+  for (const MetaProblem& p : meta.problems) {
+    w.StartObject();
+    w.Key("key");
+    WriteJsonString(w, DescribeKey(LogFamily::kMeta, p.key));
+    w.Key("problem");
+    WriteJsonString(w, p.problem);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  out << std::string_view(buf.GetString(), buf.GetSize()) << '\n';
+}
+
+}  // namespace
+
+Status DumpMetadata(const LogReader& reader, const DumpOptions& options, std::ostream& out,
+                    size_t* problems) {
+  Result<LogMetadata> meta = reader.ReadMetadata();
+  if (!meta.ok()) return meta.status();
+  if (options.format == OutputFormat::kJsonLines) {
+    PrintMetadataJson(reader, *meta, out);
+  } else {
+    PrintMetadataTable(reader, *meta, out);
+  }
+  if (problems != nullptr) *problems = meta->problems.size();
+  return Status::Ok();
+}
+
+Status DumpRange(const LogReader& reader, uint64_t from, uint64_t to, const DumpOptions& options,
+                 std::ostream& out, uint64_t* count) {
+  uint64_t printed = 0;
+  if (count != nullptr) *count = 0;
+  if (options.format == OutputFormat::kJsonLines) {
+    Status s = reader.ScanLog(from, to, [&](const Message& m) {
+      out << MessageJson(m) << '\n';
+      ++printed;
+      return true;
+    });
+    if (count != nullptr) *count = printed;
+    return s;
+  }
+  // First pass: column widths, so that rows align without holding the range in memory. The
+  // reader's view does not change between the passes. A damaged record ends both passes at the
+  // same seq; the second one reports it.
+  Table table(options.width);
+  static_cast<void>(reader.ScanLog(from, to, [&](const Message& m) {
+    table.Widen(MakeRow(m));
+    return true;
+  }));
+  table.PrintHeader(out);
+  Status s = reader.ScanLog(from, to, [&](const Message& m) {
+    table.Print(MakeRow(m), out);
+    ++printed;
+    return true;
+  });
+  if (count != nullptr) *count = printed;
+  return s;
+}
+
+Status DumpMsgId(const LogReader& reader, std::string_view msg_id, const DumpOptions& options,
+                 std::ostream& out) {
+  Result<std::optional<uint64_t>> seq = reader.LookupMsgId(msg_id);
+  if (!seq.ok()) return seq.status();
+  const std::string shown = "'" + Escape(msg_id) + "'";
+  if (!seq->has_value()) {
+    return Status::NotFound("msg_id " + shown + " is not in data directory " + reader.path());
+  }
+  Result<std::optional<Message>> m = reader.Get(**seq);
+  if (!m.ok()) return m.status();
+  if (!m->has_value()) {
+    return Status::Corruption("msg_id " + shown + " is indexed at seq " + std::to_string(**seq) +
+                              ", which is not in the log");
+  }
+  const Message& msg = **m;
+  if (msg.msg_id != msg_id) {
+    return Status::Corruption("msg_id " + shown + " is indexed at seq " + std::to_string(**seq) +
+                              ", which holds msg_id '" + Escape(msg.msg_id) + "'");
+  }
+  if (options.format == OutputFormat::kJsonLines) {
+    out << MessageJson(msg) << '\n';
+    return Status::Ok();
+  }
+  Table table(options.width);
+  const Row row = MakeRow(msg);
+  table.Widen(row);
+  table.PrintHeader(out);
+  table.Print(row, out);
+  return Status::Ok();
+}
+
+}  // namespace dsm::dbdump

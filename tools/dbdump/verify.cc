@@ -1,0 +1,419 @@
+#include "tools/dbdump/verify.h"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include "storage/record.h"
+#include "storage/schema.h"
+#include "tools/dbdump/text.h"
+
+namespace dsm::dbdump {
+namespace {
+
+std::string LogWhere(uint64_t seq) { return "log seq " + std::to_string(seq); }
+
+std::string LogHoleWhere(uint64_t first, uint64_t last) {
+  if (first == last) return LogWhere(first);
+  return "log seq " + std::to_string(first) + ".." + std::to_string(last);
+}
+
+std::string Position(std::string_view origin, uint64_t origin_seq) {
+  return Escape(origin) + "#" + std::to_string(origin_seq);
+}
+
+std::string OriginWhere(std::string_view origin, uint64_t origin_seq) {
+  return "origin " + Position(origin, origin_seq);
+}
+
+std::string OriginHoleWhere(std::string_view origin, uint64_t first, uint64_t last) {
+  if (first == last) return OriginWhere(origin, first);
+  return "origin " + Position(origin, first) + ".." + std::to_string(last);
+}
+
+std::string Quoted(std::string_view s) { return "'" + Escape(s) + "'"; }
+
+std::string ValueSizeProblem(std::string_view value) {
+  return "malformed value (" + std::to_string(value.size()) + " bytes, expected 8)";
+}
+
+// The problem of an undecodable record, without the "record at seq N: " its Status starts with.
+std::string DecodeProblem(uint64_t seq, const Status& s) {
+  std::string_view msg = s.message();
+  const std::string prefix = "record at seq " + std::to_string(seq) + ": ";
+  if (msg.starts_with(prefix)) msg.remove_prefix(prefix.size());
+  return "record does not decode: " + std::string(msg);
+}
+
+class Verifier {
+ public:
+  Verifier(const LogReader& reader, const std::function<void(const Damage&)>& on_damage)
+      : reader_(reader), on_damage_(on_damage) {}
+
+  Result<VerifyReport> Run() {
+    Status s = CheckMeta();
+    if (s.ok()) s = CheckDefaultFamily();
+    if (s.ok()) s = CheckLog();
+    if (s.ok()) s = CheckMsgIdIndex();
+    if (s.ok()) s = CheckOriginIndex();
+    if (s.ok() && report_.inbox_checked) s = CheckInboxIndex();
+    if (!s.ok()) return s;
+    return std::move(report_);
+  }
+
+ private:
+  enum class Found { kRecord, kMissing, kUndecodable };
+
+  void Report(std::string where, std::string problem) {
+    Damage d{std::move(where), std::move(problem)};
+    ++report_.damage_count;
+    if (on_damage_) on_damage_(d);
+    if (report_.damage.size() < VerifyReport::kMaxKeptDamage)
+      report_.damage.push_back(std::move(d));
+  }
+
+  // Loads the record at `seq` into *m.
+  Result<Found> Load(uint64_t seq, Message* m) const {
+    Result<std::optional<std::string>> raw = reader_.GetRaw(LogFamily::kLog, schema::LogKey(seq));
+    if (!raw.ok()) return raw.status();
+    if (!raw->has_value()) return Found::kMissing;
+    Result<Message> decoded = DecodeRecord(seq, **raw);
+    if (!decoded.ok()) return Found::kUndecodable;
+    *m = std::move(*decoded);
+    return Found::kRecord;
+  }
+
+  // An index entry looked up by key.
+  struct IndexEntry {
+    bool present = false;
+    std::optional<uint64_t> seq;  // nullopt when the value is malformed (its scan reports it)
+  };
+
+  Result<IndexEntry> ReadIndex(LogFamily family, std::string_view key) const {
+    Result<std::optional<std::string>> raw = reader_.GetRaw(family, key);
+    if (!raw.ok()) return raw.status();
+    IndexEntry entry;
+    entry.present = raw->has_value();
+    uint64_t seq = 0;
+    if (entry.present && schema::DecodeSeqValue(**raw, &seq)) entry.seq = seq;
+    return entry;
+  }
+
+  Status CheckMeta() {
+    Result<LogMetadata> meta = reader_.ReadMetadata();
+    if (!meta.ok()) return meta.status();
+    meta_ = std::move(*meta);
+    for (const MetaProblem& p : meta_.problems) {
+      Report(DescribeKey(LogFamily::kMeta, p.key), p.problem);
+      bad_meta_keys_.insert(p.key);
+    }
+    // The recipient index exists since format version 2 (unknown version: checked as the
+    // current one).
+    if (meta_.format_version.value_or(schema::kFormatVersion) >= 2) {
+      if (reader_.HasFamily(LogFamily::kInbox)) {
+        report_.inbox_checked = true;
+      } else {
+        Report(std::string("family '") + schema::kInboxFamily + "'",
+               "missing: format version " +
+                   std::to_string(meta_.format_version.value_or(schema::kFormatVersion)) +
+                   " has a recipient index");
+      }
+    }
+    const std::string own = meta_.stream_id();
+    if (!own.empty()) {
+      auto hw = meta_.high_waters.find(own);
+      const uint64_t own_high_water = hw == meta_.high_waters.end() ? 0 : hw->second;
+      for (const auto& [peer, cursor] : meta_.push_cursors) {
+        if (cursor > own_high_water) {
+          Report(DescribeKey(LogFamily::kMeta, schema::PushCursorKey(peer)),
+                 "push cursor " + std::to_string(cursor) + " is beyond the high water " +
+                     std::to_string(own_high_water) + " of the directory's own stream " +
+                     Escape(own));
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CheckDefaultFamily() {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kDefault);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Report(DescribeKey(LogFamily::kDefault, it->key()),
+             "unexpected entry in the unused default family");
+    }
+    return it->status();
+  }
+
+  Status CheckLog() {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kLog);
+    uint64_t expected = 1;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report_.records;
+      uint64_t seq = 0;
+      if (!schema::DecodeSeqValue(it->key(), &seq)) {
+        Report(DescribeKey(LogFamily::kLog, it->key()),
+               "malformed log key (" + std::to_string(it->key().size()) + " bytes, expected 8)");
+        continue;
+      }
+      if (seq == 0) {
+        Report(LogWhere(0), "seq 0 is never used");
+        continue;
+      }
+      if (report_.first_seq == 0) report_.first_seq = seq;
+      report_.last_seq = seq;
+      if (seq > expected) {
+        Report(LogHoleWhere(expected, seq - 1),
+               expected == 1
+                   ? "missing (the log starts at seq " + std::to_string(seq) + ")"
+                   : "missing (the log is not dense: seq " + std::to_string(expected - 1) +
+                         " is followed by seq " + std::to_string(seq) + ")");
+      }
+      expected = seq + 1;
+      Result<Message> m = DecodeRecord(seq, it->value());
+      if (!m.ok()) {
+        Report(LogWhere(seq), DecodeProblem(seq, m.status()));
+        continue;
+      }
+      if (Status s = CheckRecord(*m); !s.ok()) return s;
+    }
+    return it->status();
+  }
+
+  // The index entries of one decoded record, and the order of its origin.
+  Status CheckRecord(const Message& m) {
+    const std::string where = LogWhere(m.seq);
+    if (m.msg_id.empty()) {
+      Report(where, "record has an empty msg_id");
+    } else {
+      Result<IndexEntry> entry = ReadIndex(LogFamily::kMsgId, m.msg_id);
+      if (!entry.ok()) return entry.status();
+      if (!entry->present) {
+        Report(where, "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
+      } else if (entry->seq && *entry->seq != m.seq) {
+        Message other;
+        Result<Found> found = Load(*entry->seq, &other);
+        if (!found.ok()) return found.status();
+        // Otherwise the index entry itself is wrong: its scan reports it.
+        if (*found == Found::kRecord && other.msg_id == m.msg_id) {
+          Report(where, "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
+                            std::to_string(*entry->seq) + " (where the index points)");
+        }
+      }
+    }
+
+    if (report_.inbox_checked) {
+      Result<std::optional<std::string>> inbox =
+          reader_.GetRaw(LogFamily::kInbox, schema::InboxKey(m.recipient, m.seq));
+      if (!inbox.ok()) return inbox.status();
+      if (!inbox->has_value()) {
+        Report(where, "not in the recipient index (no inbox entry for recipient " +
+                          Quoted(m.recipient) + ")");
+      }
+    }
+
+    if (m.origin.empty() || m.origin_seq == 0) {
+      Report(where, "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
+                        std::to_string(m.origin_seq) + ")");
+      return Status::Ok();
+    }
+    const std::string position = Position(m.origin, m.origin_seq);
+    Result<IndexEntry> entry =
+        ReadIndex(LogFamily::kOrigin, schema::OriginKey(m.origin, m.origin_seq));
+    if (!entry.ok()) return entry.status();
+    if (!entry->present) {
+      Report(where, "origin position " + position + " is not in the origin index");
+    } else if (entry->seq && *entry->seq != m.seq) {
+      Message other;
+      Result<Found> found = Load(*entry->seq, &other);
+      if (!found.ok()) return found.status();
+      const std::string there = std::to_string(*entry->seq);
+      if (*found == Found::kRecord && other.origin == m.origin &&
+          other.origin_seq == m.origin_seq) {
+        Report(where, "origin position " + position + " is stored twice: here and at seq " + there +
+                          " (where the index points)");
+      } else if (*found == Found::kRecord && other.origin != m.origin) {
+        Report(where, "origin position " + position + " is indexed at seq " + there +
+                          " (a message of stream " + Escape(other.origin) + "), not here");
+      }
+      // Otherwise the index entry itself is wrong (dangling, undecodable or another position of
+      // the same origin): the scan of the origin index reports it.
+    }
+
+    auto [last, inserted] = last_of_origin_.try_emplace(m.origin, m.seq, m.origin_seq);
+    if (!inserted) {
+      if (m.origin_seq <= last->second.second) {
+        Report(where, position + " comes after " + Position(m.origin, last->second.second) +
+                          " (seq " + std::to_string(last->second.first) +
+                          "): the origin's order is broken");
+      }
+      last->second = {m.seq, m.origin_seq};
+    }
+    return Status::Ok();
+  }
+
+  Status CheckMsgIdIndex() {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report_.msgid_entries;
+      const std::string where = DescribeKey(LogFamily::kMsgId, it->key());
+      if (it->key().empty()) Report(where, "empty msg_id");
+      uint64_t seq = 0;
+      if (!schema::DecodeSeqValue(it->value(), &seq)) {
+        Report(where, ValueSizeProblem(it->value()));
+        continue;
+      }
+      Message m;
+      Result<Found> found = Load(seq, &m);
+      if (!found.ok()) return found.status();
+      if (*found == Found::kMissing) {
+        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+      } else if (*found == Found::kRecord && m.msg_id != it->key()) {
+        Report(where,
+               "points at seq " + std::to_string(seq) + ", which holds msg_id " + Quoted(m.msg_id));
+      }
+    }
+    return it->status();
+  }
+
+  // Compares the last position of `origin` in the origin index with its high water.
+  void FinishOrigin(const std::string& origin, uint64_t last_position) {
+    const std::string key = schema::HighWaterKey(origin);
+    if (bad_meta_keys_.count(key) != 0) return;  // already reported as malformed
+    const std::string where = DescribeKey(LogFamily::kMeta, key);
+    auto hw = meta_.high_waters.find(origin);
+    if (hw == meta_.high_waters.end()) {
+      Report(where, "missing, but the origin index holds positions of " + Escape(origin) +
+                        " up to #" + std::to_string(last_position));
+    } else if (hw->second != last_position) {
+      Report(where, "high water is " + std::to_string(hw->second) + ", but the origin index of " +
+                        Escape(origin) + " ends at position #" + std::to_string(last_position));
+    }
+  }
+
+  Status CheckOriginIndex() {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kOrigin);
+    std::set<std::string> seen;
+    std::optional<std::string> current;
+    uint64_t expected = 1;
+    uint64_t last_position = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report_.origin_entries;
+      std::string_view origin;
+      uint64_t origin_seq = 0;
+      if (!schema::ParseOriginKey(it->key(), &origin, &origin_seq)) {
+        Report(DescribeKey(LogFamily::kOrigin, it->key()), "malformed origin index key");
+        continue;
+      }
+      if (!current || *current != origin) {
+        if (current) FinishOrigin(*current, last_position);
+        current = std::string(origin);
+        seen.insert(*current);
+        expected = 1;
+        last_position = 0;
+      }
+      const std::string where = OriginWhere(origin, origin_seq);
+      if (origin_seq == 0) {
+        Report(where, "position 0 is never used");
+        continue;
+      }
+      if (origin_seq > expected) {
+        Report(OriginHoleWhere(origin, expected, origin_seq - 1),
+               expected == 1 ? "missing (the positions of " + Escape(origin) + " start at #" +
+                                   std::to_string(origin_seq) + ")"
+                             : "missing (the positions of " + Escape(origin) + " are not dense: #" +
+                                   std::to_string(expected - 1) + " is followed by #" +
+                                   std::to_string(origin_seq) + ")");
+      }
+      expected = origin_seq + 1;
+      last_position = origin_seq;
+      uint64_t seq = 0;
+      if (!schema::DecodeSeqValue(it->value(), &seq)) {
+        Report(where, ValueSizeProblem(it->value()));
+        continue;
+      }
+      Message m;
+      Result<Found> found = Load(seq, &m);
+      if (!found.ok()) return found.status();
+      if (*found == Found::kMissing) {
+        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+      } else if (*found == Found::kRecord && m.origin == origin && m.origin_seq != origin_seq) {
+        Report(where, "points at seq " + std::to_string(seq) + ", which holds " +
+                          Position(m.origin, m.origin_seq));
+      }
+      // A record of another origin is a consumed position: the message was stored first under
+      // that origin (see storage/format.md).
+    }
+    if (Status s = it->status(); !s.ok()) return s;
+    if (current) FinishOrigin(*current, last_position);
+    report_.streams = seen.size();
+    for (const auto& [origin, high_water] : meta_.high_waters) {
+      if (high_water == 0 || seen.count(origin) != 0) continue;
+      Report(DescribeKey(LogFamily::kMeta, schema::HighWaterKey(origin)),
+             "high water is " + std::to_string(high_water) +
+                 ", but the origin index holds no position of " + Escape(origin));
+    }
+    return Status::Ok();
+  }
+
+  Status CheckInboxIndex() {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report_.inbox_entries;
+      const std::string where = DescribeKey(LogFamily::kInbox, it->key());
+      std::string_view recipient;
+      uint64_t seq = 0;
+      if (!schema::ParseInboxKey(it->key(), &recipient, &seq)) {
+        Report(where, "malformed recipient index key");
+        continue;
+      }
+      if (!it->value().empty()) {
+        Report(where, "unexpected value (" + std::to_string(it->value().size()) +
+                          " bytes, expected none)");
+      }
+      Message m;
+      Result<Found> found = Load(seq, &m);
+      if (!found.ok()) return found.status();
+      if (*found == Found::kMissing) {
+        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+      } else if (*found == Found::kRecord && m.recipient != recipient) {
+        Report(where, "points at seq " + std::to_string(seq) + ", whose recipient is " +
+                          Quoted(m.recipient));
+      }
+    }
+    return it->status();
+  }
+
+  const LogReader& reader_;
+  const std::function<void(const Damage&)>& on_damage_;
+  VerifyReport report_;
+  LogMetadata meta_;
+  std::set<std::string> bad_meta_keys_;  // meta keys reported as malformed or missing
+  // For each origin seen in the log: the seq and origin_seq of its latest record.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
+};
+
+}  // namespace
+
+std::string VerifyReport::Summary() const {
+  std::string facts = std::to_string(records) + " records";
+  if (records > 0) {
+    facts += " (seq " + std::to_string(first_seq) + ".." + std::to_string(last_seq) + ")";
+  }
+  facts += ", " + std::to_string(msgid_entries) + " msg_id entries, " +
+           std::to_string(origin_entries) + " origin positions in " + std::to_string(streams) +
+           (streams == 1 ? " stream" : " streams");
+  facts += inbox_checked ? ", " + std::to_string(inbox_entries) + " recipient index entries"
+                         : std::string(", recipient index not checked");
+  if (ok()) return "OK: " + facts;
+  return "DAMAGED: " + std::to_string(damage_count) +
+         (damage_count == 1 ? " problem; " : " problems; ") + facts;
+}
+
+Result<VerifyReport> Verify(const LogReader& reader,
+                            const std::function<void(const Damage&)>& on_damage) {
+  return Verifier(reader, on_damage).Run();
+}
+
+}  // namespace dsm::dbdump
