@@ -1,0 +1,537 @@
+#include "bench/dsm_bench/report.h"
+
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+namespace dsm::bench {
+
+namespace {
+
+using JsonWriter = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
+
+double Ratio(double a, double b) { return b > 0 ? a / b : 0; }
+
+// JSON numbers are finite; rounded to 4 decimals to keep the file readable.
+void Num(JsonWriter& w, const char* key, double v) {
+  w.Key(key);
+  if (!std::isfinite(v)) v = 0;
+  w.Double(std::round(v * 1e4) / 1e4);
+}
+void Int(JsonWriter& w, const char* key, uint64_t v) {
+  w.Key(key);
+  w.Uint64(v);
+}
+void Str(JsonWriter& w, const char* key, const std::string& v) {
+  w.Key(key);
+  w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+}
+void Bool(JsonWriter& w, const char* key, bool v) {
+  w.Key(key);
+  w.Bool(v);
+}
+
+void Latency(JsonWriter& w, const char* key, const LatencySummary& s) {
+  w.Key(key);
+  w.StartObject();
+  Int(w, "count", s.count);
+  Num(w, "min", s.min_ms);
+  Num(w, "mean", s.mean_ms);
+  Num(w, "p50", s.p50_ms);
+  Num(w, "p90", s.p90_ms);
+  Num(w, "p99", s.p99_ms);
+  Num(w, "p99_9", s.p999_ms);
+  Num(w, "max", s.max_ms);
+  w.EndObject();
+}
+
+void Cpu(JsonWriter& w, const CpuUse& c) {
+  w.Key("cpu_pct");
+  w.StartObject();
+  Num(w, "machine", c.machine_pct);
+  Num(w, "dsm_bench", c.self_pct);
+  w.Key("nodes");
+  w.StartArray();
+  for (double v : c.pids_pct) w.Double(std::round(v * 10) / 10);
+  w.EndArray();
+  w.EndObject();
+}
+
+void Errors(JsonWriter& w, const LoadResult& l) {
+  w.Key("errors");
+  w.StartObject();
+  for (const auto& [what, count] : l.errors) {
+    w.Key(what.c_str(), static_cast<rapidjson::SizeType>(what.size()));
+    w.Uint64(count);
+  }
+  w.EndObject();
+  Int(w, "error_count", l.total_errors());
+}
+
+void Replication(JsonWriter& w, const ReplicationResult& r, double base_ms) {
+  w.Key("replication");
+  w.StartObject();
+  Int(w, "requests", r.requests);
+  Int(w, "messages", r.messages);
+  Int(w, "missing", r.missing);
+  Latency(w, "e2e_ms", r.e2e);
+  Num(w, "fully_replicated_per_s", r.fully_replicated_per_s);
+  Num(w, "resolution_ms", r.resolution_ms);
+  Num(w, "e2e_p50_to_base", Ratio(r.e2e.p50_ms, base_ms));
+  Num(w, "e2e_p99_to_base", Ratio(r.e2e.p99_ms, base_ms));
+  w.EndObject();
+}
+
+void Run(JsonWriter& w, const PublishRun& run, const BenchReport& rep) {
+  const double base = rep.BaseLatencyMs();
+  const double ceiling = rep.CeilingRps();
+  w.StartObject();
+  Str(w, "mode", run.mode);
+  Str(w, "loop", run.open_loop ? "open" : "closed");
+  Int(w, "clients", static_cast<uint64_t>(run.clients));
+  if (run.open_loop) Num(w, "offered_per_s", run.load.offered_rate);
+  Int(w, "messages", run.load.messages);
+  Num(w, "window_s", run.load.window_s);
+  Num(w, "throughput_per_s", run.load.messages_per_s);
+  Errors(w, run.load);
+  Latency(w, run.open_loop ? "latency_ms_from_intended" : "latency_ms", run.load.latency);
+  if (run.open_loop) Latency(w, "service_ms", run.load.service);
+  Replication(w, run.replication, base);
+  Bool(w, "replicated_before_next_run", run.replicated_in_time);
+  Latency(w, "disk_fsync_during_run_ms", run.fsync_probe);
+  Cpu(w, run.load.cpu);
+  w.Key("ratios");
+  w.StartObject();
+  Num(w, "p50_to_base", Ratio(run.load.latency.p50_ms, base));
+  Num(w, "p99_to_base", Ratio(run.load.latency.p99_ms, base));
+  Num(w, "throughput_to_ceiling", Ratio(run.load.messages_per_s, ceiling));
+  w.EndObject();
+  w.EndObject();
+}
+
+std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+}  // namespace
+
+bool BenchConfig::Runs(const std::string& phase) const {
+  for (const std::string& p : phases) {
+    if (p == phase) return true;
+  }
+  return false;
+}
+
+const PublishRun* BenchReport::FindClosed(const std::string& mode, int clients) const {
+  for (const PublishRun& r : closed_loop) {
+    if (r.mode == mode && r.clients == clients) return &r;
+  }
+  return nullptr;
+}
+
+const PublishRun* BenchReport::FindOpen(const std::string& mode) const {
+  for (const PublishRun& r : open_loop) {
+    if (r.mode == mode) return &r;
+  }
+  return nullptr;
+}
+
+void EvaluateTargets(BenchReport* rep) {
+  rep->targets.clear();
+  const double base = rep->BaseLatencyMs();
+  const double ceiling = rep->CeilingRps();
+  {
+    TargetCheck t;
+    t.name = "quorum (Q=2) p50 at 1 client <= 2 x (fsync p50 + HTTP p50)";
+    t.goal = Fmt("<= %.3f ms", 2 * base);
+    if (const PublishRun* r = rep->FindClosed("sync_quorum", 1); r && r->load.latency.count > 0) {
+      t.measured = true;
+      t.value = Fmt("%.3f ms", r->load.latency.p50_ms) +
+                Fmt(" (%.2f x base)", Ratio(r->load.latency.p50_ms, base));
+      t.met = r->load.latency.p50_ms <= 2 * base;
+    }
+    rep->targets.push_back(t);
+  }
+  {
+    TargetCheck t;
+    t.name = "quorum (Q=2) throughput at 64 clients >= 60% of the empty-request ceiling";
+    t.goal = Fmt(">= %.0f msgs/s", 0.6 * ceiling);
+    if (const PublishRun* r = rep->FindClosed("sync_quorum", 64); r && r->load.requests > 0) {
+      t.measured = true;
+      t.value = Fmt("%.0f msgs/s", r->load.messages_per_s) +
+                Fmt(" (%.0f%% of ceiling)", 100 * Ratio(r->load.messages_per_s, ceiling));
+      t.met = r->load.messages_per_s >= 0.6 * ceiling;
+    }
+    rep->targets.push_back(t);
+  }
+  {
+    TargetCheck t;
+    t.name =
+        "async throughput at 64 clients >= 70% of the ceiling, every message on every node "
+        "within 1 s at p99";
+    t.goal = Fmt(">= %.0f msgs/s, e2e p99 <= 1000 ms", 0.7 * ceiling);
+    if (const PublishRun* r = rep->FindClosed("async", 64); r && r->load.requests > 0) {
+      t.measured = true;
+      t.value = Fmt("%.0f msgs/s", r->load.messages_per_s) +
+                Fmt(" (%.0f%% of ceiling)", 100 * Ratio(r->load.messages_per_s, ceiling)) +
+                Fmt(", e2e p99 %.1f ms", r->replication.e2e.p99_ms) +
+                (r->replication.missing > 0 ? ", some messages never seen on every node" : "");
+      t.met = r->load.messages_per_s >= 0.7 * ceiling && r->replication.missing == 0 &&
+              r->replication.e2e.count > 0 && r->replication.e2e.p99_ms <= 1000;
+    }
+    rep->targets.push_back(t);
+  }
+  {
+    TargetCheck t;
+    t.name = "batch publish >= 100,000 msgs/s accepted and fully replicated";
+    t.goal = ">= 100000 msgs/s (both)";
+    const BatchRun& b = rep->batch;
+    if (b.load.requests > 0) {
+      t.measured = true;
+      t.value = Fmt("accepted %.0f msgs/s", b.load.messages_per_s) +
+                Fmt(", fully replicated %.0f msgs/s", b.replication.fully_replicated_per_s);
+      t.met = b.load.messages_per_s >= 100000 && b.replication.fully_replicated_per_s >= 100000;
+    }
+    rep->targets.push_back(t);
+  }
+  {
+    TargetCheck t;
+    t.name = "catch-up >= 100,000 msgs/s";
+    t.goal = ">= 100000 msgs/s";
+    const CatchUpRun& c = rep->catch_up;
+    if (c.ran && c.complete) {
+      t.measured = true;
+      t.value = Fmt("%.0f msgs/s from restart", c.messages_per_s) +
+                Fmt(" (%.0f msgs/s from first heartbeat)", c.messages_per_s_from_up);
+      t.met = c.messages_per_s >= 100000;
+    } else if (!c.ran) {
+      t.value = "not run: " + c.skipped;
+    } else {
+      t.value = "did not complete";
+    }
+    rep->targets.push_back(t);
+  }
+}
+
+std::string ReportJson(const BenchReport& rep) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.SetMaxDecimalPlaces(4);
+  const double base = rep.BaseLatencyMs();
+  const double ceiling = rep.CeilingRps();
+  const BenchConfig& c = rep.config;
+  w.StartObject();
+  Str(w, "tool", "dsm-bench");
+  Int(w, "version", 1);
+  Str(w, "profile", c.profile);
+  Str(w, "started_at", rep.started_at);
+  Num(w, "duration_s", rep.duration_s);
+
+  w.Key("machine");
+  w.StartObject();
+  Int(w, "cores", rep.machine.cores);
+  Str(w, "cpu_model", rep.machine.cpu_model);
+  Str(w, "kernel", rep.machine.kernel);
+  Str(w, "filesystem", rep.machine.filesystem);
+  Str(w, "disk", rep.machine.disk);
+  Str(w, "load_before", rep.load_before);
+  Str(w, "load_after", rep.load_after);
+  w.EndObject();
+
+  w.Key("config");
+  w.StartObject();
+  Bool(w, "local_cluster", c.local_cluster);
+  if (c.local_cluster) Str(w, "node_binary", rep.node_binary);
+  w.Key("nodes");
+  w.StartArray();
+  for (const std::string& n : c.nodes) w.String(n.c_str());
+  w.EndArray();
+  Str(w, "fsync", c.fsync);
+  Int(w, "quorum", static_cast<uint64_t>(c.quorum));
+  Str(w, "publish_to", c.spread ? "every node, round-robin" : "the first node");
+  w.Key("phases");
+  w.StartArray();
+  for (const std::string& p : c.phases) w.String(p.c_str());
+  w.EndArray();
+  w.Key("clients");
+  w.StartArray();
+  for (int n : c.clients) w.Int(n);
+  w.EndArray();
+  Num(w, "warmup_s", c.warmup_s);
+  Num(w, "duration_s", c.duration_s);
+  Num(w, "open_loop_rate_per_s", c.open_rate);
+  Int(w, "open_loop_clients", static_cast<uint64_t>(c.open_clients));
+  Int(w, "payload_bytes", c.payload_bytes);
+  Int(w, "batch_size", static_cast<uint64_t>(c.batch_size));
+  Int(w, "batch_clients", static_cast<uint64_t>(c.batch_clients));
+  Num(w, "batch_duration_s", c.batch_duration_s);
+  Int(w, "catchup_messages", c.catchup_messages);
+  Int(w, "watch_interval_us", static_cast<uint64_t>(c.watch_interval_us));
+  Str(w, "data_root", c.data_root);
+  Str(w, "run_dir", rep.run_dir);
+  w.EndObject();
+
+  w.Key("baselines");
+  w.StartObject();
+  w.Key("fsync");
+  w.StartObject();
+  Str(w, "what", "pwrite 4 KiB (appending) + fdatasync, one at a time, in the data directory");
+  Latency(w, "latency_ms", rep.fsync.latency);
+  Num(w, "ops_per_s", rep.fsync.ops_per_s);
+  w.EndObject();
+  w.Key("http_1");
+  w.StartObject();
+  Str(w, "what", "GET /heartbeat on the first node, 1 keep-alive connection, closed loop");
+  Latency(w, "latency_ms", rep.http.latency_1);
+  Num(w, "requests_per_s", rep.http.rps_1);
+  w.EndObject();
+  w.Key("http_ceiling");
+  w.StartObject();
+  Str(w, "what", "GET /heartbeat on the first node, closed loop, max requests/s");
+  Int(w, "clients", static_cast<uint64_t>(rep.http.ceiling_clients));
+  Num(w, "requests_per_s", rep.http.ceiling_rps);
+  Latency(w, "latency_ms", rep.http.latency_ceiling);
+  Cpu(w, rep.http.cpu_ceiling);
+  w.EndObject();
+  Num(w, "base_latency_ms", base);
+  Str(w, "base_latency_is", "fsync p50 + http_1 p50");
+  Num(w, "ceiling_per_s", ceiling);
+  Str(w, "ceiling_is", "http_ceiling requests_per_s");
+  w.EndObject();
+
+  w.Key("publish");
+  w.StartObject();
+  w.Key("closed_loop");
+  w.StartArray();
+  for (const PublishRun& r : rep.closed_loop) Run(w, r, rep);
+  w.EndArray();
+  w.Key("open_loop");
+  w.StartArray();
+  for (const PublishRun& r : rep.open_loop) Run(w, r, rep);
+  w.EndArray();
+  w.EndObject();
+
+  w.Key("replication");
+  w.StartObject();
+  Str(w, "method",
+      "each accepted publish's origin and origin_seq are recorded; /heartbeat of every other "
+      "node is polled every watch interval and its high water per origin stream timestamped; a "
+      "message is on a node from the first answer showing its stream at >= its origin_seq; "
+      "e2e = latest such time over all nodes - send time (open loop: scheduled send time)");
+  {
+    const PublishRun* lat = rep.FindOpen("async");
+    Str(w, "latency_from", lat ? "async, open loop" : "none");
+    if (lat) {
+      Latency(w, "e2e_ms", lat->replication.e2e);
+      Num(w, "e2e_p50_to_base", Ratio(lat->replication.e2e.p50_ms, base));
+      Num(w, "e2e_p99_to_base", Ratio(lat->replication.e2e.p99_ms, base));
+      Num(w, "resolution_ms", lat->replication.resolution_ms);
+    }
+    const PublishRun* thr = nullptr;
+    for (const PublishRun& r : rep.closed_loop) {
+      if (r.mode == "async" && (!thr || r.clients > thr->clients)) thr = &r;
+    }
+    Str(w, "throughput_from",
+        thr ? "async, closed loop, " + std::to_string(thr->clients) + " clients" : "none");
+    if (thr) {
+      Num(w, "fully_replicated_per_s", thr->replication.fully_replicated_per_s);
+      Num(w, "fully_replicated_to_ceiling",
+          Ratio(thr->replication.fully_replicated_per_s, ceiling));
+    }
+  }
+  w.EndObject();
+
+  w.Key("batch");
+  w.StartObject();
+  {
+    const BatchRun& b = rep.batch;
+    Int(w, "clients", static_cast<uint64_t>(b.clients));
+    Int(w, "batch_size", static_cast<uint64_t>(b.batch));
+    Int(w, "requests", b.load.requests);
+    Int(w, "messages", b.load.messages);
+    Num(w, "window_s", b.load.window_s);
+    Num(w, "accepted_per_s", b.load.messages_per_s);
+    Num(w, "fully_replicated_per_s", b.replication.fully_replicated_per_s);
+    Errors(w, b.load);
+    Latency(w, "request_latency_ms", b.load.latency);
+    Replication(w, b.replication, base);
+    Latency(w, "disk_fsync_during_run_ms", b.fsync_probe);
+    Cpu(w, b.load.cpu);
+    w.Key("ratios");
+    w.StartObject();
+    Num(w, "accepted_to_ceiling", Ratio(b.load.messages_per_s, ceiling));
+    Num(w, "fully_replicated_to_ceiling", Ratio(b.replication.fully_replicated_per_s, ceiling));
+    w.EndObject();
+  }
+  w.EndObject();
+
+  w.Key("catch_up");
+  w.StartObject();
+  {
+    const CatchUpRun& cu = rep.catch_up;
+    Bool(w, "ran", cu.ran);
+    if (!cu.ran) Str(w, "skipped", cu.skipped);
+    Int(w, "messages", cu.messages);
+    Num(w, "write_s", cu.write_s);
+    Bool(w, "complete", cu.complete);
+    Num(w, "seconds", cu.seconds);
+    Num(w, "seconds_from_up", cu.seconds_from_up);
+    Num(w, "messages_per_s", cu.messages_per_s);
+    Num(w, "messages_per_s_from_up", cu.messages_per_s_from_up);
+    w.Key("ratios");
+    w.StartObject();
+    Num(w, "messages_per_s_to_ceiling", Ratio(cu.messages_per_s, ceiling));
+    w.EndObject();
+  }
+  w.EndObject();
+
+  w.Key("targets");
+  w.StartArray();
+  for (const TargetCheck& t : rep.targets) {
+    w.StartObject();
+    Str(w, "name", t.name);
+    Str(w, "goal", t.goal);
+    Str(w, "value", t.value);
+    Bool(w, "measured", t.measured);
+    Bool(w, "met", t.met);
+    w.EndObject();
+  }
+  w.EndArray();
+
+  w.Key("warnings");
+  w.StartArray();
+  for (const std::string& s : rep.warnings) w.String(s.c_str());
+  w.EndArray();
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize()) + "\n";
+}
+
+void PrintTables(const BenchReport& rep, std::FILE* out) {
+  const double base = rep.BaseLatencyMs();
+  const double ceiling = rep.CeilingRps();
+  const BenchConfig& c = rep.config;
+  std::fprintf(out, "\ndsm-bench (%s profile), %s\n", c.profile.c_str(), rep.started_at.c_str());
+  std::fprintf(out, "machine: %u cores, %s, %s\n", rep.machine.cores, rep.machine.cpu_model.c_str(),
+               rep.machine.kernel.c_str());
+  std::fprintf(out, "disk: %s (%s); load before %s, after %s\n", rep.machine.filesystem.c_str(),
+               rep.machine.disk.c_str(), rep.load_before.c_str(), rep.load_after.c_str());
+  std::fprintf(out, "cluster: %s, fsync %s, quorum %d, publishing to %s, %zu-byte payloads\n",
+               c.local_cluster ? "3 local dsm-node processes" : "given nodes", c.fsync.c_str(),
+               c.quorum, c.spread ? "every node" : "the first node", c.payload_bytes);
+
+  std::fprintf(out, "\nBaselines\n");
+  std::fprintf(out,
+               "  disk fsync (4 KiB append + fdatasync)   p50 %7.3f ms  p99 %7.3f ms  (%.0f/s)\n",
+               rep.fsync.latency.p50_ms, rep.fsync.latency.p99_ms, rep.fsync.ops_per_s);
+  std::fprintf(out,
+               "  empty HTTP (GET /heartbeat), 1 conn     p50 %7.3f ms  p99 %7.3f ms  (%.0f/s)\n",
+               rep.http.latency_1.p50_ms, rep.http.latency_1.p99_ms, rep.http.rps_1);
+  std::fprintf(out, "  empty HTTP ceiling, %2d conns            %.0f requests/s  (p50 %.3f ms)\n",
+               rep.http.ceiling_clients, ceiling, rep.http.latency_ceiling.p50_ms);
+  std::fprintf(out, "  base latency = fsync p50 + HTTP p50 = %.3f ms; ceiling = %.0f/s\n", base,
+               ceiling);
+
+  auto runs = [&](const char* title, const std::vector<PublishRun>& list) {
+    if (list.empty()) return;
+    std::fprintf(out, "\n%s\n", title);
+    std::fprintf(out, "  %-11s %4s %7s %9s %8s %8s %8s %8s %8s %6s %8s %8s %6s %6s %6s %5s %s\n",
+                 "mode", "cli", "rate", "msgs/s", "p50 ms", "p90", "p99", "p99.9", "max", "errors",
+                 "e2e p50", "e2e p99", "p50/b", "thr/c", "fsync", "gen%", "nodes%");
+    for (const PublishRun& r : list) {
+      std::string nodes;
+      for (double v : r.load.cpu.pids_pct) nodes += (nodes.empty() ? "" : "/") + Fmt("%.0f", v);
+      std::fprintf(out,
+                   "  %-11s %4d %7s %9.0f %8.3f %8.3f %8.3f %8.3f %8.3f %6zu %8.3f %8.3f %6.2f "
+                   "%6.2f %6.3f %5.0f %s\n",
+                   r.mode.c_str(), r.clients,
+                   r.open_loop ? Fmt("%.0f", r.load.offered_rate).c_str() : "-",
+                   r.load.messages_per_s, r.load.latency.p50_ms, r.load.latency.p90_ms,
+                   r.load.latency.p99_ms, r.load.latency.p999_ms, r.load.latency.max_ms,
+                   r.load.total_errors(), r.replication.e2e.p50_ms, r.replication.e2e.p99_ms,
+                   Ratio(r.load.latency.p50_ms, base), Ratio(r.load.messages_per_s, ceiling),
+                   r.fsync_probe.p50_ms, r.load.cpu.self_pct, nodes.c_str());
+    }
+  };
+  runs("Publish, closed loop (latency = round trip)", rep.closed_loop);
+  runs("Publish, open loop (latency from the scheduled send time)", rep.open_loop);
+  std::fprintf(
+      out,
+      "  p50/b = p50 / base latency; thr/c = msgs/s / ceiling; fsync = the disk's fsync "
+      "p50 (ms) during\n  the run; gen%% = dsm-bench CPU; nodes%% = each node's CPU (%% of "
+      "one core)\n");
+
+  std::fprintf(out, "\nReplication (accepted on one node -> present on all)\n");
+  if (const PublishRun* r = rep.FindOpen("async")) {
+    std::fprintf(out,
+                 "  async open loop at %.0f/s: e2e p50 %.3f ms, p99 %.3f ms, max %.3f ms "
+                 "(%.2f / %.2f x base; resolution %.2f ms)\n",
+                 r->load.offered_rate, r->replication.e2e.p50_ms, r->replication.e2e.p99_ms,
+                 r->replication.e2e.max_ms, Ratio(r->replication.e2e.p50_ms, base),
+                 Ratio(r->replication.e2e.p99_ms, base), r->replication.resolution_ms);
+  }
+  for (const PublishRun& r : rep.closed_loop) {
+    if (r.mode != "async") continue;
+    std::fprintf(
+        out, "  async closed loop, %2d clients: fully replicated %.0f msgs/s (%.2f x ceiling)\n",
+        r.clients, r.replication.fully_replicated_per_s,
+        Ratio(r.replication.fully_replicated_per_s, ceiling));
+  }
+
+  const BatchRun& b = rep.batch;
+  std::fprintf(out, "\nBatch publish (%d clients, %d messages per request)\n", b.clients, b.batch);
+  std::fprintf(out,
+               "  accepted %.0f msgs/s (%.2f x ceiling), fully replicated %.0f msgs/s (%.2f x "
+               "ceiling); errors %zu\n",
+               b.load.messages_per_s, Ratio(b.load.messages_per_s, ceiling),
+               b.replication.fully_replicated_per_s,
+               Ratio(b.replication.fully_replicated_per_s, ceiling), b.load.total_errors());
+  std::fprintf(out,
+               "  request p50 %.2f ms, p99 %.2f ms; e2e p50 %.2f ms, p99 %.2f ms; disk fsync p50 "
+               "%.3f ms during the run\n",
+               b.load.latency.p50_ms, b.load.latency.p99_ms, b.replication.e2e.p50_ms,
+               b.replication.e2e.p99_ms, b.fsync_probe.p50_ms);
+
+  const CatchUpRun& cu = rep.catch_up;
+  std::fprintf(out, "\nCatch-up (one node stopped while messages are written, then restarted)\n");
+  if (!cu.ran) {
+    std::fprintf(out, "  skipped: %s\n", cu.skipped.c_str());
+  } else {
+    std::fprintf(out,
+                 "  %zu messages written in %.2f s; the node answered its first heartbeat %.2f s "
+                 "after its restart\n",
+                 cu.messages, cu.write_s, cu.seconds - cu.seconds_from_up);
+    std::fprintf(out,
+                 "  %s in %.2f s from restart (%.0f msgs/s), %.2f s from its first heartbeat "
+                 "(%.0f msgs/s)\n",
+                 cu.complete ? "caught up" : "NOT caught up", cu.seconds, cu.messages_per_s,
+                 cu.seconds_from_up, cu.messages_per_s_from_up);
+  }
+
+  std::fprintf(out, "\nTargets (issue 5)\n");
+  for (const TargetCheck& t : rep.targets) {
+    std::fprintf(out, "  [%s] %s\n         goal %s; measured %s\n",
+                 !t.measured ? " -- "
+                 : t.met     ? " met"
+                             : "miss",
+                 t.name.c_str(), t.goal.c_str(), t.value.empty() ? "-" : t.value.c_str());
+  }
+  for (const std::string& s : rep.warnings) std::fprintf(out, "warning: %s\n", s.c_str());
+  std::fprintf(out, "\ntotal %.0f s\n", rep.duration_s);
+}
+
+Status WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  out << contents;
+  out.close();
+  if (!out) return Status::IOError("cannot write " + path);
+  return Status::Ok();
+}
+
+}  // namespace dsm::bench

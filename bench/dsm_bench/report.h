@@ -1,0 +1,140 @@
+// The results of one dsm-bench run (BenchReport) and how they are written: as JSON (the
+// machine-readable record, schema below), as a readable table, and the targets of the benchmark
+// issue evaluated against the baselines measured in the same run.
+//
+// JSON layout (times in ms, rates per second, CPU in % of one core):
+//   {"tool","version","profile","started_at","duration_s","machine":{...},"config":{...},
+//    "baselines":{"fsync":{...},"http_1":{...},"http_ceiling":{...},"base_latency_ms",...},
+//    "publish":{"closed_loop":[run...],"open_loop":[run...]},
+//    "replication":{...},"batch":{...},"catch_up":{...},"targets":[...]}
+// where every run has its latency percentiles, throughput, errors, CPU, end-to-end replication
+// and its ratios to the baselines.
+//
+// Pure functions over values, thread-compatible.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench/dsm_bench/load.h"
+#include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/stats.h"
+#include "bench/dsm_bench/watch.h"
+#include "dsm/status.h"
+
+namespace dsm::bench {
+
+// The options a run used, echoed in the report.
+struct BenchConfig {
+  std::string profile = "default";  // default | quick | smoke
+  bool local_cluster = true;
+  std::vector<std::string> nodes;  // node URLs
+  std::string fsync = "always";
+  int quorum = 2;
+  std::vector<int> clients = {1, 4, 16, 64};
+  double warmup_s = 1;
+  double duration_s = 5;
+  double open_rate = 2000;
+  int open_clients = 64;
+  size_t payload_bytes = 100;
+  int batch_size = 1000;
+  int batch_clients = 4;
+  double batch_duration_s = 5;
+  size_t catchup_messages = 100000;
+  double fsync_s = 2;
+  double http_s = 2;
+  int ceiling_clients = 64;
+  int watch_interval_us = 2000;
+  bool spread = false;  // publish to every node (round-robin) instead of the first one
+  // Phases to run after the baselines: "closed", "open", "batch", "catchup".
+  std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
+  bool Runs(const std::string& phase) const;
+  std::string data_root;
+};
+
+struct HttpBaseline {
+  LatencySummary latency_1;  // GET /heartbeat, 1 connection
+  double rps_1 = 0;
+  int ceiling_clients = 0;
+  double ceiling_rps = 0;  // GET /heartbeat, ceiling_clients connections, closed loop
+  LatencySummary latency_ceiling;
+  CpuUse cpu_1;
+  CpuUse cpu_ceiling;
+};
+
+struct PublishRun {
+  std::string mode;            // "async" | "sync_quorum"
+  LatencySummary fsync_probe;  // the disk's fsync latency during this run (FsyncProbe)
+  bool open_loop = false;
+  int clients = 0;
+  LoadResult load;  // records are dropped once evaluated
+  ReplicationResult replication;
+  bool replicated_in_time = true;  // every message on every node before the next run
+};
+
+struct BatchRun {
+  LatencySummary fsync_probe;
+  int clients = 0;
+  int batch = 0;
+  LoadResult load;
+  ReplicationResult replication;
+};
+
+struct CatchUpRun {
+  bool ran = false;
+  std::string skipped;  // why not, when !ran
+  size_t messages = 0;  // written while the node was down
+  double write_s = 0;   // time to write them (with the node down)
+  double down_to_restart_s = 0;
+  double seconds = 0;          // restart (process spawned) -> holds them all
+  double seconds_from_up = 0;  // first /heartbeat answer -> holds them all
+  double messages_per_s = 0;   // messages / seconds
+  double messages_per_s_from_up = 0;
+  bool complete = false;  // held them all before the deadline
+};
+
+struct TargetCheck {
+  std::string name;
+  std::string goal;
+  std::string value;
+  bool measured = false;
+  bool met = false;
+};
+
+struct BenchReport {
+  std::string started_at;  // UTC, ISO 8601
+  double duration_s = 0;
+  BenchConfig config;
+  MachineInfo machine;
+  std::string load_before;  // load averages before and after the run
+  std::string load_after;
+  std::string node_binary;  // the dsm-node started (local cluster)
+  std::string run_dir;      // the local cluster's directories (removed unless --keep-data)
+  FsyncBaseline fsync;
+  HttpBaseline http;
+  std::vector<PublishRun> closed_loop;
+  std::vector<PublishRun> open_loop;
+  BatchRun batch;
+  CatchUpRun catch_up;
+  std::vector<TargetCheck> targets;
+  std::vector<std::string> warnings;
+
+  // fsync p50 + HTTP (1 connection) p50: the least a durable round trip can take.
+  double BaseLatencyMs() const { return fsync.latency.p50_ms + http.latency_1.p50_ms; }
+  // The empty-request ceiling, requests/s.
+  double CeilingRps() const { return http.ceiling_rps; }
+  // The closed-loop run of `mode` at `clients`, or nullptr.
+  const PublishRun* FindClosed(const std::string& mode, int clients) const;
+  const PublishRun* FindOpen(const std::string& mode) const;
+};
+
+// Fills report->targets from the measured figures.
+void EvaluateTargets(BenchReport* report);
+
+std::string ReportJson(const BenchReport& report);
+void PrintTables(const BenchReport& report, std::FILE* out);
+
+Status WriteFile(const std::string& path, const std::string& contents);
+
+}  // namespace dsm::bench
