@@ -537,5 +537,46 @@ TEST(ClusterTest, WipedNodeRebuildsItsLogAndStartsANewStream) {
   EXPECT_EQ(on0.origin_high[new_stream], 10u);
 }
 
+// The value of one sample of GET /metrics, e.g. Metric(node, "dsm_peer_alive", url); -1 if absent.
+double Metric(const NodeProcess& node, const std::string& name, const std::string& peer) {
+  HttpResponse r = node.Get("/metrics");
+  const std::string key = name + "{peer=\"" + peer + "\"} ";
+  size_t at = r.body.find(key);
+  if (r.status != 200 || at == std::string::npos) return -1;
+  return std::stod(r.body.substr(at + key.size()));
+}
+
+// An operator watches a killed node's absence and its catch-up in /metrics.
+TEST(ClusterTest, MetricsShowADeadPeerAndItsCatchUp) {
+  TestCluster c(FullMesh(3, "async", 2));
+  ASSERT_TRUE(c.StartAll().ok());
+  const std::string url0 = c.PeerUrl(2, 0);  // how node 2 names node 0
+  const std::string url2 = c.PeerUrl(0, 2);  // how node 0 names node 2
+  ASSERT_TRUE(WaitFor([&] { return Metric(c.node(0), "dsm_peer_alive", url2) == 1; },
+                      milliseconds(20000)));
+  c.node(2).Kill();
+  ASSERT_TRUE(WaitFor([&] { return Metric(c.node(0), "dsm_peer_alive", url2) == 0; },
+                      milliseconds(20000)))
+      << "node 0 never reported node 2 dead in /metrics";
+  std::vector<std::string> ids;
+  for (int k = 0; k < 50; ++k) {
+    ids.push_back("metrics-" + std::to_string(k));
+    ASSERT_EQ(SendTo(c.node(0), ids.back()).status, 200);
+  }
+  EXPECT_EQ(Metric(c.node(0), "dsm_peer_lag_messages", url2), 50);
+  ASSERT_TRUE(c.node(2).StartAndWait().ok());
+  EXPECT_TRUE(WaitFor([&] { return Metric(c.node(0), "dsm_peer_lag_messages", url2) == 0; },
+                      milliseconds(30000)))
+      << "node 0 still reports lag for node 2";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        double cursor = Metric(c.node(2), "dsm_peer_pull_cursor", url0);
+        return cursor > 0 && cursor == Metric(c.node(2), "dsm_peer_last_seq", url0);
+      },
+      milliseconds(30000)))
+      << "node 2's catch-up from node 0 did not reach node 0's last seq";
+  EXPECT_TRUE(c.WaitConverged(ids, milliseconds(30000), {2}));
+}
+
 }  // namespace
 }  // namespace dsm::testing
