@@ -547,21 +547,13 @@ Status RocksLogStore::Recover() {
 }
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Append(std::vector<Message> msgs) {
-  WriteRequest req;
-  req.kind = WriteRequest::Kind::kAppend;
-  req.msgs = &msgs;
-  return Write(req);
+  return Write(WriteRequest::Append(msgs));
 }
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Apply(std::vector<Message> msgs,
                                                        const std::string& peer_url,
                                                        const PullCursor* cursor) {
-  WriteRequest req;
-  req.kind = WriteRequest::Kind::kApply;
-  req.msgs = &msgs;
-  req.peer_url = peer_url;
-  req.cursor = cursor;
-  return Write(req);
+  return Write(WriteRequest::Apply(msgs, peer_url, cursor));
 }
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) {

@@ -57,6 +57,15 @@ struct WriteRequest {
   const std::vector<Message>* msgs = nullptr;  // REQUIRES: not null
   std::string_view peer_url;                   // Apply with a cursor only
   const PullCursor* cursor = nullptr;          // Apply only; null = leave the cursor alone
+
+  // The request of LogStore::Append(msgs) / LogStore::Apply(msgs, peer_url, cursor).
+  static WriteRequest Append(const std::vector<Message>& msgs) {
+    return WriteRequest{Kind::kAppend, &msgs, {}, nullptr};
+  }
+  static WriteRequest Apply(const std::vector<Message>& msgs, std::string_view peer_url,
+                            const PullCursor* cursor) {
+    return WriteRequest{Kind::kApply, &msgs, peer_url, cursor};
+  }
 };
 
 // Origin and position of a stored message.

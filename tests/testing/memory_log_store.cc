@@ -33,21 +33,13 @@ MemoryLogStore::MemoryLogStore(std::string node_id, std::string incarnation)
 }
 
 Result<std::vector<WriteOutcome>> MemoryLogStore::Append(std::vector<Message> msgs) {
-  WriteRequest req;
-  req.kind = WriteRequest::Kind::kAppend;
-  req.msgs = &msgs;
-  return Write(req);
+  return Write(WriteRequest::Append(msgs));
 }
 
 Result<std::vector<WriteOutcome>> MemoryLogStore::Apply(std::vector<Message> msgs,
                                                         const std::string& peer_url,
                                                         const PullCursor* cursor) {
-  WriteRequest req;
-  req.kind = WriteRequest::Kind::kApply;
-  req.msgs = &msgs;
-  req.peer_url = peer_url;
-  req.cursor = cursor;
-  return Write(req);
+  return Write(WriteRequest::Apply(msgs, peer_url, cursor));
 }
 
 Result<std::vector<WriteOutcome>> MemoryLogStore::Write(const WriteRequest& req) {
