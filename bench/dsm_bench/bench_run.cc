@@ -70,6 +70,11 @@ class Bench {
   Status PrepareDataRoot();
   Status StartCluster();
   void MeasureBaselines();
+  // Another fsync baseline window (the cluster is idle between phases), pooled with the others.
+  void SampleFsync();
+  void SummarizeFsync();
+  // Adds a phase's FsyncProbe samples to the paced-fsync pool; returns their summary.
+  LatencySummary PoolProbe(std::vector<int64_t> samples);
   PublishRun Publish(const std::string& mode, int clients, double rate);
   void BatchPublish();
   Status CatchUp();
@@ -94,7 +99,9 @@ class Bench {
   std::vector<Endpoint> nodes_;
   std::vector<size_t> targets_;  // indexes of the nodes publishes go to
   OriginTable origins_;
-  Status failure_;  // a node died during a phase: the run stops with this error
+  Status failure_;                      // a node died during a phase: the run stops with this error
+  std::vector<int64_t> fsync_samples_;  // every fsync baseline window, pooled
+  std::vector<int64_t> probe_samples_;  // every phase's FsyncProbe, pooled
 };
 
 Status Bench::NodesAlive() {
@@ -192,16 +199,43 @@ std::vector<bool> Bench::WatchFlags() const {
 
 void Bench::MeasureBaselines() {
   progress_.Begin("baseline: disk fsync", config_.fsync_s);
-  Result<FsyncBaseline> fsync = MeasureFsync(
-      created_root_,
-      std::chrono::duration_cast<std::chrono::milliseconds>(Seconds(config_.fsync_s)), 100000);
-  if (fsync.ok()) {
-    report_->fsync = *fsync;
-    progress_.End(Fmt("p50 %.3f ms, p99 %.3f ms", fsync->latency.p50_ms, fsync->latency.p99_ms));
+  Result<FsyncWindow> first =
+      MeasureFsync(created_root_,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(Seconds(config_.fsync_s)),
+                   100000, &fsync_samples_);
+  if (first.ok()) {
+    report_->fsync.first = *first;
+    report_->fsync.windows = 1;
+    report_->fsync.window_p50_ms.push_back(first->latency.p50_ms);
+    SummarizeFsync();
+    progress_.End(Fmt("p50 %.3f ms, p99 %.3f ms", first->latency.p50_ms, first->latency.p99_ms));
   } else {
-    report_->warnings.push_back("fsync baseline failed: " + fsync.status().ToString());
-    progress_.End("failed: " + fsync.status().ToString());
+    report_->warnings.push_back("fsync baseline failed: " + first.status().ToString());
+    progress_.End("failed: " + first.status().ToString());
   }
+}
+
+void Bench::SampleFsync() {
+  Result<FsyncWindow> w = MeasureFsync(
+      created_root_,
+      std::chrono::duration_cast<std::chrono::milliseconds>(Seconds(config_.fsync_window_s)),
+      100000, &fsync_samples_);
+  if (!w.ok()) return;
+  ++report_->fsync.windows;
+  report_->fsync.window_p50_ms.push_back(w->latency.p50_ms);
+  SummarizeFsync();
+}
+
+LatencySummary Bench::PoolProbe(std::vector<int64_t> samples) {
+  probe_samples_.insert(probe_samples_.end(), samples.begin(), samples.end());
+  std::vector<int64_t> pooled = probe_samples_;
+  report_->paced_fsync = Summarize(&pooled);
+  return Summarize(&samples);
+}
+
+void Bench::SummarizeFsync() {
+  std::vector<int64_t> pooled = fsync_samples_;
+  report_->fsync.latency = Summarize(&pooled);
 }
 
 PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
@@ -215,6 +249,7 @@ PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
   lc.rate = rate;
   lc.id_prefix = NextPrefix();
 
+  SampleFsync();
   ReplicationWatcher watcher(nodes_, WatchFlags(), &origins_,
                              std::chrono::microseconds(config_.watch_interval_us));
   watcher.Start();
@@ -224,7 +259,7 @@ PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
                            ", " + std::to_string(clients) + " clients";
   progress_.Begin(name, config_.warmup_s + config_.duration_s);
   run.load = RunLoad(lc, &origins_, &progress_, stop_, Pids());
-  run.fsync_probe = probe.Stop();
+  run.fsync_probe = PoolProbe(probe.Stop());
   if (failure_ = NodesAlive(); !failure_.ok()) {
     progress_.End("a node died");
     return run;
@@ -257,6 +292,7 @@ void Bench::BatchPublish() {
   lc.duration = Seconds(config_.batch_duration_s);
   lc.warmup = Seconds(std::min(config_.warmup_s, config_.batch_duration_s / 4));
   lc.id_prefix = NextPrefix();
+  SampleFsync();
   ReplicationWatcher watcher(nodes_, WatchFlags(), &origins_,
                              std::chrono::microseconds(config_.watch_interval_us));
   watcher.Start();
@@ -265,7 +301,7 @@ void Bench::BatchPublish() {
                       std::to_string(b.batch) + " messages",
                   config_.batch_duration_s + lc.warmup.count() / 1e9);
   b.load = RunLoad(lc, &origins_, &progress_, stop_, Pids());
-  b.fsync_probe = probe.Stop();
+  b.fsync_probe = PoolProbe(probe.Stop());
   if (failure_ = NodesAlive(); !failure_.ok()) {
     progress_.End("a node died");
     return;

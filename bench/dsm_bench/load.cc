@@ -34,7 +34,7 @@ bool ParseAccepted(rapidjson::Document& doc, const std::string& body, bool batch
   if (doc.HasParseError() || !doc.IsObject()) return false;
   const rapidjson::Value* v = &doc;
   if (batch) {
-    auto it = doc.FindMember("results");
+    auto it = v->FindMember("results");
     if (it == doc.MemberEnd() || !it->value.IsArray() || it->value.Empty()) return false;
     v = &it->value[it->value.Size() - 1];
   }

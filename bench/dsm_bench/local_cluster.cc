@@ -42,9 +42,10 @@ bool PeersAlive(const Endpoint& endpoint) {
   HttpConnection conn(endpoint, Millis(2000));
   HttpAnswer answer;
   if (!conn.Request("GET", "/status", "", &answer).ok() || answer.status != 200) return false;
-  rapidjson::Document doc;
-  doc.Parse(answer.body.data(), answer.body.size());
-  if (doc.HasParseError() || !doc.IsObject()) return false;
+  rapidjson::Document parsed;
+  parsed.Parse(answer.body.data(), answer.body.size());
+  const rapidjson::Value& doc = parsed;
+  if (parsed.HasParseError() || !doc.IsObject()) return false;
   auto it = doc.FindMember("peer_status");
   if (it == doc.MemberEnd() || !it->value.IsObject()) return false;
   for (const auto& peer : it->value.GetObject()) {

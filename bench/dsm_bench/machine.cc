@@ -150,21 +150,20 @@ CpuUse CpuBetween(const CpuSnapshot& a, const CpuSnapshot& b) {
   return u;
 }
 
-Result<FsyncBaseline> MeasureFsync(const std::string& dir, std::chrono::milliseconds duration,
-                                   size_t max_ops) {
+Result<FsyncWindow> MeasureFsync(const std::string& dir, std::chrono::milliseconds duration,
+                                 size_t max_ops, std::vector<int64_t>* samples) {
   const std::string path = dir + "/fsync-baseline.tmp";
   int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError(Errno("open " + path));
   char block[4096];
   std::memset(block, 'f', sizeof block);
-  std::vector<int64_t> samples;
-  samples.reserve(max_ops);
+  std::vector<int64_t> window;
   const int64_t start = NowNs();
   const int64_t end =
       start + std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count();
   Status status;
   off_t offset = 0;
-  while (samples.size() < max_ops && NowNs() < end) {
+  while (window.size() < max_ops && NowNs() < end) {
     const int64_t t0 = NowNs();
     if (::pwrite(fd, block, sizeof block, offset) != static_cast<ssize_t>(sizeof block)) {
       status = Status::IOError(Errno("write " + path));
@@ -174,18 +173,19 @@ Result<FsyncBaseline> MeasureFsync(const std::string& dir, std::chrono::millisec
       status = Status::IOError(Errno("fdatasync " + path));
       break;
     }
-    samples.push_back(NowNs() - t0);
+    window.push_back(NowNs() - t0);
     offset += static_cast<off_t>(sizeof block);
   }
   const int64_t elapsed = NowNs() - start;
   ::close(fd);
   ::unlink(path.c_str());
   if (!status.ok()) return status;
-  FsyncBaseline b;
-  b.ops_per_s =
-      elapsed > 0 ? static_cast<double>(samples.size()) * 1e9 / static_cast<double>(elapsed) : 0;
-  b.latency = Summarize(&samples);
-  return b;
+  samples->insert(samples->end(), window.begin(), window.end());
+  FsyncWindow w;
+  w.ops_per_s =
+      elapsed > 0 ? static_cast<double>(window.size()) * 1e9 / static_cast<double>(elapsed) : 0;
+  w.latency = Summarize(&window);
+  return w;
 }
 
 }  // namespace dsm::bench
@@ -199,11 +199,10 @@ FsyncProbe::FsyncProbe(std::string dir, std::chrono::milliseconds interval)
 
 FsyncProbe::~FsyncProbe() { Stop(); }
 
-LatencySummary FsyncProbe::Stop() {
+std::vector<int64_t> FsyncProbe::Stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
-  std::vector<int64_t> copy = samples_;
-  return Summarize(&copy);
+  return samples_;
 }
 
 void FsyncProbe::Run() {

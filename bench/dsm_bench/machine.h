@@ -54,13 +54,14 @@ CpuUse CpuBetween(const CpuSnapshot& a, const CpuSnapshot& b);
 
 // The disk baseline: appends 4 KiB and fdatasync()s, again and again, to a new file in `dir`
 // (so on the data directory's filesystem, as a write-ahead log does), for at most `duration` and
-// `max_ops` operations. The file is removed afterwards. Latency per write+fdatasync.
-struct FsyncBaseline {
+// `max_ops` operations; the file is removed afterwards. Returns the latency per write+fdatasync
+// of this window and appends its samples (ns) to *samples, so that several windows can be pooled.
+struct FsyncWindow {
   LatencySummary latency;
   double ops_per_s = 0;
 };
-Result<FsyncBaseline> MeasureFsync(const std::string& dir, std::chrono::milliseconds duration,
-                                   size_t max_ops);
+Result<FsyncWindow> MeasureFsync(const std::string& dir, std::chrono::milliseconds duration,
+                                 size_t max_ops, std::vector<int64_t>* samples);
 
 // The same 4 KiB append + fdatasync, once every `interval` on a thread of its own while a phase
 // runs: on a shared machine the disk's latency drifts, and this shows what it was during each
@@ -72,8 +73,8 @@ class FsyncProbe {
   FsyncProbe(const FsyncProbe&) = delete;
   FsyncProbe& operator=(const FsyncProbe&) = delete;
 
-  // Stops the thread (idempotent) and summarizes what it measured.
-  LatencySummary Stop();
+  // Stops the thread (idempotent) and returns what it measured (ns per write + fdatasync).
+  std::vector<int64_t> Stop();
 
  private:
   void Run();

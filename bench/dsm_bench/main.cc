@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   auto* o_warmup = app.add_option("--warmup", warmup, "unmeasured seconds before each run (1)");
   auto* o_clients = app.add_option("--clients", clients, "closed-loop client counts (1,4,16,64)");
   auto* o_rate =
-      app.add_option("--rate", rate, "open-loop rate, requests/s; 0 = no open loop (2000)");
+      app.add_option("--rate", rate, "open-loop rate, requests/s; 0 = no open loop (1000)");
   auto* o_open = app.add_option("--open-clients", open_clients, "open-loop connections (64)");
   auto* o_payload = app.add_option("--payload-bytes", payload, "payload size (100)");
   auto* o_bsize = app.add_option("--batch-size", batch_size, "messages per batch request (1000)");
@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
     c.batch_duration_s = 0.4;
     c.catchup_messages = 1000;
     c.fsync_s = 0.2;
+    c.fsync_window_s = 0.05;
     c.http_s = 0.3;
     c.ceiling_clients = 8;
   } else if (quick) {
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
     c.batch_duration_s = 2;
     c.catchup_messages = 20000;
     c.fsync_s = 1;
+    c.fsync_window_s = 0.15;
     c.http_s = 1;
   }
   if (o_duration->count()) c.duration_s = duration;

@@ -35,14 +35,15 @@ struct BenchConfig {
   std::vector<int> clients = {1, 4, 16, 64};
   double warmup_s = 1;
   double duration_s = 5;
-  double open_rate = 2000;
+  double open_rate = 1000;
   int open_clients = 64;
   size_t payload_bytes = 100;
   int batch_size = 1000;
   int batch_clients = 4;
   double batch_duration_s = 5;
   size_t catchup_messages = 100000;
-  double fsync_s = 2;
+  double fsync_s = 2;           // the first fsync baseline window
+  double fsync_window_s = 0.3;  // each later one (before every load phase)
   double http_s = 2;
   int ceiling_clients = 64;
   int watch_interval_us = 2000;
@@ -51,6 +52,16 @@ struct BenchConfig {
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
   bool Runs(const std::string& phase) const;
   std::string data_root;
+};
+
+// The disk's fsync latency while dsm is idle: a first window before the cluster starts, then a
+// short window before each load phase (between phases the cluster is idle), pooled. On a shared
+// disk one window can land in someone else's burst; the pool is what the ratios use.
+struct FsyncBaseline {
+  LatencySummary latency;  // all windows pooled
+  size_t windows = 0;
+  FsyncWindow first;  // the first window alone
+  std::vector<double> window_p50_ms;
 };
 
 struct HttpBaseline {
@@ -112,6 +123,9 @@ struct BenchReport {
   std::string node_binary;  // the dsm-node started (local cluster)
   std::string run_dir;      // the local cluster's directories (removed unless --keep-data)
   FsyncBaseline fsync;
+  // The same 4 KiB append + fdatasync, one every 100 ms during the load phases (FsyncProbe),
+  // pooled: what a single sync costs when it is not back to back with the previous one.
+  LatencySummary paced_fsync;
   HttpBaseline http;
   std::vector<PublishRun> closed_loop;
   std::vector<PublishRun> open_loop;

@@ -327,9 +327,10 @@ std::string RenderSvg(const BenchReport& rep) {
   svg.Rect(0, 0, width, height, "white");
   const BenchConfig& c = rep.config;
   svg.Text(30, 30,
-           "dsm-bench (" + c.profile + " profile), " + rep.started_at + ": 3 nodes, fsync " +
-               c.fsync + ", Q=" + std::to_string(c.quorum) + ", " +
-               std::to_string(c.payload_bytes) + "-byte payloads",
+           "dsm-bench (" + c.profile + " profile), " + rep.started_at + ": " +
+               std::to_string(c.nodes.size()) + " nodes, fsync " +
+               (c.local_cluster ? c.fsync : std::string("as configured")) + ", Q=" +
+               std::to_string(c.quorum) + ", " + std::to_string(c.payload_bytes) + "-byte payloads",
            16, "start", "#111", "bold");
   svg.Text(30, 50,
            std::to_string(rep.machine.cores) + " cores, " + rep.machine.cpu_model + ", " +

@@ -60,8 +60,9 @@ void ReplicationWatcher::Poll(size_t node) {
       doc.Parse(answer.body.data(), answer.body.size());
       seen.clear();
       if (!doc.HasParseError() && doc.IsObject()) {
-        auto it = doc.FindMember("high_waters");
-        if (it != doc.MemberEnd() && it->value.IsObject()) {
+        const rapidjson::Value& root = doc;
+        auto it = root.FindMember("high_waters");
+        if (it != root.MemberEnd() && it->value.IsObject()) {
           for (const auto& m : it->value.GetObject()) {
             if (!m.value.IsUint64()) continue;
             seen.emplace_back(
