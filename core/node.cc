@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <condition_variable>
 #include <list>
 #include <optional>
 #include <utility>
@@ -103,6 +104,10 @@ struct Node::Impl {
   std::function<void()> wakeup;            // GUARDED_BY(mu)
   std::function<void(EventLevel, const std::string&)> event_log;  // GUARDED_BY(mu)
   std::vector<std::pair<EventLevel, std::string>> pending_events;  // GUARDED_BY(mu)
+  // Client writes handed to LogStore::AppendAsync whose completion has not finished yet; the
+  // destructor waits for them (their completions use this Impl).
+  int appends_in_flight = 0;               // GUARDED_BY(mu)
+  std::condition_variable appends_done;    // notified when appends_in_flight drops to 0
 
   // Metrics: atomics and histograms, updated without mu.
   enum Source { kClient, kReplicate, kPull, kSources };
@@ -110,6 +115,11 @@ struct Node::Impl {
   std::atomic<uint64_t> deduplicated[kSources] = {};
   std::atomic<uint64_t> quorum_ok{0}, quorum_refused{0}, quorum_timeout{0};
   Histogram send_local_seconds, send_quorum_seconds, log_write_seconds;
+
+  // The rest of a client write once the log has it (or refused it): count it, then answer now
+  // or register its quorum wait.
+  void OnAppended(bool quorum, std::string first_msg_id,
+                  Result<std::vector<WriteOutcome>> written, std::function<void(SendResult)> done);
 
   void CountOutcomes(Source source, const std::vector<WriteOutcome>& outcomes) {
     uint64_t a = 0, d = 0;
@@ -324,7 +334,10 @@ Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* cloc
   }
 }
 
-Node::~Node() = default;
+Node::~Node() {
+  std::unique_lock lock(impl_->mu);
+  impl_->appends_done.wait(lock, [this] { return impl_->appends_in_flight == 0; });
+}
 
 void Node::Start() {
   const uint64_t own_hw = impl_->log->HighWater(impl_->log->stream_id());
@@ -743,6 +756,8 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
       refusal = Status::Unavailable("shutting down");
     } else if (quorum && !d.QuorumReachable()) {
       refusal = Status::Unavailable(kQuorumNotAchieved);
+    } else {
+      ++d.appends_in_flight;
     }
   }
   if (!refusal.ok()) {
@@ -752,10 +767,23 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     return;
   }
   std::string first_msg_id = msgs.empty() ? std::string() : msgs.front().msg_id;
-  const MonoTime write_start = d.clock->Now();
-  Result<std::vector<WriteOutcome>> written = d.log->Append(std::move(msgs));
-  d.log_write_seconds.Observe(
-      std::chrono::duration<double>(d.clock->Now() - write_start).count());
+  // The write completes here or later on the store's commit thread; this thread goes on.
+  d.log->AppendAsync(
+      std::move(msgs),
+      [&d, quorum, first_msg_id = std::move(first_msg_id), write_start = d.clock->Now(),
+       done = std::move(done)](Result<std::vector<WriteOutcome>> written) mutable {
+        d.log_write_seconds.Observe(
+            std::chrono::duration<double>(d.clock->Now() - write_start).count());
+        d.OnAppended(quorum, std::move(first_msg_id), std::move(written), std::move(done));
+        std::lock_guard lock(d.mu);
+        if (--d.appends_in_flight == 0) d.appends_done.notify_all();
+      });
+}
+
+void Node::Impl::OnAppended(bool quorum, std::string first_msg_id,
+                            Result<std::vector<WriteOutcome>> written,
+                            std::function<void(SendResult)> done) {
+  Impl& d = *this;
   SendResult res;
   if (!written.ok()) {
     res.status = written.status();
@@ -785,7 +813,7 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
       res.status = Status::Unavailable("shutting down");
       a.completions.emplace_back(std::move(done), std::move(res));
     } else {
-      waiter->deadline = now + options_.quorum_timeout;
+      waiter->deadline = now + options.quorum_timeout;
       waiter->result = std::move(res);
       waiter->done = std::move(done);
       d.waiters.push_back(std::move(waiter));

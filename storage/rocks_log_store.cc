@@ -291,14 +291,25 @@ Status UpgradeFromVersion1(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
 }  // namespace
 
 struct RocksLogStore::Writer {
-  explicit Writer(const WriteRequest* r)
-      : req(r), bytes(RequestBytes(*r)), messages(r->msgs->size()) {}
+  // A waiting Append/Apply: `r` lives on the caller's stack.
+  explicit Writer(const WriteRequest& r)
+      : req(r), bytes(RequestBytes(r)), messages(r.msgs->size()) {}
+  // An AppendAsync: the writer owns the messages.
+  Writer(std::vector<Message> msgs, AppendDone callback)
+      : owned(std::move(msgs)),
+        req(WriteRequest::Append(owned)),
+        bytes(RequestBytes(req)),
+        messages(owned.size()),
+        done(std::move(callback)) {}
 
-  const WriteRequest* req;
+  std::vector<Message> owned;  // AppendAsync only: what req.msgs points at
+  WriteRequest req;
   size_t bytes;
   size_t messages;
+  AppendDone done;  // AppendAsync only: called with `result` once the group is done
   std::optional<Result<std::vector<WriteOutcome>>> result;  // set when its group is done
-  // Notified (under mu_) when `result` is set or when this writer becomes the queue's front.
+  // Waiting callers only: notified (under mu_) when `result` is set or when this writer reaches
+  // the front with nobody leading.
   std::condition_variable cv;
 };
 
@@ -480,13 +491,17 @@ RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocks
     }
     return std::optional<uint64_t>(seq);
   };
+  commit_thread_ = std::thread([this] { CommitLoop(); });
 }
 
 RocksLogStore::~RocksLogStore() {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [this] { return writers_.empty(); });
+    idle_cv_.wait(lock, [this] { return writers_.empty() && !leading_; });
+    stopping_ = true;
+    commit_cv_.notify_all();
   }
+  commit_thread_.join();  // after the callbacks it was running
   { std::lock_guard<std::mutex> push_lock(push_mu_); }
   if (options_.flush_on_close) {
     // After a clean stop everything is in checksummed table files whose presence and sizes the
@@ -557,13 +572,52 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Apply(std::vector<Message> msgs
 }
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) {
-  Writer w(&req);
+  Writer w(req);
   std::unique_lock<std::mutex> lock(mu_);
   writers_.push_back(&w);
-  w.cv.wait(lock, [&] { return w.result.has_value() || writers_.front() == &w; });
-  if (w.result.has_value()) return std::move(*w.result);
+  w.cv.wait(lock, [&] { return w.result.has_value() || (writers_.front() == &w && !leading_); });
+  if (!w.result.has_value()) {
+    std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
+    lock.unlock();
+    RunCallbacks(std::move(finished));
+  }
+  return std::move(*w.result);
+}
 
-  // This writer leads: it commits itself and the writers queued behind it, within the bounds.
+void RocksLogStore::AppendAsync(std::vector<Message> msgs, AppendDone done) {
+  // Owned by writers_ until its group is done (then by LeadGroup's result).
+  Writer* w = new Writer(std::move(msgs), std::move(done));
+  std::unique_lock<std::mutex> lock(mu_);
+  writers_.push_back(w);
+  if (writers_.size() > 1 || leading_) return;  // a group ahead of it: the commit thread leads
+  // Nothing in flight: commit it here, without a hand-off.
+  std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
+  lock.unlock();
+  RunCallbacks(std::move(finished));
+}
+
+void RocksLogStore::CommitLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    commit_cv_.wait(lock, [this] {
+      return stopping_ || (!writers_.empty() && writers_.front()->done && !leading_);
+    });
+    if (writers_.empty() || !writers_.front()->done || leading_) return;  // stopping
+    std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
+    lock.unlock();
+    RunCallbacks(std::move(finished));
+    lock.lock();
+  }
+}
+
+void RocksLogStore::RunCallbacks(std::vector<std::unique_ptr<Writer>> finished) {
+  for (std::unique_ptr<Writer>& w : finished) w->done(std::move(*w->result));
+}
+
+std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup(
+    std::unique_lock<std::mutex>& lock) {
+  leading_ = true;
+  // The group: the front writer and those queued behind it, within the bounds.
   std::vector<Writer*> group;
   size_t bytes = 0;
   size_t messages = 0;
@@ -645,16 +699,26 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) 
     }
   }
 
-  for (size_t i = 0; i < group.size(); ++i) writers_.pop_front();
+  std::vector<std::unique_ptr<Writer>> finished;
   for (Writer* g : group) {
-    if (g != &w) g->cv.notify_one();
+    writers_.pop_front();
+    if (g->done) {
+      finished.emplace_back(g);
+    } else {
+      g->cv.notify_one();  // a waiting caller (a leading caller is not waiting: no effect)
+    }
   }
-  if (!writers_.empty()) {
-    writers_.front()->cv.notify_one();
-  } else {
+  leading_ = false;
+  // Hand the lead on: a waiting caller leads its own group, the commit thread leads AppendAsync
+  // writers.
+  if (writers_.empty()) {
     idle_cv_.notify_all();
+  } else if (writers_.front()->done) {
+    commit_cv_.notify_one();
+  } else {
+    writers_.front()->cv.notify_one();
   }
-  return std::move(*w.result);
+  return finished;
 }
 
 Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
@@ -662,7 +726,7 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
                                               Status* write_status) {
   std::vector<const WriteRequest*> requests;
   requests.reserve(group.size());
-  for (const Writer* g : group) requests.push_back(g->req);
+  for (const Writer* g : group) requests.push_back(&g->req);
   const WritePlanState state{stream_id_, last_seq, &high_waters};
   Result<WritePlan> plan = PlanWrites(requests, state, lookups_);
   if (!plan.ok() || plan->empty()) return plan;

@@ -1,13 +1,18 @@
 // RocksLogStore: the LogStore of a dsm node, one RocksDB database per data directory (key schema
 // in storage/schema.h, layout and recovery rules in storage/format.md).
 //
-// Writes are group-committed LevelDB-style: each Append/Apply call queues a writer; the writer at
-// the front of the queue leads, takes the writers queued behind it (up to the group bounds),
-// plans them with PlanWrites (storage/write_plan.h) outside the lock, writes ONE WriteBatch with
-// sync = options.sync, then publishes the new state (last seq, high waters, pull cursors) and
-// wakes every writer of the group with its own outcomes. Only a leader plans and writes, and the
-// next leader starts after the previous one has published, so seqs are assigned in log order and
-// nothing is visible in the published state before it is durable. A failed write is sticky:
+// Writes are group-committed LevelDB-style: each Append/Apply/AppendAsync call queues a writer;
+// the group at the front of the queue is led by one thread, which takes the writers queued behind
+// the front one (up to the group bounds), plans them with PlanWrites (storage/write_plan.h)
+// outside the lock, writes ONE WriteBatch with sync = options.sync, then publishes the new state
+// (last seq, high waters, pull cursors) and gives every writer of the group its own outcomes.
+// Who leads: a call that finds the queue empty leads its group itself (no thread hand-off when
+// writes do not overlap); a waiting Append/Apply leads once its writer reaches the front; writers
+// of AppendAsync queued behind others are led by the store's commit thread, so their callers
+// never wait for a write. AppendAsync callbacks run after the group is published, outside the
+// lock, on the leading thread. Only one group is led at a time, and the next starts after the
+// previous one has published, so seqs are assigned in log order and nothing is visible in the
+// published state before it is durable. A failed write is sticky:
 // that group and every later write fail with the same IOError; reads keep working. The one
 // exception is a full disk: below options.min_free_bytes of free space a group is refused with
 // Unavailable("disk full: ...") before anything is written, and should RocksDB still run out of
@@ -24,7 +29,8 @@
 // reported to it (AppendNotifier::Notify) inside the critical section that publishes it.
 //
 // Thread safety: every method may be called concurrently from any thread. The destructor waits
-// for writers in flight; no call may start once it has begun.
+// for writers in flight (and the callbacks of AppendAsync writes the commit thread leads); no
+// call may start once it has begun.
 #pragma once
 
 #include <chrono>
@@ -38,6 +44,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dsm/log_store.h"
@@ -106,6 +113,7 @@ class RocksLogStore final : public LogStore {
   const std::string& path() const { return options_.path; }
 
   Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override;
+  void AppendAsync(std::vector<Message> msgs, AppendDone done) override;
   Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
                                           const std::string& peer_url = {},
                                           const PullCursor* cursor = nullptr) override;
@@ -143,6 +151,15 @@ class RocksLogStore final : public LogStore {
   Status Recover();
   // Queues `req` and returns its outcomes once its group is durable (or failed).
   Result<std::vector<WriteOutcome>> Write(const WriteRequest& req);
+  // Commits the group at the front of writers_ and hands the lead on. Returns the AppendAsync
+  // writers of the group, whose callbacks the caller runs (RunCallbacks) once `lock` is released.
+  // REQUIRES: `lock` holds mu_, writers_ is not empty, nobody leads.
+  std::vector<std::unique_ptr<Writer>> LeadGroup(std::unique_lock<std::mutex>& lock);
+  // Calls each writer's AppendAsync callback with its result. REQUIRES: mu_ not held.
+  static void RunCallbacks(std::vector<std::unique_ptr<Writer>> finished);
+  // The commit thread: leads every group whose front writer is an AppendAsync one that no
+  // caller leads.
+  void CommitLoop();
   // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
   Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
                                  const HighWaterMap& high_waters, Status* write_status);
@@ -166,10 +183,16 @@ class RocksLogStore final : public LogStore {
   WritePlanLookups lookups_;  // reads of durable data for PlanWrites
 
   mutable std::mutex mu_;
-  // Writers waiting for or inside a group commit, in arrival order; the front one leads.
+  // Writers waiting for or inside a group commit, in arrival order; the group being committed is
+  // at the front. AppendAsync writers are owned by the queue until their group is done.
   std::deque<Writer*> writers_;  // guarded by mu_
+  bool leading_ = false;         // guarded by mu_: a thread is committing the front group
+  bool stopping_ = false;        // guarded by mu_: the destructor has begun
   // Notified when writers_ becomes empty (the destructor waits for it).
   std::condition_variable idle_cv_;
+  // Notified when the commit thread should lead the front group, or stop.
+  std::condition_variable commit_cv_;
+  std::thread commit_thread_;  // runs CommitLoop
   Status bg_error_;                                              // guarded by mu_; sticky
   // Unavailable("disk full: ...") while the last write failed for lack of space (not sticky:
   // the next writer retries with ResumeAfterDiskFull, at most every 500 ms).

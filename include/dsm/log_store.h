@@ -79,6 +79,14 @@ class LogStore {
   // input, in order. A non-OK result means nothing of this call was written.
   virtual Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) = 0;
 
+  // Append without waiting for the write: `done` is called exactly once with what Append would
+  // have returned, either before AppendAsync returns (on the calling thread) or later on another
+  // thread, never with a lock of the store held. This default writes synchronously.
+  using AppendDone = std::function<void(Result<std::vector<WriteOutcome>>)>;
+  virtual void AppendAsync(std::vector<Message> msgs, AppendDone done) {
+    done(Append(std::move(msgs)));
+  }
+
   // Peer messages (see the rules above). When `cursor` is given, the pull cursor of `peer_url`
   // is set to it in the same atomic write (even if every message was a duplicate).
   virtual Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,

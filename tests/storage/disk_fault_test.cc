@@ -21,6 +21,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -207,6 +208,14 @@ TEST_F(DiskFaultTest, OtherWriteErrorsStaySticky) {
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past any resume interval
   auto again = AppendOne(**store, "bad-2");
   EXPECT_EQ(again.status().code(), Code::kIOError) << again.status().ToString();
+  // AppendAsync reports the same error to its callback.
+  std::promise<Status> async_status;
+  (*store)->AppendAsync({ClientMsg("bad-3")}, [&](Result<std::vector<WriteOutcome>> r) {
+    async_status.set_value(r.status());
+  });
+  std::future<Status> got = async_status.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  EXPECT_EQ(got.get().code(), Code::kIOError);
   EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
   EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
 }
