@@ -132,9 +132,11 @@ struct Node::Impl {
   }
 
   // The peer seq a pull answer moves the cursor to (see OnSync).
+  // A `next` beyond the peer's last seq is not believed.
   static uint64_t next_cursor_seq(const Result<SyncReply>& r, const PullCursor& cursor) {
     if (r->stream != cursor.peer_stream && cursor.seq != 0) return 0;
-    return r->messages.empty() ? cursor.seq : r->messages.back().seq;
+    const uint64_t reached = r->messages.empty() ? cursor.seq : r->messages.back().seq;
+    return r->next <= r->last_seq ? std::max(reached, r->next) : reached;
   }
 
   // Tracks a run of pull pages from `p` and logs the progress of long catch-ups.
@@ -490,7 +492,7 @@ void Node::Impl::Run(Actions actions) {
   }
   for (auto [peer, from] : actions.pushes) StartPush(peer, from);
   for (auto& pull : actions.pulls) {
-    transport->Sync(pull.first, pull.second.seq, options.batch_messages,
+    transport->Sync(pull.first, pull.second.seq, options.batch_messages, log->HighWaters(),
                     [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {
                       OnSync(peer, cursor, std::move(r));
                     });
@@ -623,7 +625,7 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
       next.seq = 0;
       more = true;
     } else {
-      next.seq = r->messages.empty() ? cursor.seq : r->messages.back().seq;
+      next.seq = next_cursor_seq(r, cursor);
       more = r->more;
       msgs = std::move(r->messages);
     }
@@ -859,23 +861,34 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
 // Both pages read at most `limit` entries and about batch_bytes of payload (at least one entry),
 // so a page stays bounded in memory; `more` compares where the page ended with the end of the
 // log (or of the stream) as it was when the page began.
-Result<SyncPage> Node::Sync(uint64_t since, size_t limit) {
+Result<SyncPage> Node::Sync(uint64_t since, size_t limit,
+                           const std::map<std::string, uint64_t>& have) {
   Impl& d = *impl_;
   SyncPage page;
   page.stream = d.log->stream_id();
   page.last_seq = d.log->LastSeq();
+  page.next = since;
   ScanOptions scan;
   scan.after = since;
-  scan.limit = limit;
+  const size_t max_visits = limit > SIZE_MAX / kSyncScanFactor ? SIZE_MAX : limit * kSyncScanFactor;
+  size_t visits = 0;
   size_t bytes = 0;
   Status s = d.log->Scan(scan, [&](const Message& m) {
+    if (page.messages.size() >= limit || visits >= max_visits) return false;
+    if (auto it = have.find(m.origin); it != have.end() && m.origin_seq <= it->second) {
+      ++visits;
+      page.next = m.seq;  // the puller holds it
+      return true;
+    }
     if (!page.messages.empty() && bytes + m.payload.size() > options_.batch_bytes) return false;
+    ++visits;
     bytes += m.payload.size();
+    page.next = m.seq;
     page.messages.push_back(m);
     return true;
   });
   if (!s.ok()) return s;
-  page.more = (page.messages.empty() ? since : page.messages.back().seq) < page.last_seq;
+  page.more = page.next < page.last_seq;
   return page;
 }
 

@@ -53,6 +53,7 @@ struct SyncPage {
   std::vector<Message> messages;
   bool more = false;
   uint64_t last_seq = 0;
+  uint64_t next = 0;  // how far the page looked: the next one starts after this seq
 };
 
 struct PeerStatus {
@@ -99,8 +100,12 @@ class Node {
 
   // Serving POST /replicate.
   Result<ReplicateResult> Replicate(std::vector<Message> msgs);
-  // Serving POST /sync: entries with seq > since, at most `limit`.
-  Result<SyncPage> Sync(uint64_t since, size_t limit);
+  // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`
+  // covers (origin_seq at or below the puller's high water of their origin). A page looks at no
+  // more than kSyncScanFactor * limit entries.
+  static constexpr size_t kSyncScanFactor = 16;
+  Result<SyncPage> Sync(uint64_t since, size_t limit,
+                        const std::map<std::string, uint64_t>& have = {});
   // Serving POST /sync with an "origin": positions of that stream with origin_seq > since.
   Result<SyncPage> SyncStream(const std::string& origin, uint64_t since, size_t limit);
   // Serving GET /heartbeat.

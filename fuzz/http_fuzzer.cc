@@ -35,7 +35,7 @@ class NoPeers final : public dsm::Transport {
                  std::function<void(dsm::Result<dsm::ReplicateReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }
-  void Sync(size_t, uint64_t, size_t,
+  void Sync(size_t, uint64_t, size_t, std::map<std::string, uint64_t>,
             std::function<void(dsm::Result<dsm::SyncReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }

@@ -43,6 +43,10 @@ struct SyncReply {
   std::vector<Message> messages;  // entries with peer seq > since, in order, seq = peer seq
   bool more = false;              // entries remain after the last one returned
   uint64_t last_seq = 0;          // the peer's last seq
+  // Where the page ends in the peer's seq space: the next page starts after it. At least the
+  // last returned entry's seq, and beyond it when the peer skipped entries the puller already
+  // holds (see Transport::Sync). 0 when the peer did not say (then the last entry's seq counts).
+  uint64_t next = 0;
 };
 
 class Transport {
@@ -53,7 +57,11 @@ class Transport {
   // Pushes messages of one origin stream, in origin_seq order.
   virtual void Replicate(size_t peer, std::vector<Message> msgs,
                          std::function<void(Result<ReplicateReply>)> done) = 0;
+  // Reads the peer's log after `since` (POST /sync {"since","limit","have"}). `have` is how far
+  // the puller holds each origin stream: the peer leaves out the entries it covers (positions at
+  // or below those high waters) and says in SyncReply::next how far it looked.
   virtual void Sync(size_t peer, uint64_t since, size_t limit,
+                    std::map<std::string, uint64_t> have,
                     std::function<void(Result<SyncReply>)> done) = 0;
   // Reads one origin stream from the peer (POST /sync {"origin","since","limit"}): the positions
   // with origin_seq > since, in order, including positions whose message the peer stores under

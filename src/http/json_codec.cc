@@ -248,7 +248,8 @@ std::string EncodeReplicateRequest(const std::vector<Message>& msgs) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string EncodeSyncRequest(uint64_t since, size_t limit) {
+std::string EncodeSyncRequest(uint64_t since, size_t limit,
+                              const std::map<std::string, uint64_t>& have) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
@@ -258,6 +259,15 @@ std::string EncodeSyncRequest(uint64_t since, size_t limit) {
   if (limit > 0) {
     w.Key("limit");
     w.Uint64(std::min<size_t>(limit, 10000));
+  }
+  if (!have.empty()) {
+    w.Key("have");
+    w.StartObject();
+    for (const auto& [origin, high_water] : have) {
+      w.Key(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
+      w.Uint64(high_water);
+    }
+    w.EndObject();
   }
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
@@ -345,6 +355,10 @@ Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body,
   if (auto it = d.FindMember("more"); it != d.MemberEnd()) {
     if (!it->value.IsBool()) return ReplyFieldError(kWhat, "'more' must be a boolean");
     reply.more = it->value.GetBool();
+  }
+  if (auto it = d.FindMember("next"); it != d.MemberEnd()) {
+    if (!it->value.IsUint64()) return ReplyFieldError(kWhat, "'next' must be a non-negative integer");
+    reply.next = it->value.GetUint64();
   }
   auto messages = d.FindMember("messages");
   if (messages == d.MemberEnd() || !messages->value.IsArray()) {

@@ -12,6 +12,7 @@
 #include <rapidjson/writer.h>
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,8 +52,10 @@ std::string MessageToJson(const Message& m);
 // Peer protocol bodies (see docs/api.md).
 // POST /replicate request: {"msgs":[...]}.
 std::string EncodeReplicateRequest(const std::vector<Message>& msgs);
-// POST /sync request: {"since":N,"limit":M}.
-std::string EncodeSyncRequest(uint64_t since, size_t limit);
+// POST /sync request: {"since":N,"limit":M,"have":{origin:high water,...}} ("have" only when
+// not empty).
+std::string EncodeSyncRequest(uint64_t since, size_t limit,
+                              const std::map<std::string, uint64_t>& have = {});
 // Replies, from the HTTP status and body of a peer's answer. A non-2xx status becomes the
 // matching Status code with the body's "reason" (409 on /replicate: an OK reply with gap=true).
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body);

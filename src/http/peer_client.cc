@@ -522,8 +522,9 @@ void PeerClient::Replicate(size_t peer, std::vector<Message> msgs,
 }
 
 void PeerClient::Sync(size_t peer, uint64_t since, size_t limit,
+                      std::map<std::string, uint64_t> have,
                       std::function<void(Result<SyncReply>)> done) {
-  impl_->SubmitSync(peer, json::EncodeSyncRequest(since, limit), limit, std::move(done));
+  impl_->SubmitSync(peer, json::EncodeSyncRequest(since, limit, have), limit, std::move(done));
 }
 
 void PeerClient::SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +45,7 @@ class PeerClient final : public Transport {
   void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override;
   void Replicate(size_t peer, std::vector<Message> msgs,
                  std::function<void(Result<ReplicateReply>)> done) override;
-  void Sync(size_t peer, uint64_t since, size_t limit,
+  void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,
             std::function<void(Result<SyncReply>)> done) override;
   void SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,
                   std::function<void(Result<SyncReply>)> done) override;

@@ -653,6 +653,26 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     origin.emplace(it->value.GetString(), it->value.GetStringLength());
   }
 
+  // How far the puller holds each origin stream: what it covers is left out of the page.
+  std::map<std::string, uint64_t> have;
+  if (auto it = doc->FindMember("have"); it != doc->MemberEnd()) {
+    constexpr size_t kMaxHaveStreams = 4096;
+    const std::string kHaveShape =
+        "'have' must be an object of at most " + std::to_string(kMaxHaveStreams) +
+        " origin streams (1.." + std::to_string(json::kMaxIdBytes) +
+        " bytes each) mapped to non-negative integers";
+    if (!it->value.IsObject() || it->value.MemberCount() > kMaxHaveStreams) {
+      return reply->SendError(Status::InvalidArgument(kHaveShape));
+    }
+    for (const auto& entry : it->value.GetObject()) {
+      const size_t len = entry.name.GetStringLength();
+      if (len == 0 || len > json::kMaxIdBytes || !entry.value.IsUint64()) {
+        return reply->SendError(Status::InvalidArgument(kHaveShape));
+      }
+      have.emplace(std::string(entry.name.GetString(), len), entry.value.GetUint64());
+    }
+  }
+
   if (origin) {
     // One origin stream, by origin_seq: positions since+1, since+2, ... (a stream is held as a
     // gap-free prefix), at most `limit` of them (kMaxListingLimit without one).
@@ -670,12 +690,11 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
                         std::move(trailer));
   }
-  if (limit) {
-    Result<SyncPage> page = node->Sync(since, *limit);
+  if (limit || !have.empty()) {
+    Result<SyncPage> page = node->Sync(since, limit.value_or(http::kMaxListingLimit), have);
     if (!page.ok()) return reply->SendError(page.status());
-    TrailerWriter trailer = [since, more = page->more, last_seq = page->last_seq,
-                             stream = page->stream](json::Writer& w, size_t count, uint64_t last) {
-      const uint64_t next = count > 0 ? last : since;
+    TrailerWriter trailer = [more = page->more, next = page->next, last_seq = page->last_seq,
+                             stream = page->stream](json::Writer& w, size_t, uint64_t) {
       WriteSyncTrailer(w, more, next, std::max(last_seq, next), stream);
     };
     return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),

@@ -236,6 +236,72 @@ TEST_F(NodeTest, PullAppliesPagesAndStoresTheCursor) {
   EXPECT_EQ(transport_.TakeSync().since, 2u);
 }
 
+// A pull says how far this node holds each stream; the peer's `next` moves the cursor past what
+// it left out, but never beyond the peer's last seq.
+TEST_F(NodeTest, PullSendsHighWatersAndFollowsThePeersNext) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> sent;
+  Send("a1", &sent);
+  ASSERT_TRUE(sent.has_value() && sent->status.ok());
+  node_->Tick();
+  auto call = transport_.TakeSync();
+  EXPECT_EQ(call.have, (std::map<std::string, uint64_t>{{log_.stream_id(), 1}}));
+  SyncReply page;
+  page.stream = "b@0000000000000002";
+  page.last_seq = 9;
+  page.next = 7;  // seqs 1..7 were ours: nothing to send
+  page.more = true;
+  call.done(page);
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 7}));
+  node_->Tick();
+  call = transport_.TakeSync();
+  EXPECT_EQ(call.since, 7u);
+  page.next = 10;  // beyond last_seq: not believed
+  page.more = false;
+  call.done(page);
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 7}));
+}
+
+TEST_F(NodeTest, SyncLeavesOutWhatThePullerHolds) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  for (int i = 1; i <= 5; ++i) {
+    std::optional<SendResult> sent;
+    Send("a" + std::to_string(i), &sent);
+    ASSERT_TRUE(sent.has_value() && sent->status.ok());
+  }
+  const std::string own = log_.stream_id();
+  // The puller holds positions 1..3 of our stream: seqs 4 and 5 come.
+  Result<SyncPage> page = node_->Sync(0, 10, {{own, 3}, {"x@1", 99}});
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->messages.size(), 2u);
+  EXPECT_EQ(page->messages[0].msg_id, "a4");
+  EXPECT_EQ(page->next, 5u);
+  EXPECT_FALSE(page->more);
+  // Holding everything: an empty page that still reaches the end.
+  page = node_->Sync(0, 10, {{own, 5}});
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->messages.empty());
+  EXPECT_EQ(page->next, 5u);
+  EXPECT_FALSE(page->more);
+  // A page looks at no more than kSyncScanFactor * limit entries.
+  for (int i = 6; i <= 40; ++i) {
+    std::optional<SendResult> sent;
+    Send("a" + std::to_string(i), &sent);
+    ASSERT_TRUE(sent.has_value() && sent->status.ok());
+  }
+  page = node_->Sync(0, 1, {{own, 40}});
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->messages.empty());
+  EXPECT_EQ(page->next, Node::kSyncScanFactor);
+  EXPECT_TRUE(page->more);
+  // Without `have`, as before: `limit` entries.
+  page = node_->Sync(2, 3);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->messages.size(), 3u);
+  EXPECT_EQ(page->next, 5u);
+  EXPECT_TRUE(page->more);
+}
+
 TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();

@@ -241,13 +241,15 @@ TEST_F(PeerClientTest, LargeReplicateBodyIsSentWhole) {
 TEST_F(PeerClientTest, SyncRoundTrip) {
   auto client = StartClient();
   Outcome<SyncReply> out;
-  client->Sync(0, 3, 2, out.Callback());
+  const std::map<std::string, uint64_t> have = {{"node1@abcd", 12}, {"peer1@00ff", 1}};
+  client->Sync(0, 3, 2, have, out.Callback());
   ASSERT_TRUE(out.Wait());
   Result<SyncReply> r = out.result();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->stream, "peer1@00ff");
   EXPECT_TRUE(r->more);
   EXPECT_EQ(r->last_seq, 42u);
+  EXPECT_EQ(r->next, 5u);
   ASSERT_EQ(r->messages.size(), 2u);
   EXPECT_EQ(r->messages[0].seq, 4u);
   EXPECT_EQ(r->messages[0].msg_id, "m-4");
@@ -265,7 +267,8 @@ TEST_F(PeerClientTest, SyncRoundTrip) {
   EXPECT_EQ(got[0].method, "POST");
   EXPECT_EQ(got[0].path, "/sync");
   EXPECT_EQ(got[0].headers["content-type"], "application/json");
-  EXPECT_EQ(got[0].body, json::EncodeSyncRequest(3, 2));
+  EXPECT_EQ(got[0].body,
+            R"({"since":3,"limit":2,"have":{"node1@abcd":12,"peer1@00ff":1}})");
 }
 
 TEST_F(PeerClientTest, SyncStreamRoundTrip) {
@@ -345,7 +348,7 @@ TEST_F(PeerClientTest, HttpErrorsBecomeTheirStatus) {
     Outcome<HeartbeatReply> heartbeat;
     client->Heartbeat(0, heartbeat.Callback());
     Outcome<SyncReply> sync;
-    client->Sync(0, 0, 10, sync.Callback());
+    client->Sync(0, 0, 10, {}, sync.Callback());
     ASSERT_TRUE(replicate.Wait());
     ASSERT_TRUE(heartbeat.Wait());
     ASSERT_TRUE(sync.Wait());
@@ -442,7 +445,7 @@ TEST_F(PeerClientTest, ClosedConnectionIsUnavailable) {
   peer_.SetMode(FakePeer::Mode::kClose);
   auto client = StartClient();
   Outcome<SyncReply> out;
-  client->Sync(0, 0, 100, out.Callback());
+  client->Sync(0, 0, 100, {}, out.Callback());
   ASSERT_TRUE(out.Wait());
   EXPECT_EQ(out.result().status().code(), Code::kUnavailable) << out.result().status().ToString();
 }
@@ -489,7 +492,7 @@ TEST_F(PeerClientTest, PeerRestartReconnects) {
   ASSERT_TRUE(peer_.Start(port));
   {
     Outcome<SyncReply> out;
-    client->Sync(0, 0, 10, out.Callback());
+    client->Sync(0, 0, 10, {}, out.Callback());
     ASSERT_TRUE(out.Wait());
     EXPECT_TRUE(out.result().ok()) << out.result().status().ToString();
   }
@@ -518,7 +521,7 @@ TEST_F(PeerClientTest, SequentialRequestsReuseOneConnection) {
       }
       default: {
         Outcome<SyncReply> out;
-        client->Sync(0, i, 100, out.Callback());
+        client->Sync(0, i, 100, {}, out.Callback());
         ASSERT_TRUE(out.Wait());
         ASSERT_TRUE(out.result().ok()) << out.result().status().ToString();
         break;
@@ -565,7 +568,7 @@ TEST_F(PeerClientTest, ManyConcurrentRequestsToASlowPeerAllSettle) {
                               [record](Result<ReplicateReply> r) { record(r.status()); });
             break;
           default:
-            client->Sync(0, id, 10, [record](Result<SyncReply> r) { record(r.status()); });
+            client->Sync(0, id, 10, {}, [record](Result<SyncReply> r) { record(r.status()); });
             break;
         }
       }
@@ -617,7 +620,7 @@ TEST_F(PeerClientTest, StopSettlesEverythingInFlight) {
 
   // After Stop: settled at once, on the calling thread.
   Outcome<SyncReply> late;
-  client->Sync(0, 0, 1, late.Callback());
+  client->Sync(0, 0, 1, {}, late.Callback());
   EXPECT_EQ(late.calls(), 1);
   EXPECT_EQ(late.thread(), std::this_thread::get_id());
   EXPECT_EQ(late.result().status().code(), Code::kUnavailable);

@@ -278,6 +278,15 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsAndStoreNothing) {
        "'origin' must be a string of 1..256 bytes"},
       {"sync origin empty", "POST", "/sync", R"({"origin":""})", 400,
        "'origin' must be a string of 1..256 bytes"},
+      {"sync have array", "POST", "/sync", R"({"since":0,"limit":5,"have":[1]})", 400,
+       "'have' must be an object of at most 4096 origin streams (1..256 bytes each) mapped to "
+       "non-negative integers"},
+      {"sync have negative", "POST", "/sync", R"({"since":0,"limit":5,"have":{"a@1":-1}})", 400,
+       "'have' must be an object of at most 4096 origin streams (1..256 bytes each) mapped to "
+       "non-negative integers"},
+      {"sync have empty origin", "POST", "/sync", R"({"have":{"":1}})", 400,
+       "'have' must be an object of at most 4096 origin streams (1..256 bytes each) mapped to "
+       "non-negative integers"},
       {"messages limit=abc", "GET", "/messages?limit=abc", std::nullopt, 400,
        "'limit' must be an integer from 1 to 10000"},
       {"messages limit=0", "GET", "/messages?limit=0", std::nullopt, 400,
@@ -426,6 +435,21 @@ TEST_F(ServerTest, ReplicateSeedFormBatchesDuplicatesAndGaps) {
   r = Post("/sync", R"({"origin":"nobody@z","since":0})");
   ASSERT_EQ(r.status, 200) << r.Describe();
   EXPECT_EQ(r.json["messages"].Size(), 0u);
+  EXPECT_FALSE(r.json["more"].GetBool());
+
+  // A pull that says how far it holds each stream gets only the rest; `next` passes the others.
+  // The log: seq 1 direct-1 (adopted: this node's stream), 2 a and 3 b (node2@x 1 and 2).
+  const std::string own = store_.stream_id();
+  r = Post("/sync", R"({"since":0,"limit":10,"have":{"node2@x":1,")" + own + R"(":1}})");
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  ASSERT_EQ(r.json["messages"].Size(), 1u);
+  EXPECT_EQ(std::string(r.json["messages"][0]["msg_id"].GetString()), "b");
+  EXPECT_EQ(r.Int("next"), 3);
+  EXPECT_FALSE(r.json["more"].GetBool());
+  r = Post("/sync", R"({"since":0,"limit":10,"have":{"node2@x":2,")" + own + R"(":1}})");
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.json["messages"].Size(), 0u);
+  EXPECT_EQ(r.Int("next"), 3);
   EXPECT_FALSE(r.json["more"].GetBool());
 }
 

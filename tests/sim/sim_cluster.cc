@@ -25,6 +25,7 @@ Result<SyncReply> ToReply(Result<SyncPage> r) {
   reply.messages = std::move(r->messages);
   reply.more = r->more;
   reply.last_seq = r->last_seq;
+  reply.next = r->next;
   return reply;
 }
 
@@ -92,7 +93,9 @@ void SimCluster::StartNode(size_t i) {
   SimNetwork::Handlers h;
   h.heartbeat = [node]() -> Result<HeartbeatReply> { return node->Heartbeat(); };
   h.replicate = [node](std::vector<Message> msgs) { return ToReply(node->Replicate(msgs)); };
-  h.sync = [node](uint64_t since, size_t limit) { return ToReply(node->Sync(since, limit)); };
+  h.sync = [node](uint64_t since, size_t limit, const std::map<std::string, uint64_t>& have) {
+    return ToReply(node->Sync(since, limit, have));
+  };
   h.sync_stream = [node](const std::string& origin, uint64_t since, size_t limit) {
     return ToReply(node->SyncStream(origin, since, limit));
   };

@@ -27,6 +27,7 @@ class FakeTransport final : public Transport {
     size_t peer;
     uint64_t since;
     size_t limit;
+    std::map<std::string, uint64_t> have;
     std::function<void(Result<SyncReply>)> done;
   };
 
@@ -39,10 +40,10 @@ class FakeTransport final : public Transport {
     std::lock_guard lock(mu_);
     replicates_.push_back({peer, std::move(msgs), std::move(done)});
   }
-  void Sync(size_t peer, uint64_t since, size_t limit,
+  void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,
             std::function<void(Result<SyncReply>)> done) override {
     std::lock_guard lock(mu_);
-    syncs_.push_back({peer, since, limit, std::move(done)});
+    syncs_.push_back({peer, since, limit, std::move(have), std::move(done)});
   }
 
   void SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,

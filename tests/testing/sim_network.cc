@@ -20,10 +20,13 @@ class SimNetwork::SimTransport final : public Transport {
         [msgs = std::move(msgs)](const Handlers& h) { return h.replicate(msgs); },
         std::move(done));
   }
-  void Sync(size_t peer, uint64_t since, size_t limit,
+  void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,
             std::function<void(Result<SyncReply>)> done) override {
     net_->Call<SyncReply>(
-        node_, peers_[peer], [since, limit](const Handlers& h) { return h.sync(since, limit); },
+        node_, peers_[peer],
+        [since, limit, have = std::move(have)](const Handlers& h) {
+          return h.sync(since, limit, have);
+        },
         std::move(done));
   }
 

@@ -34,7 +34,9 @@ class SimNetwork {
   struct Handlers {
     std::function<Result<HeartbeatReply>()> heartbeat;
     std::function<Result<ReplicateReply>(std::vector<Message>)> replicate;
-    std::function<Result<SyncReply>(uint64_t since, size_t limit)> sync;
+    std::function<Result<SyncReply>(uint64_t since, size_t limit,
+                                    const std::map<std::string, uint64_t>& have)>
+        sync;
     std::function<Result<SyncReply>(const std::string& origin, uint64_t since, size_t limit)>
         sync_stream;
   };
