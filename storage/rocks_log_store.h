@@ -89,6 +89,11 @@ struct RocksLogStoreOptions {
   // never runs out of space: its memtable flushes and compactions keep room, and writes resume
   // as soon as space returns.
   uint64_t min_free_bytes = uint64_t{256} << 20;
+  // The most recent records of the node's own stream stay in memory (at most this many, and
+  // about this many bytes), so a push reads them back without a RocksDB read; older positions
+  // are read from the database.
+  size_t tail_cache_records = 16384;
+  size_t tail_cache_bytes = 16 << 20;
 };
 
 class RocksLogStore final : public LogStore {
@@ -172,6 +177,11 @@ class RocksLogStore final : public LogStore {
   Status ResumeAfterDiskFull();
   // Publishes a written plan. REQUIRES: mu_ held.
   void Publish(const WritePlan& plan);
+  // Moves the plan's records of our own stream into tail_. REQUIRES: mu_ held, plan published.
+  void RememberOwnRecords(WritePlan* plan);
+  // ReadOrigin of our own stream from tail_: false when tail_ does not hold position after + 1.
+  bool ReadOwnTail(uint64_t after, size_t limit, size_t max_bytes, std::vector<Message>* out,
+                   Status* status) const;
 
   const RocksLogStoreOptions options_;
   std::string node_id_;
@@ -205,6 +215,15 @@ class RocksLogStore final : public LogStore {
   HighWaterMap high_waters_;                                     // guarded by mu_; published
   std::map<std::string, PullCursor, std::less<>> pull_cursors_;  // guarded by mu_; published
   std::map<std::string, uint64_t, std::less<>> push_cursors_;    // guarded by mu_
+  // The last records of our own stream, positions tail_.front().origin_seq.. contiguous up to
+  // the published high water (see RocksLogStoreOptions::tail_cache_records).
+  struct TailRecord {
+    uint64_t origin_seq;
+    uint64_t seq;
+    std::string value;  // storage/record.h encoding
+  };
+  std::deque<TailRecord> tail_;  // guarded by mu_
+  size_t tail_bytes_ = 0;        // guarded by mu_: the values' sizes
 
   // Serializes SetPushCursor so the stored and the published cursor agree. Taken before mu_.
   std::mutex push_mu_;

@@ -121,6 +121,8 @@ class Planner {
     WritePlan::Record& rec = plan_.records.emplace_back();
     rec.seq = seq;
     AppendRecord(&rec.value, m, origin, origin_seq);
+    rec.origin_seq = origin_seq;
+    rec.own = origin == state_.stream_id;
     plan_.msg_ids.push_back({m.msg_id, seq});
     plan_.origins.push_back({origin, origin_seq, seq});
     plan_.appended.push_back({seq, m.sender, m.recipient});

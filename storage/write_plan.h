@@ -101,6 +101,8 @@ struct WritePlan {
   struct Record {
     uint64_t seq = 0;
     std::string value;  // storage/record.h encoding
+    uint64_t origin_seq = 0;
+    bool own = false;  // a position of state.stream_id (what pushes read back)
   };
   struct MsgIdEntry {
     std::string_view msg_id;

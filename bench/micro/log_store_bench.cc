@@ -203,6 +203,25 @@ void BM_ReadOrigin(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadOrigin)->ArgName("limit")->Arg(1000);
 
+// ReadOrigin of the most recent positions: a push that keeps up with the writes, served from the
+// store's in-memory tail of its own stream. items/s = messages/s.
+void BM_ReadOriginRecent(benchmark::State& state) {
+  LookupFixture& f = Lookup();
+  const size_t limit = static_cast<size_t>(state.range(0));
+  const uint64_t after = f.store->HighWater(f.store->stream_id()) - limit;
+  for (auto _ : state) {
+    Result<std::vector<Message>> msgs = f.store->ReadOrigin(f.store->stream_id(), after, limit,
+                                                            4 << 20);
+    if (!msgs.ok() || msgs->size() != limit) {
+      state.SkipWithError("ReadOrigin failed");
+      break;
+    }
+    benchmark::DoNotOptimize(msgs);
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(limit));
+}
+BENCHMARK(BM_ReadOriginRecent)->ArgName("limit")->Arg(1000);
+
 // Scan: what a /sync page (catch-up pull) or a /messages page reads. items/s = messages/s.
 void BM_ScanPage(benchmark::State& state) {
   LookupFixture& f = Lookup();

@@ -487,5 +487,63 @@ TEST_F(RocksLogStoreTest, DestructionWaitsForQueuedAsyncWrites) {
   EXPECT_EQ(store->LastSeq(), static_cast<uint64_t>(kThreads * kPerThread));
 }
 
+// Pushes read the newest positions of the own stream from memory (RocksLogStoreOptions::
+// tail_cache_*), older ones from the database: both give the same answers, at the boundary too.
+TEST_F(RocksLogStoreTest, OwnStreamReadsFromMemoryAndFromDiskAgree) {
+  RocksLogStoreOptions options;
+  options.path = Db();
+  options.node_id = "node1";
+  options.tail_cache_records = 10;
+  Result<std::unique_ptr<RocksLogStore>> opened = RocksLogStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<RocksLogStore> store = std::move(*opened);
+  // 25 positions of our stream, with a peer's message in between (a seq that is not ours).
+  for (int i = 1; i <= 25; ++i) {
+    ASSERT_TRUE(store->Append({ClientMsg("own-" + std::to_string(i))}).ok());
+    if (i == 18) {
+      ASSERT_TRUE(store->Apply({PeerMsg("peer-1", "peer@1", 1)}).ok());
+    }
+  }
+  const std::string stream = store->stream_id();
+  struct Read {
+    uint64_t after;
+    size_t limit;
+    size_t max_bytes;
+  };
+  std::vector<Read> reads;
+  for (uint64_t after = 0; after <= 26; ++after) {
+    for (size_t limit : {size_t{1}, size_t{4}, size_t{100}}) {
+      reads.push_back({after, limit, 4 << 20});
+    }
+    reads.push_back({after, 100, 1});  // the byte budget: one message
+  }
+  std::vector<std::vector<Message>> from_memory;
+  for (const Read& r : reads) {
+    Result<std::vector<Message>> got = store->ReadOrigin(stream, r.after, r.limit, r.max_bytes);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    from_memory.push_back(std::move(*got));
+  }
+  // Reopened, nothing is in memory: every read goes to the database.
+  store.reset();
+  options.tail_cache_records = 0;
+  opened = RocksLogStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store = std::move(*opened);
+  for (size_t i = 0; i < reads.size(); ++i) {
+    const Read& r = reads[i];
+    Result<std::vector<Message>> got = store->ReadOrigin(stream, r.after, r.limit, r.max_bytes);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, from_memory[i]) << "after " << r.after << " limit " << r.limit;
+    const size_t budget = r.max_bytes == 1 ? 1 : 100;
+    const size_t expected =
+        r.after >= 25 ? 0 : std::min<size_t>({r.limit, static_cast<size_t>(25 - r.after), budget});
+    EXPECT_EQ(got->size(), expected) << "after " << r.after << " limit " << r.limit;
+    if (!got->empty()) {
+      EXPECT_EQ(got->front().origin_seq, r.after + 1);
+      EXPECT_EQ(got->front().msg_id, "own-" + std::to_string(r.after + 1));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsm
