@@ -23,7 +23,9 @@
 // Reads go straight to RocksDB and never lock against writers: Get and FindByMsgId read the
 // latest durable data, Scan and ReadOrigin read a consistent view bounded by the published last
 // seq / high water at their start. A Scan with a recipient filter walks that recipient's index
-// (the "inbox" family), so it costs in proportion to that recipient's messages.
+// (the "inbox" family), so it costs in proportion to that recipient's messages. ReadOrigin of the
+// node's own stream (what pushes read) is served from memory when it starts within the newest
+// records written (options.tail_cache_*), which are kept as written, under the writers' lock.
 //
 // Live readers: when options.notifier is set, each durable write that appended records is
 // reported to it (AppendNotifier::Notify) inside the critical section that publishes it.
