@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "src/http/json_numbers.h"
+#include "src/http/message_json.h"
 #include "src/http/utf8.h"
 
 namespace dsm::json {
@@ -204,30 +205,7 @@ Result<Message> ParseMessage(const rapidjson::Value& v, MessageSource source,
   return m;
 }
 
-void WriteMessage(Writer& w, const Message& m) {
-  w.StartObject();
-  w.Key("seq");
-  w.Uint64(m.seq);
-  w.Key("msg_id");
-  WriteString(w, m.msg_id);
-  w.Key("sender");
-  WriteString(w, m.sender);
-  w.Key("recipient");
-  WriteString(w, m.recipient);
-  w.Key("payload");
-  WriteString(w, m.payload);
-  w.Key("ts");
-  w.Double(std::isfinite(m.ts) ? m.ts : 0.0);
-  // A message not yet assigned to a stream has no origin to show (and an empty origin would not
-  // parse back).
-  if (!m.origin.empty()) {
-    w.Key("origin");
-    WriteString(w, m.origin);
-    w.Key("origin_seq");
-    w.Uint64(m.origin_seq);
-  }
-  w.EndObject();
-}
+void WriteMessage(Writer& w, const Message& m) { WriteMessageObject(w, m, WriteString); }
 
 std::string MessageToJson(const Message& m) {
   rapidjson::StringBuffer buf;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "src/http/message_json.h"
 #include "src/http/utf8.h"
 #include "storage/schema.h"
 
@@ -142,26 +143,7 @@ std::string FormatTimestamp(double ts) {
 std::string MessageJson(const Message& m) {
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  w.StartObject();
-  w.Key("seq");
-  w.Uint64(m.seq);
-  w.Key("msg_id");
-  WriteString(w, m.msg_id);
-  w.Key("sender");
-  WriteString(w, m.sender);
-  w.Key("recipient");
-  WriteString(w, m.recipient);
-  w.Key("payload");
-  WriteString(w, m.payload);
-  w.Key("ts");
-  w.Double(std::isfinite(m.ts) ? m.ts : 0.0);
-  if (!m.origin.empty()) {
-    w.Key("origin");
-    WriteString(w, m.origin);
-    w.Key("origin_seq");
-    w.Uint64(m.origin_seq);
-  }
-  w.EndObject();
+  json::WriteMessageObject(w, m, WriteString);
   return std::string(buf.GetString(), buf.GetSize());
 }
 
