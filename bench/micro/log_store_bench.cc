@@ -184,15 +184,18 @@ namespace dsm::bench {
 namespace {
 
 // ReadOrigin: what a replicator reads for one push (the next `limit` positions of its own
-// stream). items/s = messages/s.
+// stream), from random positions (read from the database) or, with recent:1, the newest ones (a
+// push that keeps up, served from the store's in-memory tail). items/s = messages/s.
 void BM_ReadOrigin(benchmark::State& state) {
   LookupFixture& f = Lookup();
   const size_t limit = static_cast<size_t>(state.range(0));
+  const bool recent = state.range(1) != 0;
+  const uint64_t newest = f.store->HighWater(f.store->stream_id()) - limit;
   std::mt19937_64 rng(44);
   std::uniform_int_distribution<uint64_t> pick(0, kLookupMessages - limit);
   for (auto _ : state) {
     Result<std::vector<Message>> msgs =
-        f.store->ReadOrigin(f.store->stream_id(), pick(rng), limit, 4 << 20);
+        f.store->ReadOrigin(f.store->stream_id(), recent ? newest : pick(rng), limit, 4 << 20);
     if (!msgs.ok() || msgs->size() != limit) {
       state.SkipWithError("ReadOrigin failed");
       break;
@@ -201,26 +204,7 @@ void BM_ReadOrigin(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(limit));
 }
-BENCHMARK(BM_ReadOrigin)->ArgName("limit")->Arg(1000);
-
-// ReadOrigin of the most recent positions: a push that keeps up with the writes, served from the
-// store's in-memory tail of its own stream. items/s = messages/s.
-void BM_ReadOriginRecent(benchmark::State& state) {
-  LookupFixture& f = Lookup();
-  const size_t limit = static_cast<size_t>(state.range(0));
-  const uint64_t after = f.store->HighWater(f.store->stream_id()) - limit;
-  for (auto _ : state) {
-    Result<std::vector<Message>> msgs = f.store->ReadOrigin(f.store->stream_id(), after, limit,
-                                                            4 << 20);
-    if (!msgs.ok() || msgs->size() != limit) {
-      state.SkipWithError("ReadOrigin failed");
-      break;
-    }
-    benchmark::DoNotOptimize(msgs);
-  }
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(limit));
-}
-BENCHMARK(BM_ReadOriginRecent)->ArgName("limit")->Arg(1000);
+BENCHMARK(BM_ReadOrigin)->ArgNames({"limit", "recent"})->Args({1000, 0})->Args({1000, 1});
 
 // Scan: what a /sync page (catch-up pull) or a /messages page reads. items/s = messages/s.
 void BM_ScanPage(benchmark::State& state) {
