@@ -1,11 +1,16 @@
 // Fuzz target: the JSON parsers of src/http/json_codec.h, on both sides of the wire - request
 // bodies as the server reads them (/send messages, /replicate batches, /sync requests) and peer
 // replies as the peer client reads them (/heartbeat, /replicate, /sync). Any input must parse or
-// be refused with a Status, never crash, and a parsed message must satisfy the field rules.
+// be refused with a Status, never crash; every parsed number is finite, and a parsed message
+// satisfies the field rules and reads back (ts to the bit) from the JSON it is written as.
 #include <rapidjson/document.h>
 
+#include <bit>
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fuzz/fuzz_target.h"
 #include "src/http/json_codec.h"
@@ -39,6 +44,24 @@ void CheckMessage(const rapidjson::Value& v, dsm::json::MessageSource source) {
     DSM_FUZZ_CHECK(back->payload == m->payload && back->sender == m->sender &&
                        back->recipient == m->recipient && back->msg_id == m->msg_id,
                    "message JSON round trip changed it");
+    DSM_FUZZ_CHECK(std::bit_cast<uint64_t>(back->ts) == std::bit_cast<uint64_t>(m->ts),
+                   "message JSON round trip changed its ts");
+  }
+}
+
+// Every number of a parsed document is a finite value (walked without recursion: documents nest
+// deeply).
+void CheckNumbers(const rapidjson::Value& root) {
+  std::vector<const rapidjson::Value*> pending = {&root};
+  while (!pending.empty()) {
+    const rapidjson::Value* v = pending.back();
+    pending.pop_back();
+    if (v->IsDouble()) DSM_FUZZ_CHECK(std::isfinite(v->GetDouble()), "non-finite number parsed");
+    if (v->IsArray()) {
+      for (const rapidjson::Value& e : v->GetArray()) pending.push_back(&e);
+    } else if (v->IsObject()) {
+      for (auto it = v->MemberBegin(); it != v->MemberEnd(); ++it) pending.push_back(&it->value);
+    }
   }
 }
 
@@ -60,11 +83,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   dsm::Result<rapidjson::Document> doc = dsm::json::Parse(in);
   if (doc.ok()) {
-    CheckMessages(*doc);
-    if (doc->IsObject()) {
+    const rapidjson::Document& d = *doc;
+    CheckNumbers(d);
+    CheckMessages(d);
+    if (d.IsObject()) {
       for (const char* field : {"msg", "msgs", "messages"}) {
-        auto it = doc->FindMember(field);
-        if (it != doc->MemberEnd()) CheckMessages(it->value);
+        auto it = d.FindMember(field);
+        if (it != d.MemberEnd()) CheckMessages(it->value);
       }
     }
   } else {

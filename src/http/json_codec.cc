@@ -1,14 +1,19 @@
 #include "src/http/json_codec.h"
 
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <system_error>
 #include <utility>
 
-#include "src/http/json_numbers.h"
 #include "src/http/message_json.h"
 #include "src/http/utf8.h"
 
@@ -18,10 +23,127 @@ namespace {
 using http::IsValidUtf8;
 using http::SanitizeUtf8;
 
-// Full precision keeps `ts` bit-exact between nodes (the writer emits a round-trip form).
+// Numbers are handed to DocumentBuilder as text: RapidJSON only checks their grammar and range.
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
                                  rapidjson::kParseValidateEncodingFlag |
-                                 rapidjson::kParseFullPrecisionFlag;
+                                 rapidjson::kParseNumbersAsStringsFlag;
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// For the text of a JSON number that std::from_chars found out of the range of double: true when
+// its magnitude is too large, false when it is too small (it rounds to zero). The decimal order of
+// its first significant digit tells them apart: above 308 for the first, below -322 for the second.
+bool AboveDoubleRange(std::string_view text) {
+  constexpr int64_t kExponentCap = 1'000'000'000;  // far beyond both limits; no overflow
+  size_t i = text.empty() || text[0] != '-' ? 0 : 1;
+  int64_t order = 0;  // the number is below 10^order and at least 10^(order-1)
+  bool significant = false;
+  for (; i < text.size() && IsDigit(text[i]); ++i) {
+    if (significant || text[i] != '0') {
+      significant = true;
+      ++order;
+    }
+  }
+  if (i < text.size() && text[i] == '.') {
+    for (++i; i < text.size() && IsDigit(text[i]); ++i) {
+      if (significant) continue;
+      if (text[i] == '0') {
+        --order;
+      } else {
+        significant = true;
+      }
+    }
+  }
+  if (!significant) return false;  // zero is never out of range
+  int64_t exponent = 0;
+  bool exponent_negative = false;
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) exponent_negative = text[i++] == '-';
+    for (; i < text.size() && IsDigit(text[i]); ++i) {
+      exponent = std::min(exponent * 10 + (text[i] - '0'), kExponentCap);
+    }
+  }
+  return order + (exponent_negative ? -exponent : exponent) > 0;
+}
+
+// The SAX handler Parse builds its document with. Every event goes to the document as RapidJSON's
+// own parsing would send it, except numbers: they arrive as text (kParseNumbersAsStringsFlag) and
+// are converted here, so RapidJSON's string-to-double code (internal/strtod.h, which returns
+// garbage or has undefined behaviour for some significands with exponents) never runs.
+class DocumentBuilder {
+ public:
+  explicit DocumentBuilder(rapidjson::Document* doc) : doc_(doc) {}
+
+  // Whether the parse stopped because a number was beyond the range of double.
+  bool number_too_big() const { return number_too_big_; }
+
+  bool Null() { return doc_->Null(); }
+  bool Bool(bool b) { return doc_->Bool(b); }
+  bool Int(int i) { return doc_->Int(i); }
+  bool Uint(unsigned u) { return doc_->Uint(u); }
+  bool Int64(int64_t i) { return doc_->Int64(i); }
+  bool Uint64(uint64_t u) { return doc_->Uint64(u); }
+  bool Double(double d) { return doc_->Double(d); }
+  bool String(const char* s, rapidjson::SizeType length, bool copy) {
+    return doc_->String(s, length, copy);
+  }
+  bool StartObject() { return doc_->StartObject(); }
+  bool Key(const char* s, rapidjson::SizeType length, bool copy) {
+    return doc_->Key(s, length, copy);
+  }
+  bool EndObject(rapidjson::SizeType members) { return doc_->EndObject(members); }
+  bool StartArray() { return doc_->StartArray(); }
+  bool EndArray(rapidjson::SizeType elements) { return doc_->EndArray(elements); }
+
+  // `text` matches the JSON number grammar (RapidJSON checked it). An integer is typed as
+  // RapidJSON types it - Uint up to 2^32-1, Uint64 up to 2^64-1, Int down to -2^31, Int64 down to
+  // -2^63 (so "-0" is the integer 0) - and anything else, fractions, exponents and integers
+  // beyond 64 bits, is the correctly rounded double. Returns false (the parse stops) for a number
+  // beyond the range of double.
+  bool RawNumber(const char* text, rapidjson::SizeType length, bool /*copy*/) {
+    const std::string_view number(text, length);
+    const bool negative = !number.empty() && number[0] == '-';
+    if (number.find_first_of(".eE") == std::string_view::npos) {
+      uint64_t magnitude = 0;
+      const char* digits = number.data() + (negative ? 1 : 0);
+      auto [end, ec] = std::from_chars(digits, number.data() + number.size(), magnitude);
+      if (ec == std::errc() && end == number.data() + number.size()) {
+        constexpr uint64_t kInt32Magnitude = uint64_t{1} << 31;
+        constexpr uint64_t kInt64Magnitude = uint64_t{1} << 63;
+        if (!negative) {
+          return magnitude <= std::numeric_limits<uint32_t>::max()
+                     ? doc_->Uint(static_cast<unsigned>(magnitude))
+                     : doc_->Uint64(magnitude);
+        }
+        // Two's complement negation of the magnitude (well defined for -2^31 and -2^63 too).
+        if (magnitude <= kInt32Magnitude) {
+          return doc_->Int(static_cast<int32_t>(static_cast<uint32_t>(uint64_t{0} - magnitude)));
+        }
+        if (magnitude <= kInt64Magnitude) {
+          return doc_->Int64(static_cast<int64_t>(uint64_t{0} - magnitude));
+        }
+      }
+      // Beyond 64 bits: a double, as RapidJSON makes it.
+    }
+    double value = 0.0;
+    auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+    if (ec == std::errc::result_out_of_range) {
+      if (AboveDoubleRange(number)) {
+        number_too_big_ = true;
+        return false;
+      }
+      value = negative ? -0.0 : 0.0;
+    } else if (ec != std::errc() || end != number.data() + number.size()) {
+      return false;  // not a number after all: the parse stops with a handler error
+    }
+    return doc_->Double(value);
+  }
+
+ private:
+  rapidjson::Document* doc_;
+  bool number_too_big_ = false;
+};
 
 // How many bytes of a peer's error body are quoted when it has no "reason".
 constexpr size_t kQuotedBodyBytes = 200;
@@ -98,11 +220,9 @@ Status ParseUintField(const rapidjson::Value& obj, const char* field, uint64_t* 
 
 // The error reason carried by a peer's non-2xx answer.
 std::string ReasonOf(long http_status, std::string_view body) {
-  rapidjson::Document d;
-  std::string rewritten;  // see json_numbers.h
-  std::string_view text = RewriteZeroExponentNumbers(body, &rewritten) ? rewritten : body;
-  d.Parse<kParseFlags>(text.data(), text.size());
-  if (!d.HasParseError() && d.IsObject()) {
+  Result<rapidjson::Document> doc = Parse(body);
+  if (doc.ok() && doc->IsObject()) {
+    const rapidjson::Document& d = *doc;
     auto it = d.FindMember("reason");
     if (it != d.MemberEnd() && it->value.IsString()) {
       return SanitizeUtf8(StringOf(it->value));
@@ -140,14 +260,24 @@ Result<rapidjson::Document> Parse(std::string_view body) {
     return Status::InvalidArgument("invalid JSON at offset " + std::to_string(offset) +
                                    ": NUL byte");
   }
-  std::string rewritten;  // see json_numbers.h
-  if (RewriteZeroExponentNumbers(body, &rewritten)) body = rewritten;
   rapidjson::Document doc;
-  doc.Parse<kParseFlags>(body.data(), body.size());
-  if (doc.HasParseError()) {
-    return Status::InvalidArgument("invalid JSON at offset " +
-                                   std::to_string(doc.GetErrorOffset()) + ": " +
-                                   rapidjson::GetParseError_En(doc.GetParseError()));
+  // The stream Document::Parse(text, length) reads from (it also skips a UTF-8 byte order mark).
+  rapidjson::MemoryStream bytes(body.data(), body.size());
+  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(bytes);
+  rapidjson::Reader reader;
+  DocumentBuilder builder(&doc);
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document&) {
+    result = reader.Parse<kParseFlags>(in, builder);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  if (result.IsError()) {
+    // A number refused by the builder stops the parse where the number begins.
+    const rapidjson::ParseErrorCode code =
+        builder.number_too_big() ? rapidjson::kParseErrorNumberTooBig : result.Code();
+    return Status::InvalidArgument("invalid JSON at offset " + std::to_string(result.Offset()) +
+                                   ": " + rapidjson::GetParseError_En(code));
   }
   return doc;
 }
@@ -335,7 +465,9 @@ Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body,
     reply.more = it->value.GetBool();
   }
   if (auto it = d.FindMember("next"); it != d.MemberEnd()) {
-    if (!it->value.IsUint64()) return ReplyFieldError(kWhat, "'next' must be a non-negative integer");
+    if (!it->value.IsUint64()) {
+      return ReplyFieldError(kWhat, "'next' must be a non-negative integer");
+    }
     reply.next = it->value.GetUint64();
   }
   auto messages = d.FindMember("messages");

@@ -2,9 +2,13 @@
 // (src/http/peer_client.*): parsing request/response bodies safely and writing messages.
 //
 // Parsing always uses RapidJSON's iterative parser with UTF-8 validation
-// (kParseIterativeFlag | kParseValidateEncodingFlag | kParseStopWhenDoneFlag is NOT used: trailing
+// (kParseIterativeFlag | kParseValidateEncodingFlag; kParseStopWhenDoneFlag is NOT used: trailing
 // garbage after the value is an error), so deep nesting cannot overflow the stack and invalid
-// UTF-8 is rejected. Pure functions, thread-compatible.
+// UTF-8 is rejected. Numbers reach the codec as text (kParseNumbersAsStringsFlag) and are
+// converted here, never by RapidJSON's own string-to-double code: integers become Int/Uint/Int64/
+// Uint64 values exactly as RapidJSON types them, every other number the correctly rounded double
+// (std::from_chars), so a `ts` written by WriteMessage parses back to the same bits. Pure
+// functions, thread-compatible.
 #pragma once
 
 #include <rapidjson/document.h>
@@ -27,7 +31,12 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 constexpr size_t kMaxIdBytes = 256;  // msg_id, sender, recipient, origin
 
-// Parses a whole body. Errors: InvalidArgument("invalid JSON at offset N: <reason>").
+// Parses a whole body. Errors: InvalidArgument("invalid JSON at offset N: <reason>"), N the byte
+// offset RapidJSON reports (for a number: where it begins). Integers beyond 64 bits become
+// doubles. A number beyond the range of double ("1e400", "-1e309", and, refused by RapidJSON's
+// scanner before any conversion, any exponent above 308 plus the fraction digits, even "0e400")
+// gets "Number too big to be stored in double."; one too small for it ("1e-400") becomes a zero
+// of its sign, the nearest double.
 Result<rapidjson::Document> Parse(std::string_view body);
 
 enum class MessageSource {
@@ -60,7 +69,8 @@ std::string EncodeSyncRequest(uint64_t since, size_t limit,
 // matching Status code with the body's "reason" (409 on /replicate: an OK reply with gap=true).
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body);
 Result<ReplicateReply> DecodeReplicateReply(long http_status, std::string_view body);
-Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body, size_t max_payload_bytes);
+Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body,
+                                  size_t max_payload_bytes);
 
 // Maps an HTTP status to a Status code (2xx -> kOk, 400 -> kInvalidArgument, 404 -> kNotFound,
 // 409 -> kConflict, 413 -> kTooLarge, 503 -> kUnavailable, 504 -> kTimeout, other 5xx -> kIOError).

@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -47,8 +51,25 @@ std::vector<ParseCase> ParseCases() {
       {"overlong utf-8", "{\"a\":\"\xc0\xaf\"}", false, "invalid JSON"},
       {"surrogate bytes", "{\"a\":\"\xed\xa0\x80\"}", false, "invalid JSON"},
       {"truncated utf-8", "{\"a\":\"\xe2\x82\"}", false, "invalid JSON"},
-      {"number too big", "[1e400]", false, "Number too big"},
-      {"negative number too big", "[-1e400]", false, "Number too big"},
+      {"number too big", "[1e400]", false, "offset 1: Number too big to be stored in double."},
+      {"negative number too big", "[-1e400]", false, "offset 1: Number too big"},
+      // Within RapidJSON's exponent check but beyond DBL_MAX: refused by the codec's conversion,
+      // at the same offset and with the same reason.
+      {"just above DBL_MAX", R"({"a":1.7976931348623159e308})", false,
+       "offset 5: Number too big to be stored in double."},
+      {"2e308", "[2e308]", false, "offset 1: Number too big to be stored in double."},
+      {"long significand with exponent",
+       R"({"ts":111111111111111111111111111111111111111110e308,"payload":"p"})", false,
+       "offset 6: Number too big to be stored in double."},
+      {"integer of 400 digits", "[" + Repeat('9', 400) + "]", false, "offset 1: Number too big"},
+      // RapidJSON's scanner refuses an exponent above 308 (plus the fraction digits) before any
+      // conversion, whatever the significand.
+      {"zero significand with exponent 400", "[0e400]", false, "offset 1: Number too big"},
+      {"leading zero before exponent", R"({"a":00e30})", false, "invalid JSON at offset 6"},
+      {"exponent without digits", "[1e]", false, "offset 3: Miss exponent in number."},
+      {"fraction without digits", "[1.]", false, "offset 3: Miss fraction part in number."},
+      {"garbage after a number", R"({"a":0e30 x})", false, "invalid JSON at offset 10"},
+      {"plus sign", "[+1]", false, "offset 1: Invalid value."},
       {"lone high surrogate escape", R"(["\ud800"])", false, "surrogate"},
       {"bad escape", R"(["\q"])", false, "Invalid escape"},
       {"single quotes", "{'a':1}", false, "invalid JSON"},
@@ -92,6 +113,174 @@ TEST(JsonParseTest, FullPrecisionNumbers) {
   ASSERT_TRUE(doc.ok());
   EXPECT_EQ((*doc)[0].GetDouble(), 1700000000.1234567);
   EXPECT_EQ((*doc)[1].GetUint64(), UINT64_MAX);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers: converted by the codec, typed as RapidJSON types them
+
+uint64_t Bits(double d) { return std::bit_cast<uint64_t>(d); }
+
+// The one value of `[text]`.
+Result<rapidjson::Document> ParseNumber(const std::string& text) { return Parse("[" + text + "]"); }
+
+// Integers get the same type flags as RapidJSON's own parsing gives them (its default parser:
+// integers never reach its string-to-double code), so field checks such as IsUint64() keep their
+// meaning; fractions and exponents are doubles.
+TEST(JsonNumbersTest, TypesMatchRapidJson) {
+  // Around each limit of Int, Uint, Int64 and Uint64, then numbers that are doubles.
+  const char* texts[] = {"0",
+                         "-0",
+                         "1",
+                         "-1",
+                         "2147483647",
+                         "2147483648",
+                         "-2147483648",
+                         "-2147483649",
+                         "4294967295",
+                         "4294967296",
+                         "9223372036854775807",
+                         "9223372036854775808",
+                         "-9223372036854775808",
+                         "-9223372036854775809",
+                         "18446744073709551615",
+                         "18446744073709551616",
+                         "1.5",
+                         "-0.0",
+                         "1.0",
+                         "1e2",
+                         "1E+2",
+                         "5e-324",
+                         "0.5e1"};
+  for (const char* text : texts) {
+    SCOPED_TRACE(text);
+    Result<rapidjson::Document> ours = ParseNumber(text);
+    ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+    rapidjson::Document theirs;
+    theirs.Parse(std::string("[") + text + "]");
+    ASSERT_FALSE(theirs.HasParseError());
+    const rapidjson::Value& a = (*ours)[0];
+    const rapidjson::Value& b = theirs[0];
+    EXPECT_EQ(a.IsInt(), b.IsInt());
+    EXPECT_EQ(a.IsUint(), b.IsUint());
+    EXPECT_EQ(a.IsInt64(), b.IsInt64());
+    EXPECT_EQ(a.IsUint64(), b.IsUint64());
+    EXPECT_EQ(a.IsDouble(), b.IsDouble());
+    if (b.IsInt64()) {
+      EXPECT_EQ(a.GetInt64(), b.GetInt64());
+    }
+    if (b.IsUint64()) {
+      EXPECT_EQ(a.GetUint64(), b.GetUint64());
+    }
+  }
+}
+
+TEST(JsonNumbersTest, IntegerLimits) {
+  Result<rapidjson::Document> d = Parse(
+      "[-9223372036854775808,9223372036854775807,18446744073709551615,-2147483648,4294967295,-0]");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const rapidjson::Value& v = *d;
+  EXPECT_TRUE(v[0].IsInt64());
+  EXPECT_FALSE(v[0].IsUint64());
+  EXPECT_EQ(v[0].GetInt64(), INT64_MIN);
+  EXPECT_TRUE(v[1].IsInt64());
+  EXPECT_TRUE(v[1].IsUint64());
+  EXPECT_EQ(v[1].GetInt64(), INT64_MAX);
+  EXPECT_TRUE(v[2].IsUint64());
+  EXPECT_FALSE(v[2].IsInt64());
+  EXPECT_EQ(v[2].GetUint64(), UINT64_MAX);
+  EXPECT_TRUE(v[3].IsInt());
+  EXPECT_EQ(v[3].GetInt(), INT32_MIN);
+  EXPECT_TRUE(v[4].IsUint());
+  EXPECT_FALSE(v[4].IsInt());
+  EXPECT_EQ(v[4].GetUint(), UINT32_MAX);
+  // "-0" is the integer 0, as RapidJSON reads it.
+  EXPECT_TRUE(v[5].IsUint64());
+  EXPECT_EQ(v[5].GetUint64(), 0u);
+}
+
+TEST(JsonNumbersTest, DoublesAreCorrectlyRounded) {
+  struct Case {
+    std::string text;
+    double value;
+  } cases[] = {
+      {"1.5", 1.5},
+      {"0.1", 0.1},
+      {"-0.0", -0.0},
+      {"5e-324", std::numeric_limits<double>::denorm_min()},
+      {"-5e-324", -std::numeric_limits<double>::denorm_min()},
+      {"2.2250738585072011e-308", 2.2250738585072011e-308},
+      {"1.7976931348623157e308", std::numeric_limits<double>::max()},
+      {"1e308", 1e308},
+      {"0.0000000001e310", 1e300},
+      // Zero significands with exponents (RapidJSON's full-precision parser returned garbage).
+      {"0e308", 0.0},
+      {"-0e100", -0.0},
+      {"0.000E+300", 0.0},
+      {"0e-99999999999", 0.0},
+      // Below the smallest subnormal: the nearest double is a zero of the same sign.
+      {"2e-324", 0.0},
+      {"1e-400", 0.0},
+      {"-1e-400", -0.0},
+      {"1" + std::string(30, '0') + "e-9999", 0.0},
+      // Integers beyond 64 bits are doubles.
+      {"18446744073709551616", 18446744073709551616.0},
+      {"-9223372036854775809", -9223372036854775808.0},
+      {"123456789012345678901234567890", 1.2345678901234568e29},
+      // Halfway between 2^53 and 2^53 + 2: only the last digit decides.
+      {"9007199254740993.0", 9007199254740992.0},
+      {"9007199254740993.00000000000000000000000000001", 9007199254740994.0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    Result<rapidjson::Document> d = ParseNumber(c.text);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ASSERT_TRUE((*d)[0].IsDouble());
+    EXPECT_EQ(Bits((*d)[0].GetDouble()), Bits(c.value)) << (*d)[0].GetDouble();
+  }
+}
+
+TEST(JsonNumbersTest, StringsThatLookLikeNumbersStayStrings) {
+  Result<rapidjson::Document> d = Parse(R"({"a":"0e308","b":"1e400","0e308":1})");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_STREQ((*d)["a"].GetString(), "0e308");
+  EXPECT_STREQ((*d)["b"].GetString(), "1e400");
+  EXPECT_EQ((*d)["0e308"].GetUint64(), 1u);
+}
+
+// What fuzz_json found (fuzz/corpus/json/crash-long-significand-exponent): numbers beyond DBL_MAX
+// that pass RapidJSON's exponent check made its full-precision conversion read past a table
+// (undefined behaviour) or return garbage (the first body below gave ts -3.4e-268). They are
+// refused, at the offset of the number.
+TEST(JsonNumbersTest, FuzzFindingLongSignificandWithExponent) {
+  const std::string bodies[] = {
+      R"({"ts":111111111111111111111111111111111111111110e308,"payload":"x"})",
+      "{\"ts\":" + Repeat('1', 60) + "0e308,\"sender\":\"a\",\"payload\":\"p\"}",
+  };
+  for (const std::string& body : bodies) {
+    Result<rapidjson::Document> d = Parse(body);
+    ASSERT_FALSE(d.ok()) << body;
+    EXPECT_EQ(d.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(d.status().message(),
+              "invalid JSON at offset 6: Number too big to be stored in double.");
+  }
+  // The same digits with a small exponent are an ordinary (rounded) timestamp.
+  Result<rapidjson::Document> ok =
+      Parse(R"({"ts":111111111111111111111111111111111111111110e-36})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  Result<Message> m = ParseMessage(*ok, MessageSource::kClient, kLimit);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->ts, 111111111111111111111111111111111111111110e-36);
+}
+
+TEST(JsonNumbersTest, ZeroExponentTimestamps) {
+  for (const char* body : {R"({"payload":"p","ts":0e308})", R"({"payload":"p","ts":-0e100})"}) {
+    SCOPED_TRACE(body);
+    Result<rapidjson::Document> d = Parse(body);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    Result<Message> m = ParseMessage(*d, MessageSource::kClient, kLimit);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_EQ(m->ts, 0.0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,6 +562,35 @@ TEST(WriteMessageTest, RoundTripsThroughPeerParsing) {
     Result<Message> back = ParseMessage(*doc, MessageSource::kPeer, 1 << 20);
     ASSERT_TRUE(back.ok()) << back.status().ToString();
     EXPECT_EQ(*back, m);
+  }
+}
+
+// Whatever finite ts a node stores, its peers read back the same bits from WriteMessage's JSON.
+TEST(WriteMessageTest, TimestampsRoundTripExactly) {
+  std::vector<double> values = {0.0,
+                                -0.0,
+                                1700000000.1234567,
+                                0.1,
+                                1e-300,
+                                std::numeric_limits<double>::denorm_min(),
+                                std::numeric_limits<double>::min(),
+                                std::numeric_limits<double>::max(),
+                                -std::numeric_limits<double>::max(),
+                                9007199254740993.0,
+                                18446744073709551616.0};
+  std::mt19937_64 random(20240601);
+  while (values.size() < 20000) {
+    const double d = std::bit_cast<double>(random());
+    if (std::isfinite(d)) values.push_back(d);
+  }
+  for (double ts : values) {
+    Message m = Msg("m", "s", "r", "p", ts, "n@1", 1, 1);
+    const std::string text = MessageToJson(m);
+    Result<rapidjson::Document> doc = Parse(text);
+    ASSERT_TRUE(doc.ok()) << doc.status().ToString() << " in " << text;
+    Result<Message> back = ParseMessage(*doc, MessageSource::kPeer, kLimit);
+    ASSERT_TRUE(back.ok()) << back.status().ToString() << " in " << text;
+    ASSERT_EQ(Bits(back->ts), Bits(ts)) << text;
   }
 }
 
