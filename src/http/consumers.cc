@@ -455,9 +455,14 @@ class ConsumerHub::StreamConsumer final : public Consumer {
         std::static_pointer_cast<StreamConsumer>(shared_from_this());
     try {
       const size_t size = frame.size();
-      peer->send(Pistache::RawBuffer(std::move(frame), size))
-          .then([self](ssize_t) { self->OnWritten(true); },
-                [self](std::exception_ptr) { self->OnWritten(false); });
+      std::optional<Pistache::Async::Promise<ssize_t>> written;
+      if (!WhileOpen([&] { written.emplace(peer->send(Pistache::RawBuffer(std::move(frame), size))); })) {
+        in_flight_ = false;
+        return Close();
+      }
+      // Attached outside the connection's lock: a write that already settled runs it here.
+      written->then([self](ssize_t) { self->OnWritten(true); },
+                    [self](std::exception_ptr) { self->OnWritten(false); });
     } catch (const std::exception& e) {
       in_flight_ = false;
       spdlog::warn("event stream write failed: {}", e.what());
@@ -500,22 +505,38 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     std::shared_ptr<StreamConsumer> self =
         std::static_pointer_cast<StreamConsumer>(shared_from_this());
     try {
-      peer->send(Pistache::RawBuffer(std::string(kNudge, sizeof(kNudge) - 1), sizeof(kNudge) - 1))
-          .then([self](ssize_t) { self->OnWritten(true); },
-                [self](std::exception_ptr) { self->OnWritten(false); });
+      std::optional<Pistache::Async::Promise<ssize_t>> written;
+      if (!WhileOpen([&] {
+            written.emplace(peer->send(
+                Pistache::RawBuffer(std::string(kNudge, sizeof(kNudge) - 1), sizeof(kNudge) - 1)));
+          })) {
+        return false;
+      }
+      // Attached outside the connection's lock (it may run here, and write again).
+      written->then([self](ssize_t) { self->OnWritten(true); },
+                    [self](std::exception_ptr) { self->OnWritten(false); });
     } catch (const std::exception&) {
       return false;
     }
     return true;
   }
 
+  // Runs `write` while the connection is open (see http::Connection); false once it is closed.
+  template <typename Write>
+  bool WhileOpen(Write&& write) {
+    const std::shared_ptr<Connection>& c = reply_->connection();
+    if (c == nullptr) {
+      write();
+      return true;
+    }
+    return c->IfOpen(write);
+  }
+
   // Ends the stream: the connection is closed. REQUIRES: mu_ held.
   void Close() {
     done_ = true;
     Unregister();
-    if (std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock()) {
-      ::shutdown(peer->fd(), SHUT_RDWR);
-    }
+    if (std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock()) ShutdownConnection(peer);
     hub_->Remove(id);
   }
 

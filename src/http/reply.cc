@@ -28,16 +28,33 @@ void Gate::AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) {
   streams.push_back(peer);
 }
 
+std::shared_ptr<Connection> ConnectionOf(const Pistache::Tcp::Peer& peer) {
+  return std::static_pointer_cast<Connection>(peer.tryGetData(kConnectionKey));
+}
+
+void ShutdownConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
+  const int fd = peer->fd();
+  if (std::shared_ptr<Connection> c = ConnectionOf(*peer)) {
+    c->IfOpen([fd] { ::shutdown(fd, SHUT_RDWR); });
+  } else {
+    ::shutdown(fd, SHUT_RDWR);
+  }
+}
+
 void Gate::CutStreams() {
   std::lock_guard lock(streams_mu);
   for (const auto& weak : streams) {
-    if (auto peer = weak.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+    if (auto peer = weak.lock()) ShutdownConnection(peer);
   }
   streams.clear();
 }
 
 Reply::Reply(Http::ResponseWriter writer, std::shared_ptr<Gate> gate)
-    : writer_(std::move(writer)), gate_(std::move(gate)) {}
+    : writer_(std::move(writer)), gate_(std::move(gate)) {
+  if (std::shared_ptr<Pistache::Tcp::Peer> peer = writer_.getPeer()) {
+    connection_ = ConnectionOf(*peer);
+  }
+}
 
 Reply::~Reply() {
   if (!answered_) Send(500, json::ErrorBody("internal error: the request was not answered"));
@@ -63,11 +80,20 @@ void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaTyp
     std::lock_guard settle_lock(gate->settle_mu);
     if (--gate->in_flight == 0) gate->settled.notify_all();
   };
-  try {
+  std::optional<Pistache::Async::Promise<ssize_t>> written;
+  auto send = [&] {
     if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
+    written.emplace(writer_.send(static_cast<Http::Code>(http), body, type));
+  };
+  try {
+    if (connection_ == nullptr) {
+      send();
+    } else if (!connection_->IfOpen(send)) {
+      settle();  // the client left: its descriptor may already belong to another connection
+      return;
+    }
     // The promise rejects when the client has left ("Broken pipe"): nothing to do but settle.
-    writer_.send(static_cast<Http::Code>(http), body, type)
-        .then([settle](ssize_t) { settle(); }, [settle](std::exception_ptr) { settle(); });
+    written->then([settle](ssize_t) { settle(); }, [settle](std::exception_ptr) { settle(); });
   } catch (const std::exception& e) {
     settle();
     spdlog::warn("could not answer a request: {}", e.what());
@@ -230,7 +256,7 @@ void Listing::Fail(const Status& s) {
 
 void Listing::Cut(const std::string& why) {
   if (!streaming_) return reply_->SendError(Status::Unavailable(why));
-  if (auto peer = peer_.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+  if (auto peer = peer_.lock()) ShutdownConnection(peer);
 }
 
 }  // namespace dsm::http

@@ -46,6 +46,41 @@ inline std::string BufferText(const rapidjson::StringBuffer& buf) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+// One client connection as the server's threads see it. Pistache 0.0.5 addresses a queued write
+// (and ::shutdown here addresses a socket) by descriptor number, and a new connection may be
+// given that number once this one is closed: bytes meant for a client that left would reach
+// another one. So anything another thread writes to a connection, or shuts down, goes through
+// IfOpen, and the connection's event loop marks it closed (EdgeHandler::onDisconnection) before
+// Pistache closes the descriptor. Writes made on the event-loop thread itself (handlers and write
+// completions) are ordered with the disconnection by that thread.
+class Connection {
+ public:
+  // Runs `act` (which hands bytes to Pistache or shuts the socket down) while the connection is
+  // open, under its lock; returns false, without running it, once it is closed.
+  template <typename Act>
+  bool IfOpen(Act&& act) {
+    std::lock_guard lock(mu_);
+    if (!open_) return false;
+    act();
+    return true;
+  }
+  void MarkClosed() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+
+ private:
+  std::mutex mu_;
+  bool open_ = true;  // guarded by mu_
+};
+
+// Peer data key of a connection's Connection (set when Pistache accepts it).
+inline constexpr char kConnectionKey[] = "dsm.connection";
+// The Connection of `peer`, or null when it has none.
+std::shared_ptr<Connection> ConnectionOf(const Pistache::Tcp::Peer& peer);
+// Shuts the socket of `peer` down (both directions) unless the connection is already closed.
+void ShutdownConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer);
+
 // Lets answers that complete late (a quorum outcome on another thread) find out whether the server
 // still delivers them, and lets the server's Shutdown() wait for answers in flight.
 struct Gate {
@@ -100,6 +135,8 @@ class Reply {
       std::weak_ptr<Pistache::Tcp::Peer>* peer);
   // The request's connection (expired once the client is gone).
   std::weak_ptr<Pistache::Tcp::Peer> peer() const { return writer_.getPeer(); }
+  // What other threads must write to it through (null when the connection had none).
+  const std::shared_ptr<Connection>& connection() const { return connection_; }
 
   const Gate& gate() const { return *gate_; }
 
@@ -108,6 +145,7 @@ class Reply {
   bool answered_ = false;  // guarded by mu_
   Pistache::Http::ResponseWriter writer_;
   const std::shared_ptr<Gate> gate_;
+  std::shared_ptr<Connection> connection_;  // set at construction, on the event-loop thread
 };
 
 using ReplyPtr = std::shared_ptr<Reply>;

@@ -1,6 +1,7 @@
 #include "src/http/request_head.h"
 
 #include <cctype>
+#include <cstdint>
 
 namespace dsm::http {
 namespace {
@@ -13,56 +14,116 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-bool IsTransferEncoding(std::string_view name) {
-  constexpr std::string_view kName = "transfer-encoding";
+// Whether header name `name` is `lower_name` (given in lower case), ignoring case and the blanks
+// around it (Pistache matches the name exactly but for case: this is the larger set).
+bool IsHeader(std::string_view name, std::string_view lower_name) {
   name = Trim(name);
-  if (name.size() != kName.size()) return false;
+  if (name.size() != lower_name.size()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(name[i])) != kName[i]) return false;
+    if (std::tolower(static_cast<unsigned char>(name[i])) != lower_name[i]) return false;
   }
   return true;
 }
 
+// The verdict on one Content-Length value (RFC 9110: 1*DIGIT).
+RequestHeadScanner::Verdict CheckContentLength(std::string_view value, size_t limit) {
+  using Verdict = RequestHeadScanner::Verdict;
+  value = Trim(value);
+  if (value.empty()) return Verdict::kBadContentLength;
+  uint64_t n = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return Verdict::kBadContentLength;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (n > (UINT64_MAX - digit) / 10) return Verdict::kBadContentLength;
+    n = n * 10 + digit;
+  }
+  return n > limit ? Verdict::kTooLarge : Verdict::kNeedMore;
+}
+
 }  // namespace
 
+RequestHeadScanner::Verdict RequestHeadScanner::EndHeader() {
+  Verdict v = Verdict::kNeedMore;
+  if (IsHeader(name_, "transfer-encoding")) {
+    v = Verdict::kTransferEncoding;
+  } else if (IsHeader(name_, "content-length")) {
+    v = CheckContentLength(value_, max_head_bytes_);
+  }
+  name_.clear();
+  value_.clear();
+  return v;
+}
+
 RequestHeadScanner::Verdict RequestHeadScanner::Feed(std::string_view bytes) {
-  if (verdict_ != Verdict::kNeedMore) return verdict_;
-  if (head_.empty()) {
-    while (!bytes.empty() && (bytes.front() == '\r' || bytes.front() == '\n')) {
-      bytes.remove_prefix(1);
-    }
-  }
-  const size_t searched = head_.size() > 3 ? head_.size() - 3 : 0;
-  const size_t room = max_head_bytes_ > head_.size() ? max_head_bytes_ - head_.size() : 0;
-  head_.append(bytes.substr(0, room));
-  // The head ends at the first empty line ("\r\n\r\n", or "\n\n" from lenient clients).
-  size_t end = head_.find("\n\r\n", searched > 0 ? searched - 1 : 0);
-  size_t end_lf = head_.find("\n\n", searched > 0 ? searched - 1 : 0);
-  if (end == std::string::npos || (end_lf != std::string::npos && end_lf < end)) end = end_lf;
-  if (end == std::string::npos) {
-    if (head_.size() >= max_head_bytes_) verdict_ = Verdict::kOk;  // the parser refuses it
-    return verdict_;
-  }
-  std::string_view head(head_.data(), end);
-  size_t line_start = head.find('\n');  // skip the request line
-  while (line_start != std::string_view::npos) {
-    const size_t next = head.find('\n', line_start + 1);
-    std::string_view line = head.substr(line_start + 1, next == std::string_view::npos
-                                                            ? std::string_view::npos
-                                                            : next - line_start - 1);
-    const size_t colon = line.find(':');
-    if (colon != std::string_view::npos && IsTransferEncoding(line.substr(0, colon))) {
-      verdict_ = Verdict::kTransferEncoding;
+  for (char c : bytes) {
+    if (verdict_ != Verdict::kNeedMore) return verdict_;
+    if (++scanned_ > max_head_bytes_) {
+      verdict_ = Verdict::kOk;  // the parser refuses a head this long
       return verdict_;
     }
-    line_start = next;
+    // A CRLF ends the version, a header value and (at a header's start) the head. A CR is held
+    // until the next byte shows whether it begins one.
+    const bool crlf = pending_cr_ && c == '\n';
+    const bool held_cr = pending_cr_;
+    pending_cr_ = false;
+    switch (state_) {
+      case State::kMethod:
+        if (c == ' ') state_ = State::kTarget;
+        break;
+      case State::kTarget:
+        if (c == ' ') state_ = State::kVersion;
+        break;
+      case State::kVersion:
+        if (crlf) {
+          state_ = State::kHeaderStart;
+        } else {
+          pending_cr_ = c == '\r';
+        }
+        break;
+      case State::kHeaderStart:
+        if (crlf) {
+          verdict_ = Verdict::kOk;
+          return verdict_;
+        }
+        if (!held_cr && c == '\r') {
+          pending_cr_ = true;
+          break;
+        }
+        if (held_cr) name_.push_back('\r');  // a CR not followed by LF begins a name
+        state_ = State::kHeaderName;
+        [[fallthrough]];
+      case State::kHeaderName:
+        if (c == ':') {
+          state_ = State::kHeaderSpaces;
+        } else {
+          name_.push_back(c);
+        }
+        break;
+      case State::kHeaderSpaces:
+        if (c == ' ') break;
+        state_ = State::kHeaderValue;
+        [[fallthrough]];
+      case State::kHeaderValue:
+        if (crlf) {
+          value_.pop_back();  // the CR, stored while it could still have been part of the value
+          state_ = State::kHeaderStart;
+          verdict_ = EndHeader();
+        } else {
+          value_.push_back(c);
+          pending_cr_ = c == '\r';
+        }
+        break;
+    }
   }
-  verdict_ = Verdict::kOk;
   return verdict_;
 }
 
 void RequestHeadScanner::Reset() {
-  head_.clear();
+  scanned_ = 0;
+  state_ = State::kMethod;
+  pending_cr_ = false;
+  name_.clear();
+  value_.clear();
   verdict_ = Verdict::kNeedMore;
 }
 

@@ -309,6 +309,7 @@ class EdgeHandler final : public Http::Handler {
     // What Http::Handler::onConnection does (it cannot be called from here: it is private).
     peer->putData(kParserKey, std::make_shared<Http::RequestParser>(getMaxRequestSize()));
     peer->putData(kHeadScannerKey, std::make_shared<http::RequestHeadScanner>(getMaxRequestSize()));
+    peer->putData(http::kConnectionKey, std::make_shared<http::Connection>());
     // The slot is released when Pistache destroys the peer: exactly once per connection, however
     // the connection ends.
     const int open = state_->connections.fetch_add(1) + 1;
@@ -323,6 +324,12 @@ class EdgeHandler final : public Http::Handler {
     }
   }
 
+  // Runs on the connection's event-loop thread before Pistache closes the descriptor: from now on
+  // no other thread writes to it (see http::Connection).
+  void onDisconnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    if (std::shared_ptr<http::Connection> c = http::ConnectionOf(*peer)) c->MarkClosed();
+  }
+
   void onInput(const char* buffer, size_t len,
                const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
     if (peer->tryGetData(kClosingKey)) return;
@@ -330,12 +337,24 @@ class EdgeHandler final : public Http::Handler {
     Http::Request& request = parser->request;
     auto scanner = std::static_pointer_cast<http::RequestHeadScanner>(
         peer->tryGetData(kHeadScannerKey));
-    if (scanner && scanner->Feed(std::string_view(buffer, len)) ==
-                       http::RequestHeadScanner::Verdict::kTransferEncoding) {
-      // Never handed to Pistache's chunked-body parser (see request_head.h).
+    using Verdict = http::RequestHeadScanner::Verdict;
+    const Verdict verdict = scanner ? scanner->Feed(std::string_view(buffer, len)) : Verdict::kOk;
+    // None of these reaches Pistache's body parser (see request_head.h).
+    if (verdict == Verdict::kTransferEncoding) {
       FailConnection(peer, Http::Version::Http11, 411,
                      "Transfer-Encoding is not supported in requests: send the body with a "
                      "Content-Length");
+      return;
+    }
+    if (verdict == Verdict::kBadContentLength) {
+      FailConnection(peer, Http::Version::Http11, 400,
+                     "malformed HTTP request: Content-Length must be a decimal number");
+      return;
+    }
+    if (verdict == Verdict::kTooLarge) {
+      FailConnection(peer, Http::Version::Http11, 413,
+                     "request larger than the limit of " + std::to_string(getMaxRequestSize()) +
+                         " bytes");
       return;
     }
     try {

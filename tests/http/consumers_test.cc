@@ -547,6 +547,45 @@ TEST_F(ConsumersTest, AStreamWhoseClientReadsNothingIsCut) {
   EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos);
 }
 
+// Once a stream's client has left, nothing more is written for it: the descriptor it had may
+// already carry another client's connection, which must never see bytes of the old stream.
+TEST_F(ConsumersTest, NothingOfAClosedStreamReachesTheNextConnection) {
+  HttpServerOptions so;
+  so.threads = 1;                    // every connection on one event loop: descriptors are reused
+  so.event_keepalive = Millis(1);    // the stream writes all the time
+  StartServer(so);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto connect_local = [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  };
+  const std::string stream_request =
+      "GET /messages/stream HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
+  const std::string heartbeat = "GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (int i = 0; i < 300; ++i) {
+    const int stream = connect_local();
+    ASSERT_GE(stream, 0);
+    ASSERT_EQ(::send(stream, stream_request.data(), stream_request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(stream_request.size()));
+    ASSERT_NE(ReadUntil(stream, ": keep-alive", kWait).find(": keep-alive"), std::string::npos);
+    ::close(stream);
+    const int next = connect_local();
+    ASSERT_GE(next, 0);
+    ASSERT_EQ(::send(next, heartbeat.data(), heartbeat.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(heartbeat.size()));
+    const std::string got = ReadUntil(next, "\"high_waters\"", kWait);
+    ::close(next);
+    ASSERT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << "round " << i << ": " << got.substr(0, 200);
+  }
+}
+
 TEST_F(ConsumersTest, ShutdownAnswersAWaitingPoll) {
   StartServer();
   Send("a", "b", "1");
