@@ -549,7 +549,14 @@ TEST_F(ConsumersTest, AStreamWhoseClientReadsNothingIsCut) {
 
 // Once a stream's client has left, nothing more is written for it: the descriptor it had may
 // already carry another client's connection, which must never see bytes of the old stream.
+// (Without http::Connection a chunk of the old stream reached the next connection within a few
+// hundred rounds, in every run.)
 TEST_F(ConsumersTest, NothingOfAClosedStreamReachesTheNextConnection) {
+#if defined(__SANITIZE_THREAD__)
+  // Under ThreadSanitizer every round is several times slower and the race this guards against
+  // needs the server's threads at their normal pace; the other builds run it.
+  GTEST_SKIP() << "timing-dependent scenario; run in the Release and ASan builds";
+#endif
   HttpServerOptions so;
   so.threads = 1;                    // every connection on one event loop: descriptors are reused
   so.event_keepalive = Millis(1);    // the stream writes all the time
@@ -569,12 +576,14 @@ TEST_F(ConsumersTest, NothingOfAClosedStreamReachesTheNextConnection) {
   const std::string stream_request =
       "GET /messages/stream HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
   const std::string heartbeat = "GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     const int stream = connect_local();
     ASSERT_GE(stream, 0);
     ASSERT_EQ(::send(stream, stream_request.data(), stream_request.size(), MSG_NOSIGNAL),
               static_cast<ssize_t>(stream_request.size()));
-    ASSERT_NE(ReadUntil(stream, ": keep-alive", kWait).find(": keep-alive"), std::string::npos);
+    if (i % 2 == 1) {  // closed once the stream runs, or at once (while its head is written)
+      ASSERT_NE(ReadUntil(stream, ": keep-alive", kWait).find(": keep-alive"), std::string::npos);
+    }
     ::close(stream);
     const int next = connect_local();
     ASSERT_GE(next, 0);
