@@ -35,18 +35,6 @@ constexpr int kRetryMs = 2000;
 // connection's event-loop thread (StreamConsumer::OnWritten).
 constexpr int kMaxNudges = 16;
 
-std::optional<uint64_t> ParseUint(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - digit) / 10) return std::nullopt;
-    v = v * 10 + digit;
-  }
-  return v;
-}
-
 const std::string* Find(const std::map<std::string, std::string>& raw, const char* name) {
   auto it = raw.find(name);
   return it == raw.end() ? nullptr : &it->second;
@@ -101,7 +89,7 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
   if (const std::string* wait = Find(raw_query, "wait_ms")) {
     Result<std::string> text = PercentDecode(*wait, "wait_ms");
     if (!text.ok()) return text.status();
-    std::optional<uint64_t> v = ParseUint(*text);
+    std::optional<uint64_t> v = ParseDecimalU64(*text);
     if (!v || *v > kMaxWaitMs) {
       return Status::InvalidArgument("'wait_ms' must be an integer from 0 to " +
                                      std::to_string(kMaxWaitMs));
@@ -117,7 +105,7 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
     std::string_view id = *last_event_id;
     while (!id.empty() && id.front() == ' ') id.remove_prefix(1);
     while (!id.empty() && id.back() == ' ') id.remove_suffix(1);
-    std::optional<uint64_t> v = ParseUint(id);
+    std::optional<uint64_t> v = ParseDecimalU64(id);
     if (!v) {
       return Status::InvalidArgument(
           "'Last-Event-ID' must be the id of an event of this node's stream (a seq)");

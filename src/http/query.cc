@@ -1,8 +1,10 @@
 #include "src/http/query.h"
 
+#include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <system_error>
 
 #include "src/http/json_codec.h"
 #include "src/http/utf8.h"
@@ -15,19 +17,6 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-// Decimal digits only (no sign, no spaces), at most UINT64_MAX.
-std::optional<uint64_t> ParseUint(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - digit) / 10) return std::nullopt;
-    v = v * 10 + digit;
-  }
-  return v;
 }
 
 const std::string* Find(const std::map<std::string, std::string>& raw, const char* name) {
@@ -46,6 +35,14 @@ Result<std::string> IdParam(const std::string& raw, const char* name) {
 }
 
 }  // namespace
+
+std::optional<uint64_t> ParseDecimalU64(std::string_view text) {
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [stop, ec] = std::from_chars(text.data(), end, v);  // digits only for an unsigned type
+  if (text.empty() || ec != std::errc() || stop != end) return std::nullopt;
+  return v;
+}
 
 Result<std::string> PercentDecode(std::string_view value, std::string_view name) {
   std::string out;
@@ -77,14 +74,14 @@ Result<ListingQuery> ParseListingQuery(const std::map<std::string, std::string>&
   if (const std::string* after = Find(raw, "after")) {
     Result<std::string> text = PercentDecode(*after, "after");
     if (!text.ok()) return text.status();
-    std::optional<uint64_t> v = ParseUint(*text);
+    std::optional<uint64_t> v = ParseDecimalU64(*text);
     if (!v) return Status::InvalidArgument("'after' must be a non-negative integer");
     q.after = *v;
   }
   if (const std::string* limit = Find(raw, "limit")) {
     Result<std::string> text = PercentDecode(*limit, "limit");
     if (!text.ok()) return text.status();
-    std::optional<uint64_t> v = ParseUint(*text);
+    std::optional<uint64_t> v = ParseDecimalU64(*text);
     if (!v || *v < 1 || *v > kMaxListingLimit) {
       return Status::InvalidArgument("'limit' must be an integer from 1 to " +
                                      std::to_string(kMaxListingLimit));

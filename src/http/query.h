@@ -15,6 +15,10 @@ namespace dsm::http {
 
 constexpr size_t kMaxListingLimit = 10000;  // largest `limit` of /messages and /sync
 
+// A decimal number of decimal digits only (no sign, no spaces), at most UINT64_MAX; nullopt for
+// anything else, the empty string included.
+std::optional<uint64_t> ParseDecimalU64(std::string_view text);
+
 // Decodes %XX escapes and '+' (a space, as in HTML forms; a literal plus is %2B). The result must
 // be valid UTF-8. Errors: InvalidArgument naming `name`.
 Result<std::string> PercentDecode(std::string_view value, std::string_view name);

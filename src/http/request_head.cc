@@ -2,6 +2,9 @@
 
 #include <cctype>
 #include <cstdint>
+#include <optional>
+
+#include "src/http/query.h"
 
 namespace dsm::http {
 namespace {
@@ -28,16 +31,9 @@ bool IsHeader(std::string_view name, std::string_view lower_name) {
 // The verdict on one Content-Length value (RFC 9110: 1*DIGIT).
 RequestHeadScanner::Verdict CheckContentLength(std::string_view value, size_t limit) {
   using Verdict = RequestHeadScanner::Verdict;
-  value = Trim(value);
-  if (value.empty()) return Verdict::kBadContentLength;
-  uint64_t n = 0;
-  for (char c : value) {
-    if (c < '0' || c > '9') return Verdict::kBadContentLength;
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (n > (UINT64_MAX - digit) / 10) return Verdict::kBadContentLength;
-    n = n * 10 + digit;
-  }
-  return n > limit ? Verdict::kTooLarge : Verdict::kNeedMore;
+  const std::optional<uint64_t> n = ParseDecimalU64(Trim(value));
+  if (!n) return Verdict::kBadContentLength;
+  return *n > limit ? Verdict::kTooLarge : Verdict::kNeedMore;
 }
 
 }  // namespace
