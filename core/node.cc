@@ -300,6 +300,11 @@ struct Node::Impl {
 
   // Event handlers and the executor of decided work. REQUIRES: mu not held.
   void Run(Actions actions);
+  // Takes the answer (`ok` or not) of one request to `peer`: under the lock, counts it toward the
+  // peer's liveness, lets `update(peer_state, now, actions)` record what the answer changed,
+  // collects what became due; then runs it all outside the lock. Nothing once stopped.
+  template <typename Update>
+  void AfterExchange(size_t peer, bool ok, Update&& update);
   void StartPush(size_t peer, uint64_t from);
   void OnPushed(size_t peer, Result<ReplicateReply> r);
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r);
@@ -579,31 +584,39 @@ void Node::Impl::OnPushed(size_t peer, Result<ReplicateReply> r) {
   Run(std::move(a));
 }
 
-void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
+template <typename Update>
+void Node::Impl::AfterExchange(size_t peer, bool ok, Update&& update) {
   Actions a;
   {
     std::lock_guard lock(mu);
     if (stopped) return;
     PeerState& p = peers[peer];
-    p.heartbeat_in_flight = false;
-    MonoTime now = clock->Now();
-    if (r.ok()) {
+    const MonoTime now = clock->Now();
+    if (ok) {
       MarkSuccess(p, now);
-      if (!p.stream.empty() && p.stream != r->stream) {
-        // The peer's data directory was replaced: it no longer holds what it acknowledged.
-        p.push_cursor = 0;
-        p.push_not_before = now;
-      }
-      p.stream = std::move(r->stream);
-      p.high_waters = std::move(r->high_waters);
-      CollectSatisfied(&a);
     } else {
       MarkFailure(p, now);
     }
+    update(p, now, a);
     CollectDue(now, &a);
     a.wake = true;
   }
   Run(std::move(a));
+}
+
+void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
+  AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
+    p.heartbeat_in_flight = false;
+    if (!r.ok()) return;
+    if (!p.stream.empty() && p.stream != r->stream) {
+      // The peer's data directory was replaced: it no longer holds what it acknowledged.
+      p.push_cursor = 0;
+      p.push_not_before = now;
+    }
+    p.stream = std::move(r->stream);
+    p.high_waters = std::move(r->high_waters);
+    CollectSatisfied(&a);
+  });
 }
 
 // One /sync page from a peer: apply it with the new cursor in the same write. A page can show a
@@ -652,14 +665,8 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
       }
     }
   }
-  Actions a;
-  {
-    std::lock_guard lock(mu);
-    if (stopped) return;
-    PeerState& p = peers[peer];
-    MonoTime now = clock->Now();
+  AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
     if (r.ok()) {
-      MarkSuccess(p, now);
       NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
       if (r->stream != cursor.peer_stream && cursor.seq != 0) {
         Event(EventLevel::kWarning,
@@ -673,7 +680,6 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
                           p.url, repair->first));
       }
     } else {
-      MarkFailure(p, now);
       ++p.pull_errors;
     }
     if (repair && applied_ok) {
@@ -686,10 +692,7 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
         p.next_pull = now + options.anti_entropy_interval;
       }
     }
-    CollectDue(now, &a);
-    a.wake = true;
-  }
-  Run(std::move(a));
+  });
 }
 
 // One page of an origin stream read from a peer to fill a gap (see OnSync).
@@ -705,17 +708,7 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
     if (w.ok()) CountOutcomes(kPull, *w);
     progressed = w.ok() && log->HighWater(origin) > before;
   }
-  Actions a;
-  {
-    std::lock_guard lock(mu);
-    if (stopped) return;
-    PeerState& p = peers[peer];
-    MonoTime now = clock->Now();
-    if (r.ok()) {
-      MarkSuccess(p, now);
-    } else {
-      MarkFailure(p, now);
-    }
+  AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
     if (progressed && more) {
       a.repairs.push_back({peer, origin, last});
     } else {
@@ -726,10 +719,7 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
         p.next_pull = now + options.anti_entropy_interval;
       }
     }
-    CollectDue(now, &a);
-    a.wake = true;
-  }
-  Run(std::move(a));
+  });
 }
 
 void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendResult)> done) {
