@@ -35,11 +35,6 @@ constexpr int kRetryMs = 2000;
 // connection's event-loop thread (StreamConsumer::OnWritten).
 constexpr int kMaxNudges = 16;
 
-const std::string* Find(const std::map<std::string, std::string>& raw, const char* name) {
-  auto it = raw.find(name);
-  return it == raw.end() ? nullptr : &it->second;
-}
-
 std::map<std::string, std::string> RawQuery(const Pistache::Rest::Request& req) {
   const auto& q = req.query();
   return std::map<std::string, std::string>(q.parameters_begin(), q.parameters_end());
@@ -86,7 +81,7 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
   if (base->limit) q.limit = *base->limit;
   q.sender = std::move(base->sender);
   q.recipient = std::move(base->recipient);
-  if (const std::string* wait = Find(raw_query, "wait_ms")) {
+  if (const std::string* wait = FindParam(raw_query, "wait_ms")) {
     Result<std::string> text = PercentDecode(*wait, "wait_ms");
     if (!text.ok()) return text.status();
     std::optional<uint64_t> v = ParseDecimalU64(*text);
@@ -96,7 +91,7 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
     }
     q.wait = Millis(*v);
   }
-  if (const std::string* resume = Find(raw_query, "resume")) {
+  if (const std::string* resume = FindParam(raw_query, "resume")) {
     Result<std::map<std::string, uint64_t>> r = ParseResume(*resume);
     if (!r.ok()) return r.status();
     q.resume = std::move(r).value();

@@ -19,11 +19,6 @@ int HexValue(char c) {
   return -1;
 }
 
-const std::string* Find(const std::map<std::string, std::string>& raw, const char* name) {
-  auto it = raw.find(name);
-  return it == raw.end() ? nullptr : &it->second;
-}
-
 Result<std::string> IdParam(const std::string& raw, const char* name) {
   Result<std::string> v = PercentDecode(raw, name);
   if (!v.ok()) return v;
@@ -35,6 +30,11 @@ Result<std::string> IdParam(const std::string& raw, const char* name) {
 }
 
 }  // namespace
+
+const std::string* FindParam(const std::map<std::string, std::string>& raw, const char* name) {
+  auto it = raw.find(name);
+  return it == raw.end() ? nullptr : &it->second;
+}
 
 std::optional<uint64_t> ParseDecimalU64(std::string_view text) {
   uint64_t v = 0;
@@ -71,14 +71,14 @@ Result<std::string> PercentDecode(std::string_view value, std::string_view name)
 
 Result<ListingQuery> ParseListingQuery(const std::map<std::string, std::string>& raw) {
   ListingQuery q;
-  if (const std::string* after = Find(raw, "after")) {
+  if (const std::string* after = FindParam(raw, "after")) {
     Result<std::string> text = PercentDecode(*after, "after");
     if (!text.ok()) return text.status();
     std::optional<uint64_t> v = ParseDecimalU64(*text);
     if (!v) return Status::InvalidArgument("'after' must be a non-negative integer");
     q.after = *v;
   }
-  if (const std::string* limit = Find(raw, "limit")) {
+  if (const std::string* limit = FindParam(raw, "limit")) {
     Result<std::string> text = PercentDecode(*limit, "limit");
     if (!text.ok()) return text.status();
     std::optional<uint64_t> v = ParseDecimalU64(*text);
@@ -88,12 +88,12 @@ Result<ListingQuery> ParseListingQuery(const std::map<std::string, std::string>&
     }
     q.limit = static_cast<size_t>(*v);
   }
-  if (const std::string* sender = Find(raw, "sender")) {
+  if (const std::string* sender = FindParam(raw, "sender")) {
     Result<std::string> v = IdParam(*sender, "sender");
     if (!v.ok()) return v.status();
     q.sender = std::move(v).value();
   }
-  if (const std::string* recipient = Find(raw, "recipient")) {
+  if (const std::string* recipient = FindParam(raw, "recipient")) {
     Result<std::string> v = IdParam(*recipient, "recipient");
     if (!v.ok()) return v.status();
     q.recipient = std::move(v).value();

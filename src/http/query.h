@@ -19,6 +19,9 @@ constexpr size_t kMaxListingLimit = 10000;  // largest `limit` of /messages and 
 // anything else, the empty string included.
 std::optional<uint64_t> ParseDecimalU64(std::string_view text);
 
+// The raw value of query parameter `name`, or nullptr when the query does not have it.
+const std::string* FindParam(const std::map<std::string, std::string>& raw, const char* name);
+
 // Decodes %XX escapes and '+' (a space, as in HTML forms; a literal plus is %2B). The result must
 // be valid UTF-8. Errors: InvalidArgument naming `name`.
 Result<std::string> PercentDecode(std::string_view value, std::string_view name);
