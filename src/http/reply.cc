@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <sstream>
 #include <utility>
 
 namespace dsm::http {
@@ -49,8 +50,27 @@ void Gate::CutStreams() {
   streams.clear();
 }
 
-Reply::Reply(Http::ResponseWriter writer, std::shared_ptr<Gate> gate)
-    : writer_(std::move(writer)), gate_(std::move(gate)) {
+namespace {
+
+// The bytes of a whole answer, laid out as ResponseWriter::send does: status line, the headers
+// collected on the writer, Content-Length, blank line, body.
+std::string AnswerBytes(Http::Version version, Http::Code code,
+                        const Http::Header::Collection& headers, const std::string& body) {
+  std::ostringstream os;
+  os << version << ' ' << static_cast<int>(code) << ' ' << code << "\r\n";
+  for (const std::shared_ptr<Http::Header::Header>& h : headers.list()) {
+    os << h->name() << ": ";
+    h->write(os);
+    os << "\r\n";
+  }
+  os << "Content-Length: " << body.size() << "\r\n\r\n" << body;
+  return std::move(os).str();
+}
+
+}  // namespace
+
+Reply::Reply(Http::ResponseWriter writer, Http::Version version, std::shared_ptr<Gate> gate)
+    : writer_(std::move(writer)), version_(version), gate_(std::move(gate)) {
   if (std::shared_ptr<Pistache::Tcp::Peer> peer = writer_.getPeer()) {
     connection_ = ConnectionOf(*peer);
   }
@@ -81,11 +101,25 @@ void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaTyp
     if (--gate->in_flight == 0) gate->settled.notify_all();
   };
   std::optional<Pistache::Async::Promise<ssize_t>> written;
-  auto send = [&] {
-    if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
-    written.emplace(writer_.send(static_cast<Http::Code>(http), body, type));
-  };
   try {
+    std::shared_ptr<Pistache::Tcp::Peer> peer = writer_.getPeer();
+    if (peer == nullptr) {
+      settle();  // the client left
+      return;
+    }
+    if (auto content_type = writer_.headers().tryGet<Http::Header::ContentType>()) {
+      content_type->setMime(type);
+    } else {
+      writer_.headers().add<Http::Header::ContentType>(type);
+    }
+    if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
+    std::string bytes =
+        AnswerBytes(version_, static_cast<Http::Code>(http), writer_.headers(), body);
+    const size_t size = bytes.size();
+    auto send = [&] {
+      peer->setIdle(true);  // the request is answered: the keep-alive timeout applies again
+      written.emplace(peer->send(Pistache::RawBuffer(std::move(bytes), size)));
+    };
     if (connection_ == nullptr) {
       send();
     } else if (!connection_->IfOpen(send)) {

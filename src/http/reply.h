@@ -106,9 +106,17 @@ struct Gate {
 };
 
 // One request's answer: JSON, sent at most once. Dropped silently once the gate is closed.
+//
+// The answer is laid out here and handed to the connection with Tcp::Peer::send, not with
+// ResponseWriter::send: the promise that ResponseWriter::send returns is settled by Pistache's
+// event loop without that promise's lock, so a continuation attached to it from another thread
+// (the log's commit thread answering a /send, a quorum answer) races with the settling and can
+// crash the process or be lost. Peer::send's own promise is settled under its lock.
 class Reply {
  public:
-  Reply(Pistache::Http::ResponseWriter writer, std::shared_ptr<Gate> gate);
+  // `version`: the request's HTTP version, which the answer's status line repeats.
+  Reply(Pistache::Http::ResponseWriter writer, Pistache::Http::Version version,
+        std::shared_ptr<Gate> gate);
   // A request nobody answered (a completion dropped without being called) still gets an answer
   // rather than a connection left waiting: 500.
   ~Reply();
@@ -144,6 +152,7 @@ class Reply {
   std::mutex mu_;
   bool answered_ = false;  // guarded by mu_
   Pistache::Http::ResponseWriter writer_;
+  const Pistache::Http::Version version_;
   const std::shared_ptr<Gate> gate_;
   std::shared_ptr<Connection> connection_;  // set at construction, on the event-loop thread
 };

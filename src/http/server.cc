@@ -442,7 +442,7 @@ Rest::Route::Handler HttpServer::Impl::Bind(Handler h, const char* path) {
         return Rest::Route::Result::Ok;
       }
     }
-    auto reply = std::make_shared<Reply>(std::move(writer), gate);
+    auto reply = std::make_shared<Reply>(std::move(writer), req.version(), gate);
     try {
       (this->*h)(req, reply);
     } catch (const std::exception& e) {
@@ -488,8 +488,10 @@ void HttpServer::Impl::SetUpRoutes() {
     for (Http::Method m : kAllMethods) {
       if (m == r.method) continue;
       router->addRoute(m, r.path,
-                       [this, allow, reason](const Rest::Request&, Http::ResponseWriter writer) {
-                         Reply(std::move(writer), gate).Send(405, json::ErrorBody(reason), &allow);
+                       [this, allow, reason](const Rest::Request& req,
+                                             Http::ResponseWriter writer) {
+                         Reply(std::move(writer), req.version(), gate)
+                             .Send(405, json::ErrorBody(reason), &allow);
                          return Rest::Route::Result::Ok;
                        });
     }

@@ -485,6 +485,45 @@ TEST_F(ApiTest, WrongMethodNamesTheAllowedOnes) {
   EXPECT_NE(p.headers["allow"].find("GET"), std::string::npos) << p.headers["allow"];
 }
 
+// The answer's bytes: the status line repeats the request's HTTP version, the headers include
+// the media type, the connection control and (for a 405) Allow, and Content-Length is the
+// body's exact size.
+TEST_F(ApiTest, AnswersAreWholeHttpMessages) {
+  struct Case {
+    std::string name;
+    std::string request;
+    std::string status_line;
+    std::vector<std::string> headers;  // lower-cased "name: value" lines the answer must have
+  };
+  const std::vector<Case> cases = {
+      {"HTTP/1.0 without Connection", "GET /heartbeat HTTP/1.0\r\nHost: x\r\n\r\n",
+       "HTTP/1.0 200 OK", {"content-type: application/json", "connection: close"}},
+      {"HTTP/1.1 keep-alive",
+       "GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+       "HTTP/1.1 200 OK", {"content-type: application/json", "connection: keep-alive"}},
+      {"405", "PUT /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 405 Method Not Allowed", {"content-type: application/json", "allow: get"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string answer = RawExchange(node().Port(), c.request, milliseconds(1000));
+    const size_t head_end = answer.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << answer;
+    std::string head = answer.substr(0, head_end);
+    const std::string body = answer.substr(head_end + 4);
+    EXPECT_EQ(head.substr(0, head.find("\r\n")), c.status_line);
+    std::transform(head.begin(), head.end(), head.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    for (const std::string& h : c.headers) {
+      EXPECT_NE(head.find("\r\n" + h + "\r\n"), std::string::npos) << h << " missing in\n" << head;
+    }
+    EXPECT_NE(head.find("\r\ncontent-length: " + std::to_string(body.size())), std::string::npos)
+        << head << "\n(body of " << body.size() << " bytes)";
+    EXPECT_EQ(body.front(), '{') << body;
+    EXPECT_EQ(body.back(), '}') << body;
+  }
+}
+
 // Raw bytes on the socket: the answer, if any, is a 4xx (never a 5xx), the connection may simply
 // close, and the node keeps answering and stores nothing.
 TEST_F(ApiTest, RawSocketAbuse) {
