@@ -24,6 +24,43 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
+// 0..15 for a hex digit (either case), -1 otherwise.
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsVisibleAscii(char c) { return c >= 0x21 && c <= 0x7e; }
+
+// A cookie value's bytes as RFC 6265's cookie-octet allows them (';' never reaches here).
+bool IsCookieOctet(char c) { return IsVisibleAscii(c) && c != '"' && c != ',' && c != '\\'; }
+
+// Strict percent-decoding of a cookie value: nullopt on a bad escape or a byte outside the
+// allowed sets.
+std::optional<std::string> DecodeCookieValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (!IsCookieOctet(c)) return std::nullopt;
+    if (c != '%') {
+      out.push_back(c);
+      continue;
+    }
+    if (v.size() - i < 3) return std::nullopt;  // fewer than two characters follow the '%'
+    const int hi = HexValue(v[i + 1]);
+    const int lo = HexValue(v[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    const char decoded = static_cast<char>(hi * 16 + lo);
+    if (!IsVisibleAscii(decoded)) return std::nullopt;
+    out.push_back(decoded);
+    i += 2;
+  }
+  return out;
+}
+
 }  // namespace
 
 bool TokenEquals(std::string_view expected, std::string_view presented) {
@@ -66,6 +103,24 @@ std::optional<std::string_view> PresentedToken(std::optional<std::string_view> a
   return std::nullopt;
 }
 
+std::optional<std::string> CookieToken(std::string_view cookie_header) {
+  while (!cookie_header.empty()) {
+    const size_t semi = cookie_header.find(';');
+    const std::string_view pair = cookie_header.substr(0, semi);
+    cookie_header =
+        semi == std::string_view::npos ? std::string_view() : cookie_header.substr(semi + 1);
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || TrimSpaces(pair.substr(0, eq)) != kTokenCookie) continue;
+    // The first cookie of that name decides, whatever follows it.
+    const std::string_view value = TrimSpaces(pair.substr(eq + 1));
+    if (value.empty() || value.size() > 3 * kMaxTokenBytes) return std::nullopt;
+    std::optional<std::string> token = DecodeCookieValue(value);
+    if (!token || token->empty()) return std::nullopt;
+    return token;
+  }
+  return std::nullopt;
+}
+
 Scope ScopeOf(std::string_view path) {
   size_t q = path.find('?');
   if (q != std::string_view::npos) path = path.substr(0, q);
@@ -77,12 +132,28 @@ Scope ScopeOf(std::string_view path) {
   }
   while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
   if (normal == "/replicate" || normal == "/sync" || normal == "/heartbeat") return Scope::kCluster;
+  if (normal == "/" || normal == "/dashboard" || normal == "/dashboard/app.js" ||
+      normal == "/dashboard/style.css") {
+    return Scope::kPublic;
+  }
   return Scope::kClient;
+}
+
+std::optional<std::string> EffectiveToken(std::string_view path, const Credentials& credentials) {
+  if (credentials.header_token) return credentials.header_token;
+  // The cookie travels with every request the browser makes to this host, cross-site form posts
+  // included: it only authenticates reads of client endpoints.
+  if (!credentials.read || !credentials.cookie || ScopeOf(path) != Scope::kClient) {
+    return std::nullopt;
+  }
+  return CookieToken(*credentials.cookie);
 }
 
 Status AuthPolicy::Check(std::string_view path, std::optional<std::string_view> presented) const {
   const std::string_view token = presented.value_or(std::string_view());
-  if (ScopeOf(path) == Scope::kCluster) {
+  const Scope scope = ScopeOf(path);
+  if (scope == Scope::kPublic) return Status::Ok();
+  if (scope == Scope::kCluster) {
     if (cluster_token_.empty() || TokenEquals(cluster_token_, token)) return Status::Ok();
     return Status::InvalidArgument(presented ? "invalid cluster token" : "cluster token required");
   }
@@ -92,6 +163,11 @@ Status AuthPolicy::Check(std::string_view path, std::optional<std::string_view> 
   const bool cluster_ok = !cluster_token_.empty() && TokenEquals(cluster_token_, token);
   if (client_ok || cluster_ok) return Status::Ok();
   return Status::InvalidArgument(presented ? "invalid client token" : "client token required");
+}
+
+Status AuthPolicy::Check(std::string_view path, const Credentials& credentials) const {
+  const std::optional<std::string> token = EffectiveToken(path, credentials);
+  return Check(path, token ? std::optional<std::string_view>(*token) : std::nullopt);
 }
 
 }  // namespace dsm::http

@@ -7,9 +7,14 @@
 //  - the client token (--client-token / DSM_CLIENT_TOKEN) guards every other endpoint (/send,
 //    /messages, /status, and whatever client endpoints are added). The cluster token is accepted
 //    there as well: whoever holds it may already write into the cluster.
-// An endpoint whose token is not configured is open. A request presents a token as
-// "Authorization: Bearer <token>" or "X-Dsm-Token: <token>". Tokens are compared in constant time
-// (the time depends only on the configured token's length) and never logged or echoed.
+// The dashboard's static files (/, /dashboard, /dashboard/app.js, /dashboard/style.css) hold no
+// data and are public. An endpoint whose token is not configured is open. A request presents a
+// token as "Authorization: Bearer <token>" or "X-Dsm-Token: <token>"; a read (GET or HEAD) of a
+// client endpoint may instead carry the client token in the cookie "dsm_token" (percent-encoded),
+// which is how the dashboard's event stream authenticates (a browser's EventSource sends no
+// headers of its own). Writes and the internal endpoints never accept the cookie, so a forged
+// cross-site request cannot write with it. Tokens are compared in constant time (the time depends
+// only on the configured token's length) and never logged or echoed.
 //
 // Pure functions and an immutable policy object: thread-safe.
 #pragma once
@@ -25,6 +30,9 @@ namespace dsm::http {
 // The header a peer client sends its cluster token in.
 inline constexpr char kAuthorizationHeader[] = "Authorization";
 inline constexpr char kTokenHeader[] = "X-Dsm-Token";
+// The request header holding cookies, and the cookie that may hold the client token.
+inline constexpr char kCookieHeader[] = "Cookie";
+inline constexpr char kTokenCookie[] = "dsm_token";
 inline constexpr size_t kMaxTokenBytes = 1024;
 
 // Whether `presented` equals `expected`, without an early exit: the running time depends only on
@@ -41,13 +49,35 @@ Status ValidateToken(std::string_view token, std::string_view option);
 std::optional<std::string_view> PresentedToken(std::optional<std::string_view> authorization,
                                                std::optional<std::string_view> dsm_token);
 
+// The client token carried by a Cookie header's value ("a=1; dsm_token=<percent-encoded>"):
+// cookies are separated by ';' with optional spaces or tabs around names and values; the first
+// cookie named exactly kTokenCookie counts, percent-decoded. nullopt when there is none, when its
+// value is empty or longer than 3 * kMaxTokenBytes, when a '%' is not followed by two hex digits,
+// or when the value or the decoded token holds anything but visible ASCII (0x21..0x7e; the value
+// may not hold a double quote, a comma or a backslash either, as in RFC 6265's cookie-octet). '+'
+// stands for itself.
+std::optional<std::string> CookieToken(std::string_view cookie_header);
+
 enum class Scope {
+  kPublic,   // the dashboard's static files: /, /dashboard, /dashboard/app.js, /dashboard/style.css
   kCluster,  // internal endpoints: /replicate, /sync, /heartbeat
-  kClient,   // everything else
+  kClient,   // everything else, unknown paths included
 };
 
-// The scope of a request path (the resource, without the query string).
+// The scope of a request path (the resource, without the query string). Paths are compared
+// exactly after the router's normalisation (runs of '/' count as one, a trailing '/' is ignored).
 Scope ScopeOf(std::string_view path);
+
+// What a request presents to authenticate, copied out of its head.
+struct Credentials {
+  std::optional<std::string> header_token;  // PresentedToken() of its headers
+  std::optional<std::string> cookie;        // the value of its Cookie header
+  bool read = false;                        // GET or HEAD
+};
+
+// The token that counts for a request on `path`: the header token when there is one; else, for a
+// read of a client-scope path, CookieToken(cookie); else none.
+std::optional<std::string> EffectiveToken(std::string_view path, const Credentials& credentials);
 
 class AuthPolicy {
  public:
@@ -55,8 +85,11 @@ class AuthPolicy {
   AuthPolicy(std::string cluster_token, std::string client_token)
       : cluster_token_(std::move(cluster_token)), client_token_(std::move(client_token)) {}
 
-  // OK, or the reason for a 401 (which names the missing token kind, never a token).
+  // OK, or the reason for a 401 (which names the missing token kind, never a token). Public paths
+  // are always OK.
   Status Check(std::string_view path, std::optional<std::string_view> presented) const;
+  // Check(path, EffectiveToken(path, credentials)).
+  Status Check(std::string_view path, const Credentials& credentials) const;
 
   bool open() const { return cluster_token_.empty() && client_token_.empty(); }
 

@@ -257,15 +257,19 @@ constexpr char kHeadScannerKey[] = "dsm.head_scanner";
 // Peer data key of a connection's slot in EdgeState::connections.
 constexpr char kConnectionSlotKey[] = "dsm.connection_slot";
 
-// The token a request presents (src/http/auth.h), copied out of its headers.
-std::optional<std::string> RequestToken(const Http::Request& req) {
+// What a request presents to authenticate (src/http/auth.h), copied out of its head. Of several
+// Cookie headers Pistache keeps the raw value of the first only.
+http::Credentials RequestCredentials(const Http::Request& req) {
   std::optional<std::string> authorization;
   std::optional<std::string> dsm_token;
   if (auto a = req.headers().tryGet<Http::Header::Authorization>()) authorization = a->value();
   if (auto raw = req.headers().tryGetRaw(http::kTokenHeader)) dsm_token = raw->value();
+  http::Credentials credentials;
   std::optional<std::string_view> t = http::PresentedToken(authorization, dsm_token);
-  if (!t) return std::nullopt;
-  return std::string(*t);
+  if (t) credentials.header_token = std::string(*t);
+  if (auto raw = req.headers().tryGetRaw(http::kCookieHeader)) credentials.cookie = raw->value();
+  credentials.read = req.method() == Http::Method::Get || req.method() == Http::Method::Head;
+  return credentials;
 }
 
 // The challenge of a 401 answer (Pistache writes only typed headers).
@@ -395,7 +399,7 @@ class EdgeHandler final : public Http::Handler {
       return;
     }
     if (!state_->auth->open()) {
-      Status allowed = state_->auth->Check(req.resource(), RequestToken(req));
+      Status allowed = state_->auth->Check(req.resource(), RequestCredentials(req));
       if (!allowed.ok()) return SendUnauthorized(response, allowed);
     }
     Http::ResponseWriter spare = response.clone();
@@ -436,7 +440,7 @@ Rest::Route::Handler HttpServer::Impl::Bind(Handler h, const char* path) {
   return [this, h, path](const Rest::Request& req, Http::ResponseWriter writer) {
     if (path != nullptr && !auth->open()) {
       // The route's own path decides its scope, whatever spelling of it the router matched.
-      Status allowed = auth->Check(path, RequestToken(req));
+      Status allowed = auth->Check(path, RequestCredentials(req));
       if (!allowed.ok()) {
         SendUnauthorized(writer, allowed);
         return Rest::Route::Result::Ok;

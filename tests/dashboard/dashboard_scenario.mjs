@@ -1,14 +1,22 @@
 // Drives the dashboards of a live 3-node cluster in Debian's headless Chromium (playwright-core,
-// no browser download): node1's form sends a message, node2's live feed shows it, node3 is killed
-// (SIGKILL) and node1's cluster table turns it dead, then a quorum send through node1's form
-// shows the 503 outcome. Saves screenshots. Run by tests/dashboard/dashboard_test.cc, which
-// starts and cleans up the cluster:
+// no browser download). Run by tests/dashboard/dashboard_test.cc, which starts and cleans up the
+// cluster. Two modes:
+//  - open (the default): node1's form sends a message, node2's live feed shows it, node3 is
+//    killed (SIGKILL) and node1's cluster table turns it dead, then a quorum send through node1's
+//    form shows the 503 outcome;
+//  - token (every node started with --client-token TOKEN): node1's page shows the token form, a
+//    wrong token is refused, the right one brings the cluster table up; node2's page is opened
+//    with the token in its #token= fragment; a message sent through node1's form arrives in
+//    node2's live feed (an event stream authenticated by the dsm_token cookie).
+// Saves screenshots.
 //
 //   node dashboard_scenario.mjs --node1 URL --node2 URL --node3 URL --node3-pid PID
 //        --screenshot FILE.png [--chromium /usr/bin/chromium] [--timeout-ms 30000]
+//   node dashboard_scenario.mjs --mode token --token TOKEN --node1 URL --node2 URL --node3 URL
+//        --screenshot FILE.png [--chromium /usr/bin/chromium] [--timeout-ms 30000]
 //
 // Prints one line "RESULT {json}" and exits 0 when every step passed; on failure prints the
-// step that failed, saves FILE-failure.png and exits 1.
+// step that failed, saves FILE-failure-N.png and exits 1.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,8 +28,12 @@ function parseArgs(argv) {
     if (!argv[i].startsWith("--") || i + 1 >= argv.length) throw new Error("bad argument " + argv[i]);
     out[argv[i].slice(2)] = argv[i + 1];
   }
-  for (const required of ["node1", "node2", "node3", "node3-pid", "screenshot"]) {
-    if (!out[required]) throw new Error("missing --" + required);
+  out.mode = out.mode || "open";
+  if (out.mode !== "open" && out.mode !== "token") throw new Error("bad --mode " + out.mode);
+  const required = ["node1", "node2", "node3", "screenshot"];
+  required.push(out.mode === "open" ? "node3-pid" : "token");
+  for (const r of required) {
+    if (!out[r]) throw new Error("missing --" + r);
   }
   return out;
 }
@@ -40,7 +52,7 @@ let context = null;
 let pages = [];
 const pageErrors = [];
 
-async function run() {
+async function launch() {
   // A persistent context gives Chromium a fresh --user-data-dir of our own.
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
@@ -54,7 +66,6 @@ async function run() {
   });
   context.setDefaultTimeout(timeout);
 
-  step = "opening both dashboards";
   const page1 = await context.newPage();
   const page2 = await context.newPage();
   pages = [page1, page2];
@@ -66,6 +77,46 @@ async function run() {
       }
     });
   }
+  return [page1, page2];
+}
+
+// Sends a message through `page`'s form and waits for its ok outcome. Returns the payload, the
+// seq and the msg_id the node answered.
+async function sendThroughForm(page, sender) {
+  const payload = `hello from node1's form ${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  await page.fill('#send-form [name="sender"]', sender);
+  await page.fill('#send-form [name="recipient"]', "dashboard-test");
+  await page.fill('#send-form [name="payload"]', payload);
+  await page.selectOption('#send-form [name="ack"]', "");
+  await page.click("#send-button");
+  const okOutcome = page.locator('#outcomes li[data-status="200"].ok').first();
+  await okOutcome.waitFor();
+  const okText = await okOutcome.innerText();
+  const seqMatch = /seq (\d+), msg_id ([0-9a-f-]+)/.exec(okText);
+  if (!seqMatch) throw new Error("unexpected ok outcome text: " + okText);
+  log(`node1 answered: ${okText.replace(/\s+/g, " ")}`);
+  return { payload, seq: Number(seqMatch[1]), msg_id: seqMatch[2] };
+}
+
+// Waits for the message in `page`'s live feed and checks its msg_id.
+async function waitInFeed(page, sent) {
+  const fed = page.locator("#feed li").filter({ hasText: sent.payload });
+  await fed.waitFor();
+  const fedMsgId = await fed.first().getAttribute("data-msg-id");
+  if (fedMsgId !== sent.msg_id) throw new Error(`node2's feed shows msg_id ${fedMsgId}, node1 stored ${sent.msg_id}`);
+  log("node2's feed shows the message");
+}
+
+async function saveScreenshots(page1, page2) {
+  step = "saving screenshots";
+  mkdirSync(dirname(args.screenshot), { recursive: true });
+  await page1.screenshot({ path: args.screenshot, fullPage: true });
+  await page2.screenshot({ path: args.screenshot.replace(/\.png$/, "-node2.png"), fullPage: true });
+}
+
+async function runOpen() {
+  const [page1, page2] = await launch();
+  step = "opening both dashboards";
   await page1.goto(args.node1 + "/?refresh_ms=300");
   await page2.goto(args.node2 + "/dashboard?refresh_ms=300");
 
@@ -81,25 +132,10 @@ async function run() {
   log("node2's feed is live");
 
   step = "sending a message through node1's form";
-  const payload = `hello from node1's form ${Date.now()}-${Math.random().toString(16).slice(2)}`;
-  await page1.fill('#send-form [name="sender"]', "browser");
-  await page1.fill('#send-form [name="recipient"]', "dashboard-test");
-  await page1.fill('#send-form [name="payload"]', payload);
-  await page1.selectOption('#send-form [name="ack"]', "");
-  await page1.click("#send-button");
-  const okOutcome = page1.locator('#outcomes li[data-status="200"].ok').first();
-  await okOutcome.waitFor();
-  const okText = await okOutcome.innerText();
-  const seqMatch = /seq (\d+), msg_id ([0-9a-f-]+)/.exec(okText);
-  if (!seqMatch) throw new Error("unexpected ok outcome text: " + okText);
-  log(`node1 answered: ${okText.replace(/\s+/g, " ")}`);
+  const sent = await sendThroughForm(page1, "browser");
 
   step = "waiting for the message in node2's live feed";
-  const fed = page2.locator("#feed li").filter({ hasText: payload });
-  await fed.waitFor();
-  const fedMsgId = await fed.first().getAttribute("data-msg-id");
-  if (fedMsgId !== seqMatch[2]) throw new Error(`node2's feed shows msg_id ${fedMsgId}, node1 stored ${seqMatch[2]}`);
-  log("node2's feed shows the message");
+  await waitInFeed(page2, sent);
 
   step = "killing node3 (SIGKILL) and waiting for node1's page to show it dead";
   process.kill(Number(args["node3-pid"]), "SIGKILL");
@@ -120,13 +156,81 @@ async function run() {
   }
   log(`node1 answered: ${refusedText.replace(/\s+/g, " ")}`);
 
-  step = "saving screenshots";
-  mkdirSync(dirname(args.screenshot), { recursive: true });
-  await page1.screenshot({ path: args.screenshot, fullPage: true });
-  await page2.screenshot({ path: args.screenshot.replace(/\.png$/, "-node2.png"), fullPage: true });
+  await saveScreenshots(page1, page2);
 
   if (pageErrors.length > 0) throw new Error("errors in the pages: " + pageErrors.join("; "));
-  return { msg_id: seqMatch[2], seq: Number(seqMatch[1]), payload, peers_alive: peersAlive };
+  return { msg_id: sent.msg_id, seq: sent.seq, payload: sent.payload, peers_alive: peersAlive };
+}
+
+// What `page` keeps of a token: its sessionStorage entry and whether a dsm_token cookie is set.
+async function storedToken(page) {
+  return page.evaluate(() => ({
+    session: sessionStorage.getItem("dsm_token"),
+    cookie: document.cookie.split(";").some((c) => c.trim().startsWith("dsm_token=")),
+  }));
+}
+
+async function runToken() {
+  const [page1, page2] = await launch();
+  const token = args.token;
+
+  step = "opening node1's dashboard without a token";
+  await page1.goto(args.node1 + "/?refresh_ms=300");
+  const panel1 = page1.locator("#token-panel");
+  await panel1.filter({ hasText: "This node requires a client token" }).waitFor();
+  if (await page1.locator("#content").isVisible()) throw new Error("the data is shown without a token");
+  if ((await page1.locator("#node-id").innerText()) !== "…") throw new Error("node1's id is shown without a token");
+  log("node1's page asks for the token");
+
+  step = "submitting a wrong token";
+  await page1.fill('#token-form [name="token"]', "not-the-" + token);
+  await page1.click("#token-button");
+  await page1.locator("#token-error").filter({ hasText: "invalid client token" }).waitFor();
+  await panel1.waitFor();
+  const afterWrong = await storedToken(page1);
+  if (afterWrong.session !== null || afterWrong.cookie) {
+    throw new Error("the refused token was kept: " + JSON.stringify(afterWrong));
+  }
+  log("the wrong token is refused");
+  mkdirSync(dirname(args.screenshot), { recursive: true });
+  await page1.screenshot({ path: args.screenshot.replace(/\.png$/, "-form.png"), fullPage: true });
+
+  step = "submitting the right token and waiting for node1's cluster table";
+  await page1.fill('#token-form [name="token"]', token);
+  await page1.click("#token-button");
+  await page1.locator("#node-id").filter({ hasText: "node1" }).waitFor();
+  await panel1.waitFor({ state: "hidden" });
+  for (const peer of [args.node2, args.node3]) {
+    await page1.locator(`#cluster tr[data-peer="${peer}"]`).and(page1.locator('[data-alive="true"]')).waitFor();
+  }
+  await page1.locator("#feed-state").filter({ hasText: "live" }).waitFor();
+  const kept = await storedToken(page1);
+  if (kept.session !== token || !kept.cookie) throw new Error("the token was not kept: " + JSON.stringify(kept));
+  log("node1's page shows both peers alive and a live feed");
+
+  step = "opening node2's dashboard with a #token= link";
+  await page2.goto(args.node2 + "/dashboard?refresh_ms=300#token=" + encodeURIComponent(token));
+  await page2.locator("#node-id").filter({ hasText: "node2" }).waitFor();
+  await page2.locator("#feed-state").filter({ hasText: "live" }).waitFor();
+  const href2 = await page2.evaluate(() => location.href);
+  if (href2.includes("token")) throw new Error("the token stayed in the address bar: " + href2);
+  if (await page2.locator("#token-panel").isVisible()) throw new Error("node2's page asks for a token");
+  log("node2's page took the token from its link; its feed is live");
+
+  step = "sending a message through node1's form";
+  const sent = await sendThroughForm(page1, "browser-token");
+
+  step = "waiting for the message in node2's live feed";
+  await waitInFeed(page2, sent);
+
+  await saveScreenshots(page1, page2);
+
+  if (pageErrors.length > 0) throw new Error("errors in the pages: " + pageErrors.join("; "));
+  return { msg_id: sent.msg_id, seq: sent.seq, payload: sent.payload };
+}
+
+async function run() {
+  return args.mode === "token" ? runToken() : runOpen();
 }
 
 let status = 0;

@@ -1,10 +1,13 @@
 // The dashboard in a real browser: a live 3-node cluster of dsm-node processes, and Debian's
-// headless Chromium driven by playwright-core (tests/dashboard/dashboard_scenario.mjs). The
-// scenario sends a message through node1's form and sees it in node2's live feed, kills node3
-// with SIGKILL and sees node1's page turn it dead, and sees the 503 of a quorum send. This test
-// owns the cluster (started and killed through the process harness) and checks afterwards what
-// the browser could not: that node3 really died and that the message is in node2's log. The
-// screenshot is kept at <build>/artifacts/dashboard.png.
+// headless Chromium driven by playwright-core (tests/dashboard/dashboard_scenario.mjs). On an open
+// cluster the scenario sends a message through node1's form and sees it in node2's live feed,
+// kills node3 with SIGKILL and sees node1's page turn it dead, and sees the 503 of a quorum send.
+// On a cluster whose nodes all require a client token (and share a cluster token) it sees the
+// token form, a wrong token refused, the right one accepted, and a message sent through node1's
+// form arrive in the live feed of node2's page, opened with a #token= link. The tests own the
+// clusters (started and killed through the process harness) and check afterwards what the browser
+// could not: that node3 really died and that the message is in node2's log. The screenshots are
+// kept at <build>/artifacts/dashboard.png and dashboard-token.png.
 //
 // Needs `node` on PATH, /usr/bin/chromium (or $DSM_CHROMIUM) and tests/dashboard/node_modules
 // (scripts/dev installs all three). DSM_SKIP_BROWSER_TESTS=1 skips the test explicitly.
@@ -58,19 +61,48 @@ bool IsPng(const std::string& path) {
   return in.gcount() == 8 && std::string(sig, 8) == std::string("\x89PNG\r\n\x1a\n", 8);
 }
 
-TEST(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
-  const char* skip = std::getenv("DSM_SKIP_BROWSER_TESTS");
-  if (skip != nullptr && std::string(skip) == "1") GTEST_SKIP() << "DSM_SKIP_BROWSER_TESTS=1";
+// The "RESULT {json}" line of the scenario's output; a non-object when there is none.
+rapidjson::Document ScenarioResult(const std::string& out) {
+  rapidjson::Document result;
+  const size_t at = out.find("RESULT ");
+  if (at == std::string::npos) return result;
+  result.Parse(out.substr(at + 7, out.find('\n', at) - at - 7).c_str());
+  return result;
+}
 
-  const std::string node = FindOnPath("node");
-  ASSERT_FALSE(node.empty()) << "Node.js (`node`) is not on PATH: run scripts/dev to install";
-  ASSERT_EQ(::access(ChromiumPath().c_str(), X_OK), 0)
-      << ChromiumPath() << " is missing: run scripts/dev (apt package chromium)";
-  const std::string test_dir = std::string(DSM_SOURCE_DIR) + "/tests/dashboard";
-  ASSERT_TRUE(fs::exists(test_dir + "/node_modules/playwright-core/package.json"))
-      << "playwright-core is not installed in " << test_dir
-      << ": run scripts/dev (npm ci there, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)";
+// Whether `messages` (a /messages answer's array) holds `msg_id`.
+bool Holds(const rapidjson::Value& messages, const std::string& msg_id) {
+  for (const auto& m : messages.GetArray()) {
+    if (m.IsObject() && m.HasMember("msg_id") && m["msg_id"].IsString() &&
+        m["msg_id"].GetString() == msg_id) {
+      return true;
+    }
+  }
+  return false;
+}
 
+// Checks that the browser, Node.js and playwright-core are there (or skips on request).
+class DashboardBrowserTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* skip = std::getenv("DSM_SKIP_BROWSER_TESTS");
+    if (skip != nullptr && std::string(skip) == "1") GTEST_SKIP() << "DSM_SKIP_BROWSER_TESTS=1";
+
+    node = FindOnPath("node");
+    ASSERT_FALSE(node.empty()) << "Node.js (`node`) is not on PATH: run scripts/dev to install";
+    ASSERT_EQ(::access(ChromiumPath().c_str(), X_OK), 0)
+        << ChromiumPath() << " is missing: run scripts/dev (apt package chromium)";
+    test_dir = std::string(DSM_SOURCE_DIR) + "/tests/dashboard";
+    ASSERT_TRUE(fs::exists(test_dir + "/node_modules/playwright-core/package.json"))
+        << "playwright-core is not installed in " << test_dir
+        << ": run scripts/dev (npm ci there, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)";
+  }
+
+  std::string node;      // the Node.js executable
+  std::string test_dir;  // where the scenario and its node_modules are
+};
+
+TEST_F(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
   // node1 refuses quorum writes it cannot get (--quorum 3) so the page can show a 503.
   std::vector<NodeSpec> specs(3);
   specs[0].id = "node1";
@@ -101,10 +133,7 @@ TEST(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
       << "the browser scenario failed (" << run.exit.ToString() << ")";
 
   // What the browser saw, checked from outside.
-  const size_t at = run.out.find("RESULT ");
-  ASSERT_NE(at, std::string::npos);
-  rapidjson::Document result;
-  result.Parse(run.out.substr(at + 7, run.out.find('\n', at) - at - 7).c_str());
+  rapidjson::Document result = ScenarioResult(run.out);
   ASSERT_TRUE(result.IsObject() && result.HasMember("msg_id") && result["msg_id"].IsString());
   const std::string msg_id = result["msg_id"].GetString();
 
@@ -114,11 +143,7 @@ TEST(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
   HttpResponse r = cluster.node(1).Get("/messages?recipient=dashboard-test");
   ASSERT_EQ(r.status, 200) << r.Describe();
   ASSERT_TRUE(r.json_ok && r.json["messages"].IsArray());
-  bool found = false;
-  for (const auto& m : r.json["messages"].GetArray()) {
-    found = found || std::string(m["msg_id"].GetString()) == msg_id;
-  }
-  EXPECT_TRUE(found) << "node2 does not hold " << msg_id;
+  EXPECT_TRUE(Holds(r.json["messages"], msg_id)) << "node2 does not hold " << msg_id;
   // The refused quorum send wrote nothing anywhere.
   HttpResponse refused = cluster.node(0).Get("/messages?recipient=dashboard-test");
   ASSERT_EQ(refused.status, 200);
@@ -126,6 +151,81 @@ TEST(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
 
   EXPECT_TRUE(IsPng(screenshot)) << screenshot;
   EXPECT_GT(fs::file_size(screenshot), 10000u);
+}
+
+// A GET carrying `token` as a bearer token.
+HttpResponse GetWithToken(NodeProcess& n, const std::string& path, const std::string& token) {
+  HttpRequest req;
+  req.url = n.Url() + path;
+  req.headers = {"Authorization: Bearer " + token};
+  req.timeout = Millis(3000);
+  return Http(req);
+}
+
+// True when `from`'s /status (read with `token`) shows every one of its peers alive.
+bool PeersAlive(TestCluster& cluster, size_t from, const std::string& token) {
+  HttpResponse r = GetWithToken(cluster.node(from), "/status", token);
+  if (r.status != 200 || !r.json_ok || !r.json.IsObject()) return false;
+  auto ps = r.json.FindMember("peer_status");
+  if (ps == r.json.MemberEnd() || !ps->value.IsObject()) return false;
+  for (int to : cluster.spec(from).peers) {
+    const std::string url = cluster.PeerUrl(from, static_cast<size_t>(to));
+    auto entry = ps->value.FindMember(url.c_str());
+    if (entry == ps->value.MemberEnd() || !entry->value.IsObject()) return false;
+    auto alive = entry->value.FindMember("alive");
+    if (alive == entry->value.MemberEnd() || !alive->value.IsBool() || !alive->value.GetBool()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST_F(DashboardBrowserTest, TokenFormAndTokenLinkOnAClusterWithAClientToken) {
+  // Characters that need percent-encoding in the cookie and in the #token= link.
+  const std::string client_token = "Dash+Client%Token;42=/x";
+  const std::string cluster_token = "Dash-Cluster-Token-5b1e";
+  std::vector<NodeSpec> specs(3);
+  specs[0].id = "node1";
+  specs[0].peers = {1, 2};
+  specs[1].id = "node2";
+  specs[1].peers = {0, 2};
+  specs[2].id = "node3";
+  specs[2].peers = {0, 1};
+  ClusterOptions options;
+  options.extra_args = {"--client-token", client_token, "--cluster-token", cluster_token};
+  TestCluster cluster(specs, options);
+  Status s = cluster.StartAll();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(cluster.node(0).Get("/status").status, 401) << "node1 does not require the token";
+  ASSERT_TRUE(WaitFor([&] { return PeersAlive(cluster, 0, client_token); }, Millis(30000)))
+      << "node1 never saw both peers alive";
+
+  const std::string screenshot = std::string(DSM_ARTIFACT_DIR) + "/dashboard-token.png";
+  fs::create_directories(DSM_ARTIFACT_DIR);
+  fs::remove(screenshot);
+  RunResult run =
+      RunToExit({node, test_dir + "/dashboard_scenario.mjs", "--mode", "token", "--token",
+                 client_token, "--node1", cluster.node(0).Url(), "--node2", cluster.node(1).Url(),
+                 "--node3", cluster.PeerUrl(0, 2), "--screenshot", screenshot, "--chromium",
+                 ChromiumPath(), "--timeout-ms", "30000"},
+                Millis(180000));
+  std::cout << run.out << run.err;
+  ASSERT_FALSE(run.timed_out) << "the browser scenario did not finish";
+  ASSERT_TRUE(run.exit.exited && run.exit.exit_code == 0)
+      << "the browser scenario failed (" << run.exit.ToString() << ")";
+
+  rapidjson::Document result = ScenarioResult(run.out);
+  ASSERT_TRUE(result.IsObject() && result.HasMember("msg_id") && result["msg_id"].IsString());
+  const std::string msg_id = result["msg_id"].GetString();
+  // node2 holds the message, and still shows it only with the token.
+  HttpResponse r =
+      GetWithToken(cluster.node(1), "/messages?recipient=dashboard-test", client_token);
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  ASSERT_TRUE(r.json_ok && r.json["messages"].IsArray());
+  EXPECT_TRUE(Holds(r.json["messages"], msg_id)) << "node2 does not hold " << msg_id;
+  EXPECT_EQ(cluster.node(1).Get("/messages?recipient=dashboard-test").status, 401);
+
+  EXPECT_TRUE(IsPng(screenshot)) << screenshot;
 }
 
 }  // namespace

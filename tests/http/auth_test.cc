@@ -1,6 +1,7 @@
-// Token authentication (src/http/auth.h): the pure checks, then the HttpServer over real sockets
-// with a cluster token and a client token configured (a real Node on the in-memory log, a
-// FakeTransport, a ManualClock). Every refused request must get 401 JSON and store nothing.
+// Token authentication (src/http/auth.h): the pure checks (the dsm_token cookie's rules
+// included), then the HttpServer over real sockets with a cluster token and a client token
+// configured (a real Node on the in-memory log, a FakeTransport, a ManualClock). Every refused
+// request must get 401 JSON and store nothing; the dashboard's files are public.
 #include "src/http/auth.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,8 @@ namespace dsm {
 namespace {
 
 using http::AuthPolicy;
+using http::CookieToken;
+using http::Credentials;
 using http::PresentedToken;
 using http::Scope;
 using http::ScopeOf;
@@ -75,10 +78,53 @@ TEST(ScopeOfTest, InternalEndpointsWhateverTheirSpelling) {
                         "/heartbeat?x=1", "///replicate//"}) {
     EXPECT_EQ(ScopeOf(p), Scope::kCluster) << p;
   }
-  for (const char* p : {"/send", "/messages", "/status", "/metrics", "/", "", "/replicatex",
-                        "/Replicate", "/sync/more"}) {
+  for (const char* p :
+       {"/send", "/messages", "/status", "/metrics", "", "/replicatex", "/Replicate", "/sync/more",
+        "/messages/stream", "/dashboard/other.js", "/dashboard/app.jsx", "/Dashboard",
+        "/dashboardx", "/dashboard/app.js/x", "/index.html", "/%64ashboard", "dashboard"}) {
     EXPECT_EQ(ScopeOf(p), Scope::kClient) << p;
   }
+}
+
+TEST(ScopeOfTest, TheDashboardFilesArePublicAsTheRouterMatchesThem) {
+  for (const char* p : {"/", "//", "/dashboard", "/dashboard/", "//dashboard", "/dashboard/app.js",
+                        "/dashboard//app.js", "/dashboard/style.css", "/dashboard/style.css/",
+                        "/?token=x", "/dashboard?refresh_ms=300"}) {
+    EXPECT_EQ(ScopeOf(p), Scope::kPublic) << p;
+  }
+}
+
+TEST(CookieTokenTest, ReadsTheFirstDsmTokenCookieStrictlyDecoded) {
+  EXPECT_EQ(CookieToken("dsm_token=abc"), "abc");
+  EXPECT_EQ(CookieToken("a=1; dsm_token=abc; b=2"), "abc");
+  EXPECT_EQ(CookieToken("a=1;dsm_token=abc"), "abc");
+  EXPECT_EQ(CookieToken("  a=1 ;\t dsm_token = abc \t; b=2"), "abc");
+  EXPECT_EQ(CookieToken("dsm_token=a%21b%2Bc%7E"), "a!b+c~");
+  EXPECT_EQ(CookieToken("dsm_token=a%2bb%2fc"), "a+b/c");  // lower-case hex
+  EXPECT_EQ(CookieToken("dsm_token=a+b"), "a+b");          // '+' is not a space
+  EXPECT_EQ(CookieToken("dsm_token=x=y"), "x=y");          // only the first '=' separates
+  // The first dsm_token cookie decides.
+  EXPECT_EQ(CookieToken("dsm_token=first; dsm_token=second"), "first");
+  EXPECT_EQ(CookieToken("dsm_token=%zz; dsm_token=second"), std::nullopt);
+  // Other cookies, however similar their names, are not the token.
+  for (const char* other : {"", ";;", "a=1", "xdsm_token=abc", "dsm_tokenx=abc", "DSM_TOKEN=abc",
+                            "dsm-token=abc", "x=dsm_token=abc", "dsm_token", "a=1; dsm_token",
+                            "dsm_token abc", "dsm_token=", "dsm_token=  ; b=2"}) {
+    EXPECT_EQ(CookieToken(other), std::nullopt) << other;
+  }
+  EXPECT_EQ(CookieToken("xdsm_token=abc; dsm_token=right"), "right");
+  // Malformed values give no token at all.
+  for (const char* bad :
+       {"dsm_token=%", "dsm_token=abc%", "dsm_token=abc%2", "dsm_token=%zz", "dsm_token=%2G",
+        "dsm_token=%%41", "dsm_token=a%20b", "dsm_token=a%00b", "dsm_token=%0d%0a",
+        "dsm_token=caf%C3%A9", "dsm_token=a b", "dsm_token=\"abc\"", "dsm_token=a,b",
+        "dsm_token=a\\b", "dsm_token=a\x7f"}) {
+    EXPECT_EQ(CookieToken(bad), std::nullopt) << bad;
+  }
+  EXPECT_EQ(CookieToken("dsm_token=" + std::string(http::kMaxTokenBytes, 'a')),
+            std::string(http::kMaxTokenBytes, 'a'));
+  EXPECT_EQ(CookieToken("dsm_token=" + std::string(3 * http::kMaxTokenBytes + 1, 'a')),
+            std::nullopt);
 }
 
 TEST(AuthPolicyTest, ScopesAndTokens) {
@@ -102,6 +148,67 @@ TEST(AuthPolicyTest, ScopesAndTokens) {
   EXPECT_TRUE(both.Check("/status", std::string_view(kClusterToken)).ok());
   // The client token does not open the internal endpoints.
   EXPECT_FALSE(both.Check("/replicate", std::string_view(kClientToken)).ok());
+  // The dashboard's files need no token; an unknown path does.
+  for (const char* p : {"/", "/dashboard", "/dashboard/app.js", "/dashboard/style.css"}) {
+    EXPECT_TRUE(both.Check(p, std::nullopt).ok()) << p;
+    EXPECT_TRUE(both.Check(p, std::string_view("wrong")).ok()) << p;
+  }
+  EXPECT_EQ(both.Check("/dashboard/secret", std::nullopt).message(), "client token required");
+}
+
+// Credentials of a request with only the given Cookie header.
+Credentials WithCookie(const std::string& cookie, bool read) {
+  Credentials c;
+  c.cookie = cookie;
+  c.read = read;
+  return c;
+}
+
+std::string TokenCookie(const std::string& token) {
+  return std::string("theme=dark; dsm_token=") + testing::UrlEncode(token) + "; other=1";
+}
+
+TEST(AuthPolicyTest, TheCookieAuthenticatesOnlyReadsOfClientEndpoints) {
+  AuthPolicy both(kClusterToken, kClientToken);
+  const std::string cookie = TokenCookie(kClientToken);
+  // Reads (GET, HEAD) of client endpoints.
+  for (const char* p : {"/status", "/messages", "/messages/stream", "/metrics", "//status/"}) {
+    EXPECT_TRUE(both.Check(p, WithCookie(cookie, true)).ok()) << p;
+    EXPECT_EQ(http::EffectiveToken(p, WithCookie(cookie, true)), kClientToken) << p;
+  }
+  // A write carries the cookie too, but it does not count.
+  Status post = both.Check("/send", WithCookie(cookie, false));
+  EXPECT_EQ(post.message(), "client token required");
+  EXPECT_EQ(http::EffectiveToken("/send", WithCookie(cookie, false)), std::nullopt);
+  // Never for the internal endpoints, not even the cluster token, not even for reads.
+  for (const char* p : {"/heartbeat", "/sync", "/replicate", "//heartbeat/"}) {
+    EXPECT_EQ(both.Check(p, WithCookie(TokenCookie(kClusterToken), true)).message(),
+              "cluster token required")
+        << p;
+    EXPECT_EQ(http::EffectiveToken(p, WithCookie(TokenCookie(kClusterToken), true)), std::nullopt);
+  }
+  // A wrong or malformed cookie.
+  EXPECT_EQ(both.Check("/status", WithCookie(TokenCookie("wrong"), true)).message(),
+            "invalid client token");
+  EXPECT_EQ(both.Check("/status", WithCookie("dsm_token=client-SECRET-987654321%", true)).message(),
+            "client token required");
+  EXPECT_EQ(
+      both.Check("/status", WithCookie(std::string("xdsm_token=") + kClientToken, true)).message(),
+      "client token required");
+  // A header token takes precedence over the cookie, right or wrong.
+  Credentials header_wrong = WithCookie(cookie, true);
+  header_wrong.header_token = "wrong";
+  EXPECT_EQ(both.Check("/status", header_wrong).message(), "invalid client token");
+  Credentials header_right = WithCookie(TokenCookie("wrong"), true);
+  header_right.header_token = kClientToken;
+  EXPECT_TRUE(both.Check("/status", header_right).ok());
+  // Headers keep working for writes.
+  Credentials header_post;
+  header_post.header_token = kClientToken;
+  EXPECT_TRUE(both.Check("/send", header_post).ok());
+  // Public files need nothing, whatever the cookie says.
+  EXPECT_TRUE(both.Check("/dashboard/app.js", WithCookie(TokenCookie("wrong"), true)).ok());
+  EXPECT_TRUE(both.Check("/", Credentials{}).ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +331,61 @@ TEST_F(AuthServerTest, ClientTokenGuardsEveryOtherEndpoint) {
             200);
   // An unknown route with a valid token is an ordinary 404.
   EXPECT_EQ(Call("GET", "/no-such-endpoint", std::nullopt, {client}).status, 404);
+}
+
+TEST_F(AuthServerTest, DashboardFilesArePublicAndTheCookieOpensOnlyReads) {
+  Start(kClusterToken, kClientToken);
+  // The page and its files, without any token.
+  for (const char* p : {"/", "/dashboard", "/dashboard/app.js", "/dashboard/style.css"}) {
+    HttpResponse r = Call("GET", p, std::nullopt);
+    EXPECT_EQ(r.status, 200) << p << ": " << r.Describe();
+    EXPECT_EQ(r.headers.count("www-authenticate"), 0u) << p;
+  }
+  EXPECT_NE(Call("GET", "/", std::nullopt).body.find("<html"), std::string::npos);
+  // A wrong token does not matter there either.
+  EXPECT_EQ(Call("GET", "/dashboard/app.js", std::nullopt, {"Authorization: Bearer wrong"}).status,
+            200);
+  // Everything else still needs the token.
+  ExpectUnauthorized(Call("GET", "/status", std::nullopt), "client token required");
+  ExpectUnauthorized(Call("GET", "/dashboard/other.js", std::nullopt), "client token required");
+
+  const std::string cookie = "Cookie: theme=dark; dsm_token=" + testing::UrlEncode(kClientToken);
+  HttpResponse status = Call("GET", "/status", std::nullopt, {cookie});
+  ASSERT_EQ(status.status, 200) << status.Describe();
+  EXPECT_EQ(status.body.find("SECRET"), std::string::npos) << status.body;
+  EXPECT_EQ(Call("GET", "/messages", std::nullopt, {cookie}).status, 200);
+  EXPECT_EQ(Call("GET", "//status/", std::nullopt, {cookie}).status, 200);
+  EXPECT_EQ(Call("GET", "/no-such-endpoint", std::nullopt, {cookie}).status, 404);
+  // Wrong, similarly named and malformed cookies.
+  ExpectUnauthorized(Call("GET", "/status", std::nullopt, {"Cookie: dsm_token=wrong"}),
+                     "invalid client token");
+  ExpectUnauthorized(
+      Call("GET", "/status", std::nullopt, {std::string("Cookie: xdsm_token=") + kClientToken}),
+      "client token required");
+  ExpectUnauthorized(
+      Call("GET", "/status", std::nullopt, {std::string("Cookie: dsm_token=%") + kClientToken}),
+      "client token required");
+  // A header token wins over the cookie.
+  ExpectUnauthorized(Call("GET", "/status", std::nullopt, {cookie, "X-Dsm-Token: wrong"}),
+                     "invalid client token");
+  EXPECT_EQ(Call("GET", "/status", std::nullopt,
+                 {"Cookie: dsm_token=wrong", std::string("Authorization: Bearer ") + kClientToken})
+                .status,
+            200);
+
+  // A write with only the cookie is refused and stores nothing.
+  ExpectUnauthorized(Call("POST", "/send", R"({"payload":"x","msg_id":"cookie-1"})", {cookie}),
+                     "client token required");
+  EXPECT_EQ(store_.LastSeq(), 0u);
+  // The internal endpoints never take the cookie, not even with the cluster token in it.
+  const std::string cluster_cookie = "Cookie: dsm_token=" + testing::UrlEncode(kClusterToken);
+  ExpectUnauthorized(Call("GET", "/heartbeat", std::nullopt, {cluster_cookie}),
+                     "cluster token required");
+  ExpectUnauthorized(Call("POST", "/sync", R"({"since":0})", {cluster_cookie}),
+                     "cluster token required");
+  ExpectUnauthorized(Call("POST", "/replicate", kReplicateBody, {cluster_cookie}),
+                     "cluster token required");
+  EXPECT_EQ(store_.LastSeq(), 0u);
 }
 
 }  // namespace

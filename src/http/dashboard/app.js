@@ -1,6 +1,7 @@
 // The dsm dashboard: the node's /status (refreshed), its event stream (/messages/stream) and a
 // form for /send. Plain browser JavaScript, no dependencies; every value from the node is
-// inserted as text, never as HTML.
+// inserted as text, never as HTML. On a node started with --client-token the page asks for the
+// token (or takes it from a link's #token=... fragment) before it shows anything.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -26,6 +27,109 @@ function ago(seconds) {
   if (seconds < 10) return seconds.toFixed(1) + " s ago";
   if (seconds < 120) return Math.round(seconds) + " s ago";
   return Math.round(seconds / 60) + " min ago";
+}
+
+// ---- client token -----------------------------------------------------------------------------
+// The page itself is public; the node's data is not when it has a client token. The token is
+// kept in sessionStorage (this tab), sent as "Authorization: Bearer" on every fetch, and set as
+// the session cookie dsm_token for the event stream: an EventSource cannot send headers, and the
+// node accepts the cookie for reads only. A link may carry the token in its fragment (#token=...),
+// which the browser never sends to the server; it is read once and removed from the address bar.
+
+const TOKEN_KEY = "dsm_token";
+let token = null;
+let tokenNeeded = false;  // the token form is shown instead of the data
+
+function setCookie(value, extra) {
+  document.cookie = "dsm_token=" + value + "; Path=/; SameSite=Strict" + (extra || "");
+}
+
+function useToken(t) {
+  token = t;
+  try { sessionStorage.setItem(TOKEN_KEY, t); } catch (e) { /* storage disabled: this page only */ }
+  setCookie(encodeURIComponent(t));
+}
+
+function forgetToken() {
+  token = null;
+  try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* storage disabled */ }
+  setCookie("", "; Max-Age=0");
+}
+
+// The token of a "#token=..." fragment (percent-decoded; '+' is itself), which is then removed
+// from the address bar and the history entry. null when there is none.
+function takeTokenFromFragment() {
+  const parts = location.hash.replace(/^#/, "").split("&");
+  const i = parts.findIndex((p) => p.startsWith("token="));
+  if (i < 0) return null;
+  let t = null;
+  try { t = decodeURIComponent(parts[i].slice("token=".length)).trim(); } catch (e) { t = null; }
+  parts.splice(i, 1);
+  const rest = parts.filter((p) => p !== "").join("&");
+  history.replaceState(history.state, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+  return t || null;
+}
+
+function loadToken() {
+  let t = takeTokenFromFragment();
+  if (!t) {
+    try { t = sessionStorage.getItem(TOKEN_KEY); } catch (e) { t = null; }
+  }
+  if (t) useToken(t);  // (re)sets the cookie too
+}
+
+// Headers of every request to the node.
+function authHeaders(extra) {
+  const h = Object.assign({}, extra || {});
+  if (token) h.Authorization = "Bearer " + token;
+  return h;
+}
+
+function showTokenForm(message) {
+  tokenNeeded = true;
+  if (source) {
+    source.close();
+    source = null;
+  }
+  setBadge($("feed-state"), "", "closed");
+  setBadge($("node-state"), "warn", "token required");
+  $("content").hidden = true;
+  $("token-panel").hidden = false;
+  $("token-error").textContent = message || "";
+  $("token-form").elements.token.focus();
+}
+
+function hideTokenForm() {
+  tokenNeeded = false;
+  $("token-panel").hidden = true;
+  $("token-error").textContent = "";
+  $("content").hidden = false;
+}
+
+async function submitToken(ev) {
+  ev.preventDefault();
+  const input = ev.target.elements.token;
+  const t = input.value.trim();
+  if (!t) return;
+  input.value = "";
+  useToken(t);
+  $("token-button").disabled = true;
+  try {
+    const result = await refreshStatus();
+    if (result === "unreachable") $("token-error").textContent = "the node does not answer";
+  } finally {
+    $("token-button").disabled = false;
+  }
+}
+
+// The reason of a JSON error answer, or "".
+async function reasonOf(r) {
+  try {
+    const body = await r.json();
+    return body && typeof body.reason === "string" ? body.reason : "";
+  } catch (e) {
+    return "";
+  }
 }
 
 // ---- /status ----------------------------------------------------------------------------------
@@ -71,19 +175,37 @@ function renderStatus(st) {
   $("cluster").tBodies[0].replaceChildren(...rows);
 }
 
+// Fetches and shows /status. Returns "ok", "unauthorized" (the token form is shown) or
+// "unreachable".
 async function refreshStatus() {
+  let result = "ok";
   try {
-    const r = await fetch("/status", { cache: "no-store" });
+    const r = await fetch("/status", { cache: "no-store", headers: authHeaders() });
+    if (r.status === 401) {
+      const reason = await reasonOf(r);
+      // A stored token that is refused is dropped; without one, the form's own title says it.
+      const refused = token !== null;
+      if (refused) forgetToken();
+      showTokenForm(refused ? reason || "invalid client token" : "");
+      return "unauthorized";
+    }
     if (!r.ok) throw new Error("HTTP " + r.status);
     lastStatus = await r.json();
     lastStatusAt = Date.now();
+    if (tokenNeeded) {
+      // The token was accepted: show the data and open the feed.
+      hideTokenForm();
+      follow(Math.max(0, lastStatus.last_seq - HISTORY));
+    }
     renderStatus(lastStatus);
     setBadge($("node-state"), "live", "reachable");
   } catch (e) {
-    setBadge($("node-state"), "dead", "unreachable");
+    result = "unreachable";
+    if (!tokenNeeded) setBadge($("node-state"), "dead", "unreachable");
   }
   const age = lastStatusAt ? ((Date.now() - lastStatusAt) / 1000).toFixed(1) + " s old" : "";
   $("status-age").textContent = age;
+  return result;
 }
 
 function setBadge(node, cls, text) {
@@ -109,10 +231,16 @@ function follow(start) {
   $("feed-count").textContent = "";
   // EventSource reconnects by itself after a failure, sending Last-Event-ID (the last seq it
   // got), so the feed resumes where it stopped on this node.
-  source = new EventSource("/messages/stream?" + q.toString());
-  source.onopen = () => setBadge($("feed-state"), "live", "live");
-  source.onerror = () => setBadge($("feed-state"), "reconnecting", "reconnecting");
-  source.onmessage = (ev) => {
+  // It sends the dsm_token cookie, if any: it cannot send an Authorization header. An answer
+  // other than 200 (e.g. 401) closes it for good; the status refresh then shows why.
+  const es = new EventSource("/messages/stream?" + q.toString());
+  source = es;
+  es.onopen = () => setBadge($("feed-state"), "live", "live");
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) setBadge($("feed-state"), "dead", "closed");
+    else setBadge($("feed-state"), "reconnecting", "reconnecting");
+  };
+  es.onmessage = (ev) => {
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     addToFeed(m);
@@ -152,7 +280,7 @@ async function send(ev) {
   try {
     const r = await fetch("/send", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: authHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
     });
     status = r.status;
@@ -195,14 +323,18 @@ function showOutcome(status, answer, text) {
 
 async function start() {
   $("refresh-every").textContent = "every " + (REFRESH_MS / 1000) + " s";
+  loadToken();
+  $("token-form").addEventListener("submit", submitToken);
   $("send-form").addEventListener("submit", send);
   $("filter-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     follow(Math.max(0, (lastStatus ? lastStatus.last_seq : 0) - HISTORY));
   });
-  await refreshStatus();
-  follow(Math.max(0, (lastStatus ? lastStatus.last_seq : 0) - HISTORY));
-  setInterval(refreshStatus, REFRESH_MS);
+  // Without the token nothing is fetched until the form is submitted.
+  if (await refreshStatus() !== "unauthorized") {
+    follow(Math.max(0, (lastStatus ? lastStatus.last_seq : 0) - HISTORY));
+  }
+  setInterval(() => { if (!tokenNeeded) refreshStatus(); }, REFRESH_MS);
 }
 
 start();
