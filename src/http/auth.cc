@@ -121,16 +121,20 @@ std::optional<std::string> CookieToken(std::string_view cookie_header) {
   return std::nullopt;
 }
 
-Scope ScopeOf(std::string_view path) {
+std::string RoutePath(std::string_view path) {
   size_t q = path.find('?');
   if (q != std::string_view::npos) path = path.substr(0, q);
-  // As the router matches: runs of '/' count as one, a trailing '/' is ignored.
   std::string normal;
   for (char c : path) {
     if (c == '/' && !normal.empty() && normal.back() == '/') continue;
     normal.push_back(c);
   }
   while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  return normal;
+}
+
+Scope ScopeOf(std::string_view path) {
+  const std::string normal = RoutePath(path);
   if (normal == "/replicate" || normal == "/sync" || normal == "/heartbeat") return Scope::kCluster;
   if (normal == "/" || normal == "/dashboard" || normal == "/dashboard/app.js" ||
       normal == "/dashboard/style.css") {

@@ -64,8 +64,12 @@ enum class Scope {
   kClient,   // everything else, unknown paths included
 };
 
+// A request path as the router matches it: the query string cut off, runs of '/' counted as one,
+// a trailing '/' ignored ("//dashboard//app.js/?x" -> "/dashboard/app.js").
+std::string RoutePath(std::string_view path);
+
 // The scope of a request path (the resource, without the query string). Paths are compared
-// exactly after the router's normalisation (runs of '/' count as one, a trailing '/' is ignored).
+// exactly after the router's normalisation (RoutePath).
 Scope ScopeOf(std::string_view path);
 
 // What a request presents to authenticate, copied out of its head.

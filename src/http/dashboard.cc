@@ -2,12 +2,16 @@
 
 #include <string>
 
+#include "src/http/auth.h"
+
 namespace dsm::http {
 
 const DashboardAsset* FindDashboardAsset(std::string_view path) {
-  if (path == "/" || path == "/dashboard/") path = "/dashboard";
+  // Every spelling the router (and the authentication's scope) accepts for a route.
+  std::string route = RoutePath(path);
+  if (route == "/") route = "/dashboard";
   for (size_t i = 0; i < kDashboardAssetCount; ++i) {
-    if (path == kDashboardAssets[i].path) return &kDashboardAssets[i];
+    if (route == kDashboardAssets[i].path) return &kDashboardAssets[i];
   }
   return nullptr;
 }

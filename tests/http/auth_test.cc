@@ -3,6 +3,7 @@
 // configured (a real Node on the in-memory log, a FakeTransport, a ManualClock). Every refused
 // request must get 401 JSON and store nothing; the dashboard's files are public.
 #include "src/http/auth.h"
+#include "src/http/dashboard.h"
 
 #include <gtest/gtest.h>
 
@@ -22,8 +23,10 @@ namespace {
 
 using http::AuthPolicy;
 using http::CookieToken;
+using http::FindDashboardAsset;
 using http::Credentials;
 using http::PresentedToken;
+using http::RoutePath;
 using http::Scope;
 using http::ScopeOf;
 using http::TokenEquals;
@@ -91,7 +94,16 @@ TEST(ScopeOfTest, TheDashboardFilesArePublicAsTheRouterMatchesThem) {
                         "/dashboard//app.js", "/dashboard/style.css", "/dashboard/style.css/",
                         "/?token=x", "/dashboard?refresh_ms=300"}) {
     EXPECT_EQ(ScopeOf(p), Scope::kPublic) << p;
+    // What is public is exactly what the dashboard serves, whatever the spelling.
+    EXPECT_NE(FindDashboardAsset(p), nullptr) << p;
   }
+  for (const char* p : {"/dashboard/other.js", "/dashboard/app.jsx", "/dashboardx", "/index.html",
+                        "/dashboard/app.js/x"}) {
+    EXPECT_EQ(FindDashboardAsset(p), nullptr) << p;
+  }
+  EXPECT_EQ(RoutePath("//dashboard//app.js/?x=1"), "/dashboard/app.js");
+  EXPECT_EQ(RoutePath("///"), "/");
+  EXPECT_EQ(RoutePath(""), "");
 }
 
 TEST(CookieTokenTest, ReadsTheFirstDsmTokenCookieStrictlyDecoded) {
