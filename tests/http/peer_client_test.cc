@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -195,6 +196,28 @@ TEST_F(PeerClientTest, HeartbeatRoundTrip) {
   EXPECT_EQ(got[0].path, "/heartbeat");
   EXPECT_EQ(got[0].headers["connection"], "keep-alive");
   EXPECT_EQ(got[0].headers.count("expect"), 0u);
+}
+
+// Peers are reached directly, whatever proxy the environment names (here one that is down).
+TEST_F(PeerClientTest, ProxiesOfTheEnvironmentAreNotUsed) {
+  const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(UnusedPort());
+  struct ProxyEnvironment {
+    const char* const names[4] = {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"};
+    explicit ProxyEnvironment(const std::string& url) {
+      for (const char* v : names) ::setenv(v, url.c_str(), 1);
+    }
+    ~ProxyEnvironment() {
+      for (const char* v : names) ::unsetenv(v);
+    }
+  } proxy(dead_proxy);
+  auto client = StartClient();
+  Outcome<HeartbeatReply> out;
+  client->Heartbeat(0, out.Callback());
+  ASSERT_TRUE(out.Wait());
+  ASSERT_TRUE(out.result().ok()) << out.result().status().ToString();
+  std::vector<FakePeer::HttpRequest> got = peer_.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].path, "/heartbeat");
 }
 
 TEST_F(PeerClientTest, ReplicateRoundTrip) {
