@@ -98,20 +98,44 @@ class DashboardBrowserTest : public ::testing::Test {
         << ": run scripts/dev (npm ci there, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)";
   }
 
+  // Runs dashboard_scenario.mjs with `args` (the executable and script are prepended) and
+  // returns the msg_id it sent through the form, or "" after a failed assertion.
+  std::string RunScenario(std::vector<std::string> args, Millis timeout) {
+    args.insert(args.begin(), {node, test_dir + "/dashboard_scenario.mjs"});
+    args.insert(args.end(), {"--chromium", ChromiumPath(), "--timeout-ms", "30000"});
+    RunResult run = RunToExit(args, timeout);
+    std::cout << run.out << run.err;
+    EXPECT_FALSE(run.timed_out) << "the browser scenario did not finish";
+    EXPECT_TRUE(run.exit.exited && run.exit.exit_code == 0)
+        << "the browser scenario failed (" << run.exit.ToString() << ")";
+    rapidjson::Document result = ScenarioResult(run.out);
+    if (!result.IsObject() || !result.HasMember("msg_id") || !result["msg_id"].IsString()) {
+      ADD_FAILURE() << "the scenario printed no msg_id";
+      return "";
+    }
+    return result["msg_id"].GetString();
+  }
+
   std::string node;      // the Node.js executable
   std::string test_dir;  // where the scenario and its node_modules are
 };
 
-TEST_F(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
-  // node1 refuses quorum writes it cannot get (--quorum 3) so the page can show a 503.
+// node1, node2, node3, each peering with the two others.
+std::vector<NodeSpec> ThreeNodes() {
   std::vector<NodeSpec> specs(3);
   specs[0].id = "node1";
   specs[0].peers = {1, 2};
-  specs[0].extra_args = {"--quorum", "3"};
   specs[1].id = "node2";
   specs[1].peers = {0, 2};
   specs[2].id = "node3";
   specs[2].peers = {0, 1};
+  return specs;
+}
+
+TEST_F(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
+  // node1 refuses quorum writes it cannot get (--quorum 3) so the page can show a 503.
+  std::vector<NodeSpec> specs = ThreeNodes();
+  specs[0].extra_args = {"--quorum", "3"};
   TestCluster cluster(specs);
   Status s = cluster.StartAll();
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -121,21 +145,14 @@ TEST_F(DashboardBrowserTest, FormFeedAndFailureInHeadlessChromium) {
   const std::string screenshot = std::string(DSM_ARTIFACT_DIR) + "/dashboard.png";
   fs::create_directories(DSM_ARTIFACT_DIR);
   fs::remove(screenshot);
-  RunResult run =
-      RunToExit({node, test_dir + "/dashboard_scenario.mjs", "--node1", cluster.node(0).Url(),
-                 "--node2", cluster.node(1).Url(), "--node3", cluster.PeerUrl(0, 2), "--node3-pid",
-                 std::to_string(cluster.node(2).Pid()), "--screenshot", screenshot, "--chromium",
-                 ChromiumPath(), "--timeout-ms", "30000"},
-                Millis(300000));
-  std::cout << run.out << run.err;
-  ASSERT_FALSE(run.timed_out) << "the browser scenario did not finish";
-  ASSERT_TRUE(run.exit.exited && run.exit.exit_code == 0)
-      << "the browser scenario failed (" << run.exit.ToString() << ")";
+  const std::string msg_id =
+      RunScenario({"--node1", cluster.node(0).Url(), "--node2", cluster.node(1).Url(), "--node3",
+                   cluster.PeerUrl(0, 2), "--node3-pid", std::to_string(cluster.node(2).Pid()),
+                   "--screenshot", screenshot},
+                  Millis(300000));
+  ASSERT_FALSE(HasFailure());
 
   // What the browser saw, checked from outside.
-  rapidjson::Document result = ScenarioResult(run.out);
-  ASSERT_TRUE(result.IsObject() && result.HasMember("msg_id") && result["msg_id"].IsString());
-  const std::string msg_id = result["msg_id"].GetString();
 
   ASSERT_TRUE(WaitFor([&] { return !cluster.node(2).Running(); }, Millis(10000)));
   EXPECT_EQ(cluster.node(2).LastExit().signal, 9) << cluster.node(2).LastExit().ToString();
@@ -184,13 +201,7 @@ TEST_F(DashboardBrowserTest, TokenFormAndTokenLinkOnAClusterWithAClientToken) {
   // Characters that need percent-encoding in the cookie and in the #token= link.
   const std::string client_token = "Dash+Client%Token;42=/x";
   const std::string cluster_token = "Dash-Cluster-Token-5b1e";
-  std::vector<NodeSpec> specs(3);
-  specs[0].id = "node1";
-  specs[0].peers = {1, 2};
-  specs[1].id = "node2";
-  specs[1].peers = {0, 2};
-  specs[2].id = "node3";
-  specs[2].peers = {0, 1};
+  std::vector<NodeSpec> specs = ThreeNodes();
   ClusterOptions options;
   options.extra_args = {"--client-token", client_token, "--cluster-token", cluster_token};
   TestCluster cluster(specs, options);
@@ -203,20 +214,12 @@ TEST_F(DashboardBrowserTest, TokenFormAndTokenLinkOnAClusterWithAClientToken) {
   const std::string screenshot = std::string(DSM_ARTIFACT_DIR) + "/dashboard-token.png";
   fs::create_directories(DSM_ARTIFACT_DIR);
   fs::remove(screenshot);
-  RunResult run =
-      RunToExit({node, test_dir + "/dashboard_scenario.mjs", "--mode", "token", "--token",
-                 client_token, "--node1", cluster.node(0).Url(), "--node2", cluster.node(1).Url(),
-                 "--node3", cluster.PeerUrl(0, 2), "--screenshot", screenshot, "--chromium",
-                 ChromiumPath(), "--timeout-ms", "30000"},
-                Millis(180000));
-  std::cout << run.out << run.err;
-  ASSERT_FALSE(run.timed_out) << "the browser scenario did not finish";
-  ASSERT_TRUE(run.exit.exited && run.exit.exit_code == 0)
-      << "the browser scenario failed (" << run.exit.ToString() << ")";
-
-  rapidjson::Document result = ScenarioResult(run.out);
-  ASSERT_TRUE(result.IsObject() && result.HasMember("msg_id") && result["msg_id"].IsString());
-  const std::string msg_id = result["msg_id"].GetString();
+  const std::string msg_id =
+      RunScenario({"--mode", "token", "--token", client_token, "--node1", cluster.node(0).Url(),
+                   "--node2", cluster.node(1).Url(), "--node3", cluster.PeerUrl(0, 2),
+                   "--screenshot", screenshot},
+                  Millis(180000));
+  ASSERT_FALSE(HasFailure());
   // node2 holds the message, and still shows it only with the token.
   HttpResponse r =
       GetWithToken(cluster.node(1), "/messages?recipient=dashboard-test", client_token);
