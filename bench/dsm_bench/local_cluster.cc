@@ -20,22 +20,32 @@ namespace dsm::bench {
 
 namespace fs = std::filesystem;
 
-Result<uint16_t> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const std::string err = std::strerror(errno);
-    ::close(fd);
-    return Status::IOError("cannot find a free port: " + err);
+Result<std::vector<uint16_t>> FreePorts(int n) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  Status failure;
+  for (int i = 0; i < n && failure.ok(); ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      failure = Status::IOError(std::string("socket: ") + std::strerror(errno));
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      failure = Status::IOError(std::string("cannot find a free port: ") + std::strerror(errno));
+      break;
+    }
+    ports.push_back(ntohs(addr.sin_port));
   }
-  ::close(fd);
-  return static_cast<uint16_t>(ntohs(addr.sin_port));
+  for (int fd : fds) ::close(fd);  // all held until here: no port twice
+  if (!failure.ok()) return failure;
+  return ports;
 }
 
 bool PeersAlive(const Endpoint& endpoint) {
@@ -181,10 +191,10 @@ LocalCluster::~LocalCluster() { StopAll(); }
 Status LocalCluster::Start(Millis timeout) {
   const int n = options_.nodes;
   std::vector<Endpoint> endpoints;
-  for (int i = 0; i < n; ++i) {
-    Result<uint16_t> port = FreePort();
-    if (!port.ok()) return port.status();
-    Result<Endpoint> e = ParseEndpoint("http://127.0.0.1:" + std::to_string(*port));
+  Result<std::vector<uint16_t>> ports = FreePorts(n);
+  if (!ports.ok()) return ports.status();
+  for (uint16_t port : *ports) {
+    Result<Endpoint> e = ParseEndpoint("http://127.0.0.1:" + std::to_string(port));
     if (!e.ok()) return e.status();
     endpoints.push_back(*e);
   }

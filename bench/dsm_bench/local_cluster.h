@@ -88,8 +88,9 @@ class LocalCluster {
   std::vector<std::unique_ptr<LocalNode>> nodes_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
-Result<uint16_t> FreePort();
+// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago: all are bound to port 0 at
+// once, then released (a port released and bound again may be handed out twice).
+Result<std::vector<uint16_t>> FreePorts(int n);
 
 // True when `endpoint`'s /status lists every peer as alive.
 bool PeersAlive(const Endpoint& endpoint);

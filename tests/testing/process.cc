@@ -155,21 +155,29 @@ void RemoveTree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
 }
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  uint16_t port = 0;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+std::vector<uint16_t> FreePorts(size_t n) {
+  std::vector<uint16_t> ports;
+  std::vector<int> fds;
+  for (size_t i = 0; i < n; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = 0;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    uint16_t port = 0;
+    if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    if (fd >= 0) fds.push_back(fd);
+    ports.push_back(port);
   }
-  if (fd >= 0) close(fd);
-  return port;
+  for (int fd : fds) close(fd);
+  return ports;
 }
+
+uint16_t FreePort() { return FreePorts(1).front(); }
 
 std::string BinDir() {
   const char* env = getenv("DSM_BIN_DIR");
@@ -235,6 +243,7 @@ HttpResponse Http(const HttpRequest& request) {
   for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROXY, "");  // no proxy of the environment
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::min<int64_t>(request.timeout.count(), 3000)));
@@ -603,8 +612,7 @@ LogCheck FetchAndCheckLog(const std::string& url, Millis timeout) {
 
 TestCluster::TestCluster(std::vector<NodeSpec> specs, ClusterOptions options)
     : specs_(std::move(specs)), options_(std::move(options)) {
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < specs_.size(); ++i) ports.push_back(FreePort());
+  const std::vector<uint16_t> ports = FreePorts(specs_.size());
   if (options_.use_proxies) {
     for (size_t i = 0; i < specs_.size(); ++i) {
       for (int j : specs_[i].peers) {

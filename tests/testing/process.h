@@ -55,6 +55,9 @@ void RemoveTree(const std::string& path);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 uint16_t FreePort();
+// `n` distinct such ports: all are bound at once before any is released (a port released and
+// bound again may be handed out twice). 0 in place of a port that could not be bound.
+std::vector<uint16_t> FreePorts(size_t n);
 
 // Directory of the built executables: $DSM_BIN_DIR (set by ctest through dsm_add_test), else
 // "../bin" next to the running test executable.
