@@ -40,6 +40,7 @@ void SseClient::Transfer() {
   for (const std::string& h : headers_) list = curl_slist_append(list, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROXY, "");  // no proxy of the environment
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
