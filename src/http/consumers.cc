@@ -31,9 +31,6 @@ using Millis = std::chrono::milliseconds;
 constexpr size_t kReadBudget = 4096;
 // The reconnection delay an event stream suggests to EventSource clients.
 constexpr int kRetryMs = 2000;
-// Comment lines a stream sends at most, one after the other, to get a write completion on the
-// connection's event-loop thread (StreamConsumer::OnWritten).
-constexpr int kMaxNudges = 16;
 
 std::map<std::string, std::string> RawQuery(const Pistache::Rest::Request& req) {
   const auto& q = req.query();
@@ -444,6 +441,9 @@ class ConsumerHub::StreamConsumer final : public Consumer {
         return Close();
       }
       // Attached outside the connection's lock: a write that already settled runs it here.
+      if (hub_->options_.attach_delay.count() > 0) {
+        std::this_thread::sleep_for(hub_->options_.attach_delay);
+      }
       written->then([self](ssize_t) { self->OnWritten(true); },
                     [self](std::exception_ptr) { self->OnWritten(false); });
     } catch (const std::exception& e) {
@@ -456,10 +456,9 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   // A write settled. Usually this runs on the connection's event-loop thread, where Pistache
   // reads its idle clock: the clock is restarted here. But when the write settled before the hub
   // thread attached this continuation, it runs on the hub thread, where the clock must not be
-  // touched; then an empty comment line follows, whose completion most likely comes back on
-  // the event-loop thread (a few tries at most), so that every write restarts the clock soon
-  // after. Takes no consumer lock.
-  void OnWritten(bool ok) {
+  // touched; then the connection's loop runs this again (Connection::RunOnLoop), so every write
+  // restarts the clock right after it settled. Takes no consumer lock.
+  void OnWritten(bool ok, bool hopped = false) {
     if (!ok) {
       broken_ = true;
     } else if (std::this_thread::get_id() == loop_thread_) {
@@ -470,38 +469,21 @@ class ConsumerHub::StreamConsumer final : public Consumer {
           // The connection is being torn down.
         }
       }
-    } else if (nudges_ < kMaxNudges) {
-      ++nudges_;
-      if (SendNudge()) return;  // still in flight
+    } else if (!hopped && HopToLoop()) {
+      return;  // still in flight until the loop has run it
     }
-    nudges_ = 0;
     in_flight_ = false;
     hub_->Wake(shared_from_this());
   }
 
-  // Writes the chunk of an empty comment line (":"); its completion runs OnWritten. Returns
-  // false if nothing could be written.
-  bool SendNudge() {
-    std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock();
-    if (!peer || hub_->gate_->stopping) return false;
-    static const char kNudge[] = "2\r\n:\n\r\n";
+  // Has the connection's event loop run OnWritten again. False when it cannot (closed connection,
+  // stopping server).
+  bool HopToLoop() {
+    const std::shared_ptr<Connection>& c = reply_->connection();
+    if (c == nullptr || hub_->gate_->stopping) return false;
     std::shared_ptr<StreamConsumer> self =
         std::static_pointer_cast<StreamConsumer>(shared_from_this());
-    try {
-      std::optional<Pistache::Async::Promise<ssize_t>> written;
-      if (!WhileOpen([&] {
-            written.emplace(peer->send(
-                Pistache::RawBuffer(std::string(kNudge, sizeof(kNudge) - 1), sizeof(kNudge) - 1)));
-          })) {
-        return false;
-      }
-      // Attached outside the connection's lock (it may run here, and write again).
-      written->then([self](ssize_t) { self->OnWritten(true); },
-                    [self](std::exception_ptr) { self->OnWritten(false); });
-    } catch (const std::exception&) {
-      return false;
-    }
-    return true;
+    return c->RunOnLoop([self] { self->OnWritten(true, true); });
   }
 
   // Runs `write` while the connection is open (see http::Connection); false once it is closed.
@@ -527,9 +509,6 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   const std::thread::id loop_thread_;      // the connection's event-loop thread
   std::atomic<bool> in_flight_{false};     // a chunk was handed to Pistache and has not settled
   std::atomic<bool> broken_{false};        // a write failed: the client is gone
-  // Comment lines sent since the last write whose completion ran on the event-loop thread.
-  // Touched only by OnWritten, which runs once per write, one write at a time.
-  int nudges_ = 0;
   SteadyClock::time_point write_started_;  // guarded by mu_
   std::string pending_;                    // guarded by mu_: text to send before the next events
 };

@@ -65,6 +65,10 @@ struct ConsumerOptions {
   size_t page_bytes = 1 << 20;
   // An event stream writes at most about this many bytes per chunk (at least one event).
   size_t chunk_bytes = 64 << 10;
+  // Tests only: the hub thread waits this long between handing a chunk to Pistache and attaching
+  // the continuation of its write, so that the write settles first and its continuation runs on
+  // the hub thread (as it does when the machine is loaded). 0 in production.
+  std::chrono::microseconds attach_delay{0};
 };
 
 // The parameters of a live read.

@@ -1,8 +1,12 @@
 #include "src/http/reply.h"
 
+#include <pistache/transport.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <sstream>
@@ -27,6 +31,24 @@ void Gate::AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) {
   std::lock_guard lock(streams_mu);
   std::erase_if(streams, [](const auto& p) { return p.expired(); });
   streams.push_back(peer);
+}
+
+bool Connection::RunOnLoop(std::function<void()> fn) {
+  if (transport_ == nullptr) return false;
+  const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd < 0) return false;
+  // The descriptor is closed with the continuation: once the timer has fired and the transport
+  // has dropped its entry, or if the timer never runs (the entry goes with the transport).
+  std::shared_ptr<int> timer(new int(fd), [](int* p) {
+    ::close(*p);
+    delete p;
+  });
+  std::optional<Pistache::Async::Deferred<uint64_t>> deferred;
+  Pistache::Async::Promise<uint64_t> fired(
+      [&deferred](Pistache::Async::Deferred<uint64_t> d) { deferred.emplace(std::move(d)); });
+  fired.then([fn, timer](uint64_t) { fn(); }, [fn, timer](std::exception_ptr) { fn(); });
+  return IfOpen(
+      [&] { transport_->armTimer(fd, std::chrono::milliseconds(1), std::move(*deferred)); });
 }
 
 std::shared_ptr<Connection> ConnectionOf(const Pistache::Tcp::Peer& peer) {

@@ -55,6 +55,9 @@ inline std::string BufferText(const rapidjson::StringBuffer& buf) {
 // completions) are ordered with the disconnection by that thread.
 class Connection {
  public:
+  // `transport`: the Pistache transport (one per event loop) that serves the connection.
+  explicit Connection(Pistache::Tcp::Transport* transport = nullptr) : transport_(transport) {}
+
   // Runs `act` (which hands bytes to Pistache or shuts the socket down) while the connection is
   // open, under its lock; returns false, without running it, once it is closed.
   template <typename Act>
@@ -69,7 +72,16 @@ class Connection {
     open_ = false;
   }
 
+  // Has the connection's event-loop thread run `fn` about a millisecond from now; from any thread.
+  // Pistache runs a write's continuation on that thread only if it was attached before the write
+  // settled, which another thread cannot ensure (the loop may write and settle first); a one-shot
+  // timer of the connection's transport can, since its continuation is attached before the timer
+  // is handed over. `fn` also runs (on that thread) if the timer fails. Returns false, and never
+  // runs `fn`, when the connection is closed or has no transport.
+  bool RunOnLoop(std::function<void()> fn);
+
  private:
+  Pistache::Tcp::Transport* const transport_;
   std::mutex mu_;
   bool open_ = true;  // guarded by mu_
 };

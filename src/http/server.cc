@@ -313,7 +313,7 @@ class EdgeHandler final : public Http::Handler {
     // What Http::Handler::onConnection does (it cannot be called from here: it is private).
     peer->putData(kParserKey, std::make_shared<Http::RequestParser>(getMaxRequestSize()));
     peer->putData(kHeadScannerKey, std::make_shared<http::RequestHeadScanner>(getMaxRequestSize()));
-    peer->putData(http::kConnectionKey, std::make_shared<http::Connection>());
+    peer->putData(http::kConnectionKey, std::make_shared<http::Connection>(transport()));
     // The slot is released when Pistache destroys the peer: exactly once per connection, however
     // the connection ends.
     const int open = state_->connections.fetch_add(1) + 1;
@@ -895,6 +895,7 @@ Status HttpServer::Start() {
         std::max<Ms>(Ms(10), std::min(d.server_options.event_keepalive, keepalive / 3));
     co.max_consumers = d.server_options.max_live_readers;
     co.stall_timeout = d.server_options.event_stall_timeout;
+    co.attach_delay = d.server_options.event_attach_delay;
     d.consumers = std::make_unique<http::ConsumerHub>(d.log, d.server_options.append_notifier,
                                                       d.gate, co);
   }

@@ -59,6 +59,8 @@ struct HttpServerOptions {
   std::chrono::milliseconds event_keepalive{15000};
   // An event stream whose client has not taken its last chunk for this long is cut.
   std::chrono::milliseconds event_stall_timeout{60000};
+  // Tests only (ConsumerOptions::attach_delay): 0 in production.
+  std::chrono::microseconds event_attach_delay{0};
   // Long-polls waiting plus event streams open (/metrics: dsm_live_readers); more get 503. Each
   // holds a connection, so max_connections bounds them too.
   size_t max_live_readers = 10000;

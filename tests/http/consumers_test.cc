@@ -384,6 +384,32 @@ TEST_F(ConsumersTest, StreamOutlivesTheConnectionTimeouts) {
   ASSERT_TRUE(sse.WaitEvents(1, kWait)) << sse.body();
 }
 
+// The same when every write settles before its continuation is attached, so that continuation
+// runs on the hub thread (as on a loaded machine) and the connection's idle clock is restarted
+// only through Connection::RunOnLoop.
+TEST_F(ConsumersTest, StreamOutlivesTheConnectionTimeoutsWhenWritesSettleFirst) {
+  node_options_.quorum_timeout = Millis(100);
+  HttpServerOptions so;
+  so.header_timeout = Millis(300);
+  so.body_timeout = Millis(300);
+  so.keepalive_timeout = Millis(1200);  // keep-alive comments every 400 ms
+  so.event_attach_delay = std::chrono::milliseconds(20);
+  StartServer(so);
+  SseClient sse(url_ + "/messages/stream");
+  ASSERT_TRUE(sse.WaitConnected(kWait));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int n = 0;
+        for (const std::string& c : sse.Comments()) n += c == " keep-alive";
+        return n >= 10 || sse.ended();
+      },
+      kWait))
+      << sse.body();
+  EXPECT_FALSE(sse.ended()) << sse.body();
+  Send("a", "b", "still here");
+  ASSERT_TRUE(sse.WaitEvents(1, kWait)) << sse.body();
+}
+
 TEST_F(ConsumersTest, LongPollOutlivesTheHeaderTimeout) {
   node_options_.quorum_timeout = Millis(100);  // the server's header timeout becomes 5.1 s
   HttpServerOptions so;
