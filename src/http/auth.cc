@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "src/http/query.h"
+
 namespace dsm::http {
 namespace {
 
@@ -24,14 +26,6 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
-// 0..15 for a hex digit (either case), -1 otherwise.
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool IsVisibleAscii(char c) { return c >= 0x21 && c <= 0x7e; }
 
 // A cookie value's bytes as RFC 6265's cookie-octet allows them (';' never reaches here).
@@ -50,8 +44,8 @@ std::optional<std::string> DecodeCookieValue(std::string_view v) {
       continue;
     }
     if (v.size() - i < 3) return std::nullopt;  // fewer than two characters follow the '%'
-    const int hi = HexValue(v[i + 1]);
-    const int lo = HexValue(v[i + 2]);
+    const int hi = HexDigitValue(v[i + 1]);
+    const int lo = HexDigitValue(v[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     const char decoded = static_cast<char>(hi * 16 + lo);
     if (!IsVisibleAscii(decoded)) return std::nullopt;

@@ -436,7 +436,8 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     try {
       const size_t size = frame.size();
       std::optional<Pistache::Async::Promise<ssize_t>> written;
-      if (!WhileOpen([&] { written.emplace(peer->send(Pistache::RawBuffer(std::move(frame), size))); })) {
+      auto send = [&] { written.emplace(peer->send(Pistache::RawBuffer(std::move(frame), size))); };
+      if (!WhileOpen(send)) {
         in_flight_ = false;
         return Close();
       }

@@ -12,13 +12,6 @@
 namespace dsm::http {
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 Result<std::string> IdParam(const std::string& raw, const char* name) {
   Result<std::string> v = PercentDecode(raw, name);
   if (!v.ok()) return v;
@@ -52,8 +45,8 @@ Result<std::string> PercentDecode(std::string_view value, std::string_view name)
     if (c == '+') {
       out.push_back(' ');
     } else if (c == '%') {
-      int hi = i + 1 < value.size() ? HexValue(value[i + 1]) : -1;
-      int lo = i + 2 < value.size() ? HexValue(value[i + 2]) : -1;
+      int hi = i + 1 < value.size() ? HexDigitValue(value[i + 1]) : -1;
+      int lo = i + 2 < value.size() ? HexDigitValue(value[i + 2]) : -1;
       if (hi < 0 || lo < 0) {
         return Status::InvalidArgument("invalid percent-encoding in '" + std::string(name) + "'");
       }

@@ -19,6 +19,15 @@ constexpr size_t kMaxListingLimit = 10000;  // largest `limit` of /messages and 
 // anything else, the empty string included.
 std::optional<uint64_t> ParseDecimalU64(std::string_view text);
 
+// 0..15 for a hex digit (either case), -1 otherwise. Inline: the authentication library
+// (dsm_auth, src/http/auth.cc) uses it without linking the rest of this file.
+inline int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // The raw value of query parameter `name`, or nullptr when the query does not have it.
 const std::string* FindParam(const std::map<std::string, std::string>& raw, const char* name);
 
