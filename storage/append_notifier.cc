@@ -15,7 +15,7 @@ bool Matches(const AppendFilter& f, const AppendedMessage& m) {
 
 AppendNotifier::Ticket AppendNotifier::Wait(std::shared_ptr<AppendWaiter> waiter, uint64_t after,
                                             const AppendFilter& filter) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const Ticket ticket = next_ticket_++;
   if (filter.recipient) {
     by_recipient_[*filter.recipient].insert(ticket);
@@ -31,17 +31,17 @@ AppendNotifier::Ticket AppendNotifier::Wait(std::shared_ptr<AppendWaiter> waiter
 
 bool AppendNotifier::Cancel(Ticket ticket) {
   std::shared_ptr<AppendWaiter> released;  // destroyed after the lock is released
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(ticket);
   if (it == entries_.end()) {
-    called_cv_.wait(lock, [&] { return calling_.count(ticket) == 0; });
+    while (calling_.count(ticket) != 0) called_cv_.Wait(&mu_);
     return false;
   }
   Unindex(ticket, it->second);
   released = std::move(it->second.waiter);
   entries_.erase(it);
   waiting_.store(entries_.size());
-  lock.unlock();
+  lock.Unlock();
   return true;
 }
 
@@ -89,7 +89,7 @@ void AppendNotifier::Notify(std::span<const AppendedMessage> appended, uint64_t 
 
   std::vector<Woken> woken;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     // Unfiltered waiters: every message matches, so each wakes with the first one after it.
     if (!unfiltered_.empty()) {
       std::vector<Ticket> fire;
@@ -118,10 +118,10 @@ void AppendNotifier::Notify(std::span<const AppendedMessage> appended, uint64_t 
   if (woken.empty()) return;
   for (Woken& w : woken) w.waiter->OnAppend(w.seq);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     for (const Woken& w : woken) calling_.erase(w.ticket);
   }
-  called_cv_.notify_all();
+  called_cv_.NotifyAll();
 }
 
 }  // namespace dsm

@@ -22,11 +22,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +33,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace dsm {
 
@@ -71,17 +71,18 @@ class AppendNotifier {
   // Registers `waiter` for the first message with seq > `after` that matches `filter`. The
   // registration ends when the waiter is called or cancelled. The notifier keeps `waiter` alive
   // until then.
-  Ticket Wait(std::shared_ptr<AppendWaiter> waiter, uint64_t after, const AppendFilter& filter);
+  Ticket Wait(std::shared_ptr<AppendWaiter> waiter, uint64_t after, const AppendFilter& filter)
+      LOCKS_EXCLUDED(mu_);
   // Ends a registration. Returns true if it was still waiting, false if it was already called
   // (or never existed). Either way, when Cancel returns, OnAppend for it is not running and will
   // not run: a call in progress on another thread is waited for. REQUIRES: not called from
   // OnAppend.
-  bool Cancel(Ticket ticket);
+  bool Cancel(Ticket ticket) LOCKS_EXCLUDED(mu_);
 
   // Called by the log store after a durable write, inside the critical section that publishes
   // it. `appended` lists the records of the write in seq order; `last_seq` is the log's last seq
   // after it.
-  void Notify(std::span<const AppendedMessage> appended, uint64_t last_seq);
+  void Notify(std::span<const AppendedMessage> appended, uint64_t last_seq) LOCKS_EXCLUDED(mu_);
 
   // The highest last_seq notified so far (0 before the first write).
   uint64_t last_seq() const { return last_seq_.load(); }
@@ -101,8 +102,8 @@ class AppendNotifier {
   using Index =
       std::unordered_map<std::string, std::unordered_set<Ticket>, StringHash, std::equal_to<>>;
 
-  // Removes `ticket` from the index it is filed under. REQUIRES: mu_ held.
-  void Unindex(Ticket ticket, const Entry& e);
+  // Removes `ticket` from the index it is filed under.
+  void Unindex(Ticket ticket, const Entry& e) EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A registration that is being called: its waiter and the seq it is called with.
   struct Woken {
     Ticket ticket;
@@ -110,25 +111,25 @@ class AppendNotifier {
     uint64_t seq;
   };
   // Ends registration `it`, to be called with `seq`: moves it into *woken and calling_.
-  // REQUIRES: mu_ held.
   void Take(std::unordered_map<Ticket, Entry>::iterator it, uint64_t seq,
-            std::vector<Woken>* woken);
-  // Takes the waiters of `tickets` that `m` wakes. REQUIRES: mu_ held.
+            std::vector<Woken>* woken) EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the waiters of `tickets` that `m` wakes.
   void Collect(const std::unordered_set<Ticket>& tickets, const AppendedMessage& m,
-               std::vector<Woken>* woken);
+               std::vector<Woken>* woken) EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::atomic<uint64_t> last_seq_{0};
   std::atomic<size_t> waiting_{0};  // entries_.size(), readable without mu_
 
-  std::mutex mu_;
-  Ticket next_ticket_ = 1;                     // guarded by mu_
-  std::unordered_map<Ticket, Entry> entries_;  // guarded by mu_
-  Index by_recipient_;                         // guarded by mu_; waiters with a recipient filter
-  Index by_sender_;                            // guarded by mu_; sender filter only
-  std::unordered_set<Ticket> unfiltered_;      // guarded by mu_; no filter
-  std::unordered_set<Ticket> calling_;         // guarded by mu_; taken, OnAppend not returned
-  // Notified when tickets leave calling_ (Cancel waits on it).
-  std::condition_variable called_cv_;
+  Mutex mu_;
+  Ticket next_ticket_ GUARDED_BY(mu_) = 1;
+  std::unordered_map<Ticket, Entry> entries_ GUARDED_BY(mu_);
+  Index by_recipient_ GUARDED_BY(mu_);                // waiters with a recipient filter
+  Index by_sender_ GUARDED_BY(mu_);                   // sender filter only
+  std::unordered_set<Ticket> unfiltered_ GUARDED_BY(mu_);  // no filter
+  std::unordered_set<Ticket> calling_ GUARDED_BY(mu_);     // taken, OnAppend not returned
+  // Notified by Notify() when its tickets leave calling_ (their OnAppend calls returned);
+  // Cancel() of a ticket being called waits on it.
+  CondVar called_cv_;
 };
 
 }  // namespace dsm

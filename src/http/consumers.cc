@@ -136,11 +136,11 @@ class ConsumerHub::Consumer : public AppendWaiter, public std::enable_shared_fro
   void OnAppend(uint64_t) override { hub_->Wake(shared_from_this()); }
 
   // On the hub thread: woken by a write, a write completion or itself.
-  virtual void Run() = 0;
+  virtual void Run() LOCKS_EXCLUDED(mu_) = 0;
   // On the hub thread: its deadline passed.
-  virtual void OnDeadline() = 0;
+  virtual void OnDeadline() LOCKS_EXCLUDED(mu_) = 0;
   // The hub is stopping (its thread has ended).
-  virtual void Shutdown() = 0;
+  virtual void Shutdown() LOCKS_EXCLUDED(mu_) = 0;
 
   uint64_t id = 0;                  // set by Admit
   std::atomic<bool> queued{false};  // in the hub's ready list
@@ -155,16 +155,15 @@ class ConsumerHub::Consumer : public AppendWaiter, public std::enable_shared_fro
     bool stopped = false;       // stopped because `take` said so
   };
 
-  // Re-registers with the notifier for a message after position_. REQUIRES: mu_ held.
-  void Register() {
+  // Re-registers with the notifier for a message after position_.
+  void Register() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Unregister();
     AppendFilter filter;
     filter.sender = query_.sender;
     filter.recipient = query_.recipient;
     ticket_ = hub_->notifier_->Wait(shared_from_this(), position_, filter);
   }
-  // REQUIRES: mu_ held.
-  void Unregister() {
+  void Unregister() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (ticket_ != 0) hub_->notifier_->Cancel(ticket_);
     ticket_ = 0;
   }
@@ -172,8 +171,8 @@ class ConsumerHub::Consumer : public AppendWaiter, public std::enable_shared_fro
   // Visits the messages after position_ that match the query and are not covered by its resume
   // vector, in seq order, until `take` returns false, at most kReadBudget records. The
   // recipient index narrows the scan; the sender filter is applied here so the budget bounds
-  // the work however selective it is. REQUIRES: mu_ held.
-  ReadStep Read(const std::function<bool(const Message&)>& take) {
+  // the work however selective it is. `take` runs with mu_ held.
+  ReadStep Read(const std::function<bool(const Message&)>& take) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ReadStep step;
     step.bound = hub_->log_->LastSeq();
     ScanOptions scan;
@@ -201,10 +200,10 @@ class ConsumerHub::Consumer : public AppendWaiter, public std::enable_shared_fro
   const ReplyPtr reply_;
   const LiveQuery query_;
 
-  std::mutex mu_;                      // serializes Run, OnDeadline and Shutdown
-  uint64_t position_;                  // guarded by mu_: everything up to it was handled
-  AppendNotifier::Ticket ticket_ = 0;  // guarded by mu_
-  bool done_ = false;                  // guarded by mu_
+  Mutex mu_;                                          // serializes Run, OnDeadline and Shutdown
+  uint64_t position_ GUARDED_BY(mu_);                 // everything up to it was handled
+  AppendNotifier::Ticket ticket_ GUARDED_BY(mu_) = 0;
+  bool done_ GUARDED_BY(mu_) = false;
 };
 
 // A long-poll: one page, answered as soon as it holds a message or at its deadline.
@@ -213,7 +212,7 @@ class ConsumerHub::PollConsumer final : public Consumer {
   using Consumer::Consumer;
 
   void Run() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     if (reply_->peer().expired()) return Finish(nullptr);  // the client left
     // Register first, then read: a message published after the read began wakes us again.
@@ -224,7 +223,7 @@ class ConsumerHub::PollConsumer final : public Consumer {
   }
 
   void OnDeadline() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     Unregister();
     Page page = ReadPage();
@@ -232,7 +231,7 @@ class ConsumerHub::PollConsumer final : public Consumer {
   }
 
   void Shutdown() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     Page page;
     page.body = EmptyPageBody();
@@ -247,8 +246,8 @@ class ConsumerHub::PollConsumer final : public Consumer {
     bool partial = false;  // the read budget ran out before the page was complete
   };
 
-  // {"messages":[],"more":false,"next":position_,"last_seq":...}. REQUIRES: mu_ held.
-  std::string EmptyPageBody() const {
+  // {"messages":[],"more":false,"next":position_,"last_seq":...}.
+  std::string EmptyPageBody() const EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     rapidjson::StringBuffer buf;
     json::Writer w(buf);
     w.StartObject();
@@ -265,8 +264,8 @@ class ConsumerHub::PollConsumer final : public Consumer {
     return BufferText(buf);
   }
 
-  // Reads the page after position_ and advances position_ past what it covered. REQUIRES: mu_.
-  Page ReadPage() {
+  // Reads the page after position_ and advances position_ past what it covered.
+  Page ReadPage() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Page page;
     rapidjson::StringBuffer buf;
     json::Writer w(buf);
@@ -276,7 +275,7 @@ class ConsumerHub::PollConsumer final : public Consumer {
     uint64_t last = 0;
     bool full = false;
     bool more = false;
-    ReadStep step = Read([&](const Message& m) {
+    ReadStep step = Read([&](const Message& m) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (full) {
         more = true;  // one more matches after a full page
         return false;
@@ -315,8 +314,8 @@ class ConsumerHub::PollConsumer final : public Consumer {
     return page;
   }
 
-  // Answers (page == nullptr: the client is gone) and leaves the hub. REQUIRES: mu_ held.
-  void Finish(const Page* page) {
+  // Answers (page == nullptr: the client is gone) and leaves the hub.
+  void Finish(const Page* page) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     done_ = true;
     Unregister();
     if (page != nullptr) {
@@ -344,14 +343,14 @@ class ConsumerHub::StreamConsumer final : public Consumer {
         pending_(std::move(preamble)) {}
 
   void Run() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     if (broken_ || peer_.expired()) return Close();
     if (in_flight_) return;  // its completion runs us again
     Register();
     std::string text = std::move(pending_);
     pending_.clear();
-    ReadStep step = Read([&](const Message& m) {
+    ReadStep step = Read([&](const Message& m) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (!text.empty() && text.size() >= hub_->options_.chunk_bytes) return false;
       AppendEvent(&text, m);
       position_ = m.seq;
@@ -375,7 +374,7 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   }
 
   void OnDeadline() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     if (broken_ || peer_.expired()) return Close();
     const auto now = SteadyClock::now();
@@ -397,7 +396,7 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   }
 
   void Shutdown() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_) return;
     done_ = true;
     Unregister();
@@ -415,8 +414,8 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     text->append("\n\n");
   }
 
-  // Sends `text` as one chunk of the chunked answer. REQUIRES: mu_ held, !in_flight_.
-  void Write(std::string text) {
+  // Sends `text` as one chunk of the chunked answer. REQUIRES: !in_flight_.
+  void Write(std::string text) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock();
     if (!peer || hub_->gate_->stopping) return Close();
     char size_line[32];
@@ -498,8 +497,8 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     return c->IfOpen(write);
   }
 
-  // Ends the stream: the connection is closed. REQUIRES: mu_ held.
-  void Close() {
+  // Ends the stream: the connection is closed.
+  void Close() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     done_ = true;
     Unregister();
     if (std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock()) ShutdownConnection(peer);
@@ -510,8 +509,8 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   const std::thread::id loop_thread_;      // the connection's event-loop thread
   std::atomic<bool> in_flight_{false};     // a chunk was handed to Pistache and has not settled
   std::atomic<bool> broken_{false};        // a write failed: the client is gone
-  SteadyClock::time_point write_started_;  // guarded by mu_
-  std::string pending_;                    // guarded by mu_: text to send before the next events
+  SteadyClock::time_point write_started_ GUARDED_BY(mu_);
+  std::string pending_ GUARDED_BY(mu_);  // text to send before the next events
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -563,7 +562,7 @@ void ConsumerHub::Stream(const Pistache::Rest::Request& req, const ReplyPtr& rep
     position = std::max(position, *start);
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return reply->SendError(Status::Unavailable("shutting down"));
     if (consumers_.size() >= options_.max_consumers) {
       return reply->SendError(Status::Unavailable("too many live readers (" +
@@ -595,7 +594,7 @@ void ConsumerHub::Stream(const Pistache::Rest::Request& req, const ReplyPtr& rep
 }
 
 bool ConsumerHub::Admit(const std::shared_ptr<Consumer>& c, Status* refusal) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (stopping_) {
     *refusal = Status::Unavailable("shutting down");
     return false;
@@ -611,7 +610,7 @@ bool ConsumerHub::Admit(const std::shared_ptr<Consumer>& c, Status* refusal) {
 }
 
 void ConsumerHub::Remove(uint64_t id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   consumers_.erase(id);
   if (auto it = deadline_of_.find(id); it != deadline_of_.end()) {
     deadlines_.erase({it->second, id});
@@ -621,13 +620,13 @@ void ConsumerHub::Remove(uint64_t id) {
 
 void ConsumerHub::Wake(std::shared_ptr<Consumer> c) {
   if (c->queued.exchange(true)) return;  // already queued
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ready_.push_back(std::move(c));
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 void ConsumerHub::Schedule(uint64_t id, SteadyClock::time_point when) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (consumers_.count(id) == 0) return;
   if (auto it = deadline_of_.find(id); it != deadline_of_.end()) {
     deadlines_.erase({it->second, id});
@@ -637,22 +636,22 @@ void ConsumerHub::Schedule(uint64_t id, SteadyClock::time_point when) {
   }
   const bool earliest = deadlines_.empty() || when < deadlines_.begin()->first;
   deadlines_.emplace(when, id);
-  if (earliest) cv_.notify_one();
+  if (earliest) cv_.NotifyOne();
 }
 
 void ConsumerHub::Run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (!stopping_) {
     if (ready_.empty()) {
       if (deadlines_.empty()) {
-        cv_.wait(lock, [this] { return stopping_ || !ready_.empty() || !deadlines_.empty(); });
+        while (!stopping_ && ready_.empty() && deadlines_.empty()) cv_.Wait(&mu_);
       } else {
         // Also wakes when an earlier deadline is scheduled meanwhile.
         const SteadyClock::time_point until = deadlines_.begin()->first;
-        cv_.wait_until(lock, until, [this, until] {
-          return stopping_ || !ready_.empty() ||
-                 (!deadlines_.empty() && deadlines_.begin()->first < until);
-        });
+        while (!stopping_ && ready_.empty() &&
+               (deadlines_.empty() || deadlines_.begin()->first >= until)) {
+          if (!cv_.WaitUntil(&mu_, until)) break;
+        }
       }
       if (stopping_) break;
     }
@@ -666,7 +665,7 @@ void ConsumerHub::Run() {
       deadline_of_.erase(id);
       if (auto it = consumers_.find(id); it != consumers_.end()) due.push_back(it->second);
     }
-    lock.unlock();
+    lock.Unlock();
     for (const std::shared_ptr<Consumer>& c : woken) {
       c->queued = false;  // a wake-up from now on queues it again
       c->Run();
@@ -674,21 +673,21 @@ void ConsumerHub::Run() {
     for (const std::shared_ptr<Consumer>& c : due) c->OnDeadline();
     woken.clear();
     due.clear();
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void ConsumerHub::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   if (thread_.joinable()) thread_.join();
   std::map<uint64_t, std::shared_ptr<Consumer>> remaining;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     remaining.swap(consumers_);
     ready_.clear();
     deadlines_.clear();
@@ -698,7 +697,7 @@ void ConsumerHub::Stop() {
 }
 
 size_t ConsumerHub::active() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return consumers_.size();
 }
 

@@ -27,12 +27,10 @@
 #include <pistache/router.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -40,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "dsm/log_store.h"
 #include "dsm/status.h"
 #include "src/http/reply.h"
@@ -115,10 +114,10 @@ class ConsumerHub {
   // Answers every waiting long-poll with its (empty) page, ends every stream's registration,
   // and joins the hub thread. Later requests get 503. Streams' connections are cut by the
   // server (Gate::CutStreams). Idempotent.
-  void Stop();
+  void Stop() LOCKS_EXCLUDED(mu_);
 
   // Long-polls waiting plus streams open.
-  size_t active() const;
+  size_t active() const LOCKS_EXCLUDED(mu_);
 
   class Consumer;  // a live reader (consumers.cc)
 
@@ -128,29 +127,30 @@ class ConsumerHub {
   class StreamConsumer;
 
   // Registers `c` (false: refused, the hub is full or stopping).
-  bool Admit(const std::shared_ptr<Consumer>& c, Status* refusal);
+  bool Admit(const std::shared_ptr<Consumer>& c, Status* refusal) LOCKS_EXCLUDED(mu_);
   // Forgets `c`: it is done.
-  void Remove(uint64_t id);
+  void Remove(uint64_t id) LOCKS_EXCLUDED(mu_);
   // Queues `c` to run on the hub thread. Callable from any thread, under the log's lock.
-  void Wake(std::shared_ptr<Consumer> c);
+  void Wake(std::shared_ptr<Consumer> c) LOCKS_EXCLUDED(mu_);
   // Sets `c`'s one deadline (replacing the previous one).
-  void Schedule(uint64_t id, std::chrono::steady_clock::time_point when);
-  void Run();  // the hub thread
+  void Schedule(uint64_t id, std::chrono::steady_clock::time_point when) LOCKS_EXCLUDED(mu_);
+  void Run() LOCKS_EXCLUDED(mu_);  // the hub thread
 
   LogStore* const log_;
   AppendNotifier* const notifier_;
   const std::shared_ptr<Gate> gate_;
   const ConsumerOptions options_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Notified by Wake(), Schedule() of an earlier deadline, and Stop().
-  std::condition_variable cv_;
-  bool stopping_ = false;                                    // guarded by mu_
-  uint64_t next_id_ = 1;                                     // guarded by mu_
-  std::map<uint64_t, std::shared_ptr<Consumer>> consumers_;  // guarded by mu_
-  std::vector<std::shared_ptr<Consumer>> ready_;             // guarded by mu_
-  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> deadlines_;  // mu_
-  std::map<uint64_t, std::chrono::steady_clock::time_point> deadline_of_;           // mu_
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::shared_ptr<Consumer>> consumers_ GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Consumer>> ready_ GUARDED_BY(mu_);
+  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> deadlines_
+      GUARDED_BY(mu_);
+  std::map<uint64_t, std::chrono::steady_clock::time_point> deadline_of_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -28,7 +28,7 @@ ErrorAnswer ErrorFor(const Status& s) {
 }
 
 void Gate::AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) {
-  std::lock_guard lock(streams_mu);
+  MutexLock lock(&streams_mu);
   std::erase_if(streams, [](const auto& p) { return p.expired(); });
   streams.push_back(peer);
 }
@@ -65,7 +65,7 @@ void ShutdownConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
 }
 
 void Gate::CutStreams() {
-  std::lock_guard lock(streams_mu);
+  MutexLock lock(&streams_mu);
   for (const auto& weak : streams) {
     if (auto peer = weak.lock()) ShutdownConnection(peer);
   }
@@ -108,19 +108,19 @@ void Reply::Send(int http, const std::string& body, const std::vector<Http::Meth
 
 void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaType& type,
                    const std::vector<Http::Method>* allow) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (answered_) return;
   answered_ = true;
-  std::lock_guard gate_lock(gate_->mu);
+  MutexLock gate_lock(&gate_->mu);
   if (gate_->closed) return;  // the event loops are gone: nobody can deliver it
   {
-    std::lock_guard settle_lock(gate_->settle_mu);
+    MutexLock settle_lock(&gate_->settle_mu);
     ++gate_->in_flight;
   }
   std::shared_ptr<Gate> gate = gate_;
   auto settle = [gate] {
-    std::lock_guard settle_lock(gate->settle_mu);
-    if (--gate->in_flight == 0) gate->settled.notify_all();
+    MutexLock settle_lock(&gate->settle_mu);
+    if (--gate->in_flight == 0) gate->settled.NotifyAll();
   };
   std::optional<Pistache::Async::Promise<ssize_t>> written;
   try {
@@ -165,7 +165,7 @@ void Reply::SendError(const Status& s) {
 }
 
 std::optional<Http::ResponseStream> Reply::StartStream(std::weak_ptr<Pistache::Tcp::Peer>* peer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (answered_ || gate_->stopping) return std::nullopt;
   answered_ = true;
   *peer = writer_.getPeer();
@@ -176,7 +176,7 @@ std::optional<Http::ResponseStream> Reply::StartStream(std::weak_ptr<Pistache::T
 
 std::optional<Http::ResponseStream> Reply::StartEventStream(
     std::weak_ptr<Pistache::Tcp::Peer>* peer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (answered_ || gate_->stopping) return std::nullopt;
   answered_ = true;
   *peer = writer_.getPeer();

@@ -13,16 +13,15 @@
 #include <pistache/peer.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
@@ -61,14 +60,14 @@ class Connection {
   // Runs `act` (which hands bytes to Pistache or shuts the socket down) while the connection is
   // open, under its lock; returns false, without running it, once it is closed.
   template <typename Act>
-  bool IfOpen(Act&& act) {
-    std::lock_guard lock(mu_);
+  bool IfOpen(Act&& act) LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
     if (!open_) return false;
     act();
     return true;
   }
-  void MarkClosed() {
-    std::lock_guard lock(mu_);
+  void MarkClosed() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
     open_ = false;
   }
 
@@ -82,8 +81,8 @@ class Connection {
 
  private:
   Pistache::Tcp::Transport* const transport_;
-  std::mutex mu_;
-  bool open_ = true;  // guarded by mu_
+  Mutex mu_;
+  bool open_ GUARDED_BY(mu_) = true;
 };
 
 // Peer data key of a connection's Connection (set when Pistache accepts it).
@@ -98,23 +97,24 @@ void ShutdownConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer);
 struct Gate {
   // Held while an answer is handed to Pistache, so that shutdown cannot stop the event loops under
   // it.
-  std::mutex mu;
-  bool closed = false;  // guarded by mu; set once, when the event loops are about to stop
+  Mutex mu;
+  bool closed GUARDED_BY(mu) = false;  // set once, when the event loops are about to stop
 
-  std::mutex settle_mu;
-  // Notified when in_flight drops to zero.
-  std::condition_variable settled;
-  int in_flight = 0;  // guarded by settle_mu: answers handed over whose write has not settled
+  Mutex settle_mu;
+  // Notified by the settling of an answer's write (Reply::SendAs) when in_flight drops to zero;
+  // the server's Shutdown() waits on it.
+  CondVar settled;
+  int in_flight GUARDED_BY(settle_mu) = 0;  // answers handed over whose write has not settled
 
   std::atomic<bool> stopping{false};  // set when shutdown begins: listings stop early
 
   // Connections that carry (or carried) a streamed listing. Shutdown cuts them: a listing waiting
   // for a stalled client would otherwise keep its connection open.
-  std::mutex streams_mu;
-  std::vector<std::weak_ptr<Pistache::Tcp::Peer>> streams;  // guarded by streams_mu
+  Mutex streams_mu;
+  std::vector<std::weak_ptr<Pistache::Tcp::Peer>> streams GUARDED_BY(streams_mu);
 
-  void AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer);
-  void CutStreams();
+  void AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) LOCKS_EXCLUDED(streams_mu);
+  void CutStreams() LOCKS_EXCLUDED(streams_mu);
 };
 
 // One request's answer: JSON, sent at most once. Dropped silently once the gate is closed.
@@ -137,22 +137,22 @@ class Reply {
 
   // Sends a JSON body. `allow` lists the methods of a 405 answer. No-op when already answered.
   void Send(int http, const std::string& body,
-            const std::vector<Pistache::Http::Method>* allow = nullptr);
+            const std::vector<Pistache::Http::Method>* allow = nullptr) LOCKS_EXCLUDED(mu_);
   // Sends a body of another media type (e.g. the Prometheus text format of /metrics).
   void SendAs(int http, const std::string& body, const Pistache::Http::Mime::MediaType& type,
-              const std::vector<Pistache::Http::Method>* allow = nullptr);
+              const std::vector<Pistache::Http::Method>* allow = nullptr) LOCKS_EXCLUDED(mu_);
   // {"status":"error","reason":...} with the status of ErrorFor(s).
-  void SendError(const Status& s);
+  void SendError(const Status& s) LOCKS_EXCLUDED(mu_);
 
   // Starts a chunked 200 answer (status line and headers are written on the stream's flush) and
   // sets *peer to the connection. nullopt when already answered or the server is stopping.
   // REQUIRES: on the connection's event-loop thread.
   std::optional<Pistache::Http::ResponseStream> StartStream(
-      std::weak_ptr<Pistache::Tcp::Peer>* peer);
+      std::weak_ptr<Pistache::Tcp::Peer>* peer) LOCKS_EXCLUDED(mu_);
   // Same, for a Server-Sent Events stream: Content-Type text/event-stream, Cache-Control
   // no-cache. REQUIRES: on the connection's event-loop thread.
   std::optional<Pistache::Http::ResponseStream> StartEventStream(
-      std::weak_ptr<Pistache::Tcp::Peer>* peer);
+      std::weak_ptr<Pistache::Tcp::Peer>* peer) LOCKS_EXCLUDED(mu_);
   // The request's connection (expired once the client is gone).
   std::weak_ptr<Pistache::Tcp::Peer> peer() const { return writer_.getPeer(); }
   // What other threads must write to it through (null when the connection had none).
@@ -161,8 +161,8 @@ class Reply {
   const Gate& gate() const { return *gate_; }
 
  private:
-  std::mutex mu_;
-  bool answered_ = false;  // guarded by mu_
+  Mutex mu_;
+  bool answered_ GUARDED_BY(mu_) = false;
   Pistache::Http::ResponseWriter writer_;
   const Pistache::Http::Version version_;
   const std::shared_ptr<Gate> gate_;

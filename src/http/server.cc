@@ -9,10 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +20,7 @@
 
 #include "common/metrics.h"
 #include "common/ids.h"
+#include "common/thread_annotations.h"
 #include "src/http/auth.h"
 #include "src/http/consumers.h"
 #include "src/http/dashboard.h"
@@ -943,12 +944,14 @@ void HttpServer::Shutdown() {
   gate.CutStreams();
   {
     // Answers already handed over (e.g. quorum waits the stopped Node just failed) get written.
-    std::unique_lock lock(gate.settle_mu);
-    gate.settled.wait_for(lock, d.server_options.drain_timeout,
-                          [&gate] { return gate.in_flight == 0; });
+    MutexLock lock(&gate.settle_mu);
+    const auto until = std::chrono::steady_clock::now() + d.server_options.drain_timeout;
+    while (gate.in_flight != 0) {
+      if (!gate.settled.WaitUntil(&gate.settle_mu, until)) break;
+    }
   }
   {
-    std::lock_guard lock(gate.mu);
+    MutexLock lock(&gate.mu);
     gate.closed = true;
   }
   d.endpoint->shutdown();

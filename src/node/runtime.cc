@@ -60,9 +60,9 @@ Status Runtime::Start() {
     }
   });
   node_->SetWakeup([this] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     wakeup_ = true;
-    cv_.notify_one();
+    cv_.NotifyOne();
   });
 
   HttpServerOptions server_options;
@@ -100,18 +100,20 @@ Status Runtime::Start() {
 }
 
 void Runtime::Drive() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
     wakeup_ = false;
-    lock.unlock();
+    lock.Unlock();
     node_->Tick();
     const MonoTime deadline = node_->NextDeadline();
-    lock.lock();
+    lock.Lock();
     // A wakeup that arrived since Tick() began means the deadline may be stale: tick again.
     if (stop_ || wakeup_) continue;
     // Bounded so that a far-off (or "never") deadline does not overflow the wait.
-    const MonoTime cap = clock_.Now() + std::chrono::hours(1);
-    cv_.wait_until(lock, std::min(deadline, cap), [this] { return wakeup_ || stop_; });
+    const MonoTime until = std::min(deadline, clock_.Now() + std::chrono::hours(1));
+    while (!wakeup_ && !stop_) {
+      if (!cv_.WaitUntil(&mu_, until)) break;
+    }
   }
 }
 
@@ -119,9 +121,9 @@ void Runtime::Stop() {
   if (node_) node_->Stop();
   if (server_) server_->Shutdown();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
   if (driver_.joinable()) driver_.join();
   if (peers_) peers_->Stop();

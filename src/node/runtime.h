@@ -12,12 +12,11 @@
 // business (dsm-node blocks SIGINT/SIGTERM in every thread and waits for them in main).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 
+#include "common/thread_annotations.h"
 #include "core/node.h"
 #include "dsm/clock.h"
 #include "dsm/status.h"
@@ -41,7 +40,7 @@ class Runtime {
   Status Start();
 
   // The ordered shutdown described above. Idempotent.
-  void Stop();
+  void Stop() LOCKS_EXCLUDED(mu_);
 
   // The port the HTTP server listens on (after a successful Start()).
   uint16_t port() const;
@@ -50,7 +49,7 @@ class Runtime {
 
  private:
   // The driver thread: Tick(), then wait until NextDeadline() or a wakeup.
-  void Drive();
+  void Drive() LOCKS_EXCLUDED(mu_);
 
   const NodeConfig config_;
   SystemClock clock_;
@@ -63,11 +62,11 @@ class Runtime {
   std::unique_ptr<HttpServer> server_;
   std::thread driver_;
 
-  std::mutex mu_;
+  Mutex mu_;
   // Notified by the Node's wakeup callback (its next deadline may be earlier) and by Stop().
-  std::condition_variable cv_;
-  bool wakeup_ = false;  // guarded by mu_
-  bool stop_ = false;    // guarded by mu_
+  CondVar cv_;
+  bool wakeup_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace dsm
