@@ -27,6 +27,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/thread_annotations.h"
 #include "src/http/json_codec.h"
 
 namespace dsm {
@@ -155,9 +156,9 @@ struct PeerClient::Impl {
 
   // ---- Any thread ----
 
-  void Submit(std::unique_ptr<Request> req) {
+  void Submit(std::unique_ptr<Request> req) LOCKS_EXCLUDED(mu) {
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(&mu);
       if (!stopping) {
         queue.push_back(std::move(req));
         if (multi != nullptr) curl_multi_wakeup(multi);
@@ -217,28 +218,32 @@ struct PeerClient::Impl {
 
   // ---- Loop thread ----
 
-  void Loop() {
+  void Loop() LOCKS_EXCLUDED(mu) {
     tls_loop_owner = this;
+    {
+      MutexLock lock(&mu);
+      loop_multi = multi;
+    }
     for (;;) {
       std::vector<std::unique_ptr<Request>> incoming;
       {
-        std::lock_guard<std::mutex> lock(mu);
+        MutexLock lock(&mu);
         if (stopping) break;
         incoming.swap(queue);
       }
       for (std::unique_ptr<Request>& req : incoming) StartTransfer(std::move(req));
       int running = 0;
-      curl_multi_perform(multi, &running);
+      curl_multi_perform(loop_multi, &running);
       CollectFinished();
       ExpireBackstops(SteadyClock::now());
-      curl_multi_poll(multi, nullptr, 0, PollTimeoutMs(), nullptr);
+      curl_multi_poll(loop_multi, nullptr, 0, PollTimeoutMs(), nullptr);
     }
     // Shutting down: settle everything in flight. New calls settle on their own thread now.
     while (!active.empty()) {
       auto it = active.begin();
       std::unique_ptr<Request> req = std::move(it->second);
       active.erase(it);
-      curl_multi_remove_handle(multi, req->easy);
+      curl_multi_remove_handle(loop_multi, req->easy);
       curl_easy_cleanup(req->easy);
       req->easy = nullptr;
       Settle(*req, Status::Unavailable(kShuttingDown), 0, {});
@@ -291,7 +296,7 @@ struct PeerClient::Impl {
       curl_easy_setopt(easy, CURLOPT_HTTPHEADER, get_headers);
       curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
-    CURLMcode mc = curl_multi_add_handle(multi, easy);
+    CURLMcode mc = curl_multi_add_handle(loop_multi, easy);
     if (mc != CURLM_OK) {
       ReturnHandle(req->peer, easy);
       req->easy = nullptr;
@@ -317,7 +322,7 @@ struct PeerClient::Impl {
 
   void CollectFinished() {
     int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    while (CURLMsg* msg = curl_multi_info_read(loop_multi, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
       CURL* easy = msg->easy_handle;
       CURLcode code = msg->data.result;  // read before the handle is removed
@@ -356,7 +361,7 @@ struct PeerClient::Impl {
     std::unique_ptr<Request> req = std::move(it->second);
     active.erase(it);
     backstops.erase(req->backstop);
-    curl_multi_remove_handle(multi, easy);
+    curl_multi_remove_handle(loop_multi, easy);
     return req;
   }
 
@@ -431,18 +436,20 @@ struct PeerClient::Impl {
   curl_slist* post_headers = nullptr;
   Status init_error;
 
-  std::mutex mu;
-  // Guarded by mu: the multi handle's lifetime (curl_multi_wakeup is called under mu, and
-  // Stop() cleans the handle up under mu), the hand-off queue and the lifecycle flags.
-  CURLM* multi = nullptr;
-  std::vector<std::unique_ptr<Request>> queue;
-  bool started = false;
-  bool stopping = false;
+  Mutex mu;
+  // The multi handle: created by the constructor, cleaned up by Stop() once the loop has been
+  // joined. Other threads use it only under mu (curl_multi_wakeup), so Stop() cannot clean it up
+  // under them; the loop thread uses its copy loop_multi.
+  CURLM* multi GUARDED_BY(mu) = nullptr;
+  std::vector<std::unique_ptr<Request>> queue GUARDED_BY(mu);  // handed to the loop
+  bool started GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
 
   // Owned by the owner thread (Start/Stop).
   std::thread loop;
 
   // Loop-thread only (or any thread once the loop has been joined).
+  CURLM* loop_multi = nullptr;  // multi, copied under mu when the loop starts
   std::map<CURL*, std::unique_ptr<Request>> active;
   std::multimap<TimePoint, Request*> backstops;  // deadline + grace -> transfer
   std::vector<std::vector<CURL*>> idle_handles;  // per peer
@@ -456,7 +463,7 @@ PeerClient::~PeerClient() { Stop(); }
 Status PeerClient::Start() {
   Impl& impl = *impl_;
   {
-    std::lock_guard<std::mutex> lock(impl.mu);
+    MutexLock lock(&impl.mu);
     if (!impl.init_error.ok()) return impl.init_error;
     if (impl.stopping) return Status::Unavailable("peer client stopped");
     if (impl.started) return Status::Ok();
@@ -469,7 +476,7 @@ Status PeerClient::Start() {
 void PeerClient::Stop() {
   Impl& impl = *impl_;
   {
-    std::lock_guard<std::mutex> lock(impl.mu);
+    MutexLock lock(&impl.mu);
     if (!impl.stopping) {
       impl.stopping = true;
       if (impl.multi != nullptr) curl_multi_wakeup(impl.multi);
@@ -482,13 +489,13 @@ void PeerClient::Stop() {
   // The loop is gone (or never ran): settle what was queued and release libcurl.
   std::vector<std::unique_ptr<Impl::Request>> queued;
   {
-    std::lock_guard<std::mutex> lock(impl.mu);
+    MutexLock lock(&impl.mu);
     queued.swap(impl.queue);
   }
   for (std::unique_ptr<Impl::Request>& req : queued) {
     Impl::Settle(*req, Status::Unavailable(kShuttingDown), 0, {});
   }
-  std::lock_guard<std::mutex> lock(impl.mu);
+  MutexLock lock(&impl.mu);
   if (impl.multi != nullptr) {
     curl_multi_cleanup(impl.multi);
     impl.multi = nullptr;
