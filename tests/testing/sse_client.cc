@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <mutex>
 #include <utility>
 
 namespace dsm::testing {
@@ -26,7 +28,7 @@ SseClient::~SseClient() { Close(); }
 
 void SseClient::Close() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     closing_ = true;
   }
   if (thread_.joinable()) thread_.join();
@@ -55,17 +57,17 @@ void SseClient::Transfer() {
   // A dead server is noticed within seconds even if it never closes the socket.
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   CURLcode rc = curl_easy_perform(curl);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (rc != CURLE_OK && !closing_) error_ = errbuf[0] ? errbuf : curl_easy_strerror(rc);
   ended_ = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
   curl_slist_free_all(list);
   curl_easy_cleanup(curl);
 }
 
 size_t SseClient::OnData(char* ptr, size_t size, size_t n, void* self) {
   auto* c = static_cast<SseClient*>(self);
-  std::lock_guard lock(c->mu_);
+  MutexLock lock(&c->mu_);
   if (c->closing_) return 0;  // aborts the transfer
   c->body_.append(ptr, size * n);
   if (c->status_ == 200) c->Feed(ptr, size * n);
@@ -75,13 +77,13 @@ size_t SseClient::OnData(char* ptr, size_t size, size_t n, void* self) {
 size_t SseClient::OnHeader(char* ptr, size_t size, size_t n, void* self) {
   auto* c = static_cast<SseClient*>(self);
   std::string line(ptr, size * n);
-  std::lock_guard lock(c->mu_);
+  MutexLock lock(&c->mu_);
   if (line.rfind("HTTP/", 0) == 0) {
     const size_t sp = line.find(' ');
     if (sp != std::string::npos) c->status_ = std::strtol(line.c_str() + sp + 1, nullptr, 10);
   } else if (line == "\r\n" || line == "\n") {
     c->connected_ = true;
-    c->cv_.notify_all();
+    c->cv_.NotifyAll();
   } else if (const size_t colon = line.find(':'); colon != std::string::npos) {
     std::string name = line.substr(0, colon);
     std::transform(name.begin(), name.end(), name.begin(),
@@ -96,7 +98,7 @@ size_t SseClient::OnHeader(char* ptr, size_t size, size_t n, void* self) {
 
 int SseClient::OnProgress(void* self, long long, long long, long long, long long) {
   auto* c = static_cast<SseClient*>(self);
-  std::lock_guard lock(c->mu_);
+  MutexLock lock(&c->mu_);
   return c->closing_ ? 1 : 0;
 }
 
@@ -118,7 +120,7 @@ void SseClient::Line(std::string line) {
   if (line.empty()) {
     if (pending_has_data_) {
       events_.push_back(std::move(pending_));
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
     pending_ = SseEvent{};
     pending_has_data_ = false;
@@ -126,7 +128,7 @@ void SseClient::Line(std::string line) {
   }
   if (line.front() == ':') {
     comments_.push_back(line.substr(1));
-    cv_.notify_all();
+    cv_.NotifyAll();
     return;
   }
   const size_t colon = line.find(':');
@@ -146,8 +148,11 @@ void SseClient::Line(std::string line) {
 
 bool SseClient::WaitUntil(const std::function<bool(const std::vector<SseEvent>&)>& pred,
                           std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return pred(events_) || ended_; });
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!pred(events_) && !ended_) {
+    if (!cv_.WaitUntil(&mu_, until)) break;
+  }
   return pred(events_);
 }
 
@@ -156,49 +161,56 @@ bool SseClient::WaitEvents(size_t n, std::chrono::milliseconds timeout) {
 }
 
 bool SseClient::WaitConnected(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return connected_ || ended_; });
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!connected_ && !ended_) {
+    if (!cv_.WaitUntil(&mu_, until)) break;
+  }
   return connected_;
 }
 
 bool SseClient::WaitEnded(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return ended_; });
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!ended_) {
+    if (!cv_.WaitUntil(&mu_, until)) break;
+  }
+  return ended_;
 }
 
 std::vector<SseEvent> SseClient::Events() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return events_;
 }
 
 std::vector<std::string> SseClient::Comments() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return comments_;
 }
 
 long SseClient::status() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return status_;
 }
 
 std::string SseClient::Header(const std::string& lower_case_name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = response_headers_.find(lower_case_name);
   return it == response_headers_.end() ? "" : it->second;
 }
 
 bool SseClient::ended() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return ended_;
 }
 
 std::string SseClient::error() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return error_;
 }
 
 std::string SseClient::body() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return body_;
 }
 

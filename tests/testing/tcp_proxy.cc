@@ -155,7 +155,7 @@ TcpProxy::TcpProxy(uint16_t target_port) : target_port_(target_port) {
 
 TcpProxy::~TcpProxy() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   Wake();
@@ -172,30 +172,30 @@ void TcpProxy::Heal() { Apply(State::kOpen); }
 
 void TcpProxy::SetDelay(std::chrono::milliseconds delay) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     delay_ = delay;
   }
   Wake();
 }
 
 bool TcpProxy::IsCut() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return state_ != State::kOpen;
 }
 
 uint64_t TcpProxy::accepted() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return accepted_;
 }
 
 void TcpProxy::Apply(State state) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   state_ = state;
   uint64_t gen = ++requested_;
-  lock.unlock();
+  lock.Unlock();
   Wake();
-  lock.lock();
-  applied_cv_.wait(lock, [&] { return applied_ >= gen || stop_; });
+  lock.Lock();
+  while (applied_ < gen && !stop_) applied_cv_.Wait(&mu_);
 }
 
 void TcpProxy::Wake() {
@@ -211,7 +211,7 @@ void TcpProxy::Run() {
     State state;
     std::chrono::milliseconds delay;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) break;
       state = state_;
       delay = delay_;
@@ -225,10 +225,10 @@ void TcpProxy::Run() {
       current = state;
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       applied_ = requested_;
     }
-    applied_cv_.notify_all();
+    applied_cv_.NotifyAll();
     loop.conns.remove_if([](const Conn& c) { return c.dead; });
 
     // What to wait for.
@@ -272,7 +272,7 @@ void TcpProxy::Run() {
         int cfd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (cfd < 0) break;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(&mu_);
           ++accepted_;
         }
         if (current == State::kReset) {
@@ -321,10 +321,10 @@ void TcpProxy::Run() {
   }
   for (Conn& c : loop.conns) c.Reset();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     applied_ = requested_;
   }
-  applied_cv_.notify_all();
+  applied_cv_.NotifyAll();
 }
 
 }  // namespace dsm::testing

@@ -17,11 +17,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
+
+#include "common/thread_annotations.h"
 
 namespace dsm::testing {
 
@@ -36,21 +36,21 @@ class TcpProxy {
 
   uint16_t port() const { return listen_port_; }
 
-  void Cut(CutMode mode = CutMode::kBlackhole);
-  void Heal();
-  void SetDelay(std::chrono::milliseconds delay);
-  bool IsCut() const;
+  void Cut(CutMode mode = CutMode::kBlackhole) LOCKS_EXCLUDED(mu_);
+  void Heal() LOCKS_EXCLUDED(mu_);
+  void SetDelay(std::chrono::milliseconds delay) LOCKS_EXCLUDED(mu_);
+  bool IsCut() const LOCKS_EXCLUDED(mu_);
 
   // Connections accepted so far (shows that traffic really goes through the proxy).
-  uint64_t accepted() const;
+  uint64_t accepted() const LOCKS_EXCLUDED(mu_);
 
  private:
   struct Loop;  // the poll loop's state, touched only by the proxy thread
   enum class State { kOpen, kBlackhole, kReset };
 
-  void Run();
+  void Run() LOCKS_EXCLUDED(mu_);
   // Asks the thread to apply the state and waits until it has.
-  void Apply(State state);
+  void Apply(State state) LOCKS_EXCLUDED(mu_);
   void Wake();
 
   uint16_t target_port_;
@@ -58,14 +58,16 @@ class TcpProxy {
   int listen_fd_ = -1;
   int wake_fd_ = -1;  // eventfd
 
-  mutable std::mutex mu_;
-  std::condition_variable applied_cv_;  // notified by the thread after each loop iteration
-  State state_ = State::kOpen;          // GUARDED_BY(mu_)
-  std::chrono::milliseconds delay_{0};  // GUARDED_BY(mu_)
-  uint64_t requested_ = 0;              // GUARDED_BY(mu_): generation asked for
-  uint64_t applied_ = 0;                // GUARDED_BY(mu_): generation the thread has applied
-  uint64_t accepted_ = 0;               // GUARDED_BY(mu_)
-  bool stop_ = false;                   // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  // Notified by the thread after each loop iteration (applied_ caught up with requested_) and
+  // when it ends.
+  CondVar applied_cv_;
+  State state_ GUARDED_BY(mu_) = State::kOpen;
+  std::chrono::milliseconds delay_ GUARDED_BY(mu_) = std::chrono::milliseconds(0);
+  uint64_t requested_ GUARDED_BY(mu_) = 0;  // generation asked for
+  uint64_t applied_ GUARDED_BY(mu_) = 0;    // generation the thread has applied
+  uint64_t accepted_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
 
   std::thread thread_;
 };
