@@ -3,18 +3,26 @@
 // write(2) per line (atomic on a pipe) after each Append returned OK. Prints "READY\n" once the
 // store is open. Runs until killed (or for at most a minute).
 //
-// Usage: storage_crash_child <data dir> <node id> <msg_id prefix>
+// Usage: storage_crash_child <data dir> <node id> <msg_id prefix> [--power-loss] [--no-sync]
+//   --power-loss  all file I/O goes through a PowerLossFs (tests/storage/power_loss_fs.h)
+//                 journaling to PowerJournalPath(<data dir>): after a SIGKILL, ApplyPowerCut
+//                 turns the kill into a power cut (every byte not fsynced is lost).
+//   --no-sync     opens the store with sync = false (a planted bug: acknowledges before fsync),
+//                 so the power-cut test can show that it notices.
+#include <rocksdb/env.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "storage/rocks_log_store.h"
+#include "tests/storage/power_loss_fs.h"
 
 namespace {
 
@@ -28,15 +36,36 @@ void WriteLine(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s <data dir> <node id> <msg_id prefix>\n", argv[0]);
+  bool power_loss = false;
+  bool sync = true;
+  bool usage = argc < 4;
+  for (int i = 4; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--power-loss") {
+      power_loss = true;
+    } else if (flag == "--no-sync") {
+      sync = false;
+    } else {
+      usage = true;
+    }
+  }
+  if (usage) {
+    std::fprintf(stderr,
+                 "usage: %s <data dir> <node id> <msg_id prefix> [--power-loss] [--no-sync]\n",
+                 argv[0]);
     return 2;
   }
   dsm::RocksLogStoreOptions options;
   options.path = argv[1];
   options.node_id = argv[2];
-  options.sync = true;
+  options.sync = sync;
   const std::string prefix = argv[3];
+  std::unique_ptr<dsm::storage_test::PowerLossEnv> power_loss_env;
+  if (power_loss) {
+    power_loss_env = std::make_unique<dsm::storage_test::PowerLossEnv>(
+        dsm::storage_test::PowerJournalPath(options.path));
+    options.env = power_loss_env->env.get();
+  }
   auto opened = dsm::RocksLogStore::Open(options);
   if (!opened.ok()) {
     std::fprintf(stderr, "crash child: %s\n", opened.status().ToString().c_str());

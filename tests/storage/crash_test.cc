@@ -6,6 +6,14 @@
 //  - the msg_id index and the log agree both ways, and so do the origin index and the log;
 //  - the high water of the node's stream equals the number of its messages.
 // Several rounds run on the same directory, so appending resumes after each crash.
+// Three ways to die:
+//  - KilledWriterLosesNothingAcknowledged: a plain SIGKILL (the kernel keeps what was written);
+//  - PowerCutLosesNothingAcknowledged: the child writes through PowerLossFs
+//    (tests/storage/power_loss_fs.h) and the SIGKILL is turned into a power cut by ApplyPowerCut
+//    before the directory is reopened: every byte not fsynced is gone;
+//  - PowerCutWithoutFsyncLosesAcknowledgedMessages: the same with the child's store opened with
+//    sync = false (a planted bug). The checker must report lost acknowledged messages, which
+//    shows that the power-cut test would catch an acknowledgement before fsync.
 // The seed is printed; DSM_TEST_SEED=<n> replays a run (same kill delays).
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -28,6 +36,7 @@
 #include "storage/record.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
+#include "tests/storage/power_loss_fs.h"
 #include "tests/storage/test_util.h"
 
 #ifndef DSM_CRASH_CHILD_PATH
@@ -39,6 +48,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kRounds = 6;
+constexpr int kNoSyncRounds = 3;
+// Without fsync the child is killed as soon as this many ACKs of the round were read.
+constexpr size_t kNoSyncAcksBeforeCut = 200;
 constexpr auto kGenerous = std::chrono::seconds(60);  // only a broken child takes this long
 constexpr char kNodeId[] = "crash-node";
 
@@ -52,7 +64,12 @@ uint64_t ChooseSeed() {
 // A started crash child: its pid and the read end of its stdout.
 class Child {
  public:
-  Child(const std::string& path, const std::string& prefix) {
+  Child(const std::string& path, const std::string& prefix, const std::vector<std::string>& flags) {
+    std::vector<std::string> args = {DSM_CRASH_CHILD_PATH, path, kNodeId, prefix};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return;
     const pid_t parent = ::getpid();
@@ -62,8 +79,7 @@ class Child {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(126);
       ::dup2(fds[1], STDOUT_FILENO);
-      ::execl(DSM_CRASH_CHILD_PATH, DSM_CRASH_CHILD_PATH, path.c_str(), kNodeId, prefix.c_str(),
-              static_cast<char*>(nullptr));
+      ::execv(DSM_CRASH_CHILD_PATH, argv.data());
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -129,8 +145,10 @@ class Child {
   std::string partial_;
 };
 
-// Reopens the directory and checks every invariant against the ACKs seen so far.
-void Verify(const std::string& path, const std::map<std::string, uint64_t>& acked) {
+// Reopens the directory and checks every invariant against the ACKs seen so far. An ACKed msg_id
+// that is missing fails the test, unless `lost` is given: then it is appended there.
+void Verify(const std::string& path, const std::map<std::string, uint64_t>& acked,
+            std::vector<std::string>* lost) {
   uint64_t last_seq = 0;
   std::string stream;
   {
@@ -166,6 +184,10 @@ void Verify(const std::string& path, const std::map<std::string, uint64_t>& acke
     for (const auto& [msg_id, seq] : acked) {
       Result<std::optional<Message>> m = store.FindByMsgId(msg_id);
       ASSERT_TRUE(m.ok()) << m.status().ToString();
+      if (lost != nullptr && !m->has_value()) {
+        lost->push_back(msg_id);
+        continue;
+      }
       ASSERT_TRUE(m->has_value()) << "acknowledged " << msg_id << " (seq " << seq << ") lost";
       ASSERT_EQ((*m)->seq, seq) << "acknowledged " << msg_id << " moved";
     }
@@ -231,7 +253,25 @@ void Verify(const std::string& path, const std::map<std::string, uint64_t>& acke
   for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
 }
 
-TEST(CrashTest, KilledWriterLosesNothingAcknowledged) {
+// How a round's child dies.
+enum class Death {
+  kKill,            // SIGKILL: what was written survives in the kernel
+  kPowerCut,        // SIGKILL, then ApplyPowerCut: only what was fsynced survives
+  kPowerCutNoSync,  // the same, with the child's store opened with sync = false
+};
+
+// What the rounds saw.
+struct Outcome {
+  size_t acked = 0;  // ACKs read, all rounds
+  size_t lost = 0;   // of which lost (only counted with kPowerCutNoSync)
+  int rounds_with_loss = 0;
+  uint64_t wal_bytes_dropped = 0;  // by the power cuts
+};
+
+// Runs `rounds` rounds on one directory: start the child, wait until it acknowledged appends,
+// kill it (then cut the power, for the power-cut deaths), reopen and verify. With kKill and
+// kPowerCut a lost ACK fails the test; with kPowerCutNoSync losses are counted in `outcome`.
+void RunRounds(Death death, int rounds, Outcome* outcome) {
   const uint64_t seed = ChooseSeed();
   std::printf("storage crash test seed=%llu (DSM_TEST_SEED=%llu replays it)\n",
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
@@ -242,12 +282,20 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledged) {
   storage_test::ScopedTempDir dir;
   ASSERT_FALSE(dir.path().empty());
   const std::string path = dir.Sub("db");
+  const std::string journal = storage_test::PowerJournalPath(path);
+  std::vector<std::string> flags;
+  if (death != Death::kKill) flags.push_back("--power-loss");
+  if (death == Death::kPowerCutNoSync) flags.push_back("--no-sync");
   std::map<std::string, uint64_t> acked;
 
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(seed));
-    const auto delay = std::chrono::milliseconds(delay_ms(rng));
-    Child child(path, "r" + std::to_string(round));
+    // Without fsync the kill comes right after the first ACKs, long before a memtable could fill
+    // (a flush would sync the write-ahead logs it closes): nothing acknowledged is durable.
+    const auto delay = death == Death::kPowerCutNoSync ? std::chrono::milliseconds(0)
+                                                       : std::chrono::milliseconds(delay_ms(rng));
+    const size_t min_acks = death == Death::kPowerCutNoSync ? kNoSyncAcksBeforeCut : 1;
+    Child child(path, "r" + std::to_string(round), flags);
     ASSERT_TRUE(child.started());
 
     std::vector<std::string> lines;
@@ -271,24 +319,24 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledged) {
       lines.clear();
     };
 
-    // Wait until the store is open and at least one append was acknowledged, then until the
-    // random delay (counted from READY) has passed.
+    // Wait until the store is open and enough appends were acknowledged, then until the random
+    // delay (counted from READY) has passed.
     const auto give_up = Clock::now() + kGenerous;
     Clock::time_point kill_at = Clock::time_point::max();
     while (alive && Clock::now() < give_up) {
       const auto now = Clock::now();
-      if (ready && round_acks > 0 && now >= kill_at) break;
-      const auto wait = kill_at == Clock::time_point::max()
+      if (ready && round_acks >= min_acks && now >= kill_at) break;
+      const auto wait = kill_at == Clock::time_point::max() || now >= kill_at
                             ? std::chrono::milliseconds(100)
                             : std::chrono::duration_cast<std::chrono::milliseconds>(kill_at - now);
       alive = child.Pump(std::max(wait, std::chrono::milliseconds(1)), &lines);
       const bool was_ready = ready;
       consume();
-      if (HasFatalFailure()) return;
+      if (::testing::Test::HasFatalFailure()) return;
       if (ready && !was_ready) kill_at = Clock::now() + delay;
     }
     ASSERT_TRUE(alive) << "the child exited before it was killed";
-    ASSERT_TRUE(ready && round_acks > 0) << "the child made no progress in time";
+    ASSERT_TRUE(ready && round_acks >= min_acks) << "the child made no progress in time";
 
     child.Kill();
     // Everything written before the kill is still in the pipe: read it to EOF.
@@ -297,17 +345,67 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledged) {
       ASSERT_LT(Clock::now(), drain_deadline) << "no EOF from a killed child";
     }
     consume();
-    if (HasFatalFailure()) return;
+    if (::testing::Test::HasFatalFailure()) return;
     EXPECT_TRUE(child.partial().empty()) << "torn ACK line: " << child.partial();
     const int status = child.Reap();
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "wait status " << status;
-    std::printf("round %d: killed after %lld ms, %zu acks this round, %zu in total\n", round,
-                static_cast<long long>(delay.count()), round_acks, acked.size());
-    std::fflush(stdout);
+    outcome->acked += round_acks;
 
-    Verify(path, acked);
-    if (HasFatalFailure()) return;
+    std::string cut = "no power cut";
+    if (death != Death::kKill) {
+      storage_test::PowerCutReport report;
+      Status s = storage_test::ApplyPowerCut(journal, &report);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_TRUE(report.journal_found) << "the child wrote no power journal";
+      ASSERT_GT(report.records, 0u) << "the child journaled nothing";
+      outcome->wal_bytes_dropped += report.wal_bytes_dropped;
+      cut = "power cut: " + report.ToString();
+    }
+
+    std::vector<std::string> lost;
+    Verify(path, acked, death == Death::kPowerCutNoSync ? &lost : nullptr);
+    if (::testing::Test::HasFatalFailure()) return;
+    std::printf(
+        "round %d: killed %lld ms after READY, %zu acks this round, %zu lost (%zu checked in "
+        "all); %s\n",
+        round, static_cast<long long>(delay.count()), round_acks, lost.size(), acked.size(),
+        cut.c_str());
+    std::fflush(stdout);
+    // A lost message is counted once: later rounds check only what is still there.
+    for (const std::string& msg_id : lost) acked.erase(msg_id);
+    outcome->lost += lost.size();
+    if (!lost.empty()) ++outcome->rounds_with_loss;
   }
+}
+
+TEST(CrashTest, KilledWriterLosesNothingAcknowledged) {
+  Outcome outcome;
+  RunRounds(Death::kKill, kRounds, &outcome);
+}
+
+TEST(CrashTest, PowerCutLosesNothingAcknowledged) {
+  Outcome outcome;
+  RunRounds(Death::kPowerCut, kRounds, &outcome);
+  if (HasFatalFailure()) return;
+  std::printf(
+      "power cuts with fsync: %zu acknowledged, %zu lost over %d rounds; %llu unsynced "
+      "write-ahead log bytes dropped\n",
+      outcome.acked, outcome.lost, kRounds,
+      static_cast<unsigned long long>(outcome.wal_bytes_dropped));
+}
+
+// The planted bug: without fsync, acknowledged messages exist only in the page cache, and a power
+// cut must lose some of them. If this test fails, the power-cut test above proves nothing.
+TEST(CrashTest, PowerCutWithoutFsyncLosesAcknowledgedMessages) {
+  Outcome outcome;
+  RunRounds(Death::kPowerCutNoSync, kNoSyncRounds, &outcome);
+  if (HasFatalFailure()) return;
+  std::printf(
+      "power cuts without fsync: %zu of %zu acknowledged messages lost, in %d of %d "
+      "rounds\n",
+      outcome.lost, outcome.acked, outcome.rounds_with_loss, kNoSyncRounds);
+  EXPECT_GT(outcome.lost, 0u) << "the checker did not notice acknowledged messages lost";
+  EXPECT_GE(outcome.rounds_with_loss, 1);
 }
 
 }  // namespace
