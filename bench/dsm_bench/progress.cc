@@ -20,15 +20,15 @@ Progress::Progress(bool enabled)
 
 Progress::~Progress() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void Progress::Begin(const std::string& phase, double planned_s) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   phase_ = phase;
   planned_s_ = planned_s;
   phase_start_ns_ = NowNs();
@@ -41,7 +41,7 @@ void Progress::Begin(const std::string& phase, double planned_s) {
 }
 
 void Progress::End(const std::string& summary) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!enabled_) return;
   const double elapsed = static_cast<double>(NowNs() - phase_start_ns_) / 1e9;
   char head[64];
@@ -53,7 +53,7 @@ void Progress::End(const std::string& summary) {
 }
 
 void Progress::Note(const std::string& line) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!enabled_) return;
   Print(line, true);
 }
@@ -88,9 +88,9 @@ void Progress::Print(const std::string& line, bool final) {
 }
 
 void Progress::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(500));
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(500));
     if (stop_ || phase_.empty()) continue;
     const int64_t now = NowNs();
     std::string line = Line();

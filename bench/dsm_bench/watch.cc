@@ -7,7 +7,7 @@
 namespace dsm::bench {
 
 uint32_t OriginTable::Id(std::string_view origin) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = ids_.find(origin);
   if (it != ids_.end()) return it->second;
   const uint32_t id = static_cast<uint32_t>(names_.size());
@@ -17,7 +17,7 @@ uint32_t OriginTable::Id(std::string_view origin) {
 }
 
 std::string OriginTable::Name(uint32_t id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return id < names_.size() ? names_[id] : std::string();
 }
 
@@ -71,7 +71,7 @@ void ReplicationWatcher::Poll(size_t node) {
           }
         }
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (first_answer_[node] < 0) first_answer_[node] = t1;
       for (const auto& [origin, hw] : seen) {
         Timeline& tl = timelines_[node][origin];
@@ -109,7 +109,7 @@ bool ReplicationWatcher::WaitHeld(const std::map<uint32_t, uint64_t>& need, int6
 }
 
 int64_t ReplicationWatcher::FirstSeen(size_t node, uint32_t origin, uint64_t origin_seq) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (node >= timelines_.size()) return -1;
   auto it = timelines_[node].find(origin);
   if (it == timelines_[node].end()) return -1;
@@ -120,12 +120,12 @@ int64_t ReplicationWatcher::FirstSeen(size_t node, uint32_t origin, uint64_t ori
 }
 
 int64_t ReplicationWatcher::FirstAnswer(size_t node) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return node < first_answer_.size() ? first_answer_[node] : -1;
 }
 
 uint64_t ReplicationWatcher::HighWater(size_t node, uint32_t origin) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (node >= timelines_.size()) return 0;
   auto it = timelines_[node].find(origin);
   if (it == timelines_[node].end() || it->second.hw.empty()) return 0;

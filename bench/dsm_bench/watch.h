@@ -19,7 +19,6 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -27,19 +26,20 @@
 
 #include "bench/dsm_bench/http_client.h"
 #include "bench/dsm_bench/stats.h"
+#include "common/thread_annotations.h"
 
 namespace dsm::bench {
 
 // Origin stream ids ("node1@4aa8...") numbered densely from 0.
 class OriginTable {
  public:
-  uint32_t Id(std::string_view origin);
-  std::string Name(uint32_t id) const;
+  uint32_t Id(std::string_view origin) LOCKS_EXCLUDED(mu_);
+  std::string Name(uint32_t id) const LOCKS_EXCLUDED(mu_);
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, uint32_t, std::less<>> ids_;  // guarded by mu_
-  std::vector<std::string> names_;                    // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, uint32_t, std::less<>> ids_ GUARDED_BY(mu_);
+  std::vector<std::string> names_ GUARDED_BY(mu_);
 };
 
 // One accepted publish request (one message, or a batch whose messages are consecutive positions
@@ -71,12 +71,12 @@ class ReplicationWatcher {
                 const std::atomic<bool>& stop) const;
   // When node `node` was first seen holding `origin_seq` of `origin` (NowNs() scale), -1 if never
   // (or the node is not watched).
-  int64_t FirstSeen(size_t node, uint32_t origin, uint64_t origin_seq) const;
+  int64_t FirstSeen(size_t node, uint32_t origin, uint64_t origin_seq) const LOCKS_EXCLUDED(mu_);
   // The current high water of `origin` on `node` (0 when unknown or not watched).
-  uint64_t HighWater(size_t node, uint32_t origin) const;
+  uint64_t HighWater(size_t node, uint32_t origin) const LOCKS_EXCLUDED(mu_);
 
   // When node `node` first answered a poll (NowNs() scale), -1 if never.
-  int64_t FirstAnswer(size_t node) const;
+  int64_t FirstAnswer(size_t node) const LOCKS_EXCLUDED(mu_);
   bool watched(size_t node) const { return watch_[node]; }
   size_t nodes() const { return nodes_.size(); }
   // Mean duration of one poll (request + answer), ms.
@@ -89,17 +89,17 @@ class ReplicationWatcher {
     std::vector<int64_t> t;    // observation times, increasing
     std::vector<uint64_t> hw;  // high water at t[i], increasing
   };
-  void Poll(size_t node);
+  void Poll(size_t node) LOCKS_EXCLUDED(mu_);
 
   const std::vector<Endpoint> nodes_;
   const std::vector<bool> watch_;
   OriginTable* const origins_;
   const std::chrono::microseconds interval_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Per node: origin id -> timeline.
-  std::vector<std::map<uint32_t, Timeline>> timelines_;  // guarded by mu_
-  std::vector<int64_t> first_answer_;                    // guarded by mu_; -1 = none yet
+  std::vector<std::map<uint32_t, Timeline>> timelines_ GUARDED_BY(mu_);
+  std::vector<int64_t> first_answer_ GUARDED_BY(mu_);  // -1 = none yet
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> polls_{0};
   std::atomic<int64_t> poll_ns_{0};
