@@ -10,11 +10,37 @@
 #include <fmt/format.h>
 
 #include "common/metrics.h"
+#include "common/planted_bugs.h"
 
 namespace dsm {
 namespace {
 
 constexpr char kQuorumNotAchieved[] = "replication quorum not achieved";
+// A peer's heartbeat or /sync answer naming more streams than this is not believed.
+constexpr size_t kMaxPeerStreams = 1 << 16;
+// A pull tells the peer how far it holds at most this many streams (the peer caps the map at
+// 4096); the others are simply sent again and deduplicated.
+constexpr size_t kMaxHaveStreams = 1024;
+// The same replication error of one peer is logged at most this often (it is always counted).
+constexpr auto kErrorLogInterval = std::chrono::seconds(10);
+
+// An upper bound of the JSON bytes of `s` as a string value: quotes, and escapes of control
+// characters (6 bytes), quotes and backslashes (2 bytes); other bytes go through as they are.
+size_t JsonStringBytes(std::string_view s) {
+  size_t n = 2;
+  for (unsigned char c : s) {
+    n += c < 0x20 ? 6 : (c == '"' || c == '\\') ? 2 : 1;
+  }
+  return n;
+}
+
+// An upper bound of the bytes `m` adds to a /replicate request: its strings, escaped, plus the
+// field names, numbers and separators.
+size_t EncodedBytes(const Message& m) {
+  constexpr size_t kFieldsAndNumbers = 160;
+  return kFieldsAndNumbers + JsonStringBytes(m.msg_id) + JsonStringBytes(m.sender) +
+         JsonStringBytes(m.recipient) + JsonStringBytes(m.payload) + JsonStringBytes(m.origin);
+}
 
 enum class Liveness { kUnknown, kAlive, kDead };
 
@@ -36,10 +62,19 @@ struct PeerState {
   std::map<std::string, uint64_t> high_waters;  // what it held at its last heartbeat
 
   // Push replicator of our own stream.
-  uint64_t push_cursor = 0;  // our origin_seq the peer acknowledged
+  uint64_t push_cursor = 0;  // our origin_seq the peer acknowledged...
+  std::string push_stream;   // ...and which incarnation of the peer did ("" = not known)
   bool push_in_flight = false;
   MonoTime push_not_before{};
   Millis push_backoff{0};
+  // A push is at most this many messages and this many request bytes: the peer's own limit
+  // (from its heartbeat) and halved by each 413, grown back by successes.
+  uint64_t peer_max_request = 0;  // 0 = not known yet: our own limit is assumed
+  size_t push_max_messages = 0;
+  size_t push_max_bytes = 0;
+  // Why pushes to this peer make no progress, by name ("" when they do). Shown in /status.
+  std::string push_problem;
+  MonoTime last_error_logged{};
 
   // Catch-up puller from the peer's log.
   bool pull_in_flight = false;
@@ -53,6 +88,12 @@ struct PeerState {
   uint64_t push_errors = 0;   // failed pushes
   uint64_t pull_errors = 0;   // failed pulls
   uint64_t pulled = 0;        // messages applied from the peer's log
+  uint64_t conflicts = 0;     // our messages the peer holds another msg_id for (its 409)
+  uint64_t too_large = 0;     // pushes the peer refused as too large (its 413)
+  uint64_t bad_replies = 0;   // answers that broke the protocol's rules (ignored)
+  uint64_t read_errors = 0;   // failed reads of our log for a push
+  uint64_t apply_errors = 0;  // failed writes of pulled or repaired messages
+  uint64_t cursor_errors = 0; // failed writes of the push cursor
   bool pull_wanted = true;  // pull as soon as possible (start-up, peer came back, more pages)
   MonoTime next_pull{};     // anti-entropy
 };
@@ -71,7 +112,14 @@ struct QuorumWaiter {
 // Work decided under the lock and carried out after releasing it.
 struct Actions {
   std::vector<size_t> heartbeats;
-  std::vector<std::pair<size_t, uint64_t>> pushes;  // peer, from push cursor
+  struct Push {
+    size_t peer;
+    uint64_t from;  // the push cursor
+    size_t max_messages;
+    size_t max_bytes;  // request bytes
+  };
+  std::vector<Push> pushes;
+  std::vector<std::pair<size_t, PushCursor>> persist_push;
   std::vector<std::pair<size_t, PullCursor>> pulls;
   struct Repair {
     size_t peer;
@@ -114,6 +162,7 @@ struct Node::Impl {
   std::atomic<uint64_t> appended[kSources] = {};
   std::atomic<uint64_t> deduplicated[kSources] = {};
   std::atomic<uint64_t> quorum_ok{0}, quorum_refused{0}, quorum_timeout{0};
+  std::atomic<uint64_t> conflicts{0};  // /replicate batches refused for a conflict
   Histogram send_local_seconds, send_quorum_seconds, log_write_seconds;
 
   // The rest of a client write once the log has it (or refused it): count it, then answer now
@@ -175,22 +224,63 @@ struct Node::Impl {
 
   // ---- derived state (REQUIRES: mu held) ----
 
+  // Whether `p`'s current incarnation acknowledged our stream up to `origin_seq`: a push cursor
+  // counts only once the peer has told this process its stream id and the cursor was
+  // acknowledged by that very incarnation (a wiped peer holds nothing it acknowledged before).
+  bool HoldsOwn(const PeerState& p, uint64_t origin_seq) const {
+    if (Planted(PlantedBug::kQuorumFromStaleCursor)) return p.push_cursor >= origin_seq;
+    return !p.stream.empty() && p.push_stream == p.stream && p.push_cursor >= origin_seq;
+  }
+
   // Nodes (this one included) known to hold our stream up to `origin_seq`.
   int OwnHolders(uint64_t origin_seq) const {
     int n = 1;
     for (const PeerState& p : peers) {
-      if (p.push_cursor >= origin_seq) ++n;
+      if (HoldsOwn(p, origin_seq)) ++n;
     }
     return n;
   }
 
+  // Nodes (this one included) whose current incarnation said, in its last heartbeat, that it
+  // holds stream `origin` up to `origin_seq`.
   int ForeignHolders(const std::string& origin, uint64_t origin_seq) const {
     int n = 1;
     for (const PeerState& p : peers) {
+      if (p.stream.empty()) continue;
       auto it = p.high_waters.find(origin);
       if (it != p.high_waters.end() && it->second >= origin_seq) ++n;
     }
     return n;
+  }
+
+  // The peer's own stream as it just told us (a heartbeat or a push answer). A new one means
+  // its data directory was replaced: what it acknowledged before is gone, so the push cursor
+  // restarts from what this incarnation acknowledges. REQUIRES: mu held.
+  void NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a) {
+    if (stream.empty() || stream == p.stream) return;
+    if (!p.stream.empty()) {
+      Event(EventLevel::kWarning,
+            fmt::format("peer {} has a new data directory (stream {}, was {}): it no longer "
+                        "holds what it acknowledged; pushing our stream to it from the start",
+                        p.url, stream, p.stream));
+    }
+    p.stream = stream;
+    p.high_waters.clear();
+    if (p.push_stream != stream) {
+      p.push_stream = stream;
+      p.push_cursor = 0;
+      p.push_not_before = now;
+      p.push_problem.clear();
+      a->persist_push.emplace_back(p.index, PushCursor{p.push_stream, 0});
+    }
+  }
+
+  // Logs a replication error of `p` unless one was logged within kErrorLogInterval (every error
+  // is counted by the caller). REQUIRES: mu held.
+  void ErrorEvent(PeerState& p, MonoTime now, std::string text) {
+    if (p.last_error_logged != MonoTime{} && now - p.last_error_logged < kErrorLogInterval) return;
+    p.last_error_logged = now;
+    Event(EventLevel::kWarning, std::move(text));
   }
 
   bool Satisfied(const QuorumWaiter& w) const {
@@ -272,9 +362,13 @@ struct Node::Impl {
         p.next_heartbeat = now + options.heartbeat_interval;
         a->heartbeats.push_back(p.index);
       }
-      if (!p.push_in_flight && p.push_cursor < own_hw && now >= p.push_not_before) {
+      // Pushes wait until the peer's incarnation is known: a cursor is only meaningful for it.
+      if (!p.push_in_flight && !p.stream.empty() && p.push_cursor < own_hw &&
+          now >= p.push_not_before) {
         p.push_in_flight = true;
-        a->pushes.emplace_back(p.index, p.push_cursor);
+        const size_t limit = p.peer_max_request > 0 ? p.peer_max_request : MaxRequestBytes(options);
+        a->pushes.push_back({p.index, p.push_cursor, p.push_max_messages,
+                             std::min(p.push_max_bytes, limit)});
       }
       if (!p.pull_in_flight && (p.pull_wanted || now >= p.next_pull)) {
         p.pull_in_flight = true;
@@ -298,6 +392,17 @@ struct Node::Impl {
     }
   }
 
+  // Runs `task` on the executor (SetExecutor), or here when there is none.
+  void Post(std::function<void()> task) {
+    if (executor) {
+      executor(std::move(task));
+    } else {
+      task();
+    }
+  }
+  // Set before Start(), read-only afterwards.
+  std::function<void(std::function<void()>)> executor;
+
   // Event handlers and the executor of decided work. REQUIRES: mu not held.
   void Run(Actions actions);
   // Takes the answer (`ok` or not) of one request to `peer`: under the lock, counts it toward the
@@ -305,11 +410,30 @@ struct Node::Impl {
   // collects what became due; then runs it all outside the lock. Nothing once stopped.
   template <typename Update>
   void AfterExchange(size_t peer, bool ok, Update&& update);
-  void StartPush(size_t peer, uint64_t from);
-  void OnPushed(size_t peer, Result<ReplicateReply> r);
+  void StartPush(const Actions::Push& push);
+  void OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<ReplicateReply> r);
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r);
   void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r);
   void OnRepair(size_t peer, std::string origin, Result<SyncReply> r);
+  // The answer to a quorum /send of `msgs` when every one of them is already stored and held by
+  // `quorum` current holders; nullopt otherwise. REQUIRES: mu not held.
+  std::optional<SendResult> AlreadyHeld(const std::vector<Message>& msgs);
+
+  // How far this node holds each stream, for a pull: the peer leaves out what it covers. At most
+  // kMaxHaveStreams of them (the longest), so the request stays bounded however many streams
+  // wiped nodes left behind; entries of the others are sent again and deduplicated.
+  std::map<std::string, uint64_t> HaveMap() const {
+    std::map<std::string, uint64_t> all = log->HighWaters();
+    if (all.size() <= kMaxHaveStreams) return all;
+    std::vector<std::pair<uint64_t, std::string>> by_size;
+    by_size.reserve(all.size());
+    for (auto& [origin, hw] : all) by_size.emplace_back(hw, origin);
+    std::nth_element(by_size.begin(), by_size.begin() + kMaxHaveStreams, by_size.end(),
+                     std::greater<>());
+    std::map<std::string, uint64_t> have;
+    for (size_t i = 0; i < kMaxHaveStreams; ++i) have.emplace(by_size[i].second, by_size[i].first);
+    return have;
+  }
 
   MonoTime NextDeadline() const {
     MonoTime next = MonoTime::max();
@@ -317,7 +441,9 @@ struct Node::Impl {
     const uint64_t own_hw = log->HighWater(log->stream_id());
     for (const PeerState& p : peers) {
       if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
-      if (!p.push_in_flight && p.push_cursor < own_hw) next = std::min(next, p.push_not_before);
+      if (!p.push_in_flight && !p.stream.empty() && p.push_cursor < own_hw) {
+        next = std::min(next, p.push_not_before);
+      }
       if (!p.pull_in_flight) {
         next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
       }
@@ -337,6 +463,8 @@ Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* cloc
     PeerState p;
     p.index = i;
     p.url = options_.peers[i];
+    p.push_max_messages = std::max<size_t>(1, options_.batch_messages);
+    p.push_max_bytes = MaxRequestBytes(options_);
     impl_->peers.push_back(std::move(p));
   }
 }
@@ -356,7 +484,9 @@ void Node::Start() {
     impl_->started_at = impl_->clock->Now();
     for (PeerState& p : impl_->peers) {
       // A cursor beyond our stream means the cursor outlived a restored data directory: resend.
-      p.push_cursor = std::min(impl_->log->PushCursor(p.url), own_hw);
+      const PushCursor cursor = impl_->log->GetPushCursor(p.url);
+      p.push_cursor = std::min(cursor.origin_seq, own_hw);
+      p.push_stream = cursor.peer_stream;
       p.next_heartbeat = impl_->started_at;
       p.push_not_before = impl_->started_at;
       p.next_pull = impl_->started_at;
@@ -379,6 +509,10 @@ void Node::Stop() {
   }
 }
 
+void Node::SetExecutor(std::function<void(std::function<void()>)> executor) {
+  impl_->executor = std::move(executor);
+}
+
 void Node::SetWakeup(std::function<void()> wakeup) {
   std::lock_guard lock(impl_->mu);
   impl_->wakeup = std::move(wakeup);
@@ -393,13 +527,16 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   Impl& d = *impl_;
   const NodeStatus st = GetStatus();
   struct PeerCounters {
-    uint64_t pushed, push_errors, pull_errors, pulled, peer_last_seq;
+    uint64_t pushed, push_errors, pull_errors, pulled, peer_last_seq, conflicts, too_large,
+        bad_replies, read_errors, apply_errors, cursor_errors;
   };
   std::vector<PeerCounters> counters;
   {
     std::lock_guard lock(d.mu);
     for (const PeerState& p : d.peers) {
-      counters.push_back({p.pushed, p.push_errors, p.pull_errors, p.pulled, p.peer_last_seq});
+      counters.push_back({p.pushed, p.push_errors, p.pull_errors, p.pulled, p.peer_last_seq,
+                          p.conflicts, p.too_large, p.bad_replies, p.read_errors, p.apply_errors,
+                          p.cursor_errors});
     }
   }
   static constexpr const char* kSourceNames[] = {"client", "replicate", "pull"};
@@ -470,6 +607,31 @@ void Node::WriteMetrics(MetricsWriter& w) const {
            [&](size_t i) { return st.peers[i].pull_cursor.seq; });
   per_peer("dsm_peer_last_seq", "gauge", "The peer's last seq, as of its last /sync answer.",
            [&](size_t i) { return counters[i].peer_last_seq; });
+  per_peer("dsm_peer_conflicts_total", "counter",
+           "Messages the peer and this node hold differently: another msg_id at one position "
+           "(refused both ways, never counted toward a quorum).",
+           [&](size_t i) { return counters[i].conflicts; });
+  per_peer("dsm_peer_push_too_large_total", "counter",
+           "Pushes the peer refused as too large (413); each halves the next batch.",
+           [&](size_t i) { return counters[i].too_large; });
+  per_peer("dsm_peer_bad_replies_total", "counter",
+           "Answers of the peer that broke the protocol's rules (ignored, nothing changed).",
+           [&](size_t i) { return counters[i].bad_replies; });
+  per_peer("dsm_peer_read_errors_total", "counter",
+           "Failed reads of this node's log for a push to the peer (retried).",
+           [&](size_t i) { return counters[i].read_errors; });
+  per_peer("dsm_peer_apply_errors_total", "counter",
+           "Failed writes of messages pulled or repaired from the peer (retried).",
+           [&](size_t i) { return counters[i].apply_errors; });
+  per_peer("dsm_peer_cursor_errors_total", "counter",
+           "Failed writes of the peer's push cursor (the push is resent).",
+           [&](size_t i) { return counters[i].cursor_errors; });
+  per_peer("dsm_peer_push_blocked", "gauge",
+           "1 while pushes to the peer make no progress for a named reason (see /status).",
+           [&](size_t i) { return st.peers[i].push_problem.empty() ? 0 : 1; });
+  w.Family("dsm_conflicts_total", "counter",
+           "/replicate batches refused because another msg_id holds a pushed position.");
+  w.Sample("dsm_conflicts_total", static_cast<double>(d.conflicts.load()));
 }
 
 MonoTime Node::NextDeadline() const {
@@ -492,20 +654,35 @@ void Node::Impl::Run(Actions actions) {
   for (auto& [done, result] : actions.completions) done(std::move(result));
   for (size_t peer : actions.heartbeats) {
     transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
-      OnHeartbeat(peer, std::move(r));
+      Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
     });
   }
-  for (auto [peer, from] : actions.pushes) StartPush(peer, from);
+  for (const auto& [peer, cursor] : actions.persist_push) {
+    Status st = log->SetPushCursor(options.peers[peer], cursor);
+    if (!st.ok()) {
+      // Not fatal (a lost cursor only causes a resend), but never silent.
+      std::lock_guard lock(mu);
+      PeerState& p = peers[peer];
+      ++p.cursor_errors;
+      ErrorEvent(p, clock->Now(),
+                 fmt::format("writing the push cursor of {} failed: {}", p.url, st.ToString()));
+    }
+  }
+  for (const Actions::Push& push : actions.pushes) StartPush(push);
   for (auto& pull : actions.pulls) {
-    transport->Sync(pull.first, pull.second.seq, options.batch_messages, log->HighWaters(),
+    transport->Sync(pull.first, pull.second.seq, options.batch_messages, HaveMap(),
                     [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {
-                      OnSync(peer, cursor, std::move(r));
+                      Post([this, peer, cursor, r = std::move(r)]() mutable {
+                        OnSync(peer, cursor, std::move(r));
+                      });
                     });
   }
   for (auto& rep : actions.repairs) {
     transport->SyncStream(rep.peer, rep.origin, rep.since, options.batch_messages,
                           [this, peer = rep.peer, origin = rep.origin](Result<SyncReply> r) {
-                            OnRepair(peer, origin, std::move(r));
+                            Post([this, peer, origin, r = std::move(r)]() mutable {
+                              OnRepair(peer, origin, std::move(r));
+                            });
                           });
   }
   if (actions.wake) {
@@ -527,61 +704,122 @@ void Node::Tick() {
   impl_->Run(std::move(a));
 }
 
-void Node::Impl::StartPush(size_t peer, uint64_t from) {
+// Reads the next push batch of our stream for `push.peer` and sends it. The batch is cut to what
+// the peer accepts as one request (by the encoded size of its messages, an upper bound), but
+// always holds at least one message: one the peer can never accept is reported by OnPushed.
+void Node::Impl::StartPush(const Actions::Push& push) {
   Result<std::vector<Message>> batch =
-      log->ReadOrigin(log->stream_id(), from, options.batch_messages, options.batch_bytes);
+      log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes);
   if (!batch.ok() || batch->empty()) {
-    // Nothing to send after all (or the read failed): retry later.
     std::lock_guard lock(mu);
-    PeerState& p = peers[peer];
+    PeerState& p = peers[push.peer];
     p.push_in_flight = false;
-    p.push_not_before = clock->Now() + options.retry_max;
+    const MonoTime now = clock->Now();
+    p.push_not_before = now + options.retry_max;
+    if (!batch.ok()) {
+      ++p.read_errors;
+      p.push_problem = "reading our log for a push failed: " + batch.status().ToString();
+      ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
+    }
     return;
   }
-  transport->Replicate(peer, std::move(batch.value()),
-                         [this, peer](Result<ReplicateReply> r) { OnPushed(peer, std::move(r)); });
+  constexpr size_t kEnvelopeBytes = 16;  // {"msgs":[...]}
+  size_t bytes = kEnvelopeBytes;
+  size_t n = 0;
+  for (const Message& m : *batch) {
+    const size_t more = EncodedBytes(m) + 1;
+    if (n > 0 && bytes + more > push.max_bytes) break;
+    bytes += more;
+    ++n;
+  }
+  batch->resize(n);
+  transport->Replicate(push.peer, std::move(batch.value()),
+                       [this, peer = push.peer, n, bytes](Result<ReplicateReply> r) {
+                         Post([this, peer, n, bytes, r = std::move(r)]() mutable {
+                           OnPushed(peer, n, bytes, std::move(r));
+                         });
+                       });
 }
 
-void Node::Impl::OnPushed(size_t peer, Result<ReplicateReply> r) {
-  Actions a;
-  uint64_t persist = 0;
-  bool have_persist = false;
-  {
-    std::lock_guard lock(mu);
-    if (stopped) return;
-    PeerState& p = peers[peer];
+void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<ReplicateReply> r) {
+  AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
     p.push_in_flight = false;
-    MonoTime now = clock->Now();
-    if (r.ok()) {
-      MarkSuccess(p, now);
-      const uint64_t own_hw = log->HighWater(log->stream_id());
-      const uint64_t cursor = std::min(r->high_water, own_hw);
-      if (cursor > p.push_cursor) p.pushed += cursor - p.push_cursor;
-      if (r->gap) {
-        Event(EventLevel::kWarning,
-              fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
-                          cursor));
-      }
-      p.push_cursor = cursor;
-      p.push_backoff = Millis(0);
-      p.push_not_before = now;
-      persist = p.push_cursor;
-      have_persist = true;
-      CollectSatisfied(&a);
-    } else {
-      MarkFailure(p, now);
+    if (!r.ok()) {
       ++p.push_errors;
       p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
       p.push_not_before = now + p.push_backoff;
-      a.wake = true;
+      if (r.status().code() != Code::kTooLarge) {
+        // Unreachable peers are the failure detector's business; other refusals are named.
+        if (r.status().code() != Code::kUnavailable && r.status().code() != Code::kTimeout) {
+          p.push_problem = "push refused: " + r.status().ToString();
+          ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
+        }
+        return;
+      }
+      // 413: the peer takes less in one request than we sent. Halve the batch; a single
+      // message it refuses can never be delivered by push: say so, by name, and keep trying
+      // slowly (the peer may be reconfigured; its pulls may still fetch the message).
+      ++p.too_large;
+      p.push_max_messages = std::max<size_t>(1, sent / 2);
+      p.push_max_bytes = std::max<size_t>(1, sent_bytes / 2);
+      if (sent > 1) {
+        p.push_not_before = now;
+        p.push_problem.clear();
+        return;
+      }
+      p.push_problem = fmt::format(
+          "message {} of our stream is too large for peer {} ({} bytes encoded; the peer accepts "
+          "requests of up to {} bytes, this node {}): {}",
+          p.push_cursor + 1, p.url, sent_bytes,
+          p.peer_max_request > 0 ? std::to_string(p.peer_max_request) : std::string("?"),
+          MaxRequestBytes(options), r.status().message());
+      p.push_not_before = now + options.retry_max;
+      ErrorEvent(p, now, p.push_problem);
+      return;
     }
-    CollectDue(now, &a);
-  }
-  if (have_persist) {
-    Status s = log->SetPushCursor(options.peers[peer], persist);
-    (void)s;  // a lost cursor update only causes a resend, which the peer deduplicates
-  }
-  Run(std::move(a));
+    const uint64_t own_hw = log->HighWater(log->stream_id());
+    NoteStream(p, r->stream, now, &a);
+    if (r->high_water > own_hw) {
+      // The peer claims positions of our stream we never wrote.
+      ++p.bad_replies;
+      p.push_problem = fmt::format(
+          "peer claims our stream up to {}, beyond its end {} (a restored data directory on "
+          "one side?)",
+          r->high_water, own_hw);
+      ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
+      p.push_not_before = now + options.retry_max;
+      return;
+    }
+    const uint64_t cursor = r->high_water;
+    if (cursor > p.push_cursor) p.pushed += cursor - p.push_cursor;
+    if (r->gap) {
+      Event(EventLevel::kWarning,
+            fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
+                        cursor));
+    }
+    p.push_cursor = cursor;
+    p.push_stream = p.stream;
+    a.persist_push.emplace_back(p.index, PushCursor{p.push_stream, p.push_cursor});
+    if (r->conflict) {
+      ++p.conflicts;
+      p.push_problem = fmt::format(
+          "conflict: peer {} holds another message at position {} of our stream: {}", p.url,
+          cursor + 1, r->reason);
+      ErrorEvent(p, now, p.push_problem);
+      p.push_backoff = options.retry_max;
+      p.push_not_before = now + options.retry_max;
+      return;
+    }
+    p.push_problem.clear();
+    // Grow back towards the full batch after a 413 shrank it.
+    p.push_max_messages = std::min(std::max<size_t>(1, options.batch_messages),
+                                   std::max<size_t>(p.push_max_messages, sent * 2));
+    p.push_max_bytes = std::min(MaxRequestBytes(options),
+                                std::max(p.push_max_bytes, sent_bytes * 2));
+    p.push_backoff = Millis(0);
+    p.push_not_before = now;
+    CollectSatisfied(&a);
+  });
 }
 
 template <typename Update>
@@ -608,32 +846,78 @@ void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
   AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
     p.heartbeat_in_flight = false;
     if (!r.ok()) return;
-    if (!p.stream.empty() && p.stream != r->stream) {
-      // The peer's data directory was replaced: it no longer holds what it acknowledged.
-      p.push_cursor = 0;
-      p.push_not_before = now;
+    // Peer input is checked like client input: a bad answer changes nothing.
+    std::string bad;
+    if (r->stream.empty()) {
+      bad = "no stream id";
+    } else if (r->high_waters.size() > kMaxPeerStreams) {
+      bad = fmt::format("{} streams (at most {} are believed)", r->high_waters.size(),
+                        kMaxPeerStreams);
+    } else if (r->stream == p.stream) {
+      // One incarnation's high waters only grow.
+      for (const auto& [origin, hw] : p.high_waters) {
+        auto it = r->high_waters.find(origin);
+        if (it != r->high_waters.end() && it->second < hw) {
+          bad = fmt::format("its high water of {} went down from {} to {}", origin, hw,
+                            it->second);
+          break;
+        }
+      }
     }
-    p.stream = std::move(r->stream);
+    if (!bad.empty()) {
+      ++p.bad_replies;
+      ErrorEvent(p, now, fmt::format("ignored a heartbeat answer of {}: {}", p.url, bad));
+      return;
+    }
+    NoteStream(p, r->stream, now, &a);
     p.high_waters = std::move(r->high_waters);
+    if (r->max_request_bytes > 0) p.peer_max_request = r->max_request_bytes;
     CollectSatisfied(&a);
   });
 }
 
-// One /sync page from a peer: apply it with the new cursor in the same write. A page can show a
-// gap in some origin stream when the peer holds positions of that stream whose message it
-// stores under another origin (a msg_id accepted by two nodes): then the cursor stays before the
-// gap and the stream is repaired from the peer first (SyncStream), after which the pull resumes.
+// Checks a /sync answer against the request: its messages are entries of the peer's log after
+// `cursor.seq`, in strictly increasing seq order, none beyond the peer's last seq, each with an
+// origin position. Returns what is wrong, "" when nothing is.
+static std::string CheckSyncReply(const SyncReply& r, const PullCursor& cursor) {
+  uint64_t prev = cursor.seq;
+  for (const Message& m : r.messages) {
+    if (m.seq <= prev) {
+      return fmt::format("seq {} is not after {} (the request's since, or the entry before)",
+                         m.seq, prev);
+    }
+    if (m.seq > r.last_seq) {
+      return fmt::format("seq {} is beyond the peer's last seq {}", m.seq, r.last_seq);
+    }
+    if (m.origin.empty() || m.origin_seq == 0) {
+      return fmt::format("the entry at seq {} has no origin position", m.seq);
+    }
+    prev = m.seq;
+  }
+  return "";
+}
+
+// One /sync page from a peer: apply it with the new cursor in ONE write. A page can show a gap
+// in some origin stream when the peer holds positions of that stream whose message it stores
+// under another origin (a msg_id accepted by two nodes): the store then writes the cursor just
+// before the gap (LogStore::Apply), and the stream is repaired from the peer first
+// (SyncStream), after which the pull resumes.
 void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
   const std::string& url = options.peers[peer];
   bool applied_ok = true;
+  std::string apply_error;
+  std::string bad;
   bool more = false;
   uint64_t applied = 0;
+  uint64_t conflicts = 0;
   std::optional<std::pair<std::string, uint64_t>> repair;  // origin, repair from
-  if (r.ok()) {
+  const bool new_stream = r.ok() && r->stream != cursor.peer_stream && cursor.seq != 0;
+  if (r.ok() && !new_stream) bad = CheckSyncReply(*r, cursor);
+  if (r.ok() && bad.empty()) {
     PullCursor next;
     next.peer_stream = r->stream;
     std::vector<Message> msgs;
-    if (r->stream != cursor.peer_stream && cursor.seq != 0) {
+    if (new_stream) {
       // The peer's data directory was replaced: its seq space restarted. Start over from 0.
       next.seq = 0;
       more = true;
@@ -642,38 +926,47 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
       more = r->more;
       msgs = std::move(r->messages);
     }
-    std::vector<uint64_t> peer_seqs;
-    peer_seqs.reserve(msgs.size());
-    for (const Message& m : msgs) peer_seqs.push_back(m.seq);
     if (!msgs.empty() || next != cursor) {
       Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), url, &next);
       if (!w.ok()) {
         applied_ok = false;
+        apply_error = w.status().ToString();
       } else {
         CountOutcomes(kPull, *w);
         for (const WriteOutcome& o : *w) {
           if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
-        }
-        for (size_t i = 0; i < w->size(); ++i) {
-          const WriteOutcome& o = (*w)[i];
-          if (o.kind != WriteOutcome::Kind::kGap) continue;
-          PullCursor before_gap{next.peer_stream, peer_seqs[i] - 1};
-          applied_ok = log->Apply({}, url, &before_gap).ok();
-          repair.emplace(o.origin, o.expected_origin_seq - 1);
-          break;
+          if (o.kind == WriteOutcome::Kind::kConflict) ++conflicts;
+          if (o.kind == WriteOutcome::Kind::kGap && !repair) {
+            repair.emplace(o.origin, o.expected_origin_seq - 1);
+          }
         }
       }
     }
   }
   AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
-    if (r.ok()) {
+    if (r.ok() && !bad.empty()) {
+      ++p.bad_replies;
+      ErrorEvent(p, now, fmt::format("ignored a /sync answer of {}: {}", p.url, bad));
+    } else if (r.ok()) {
       NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
-      if (r->stream != cursor.peer_stream && cursor.seq != 0) {
+      if (new_stream) {
         Event(EventLevel::kWarning,
               fmt::format("peer {} has a new data directory ({}): pulling it from the start",
                           p.url, r->stream));
       }
-      if (repair) {
+      if (!applied_ok) {
+        ++p.apply_errors;
+        ErrorEvent(p, now,
+                   fmt::format("applying a page pulled from {} failed: {}", p.url, apply_error));
+      }
+      if (conflicts > 0) {
+        p.conflicts += conflicts;
+        ErrorEvent(p, now,
+                   fmt::format("{} messages pulled from {} conflict with ours (another msg_id at "
+                               "a position we hold): refused",
+                               conflicts, p.url));
+      }
+      if (repair && applied_ok) {
         Event(EventLevel::kInfo,
               fmt::format("pull from {} stopped at a gap in stream {}: repairing it from the "
                           "peer's stream",
@@ -682,14 +975,15 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
     } else {
       ++p.pull_errors;
     }
-    if (repair && applied_ok) {
+    if (r.ok() && bad.empty() && repair && applied_ok) {
       a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
     } else {
       p.pull_in_flight = false;
-      if (r.ok() && applied_ok && more) {
+      if (r.ok() && bad.empty() && applied_ok && more) {
         p.pull_wanted = true;
       } else {
-        p.next_pull = now + options.anti_entropy_interval;
+        p.next_pull = now + (applied_ok && bad.empty() ? options.anti_entropy_interval
+                                                       : options.retry_max);
       }
     }
   });
@@ -700,15 +994,27 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
   bool progressed = false;
   bool more = false;
   uint64_t last = 0;
+  std::string error;
   if (r.ok() && !r->messages.empty()) {
-    last = r->messages.back().origin_seq;
-    more = r->more;
-    const uint64_t before = log->HighWater(origin);
-    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(r->messages));
-    if (w.ok()) CountOutcomes(kPull, *w);
-    progressed = w.ok() && log->HighWater(origin) > before;
+    {
+      last = r->messages.back().origin_seq;
+      more = r->more;
+      const uint64_t before = log->HighWater(origin);
+      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(r->messages));
+      if (w.ok()) {
+        CountOutcomes(kPull, *w);
+      } else {
+        error = "applying it failed: " + w.status().ToString();
+      }
+      progressed = w.ok() && log->HighWater(origin) > before;
+    }
   }
   AfterExchange(peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) {
+    if (!r.ok()) ++p.pull_errors;
+    if (!error.empty()) {
+      ++p.apply_errors;
+      ErrorEvent(p, now, fmt::format("repair of stream {} from {}: {}", origin, p.url, error));
+    }
     if (progressed && more) {
       a.repairs.push_back({peer, origin, last});
     } else {
@@ -716,7 +1022,7 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
       if (progressed) {
         p.pull_wanted = true;  // resume the pull before the gap
       } else {
-        p.next_pull = now + options.anti_entropy_interval;
+        p.next_pull = now + (error.empty() ? options.anti_entropy_interval : options.retry_max);
       }
     }
   });
@@ -742,15 +1048,25 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     done(std::move(r));
   };
   Status refusal;
+  bool unreachable = false;
   {
     std::lock_guard lock(d.mu);
     if (d.stopped) {
       refusal = Status::Unavailable("shutting down");
     } else if (quorum && !d.QuorumReachable()) {
-      refusal = Status::Unavailable(kQuorumNotAchieved);
+      unreachable = true;
     } else {
       ++d.appends_in_flight;
     }
+  }
+  if (unreachable) {
+    // A retry of messages that `quorum` current holders already hold was a success: answer it
+    // as one, whatever the failure detector sees now. Anything else is refused untouched.
+    if (std::optional<SendResult> held = d.AlreadyHeld(msgs)) {
+      done(std::move(*held));
+      return;
+    }
+    refusal = Status::Unavailable(kQuorumNotAchieved);
   }
   if (!refusal.ok()) {
     SendResult res;
@@ -766,10 +1082,36 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
        done = std::move(done)](Result<std::vector<WriteOutcome>> written) mutable {
         d.log_write_seconds.Observe(
             std::chrono::duration<double>(d.clock->Now() - write_start).count());
-        d.OnAppended(quorum, std::move(first_msg_id), std::move(written), std::move(done));
-        std::lock_guard lock(d.mu);
-        if (--d.appends_in_flight == 0) d.appends_done.notify_all();
+        // Off the thread that led the group commit: it has other writers to wake.
+        d.Post([&d, quorum, first_msg_id = std::move(first_msg_id), written = std::move(written),
+                done = std::move(done)]() mutable {
+          d.OnAppended(quorum, std::move(first_msg_id), std::move(written), std::move(done));
+          std::lock_guard lock(d.mu);
+          if (--d.appends_in_flight == 0) d.appends_done.notify_all();
+        });
       });
+}
+
+std::optional<SendResult> Node::Impl::AlreadyHeld(const std::vector<Message>& msgs) {
+  if (msgs.empty()) return std::nullopt;
+  SendResult res;
+  QuorumWaiter w;
+  const std::string& own = log->stream_id();
+  for (const Message& m : msgs) {
+    Result<std::optional<Message>> stored = log->FindByMsgId(m.msg_id);
+    if (!stored.ok() || !stored->has_value()) return std::nullopt;
+    const Message& s = **stored;
+    res.outcomes.push_back(
+        WriteOutcome{WriteOutcome::Kind::kDuplicate, s.seq, s.origin, s.origin_seq, 0});
+    if (s.origin == own) {
+      w.own_needed = std::max(w.own_needed, s.origin_seq);
+    } else {
+      w.foreign_needed.emplace_back(s.origin, s.origin_seq);
+    }
+  }
+  std::lock_guard lock(mu);
+  if (!Satisfied(w)) return std::nullopt;
+  return res;
 }
 
 void Node::Impl::OnAppended(bool quorum, std::string first_msg_id,
@@ -831,11 +1173,21 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
   res.outcomes = std::move(written.value());
   d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
+  uint64_t first_conflict = 0;  // origin_seq of the first conflicting position of `origin`
   for (const WriteOutcome& o : res.outcomes) {
     if (o.kind == WriteOutcome::Kind::kGap) res.gap = true;
+    if (o.kind == WriteOutcome::Kind::kConflict) {
+      res.conflict = true;
+      if (o.origin == origin && (first_conflict == 0 || o.origin_seq < first_conflict)) {
+        first_conflict = o.origin_seq;
+      }
+    }
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
   }
   res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
+  // A conflict: the sender's stream is held as it wrote it only up to the position before.
+  if (first_conflict > 0) res.high_water = std::min(res.high_water, first_conflict - 1);
+  if (res.conflict) d.conflicts.fetch_add(1, std::memory_order_relaxed);
   if (adopted) {
     // Messages without an origin became our own: ship them like a /send.
     Actions a;
@@ -896,12 +1248,15 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
   return page;
 }
 
+const std::string& Node::stream_id() const { return impl_->log->stream_id(); }
+
 HeartbeatReply Node::Heartbeat() const {
   HeartbeatReply r;
   r.node_id = options_.id;
   r.time = impl_->clock->WallSeconds();
   r.stream = impl_->log->stream_id();
   r.high_waters = impl_->log->HighWaters();
+  r.max_request_bytes = MaxRequestBytes(options_);
   return r;
 }
 
@@ -925,7 +1280,10 @@ NodeStatus Node::GetStatus() const {
       ps.alive = p.liveness == Liveness::kAlive;
       ps.last_ok = p.last_ok_wall;
       ps.consecutive_failures = p.consecutive_failures;
-      ps.push_cursor = p.push_cursor;
+      // What the peer's current incarnation acknowledged (0 while that is not known).
+      ps.push_cursor = d.HoldsOwn(p, p.push_cursor) ? p.push_cursor : 0;
+      ps.stream = p.stream;
+      ps.push_problem = p.push_problem;
       st.peers.push_back(std::move(ps));
     }
   }

@@ -5,8 +5,9 @@
 //
 // It is I/O-free and clock-injected: it talks to the log through LogStore, to peers through
 // Transport, reads time from Clock, and starts no threads. The runtime (src/node) calls Tick()
-// at NextDeadline() and whenever the wakeup callback fires; transport completions and HTTP
-// handlers call in from their own threads.
+// at NextDeadline() and whenever the wakeup callback fires, and hands transport and log
+// completions to its replication thread (SetExecutor); HTTP handlers call in from their own
+// threads.
 //
 // Thread safety: a monitor; every public method may be called concurrently from any thread.
 // Completion callbacks (`done`) are never invoked with the internal lock held.
@@ -46,6 +47,9 @@ struct ReplicateResult {
   // For a batch of one origin stream: how far this node now holds that stream.
   uint64_t high_water = 0;
   bool gap = false;  // some message was refused as a gap (see outcomes); answer 409
+  // Some message was refused as a conflict: another msg_id holds its position (answer 409).
+  // Then high_water stops before the first conflicting position of the pushed stream.
+  bool conflict = false;
 };
 
 struct SyncPage {
@@ -65,6 +69,10 @@ struct PeerStatus {
   uint64_t lag_messages = 0;  // own messages not yet acknowledged by the peer
   double lag_seconds = 0;     // age of the oldest of those, 0 when none
   PullCursor pull_cursor;     // where we are in the peer's log
+  std::string stream;         // the peer's current stream id, "" until it told us
+  // Why pushes to the peer make no progress (a message too large for it, a conflict, a refusal),
+  // "" when they do.
+  std::string push_problem;
 };
 
 struct NodeStatus {
@@ -118,8 +126,17 @@ class Node {
   MonoTime NextDeadline() const;
   // `wakeup` is called (without locks held) when NextDeadline() may have moved earlier.
   void SetWakeup(std::function<void()> wakeup);
+  // Where the answers of peers (transport completions) and of the log (AppendAsync completions)
+  // are handled: `executor(task)` must run `task` soon, on a thread of its choosing that is
+  // neither the transport's event loop nor the log's commit thread (the runtime's replication
+  // thread), so fsyncing applies never delay heartbeats and a group commit's leader only wakes
+  // its writers. Without one (tests, the simulation) they are handled where they arrive.
+  // REQUIRES: called before Start().
+  void SetExecutor(std::function<void(std::function<void()>)> executor);
 
   NodeStatus GetStatus() const;
+  // This node's own stream id (its data directory's incarnation).
+  const std::string& stream_id() const;
 
   // Appends the core's metrics in the Prometheus text format (docs/operations.md lists them).
   void WriteMetrics(MetricsWriter& w) const;

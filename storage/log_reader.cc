@@ -306,10 +306,12 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
       }
     } else if (key.starts_with(schema::kPushCursorPrefix)) {
       const std::string_view peer = key.substr(schema::kPushCursorPrefix.size());
-      if (!schema::DecodeSeqValue(value, &v)) {
-        problem(key, ValueSizeProblem(value));
+      PushCursor cursor;
+      if (!schema::DecodePushCursor(value, &cursor)) {
+        problem(key, "malformed push cursor (" + std::to_string(value.size()) +
+                         " bytes, expected at least 8)");
       } else {
-        meta.push_cursors.emplace(std::string(peer), v);
+        meta.push_cursors.emplace(std::string(peer), std::move(cursor));
       }
     } else if (key.starts_with(schema::kPullCursorPrefix)) {
       const std::string_view peer = key.substr(schema::kPullCursorPrefix.size());

@@ -72,7 +72,7 @@ struct LogMetadata {
   uint64_t last_seq = 0;                           // highest seq in the log; 0 when it is empty
   uint64_t message_count = 0;                      // records in the log (counted)
   std::map<std::string, uint64_t> high_waters;     // origin stream -> high water
-  std::map<std::string, uint64_t> push_cursors;    // peer url -> origin_seq of our stream
+  std::map<std::string, PushCursor> push_cursors;  // peer url -> how far it holds our stream
   std::map<std::string, PullCursor> pull_cursors;  // peer url -> peer stream and peer seq
   std::vector<MetaProblem> problems;               // in key order, then the missing required keys
 

@@ -307,10 +307,11 @@ struct RocksLogStore::Writer {
   size_t bytes;
   size_t messages;
   AppendDone done;  // AppendAsync only: called with `result` once the group is done
+  // The members below are guarded by the store's mu_ (an annotation cannot name it here).
   std::optional<Result<std::vector<WriteOutcome>>> result;  // set when its group is done
-  // Waiting callers only: notified (under mu_) when `result` is set or when this writer reaches
-  // the front with nobody leading.
-  std::condition_variable cv;
+  // Waiting callers only: notified (under mu_) by the leader of its group when `result` is set,
+  // or by the previous leader when this writer reaches the front with nobody leading.
+  CondVar cv;
 };
 
 Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOptions& options) {
@@ -496,13 +497,13 @@ RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocks
 
 RocksLogStore::~RocksLogStore() {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [this] { return writers_.empty() && !leading_; });
+    MutexLock lock(&mu_);
+    while (!writers_.empty() || leading_) idle_cv_.Wait(&mu_);
     stopping_ = true;
-    commit_cv_.notify_all();
+    commit_cv_.NotifyAll();
   }
   commit_thread_.join();  // after the callbacks it was running
-  { std::lock_guard<std::mutex> push_lock(push_mu_); }
+  { MutexLock push_lock(&push_mu_); }
   if (options_.flush_on_close) {
     // After a clean stop everything is in checksummed table files whose presence and sizes the
     // MANIFEST records (verified at the next open), and the write-ahead log is empty.
@@ -515,7 +516,7 @@ RocksLogStore::~RocksLogStore() {
 }
 
 Status RocksLogStore::Recover() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.log));
     it->SeekToLast();
@@ -526,7 +527,8 @@ Status RocksLogStore::Recover() {
   }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.meta));
   // Visits the meta keys starting with `prefix`; `load` gets the rest of the key and the value.
-  auto scan_prefix = [&](std::string_view prefix, auto load) -> Status {
+  auto scan_prefix = [&](std::string_view prefix, auto load) EXCLUSIVE_LOCKS_REQUIRED(mu_)
+      -> Status {
     for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
       std::string_view key = ToView(it->key());
       if (key.substr(0, prefix.size()) != prefix) break;
@@ -539,21 +541,25 @@ Status RocksLogStore::Recover() {
     return Status::Ok();
   };
   Status s =
-      scan_prefix(schema::kHighWaterPrefix, [&](std::string_view origin, std::string_view value) {
+      scan_prefix(schema::kHighWaterPrefix,
+                  [&](std::string_view origin, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         uint64_t v = 0;
         if (!schema::DecodeSeqValue(value, &v)) return false;
         high_waters_.emplace(std::string(origin), v);
         return true;
       });
   if (!s.ok()) return s;
-  s = scan_prefix(schema::kPushCursorPrefix, [&](std::string_view peer, std::string_view value) {
-    uint64_t v = 0;
-    if (!schema::DecodeSeqValue(value, &v)) return false;
-    push_cursors_.emplace(std::string(peer), v);
+  s = scan_prefix(schema::kPushCursorPrefix,
+                  [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PushCursor c;
+    if (!schema::DecodePushCursor(value, &c)) return false;
+    push_cursors_.emplace(std::string(peer), std::move(c));
     return true;
   });
   if (!s.ok()) return s;
-  return scan_prefix(schema::kPullCursorPrefix, [&](std::string_view peer, std::string_view value) {
+  return scan_prefix(schema::kPullCursorPrefix,
+                     [&](std::string_view peer, std::string_view value)
+                         EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     PullCursor c;
     if (!schema::DecodePullCursor(value, &c)) return false;
     pull_cursors_.emplace(std::string(peer), std::move(c));
@@ -573,12 +579,12 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Apply(std::vector<Message> msgs
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) {
   Writer w(req);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   writers_.push_back(&w);
-  w.cv.wait(lock, [&] { return w.result.has_value() || (writers_.front() == &w && !leading_); });
+  while (!w.result.has_value() && (writers_.front() != &w || leading_)) w.cv.Wait(&mu_);
   if (!w.result.has_value()) {
-    std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
-    lock.unlock();
+    std::vector<std::unique_ptr<Writer>> finished = LeadGroup();
+    lock.Unlock();
     RunCallbacks(std::move(finished));
   }
   return std::move(*w.result);
@@ -587,26 +593,26 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) 
 void RocksLogStore::AppendAsync(std::vector<Message> msgs, AppendDone done) {
   // Owned by writers_ until its group is done (then by LeadGroup's result).
   Writer* w = new Writer(std::move(msgs), std::move(done));
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   writers_.push_back(w);
   if (writers_.size() > 1 || leading_) return;  // a group ahead of it: the commit thread leads
   // Nothing in flight: commit it here, without a hand-off.
-  std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
-  lock.unlock();
+  std::vector<std::unique_ptr<Writer>> finished = LeadGroup();
+  lock.Unlock();
   RunCallbacks(std::move(finished));
 }
 
 void RocksLogStore::CommitLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
-    commit_cv_.wait(lock, [this] {
-      return stopping_ || (!writers_.empty() && writers_.front()->done && !leading_);
-    });
+    while (!stopping_ && (writers_.empty() || !writers_.front()->done || leading_)) {
+      commit_cv_.Wait(&mu_);
+    }
     if (writers_.empty() || !writers_.front()->done || leading_) return;  // stopping
-    std::vector<std::unique_ptr<Writer>> finished = LeadGroup(lock);
-    lock.unlock();
+    std::vector<std::unique_ptr<Writer>> finished = LeadGroup();
+    lock.Unlock();
     RunCallbacks(std::move(finished));
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -614,8 +620,7 @@ void RocksLogStore::RunCallbacks(std::vector<std::unique_ptr<Writer>> finished) 
   for (std::unique_ptr<Writer>& w : finished) w->done(std::move(*w->result));
 }
 
-std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup(
-    std::unique_lock<std::mutex>& lock) {
+std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
   leading_ = true;
   // The group: the front writer and those queued behind it, within the bounds.
   std::vector<Writer*> group;
@@ -653,9 +658,9 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup(
       refusal = disk_full_;
     } else {
       last_resume_ = now;
-      lock.unlock();
+      mu_.Unlock();
       Status resumed = ResumeAfterDiskFull();
-      lock.lock();
+      mu_.Lock();
       if (resumed.ok()) {
         disk_full_ = Status::Ok();
       } else if (resumed.code() == Code::kUnavailable) {
@@ -670,10 +675,10 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup(
   } else {
     const uint64_t last_seq = last_seq_;
     const HighWaterMap high_waters = high_waters_;
-    lock.unlock();
+    mu_.Unlock();
     Status write_status;
     Result<WritePlan> plan = PlanAndWrite(group, last_seq, high_waters, &write_status);
-    lock.lock();
+    mu_.Lock();
     if (!plan.ok()) {
       for (Writer* g : group) g->result.emplace(plan.status());
     } else if (!write_status.ok()) {
@@ -706,18 +711,18 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup(
     if (g->done) {
       finished.emplace_back(g);
     } else {
-      g->cv.notify_one();  // a waiting caller (a leading caller is not waiting: no effect)
+      g->cv.NotifyOne();  // a waiting caller (a leading caller is not waiting: no effect)
     }
   }
   leading_ = false;
   // Hand the lead on: a waiting caller leads its own group, the commit thread leads AppendAsync
   // writers.
   if (writers_.empty()) {
-    idle_cv_.notify_all();
+    idle_cv_.NotifyAll();
   } else if (writers_.front()->done) {
-    commit_cv_.notify_one();
+    commit_cv_.NotifyOne();
   } else {
-    writers_.front()->cv.notify_one();
+    writers_.front()->cv.NotifyOne();
   }
   return finished;
 }
@@ -788,7 +793,7 @@ bool RocksLogStore::ReadOwnTail(uint64_t after, size_t limit, size_t max_bytes,
   // The values are copied under the lock (about max_bytes at most) and decoded without it.
   std::vector<TailRecord> copied;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (tail_.empty() || after + 1 < tail_.front().origin_seq ||
         after >= tail_.back().origin_seq) {
       return false;
@@ -1018,39 +1023,39 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
 }
 
 uint64_t RocksLogStore::LastSeq() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return last_seq_;
 }
 
 uint64_t RocksLogStore::HighWater(const std::string& origin) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = high_waters_.find(origin);
   return it == high_waters_.end() ? 0 : it->second;
 }
 
 std::map<std::string, uint64_t> RocksLogStore::HighWaters() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return std::map<std::string, uint64_t>(high_waters_.begin(), high_waters_.end());
 }
 
-uint64_t RocksLogStore::PushCursor(const std::string& peer_url) const {
-  std::lock_guard<std::mutex> lock(mu_);
+PushCursor RocksLogStore::GetPushCursor(const std::string& peer_url) const {
+  MutexLock lock(&mu_);
   auto it = push_cursors_.find(peer_url);
-  return it == push_cursors_.end() ? 0 : it->second;
+  return it == push_cursors_.end() ? PushCursor{} : it->second;
 }
 
-Status RocksLogStore::SetPushCursor(const std::string& peer_url, uint64_t origin_seq) {
-  std::lock_guard<std::mutex> push_lock(push_mu_);
+Status RocksLogStore::SetPushCursor(const std::string& peer_url, const PushCursor& cursor) {
+  MutexLock push_lock(&push_mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!bg_error_.ok()) return bg_error_;
     if (!disk_full_.ok()) return disk_full_;  // the log's writers resume the database
   }
   rocksdb::WriteOptions wo;
   wo.sync = false;  // a lost update only causes a resend, which peers deduplicate
   rocksdb::Status s =
-      db_->Put(wo, cf_.meta, schema::PushCursorKey(peer_url), Be64(origin_seq).slice());
-  std::lock_guard<std::mutex> lock(mu_);
+      db_->Put(wo, cf_.meta, schema::PushCursorKey(peer_url), schema::EncodePushCursor(cursor));
+  MutexLock lock(&mu_);
   if (s.IsNoSpace()) {
     if (disk_full_.ok()) {
       disk_full_ = DiskFull(s);
@@ -1064,18 +1069,18 @@ Status RocksLogStore::SetPushCursor(const std::string& peer_url, uint64_t origin
     }
     return bg_error_;
   }
-  push_cursors_[peer_url] = origin_seq;
+  push_cursors_[peer_url] = cursor;
   return Status::Ok();
 }
 
 PullCursor RocksLogStore::GetPullCursor(const std::string& peer_url) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = pull_cursors_.find(peer_url);
   return it == pull_cursors_.end() ? PullCursor{} : it->second;
 }
 
 Status RocksLogStore::WriteHealth() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!bg_error_.ok()) return bg_error_;
   return disk_full_.ok() ? low_space_ : disk_full_;
 }

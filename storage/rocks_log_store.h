@@ -36,19 +36,18 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
@@ -119,11 +118,13 @@ class RocksLogStore final : public LogStore {
   const std::string& incarnation() const { return incarnation_; }
   const std::string& path() const { return options_.path; }
 
-  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override;
-  void AppendAsync(std::vector<Message> msgs, AppendDone done) override;
+  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override
+      LOCKS_EXCLUDED(mu_);
+  void AppendAsync(std::vector<Message> msgs, AppendDone done) override LOCKS_EXCLUDED(mu_);
   Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
                                           const std::string& peer_url = {},
-                                          const PullCursor* cursor = nullptr) override;
+                                          const PullCursor* cursor = nullptr) override
+      LOCKS_EXCLUDED(mu_);
 
   Result<std::optional<Message>> Get(uint64_t seq) const override;
   Result<std::optional<Message>> FindByMsgId(const std::string& msg_id) const override;
@@ -131,15 +132,16 @@ class RocksLogStore final : public LogStore {
   Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
                                           size_t max_bytes) const override;
 
-  uint64_t LastSeq() const override;
-  uint64_t HighWater(const std::string& origin) const override;
-  std::map<std::string, uint64_t> HighWaters() const override;
+  uint64_t LastSeq() const override LOCKS_EXCLUDED(mu_);
+  uint64_t HighWater(const std::string& origin) const override LOCKS_EXCLUDED(mu_);
+  std::map<std::string, uint64_t> HighWaters() const override LOCKS_EXCLUDED(mu_);
 
-  uint64_t PushCursor(const std::string& peer_url) const override;
-  Status SetPushCursor(const std::string& peer_url, uint64_t origin_seq) override;
-  PullCursor GetPullCursor(const std::string& peer_url) const override;
+  PushCursor GetPushCursor(const std::string& peer_url) const override LOCKS_EXCLUDED(mu_);
+  Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override
+      LOCKS_EXCLUDED(push_mu_, mu_);
+  PullCursor GetPullCursor(const std::string& peer_url) const override LOCKS_EXCLUDED(mu_);
 
-  Status WriteHealth() const override;
+  Status WriteHealth() const override LOCKS_EXCLUDED(mu_);
 
  private:
   struct Writer;
@@ -155,35 +157,37 @@ class RocksLogStore final : public LogStore {
                 std::vector<rocksdb::ColumnFamilyHandle*> handles, Families families);
 
   // Loads the published state from the database. Called once by Open.
-  Status Recover();
+  Status Recover() LOCKS_EXCLUDED(mu_);
   // Queues `req` and returns its outcomes once its group is durable (or failed).
-  Result<std::vector<WriteOutcome>> Write(const WriteRequest& req);
+  Result<std::vector<WriteOutcome>> Write(const WriteRequest& req) LOCKS_EXCLUDED(mu_);
   // Commits the group at the front of writers_ and hands the lead on. Returns the AppendAsync
-  // writers of the group, whose callbacks the caller runs (RunCallbacks) once `lock` is released.
-  // REQUIRES: `lock` holds mu_, writers_ is not empty, nobody leads.
-  std::vector<std::unique_ptr<Writer>> LeadGroup(std::unique_lock<std::mutex>& lock);
+  // writers of the group, whose callbacks the caller runs (RunCallbacks) once it has released
+  // mu_. mu_ is released while the group is planned and written (and around a resume after a
+  // full disk), and held again on return. REQUIRES: writers_ is not empty, nobody leads.
+  std::vector<std::unique_ptr<Writer>> LeadGroup() EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls each writer's AppendAsync callback with its result. REQUIRES: mu_ not held.
   static void RunCallbacks(std::vector<std::unique_ptr<Writer>> finished);
   // The commit thread: leads every group whose front writer is an AppendAsync one that no
   // caller leads.
-  void CommitLoop();
+  void CommitLoop() LOCKS_EXCLUDED(mu_);
   // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
   Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
-                                 const HighWaterMap& high_waters, Status* write_status);
+                                 const HighWaterMap& high_waters, Status* write_status)
+      LOCKS_EXCLUDED(mu_);
   // Scan with a recipient filter, through the recipient index. REQUIRES: opts.recipient.
   Status ScanInbox(const ScanOptions& opts, const MessageVisitor& visit) const;
   // The message at `seq` as of `snapshot` (nullptr = latest).
   Result<std::optional<Message>> GetAt(uint64_t seq, const rocksdb::Snapshot* snapshot) const;
   // Clears RocksDB's background error after a full disk. OK, Unavailable (still full) or
   // IOError (another failure: sticky). Called without mu_ held, by a group leader.
-  Status ResumeAfterDiskFull();
-  // Publishes a written plan. REQUIRES: mu_ held.
-  void Publish(const WritePlan& plan);
-  // Moves the plan's records of our own stream into tail_. REQUIRES: mu_ held, plan published.
-  void RememberOwnRecords(WritePlan* plan);
+  Status ResumeAfterDiskFull() LOCKS_EXCLUDED(mu_);
+  // Publishes a written plan.
+  void Publish(const WritePlan& plan) EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the plan's records of our own stream into tail_. REQUIRES: plan published.
+  void RememberOwnRecords(WritePlan* plan) EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ReadOrigin of our own stream from tail_: false when tail_ does not hold position after + 1.
   bool ReadOwnTail(uint64_t after, size_t limit, size_t max_bytes, std::vector<Message>* out,
-                   Status* status) const;
+                   Status* status) const LOCKS_EXCLUDED(mu_);
 
   const RocksLogStoreOptions options_;
   std::string node_id_;
@@ -194,29 +198,30 @@ class RocksLogStore final : public LogStore {
   Families cf_;
   WritePlanLookups lookups_;  // reads of durable data for PlanWrites
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Writers waiting for or inside a group commit, in arrival order; the group being committed is
   // at the front. AppendAsync writers are owned by the queue until their group is done.
-  std::deque<Writer*> writers_;  // guarded by mu_
-  bool leading_ = false;         // guarded by mu_: a thread is committing the front group
-  bool stopping_ = false;        // guarded by mu_: the destructor has begun
-  // Notified when writers_ becomes empty (the destructor waits for it).
-  std::condition_variable idle_cv_;
-  // Notified when the commit thread should lead the front group, or stop.
-  std::condition_variable commit_cv_;
+  std::deque<Writer*> writers_ GUARDED_BY(mu_);
+  bool leading_ GUARDED_BY(mu_) = false;   // a thread is committing the front group
+  bool stopping_ GUARDED_BY(mu_) = false;  // the destructor has begun
+  // Notified by a leader when its group leaves writers_ empty (the destructor waits for it).
+  CondVar idle_cv_;
+  // Notified by a leader when the front writer is an AppendAsync one (the commit thread leads
+  // it), and by the destructor (stop).
+  CondVar commit_cv_;
   std::thread commit_thread_;  // runs CommitLoop
-  Status bg_error_;                                              // guarded by mu_; sticky
+  Status bg_error_ GUARDED_BY(mu_);  // sticky
   // Unavailable("disk full: ...") while the last write failed for lack of space (not sticky:
   // the next writer retries with ResumeAfterDiskFull, at most every 500 ms).
-  Status disk_full_;                                             // guarded by mu_
-  std::chrono::steady_clock::time_point last_resume_;            // guarded by mu_
+  Status disk_full_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_resume_ GUARDED_BY(mu_);
   // Unavailable("disk full: ...") while the last group was refused for lack of free space
   // (options_.min_free_bytes); cleared by the next group that finds enough.
-  Status low_space_;                                             // guarded by mu_
-  uint64_t last_seq_ = 0;                                        // guarded by mu_; published
-  HighWaterMap high_waters_;                                     // guarded by mu_; published
-  std::map<std::string, PullCursor, std::less<>> pull_cursors_;  // guarded by mu_; published
-  std::map<std::string, uint64_t, std::less<>> push_cursors_;    // guarded by mu_
+  Status low_space_ GUARDED_BY(mu_);
+  uint64_t last_seq_ GUARDED_BY(mu_) = 0;                                        // published
+  HighWaterMap high_waters_ GUARDED_BY(mu_);                                     // published
+  std::map<std::string, PullCursor, std::less<>> pull_cursors_ GUARDED_BY(mu_);  // published
+  std::map<std::string, PushCursor, std::less<>> push_cursors_ GUARDED_BY(mu_);
   // The last records of our own stream, positions tail_.front().origin_seq.. contiguous up to
   // the published high water (see RocksLogStoreOptions::tail_cache_records).
   struct TailRecord {
@@ -224,11 +229,11 @@ class RocksLogStore final : public LogStore {
     uint64_t seq;
     std::string value;  // storage/record.h encoding
   };
-  std::deque<TailRecord> tail_;  // guarded by mu_
-  size_t tail_bytes_ = 0;        // guarded by mu_: the values' sizes
+  std::deque<TailRecord> tail_ GUARDED_BY(mu_);
+  size_t tail_bytes_ GUARDED_BY(mu_) = 0;  // the values' sizes
 
-  // Serializes SetPushCursor so the stored and the published cursor agree. Taken before mu_.
-  std::mutex push_mu_;
+  // Serializes SetPushCursor so the stored and the published cursor agree.
+  Mutex push_mu_ ACQUIRED_BEFORE(mu_);
 };
 
 }  // namespace dsm

@@ -79,6 +79,21 @@ bool DecodePullCursor(std::string_view value, PullCursor* cursor) {
   return true;
 }
 
+std::string EncodePushCursor(const PushCursor& cursor) {
+  std::string value;
+  value.reserve(8 + cursor.peer_stream.size());
+  PutBigEndian64(&value, cursor.origin_seq);
+  value += cursor.peer_stream;
+  return value;
+}
+
+bool DecodePushCursor(std::string_view value, PushCursor* cursor) {
+  if (value.size() < 8) return false;
+  cursor->origin_seq = DecodeBigEndian64(value.substr(0, 8));
+  cursor->peer_stream.assign(value.substr(8));
+  return true;
+}
+
 bool DecodeSeqValue(std::string_view value, uint64_t* v) {
   if (value.size() != 8) return false;
   *v = DecodeBigEndian64(value);

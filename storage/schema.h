@@ -71,6 +71,12 @@ std::string EncodePullCursor(const PullCursor& cursor);
 // Returns false if `value` is not exactly an encoded cursor.
 bool DecodePullCursor(std::string_view value, PullCursor* cursor);
 
+// BE64(origin_seq) + the peer's stream id (the rest of the value). A bare 8-byte value (written by
+// format versions before the peer's stream was recorded) decodes with an empty peer_stream.
+std::string EncodePushCursor(const PushCursor& cursor);
+// Returns false if `value` is shorter than 8 bytes.
+bool DecodePushCursor(std::string_view value, PushCursor* cursor);
+
 // Decodes an 8-byte BE64 value. Returns false if its size is not 8.
 bool DecodeSeqValue(std::string_view value, uint64_t* v);
 

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "common/planted_bugs.h"
 #include "storage/record.h"
 
 namespace dsm {
@@ -57,6 +58,8 @@ class Planner {
     std::vector<WriteOutcome> outcomes(msgs.size());
     // Origins stopped by a gap are stopped for the rest of this request only.
     std::vector<OriginState*> stopped;
+    // The peer seq of the first message refused as a gap (0: none).
+    uint64_t first_gap_seq = 0;
     for (size_t i = 0; i < msgs.size(); ++i) {
       const Message& m = msgs[i];
       Status s;
@@ -66,9 +69,21 @@ class Planner {
         s = PlanWithOrigin(m, &stopped, &outcomes[i]);
       }
       if (!s.ok()) return s;
+      if (outcomes[i].kind == Kind::kGap && m.seq > 0 &&
+          (first_gap_seq == 0 || m.seq < first_gap_seq)) {
+        first_gap_seq = m.seq;
+      }
     }
     for (OriginState* o : stopped) o->stopped = false;
-    if (req.cursor != nullptr) plan_.pull_cursors.push_back({req.peer_url, req.cursor});
+    if (req.cursor != nullptr) {
+      const PullCursor* cursor = req.cursor;
+      if (first_gap_seq != 0 && first_gap_seq - 1 < cursor->seq &&
+          !Planted(PlantedBug::kSkipCursorWrite)) {
+        cursor = &plan_.adjusted_cursors.emplace_back(
+            PullCursor{cursor->peer_stream, first_gap_seq - 1});
+      }
+      plan_.pull_cursors.push_back({req.peer_url, cursor});
+    }
     plan_.results.emplace_back(std::move(outcomes));
     return Status::Ok();
   }
@@ -131,6 +146,10 @@ class Planner {
   }
 
   Status PlanAdopt(const Message& m, WriteOutcome* out) {
+    if (Planted(PlantedBug::kSkipMsgIdIndex)) {
+      PlanRecord(m, state_.stream_id, Origin(state_.stream_id), out);
+      return Status::Ok();
+    }
     auto planned = planned_ids_.find(m.msg_id);
     if (planned != planned_ids_.end()) {
       const PlannedId& p = planned->second;
@@ -153,7 +172,7 @@ class Planner {
   Status PlanWithOrigin(const Message& m, std::vector<OriginState*>* stopped, WriteOutcome* out) {
     OriginState& o = Origin(m.origin);
     const uint64_t p = m.origin_seq;
-    if (o.stopped || p > o.high_water + 1) {
+    if (o.stopped || (p > o.high_water + 1 && !Planted(PlantedBug::kAcceptGap))) {
       if (!o.stopped) {
         o.stopped = true;
         stopped->push_back(&o);
@@ -164,8 +183,21 @@ class Planner {
     if (p <= o.high_water) {
       Result<uint64_t> seq = PositionSeq(m.origin, o, p);
       if (!seq.ok()) return seq.status();
-      *out = WriteOutcome{Kind::kDuplicate, *seq, m.origin, p, 0};
+      // A duplicate only when the position holds this very msg_id.
+      Result<std::optional<uint64_t>> held = FindMsgId(m.msg_id);
+      if (!held.ok()) return held.status();
+      const bool same = held->has_value() && **held == *seq;
+      const Kind kind =
+          same || Planted(PlantedBug::kConflictAsDuplicate) ? Kind::kDuplicate : Kind::kConflict;
+      *out = WriteOutcome{kind, *seq, m.origin, p, 0};
       return Status::Ok();
+    }
+    if (p > o.high_water + 1) {
+      // Planted bug kAcceptGap: the message is stored, leaving a hole before it.
+      while (o.high_water + 1 < p) {
+        ++o.high_water;
+        o.planned_seqs.push_back(0);
+      }
     }
     // p == high_water + 1.
     Result<std::optional<uint64_t>> existing = FindMsgId(m.msg_id);

@@ -16,7 +16,9 @@
 //      origin already stopped by a gap in this call -> kGap (expected H + 1), nothing planned;
 //      origin_seq > H + 1  -> kGap (expected H + 1); the origin is stopped for the rest of the
 //                             call (other origins go on);
-//      origin_seq <= H     -> kDuplicate: the position is taken;
+//      origin_seq <= H     -> kDuplicate when the position holds this msg_id (the msg_id
+//                             index points at the position's seq); otherwise kConflict (seq =
+//                             the position's seq): another message holds it, nothing planned;
 //      origin_seq == H + 1 -> if the msg_id is unknown: appended at the next seq. If it is
 //                             already stored (under another origin): kDuplicate, the position
 //                             is consumed (H advances, the origin index entry of the position
@@ -24,7 +26,10 @@
 //    The outcome of an Apply() duplicate describes the position: seq = the local seq the
 //    origin index holds for it, origin/origin_seq = the message's.
 //  - A call with a pull cursor sets it (even when every message was a duplicate); when several
-//    calls of a group set the same peer's cursor, the last one wins.
+//    calls of a group set the same peer's cursor, the last one wins. When a message of such a call
+//    is refused as a gap, the cursor written is the one just before that message (its seq - 1,
+//    the pulled peer's seq space), in the same write: the pull resumes at the gap, and no crash
+//    can leave the cursor past positions that were not stored.
 //  - A call whose input is invalid (empty msg_id; an origin with origin_seq 0 or containing
 //    '\0'; a cursor without a peer url) fails alone with InvalidArgument and contributes
 //    nothing; the other calls of the group are planned as if it were absent.
@@ -34,6 +39,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -126,6 +132,7 @@ struct WritePlan {
   std::vector<AppendedMessage> appended;
   std::vector<std::pair<std::string_view, uint64_t>> high_waters;  // new values, one per origin
   std::vector<CursorUpdate> pull_cursors;  // in queue order (last one per peer wins)
+  std::deque<PullCursor> adjusted_cursors;  // what CursorUpdates point at when a gap moved them
   uint64_t last_seq = 0;                   // after the write
   std::vector<Result<std::vector<WriteOutcome>>> results;  // one per request, in order
 

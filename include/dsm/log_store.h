@@ -7,10 +7,12 @@
 //    message of this node's own stream (origin = stream_id(), origin_seq = high water + 1).
 //  - Apply(): messages from peers. A message with an empty origin is adopted like Append(). For a
 //    message with an origin: a known msg_id is a duplicate; origin_seq <= the origin's high water
-//    is a duplicate (the position is already taken); origin_seq == high water + 1 is appended (or,
-//    if its msg_id is already stored under another origin, only consumes the position, outcome
+//    is a duplicate when the position holds that msg_id, and a conflict (kConflict, nothing
+//    written) when it holds another one; origin_seq == high water + 1 is appended (or, if its
+//    msg_id is already stored under another origin, only consumes the position, outcome
 //    kDuplicate); origin_seq > high water + 1 is a gap: outcome kGap, nothing written for it nor
-//    for any later message of that origin in the same call.
+//    for any later message of that origin in the same call. When a call with a pull cursor meets
+//    a gap, the cursor written is the one just before the refused message (its seq - 1).
 //  - Messages of one call are applied in order; duplicates inside one call are detected.
 //  - Every call is ONE atomic write (records, msg_id index, origin index, high waters and the
 //    optional pull cursor), made durable (fsync) before it returns when the store was opened with
@@ -38,8 +40,9 @@ namespace dsm {
 struct WriteOutcome {
   enum class Kind {
     kAppended,   // written now at `seq`
-    kDuplicate,  // already stored (msg_id known, or the origin position already taken)
+    kDuplicate,  // already stored (msg_id known, or its origin position holds that msg_id)
     kGap,        // refused: the origin's next expected origin_seq is `expected_origin_seq`
+    kConflict,   // refused: (origin, origin_seq) is held by another msg_id, stored at `seq`
   };
   Kind kind = Kind::kAppended;
   uint64_t seq = 0;  // local seq of the stored message (0 for kGap, or when a duplicate
@@ -55,6 +58,15 @@ struct PullCursor {
   std::string peer_stream;
   uint64_t seq = 0;
   bool operator==(const PullCursor&) const = default;
+};
+
+// How far a peer acknowledged this node's own stream (push replication), and which incarnation of
+// the peer did: the peer's stream id at the time ("" when not known, e.g. a cursor written by an
+// older version). Only an acknowledgement of the peer's current incarnation counts.
+struct PushCursor {
+  std::string peer_stream;
+  uint64_t origin_seq = 0;
+  bool operator==(const PushCursor&) const = default;
 };
 
 struct ScanOptions {
@@ -110,10 +122,11 @@ class LogStore {
   virtual uint64_t HighWater(const std::string& origin) const = 0;  // 0 when unknown
   virtual std::map<std::string, uint64_t> HighWaters() const = 0;
 
-  // Push cursor: the highest origin_seq of our own stream that `peer_url` acknowledged.
-  // Persisted without fsync: losing an update only causes a resend, which peers deduplicate.
-  virtual uint64_t PushCursor(const std::string& peer_url) const = 0;
-  virtual Status SetPushCursor(const std::string& peer_url, uint64_t origin_seq) = 0;
+  // Push cursor: the highest origin_seq of our own stream that `peer_url` acknowledged, with the
+  // peer's incarnation. Persisted without fsync: losing an update only causes a resend, which
+  // peers deduplicate.
+  virtual PushCursor GetPushCursor(const std::string& peer_url) const = 0;
+  virtual Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) = 0;
 
   virtual PullCursor GetPullCursor(const std::string& peer_url) const = 0;
 

@@ -40,4 +40,14 @@ struct NodeOptions {
   size_t batch_bytes = 4 << 20;  // approximate payload bytes per push
 };
 
+// Requests may be this much larger than 8 * max_message_bytes: the other fields and the JSON
+// escaping of a batch of small messages.
+inline constexpr size_t kRequestHeadroomBytes = 64 << 10;
+
+// The largest request body a node with these options accepts (larger ones get 413). Peers learn
+// it from the heartbeat and size their pushes under it.
+inline size_t MaxRequestBytes(const NodeOptions& o) {
+  return 8 * o.max_message_bytes + kRequestHeadroomBytes;
+}
+
 }  // namespace dsm

@@ -5,8 +5,8 @@
 // Contract: every call returns at once and invokes `done` exactly once, later, on a thread of the
 // transport's choosing (never inside the call itself), with the peer's answer or with a non-OK
 // Status (Unavailable: refused/unreachable; Timeout: no answer within the deadline; an HTTP error
-// answer maps to the Code of its status with the body's reason, except /replicate's 409 gap
-// answer, which is an OK ReplicateReply with gap = true).
+// answer maps to the Code of its status with the body's reason, except /replicate's 409 gap and
+// conflict answers, which are OK ReplicateReplies with gap or conflict set).
 // `done` must not block for long: it runs on the transport's event loop.
 // Thread safety: all methods may be called concurrently from any thread.
 #pragma once
@@ -27,15 +27,23 @@ struct HeartbeatReply {
   std::string node_id;
   double time = 0;     // peer's wall clock, seconds
   std::string stream;  // the peer's own stream id
-  // How far the peer holds each origin stream (its LogStore::HighWaters()).
+  // How far the peer holds each origin stream (its LogStore::HighWaters(), less the streams it
+  // leaves out to keep the answer bounded: see Node::Heartbeat).
   std::map<std::string, uint64_t> high_waters;
+  // The largest request body the peer accepts (MaxRequestBytes), 0 when it did not say.
+  uint64_t max_request_bytes = 0;
 };
 
 struct ReplicateReply {
   // The peer's high water of the pushed stream after applying the batch. On a gap the peer
-  // answers 409 and this is how far it has the stream (the sender rewinds to it).
+  // answers 409 and this is how far it has the stream (the sender rewinds to it). On a conflict
+  // (the peer holds another msg_id at a pushed position) it is the position before the first
+  // conflicting one: how far the peer holds the stream as the sender wrote it.
   uint64_t high_water = 0;
   bool gap = false;
+  bool conflict = false;
+  std::string reason;  // the peer's words for a gap or a conflict
+  std::string stream;  // the peer's own stream id (its incarnation), "" when it did not say
 };
 
 struct SyncReply {

@@ -413,6 +413,12 @@ Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view b
       reply.high_waters[std::string(StringOf(m->name))] = m->value.GetUint64();
     }
   }
+  if (auto it = d.FindMember("max_request_bytes"); it != d.MemberEnd()) {
+    if (!it->value.IsUint64()) {
+      return ReplyFieldError(kWhat, "'max_request_bytes' must be a non-negative integer");
+    }
+    reply.max_request_bytes = it->value.GetUint64();
+  }
   return reply;
 }
 
@@ -436,6 +442,18 @@ Result<ReplicateReply> DecodeReplicateReply(long http_status, std::string_view b
     return ReplyFieldError(kWhat, "'high_water' must be a non-negative integer");
   }
   reply.high_water = hw->value.GetUint64();
+  if (auto it = d.FindMember("stream"); it != d.MemberEnd()) {
+    if (!it->value.IsString()) return ReplyFieldError(kWhat, "'stream' must be a string");
+    reply.stream.assign(it->value.GetString(), it->value.GetStringLength());
+  }
+  if (gap) {
+    // A 409 is a gap unless it says it is a conflict.
+    if (auto it = d.FindMember("conflict"); it != d.MemberEnd() && it->value.IsTrue()) {
+      reply.gap = false;
+      reply.conflict = true;
+    }
+    reply.reason = ReasonOf(http_status, body);
+  }
   return reply;
 }
 

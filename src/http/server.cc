@@ -43,9 +43,6 @@ using http::TrailerWriter;
 using http::VectorSource;
 
 constexpr size_t kMaxBatchMessages = 10000;
-// Requests may be this much larger than 8 * max_message_bytes: the other fields and the JSON
-// syntax around the payloads.
-constexpr size_t kRequestHeadroomBytes = 64 << 10;
 
 const std::vector<Http::Method> kAllMethods = {
     Http::Method::Options, Http::Method::Get,   Http::Method::Post,
@@ -598,14 +595,22 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
                                             std::to_string(positions.size()) + " messages"));
   }
 
+  const std::string& stream = node->stream_id();
   rapidjson::StringBuffer buf;
   json::Writer w(buf);
   w.StartObject();
-  if (r->gap) {
+  if (r->gap || r->conflict) {
+    // A conflict is named first: the sender cannot get around it by resending.
+    const WriteOutcome::Kind kind = r->conflict ? WriteOutcome::Kind::kConflict
+                                                : WriteOutcome::Kind::kGap;
     size_t i = 0;
-    while (i < r->outcomes.size() && r->outcomes[i].kind != WriteOutcome::Kind::kGap) ++i;
-    std::string reason = "gap in stream";
-    if (i < r->outcomes.size()) {
+    while (i < r->outcomes.size() && r->outcomes[i].kind != kind) ++i;
+    std::string reason = r->conflict ? "conflict" : "gap in stream";
+    if (i < r->outcomes.size() && r->conflict) {
+      reason = "conflict at origin_seq " + std::to_string(positions[i].second) + " of stream " +
+               positions[i].first + ": this node holds another msg_id there (local seq " +
+               std::to_string(r->outcomes[i].seq) + ")";
+    } else if (i < r->outcomes.size()) {
       reason = "gap in stream " + positions[i].first + ": expected origin_seq " +
                std::to_string(r->outcomes[i].expected_origin_seq) + ", got " +
                std::to_string(positions[i].second);
@@ -616,11 +621,19 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
     w.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
     w.Key("high_water");
     w.Uint64(r->high_water);
+    w.Key("stream");
+    w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
+    if (r->conflict) {
+      w.Key("conflict");
+      w.Bool(true);
+    }
     w.EndObject();
     return reply->Send(409, http::BufferText(buf));
   }
   w.Key("status");
   w.String("ok");
+  w.Key("stream");
+  w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
   if (!batch) {
     w.Key("seq");
     w.Uint64(r->outcomes[0].seq);
@@ -797,6 +810,8 @@ void HttpServer::Impl::HandleHeartbeat(const Rest::Request&, const ReplyPtr& rep
     w.Uint64(hw);
   }
   w.EndObject();
+  w.Key("max_request_bytes");
+  w.Uint64(hb.max_request_bytes);
   w.EndObject();
   reply->Send(200, http::BufferText(buf));
 }
@@ -844,6 +859,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
     w.Uint64(p.lag_messages);
     w.Key("lag_seconds");
     w.Double(p.lag_seconds);
+    w.Key("stream");
+    str(p.stream);
+    w.Key("push_problem");
+    str(p.push_problem);
     w.Key("pull_cursor");
     w.StartObject();
     w.Key("stream");
@@ -915,7 +934,7 @@ Status HttpServer::Start() {
                     .threads(std::max(1, d.server_options.threads))
                     .threadsName("dsm-http")
                     .flags(Pistache::Tcp::Options::ReuseAddr)
-                    .maxRequestSize(8 * d.options.max_message_bytes + kRequestHeadroomBytes)
+                    .maxRequestSize(MaxRequestBytes(d.options))
                     .headerTimeout(header_timeout)
                     .bodyTimeout(body_timeout)
                     .keepaliveTimeout(d.server_options.keepalive_timeout);

@@ -59,6 +59,7 @@ Status Runtime::Start() {
       spdlog::info("{}", text);
     }
   });
+  node_->SetExecutor([this](std::function<void()> task) { Post(std::move(task)); });
   node_->SetWakeup([this] {
     MutexLock lock(&mu_);
     wakeup_ = true;
@@ -99,22 +100,49 @@ Status Runtime::Start() {
   return Status::Ok();
 }
 
+void Runtime::Post(std::function<void()> task) {
+  {
+    MutexLock lock(&mu_);
+    if (!drained_) {
+      tasks_.push_back(std::move(task));
+      cv_.NotifyOne();
+      return;
+    }
+  }
+  task();  // the replication thread is gone (shutdown): run it here
+}
+
 void Runtime::Drive() {
   MutexLock lock(&mu_);
   while (!stop_) {
+    // Completions first (they may make work due), then what is due.
+    while (!tasks_.empty() && !stop_) {
+      std::function<void()> task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.Unlock();
+      task();
+      lock.Lock();
+    }
+    if (stop_) break;
     wakeup_ = false;
     lock.Unlock();
     node_->Tick();
     const MonoTime deadline = node_->NextDeadline();
     lock.Lock();
-    // A wakeup that arrived since Tick() began means the deadline may be stale: tick again.
-    if (stop_ || wakeup_) continue;
+    // A wakeup or a task that arrived since Tick() began: go round again.
+    if (stop_ || wakeup_ || !tasks_.empty()) continue;
     // Bounded so that a far-off (or "never") deadline does not overflow the wait.
     const MonoTime until = std::min(deadline, clock_.Now() + std::chrono::hours(1));
-    while (!wakeup_ && !stop_) {
+    while (!wakeup_ && !stop_ && tasks_.empty()) {
       if (!cv_.WaitUntil(&mu_, until)) break;
     }
   }
+  // Whatever is still queued runs now; later posts run where they are made.
+  std::deque<std::function<void()>> rest;
+  rest.swap(tasks_);
+  drained_ = true;
+  lock.Unlock();
+  for (auto& task : rest) task();
 }
 
 void Runtime::Stop() {

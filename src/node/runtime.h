@@ -1,7 +1,8 @@
 // Runtime: the composition root of dsm-node. It builds and connects the real implementations -
 // the RocksDB log (RocksLogStore), the libcurl peer client (PeerClient), the replication core
-// (Node) on the system clock, the HTTP server (HttpServer) - and owns the one driver thread that
-// runs Node::Tick() at Node::NextDeadline() or when the Node asks for it.
+// (Node) on the system clock, the HTTP server (HttpServer) - and owns the one replication thread
+// that handles the Node's completions (peer answers, log writes: Node::SetExecutor) and runs
+// Node::Tick() at Node::NextDeadline() or when the Node asks for it.
 //
 // Shutdown order (Stop): the Node stops first, so its pending quorum waits are answered while the
 // server still delivers answers; then the server (answers in flight are written), the driver
@@ -13,6 +14,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -48,8 +51,11 @@ class Runtime {
   const std::string& stream_id() const;
 
  private:
-  // The driver thread: Tick(), then wait until NextDeadline() or a wakeup.
+  // The replication thread: runs the Node's posted completions (peer answers, log writes), then
+  // Tick(), then waits until NextDeadline(), a wakeup or a new task.
   void Drive() LOCKS_EXCLUDED(mu_);
+  // Queues `task` for the replication thread (or runs it at once once that thread is gone).
+  void Post(std::function<void()> task) LOCKS_EXCLUDED(mu_);
 
   const NodeConfig config_;
   SystemClock clock_;
@@ -67,6 +73,9 @@ class Runtime {
   CondVar cv_;
   bool wakeup_ GUARDED_BY(mu_) = false;
   bool stop_ GUARDED_BY(mu_) = false;
+  // Completions posted by the Node (each notifies cv_); drained_ once the thread has left.
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  bool drained_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace dsm

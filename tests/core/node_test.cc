@@ -34,6 +34,17 @@ class NodeTest : public ::testing::Test {
     node_->Start();
   }
 
+  // Make(), then every peer answers the first heartbeat: the node knows each peer's incarnation
+  // (pushes and quorum counts wait for it).
+  void MakeIntroduced(ReplicationMode mode, int quorum, int peers = 2) {
+    Make(mode, quorum, peers);
+    node_->Tick();
+    OkHeartbeats();
+  }
+
+  // Peer i's stream id.
+  static std::string PeerStream(size_t i) { return "p" + std::to_string(i) + "@1"; }
+
   static Message Msg(const std::string& id) {
     Message m;
     m.msg_id = id;
@@ -51,9 +62,13 @@ class NodeTest : public ::testing::Test {
 
   void FailHeartbeats() { transport_.AnswerHeartbeats(Status::Unavailable("refused")); }
   void OkHeartbeats(size_t peer = SIZE_MAX) {
-    HeartbeatReply r;
-    r.node_id = "peer";
-    transport_.AnswerHeartbeats(r, peer);
+    for (size_t i = 0; i < options_.peers.size(); ++i) {
+      if (peer != SIZE_MAX && peer != i) continue;
+      HeartbeatReply r;
+      r.node_id = "peer";
+      r.stream = PeerStream(i);
+      transport_.AnswerHeartbeats(r, i);
+    }
   }
 
   // Answers the oldest pending push with the high water the peer would have after it.
@@ -84,7 +99,7 @@ TEST_F(NodeTest, StartIssuesHeartbeatsAndPullsToEveryPeer) {
 }
 
 TEST_F(NodeTest, AsyncSendAnswersAfterTheLocalWriteAndPushes) {
-  Make(ReplicationMode::kAsync, 2);
+  MakeIntroduced(ReplicationMode::kAsync, 2);
   std::optional<SendResult> r;
   Send("m1", &r);
   ASSERT_TRUE(r.has_value());
@@ -93,11 +108,11 @@ TEST_F(NodeTest, AsyncSendAnswersAfterTheLocalWriteAndPushes) {
   EXPECT_TRUE(Stored("m1"));
   EXPECT_EQ(transport_.pending_replicates(), 2u);  // one push per peer
   AckPush();
-  EXPECT_EQ(log_.PushCursor(options_.peers[0]), 1u);  // the cursor is persisted
+  EXPECT_EQ(log_.GetPushCursor(options_.peers[0]).origin_seq, 1u);  // the cursor is persisted
 }
 
 TEST_F(NodeTest, QuorumSendWaitsForPeerAcknowledgements) {
-  Make(ReplicationMode::kSyncQuorum, 3);
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 3);
   std::optional<SendResult> r;
   Send("m1", &r);
   EXPECT_FALSE(r.has_value());
@@ -127,7 +142,7 @@ TEST_F(NodeTest, QuorumRefusedUpFrontWhenPeersAreKnownDead) {
 }
 
 TEST_F(NodeTest, QuorumTimeoutKeepsTheMessageAndARetryWaitsForIt) {
-  Make(ReplicationMode::kSyncQuorum, 2);
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2);
   std::optional<SendResult> r;
   Send("m1", &r);
   clock_.Advance(milliseconds(501));
@@ -152,7 +167,7 @@ TEST_F(NodeTest, QuorumTimeoutKeepsTheMessageAndARetryWaitsForIt) {
 }
 
 TEST_F(NodeTest, FailedPushIsRetriedWithBackoff) {
-  Make(ReplicationMode::kAsync, 2, 1);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   std::optional<SendResult> r;
   Send("m1", &r);
   auto call = transport_.TakeReplicate();
@@ -168,7 +183,7 @@ TEST_F(NodeTest, FailedPushIsRetriedWithBackoff) {
 }
 
 TEST_F(NodeTest, GapAnswerRewindsThePushCursor) {
-  Make(ReplicationMode::kAsync, 2, 1);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   std::optional<SendResult> r;
   Send("m1", &r);
   AckPush();
@@ -186,7 +201,7 @@ TEST_F(NodeTest, GapAnswerRewindsThePushCursor) {
 }
 
 TEST_F(NodeTest, SuccessfulReplicationCountsAsLiveness) {
-  Make(ReplicationMode::kAsync, 2, 1);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
   std::optional<SendResult> r;
   Send("m1", &r);
@@ -201,7 +216,7 @@ TEST_F(NodeTest, SuccessfulReplicationCountsAsLiveness) {
 }
 
 TEST_F(NodeTest, StatusReportsLagPerPeer) {
-  Make(ReplicationMode::kAsync, 2, 1);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   std::optional<SendResult> r;
   Send("m1", &r);
   Send("m2", &r);
@@ -227,6 +242,7 @@ TEST_F(NodeTest, PullAppliesPagesAndStoresTheCursor) {
     page.messages.push_back(m);
   }
   page.more = true;
+  page.last_seq = 5;
   call.done(page);
   EXPECT_TRUE(Stored("b1"));
   EXPECT_TRUE(Stored("b2"));
@@ -312,6 +328,7 @@ TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
   m.origin = "b@old";
   m.origin_seq = 1;
   page.messages.push_back(m);
+  page.last_seq = 5;
   transport_.TakeSync().done(page);
   ASSERT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 5u);
 
@@ -344,6 +361,7 @@ TEST_F(NodeTest, PullGapIsRepairedFromTheOriginStream) {
   second.origin = "c@3";
   second.origin_seq = 2;
   page.messages = {dup, second};
+  page.last_seq = 2;
   transport_.TakeSync().done(page);
   EXPECT_TRUE(Stored("x"));
   EXPECT_FALSE(Stored("y"));
@@ -379,9 +397,11 @@ TEST_F(NodeTest, QuorumForAMessageOfAnotherOriginUsesPeersHighWaters) {
   EXPECT_FALSE(r.has_value());
   HeartbeatReply hb;
   hb.node_id = "b";
+  hb.stream = PeerStream(0);
   hb.high_waters[m.origin] = 1;
   transport_.AnswerHeartbeats(hb, 0);
   EXPECT_FALSE(r.has_value()) << "self + one peer is not a quorum of 3";
+  hb.stream = PeerStream(1);
   transport_.AnswerHeartbeats(hb, 1);
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->status.ok());
@@ -400,7 +420,7 @@ TEST_F(NodeTest, ReplicateReportsGapsAndHighWater) {
 }
 
 TEST_F(NodeTest, ReplicateWithoutOriginAdoptsAndPushes) {
-  Make(ReplicationMode::kAsync, 2, 1);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   Message m = Msg("direct");
   auto r = node_->Replicate({m});
   ASSERT_TRUE(r.ok());
@@ -410,7 +430,7 @@ TEST_F(NodeTest, ReplicateWithoutOriginAdoptsAndPushes) {
 }
 
 TEST_F(NodeTest, StopAnswersPendingQuorumWaiters) {
-  Make(ReplicationMode::kSyncQuorum, 2);
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2);
   std::optional<SendResult> r;
   Send("m1", &r);
   EXPECT_FALSE(r.has_value());
@@ -422,7 +442,7 @@ TEST_F(NodeTest, StopAnswersPendingQuorumWaiters) {
 }
 
 TEST_F(NodeTest, MetricsCountSendsQuorumOutcomesAndPeers) {
-  Make(ReplicationMode::kSyncQuorum, 2, 1);
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
   std::optional<SendResult> r;
   Send("m1", &r);
   AckPush();  // ok
@@ -467,6 +487,239 @@ TEST_F(NodeTest, StorageFailureIsReported) {
   Send("m1", &r);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status.code(), Code::kIOError);
+}
+
+}  // namespace
+}  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// A node restarted with a push cursor acknowledged by an incarnation of the peer that has since
+// been wiped: a retry of a message only this node holds must not be answered 200 before the
+// peer's current incarnation acknowledges it (issue: dishonest quorum 200).
+TEST_F(NodeTest, PushCursorOfAWipedPeerCountsTowardNoQuorum) {
+  ASSERT_TRUE(log_.Append({Msg("m1")}).ok());
+  ASSERT_TRUE(log_.SetPushCursor("http://127.0.0.1:9001", PushCursor{"p0@old", 1}).ok());
+  Make(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> before;
+  Send("m1", &before);  // the peer has not said who it is yet
+  EXPECT_FALSE(before.has_value()) << "counted a cursor of an incarnation nobody confirmed";
+  node_->Tick();
+  OkHeartbeats();  // it is p0@1: the cursor of p0@old is worth nothing
+  EXPECT_FALSE(before.has_value());
+  EXPECT_EQ(node_->GetStatus().peers[0].push_cursor, 0u);
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto push = transport_.TakeReplicate();
+  ASSERT_EQ(push.msgs[0].msg_id, "m1") << "the push restarts from the beginning";
+  ReplicateReply ack;
+  ack.high_water = 1;
+  ack.stream = PeerStream(0);
+  push.done(ack);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_TRUE(before->status.ok());
+  EXPECT_EQ(log_.GetPushCursor(options_.peers[0]), (PushCursor{PeerStream(0), 1}));
+}
+
+// A push answered by a new incarnation (wiped between two pushes) moves the cursor to what that
+// incarnation holds, never counts what the old one acknowledged.
+TEST_F(NodeTest, PushAnswerFromANewIncarnationRestartsTheCursor) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r1;
+  Send("m1", &r1);
+  AckPush();
+  ASSERT_TRUE(r1.has_value() && r1->status.ok());
+  std::optional<SendResult> r2;
+  Send("m2", &r2);
+  auto push = transport_.TakeReplicate();
+  ReplicateReply gap;  // the new incarnation holds nothing of our stream
+  gap.gap = true;
+  gap.high_water = 0;
+  gap.stream = "p0@new";
+  push.done(gap);
+  EXPECT_FALSE(r2.has_value());
+  std::optional<SendResult> retry1;
+  Send("m1", &retry1);
+  EXPECT_FALSE(retry1.has_value()) << "m1 is held by no current incarnation of the peer";
+  auto resend = transport_.TakeReplicate();
+  ASSERT_EQ(resend.msgs.size(), 2u);
+  ReplicateReply ok;
+  ok.high_water = 2;
+  ok.stream = "p0@new";
+  resend.done(ok);
+  ASSERT_TRUE(retry1.has_value() && r2.has_value());
+  EXPECT_TRUE(retry1->status.ok());
+  EXPECT_TRUE(r2->status.ok());
+}
+
+// A retry of a message that Q current holders hold is a success even when the failure detector
+// now sees fewer than Q nodes: 503 would say that nothing was written.
+TEST_F(NodeTest, RetryOfAMessageTheQuorumHoldsIsOkWhilePeersAreDead) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  AckPush();
+  ASSERT_TRUE(r.has_value() && r->status.ok());
+  clock_.Advance(milliseconds(400));
+  node_->Tick();
+  FailHeartbeats();
+  ASSERT_FALSE(node_->GetStatus().peers[0].alive);
+  std::optional<SendResult> retry;
+  Send("m1", &retry);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_TRUE(retry->status.ok()) << retry->status.ToString();
+  EXPECT_EQ(retry->outcomes[0].kind, WriteOutcome::Kind::kDuplicate);
+  std::optional<SendResult> fresh;
+  Send("m2", &fresh);
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_EQ(fresh->status.code(), Code::kUnavailable);
+  EXPECT_FALSE(Stored("m2"));
+}
+
+// Another msg_id at a held position is a conflict: refused, not a duplicate, and the answer's
+// high water stops before it so the sender never counts it.
+TEST_F(NodeTest, ReplicateRefusesAConflictingPosition) {
+  Make(ReplicationMode::kAsync, 2);
+  Message m = Msg("x1");
+  m.origin = "b@2";
+  m.origin_seq = 1;
+  ASSERT_TRUE(node_->Replicate({m}).ok());
+  Message forged = Msg("forged");
+  forged.origin = "b@2";
+  forged.origin_seq = 1;
+  auto r = node_->Replicate({forged});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->conflict);
+  EXPECT_EQ(r->outcomes[0].kind, WriteOutcome::Kind::kConflict);
+  EXPECT_EQ(r->high_water, 0u);
+  EXPECT_FALSE(Stored("forged"));
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_conflicts_total 1"), std::string::npos);
+}
+
+// A peer answering a push with a conflict holds that position differently: the quorum waits, the
+// problem is named in /status and counted.
+TEST_F(NodeTest, ConflictAnswerIsReportedAndNeverCounted) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  auto push = transport_.TakeReplicate();
+  ReplicateReply conflict;
+  conflict.conflict = true;
+  conflict.high_water = 0;
+  conflict.stream = PeerStream(0);
+  conflict.reason = "conflict at origin_seq 1";
+  push.done(conflict);
+  EXPECT_FALSE(r.has_value());
+  NodeStatus st = node_->GetStatus();
+  EXPECT_NE(st.peers[0].push_problem.find("conflict"), std::string::npos)
+      << st.peers[0].push_problem;
+  EXPECT_EQ(st.peers[0].push_cursor, 0u);
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_peer_conflicts_total{peer=\"http://127.0.0.1:9001\"} 1"),
+            std::string::npos);
+}
+
+// A push the peer refuses as too large (413) is halved until it fits; a single message the peer
+// can never take is named in /status.
+TEST_F(NodeTest, TooLargeAnswerHalvesTheBatchThenNamesTheMessage) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  for (const char* id : {"m1", "m2", "m3", "m4"}) Send(id, &r);
+  node_->Tick();
+  OkHeartbeats();
+  for (size_t expected : {4u, 2u, 1u}) {
+    node_->Tick();
+    ASSERT_EQ(transport_.pending_replicates(), 1u) << expected;
+    auto push = transport_.TakeReplicate();
+    EXPECT_EQ(push.msgs.size(), expected);
+    push.done(Status::TooLarge("request larger than the limit"));
+    EXPECT_EQ(node_->GetStatus().peers[0].push_problem.empty(), expected > 1);
+  }
+  const std::string problem = node_->GetStatus().peers[0].push_problem;
+  EXPECT_NE(problem.find("too large"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("message 1 "), std::string::npos) << problem;
+}
+
+// Pushes are cut to the request size the peer accepts, counting JSON escapes: a control
+// character costs 6 bytes.
+TEST_F(NodeTest, PushBatchFitsThePeersRequestLimit) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  for (int i = 0; i < 3; ++i) {
+    Message m = Msg("c" + std::to_string(i));
+    m.payload.assign(200, '\x01');  // 1200 bytes once escaped
+    node_->Send({m}, AckMode::kDefault, [&r](SendResult x) { r = std::move(x); });
+  }
+  node_->Tick();
+  HeartbeatReply hb;
+  hb.node_id = "peer";
+  hb.stream = PeerStream(0);
+  hb.max_request_bytes = 3200;
+  transport_.AnswerHeartbeats(hb, 0);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  EXPECT_EQ(transport_.TakeReplicate().msgs.size(), 2u);
+}
+
+// A /sync answer that breaks the protocol (entries not after the request's since, or beyond the
+// peer's last seq) changes nothing and is counted.
+TEST_F(NodeTest, BadSyncAnswerChangesNothing) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@2";
+  Message m = Msg("b1");
+  m.seq = 7;
+  m.origin = "b@2";
+  m.origin_seq = 1;
+  page.messages = {m};
+  page.last_seq = 3;  // seq 7 is beyond it
+  transport_.TakeSync().done(page);
+  EXPECT_FALSE(Stored("b1"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 0u);
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_peer_bad_replies_total{peer=\"http://127.0.0.1:9001\"} 1"),
+            std::string::npos);
+}
+
+// One incarnation's high waters only grow: a heartbeat saying otherwise is not believed (it would
+// otherwise feed quorum counts).
+TEST_F(NodeTest, HeartbeatWhoseHighWatersGoDownIsIgnored) {
+  Make(ReplicationMode::kSyncQuorum, 2, 1);
+  node_->Tick();
+  HeartbeatReply hb;
+  hb.node_id = "b";
+  hb.stream = PeerStream(0);
+  hb.high_waters["c@1"] = 5;
+  transport_.AnswerHeartbeats(hb, 0);
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  hb.high_waters["c@1"] = 2;
+  transport_.AnswerHeartbeats(hb, 0);
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_peer_bad_replies_total{peer=\"http://127.0.0.1:9001\"} 1"),
+            std::string::npos);
+}
+
+// However many streams wiped nodes left behind, a pull names at most 1024 of them (a peer refuses
+// more than 4096, which would stop every pull).
+TEST_F(NodeTest, PullNamesABoundedNumberOfStreams) {
+  std::vector<Message> msgs;
+  for (int i = 0; i < 1100; ++i) {
+    Message m = Msg("s" + std::to_string(i));
+    m.origin = "n" + std::to_string(i) + "@1";
+    m.origin_seq = 1;
+    msgs.push_back(m);
+  }
+  ASSERT_TRUE(log_.Apply(msgs).ok());
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  EXPECT_LE(transport_.TakeSync().have.size(), 1024u);
 }
 
 }  // namespace

@@ -613,11 +613,11 @@ class CountingLogStore final : public LogStore {
   uint64_t LastSeq() const override { return base_->LastSeq(); }
   uint64_t HighWater(const std::string& origin) const override { return base_->HighWater(origin); }
   std::map<std::string, uint64_t> HighWaters() const override { return base_->HighWaters(); }
-  uint64_t PushCursor(const std::string& peer_url) const override {
-    return base_->PushCursor(peer_url);
+  PushCursor GetPushCursor(const std::string& peer_url) const override {
+    return base_->GetPushCursor(peer_url);
   }
-  Status SetPushCursor(const std::string& peer_url, uint64_t origin_seq) override {
-    return base_->SetPushCursor(peer_url, origin_seq);
+  Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override {
+    return base_->SetPushCursor(peer_url, cursor);
   }
   PullCursor GetPullCursor(const std::string& peer_url) const override {
     return base_->GetPullCursor(peer_url);

@@ -283,7 +283,8 @@ TYPED_TEST(LogStoreTest, ApplyDuplicatePosition) {
   ASSERT_EQ(out.size(), 3u);
   ExpectOutcome(out[0], Kind::kDuplicate, 2, "peer@7", 2);
   ExpectOutcome(out[1], Kind::kDuplicate, 1, "peer@7", 1);
-  ExpectOutcome(out[2], Kind::kDuplicate, 1, "peer@7", 1);
+  // Another msg_id at a held position is a conflict: refused, never a duplicate.
+  ExpectOutcome(out[2], Kind::kConflict, 1, "peer@7", 1);
   EXPECT_EQ(this->store_->LastSeq(), 2u);
   EXPECT_FALSE(this->Find("intruder").has_value());
   EXPECT_EQ(this->store_->HighWater("peer@7"), 2u);
@@ -438,14 +439,14 @@ TYPED_TEST(LogStoreTest, ReadOriginWithLimitAndMaxBytes) {
 }
 
 TYPED_TEST(LogStoreTest, PushCursors) {
-  EXPECT_EQ(this->store_->PushCursor("http://a"), 0u);
-  ASSERT_TRUE(this->store_->SetPushCursor("http://a", 5).ok());
-  ASSERT_TRUE(this->store_->SetPushCursor("http://b", 9).ok());
-  EXPECT_EQ(this->store_->PushCursor("http://a"), 5u);
-  EXPECT_EQ(this->store_->PushCursor("http://b"), 9u);
+  EXPECT_EQ(this->store_->GetPushCursor("http://a").origin_seq, 0u);
+  ASSERT_TRUE(this->store_->SetPushCursor("http://a", PushCursor{"", 5}).ok());
+  ASSERT_TRUE(this->store_->SetPushCursor("http://b", PushCursor{"peer@2", 9}).ok());
+  EXPECT_EQ(this->store_->GetPushCursor("http://a").origin_seq, 5u);
+  EXPECT_EQ(this->store_->GetPushCursor("http://b"), (PushCursor{"peer@2", 9}));
   // Not forced upwards: a peer whose directory was replaced starts again.
-  ASSERT_TRUE(this->store_->SetPushCursor("http://a", 0).ok());
-  EXPECT_EQ(this->store_->PushCursor("http://a"), 0u);
+  ASSERT_TRUE(this->store_->SetPushCursor("http://a", PushCursor{"", 0}).ok());
+  EXPECT_EQ(this->store_->GetPushCursor("http://a").origin_seq, 0u);
 }
 
 TYPED_TEST(LogStoreTest, HighWaters) {
@@ -459,7 +460,7 @@ TYPED_TEST(LogStoreTest, HighWaters) {
 
 TYPED_TEST(LogStoreTest, WriteFailureIsSticky) {
   this->Append({ClientMsg("a"), ClientMsg("b")});
-  ASSERT_TRUE(this->store_->SetPushCursor("http://p", 1).ok());
+  ASSERT_TRUE(this->store_->SetPushCursor("http://p", PushCursor{"", 1}).ok());
   this->harness_.BreakDisk();
 
   Result<std::vector<WriteOutcome>> r = this->store_->Append({ClientMsg("c")});
@@ -476,13 +477,13 @@ TYPED_TEST(LogStoreTest, WriteFailureIsSticky) {
   EXPECT_EQ(r.status().ToString(), health.ToString());
   r = this->store_->Append({ClientMsg("a")});  // even a duplicate
   EXPECT_EQ(r.status().ToString(), health.ToString());
-  EXPECT_EQ(this->store_->SetPushCursor("http://p", 2).ToString(), health.ToString());
+  EXPECT_EQ(this->store_->SetPushCursor("http://p", PushCursor{"", 2}).ToString(), health.ToString());
   // Nothing of the failed writes is visible; reads go on.
   EXPECT_EQ(this->store_->LastSeq(), 2u);
   EXPECT_EQ(this->store_->HighWater(this->self()), 2u);
   EXPECT_EQ(this->store_->HighWater("p@1"), 0u);
   EXPECT_EQ(this->store_->GetPullCursor("http://p"), PullCursor{});
-  EXPECT_EQ(this->store_->PushCursor("http://p"), 1u);
+  EXPECT_EQ(this->store_->GetPushCursor("http://p").origin_seq, 1u);
   EXPECT_FALSE(this->Find("c").has_value());
   EXPECT_EQ(this->Get(2)->msg_id, "b");
   EXPECT_EQ(this->ScanSeqs({}), (std::vector<uint64_t>{1, 2}));

@@ -111,7 +111,7 @@ TEST_F(RocksLogStoreTest, ReopenKeepsEverything) {
                     ->Apply({PeerMsg("p1", "peer@1", 1), PeerMsg("p2", "peer@1", 2)},
                             "http://127.0.0.1:8001", &cursor)
                     .ok());
-    ASSERT_TRUE(store->SetPushCursor("http://127.0.0.1:8001", 2).ok());
+    ASSERT_TRUE(store->SetPushCursor("http://127.0.0.1:8001", PushCursor{"", 2}).ok());
   }
   std::unique_ptr<RocksLogStore> store = MustOpen(Db());
   ASSERT_NE(store, nullptr);
@@ -121,7 +121,7 @@ TEST_F(RocksLogStoreTest, ReopenKeepsEverything) {
   const std::map<std::string, uint64_t> hw = {{stream, 2}, {"peer@1", 2}};
   EXPECT_EQ(store->HighWaters(), hw);
   EXPECT_EQ(store->GetPullCursor("http://127.0.0.1:8001"), cursor);
-  EXPECT_EQ(store->PushCursor("http://127.0.0.1:8001"), 2u);
+  EXPECT_EQ(store->GetPushCursor("http://127.0.0.1:8001").origin_seq, 2u);
   Result<std::optional<Message>> p2 = store->FindByMsgId("p2");
   ASSERT_TRUE(p2.ok() && p2->has_value());
   EXPECT_EQ((*p2)->seq, 4u);

@@ -172,13 +172,35 @@ TEST(WritePlanTest, DuplicatePositionUsesTheOriginIndex) {
   FakeStore store;
   store.Put("x1", 1, "p@1", 1);
   store.Put("x2", 2, "p@1", 2);
-  // Same position, different msg_id: the position is taken; the unknown msg_id is not stored.
-  const std::vector<Message> msgs = {PeerMsg("other", "p@1", 2), PeerMsg("x1", "p@1", 1)};
+  // Same position, different msg_id: a conflict, not a duplicate; nothing is stored.
+  const std::vector<Message> msgs = {PeerMsg("other", "p@1", 2), PeerMsg("x1", "p@1", 1),
+                                     PeerMsg("x1", "p@1", 2)};
   Result<WritePlan> plan = store.Plan({ApplyReq(&msgs)});
   ASSERT_TRUE(plan.ok());
   EXPECT_TRUE(plan->empty());
-  ExpectOutcome((*plan->results[0])[0], Kind::kDuplicate, 2, "p@1", 2);
+  ExpectOutcome((*plan->results[0])[0], Kind::kConflict, 2, "p@1", 2);
   ExpectOutcome((*plan->results[0])[1], Kind::kDuplicate, 1, "p@1", 1);
+  // A known msg_id at another position than its own is a conflict too.
+  ExpectOutcome((*plan->results[0])[2], Kind::kConflict, 2, "p@1", 2);
+}
+
+TEST(WritePlanTest, GapMovesThePullCursorBeforeItInTheSameWrite) {
+  FakeStore store;
+  store.Put("x1", 1, "p@1", 1);
+  // A page of the peer's seqs 11..13: 11 is new, 12 leaves a hole in p@1, 13 is of q@1.
+  std::vector<Message> msgs = {PeerMsg("a", "p@1", 2), PeerMsg("b", "p@1", 4),
+                               PeerMsg("c", "q@1", 1)};
+  msgs[0].seq = 11;
+  msgs[1].seq = 12;
+  msgs[2].seq = 13;
+  const PullCursor cursor{"peer@9", 13};
+  Result<WritePlan> plan = store.Plan({ApplyReq(&msgs, "http://p", &cursor)});
+  ASSERT_TRUE(plan.ok());
+  ExpectOutcome((*plan->results[0])[1], Kind::kGap, 0, "p@1", 4, 3);
+  ASSERT_EQ(plan->pull_cursors.size(), 1u);
+  // The cursor stops before the gap (peer seq 11), in the write that stores 11 and 13.
+  EXPECT_EQ(*plan->pull_cursors[0].cursor, (PullCursor{"peer@9", 11}));
+  EXPECT_EQ(plan->records.size(), 2u);
 }
 
 TEST(WritePlanTest, MissingOriginEntryBelowHighWaterIsCorruption) {

@@ -153,7 +153,7 @@ std::string BuildStandardDir(const std::string& path) {
     EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kDuplicate);
     EXPECT_EQ((*r)[1].seq, 9u);
   }
-  EXPECT_TRUE(store->SetPushCursor(kPeer2Url, 4).ok());
+  EXPECT_TRUE(store->SetPushCursor(kPeer2Url, PushCursor{"", 4}).ok());
   EXPECT_EQ(store->LastSeq(), 9u);
   return store->stream_id();
 }

@@ -130,7 +130,9 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
   }
   if (meta.push_cursors.empty()) lines.emplace_back("push_cursors", "(none)");
   for (const auto& [peer, cursor] : meta.push_cursors) {
-    lines.emplace_back("push_cursor " + Escape(peer), std::to_string(cursor));
+    std::string value = std::to_string(cursor.origin_seq);
+    if (!cursor.peer_stream.empty()) value += " (acknowledged by " + Escape(cursor.peer_stream) + ")";
+    lines.emplace_back("push_cursor " + Escape(peer), std::move(value));
   }
   if (meta.pull_cursors.empty()) lines.emplace_back("pull_cursors", "(none)");
   for (const auto& [peer, cursor] : meta.pull_cursors) {
@@ -194,7 +196,15 @@ void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::os
   w.StartObject();
   for (const auto& [peer, cursor] : meta.push_cursors) {
     WriteJsonString(w, peer);
-    w.Uint64(cursor);
+    w.Uint64(cursor.origin_seq);
+  }
+  w.EndObject();
+  // The incarnation of each peer that acknowledged its push cursor ("" when not recorded).
+  w.Key("push_cursor_streams");
+  w.StartObject();
+  for (const auto& [peer, cursor] : meta.push_cursors) {
+    WriteJsonString(w, peer);
+    WriteJsonString(w, cursor.peer_stream);
   }
   w.EndObject();
   w.Key("pull_cursors");

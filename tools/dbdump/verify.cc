@@ -126,9 +126,9 @@ class Verifier {
       auto hw = meta_.high_waters.find(own);
       const uint64_t own_high_water = hw == meta_.high_waters.end() ? 0 : hw->second;
       for (const auto& [peer, cursor] : meta_.push_cursors) {
-        if (cursor > own_high_water) {
+        if (cursor.origin_seq > own_high_water) {
           Report(DescribeKey(LogFamily::kMeta, schema::PushCursorKey(peer)),
-                 "push cursor " + std::to_string(cursor) + " is beyond the high water " +
+                 "push cursor " + std::to_string(cursor.origin_seq) + " is beyond the high water " +
                      std::to_string(own_high_water) + " of the directory's own stream " +
                      Escape(own));
         }
