@@ -34,6 +34,9 @@ size_t JsonStringBytes(std::string_view s) {
   return n;
 }
 
+// The bytes of a /replicate request around its messages: {"msgs":[...]}.
+constexpr size_t kEnvelopeBytes = 16;
+
 // An upper bound of the bytes `m` adds to a /replicate request: its strings, escaped, plus the
 // field names, numbers and separators.
 size_t EncodedBytes(const Message& m) {
@@ -723,7 +726,6 @@ void Node::Impl::StartPush(const Actions::Push& push) {
     }
     return;
   }
-  constexpr size_t kEnvelopeBytes = 16;  // {"msgs":[...]}
   size_t bytes = kEnvelopeBytes;
   size_t n = 0;
   for (const Message& m : *batch) {
@@ -761,7 +763,7 @@ void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<Re
       // slowly (the peer may be reconfigured; its pulls may still fetch the message).
       ++p.too_large;
       p.push_max_messages = std::max<size_t>(1, sent / 2);
-      p.push_max_bytes = std::max<size_t>(1, sent_bytes / 2);
+      p.push_max_bytes = sent_bytes / 2 + kEnvelopeBytes;
       if (sent > 1) {
         p.push_not_before = now;
         p.push_problem.clear();

@@ -38,12 +38,13 @@ using TimePoint = SteadyClock::time_point;
 
 // Replies to /heartbeat and /replicate are small; a bigger body is a broken or hostile peer.
 constexpr size_t kMaxReplyBytes = size_t{64} << 20;
-// /sync replies carry up to `limit` messages; their bound grows with the limit, up to this.
+// A /sync page holds at most `limit` messages and about PeerClientOptions::sync_page_bytes of
+// payload (one more message at most): its reply is bounded by that payload, escaped (a control
+// character becomes \u00XX, 6 bytes), plus a per-message allowance for ids, numbers and field
+// names. An unlimited /sync (everything after `since`) is bounded by kMaxSyncReplyBytes.
 constexpr size_t kMaxSyncReplyBytes = size_t{1} << 30;
-// Per-message JSON overhead allowed for in a /sync reply besides the payload (ids, numbers,
-// field names) and the escaping factor of the payload (control characters become \u00XX).
-constexpr size_t kSyncMessageOverheadBytes = 4096;
-constexpr size_t kPayloadEscapeFactor = 2;
+constexpr size_t kSyncMessageOverheadBytes = 8192;  // 4 ids of up to 256 bytes, escaped
+constexpr size_t kPayloadEscapeFactor = 6;
 // libcurl normally ends a transfer at its deadline; the loop settles any transfer still unsettled
 // this much later itself. libcurl 7.88 does leave some transfers that waited behind the per-host
 // connection limit unsettled past their deadline.
@@ -193,10 +194,11 @@ struct PeerClient::Impl {
   void SubmitSync(size_t peer, std::string body, size_t limit,
                   std::function<void(Result<SyncReply>)> done) {
     size_t max_payload = options.max_payload_bytes;
-    size_t per_message = max_payload * kPayloadEscapeFactor + kSyncMessageOverheadBytes;
     size_t bound = kMaxSyncReplyBytes;
-    if (limit != 0 && limit < kMaxSyncReplyBytes / per_message) {
-      bound = std::clamp(limit * per_message, kMaxReplyBytes, kMaxSyncReplyBytes);
+    if (limit != 0 && limit <= kMaxSyncReplyBytes / kSyncMessageOverheadBytes) {
+      const size_t payload = (options.sync_page_bytes + max_payload) * kPayloadEscapeFactor;
+      bound = std::clamp(payload + limit * kSyncMessageOverheadBytes, kMaxReplyBytes,
+                         kMaxSyncReplyBytes);
     }
     auto completion = [done = std::move(done), max_payload](
                           const Status& error, long http_status, std::string_view reply) {

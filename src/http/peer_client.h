@@ -23,6 +23,7 @@ struct PeerClientOptions {
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds request_timeout{5000};
   size_t max_payload_bytes = 1 << 20;  // for validating messages in /sync replies
+  size_t sync_page_bytes = 4 << 20;    // payload of a /sync page (the peers' batch_bytes)
   long max_host_connections = 4;       // per peer
   // Sent on every request as "Authorization: Bearer <token>" when not empty (the peers' cluster
   // token, see src/http/auth.h). Never logged.

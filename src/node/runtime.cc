@@ -48,6 +48,7 @@ Status Runtime::Start() {
   peer_options.connect_timeout = o.connect_timeout;
   peer_options.request_timeout = o.request_timeout;
   peer_options.max_payload_bytes = o.max_message_bytes;
+  peer_options.sync_page_bytes = o.batch_bytes;
   peer_options.cluster_token = config_.cluster_token;
   peers_ = std::make_unique<PeerClient>(o.peers, peer_options);
 
