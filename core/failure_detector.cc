@@ -1,0 +1,107 @@
+// The failure detector: each peer's liveness (heartbeats, with any successful exchange counting),
+// its incarnation (the stream id it reports) and the checks of its heartbeat answers.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/planted_bugs.h"
+#include "core/node_impl.h"
+
+namespace dsm {
+namespace {
+
+// A peer's heartbeat or /sync answer naming more streams than this is not believed.
+constexpr size_t kMaxPeerStreams = 1 << 16;
+
+}  // namespace
+
+// The peer's own stream as it just told us (a heartbeat or a push answer). A new one means
+// its data directory was replaced: what it acknowledged before is gone, so the push cursor
+// restarts from what this incarnation acknowledges. REQUIRES: mu held.
+void Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a) {
+  if (stream.empty() || stream == p.stream) return;
+  if (!p.stream.empty()) {
+    Event(EventLevel::kWarning,
+          fmt::format("peer {} has a new data directory (stream {}, was {}): it no longer "
+                      "holds what it acknowledged; pushing our stream to it from the start",
+                      p.url, stream, p.stream));
+  }
+  p.stream = stream;
+  p.high_waters.clear();
+  if (p.push_stream != stream) {
+    p.push_stream = stream;
+    p.push_cursor = 0;
+    p.push_not_before = now;
+    p.push_problem.clear();
+    a->persist_push.emplace_back(p.index, PushCursor{p.push_stream, 0});
+  }
+}
+
+void Node::Impl::UpdateLiveness(PeerState& p, MonoTime now) {
+  if (p.liveness == Liveness::kDead) return;
+  MonoTime since = p.ever_ok ? p.last_ok : started_at;
+  if (now - since >= options.heartbeat_timeout) {
+    p.liveness = Liveness::kDead;
+    Event(EventLevel::kWarning,
+          fmt::format("peer {} is dead: no successful exchange for {} ms", p.url,
+                      std::chrono::duration_cast<Millis>(now - since).count()));
+  }
+}
+
+void Node::Impl::MarkSuccess(PeerState& p, MonoTime now) {
+  p.ever_ok = true;
+  p.last_ok = now;
+  p.last_ok_wall = clock->WallSeconds();
+  p.consecutive_failures = 0;
+  if (p.liveness != Liveness::kAlive) {
+    // Back (or seen for the first time): catch up from it and push to it without waiting.
+    Event(EventLevel::kInfo,
+          fmt::format("peer {} is alive{}", p.url, p.liveness == Liveness::kDead ? " again" : ""));
+    p.liveness = Liveness::kAlive;
+    p.pull_wanted = true;
+    p.push_backoff = Millis(0);
+    p.push_not_before = now;
+  }
+}
+
+void Node::Impl::MarkFailure(PeerState& p, MonoTime now) {
+  ++p.consecutive_failures;
+  UpdateLiveness(p, now);
+}
+
+void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
+  AfterExchange(
+      peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        p.heartbeat_in_flight = false;
+        if (!r.ok()) return;
+        // Peer input is checked like client input: a bad answer changes nothing.
+        std::string bad;
+        if (r->stream.empty()) {
+          bad = "no stream id";
+        } else if (r->high_waters.size() > kMaxPeerStreams) {
+          bad = fmt::format("{} streams (at most {} are believed)", r->high_waters.size(),
+                            kMaxPeerStreams);
+        } else if (r->stream == p.stream) {
+          // One incarnation's high waters only grow.
+          for (const auto& [origin, hw] : p.high_waters) {
+            auto it = r->high_waters.find(origin);
+            if (it != r->high_waters.end() && it->second < hw) {
+              bad = fmt::format("its high water of {} went down from {} to {}", origin, hw,
+                                it->second);
+              break;
+            }
+          }
+        }
+        if (!bad.empty()) {
+          ++p.bad_replies;
+          ErrorEvent(p, now, fmt::format("ignored a heartbeat answer of {}: {}", p.url, bad));
+          return;
+        }
+        NoteStream(p, r->stream, now, &a);
+        p.high_waters = std::move(r->high_waters);
+        if (r->max_request_bytes > 0) p.peer_max_request = r->max_request_bytes;
+        CollectSatisfied(&a);
+      });
+}
+
+}  // namespace dsm

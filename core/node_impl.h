@@ -1,0 +1,288 @@
+// Node::Impl: the replication core's state and the handlers that change it, shared by the files
+// that implement it, one concern each (NuRaft's handle_*.cxx split):
+//   node.cc              the Node API: start and stop, serving /replicate, /sync and /heartbeat,
+//                        status and metrics, and the scheduler (CollectDue, NextDeadline, Run);
+//   failure_detector.cc  liveness of each peer, its incarnation (stream id), its heartbeats;
+//   push.cc              the push replicator of this node's own stream, one per peer;
+//   pull.cc              catch-up pulls from each peer's log and the repair of gaps;
+//   quorum.cc            client writes and their quorum: who holds what, waiters, 503 and 504.
+// Internal to core/: nothing outside includes it.
+//
+// Threads: Impl is a monitor. `mu` guards the per-peer state, the quorum waiters and the pending
+// events; the log, the transport and the clock are called without it. Handlers decide under the
+// lock what to do and return it as Actions, which Run() carries out after releasing the lock
+// (requests to peers, answers to clients, cursor writes). Peer answers and log completions arrive
+// through Post() on the runtime's replication thread; HTTP handlers call Send, Replicate, Sync and
+// GetStatus from server threads.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/thread_annotations.h"
+#include "core/node.h"
+
+namespace dsm {
+
+enum class Liveness { kUnknown, kAlive, kDead };
+
+// One peer as this node sees it: failure detector, push replicator and catch-up puller state.
+struct PeerState {
+  size_t index = 0;
+  std::string url;
+
+  // Failure detector. Dead once heartbeat_timeout passed since the last success (or since Start
+  // when there was none).
+  Liveness liveness = Liveness::kUnknown;
+  bool ever_ok = false;
+  MonoTime last_ok{};
+  double last_ok_wall = 0;
+  int consecutive_failures = 0;
+  bool heartbeat_in_flight = false;
+  MonoTime next_heartbeat{};
+  std::string stream;                           // the peer's own stream, from its heartbeat
+  std::map<std::string, uint64_t> high_waters;  // what it held at its last heartbeat
+
+  // Push replicator of our own stream.
+  uint64_t push_cursor = 0;  // our origin_seq the peer acknowledged...
+  std::string push_stream;   // ...and which incarnation of the peer did ("" = not known)
+  bool push_in_flight = false;
+  MonoTime push_not_before{};
+  Millis push_backoff{0};
+  // A push is at most this many messages and this many request bytes: the peer's own limit
+  // (from its heartbeat) and halved by each 413, grown back by successes.
+  uint64_t peer_max_request = 0;  // 0 = not known yet: our own limit is assumed
+  size_t push_max_messages = 0;
+  size_t push_max_bytes = 0;
+  // Why pushes to this peer make no progress, by name ("" when they do). Shown in /status.
+  std::string push_problem;
+  MonoTime last_error_logged{};
+
+  // Catch-up puller from the peer's log.
+  bool pull_in_flight = false;
+  uint64_t peer_last_seq = 0;    // the peer's last seq, from its last /sync answer
+  uint64_t catchup_applied = 0;  // messages applied in the current run of pages
+  MonoTime catchup_started{};    // when the current run of pages began
+  MonoTime catchup_logged{};     // last progress line
+
+  // Counters for /metrics.
+  uint64_t pushed = 0;         // our messages the peer acknowledged
+  uint64_t push_errors = 0;    // failed pushes
+  uint64_t pull_errors = 0;    // failed pulls
+  uint64_t pulled = 0;         // messages applied from the peer's log
+  uint64_t conflicts = 0;      // our messages the peer holds another msg_id for (its 409)
+  uint64_t too_large = 0;      // pushes the peer refused as too large (its 413)
+  uint64_t bad_replies = 0;    // answers that broke the protocol's rules (ignored)
+  uint64_t read_errors = 0;    // failed reads of our log for a push
+  uint64_t apply_errors = 0;   // failed writes of pulled or repaired messages
+  uint64_t cursor_errors = 0;  // failed writes of the push cursor
+  bool pull_wanted = true;     // pull as soon as possible (start-up, peer came back, more pages)
+  MonoTime next_pull{};        // anti-entropy
+};
+
+// A /send awaiting its quorum. Satisfied when `quorum` nodes hold our own stream up to
+// `own_needed` and each (origin, origin_seq) in `foreign_needed`.
+struct QuorumWaiter {
+  std::string first_msg_id;  // named in the timeout answer
+  uint64_t own_needed = 0;
+  std::vector<std::pair<std::string, uint64_t>> foreign_needed;
+  MonoTime deadline{};
+  SendResult result;
+  std::function<void(SendResult)> done;
+};
+
+// Work decided under the lock and carried out after releasing it.
+struct Actions {
+  std::vector<size_t> heartbeats;
+  struct Push {
+    size_t peer;
+    uint64_t from;  // the push cursor
+    size_t max_messages;
+    size_t max_bytes;  // request bytes
+  };
+  std::vector<Push> pushes;
+  std::vector<std::pair<size_t, PushCursor>> persist_push;
+  std::vector<std::pair<size_t, PullCursor>> pulls;
+  struct Repair {
+    size_t peer;
+    std::string origin;
+    uint64_t since;
+  };
+  std::vector<Repair> repairs;
+  std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
+  std::vector<std::pair<EventLevel, std::string>> events;
+  bool wake = false;
+};
+
+struct Node::Impl {
+  Impl(const NodeOptions& o, LogStore* l, Transport* t, Clock* c)
+      : options(o), log(l), transport(t), clock(c) {}
+
+  const NodeOptions& options;
+  LogStore* const log;
+  Transport* const transport;
+  Clock* const clock;
+
+  mutable Mutex mu;
+  bool started GUARDED_BY(mu) = false;
+  bool stopped GUARDED_BY(mu) = false;
+  MonoTime started_at GUARDED_BY(mu){};
+  std::vector<PeerState> peers GUARDED_BY(mu);
+  std::list<std::shared_ptr<QuorumWaiter>> waiters GUARDED_BY(mu);
+  std::function<void()> wakeup GUARDED_BY(mu);
+  std::function<void(EventLevel, const std::string&)> event_log GUARDED_BY(mu);
+  std::vector<std::pair<EventLevel, std::string>> pending_events GUARDED_BY(mu);
+  // Client writes handed to LogStore::AppendAsync whose completion has not finished yet; the
+  // destructor waits for them (their completions use this Impl).
+  int appends_in_flight GUARDED_BY(mu) = 0;
+  CondVar appends_done;  // notified when appends_in_flight drops to 0 (an AppendAsync completion)
+
+  // Metrics: atomics and histograms, updated without mu.
+  enum Source { kClient, kReplicate, kPull, kSources };
+  std::atomic<uint64_t> appended[kSources] = {};
+  std::atomic<uint64_t> deduplicated[kSources] = {};
+  std::atomic<uint64_t> quorum_ok{0}, quorum_refused{0}, quorum_timeout{0};
+  std::atomic<uint64_t> conflicts{0};  // /replicate batches refused for a conflict
+  Histogram send_local_seconds, send_quorum_seconds, log_write_seconds;
+
+  // The rest of a client write once the log has it (or refused it): count it, then answer now
+  // or register its quorum wait.
+  void OnAppended(bool quorum, std::string first_msg_id, Result<std::vector<WriteOutcome>> written,
+                  std::function<void(SendResult)> done) LOCKS_EXCLUDED(mu);
+
+  void CountOutcomes(Source source, const std::vector<WriteOutcome>& outcomes) {
+    uint64_t a = 0, d = 0;
+    for (const WriteOutcome& o : outcomes) {
+      if (o.kind == WriteOutcome::Kind::kAppended) ++a;
+      if (o.kind == WriteOutcome::Kind::kDuplicate) ++d;
+    }
+    appended[source].fetch_add(a, std::memory_order_relaxed);
+    deduplicated[source].fetch_add(d, std::memory_order_relaxed);
+  }
+
+  // The peer seq a pull answer moves the cursor to (see OnSync).
+  // A `next` beyond the peer's last seq is not believed.
+  static uint64_t next_cursor_seq(const Result<SyncReply>& r, const PullCursor& cursor);
+
+  // Tracks a run of pull pages from `p` and logs the progress of long catch-ups.
+  void NoteCatchUp(PeerState& p, MonoTime now, uint64_t applied, uint64_t peer_last_seq,
+                   uint64_t at, bool more) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void Event(EventLevel level, std::string text) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    pending_events.emplace_back(level, std::move(text));
+  }
+
+  // ---- derived state (REQUIRES: mu held) ----
+
+  // Whether `p`'s current incarnation acknowledged our stream up to `origin_seq`: a push cursor
+  // counts only once the peer has told this process its stream id and the cursor was
+  // acknowledged by that very incarnation (a wiped peer holds nothing it acknowledged before).
+  bool HoldsOwn(const PeerState& p, uint64_t origin_seq) const EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Nodes (this one included) known to hold our stream up to `origin_seq`.
+  int OwnHolders(uint64_t origin_seq) const EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Nodes (this one included) whose current incarnation said, in its last heartbeat, that it
+  // holds stream `origin` up to `origin_seq`.
+  int ForeignHolders(const std::string& origin, uint64_t origin_seq) const
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // The peer's own stream as it just told us (a heartbeat or a push answer). A new one means
+  // its data directory was replaced: what it acknowledged before is gone, so the push cursor
+  // restarts from what this incarnation acknowledges. REQUIRES: mu held.
+  void NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a)
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Logs a replication error of `p` unless one was logged within kErrorLogInterval (every error
+  // is counted by the caller). REQUIRES: mu held.
+  void ErrorEvent(PeerState& p, MonoTime now, std::string text) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  bool Satisfied(const QuorumWaiter& w) const EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Refuse a quorum write up front only when the failure detector already knows that fewer than
+  // `quorum` nodes are reachable; unknown peers (not heard from yet) get the benefit of the doubt.
+  bool QuorumReachable() const EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void CollectSatisfied(Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void UpdateLiveness(PeerState& p, MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void MarkSuccess(PeerState& p, MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void MarkFailure(PeerState& p, MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Decides which requests are due now. Marks them in flight.
+  void CollectDue(MonoTime now, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  void CollectDueWork(MonoTime now, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Runs `task` on the executor (SetExecutor), or here when there is none.
+  void Post(std::function<void()> task) {
+    if (executor) {
+      executor(std::move(task));
+    } else {
+      task();
+    }
+  }
+  // Set before Start(), read-only afterwards.
+  std::function<void(std::function<void()>)> executor;
+
+  // Event handlers and the executor of decided work. REQUIRES: mu not held.
+  void Run(Actions actions) LOCKS_EXCLUDED(mu);
+  // Takes the answer (`ok` or not) of one request to `peer`: under the lock, counts it toward the
+  // peer's liveness, lets `update(peer_state, now, actions)` record what the answer changed,
+  // collects what became due; then runs it all outside the lock. Nothing once stopped.
+  template <typename Update>
+  void AfterExchange(size_t peer, bool ok, Update&& update) LOCKS_EXCLUDED(mu);
+  void StartPush(const Actions::Push& push) LOCKS_EXCLUDED(mu);
+  void OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<ReplicateReply> r)
+      LOCKS_EXCLUDED(mu);
+  void OnHeartbeat(size_t peer, Result<HeartbeatReply> r) LOCKS_EXCLUDED(mu);
+  void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  // The answer to a quorum /send of `msgs` when every one of them is already stored and held by
+  // `quorum` current holders; nullopt otherwise. REQUIRES: mu not held.
+  std::optional<SendResult> AlreadyHeld(const std::vector<Message>& msgs) LOCKS_EXCLUDED(mu);
+
+  // How far this node holds each stream, for a pull: the peer leaves out what it covers. At most
+  // kMaxHaveStreams of them (the longest), so the request stays bounded however many streams
+  // wiped nodes left behind; entries of the others are sent again and deduplicated.
+  std::map<std::string, uint64_t> HaveMap() const;
+
+  MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);
+};
+
+template <typename Update>
+void Node::Impl::AfterExchange(size_t peer, bool ok, Update&& update) {
+  Actions a;
+  {
+    MutexLock lock(&mu);
+    if (stopped) return;
+    PeerState& p = peers[peer];
+    const MonoTime now = clock->Now();
+    if (ok) {
+      MarkSuccess(p, now);
+    } else {
+      MarkFailure(p, now);
+    }
+    update(p, now, a);
+    CollectDue(now, &a);
+    a.wake = true;
+  }
+  Run(std::move(a));
+}
+
+}  // namespace dsm

@@ -1,0 +1,227 @@
+// Catch-up: pulls each peer's log (its seq space) page by page after a durable cursor, applies
+// pages idempotently with the new cursor in the same write, and repairs gaps from origin streams.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/planted_bugs.h"
+#include "core/node_impl.h"
+
+namespace dsm {
+namespace {
+
+// A pull tells the peer how far it holds at most this many streams (the peer caps the map at
+// 4096); the others are simply sent again and deduplicated.
+constexpr size_t kMaxHaveStreams = 1024;
+
+}  // namespace
+
+// The peer seq a pull answer moves the cursor to (see OnSync).
+// A `next` beyond the peer's last seq is not believed.
+uint64_t Node::Impl::next_cursor_seq(const Result<SyncReply>& r, const PullCursor& cursor) {
+  if (r->stream != cursor.peer_stream && cursor.seq != 0) return 0;
+  const uint64_t reached = r->messages.empty() ? cursor.seq : r->messages.back().seq;
+  return r->next <= r->last_seq ? std::max(reached, r->next) : reached;
+}
+
+// Tracks a run of pull pages from `p` and logs the progress of long catch-ups.
+// REQUIRES: mu held.
+void Node::Impl::NoteCatchUp(PeerState& p, MonoTime now, uint64_t applied, uint64_t peer_last_seq,
+                             uint64_t at, bool more) {
+  constexpr uint64_t kLongCatchUp = 1000;  // messages
+  if (p.catchup_applied == 0 && applied > 0) {
+    p.catchup_started = now;
+    p.catchup_logged = now;
+  }
+  p.catchup_applied += applied;
+  p.pulled += applied;
+  p.peer_last_seq = peer_last_seq;
+  const double secs = std::chrono::duration<double>(now - p.catchup_started).count();
+  if (more && p.catchup_applied > 0 && now - p.catchup_logged >= std::chrono::seconds(2)) {
+    p.catchup_logged = now;
+    Event(EventLevel::kInfo,
+          fmt::format("catching up from {}: {} messages applied in {:.1f} s, at its seq {} of {}",
+                      p.url, p.catchup_applied, secs, at, peer_last_seq));
+  }
+  if (!more) {
+    if (p.catchup_applied >= kLongCatchUp) {
+      Event(EventLevel::kInfo, fmt::format("caught up from {}: {} messages in {:.1f} s", p.url,
+                                           p.catchup_applied, secs));
+    }
+    p.catchup_applied = 0;
+  }
+}
+
+// How far this node holds each stream, for a pull: the peer leaves out what it covers. At most
+// kMaxHaveStreams of them (the longest), so the request stays bounded however many streams
+// wiped nodes left behind; entries of the others are sent again and deduplicated.
+std::map<std::string, uint64_t> Node::Impl::HaveMap() const {
+  std::map<std::string, uint64_t> all = log->HighWaters();
+  if (all.size() <= kMaxHaveStreams) return all;
+  std::vector<std::pair<uint64_t, std::string>> by_size;
+  by_size.reserve(all.size());
+  for (auto& [origin, hw] : all) by_size.emplace_back(hw, origin);
+  std::nth_element(by_size.begin(), by_size.begin() + kMaxHaveStreams, by_size.end(),
+                   std::greater<>());
+  std::map<std::string, uint64_t> have;
+  for (size_t i = 0; i < kMaxHaveStreams; ++i) have.emplace(by_size[i].second, by_size[i].first);
+  return have;
+}
+
+// Checks a /sync answer against the request: its messages are entries of the peer's log after
+// `cursor.seq`, in strictly increasing seq order, none beyond the peer's last seq, each with an
+// origin position. Returns what is wrong, "" when nothing is.
+static std::string CheckSyncReply(const SyncReply& r, const PullCursor& cursor) {
+  uint64_t prev = cursor.seq;
+  for (const Message& m : r.messages) {
+    if (m.seq <= prev) {
+      return fmt::format("seq {} is not after {} (the request's since, or the entry before)", m.seq,
+                         prev);
+    }
+    if (m.seq > r.last_seq) {
+      return fmt::format("seq {} is beyond the peer's last seq {}", m.seq, r.last_seq);
+    }
+    if (m.origin.empty() || m.origin_seq == 0) {
+      return fmt::format("the entry at seq {} has no origin position", m.seq);
+    }
+    prev = m.seq;
+  }
+  return "";
+}
+
+// One /sync page from a peer: apply it with the new cursor in ONE write. A page can show a gap
+// in some origin stream when the peer holds positions of that stream whose message it stores
+// under another origin (a msg_id accepted by two nodes): the store then writes the cursor just
+// before the gap (LogStore::Apply), and the stream is repaired from the peer first
+// (SyncStream), after which the pull resumes.
+void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
+  const std::string& url = options.peers[peer];
+  bool applied_ok = true;
+  std::string apply_error;
+  std::string bad;
+  bool more = false;
+  uint64_t applied = 0;
+  uint64_t conflicts = 0;
+  std::optional<std::pair<std::string, uint64_t>> repair;  // origin, repair from
+  const bool new_stream = r.ok() && r->stream != cursor.peer_stream && cursor.seq != 0;
+  if (r.ok() && !new_stream) bad = CheckSyncReply(*r, cursor);
+  if (r.ok() && bad.empty()) {
+    PullCursor next;
+    next.peer_stream = r->stream;
+    std::vector<Message> msgs;
+    if (new_stream) {
+      // The peer's data directory was replaced: its seq space restarted. Start over from 0.
+      next.seq = 0;
+      more = true;
+    } else {
+      next.seq = next_cursor_seq(r, cursor);
+      more = r->more;
+      msgs = std::move(r->messages);
+    }
+    if (!msgs.empty() || next != cursor) {
+      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), url, &next);
+      if (!w.ok()) {
+        applied_ok = false;
+        apply_error = w.status().ToString();
+      } else {
+        CountOutcomes(kPull, *w);
+        for (const WriteOutcome& o : *w) {
+          if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
+          if (o.kind == WriteOutcome::Kind::kConflict) ++conflicts;
+          if (o.kind == WriteOutcome::Kind::kGap && !repair) {
+            repair.emplace(o.origin, o.expected_origin_seq - 1);
+          }
+        }
+      }
+    }
+  }
+  AfterExchange(
+      peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        if (r.ok() && !bad.empty()) {
+          ++p.bad_replies;
+          ErrorEvent(p, now, fmt::format("ignored a /sync answer of {}: {}", p.url, bad));
+        } else if (r.ok()) {
+          NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
+          if (new_stream) {
+            Event(EventLevel::kWarning,
+                  fmt::format("peer {} has a new data directory ({}): pulling it from the start",
+                              p.url, r->stream));
+          }
+          if (!applied_ok) {
+            ++p.apply_errors;
+            ErrorEvent(
+                p, now,
+                fmt::format("applying a page pulled from {} failed: {}", p.url, apply_error));
+          }
+          if (conflicts > 0) {
+            p.conflicts += conflicts;
+            ErrorEvent(
+                p, now,
+                fmt::format("{} messages pulled from {} conflict with ours (another msg_id at "
+                            "a position we hold): refused",
+                            conflicts, p.url));
+          }
+          if (repair && applied_ok) {
+            Event(EventLevel::kInfo,
+                  fmt::format("pull from {} stopped at a gap in stream {}: repairing it from the "
+                              "peer's stream",
+                              p.url, repair->first));
+          }
+        } else {
+          ++p.pull_errors;
+        }
+        if (r.ok() && bad.empty() && repair && applied_ok) {
+          a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
+        } else {
+          p.pull_in_flight = false;
+          if (r.ok() && bad.empty() && applied_ok && more) {
+            p.pull_wanted = true;
+          } else {
+            p.next_pull = now + (applied_ok && bad.empty() ? options.anti_entropy_interval
+                                                           : options.retry_max);
+          }
+        }
+      });
+}
+
+// One page of an origin stream read from a peer to fill a gap (see OnSync).
+void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) {
+  bool progressed = false;
+  bool more = false;
+  uint64_t last = 0;
+  std::string error;
+  if (r.ok() && !r->messages.empty()) {
+    {
+      last = r->messages.back().origin_seq;
+      more = r->more;
+      const uint64_t before = log->HighWater(origin);
+      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(r->messages));
+      if (w.ok()) {
+        CountOutcomes(kPull, *w);
+      } else {
+        error = "applying it failed: " + w.status().ToString();
+      }
+      progressed = w.ok() && log->HighWater(origin) > before;
+    }
+  }
+  AfterExchange(
+      peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        if (!r.ok()) ++p.pull_errors;
+        if (!error.empty()) {
+          ++p.apply_errors;
+          ErrorEvent(p, now, fmt::format("repair of stream {} from {}: {}", origin, p.url, error));
+        }
+        if (progressed && more) {
+          a.repairs.push_back({peer, origin, last});
+        } else {
+          p.pull_in_flight = false;
+          if (progressed) {
+            p.pull_wanted = true;  // resume the pull before the gap
+          } else {
+            p.next_pull = now + (error.empty() ? options.anti_entropy_interval : options.retry_max);
+          }
+        }
+      });
+}
+
+}  // namespace dsm
