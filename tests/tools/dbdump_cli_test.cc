@@ -1,6 +1,7 @@
 // The dsm-dbdump binary itself (found through DSM_BIN_DIR): --help documents every option,
 // errors are one line on stderr with exit code 2, --verify answers 0 with a one-line summary on
-// a sound directory, --compare answers 1 when directories differ.
+// a sound directory, --compare answers 1 when directories differ (in msg_ids or in the msg_id held
+// at a position).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -45,6 +46,31 @@ void WriteDir(const std::string& path, const std::string& node_id,
     msgs.push_back(m);
   }
   ASSERT_TRUE((*store)->Append(msgs).ok());
+}
+
+// A data directory holding `ids` as messages of peer stream `origin`, at positions 1, 2, ...
+void WritePeerDir(const std::string& path, const std::string& node_id, const std::string& origin,
+                  const std::vector<std::string>& ids) {
+  RocksLogStoreOptions options;
+  options.path = path;
+  options.node_id = node_id;
+  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::vector<Message> msgs;
+  for (const std::string& id : ids) {
+    Message m;
+    m.msg_id = id;
+    m.sender = "carol";
+    m.recipient = "all";
+    m.payload = "payload of " + id;
+    m.ts = 1700000000.5;
+    m.origin = origin;
+    m.origin_seq = msgs.size() + 1;
+    msgs.push_back(m);
+  }
+  Result<std::vector<WriteOutcome>> r = (*store)->Apply(msgs);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (const WriteOutcome& o : *r) ASSERT_EQ(o.kind, WriteOutcome::Kind::kAppended);
 }
 
 TEST(DbdumpCliTest, HelpDocumentsEveryOption) {
@@ -136,6 +162,26 @@ TEST(DbdumpCliTest, DumpsARangeAndComparesDirectories) {
   EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 0) << r.exit.ToString() << r.err;
   EXPECT_NE(r.out.find("compare: the 2 directories hold the same 3 msg_ids"), std::string::npos)
       << r.out;
+}
+
+TEST(DbdumpCliTest, CompareAnswers1ForAConflictingPosition) {
+  TempDir dir;
+  constexpr char kOrigin[] = "node9@00000000000000aa";
+  WritePeerDir(dir.Sub("a"), "node1", kOrigin, {"a", "b", "c"});
+  WritePeerDir(dir.Sub("b"), "node2", kOrigin, {"a", "c", "b"});  // the same msg_ids
+
+  RunResult r = Dbdump({"--compare", dir.Sub("a"), dir.Sub("b")});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 1) << r.exit.ToString() << r.err;
+  const std::string origin = kOrigin;
+  std::string expected = "positions held with different msg_ids:\n";
+  expected += "  conflict at " + origin + ":2: [1] 'b'  [2] 'c'\n";
+  expected += "  conflict at " + origin + ":3: [1] 'c'  [2] 'b'\n";
+  expected +=
+      "compare: the directories differ: [1] misses 0, [2] misses 0 (of 3 distinct msg_ids) and 2 "
+      "conflicting positions\n";
+  EXPECT_NE(r.out.find(expected), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "");
 }
 
 }  // namespace

@@ -861,6 +861,8 @@ TEST(DbDumpCompareTest, ListsWhatEachDirectoryMisses) {
   EXPECT_EQ(report->dirs[0].missing, 2u);
   EXPECT_EQ(report->dirs[1].msg_ids, 4u);
   EXPECT_EQ(report->dirs[1].missing, 1u);
+  EXPECT_EQ(report->shared_positions, 0u);  // two own streams: no position in common
+  EXPECT_EQ(report->conflicts, 0u);
   EXPECT_EQ(report->Summary(),
             "the directories differ: [1] misses 2, [2] misses 1 (of 5 distinct msg_ids)");
   const std::vector<std::string> lines = Lines(out.str());
@@ -879,6 +881,8 @@ TEST(DbDumpCompareTest, ListsWhatEachDirectoryMisses) {
   Result<CompareReport> same = Compare({a.get(), a2.get()}, same_out);
   ASSERT_TRUE(same.ok());
   EXPECT_TRUE(same->same());
+  EXPECT_EQ(same->shared_positions, 3u);
+  EXPECT_EQ(same->conflicts, 0u);
   EXPECT_EQ(same->Summary(), "the 2 directories hold the same 3 msg_ids");
 
   Command cmd;
@@ -889,6 +893,169 @@ TEST(DbDumpCompareTest, ListsWhatEachDirectoryMisses) {
   EXPECT_NE(cmd_out.str().find("compare: the directories differ"), std::string::npos);
   cmd.compare_dirs = {dir.Sub("a"), dir.Sub("a")};
   EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitOk);
+}
+
+// Applies `msgs` (peer messages) to a fresh store of `node_id` at `path`; every one must be stored
+// or consume its position (kDuplicate), none refused.
+void ApplyToNewStore(const std::string& path, const std::string& node_id,
+                     std::vector<Message> msgs) {
+  std::unique_ptr<RocksLogStore> store = MustOpenStore(path, node_id);
+  ASSERT_NE(store, nullptr);
+  const size_t n = msgs.size();
+  Result<std::vector<WriteOutcome>> r = store->Apply(std::move(msgs));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), n);
+  for (const WriteOutcome& o : *r) {
+    EXPECT_TRUE(o.kind == WriteOutcome::Kind::kAppended || o.kind == WriteOutcome::Kind::kDuplicate)
+        << static_cast<int>(o.kind);
+  }
+}
+
+constexpr char kStreamS[] = "node7@00000000000000aa";
+constexpr char kStreamT[] = "node8@00000000000000bb";
+constexpr char kStreamU[] = "node9@00000000000000cc";
+
+// Issue 11: two directories that hold the same msg_ids but disagree on which msg_id sits at one
+// position. Each store accepts its own version (a store only checks its own contents), and the
+// msg_id sets alone would call the directories the same.
+TEST(DbDumpCompareTest, FindsAPositionHeldWithDifferentMsgIds) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  // [1] S#2 is 'y'; 'w\t2' is T#1.   [2] S#2 is 'w\t2'; 'y' is U#1.
+  ApplyToNewStore(
+      dir.Sub("a"), "node1",
+      {PeerMsg("x", kStreamS, 1), PeerMsg("y", kStreamS, 2), PeerMsg("w\t2", kStreamT, 1)});
+  ApplyToNewStore(
+      dir.Sub("b"), "node2",
+      {PeerMsg("x", kStreamS, 1), PeerMsg("w\t2", kStreamS, 2), PeerMsg("y", kStreamU, 1)});
+  // [3] agrees with [1] on S and lacks the rest.
+  ApplyToNewStore(dir.Sub("c"), "node3", {PeerMsg("x", kStreamS, 1), PeerMsg("y", kStreamS, 2)});
+  std::unique_ptr<LogReader> a = MustOpenReader(dir.Sub("a"));
+  std::unique_ptr<LogReader> b = MustOpenReader(dir.Sub("b"));
+  std::unique_ptr<LogReader> c = MustOpenReader(dir.Sub("c"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
+
+  std::ostringstream out;
+  Result<CompareReport> report = Compare({a.get(), b.get()}, out);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->dirs.size(), 2u);
+  EXPECT_EQ(report->distinct, 3u);
+  EXPECT_EQ(report->dirs[0].missing, 0u);
+  EXPECT_EQ(report->dirs[1].missing, 0u);
+  EXPECT_EQ(report->shared_positions, 2u);  // S#1 and S#2: the pass compared them
+  EXPECT_EQ(report->conflicts, 1u);
+  EXPECT_FALSE(report->same());
+  EXPECT_EQ(report->Summary(),
+            "the directories differ: [1] misses 0, [2] misses 0 (of 3 distinct msg_ids) and 1 "
+            "conflicting position");
+  std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 4u) << out.str();
+  EXPECT_EQ(lines[0].rfind("[1] " + dir.Sub("a") + "  node1@", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind("[2] " + dir.Sub("b") + "  node2@", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[2], "positions held with different msg_ids:");
+  EXPECT_EQ(lines[3], std::string("  conflict at ") + kStreamS + ":2: [1] 'y'  [2] 'w\\t2'");
+
+  // Three directories: every holder of the position is named with its msg_id; what [3] misses is
+  // listed before.
+  std::ostringstream three_out;
+  report = Compare({a.get(), b.get(), c.get()}, three_out);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->shared_positions, 2u);
+  EXPECT_EQ(report->conflicts, 1u);
+  EXPECT_EQ(report->Summary(),
+            "the directories differ: [1] misses 0, [2] misses 0, [3] misses 1 (of 3 distinct "
+            "msg_ids) and 1 conflicting position");
+  lines = Lines(three_out.str());
+  ASSERT_EQ(lines.size(), 7u) << three_out.str();
+  EXPECT_EQ(lines[3], "[3] misses 1 msg_ids that others hold:");
+  EXPECT_EQ(lines[4], "  'w\\t2'  held by [1] [2]");
+  EXPECT_EQ(lines[5], "positions held with different msg_ids:");
+  EXPECT_EQ(lines[6],
+            std::string("  conflict at ") + kStreamS + ":2: [1] 'y'  [2] 'w\\t2'  [3] 'y'");
+
+  // The command line: a conflict alone makes the directories differ (exit 1).
+  Command cmd;
+  cmd.compare_dirs = {dir.Sub("a"), dir.Sub("b")};
+  std::ostringstream cmd_out;
+  std::ostringstream cmd_err;
+  EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitDamage);
+  EXPECT_EQ(cmd_err.str(), "");
+  EXPECT_NE(cmd_out.str().find(std::string("\n  conflict at ") + kStreamS + ":2: "),
+            std::string::npos)
+      << cmd_out.str();
+  EXPECT_NE(cmd_out.str().find("\ncompare: the directories differ: [1] misses 0, [2] misses 0 (of "
+                               "3 distinct msg_ids) and 1 conflicting position\n"),
+            std::string::npos)
+      << cmd_out.str();
+}
+
+// Directories that agree on every position they share show no conflict, whatever else differs:
+// the stores are filled in different orders (different seqs), one holds a stream the other lacks,
+// and one consumed a position (its entry points at the same msg_id stored under another stream).
+TEST(DbDumpCompareTest, DirectoriesAgreeingOnEveryPositionShowNoConflict) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ApplyToNewStore(dir.Sub("a"), "node1",
+                  {PeerMsg("z", kStreamT, 1), PeerMsg("x", kStreamS, 1), PeerMsg("y", kStreamS, 2),
+                   PeerMsg("z", kStreamS, 3)});  // consumes S#3: points at T#1's record
+  ApplyToNewStore(
+      dir.Sub("b"), "node2",
+      {PeerMsg("x", kStreamS, 1), PeerMsg("y", kStreamS, 2), PeerMsg("z", kStreamS, 3)});
+  std::unique_ptr<LogReader> a = MustOpenReader(dir.Sub("a"));
+  std::unique_ptr<LogReader> b = MustOpenReader(dir.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(a->LookupOrigin(kStreamS, 3)->value_or(0), 1u);  // the consumed position
+  ASSERT_EQ(b->LookupOrigin(kStreamS, 3)->value_or(0), 3u);
+
+  std::ostringstream out;
+  Result<CompareReport> report = Compare({a.get(), b.get()}, out);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->shared_positions, 3u);
+  EXPECT_EQ(report->conflicts, 0u);
+  EXPECT_TRUE(report->same());
+  EXPECT_EQ(report->Summary(), "the 2 directories hold the same 3 msg_ids");
+  EXPECT_EQ(Lines(out.str()).size(), 2u) << out.str();
+  EXPECT_EQ(out.str().find("conflict"), std::string::npos) << out.str();
+
+  Command cmd;
+  cmd.compare_dirs = {dir.Sub("a"), dir.Sub("b")};
+  std::ostringstream cmd_out;
+  std::ostringstream cmd_err;
+  EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitOk) << cmd_out.str() << cmd_err.str();
+}
+
+// A shared position whose entry points at nothing cannot be compared: Compare fails naming the
+// directory and the entry (exit 1, like other damage) instead of guessing.
+TEST(DbDumpCompareTest, ASharedPositionPointingAtNothingIsDamage) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ApplyToNewStore(dir.Sub("a"), "node1", {PeerMsg("x", kStreamS, 1)});
+  ApplyToNewStore(dir.Sub("b"), "node2", {PeerMsg("x", kStreamS, 1)});
+  {
+    RawDb db(dir.Sub("b"));
+    db.Put("origin", schema::OriginKey(kStreamS, 1), BigEndian64(99));
+  }
+  std::unique_ptr<LogReader> a = MustOpenReader(dir.Sub("a"));
+  std::unique_ptr<LogReader> b = MustOpenReader(dir.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::ostringstream out;
+  Result<CompareReport> report = Compare({a.get(), b.get()}, out);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), Code::kCorruption);
+  const std::string expected = "data directory " + dir.Sub("b") + ": origin " + kStreamS +
+                               "#1: points at seq 99, which is not in the log; run --verify";
+  EXPECT_EQ(report.status().message(), expected);
+
+  Command cmd;
+  cmd.compare_dirs = {dir.Sub("a"), dir.Sub("b")};
+  std::ostringstream cmd_out;
+  std::ostringstream cmd_err;
+  EXPECT_EQ(RunCommand(cmd, cmd_out, cmd_err), kExitDamage);
+  EXPECT_EQ(cmd_err.str(), "dsm-dbdump: " + expected + "\n");
 }
 
 // ---------------------------------------------------------------------------------------------
