@@ -433,7 +433,10 @@ HeartbeatReply Node::Heartbeat() const {
   r.node_id = options_.id;
   r.time = impl_->clock->WallSeconds();
   r.stream = impl_->log->stream_id();
-  r.high_waters = impl_->log->HighWaters();
+  // Bounded like a pull's map (the streams held furthest, and always our own): peers use it
+  // for the quorum of retried messages of other streams and to see what this node holds.
+  r.high_waters = impl_->HaveMap();
+  r.high_waters[r.stream] = impl_->log->HighWater(r.stream);
   r.max_request_bytes = MaxRequestBytes(options_);
   return r;
 }

@@ -257,9 +257,10 @@ struct Node::Impl {
   // `quorum` current holders; nullopt otherwise. REQUIRES: mu not held.
   std::optional<SendResult> AlreadyHeld(const std::vector<Message>& msgs) LOCKS_EXCLUDED(mu);
 
-  // How far this node holds each stream, for a pull: the peer leaves out what it covers. At most
-  // kMaxHaveStreams of them (the longest), so the request stays bounded however many streams
-  // wiped nodes left behind; entries of the others are sent again and deduplicated.
+  // How far this node holds each stream, for a pull (the peer leaves out what it covers) and a
+  // heartbeat answer. At most 1024 of them (those held furthest), so both stay bounded however
+  // many streams wiped nodes left behind; entries of the others are just sent again and
+  // deduplicated.
   std::map<std::string, uint64_t> HaveMap() const;
 
   MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);

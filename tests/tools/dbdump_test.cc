@@ -623,7 +623,8 @@ const DamageCase kDamageCases[] = {
      [](RawDb& db, const std::string&) { db.Put("meta", schema::PushCursorKey(kPeer3Url), "abc"); },
      [](const std::string&) {
        return std::map<std::string, std::string>{
-           {MetaWhere(schema::PushCursorKey(kPeer3Url)), "malformed value (3 bytes, expected 8)"}};
+           {MetaWhere(schema::PushCursorKey(kPeer3Url)),
+            "malformed push cursor (3 bytes, expected at least 8)"}};
      }},
     {"push cursor beyond the own stream",
      [](RawDb& db, const std::string&) {

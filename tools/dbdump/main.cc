@@ -89,8 +89,9 @@ int main(int argc, char** argv) {
                "Read next to a running node (a RocksDB secondary instance caught up with it) "
                "instead of a read-only view, which a running node's directory refuses");
   app.add_option("--compare", cmd.compare_dirs,
-                 "Compare the msg_ids of two or more data directories: list, for each, the "
-                 "msg_ids the others hold that it misses")
+                 "Compare two or more data directories: list, for each, the msg_ids the "
+                 "others hold that it misses, and every position (origin, origin_seq) they "
+                 "hold with different msg_ids (a conflict)")
       ->expected(2, -1)
       ->type_name("DIR");
   app.footer(
