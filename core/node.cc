@@ -262,6 +262,9 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   per_peer("dsm_peer_push_blocked", "gauge",
            "1 while pushes to the peer make no progress for a named reason (see /status).",
            [&](size_t i) { return st.peers[i].push_problem.empty() ? 0 : 1; });
+  per_peer("dsm_peer_pull_blocked", "gauge",
+           "1 while pulls from the peer make no progress for a reason named in /status.",
+           [&](size_t i) { return st.peers[i].pull_problem.empty() ? 0 : 1; });
   w.Family("dsm_conflicts_total", "counter",
            "/replicate batches refused because another msg_id holds a pushed position.");
   w.Sample("dsm_conflicts_total", static_cast<double>(d.conflicts.load()));
@@ -465,6 +468,7 @@ NodeStatus Node::GetStatus() const {
       ps.push_cursor = d.HoldsOwn(p, p.push_cursor) ? p.push_cursor : 0;
       ps.stream = p.stream;
       ps.push_problem = p.push_problem;
+      ps.pull_problem = p.pull_problem;
       st.peers.push_back(std::move(ps));
     }
   }

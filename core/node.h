@@ -73,6 +73,9 @@ struct PeerStatus {
   // Why pushes to the peer make no progress (a message too large for it, a conflict, a refusal),
   // "" when they do.
   std::string push_problem;
+  // Why pulls from the peer make no progress (a refused or unreadable answer, a failed apply),
+  // "" when they do.
+  std::string pull_problem;
 };
 
 struct NodeStatus {

@@ -69,6 +69,9 @@ struct PeerState {
   size_t push_max_bytes = 0;
   // Why pushes to this peer make no progress, by name ("" when they do). Shown in /status.
   std::string push_problem;
+  // Why pulls from this peer make no progress (a refused or unreadable answer, a failed apply),
+  // "" when they do. Shown in /status.
+  std::string pull_problem;
   MonoTime last_error_logged{};
 
   // Catch-up puller from the peer's log.
@@ -177,6 +180,8 @@ struct Node::Impl {
   // A `next` beyond the peer's last seq is not believed.
   static uint64_t next_cursor_seq(const Result<SyncReply>& r, const PullCursor& cursor);
 
+  // A failed pull or repair request: named in pull_problem unless the peer is just unreachable.
+  void NotePullFailure(PeerState& p, MonoTime now, const Status& s) EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Tracks a run of pull pages from `p` and logs the progress of long catch-ups.
   void NoteCatchUp(PeerState& p, MonoTime now, uint64_t applied, uint64_t peer_last_seq,
                    uint64_t at, bool more) EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -139,8 +139,10 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
       peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
         if (r.ok() && !bad.empty()) {
           ++p.bad_replies;
-          ErrorEvent(p, now, fmt::format("ignored a /sync answer of {}: {}", p.url, bad));
+          p.pull_problem = "ignored its /sync answer: " + bad;
+          ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
         } else if (r.ok()) {
+          p.pull_problem = applied_ok ? "" : "applying a pulled page failed: " + apply_error;
           NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
           if (new_stream) {
             Event(EventLevel::kWarning,
@@ -149,9 +151,7 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
           }
           if (!applied_ok) {
             ++p.apply_errors;
-            ErrorEvent(
-                p, now,
-                fmt::format("applying a page pulled from {} failed: {}", p.url, apply_error));
+            ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
           }
           if (conflicts > 0) {
             p.conflicts += conflicts;
@@ -169,6 +169,7 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
           }
         } else {
           ++p.pull_errors;
+          NotePullFailure(p, now, r.status());
         }
         if (r.ok() && bad.empty() && repair && applied_ok) {
           a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
@@ -182,6 +183,15 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
           }
         }
       });
+}
+
+// A pull or repair request that failed. Unreachable peers are the failure detector's business;
+// any other failure (a refusal, an answer that cannot be read, e.g. a message larger than this
+// node's --max-message-bytes) stops the pull from this peer until it is fixed: named and logged.
+void Node::Impl::NotePullFailure(PeerState& p, MonoTime now, const Status& s) {
+  if (s.code() == Code::kUnavailable || s.code() == Code::kTimeout) return;
+  p.pull_problem = "pull failed: " + s.ToString();
+  ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
 }
 
 // One page of an origin stream read from a peer to fill a gap (see OnSync).
@@ -206,10 +216,14 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
   }
   AfterExchange(
       peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        if (!r.ok()) ++p.pull_errors;
+        if (!r.ok()) {
+          ++p.pull_errors;
+          NotePullFailure(p, now, r.status());
+        }
         if (!error.empty()) {
           ++p.apply_errors;
-          ErrorEvent(p, now, fmt::format("repair of stream {} from {}: {}", origin, p.url, error));
+          p.pull_problem = fmt::format("repair of stream {}: {}", origin, error);
+          ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
         }
         if (progressed && more) {
           a.repairs.push_back({peer, origin, last});

@@ -863,6 +863,8 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
     str(p.stream);
     w.Key("push_problem");
     str(p.push_problem);
+    w.Key("pull_problem");
+    str(p.pull_problem);
     w.Key("pull_cursor");
     w.StartObject();
     w.Key("stream");

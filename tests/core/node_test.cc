@@ -724,3 +724,36 @@ TEST_F(NodeTest, PullNamesABoundedNumberOfStreams) {
 
 }  // namespace
 }  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// A pull whose answer cannot be taken (here: a message over this node's limit) stops the pull
+// from that peer: it is named in /status and the log, never silent; a good page clears it.
+TEST_F(NodeTest, FailedPullIsNamedInStatus) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  std::vector<std::string> events;
+  node_->SetEventLog([&](EventLevel, const std::string& e) { events.push_back(e); });
+  node_->Tick();
+  transport_.TakeSync().done(Status::TooLarge("'payload' is 100000 bytes, over the limit"));
+  const std::string problem = node_->GetStatus().peers[0].pull_problem;
+  EXPECT_NE(problem.find("over the limit"), std::string::npos) << problem;
+  node_->Tick();  // events are handed over with the next due work
+  bool logged = false;
+  for (const std::string& e : events) logged |= e.find("over the limit") != std::string::npos;
+  EXPECT_TRUE(logged);
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_peer_pull_blocked{peer=\"http://127.0.0.1:9001\"} 1"),
+            std::string::npos);
+  clock_.Advance(options_.anti_entropy_interval);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  SyncReply empty;
+  empty.stream = "b@2";
+  transport_.TakeSync().done(empty);
+  EXPECT_EQ(node_->GetStatus().peers[0].pull_problem, "");
+}
+
+}  // namespace
+}  // namespace dsm
