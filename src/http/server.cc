@@ -632,8 +632,6 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
   }
   w.Key("status");
   w.String("ok");
-  w.Key("stream");
-  w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
   if (!batch) {
     w.Key("seq");
     w.Uint64(r->outcomes[0].seq);
@@ -646,6 +644,8 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
       if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
       if (o.kind == WriteOutcome::Kind::kDuplicate) ++duplicates;
     }
+    w.Key("stream");
+    w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
     w.Key("seq");
     w.Uint64(last);
     w.Key("high_water");
