@@ -799,6 +799,30 @@ TEST(DecodeReplicateReplyTest, Table) {
   }
 }
 
+// A conflict answer is told apart from a gap answer, and both carry the peer's stream id.
+TEST(DecodeReplicateReplyTest, ConflictAndStream) {
+  Result<ReplicateReply> conflict = DecodeReplicateReply(
+      409,
+      R"({"status":"error","reason":"conflict at origin_seq 5 of stream a@1","high_water":4,"stream":"b@2","conflict":true})");
+  ASSERT_TRUE(conflict.ok()) << conflict.status().ToString();
+  EXPECT_TRUE(conflict->conflict);
+  EXPECT_FALSE(conflict->gap);
+  EXPECT_EQ(conflict->high_water, 4u);
+  EXPECT_EQ(conflict->stream, "b@2");
+  EXPECT_EQ(conflict->reason, "conflict at origin_seq 5 of stream a@1");
+  Result<ReplicateReply> gap = DecodeReplicateReply(
+      409, R"({"status":"error","reason":"gap","high_water":0,"stream":"b@2"})");
+  ASSERT_TRUE(gap.ok());
+  EXPECT_TRUE(gap->gap);
+  EXPECT_FALSE(gap->conflict);
+  Result<ReplicateReply> ok =
+      DecodeReplicateReply(200, R"({"status":"ok","stream":"b@2","seq":9,"high_water":12})");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->stream, "b@2");
+  EXPECT_FALSE(ok->conflict);
+  EXPECT_FALSE(DecodeReplicateReply(200, R"({"status":"ok","stream":7,"high_water":1})").ok());
+}
+
 TEST(DecodeHeartbeatReplyTest, Table) {
   ReplyCase cases[] = {
       {"full", 200,
@@ -836,6 +860,13 @@ TEST(DecodeHeartbeatReplyTest, Table) {
   }
   Result<HeartbeatReply> full = DecodeHeartbeatReply(200, cases[0].body);
   ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->max_request_bytes, 0u) << "not stated: unknown";
+  Result<HeartbeatReply> limit = DecodeHeartbeatReply(
+      200, R"({"node_id":"n","time":1,"stream":"n@1","max_request_bytes":589824})");
+  ASSERT_TRUE(limit.ok());
+  EXPECT_EQ(limit->max_request_bytes, 589824u);
+  EXPECT_FALSE(
+      DecodeHeartbeatReply(200, R"({"node_id":"n","time":1,"max_request_bytes":-5})").ok());
   EXPECT_EQ(full->time, 1700000000.5);
   EXPECT_EQ(full->stream, "node2@ab");
   EXPECT_EQ(full->high_waters, (std::map<std::string, uint64_t>{{"node2@ab", 5}, {"node1@cd", 7}}));
