@@ -147,6 +147,11 @@ MonoTime SimNetwork::NextEventTime() const {
 
 int SimNetwork::RunDue() {
   int n = 0;
+  while (RunOne()) ++n;
+  return n;
+}
+
+bool SimNetwork::RunOne() {
   while (!events_.empty() && events_.top().at <= clock_->Now()) {
     // Copy out before running: the callback may schedule new events.
     Event e = events_.top();
@@ -157,9 +162,9 @@ int SimNetwork::RunDue() {
       continue;
     }
     e.run();
-    ++n;
+    return true;
   }
-  return n;
+  return false;
 }
 
 void SimNetwork::Schedule(Millis delay, std::function<void()> run, size_t node) {

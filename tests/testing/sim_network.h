@@ -113,6 +113,9 @@ class SimNetwork {
   MonoTime NextEventTime() const;
   // Runs every event due at or before clock->Now(). Returns how many ran.
   int RunDue();
+  // Runs the first event due at or before clock->Now(), if any (events of paused nodes are put
+  // back to the end of their pause). Returns whether one ran.
+  bool RunOne();
 
   const SimNetworkStats& stats() const { return stats_; }
 
