@@ -147,6 +147,10 @@ void Node::SetExecutor(std::function<void(std::function<void()>)> executor) {
   impl_->executor = std::move(executor);
 }
 
+void Node::SetStorageExecutor(std::function<void(std::function<void()>)> executor) {
+  impl_->storage_executor = std::move(executor);
+}
+
 void Node::SetWakeup(std::function<void()> wakeup) {
   MutexLock lock(&impl_->mu);
   impl_->wakeup = std::move(wakeup);
@@ -293,18 +297,23 @@ void Node::Impl::Run(Actions actions) {
       Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
     });
   }
+  // Log reads and writes go to the storage executor, in order.
   for (const auto& [peer, cursor] : actions.persist_push) {
-    Status st = log->SetPushCursor(options.peers[peer], cursor);
-    if (!st.ok()) {
-      // Not fatal (a lost cursor only causes a resend), but never silent.
-      MutexLock lock(&mu);
-      PeerState& p = peers[peer];
-      ++p.cursor_errors;
-      ErrorEvent(p, clock->Now(),
-                 fmt::format("writing the push cursor of {} failed: {}", p.url, st.ToString()));
-    }
+    Store([this, peer = peer, cursor = cursor] {
+      Status st = log->SetPushCursor(options.peers[peer], cursor);
+      if (!st.ok()) {
+        // Not fatal (a lost cursor only causes a resend), but never silent.
+        MutexLock lock(&mu);
+        PeerState& p = peers[peer];
+        ++p.cursor_errors;
+        ErrorEvent(p, clock->Now(),
+                   fmt::format("writing the push cursor of {} failed: {}", p.url, st.ToString()));
+      }
+    });
   }
-  for (const Actions::Push& push : actions.pushes) StartPush(push);
+  for (const Actions::Push& push : actions.pushes) {
+    Store([this, push] { StartPush(push); });
+  }
   for (auto& pull : actions.pulls) {
     transport->Sync(pull.first, pull.second.seq, options.batch_messages, HaveMap(),
                     [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {

@@ -136,6 +136,12 @@ class Node {
   // its writers. Without one (tests, the simulation) they are handled where they arrive.
   // REQUIRES: called before Start().
   void SetExecutor(std::function<void(std::function<void()>)> executor);
+  // Where replication's own log work runs: reading a push batch, writing a pulled or repaired
+  // page (with its fsync), writing a push cursor. `executor(task)` must run tasks in the order
+  // given, on a thread that is not the one of SetExecutor, so a slow disk never holds up
+  // heartbeats or peer answers. Without one they run where they are issued.
+  // REQUIRES: called before Start().
+  void SetStorageExecutor(std::function<void(std::function<void()>)> executor);
 
   NodeStatus GetStatus() const;
   // This node's own stream id (its data directory's incarnation).

@@ -130,6 +130,32 @@ struct Actions {
   bool wake = false;
 };
 
+// What one pulled page did, carried from the storage executor back to the owner thread.
+struct PullOutcome {
+  Status status;            // of the request: not OK when the peer could not be read
+  std::string bad;          // why the answer was not believed ("" when it was)
+  bool new_stream = false;  // the peer's data directory was replaced: the pull starts over
+  std::string stream;       // the peer's stream id
+  uint64_t last_seq = 0;    // the peer's last seq
+  uint64_t at = 0;          // where the page ended in the peer's seq space
+  bool more = false;
+  bool applied_ok = true;
+  std::string apply_error;
+  uint64_t applied = 0;
+  uint64_t conflicts = 0;
+  std::optional<std::pair<std::string, uint64_t>> repair;  // a gap: origin, repair from
+};
+
+// What one page of a repair (SyncStream) did.
+struct RepairOutcome {
+  Status status;
+  std::string origin;
+  uint64_t last = 0;  // the page's last origin_seq
+  bool more = false;
+  bool progressed = false;
+  std::string error;
+};
+
 struct Node::Impl {
   Impl(const NodeOptions& o, LogStore* l, Transport* t, Clock* c)
       : options(o), log(l), transport(t), clock(c) {}
@@ -244,6 +270,17 @@ struct Node::Impl {
   }
   // Set before Start(), read-only afterwards.
   std::function<void(std::function<void()>)> executor;
+  // Runs `task` (a log read or write for replication) on the storage executor
+  // (SetStorageExecutor), or here when there is none.
+  void Store(std::function<void()> task) {
+    if (storage_executor) {
+      storage_executor(std::move(task));
+    } else {
+      task();
+    }
+  }
+  // Set before Start(), read-only afterwards.
+  std::function<void(std::function<void()>)> storage_executor;
 
   // Event handlers and the executor of decided work. REQUIRES: mu not held.
   void Run(Actions actions) LOCKS_EXCLUDED(mu);
@@ -257,7 +294,9 @@ struct Node::Impl {
       LOCKS_EXCLUDED(mu);
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r) LOCKS_EXCLUDED(mu);
   void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);
   void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  void FinishRepair(size_t peer, RepairOutcome o) LOCKS_EXCLUDED(mu);
   // The answer to a quorum /send of `msgs` when every one of them is already stored and held by
   // `quorum` current holders; nullopt otherwise. REQUIRES: mu not held.
   std::optional<SendResult> AlreadyHeld(const std::vector<Message>& msgs) LOCKS_EXCLUDED(mu);

@@ -94,95 +94,101 @@ static std::string CheckSyncReply(const SyncReply& r, const PullCursor& cursor) 
 // under another origin (a msg_id accepted by two nodes): the store then writes the cursor just
 // before the gap (LogStore::Apply), and the stream is repaired from the peer first
 // (SyncStream), after which the pull resumes.
+//
+// Runs on the owner thread: checks the answer, hands the write to the storage executor (the
+// fsync never holds up the other peers' events), and takes the outcome back in FinishSync.
 void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
-  const std::string& url = options.peers[peer];
-  bool applied_ok = true;
-  std::string apply_error;
-  std::string bad;
-  bool more = false;
-  uint64_t applied = 0;
-  uint64_t conflicts = 0;
-  std::optional<std::pair<std::string, uint64_t>> repair;  // origin, repair from
-  const bool new_stream = r.ok() && r->stream != cursor.peer_stream && cursor.seq != 0;
-  if (r.ok() && !new_stream) bad = CheckSyncReply(*r, cursor);
-  if (r.ok() && bad.empty()) {
-    PullCursor next;
-    next.peer_stream = r->stream;
-    std::vector<Message> msgs;
-    if (new_stream) {
-      // The peer's data directory was replaced: its seq space restarted. Start over from 0.
-      next.seq = 0;
-      more = true;
+  PullOutcome o;
+  o.status = r.ok() ? Status::Ok() : r.status();
+  if (!r.ok()) return FinishSync(peer, std::move(o));
+  o.new_stream = r->stream != cursor.peer_stream && cursor.seq != 0;
+  if (!o.new_stream) o.bad = CheckSyncReply(*r, cursor);
+  if (!o.bad.empty()) return FinishSync(peer, std::move(o));
+  o.stream = r->stream;
+  o.last_seq = r->last_seq;
+  o.at = next_cursor_seq(r, cursor);
+  PullCursor next;
+  next.peer_stream = r->stream;
+  std::vector<Message> msgs;
+  if (o.new_stream) {
+    // The peer's data directory was replaced: its seq space restarted. Start over from 0.
+    next.seq = 0;
+    o.more = true;
+  } else {
+    next.seq = o.at;
+    o.more = r->more;
+    msgs = std::move(r->messages);
+  }
+  if (msgs.empty() && next == cursor) return FinishSync(peer, std::move(o));
+  Store([this, peer, o = std::move(o), msgs = std::move(msgs), next]() mutable {
+    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), options.peers[peer], &next);
+    if (!w.ok()) {
+      o.applied_ok = false;
+      o.apply_error = w.status().ToString();
     } else {
-      next.seq = next_cursor_seq(r, cursor);
-      more = r->more;
-      msgs = std::move(r->messages);
-    }
-    if (!msgs.empty() || next != cursor) {
-      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), url, &next);
-      if (!w.ok()) {
-        applied_ok = false;
-        apply_error = w.status().ToString();
-      } else {
-        CountOutcomes(kPull, *w);
-        for (const WriteOutcome& o : *w) {
-          if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
-          if (o.kind == WriteOutcome::Kind::kConflict) ++conflicts;
-          if (o.kind == WriteOutcome::Kind::kGap && !repair) {
-            repair.emplace(o.origin, o.expected_origin_seq - 1);
-          }
+      CountOutcomes(kPull, *w);
+      for (const WriteOutcome& out : *w) {
+        if (out.kind == WriteOutcome::Kind::kAppended) ++o.applied;
+        if (out.kind == WriteOutcome::Kind::kConflict) ++o.conflicts;
+        if (out.kind == WriteOutcome::Kind::kGap && !o.repair) {
+          o.repair.emplace(out.origin, out.expected_origin_seq - 1);
         }
       }
     }
-  }
-  AfterExchange(
-      peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        if (r.ok() && !bad.empty()) {
-          ++p.bad_replies;
-          p.pull_problem = "ignored its /sync answer: " + bad;
-          ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
-        } else if (r.ok()) {
-          p.pull_problem = applied_ok ? "" : "applying a pulled page failed: " + apply_error;
-          NoteCatchUp(p, now, applied, r->last_seq, next_cursor_seq(r, cursor), more && applied_ok);
-          if (new_stream) {
-            Event(EventLevel::kWarning,
-                  fmt::format("peer {} has a new data directory ({}): pulling it from the start",
-                              p.url, r->stream));
-          }
-          if (!applied_ok) {
-            ++p.apply_errors;
-            ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
-          }
-          if (conflicts > 0) {
-            p.conflicts += conflicts;
-            ErrorEvent(
-                p, now,
-                fmt::format("{} messages pulled from {} conflict with ours (another msg_id at "
-                            "a position we hold): refused",
-                            conflicts, p.url));
-          }
-          if (repair && applied_ok) {
-            Event(EventLevel::kInfo,
-                  fmt::format("pull from {} stopped at a gap in stream {}: repairing it from the "
-                              "peer's stream",
-                              p.url, repair->first));
-          }
-        } else {
-          ++p.pull_errors;
-          NotePullFailure(p, now, r.status());
-        }
-        if (r.ok() && bad.empty() && repair && applied_ok) {
-          a.repairs.push_back({peer, repair->first, repair->second});  // the pull stays in flight
-        } else {
-          p.pull_in_flight = false;
-          if (r.ok() && bad.empty() && applied_ok && more) {
-            p.pull_wanted = true;
-          } else {
-            p.next_pull = now + (applied_ok && bad.empty() ? options.anti_entropy_interval
+    Post([this, peer, o = std::move(o)]() mutable { FinishSync(peer, std::move(o)); });
+  });
+}
+
+// What a pulled page changed, once it is written (or was not to be written).
+void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
+  const bool ok = o.status.ok();
+  const bool usable = ok && o.bad.empty();
+  AfterExchange(peer, ok, [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (!ok) {
+      ++p.pull_errors;
+      NotePullFailure(p, now, o.status);
+    } else if (!o.bad.empty()) {
+      ++p.bad_replies;
+      p.pull_problem = "ignored its /sync answer: " + o.bad;
+      ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
+    } else {
+      p.pull_problem = o.applied_ok ? "" : "applying a pulled page failed: " + o.apply_error;
+      NoteCatchUp(p, now, o.applied, o.last_seq, o.at, o.more && o.applied_ok);
+      if (o.new_stream) {
+        Event(EventLevel::kWarning,
+              fmt::format("peer {} has a new data directory ({}): pulling it from the start", p.url,
+                          o.stream));
+      }
+      if (!o.applied_ok) {
+        ++p.apply_errors;
+        ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
+      }
+      if (o.conflicts > 0) {
+        p.conflicts += o.conflicts;
+        ErrorEvent(p, now,
+                   fmt::format("{} messages pulled from {} conflict with ours (another msg_id at "
+                               "a position we hold): refused",
+                               o.conflicts, p.url));
+      }
+      if (o.repair && o.applied_ok) {
+        Event(EventLevel::kInfo,
+              fmt::format("pull from {} stopped at a gap in stream {}: repairing it from the "
+                          "peer's stream",
+                          p.url, o.repair->first));
+      }
+    }
+    if (usable && o.repair && o.applied_ok) {
+      a.repairs.push_back({peer, o.repair->first, o.repair->second});  // still in flight
+    } else {
+      p.pull_in_flight = false;
+      if (usable && o.applied_ok && o.more) {
+        p.pull_wanted = true;
+      } else {
+        p.next_pull = now + (o.applied_ok && o.bad.empty() ? options.anti_entropy_interval
                                                            : options.retry_max);
-          }
-        }
-      });
+      }
+    }
+  });
 }
 
 // A pull or repair request that failed. Unreachable peers are the failure detector's business;
@@ -194,48 +200,52 @@ void Node::Impl::NotePullFailure(PeerState& p, MonoTime now, const Status& s) {
   ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
 }
 
-// One page of an origin stream read from a peer to fill a gap (see OnSync).
+// One page of an origin stream read from a peer to fill a gap (see OnSync). The write goes to
+// the storage executor; FinishRepair takes its outcome on the owner thread.
 void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) {
-  bool progressed = false;
-  bool more = false;
-  uint64_t last = 0;
-  std::string error;
-  if (r.ok() && !r->messages.empty()) {
-    {
-      last = r->messages.back().origin_seq;
-      more = r->more;
-      const uint64_t before = log->HighWater(origin);
-      Result<std::vector<WriteOutcome>> w = log->Apply(std::move(r->messages));
-      if (w.ok()) {
-        CountOutcomes(kPull, *w);
-      } else {
-        error = "applying it failed: " + w.status().ToString();
-      }
-      progressed = w.ok() && log->HighWater(origin) > before;
+  RepairOutcome o;
+  o.origin = std::move(origin);
+  o.status = r.ok() ? Status::Ok() : r.status();
+  if (!r.ok() || r->messages.empty()) return FinishRepair(peer, std::move(o));
+  o.last = r->messages.back().origin_seq;
+  o.more = r->more;
+  Store([this, peer, o = std::move(o), msgs = std::move(r->messages)]() mutable {
+    const uint64_t before = log->HighWater(o.origin);
+    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs));
+    if (w.ok()) {
+      CountOutcomes(kPull, *w);
+    } else {
+      o.error = "applying it failed: " + w.status().ToString();
     }
-  }
-  AfterExchange(
-      peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        if (!r.ok()) {
-          ++p.pull_errors;
-          NotePullFailure(p, now, r.status());
-        }
-        if (!error.empty()) {
-          ++p.apply_errors;
-          p.pull_problem = fmt::format("repair of stream {}: {}", origin, error);
-          ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
-        }
-        if (progressed && more) {
-          a.repairs.push_back({peer, origin, last});
-        } else {
-          p.pull_in_flight = false;
-          if (progressed) {
-            p.pull_wanted = true;  // resume the pull before the gap
-          } else {
-            p.next_pull = now + (error.empty() ? options.anti_entropy_interval : options.retry_max);
-          }
-        }
-      });
+    o.progressed = w.ok() && log->HighWater(o.origin) > before;
+    Post([this, peer, o = std::move(o)]() mutable { FinishRepair(peer, std::move(o)); });
+  });
+}
+
+void Node::Impl::FinishRepair(size_t peer, RepairOutcome o) {
+  AfterExchange(peer, o.status.ok(),
+                [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+                  if (!o.status.ok()) {
+                    ++p.pull_errors;
+                    NotePullFailure(p, now, o.status);
+                  }
+                  if (!o.error.empty()) {
+                    ++p.apply_errors;
+                    p.pull_problem = fmt::format("repair of stream {}: {}", o.origin, o.error);
+                    ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
+                  }
+                  if (o.progressed && o.more) {
+                    a.repairs.push_back({peer, o.origin, o.last});
+                  } else {
+                    p.pull_in_flight = false;
+                    if (o.progressed) {
+                      p.pull_wanted = true;  // resume the pull before the gap
+                    } else {
+                      p.next_pull = now + (o.error.empty() ? options.anti_entropy_interval
+                                                           : options.retry_max);
+                    }
+                  }
+                });
 }
 
 }  // namespace dsm

@@ -61,6 +61,8 @@ Status Runtime::Start() {
     }
   });
   node_->SetExecutor([this](std::function<void()> task) { Post(std::move(task)); });
+  node_->SetStorageExecutor(
+      [this](std::function<void()> task) { storage_executor_.Post(std::move(task)); });
   node_->SetWakeup([this] {
     MutexLock lock(&mu_);
     wakeup_ = true;
@@ -81,6 +83,7 @@ Status Runtime::Start() {
     Stop();
     return s;
   }
+  storage_executor_.Start();
   driver_ = std::thread([this] { Drive(); });
   node_->Start();
   s = server_->Start();
@@ -156,6 +159,7 @@ void Runtime::Stop() {
   }
   if (driver_.joinable()) driver_.join();
   if (peers_) peers_->Stop();
+  storage_executor_.Stop();  // after the peer client: its last answers may queue log work
   server_.reset();
   node_.reset();
   peers_.reset();

@@ -26,6 +26,7 @@
 #include "src/http/peer_client.h"
 #include "src/http/server.h"
 #include "src/node/command_line.h"
+#include "src/node/serial_executor.h"
 #include "storage/rocks_log_store.h"
 
 namespace dsm {
@@ -67,6 +68,9 @@ class Runtime {
   std::unique_ptr<Node> node_;
   std::unique_ptr<HttpServer> server_;
   std::thread driver_;
+  // The replication core's log work (Node::SetStorageExecutor). Declared after node_'s users and
+  // stopped before node_ is destroyed (Stop()).
+  SerialExecutor storage_executor_;
 
   Mutex mu_;
   // Notified by the Node's wakeup callback (its next deadline may be earlier) and by Stop().

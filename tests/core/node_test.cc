@@ -21,7 +21,8 @@ class NodeTest : public ::testing::Test {
   void Make(ReplicationMode mode, int quorum, int peers = 2) {
     options_.id = "a";
     options_.peers.clear();
-    for (int i = 0; i < peers; ++i) options_.peers.push_back("http://127.0.0.1:" + std::to_string(9001 + i));
+    for (int i = 0; i < peers; ++i)
+      options_.peers.push_back("http://127.0.0.1:" + std::to_string(9001 + i));
     options_.mode = mode;
     options_.quorum = quorum;
     options_.heartbeat_interval = milliseconds(100);
@@ -56,7 +57,8 @@ class NodeTest : public ::testing::Test {
   }
 
   // Sends one message; the answer lands in *out when it comes.
-  void Send(const std::string& id, std::optional<SendResult>* out, AckMode ack = AckMode::kDefault) {
+  void Send(const std::string& id, std::optional<SendResult>* out,
+            AckMode ack = AckMode::kDefault) {
     node_->Send({Msg(id)}, ack, [out](SendResult r) { *out = std::move(r); });
   }
 
@@ -445,7 +447,7 @@ TEST_F(NodeTest, MetricsCountSendsQuorumOutcomesAndPeers) {
   MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
   std::optional<SendResult> r;
   Send("m1", &r);
-  AckPush();  // ok
+  AckPush();       // ok
   Send("m1", &r);  // duplicate, already held by the peer: ok at once
   Send("m2", &r);
   clock_.Advance(milliseconds(501));
@@ -753,6 +755,45 @@ TEST_F(NodeTest, FailedPullIsNamedInStatus) {
   empty.stream = "b@2";
   transport_.TakeSync().done(empty);
   EXPECT_EQ(node_->GetStatus().peers[0].pull_problem, "");
+}
+
+}  // namespace
+}  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// Replication's log work goes to the storage executor: while a pulled page waits there (a slow
+// disk), the core still takes heartbeat answers and sends heartbeats; the page is applied, with
+// its cursor, when the executor gets to it.
+TEST_F(NodeTest, ASlowDiskDoesNotHoldUpHeartbeats) {
+  std::vector<std::function<void()>> disk;  // the storage executor's queue, run by hand
+  options_.id = "a";
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_.reset();
+  node_ = std::make_unique<Node>(options_, &log_, &transport_, &clock_);
+  node_->SetStorageExecutor([&disk](std::function<void()> task) { disk.push_back(task); });
+  node_->Start();
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@2";
+  Message m = Msg("b1");
+  m.seq = 1;
+  m.origin = "b@2";
+  m.origin_seq = 1;
+  page.messages = {m};
+  page.last_seq = 1;
+  transport_.TakeSync().done(page);
+  ASSERT_EQ(disk.size(), 1u) << "the page waits for the disk";
+  EXPECT_FALSE(Stored("b1"));
+  OkHeartbeats();  // answered while the disk is busy
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_heartbeats(), 1u) << "the next heartbeat goes out on time";
+  EXPECT_TRUE(node_->GetStatus().peers[0].alive);
+  for (size_t i = 0; i < disk.size(); ++i) disk[i]();  // the disk catches up
+  EXPECT_TRUE(Stored("b1"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{"b@2", 1}));
 }
 
 }  // namespace
