@@ -167,6 +167,7 @@ void SimCluster::NewStore(size_t i) {
   });
   n.rolled_back = false;
   n.shadow_seq = 0;
+  n.lost_by_rollback.clear();
   n.image.reset();
   n.seen.clear();
   n.seen_ids.clear();
