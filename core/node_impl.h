@@ -290,16 +290,18 @@ struct Node::Impl {
   template <typename Update>
   void AfterExchange(size_t peer, bool ok, Update&& update) LOCKS_EXCLUDED(mu);
   void StartPush(const Actions::Push& push) LOCKS_EXCLUDED(mu);
-  void OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<ReplicateReply> r)
-      LOCKS_EXCLUDED(mu);
+  // The answer to a push of `sent` messages (`sent_bytes` encoded) ending at `last_sent`.
+  void OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t last_sent,
+                Result<ReplicateReply> r) LOCKS_EXCLUDED(mu);
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r) LOCKS_EXCLUDED(mu);
   void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);
   void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishRepair(size_t peer, RepairOutcome o) LOCKS_EXCLUDED(mu);
-  // The answer to a quorum /send of `msgs` when every one of them is already stored and held by
-  // `quorum` current holders; nullopt otherwise. REQUIRES: mu not held.
-  std::optional<SendResult> AlreadyHeld(const std::vector<Message>& msgs) LOCKS_EXCLUDED(mu);
+  // When every message of `msgs` is stored already, their outcomes (duplicates, as a write of
+  // them would answer); nullopt otherwise.
+  std::optional<std::vector<WriteOutcome>> AllStored(const std::vector<Message>& msgs)
+      LOCKS_EXCLUDED(mu);
 
   // How far this node holds each stream, for a pull (the peer leaves out what it covers) and a
   // heartbeat answer. At most 1024 of them (those held furthest), so both stay bounded however

@@ -61,15 +61,17 @@ void Node::Impl::StartPush(const Actions::Push& push) {
     ++n;
   }
   batch->resize(n);
+  const uint64_t last = batch->back().origin_seq;
   transport->Replicate(push.peer, std::move(batch.value()),
-                       [this, peer = push.peer, n, bytes](Result<ReplicateReply> r) {
-                         Post([this, peer, n, bytes, r = std::move(r)]() mutable {
-                           OnPushed(peer, n, bytes, std::move(r));
+                       [this, peer = push.peer, n, bytes, last](Result<ReplicateReply> r) {
+                         Post([this, peer, n, bytes, last, r = std::move(r)]() mutable {
+                           OnPushed(peer, n, bytes, last, std::move(r));
                          });
                        });
 }
 
-void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<ReplicateReply> r) {
+void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t last_sent,
+                          Result<ReplicateReply> r) {
   AfterExchange(
       peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
         p.push_in_flight = false;
@@ -109,18 +111,18 @@ void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<Re
         }
         const uint64_t own_hw = log->HighWater(log->stream_id());
         NoteStream(p, r->stream, now, &a);
+        // Only positions this batch carried are known to hold OUR messages (the peer compared
+        // each msg_id): what it holds beyond them may be another copy of the stream (a data
+        // directory restored from an older copy handed those positions out again).
+        const uint64_t cursor = std::min(r->high_water, last_sent);
+        std::string fork;
         if (r->high_water > own_hw) {
-          // The peer claims positions of our stream we never wrote.
-          ++p.bad_replies;
-          p.push_problem = fmt::format(
-              "peer claims our stream up to {}, beyond its end {} (a restored data directory on "
-              "one side?)",
+          fork = fmt::format(
+              "peer holds our stream up to {}, beyond its end {}: this node's data directory "
+              "was restored from an older copy? Its next positions will conflict",
               r->high_water, own_hw);
-          ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
-          p.push_not_before = now + options.retry_max;
-          return;
+          ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, fork));
         }
-        const uint64_t cursor = r->high_water;
         if (cursor > p.push_cursor) p.pushed += cursor - p.push_cursor;
         if (r->gap) {
           Event(EventLevel::kWarning,
@@ -140,7 +142,7 @@ void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, Result<Re
           p.push_not_before = now + options.retry_max;
           return;
         }
-        p.push_problem.clear();
+        p.push_problem = fork;
         // Grow back towards the full batch after a 413 shrank it.
         p.push_max_messages = std::min(std::max<size_t>(1, options.batch_messages),
                                        std::max<size_t>(p.push_max_messages, sent * 2));

@@ -106,8 +106,11 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
   if (unreachable) {
     // A retry of messages that `quorum` current holders already hold was a success: answer it
     // as one, whatever the failure detector sees now. Anything else is refused untouched.
-    if (std::optional<SendResult> held = d.AlreadyHeld(msgs)) {
-      done(std::move(*held));
+    // A retry of messages that are all stored already: 503 would say that nothing was written,
+    // which is false. It is answered as the write it repeats: 200 once `quorum` current holders
+    // hold them (at once if they do already), 504 at the deadline otherwise.
+    if (std::optional<std::vector<WriteOutcome>> stored = d.AllStored(msgs)) {
+      d.OnAppended(true, msgs.front().msg_id, std::move(*stored), std::move(done));
       return;
     }
     refusal = Status::Unavailable(kQuorumNotAchieved);
@@ -135,26 +138,17 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
   });
 }
 
-std::optional<SendResult> Node::Impl::AlreadyHeld(const std::vector<Message>& msgs) {
+std::optional<std::vector<WriteOutcome>> Node::Impl::AllStored(const std::vector<Message>& msgs) {
   if (msgs.empty()) return std::nullopt;
-  SendResult res;
-  QuorumWaiter w;
-  const std::string& own = log->stream_id();
+  std::vector<WriteOutcome> outcomes;
   for (const Message& m : msgs) {
     Result<std::optional<Message>> stored = log->FindByMsgId(m.msg_id);
     if (!stored.ok() || !stored->has_value()) return std::nullopt;
     const Message& s = **stored;
-    res.outcomes.push_back(
+    outcomes.push_back(
         WriteOutcome{WriteOutcome::Kind::kDuplicate, s.seq, s.origin, s.origin_seq, 0});
-    if (s.origin == own) {
-      w.own_needed = std::max(w.own_needed, s.origin_seq);
-    } else {
-      w.foreign_needed.emplace_back(s.origin, s.origin_seq);
-    }
   }
-  MutexLock lock(&mu);
-  if (!Satisfied(w)) return std::nullopt;
-  return res;
+  return outcomes;
 }
 
 void Node::Impl::OnAppended(bool quorum, std::string first_msg_id,

@@ -798,3 +798,34 @@ TEST_F(NodeTest, ASlowDiskDoesNotHoldUpHeartbeats) {
 
 }  // namespace
 }  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// A retry of a stored message that the quorum does not (yet) hold, while the failure detector
+// sees too few nodes: not 503 ("nothing was written" would be false) but the answer of the write
+// it repeats: it waits, and 504 names the msg_id and seq at the deadline.
+TEST_F(NodeTest, RetryOfAStoredMessageIsNever503) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  clock_.Advance(milliseconds(501));
+  node_->Tick();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.code(), Code::kTimeout);
+  FailHeartbeats();
+  ASSERT_FALSE(node_->GetStatus().peers[0].alive);
+  std::optional<SendResult> retry;
+  Send("m1", &retry);
+  EXPECT_FALSE(retry.has_value()) << retry->status.ToString();
+  clock_.Advance(milliseconds(501));
+  node_->Tick();
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->status.code(), Code::kTimeout) << retry->status.ToString();
+  EXPECT_EQ(retry->outcomes[0].seq, 1u);
+  EXPECT_EQ(log_.LastSeq(), 1u);
+}
+
+}  // namespace
+}  // namespace dsm
