@@ -829,3 +829,37 @@ TEST_F(NodeTest, RetryOfAStoredMessageIsNever503) {
 
 }  // namespace
 }  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// A push answer counts only for the positions the push carried: a peer's high water beyond them
+// may be another copy of our stream (a data directory restored from an older copy), whose
+// msg_ids nobody compared with ours.
+TEST_F(NodeTest, PushAnswerCountsOnlyThePositionsItCarried) {
+  Make(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r1, r2;
+  Send("m1", &r1);
+  Send("m2", &r2);
+  node_->Tick();
+  HeartbeatReply hb;
+  hb.node_id = "peer";
+  hb.stream = PeerStream(0);
+  hb.max_request_bytes = 250;  // one message per push
+  transport_.AnswerHeartbeats(hb, 0);
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto push = transport_.TakeReplicate();
+  ASSERT_EQ(push.msgs.size(), 1u);
+  ReplicateReply ack;
+  ack.high_water = 2;  // the peer says it holds position 2 as well, which we did not send
+  ack.stream = PeerStream(0);
+  push.done(ack);
+  ASSERT_TRUE(r1.has_value());
+  EXPECT_TRUE(r1->status.ok());
+  EXPECT_FALSE(r2.has_value()) << "position 2 was never compared: not counted";
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  EXPECT_EQ(transport_.TakeReplicate().msgs[0].msg_id, "m2") << "it is pushed and compared";
+}
+
+}  // namespace
+}  // namespace dsm
