@@ -111,8 +111,8 @@ class AppendNotifier {
     uint64_t seq;
   };
   // Ends registration `it`, to be called with `seq`: moves it into *woken and calling_.
-  void Take(std::unordered_map<Ticket, Entry>::iterator it, uint64_t seq,
-            std::vector<Woken>* woken) EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Take(std::unordered_map<Ticket, Entry>::iterator it, uint64_t seq, std::vector<Woken>* woken)
+      EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the waiters of `tickets` that `m` wakes.
   void Collect(const std::unordered_set<Ticket>& tickets, const AppendedMessage& m,
                std::vector<Woken>* woken) EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -123,8 +123,8 @@ class AppendNotifier {
   Mutex mu_;
   Ticket next_ticket_ GUARDED_BY(mu_) = 1;
   std::unordered_map<Ticket, Entry> entries_ GUARDED_BY(mu_);
-  Index by_recipient_ GUARDED_BY(mu_);                // waiters with a recipient filter
-  Index by_sender_ GUARDED_BY(mu_);                   // sender filter only
+  Index by_recipient_ GUARDED_BY(mu_);                     // waiters with a recipient filter
+  Index by_sender_ GUARDED_BY(mu_);                        // sender filter only
   std::unordered_set<Ticket> unfiltered_ GUARDED_BY(mu_);  // no filter
   std::unordered_set<Ticket> calling_ GUARDED_BY(mu_);     // taken, OnAppend not returned
   // Notified by Notify() when its tickets leave calling_ (their OnAppend calls returned);

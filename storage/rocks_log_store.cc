@@ -540,31 +540,32 @@ Status RocksLogStore::Recover() {
     if (!it->status().ok()) return FromRocks(it->status(), "recovery of the metadata");
     return Status::Ok();
   };
-  Status s =
-      scan_prefix(schema::kHighWaterPrefix,
-                  [&](std::string_view origin, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  Status s = scan_prefix(
+      schema::kHighWaterPrefix,
+      [&](std::string_view origin, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         uint64_t v = 0;
         if (!schema::DecodeSeqValue(value, &v)) return false;
         high_waters_.emplace(std::string(origin), v);
         return true;
       });
   if (!s.ok()) return s;
-  s = scan_prefix(schema::kPushCursorPrefix,
-                  [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PushCursor c;
-    if (!schema::DecodePushCursor(value, &c)) return false;
-    push_cursors_.emplace(std::string(peer), std::move(c));
-    return true;
-  });
+  s = scan_prefix(
+      schema::kPushCursorPrefix,
+      [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        PushCursor c;
+        if (!schema::DecodePushCursor(value, &c)) return false;
+        push_cursors_.emplace(std::string(peer), std::move(c));
+        return true;
+      });
   if (!s.ok()) return s;
-  return scan_prefix(schema::kPullCursorPrefix,
-                     [&](std::string_view peer, std::string_view value)
-                         EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PullCursor c;
-    if (!schema::DecodePullCursor(value, &c)) return false;
-    pull_cursors_.emplace(std::string(peer), std::move(c));
-    return true;
-  });
+  return scan_prefix(
+      schema::kPullCursorPrefix,
+      [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        PullCursor c;
+        if (!schema::DecodePullCursor(value, &c)) return false;
+        pull_cursors_.emplace(std::string(peer), std::move(c));
+        return true;
+      });
 }
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Append(std::vector<Message> msgs) {

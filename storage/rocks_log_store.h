@@ -118,8 +118,7 @@ class RocksLogStore final : public LogStore {
   const std::string& incarnation() const { return incarnation_; }
   const std::string& path() const { return options_.path; }
 
-  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override
-      LOCKS_EXCLUDED(mu_);
+  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override LOCKS_EXCLUDED(mu_);
   void AppendAsync(std::vector<Message> msgs, AppendDone done) override LOCKS_EXCLUDED(mu_);
   Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
                                           const std::string& peer_url = {},
@@ -209,7 +208,7 @@ class RocksLogStore final : public LogStore {
   // Notified by a leader when the front writer is an AppendAsync one (the commit thread leads
   // it), and by the destructor (stop).
   CondVar commit_cv_;
-  std::thread commit_thread_;  // runs CommitLoop
+  std::thread commit_thread_;        // runs CommitLoop
   Status bg_error_ GUARDED_BY(mu_);  // sticky
   // Unavailable("disk full: ...") while the last write failed for lack of space (not sticky:
   // the next writer retries with ResumeAfterDiskFull, at most every 500 ms).

@@ -200,8 +200,8 @@ class ConsumerHub::Consumer : public AppendWaiter, public std::enable_shared_fro
   const ReplyPtr reply_;
   const LiveQuery query_;
 
-  Mutex mu_;                                          // serializes Run, OnDeadline and Shutdown
-  uint64_t position_ GUARDED_BY(mu_);                 // everything up to it was handled
+  Mutex mu_;                           // serializes Run, OnDeadline and Shutdown
+  uint64_t position_ GUARDED_BY(mu_);  // everything up to it was handled
   AppendNotifier::Ticket ticket_ GUARDED_BY(mu_) = 0;
   bool done_ GUARDED_BY(mu_) = false;
 };
@@ -506,9 +506,9 @@ class ConsumerHub::StreamConsumer final : public Consumer {
   }
 
   const std::weak_ptr<Pistache::Tcp::Peer> peer_;
-  const std::thread::id loop_thread_;      // the connection's event-loop thread
-  std::atomic<bool> in_flight_{false};     // a chunk was handed to Pistache and has not settled
-  std::atomic<bool> broken_{false};        // a write failed: the client is gone
+  const std::thread::id loop_thread_;   // the connection's event-loop thread
+  std::atomic<bool> in_flight_{false};  // a chunk was handed to Pistache and has not settled
+  std::atomic<bool> broken_{false};     // a write failed: the client is gone
   SteadyClock::time_point write_started_ GUARDED_BY(mu_);
   std::string pending_ GUARDED_BY(mu_);  // text to send before the next events
 };

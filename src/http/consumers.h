@@ -148,8 +148,7 @@ class ConsumerHub {
   uint64_t next_id_ GUARDED_BY(mu_) = 1;
   std::map<uint64_t, std::shared_ptr<Consumer>> consumers_ GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Consumer>> ready_ GUARDED_BY(mu_);
-  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> deadlines_
-      GUARDED_BY(mu_);
+  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> deadlines_ GUARDED_BY(mu_);
   std::map<uint64_t, std::chrono::steady_clock::time_point> deadline_of_ GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -97,8 +97,7 @@ class FakeTransport final : public Transport {
 
   // Answers every pending heartbeat of `peer` (all peers when peer == SIZE_MAX). The answers
   // are given without the lock (a completion may issue new calls).
-  void AnswerHeartbeats(Result<HeartbeatReply> reply, size_t peer = SIZE_MAX)
-      LOCKS_EXCLUDED(mu_) {
+  void AnswerHeartbeats(Result<HeartbeatReply> reply, size_t peer = SIZE_MAX) LOCKS_EXCLUDED(mu_) {
     std::vector<HeartbeatCall> calls;
     {
       MutexLock lock(&mu_);
