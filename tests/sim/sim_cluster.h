@@ -102,6 +102,9 @@ struct SimConfig {
   // a known failure when exploring (DSM_SIM_IGNORE in sim_test). Empty in CI.
   std::vector<std::string> ignore_checks;
   bool verbose = false;  // trace every /replicate served (DSM_SIM_VERBOSE in sim_test)
+  // Every /send is answered 503 "quorum not achieved" without reaching a node: a broken node,
+  // which the activity floors must catch (sim_test checks that they do).
+  bool refuse_every_send = false;
   // Activity floors: a run that does not reach them fails.
   int min_acks = 5;
   int min_503 = 1;
