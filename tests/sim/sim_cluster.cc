@@ -1294,10 +1294,30 @@ std::string SimCluster::Run() {
                                       holders, nodes_.size()));
     }
   }
+  if (failure_.empty()) CheckLagAfterConvergence();
   if (failure_.empty()) {
     if (std::string floors = CheckFloors(); !floors.empty()) Fail("floors", floors);
   }
   return failure_;
+}
+
+// Replication never stops silently: a few seconds after convergence, with every node up and
+// connected, each node's lag to each peer is gone, or the node names why (a conflict, a message
+// the peer cannot take) in its status.
+void SimCluster::CheckLagAfterConvergence() {
+  AdvanceFor(Millis(3000));
+  if (!failure_.empty()) return;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i].node) continue;
+    for (const PeerStatus& p : nodes_[i].node->GetStatus().peers) {
+      if (p.lag_messages == 0 || !p.push_problem.empty()) continue;
+      Fail("replication-lag",
+           fmt::format("{} still lags {} messages behind on {} 3 s after convergence, and its "
+                       "status names no problem; its view:{}",
+                       nodes_[i].id, p.lag_messages, p.url, PeerView(i)));
+      return;
+    }
+  }
 }
 
 }  // namespace dsm

@@ -49,7 +49,8 @@
 // and once everything is healed and restarted [convergence]: all logs converge to the same
 // messages, which include every acknowledged message not destroyed by a wipe or rollback (and,
 // after a rollback, except messages at forked positions or only on the rolled-back node at seqs
-// that peers' pull cursors had passed). [liveness]: simulated time always moves on. [floors]:
+// that peers' pull cursors had passed); [replication-lag] 3 s later, no node lags behind a peer
+// without naming the problem in its status. [liveness]: simulated time always moves on. [floors]:
 // each run reaches its activity floors (acks, 503s, 504s, crashes, wipes, partitions), so a
 // node that refuses everything fails.
 //
@@ -260,6 +261,7 @@ class SimCluster {
   MonoTime DeadlineOf(size_t i) const;  // node i's next deadline on the shared clock
   bool Usable(size_t i) const;          // up and not paused
   bool Converged();
+  void CheckLagAfterConvergence();
   std::string Differences();         // who misses what
   std::string PeerView(size_t i) const;  // node i's status of its peers
   Violation CheckInvariants(bool full);
