@@ -18,16 +18,17 @@
 #include <utility>
 #include <vector>
 
-#include "common/metrics.h"
 #include "common/ids.h"
+#include "common/metrics.h"
 #include "common/thread_annotations.h"
 #include "src/http/auth.h"
 #include "src/http/consumers.h"
 #include "src/http/dashboard.h"
 #include "src/http/json_codec.h"
+#include "src/http/peer_protocol.h"
 #include "src/http/query.h"
-#include "src/http/request_head.h"
 #include "src/http/reply.h"
+#include "src/http/request_head.h"
 
 namespace dsm {
 namespace {
@@ -131,19 +132,6 @@ void WriteResults(json::Writer& w, const std::vector<WriteOutcome>& outcomes,
   w.EndArray();
 }
 
-// The fields of a /sync answer after "messages".
-void WriteSyncTrailer(json::Writer& w, bool more, uint64_t next, uint64_t last_seq,
-                      const std::string& stream) {
-  w.Key("more");
-  w.Bool(more);
-  w.Key("next");
-  w.Uint64(next);
-  w.Key("last_seq");
-  w.Uint64(last_seq);
-  w.Key("stream");
-  w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
-}
-
 // Answers a /send from Node::Send's outcome, on whichever thread completed it.
 void AnswerSend(Reply& reply, const std::vector<std::string>& msg_ids, bool batch,
                 const SendResult& r) {
@@ -216,8 +204,8 @@ struct HttpServer::Impl {
   std::atomic<uint16_t> bound_port{0};
   bool started = false;
   bool shut_down = false;
-  const std::shared_ptr<const http::AuthPolicy> auth = std::make_shared<http::AuthPolicy>(
-      server_options.cluster_token, server_options.client_token);
+  const std::shared_ptr<const http::AuthPolicy> auth =
+      std::make_shared<http::AuthPolicy>(server_options.cluster_token, server_options.client_token);
   // Quorum /sends handed to the Node and not answered yet (bounded by
   // server_options.max_pending_quorum_writes).
   const std::shared_ptr<std::atomic<int>> pending_quorum_writes =
@@ -315,8 +303,7 @@ class EdgeHandler final : public Http::Handler {
     // The slot is released when Pistache destroys the peer: exactly once per connection, however
     // the connection ends.
     const int open = state_->connections.fetch_add(1) + 1;
-    peer->putData(kConnectionSlotKey,
-                  std::shared_ptr<void>(nullptr, [state = state_](void*) {
+    peer->putData(kConnectionSlotKey, std::shared_ptr<void>(nullptr, [state = state_](void*) {
                     state->connections.fetch_sub(1);
                   }));
     if (state_->max_connections > 0 && open > state_->max_connections) {
@@ -337,8 +324,8 @@ class EdgeHandler final : public Http::Handler {
     if (peer->tryGetData(kClosingKey)) return;
     std::shared_ptr<Http::RequestParser> parser = getParser(peer);
     Http::Request& request = parser->request;
-    auto scanner = std::static_pointer_cast<http::RequestHeadScanner>(
-        peer->tryGetData(kHeadScannerKey));
+    auto scanner =
+        std::static_pointer_cast<http::RequestHeadScanner>(peer->tryGetData(kHeadScannerKey));
     using Verdict = http::RequestHeadScanner::Verdict;
     const Verdict verdict = scanner ? scanner->Feed(std::string_view(buffer, len)) : Verdict::kOk;
     // None of these reaches Pistache's body parser (see request_head.h).
@@ -354,9 +341,9 @@ class EdgeHandler final : public Http::Handler {
       return;
     }
     if (verdict == Verdict::kTooLarge) {
-      FailConnection(peer, Http::Version::Http11, 413,
-                     "request larger than the limit of " + std::to_string(getMaxRequestSize()) +
-                         " bytes");
+      FailConnection(
+          peer, Http::Version::Http11, 413,
+          "request larger than the limit of " + std::to_string(getMaxRequestSize()) + " bytes");
       return;
     }
     try {
@@ -489,13 +476,12 @@ void HttpServer::Impl::SetUpRoutes() {
                                " (allowed: " + Http::methodString(r.method) + ")";
     for (Http::Method m : kAllMethods) {
       if (m == r.method) continue;
-      router->addRoute(m, r.path,
-                       [this, allow, reason](const Rest::Request& req,
-                                             Http::ResponseWriter writer) {
-                         Reply(std::move(writer), req.version(), gate)
-                             .Send(405, json::ErrorBody(reason), &allow);
-                         return Rest::Route::Result::Ok;
-                       });
+      router->addRoute(
+          m, r.path, [this, allow, reason](const Rest::Request& req, Http::ResponseWriter writer) {
+            Reply(std::move(writer), req.version(), gate)
+                .Send(405, json::ErrorBody(reason), &allow);
+            return Rest::Route::Result::Ok;
+          });
     }
   }
   router->addNotFoundHandler(Bind(&Impl::HandleNotFound));
@@ -595,122 +581,17 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
                                             std::to_string(positions.size()) + " messages"));
   }
 
-  const std::string& stream = node->stream_id();
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  if (r->gap || r->conflict) {
-    // A conflict is named first: the sender cannot get around it by resending.
-    const WriteOutcome::Kind kind = r->conflict ? WriteOutcome::Kind::kConflict
-                                                : WriteOutcome::Kind::kGap;
-    size_t i = 0;
-    while (i < r->outcomes.size() && r->outcomes[i].kind != kind) ++i;
-    std::string reason = r->conflict ? "conflict" : "gap in stream";
-    if (i < r->outcomes.size() && r->conflict) {
-      reason = "conflict at origin_seq " + std::to_string(positions[i].second) + " of stream " +
-               positions[i].first + ": this node holds another msg_id there (local seq " +
-               std::to_string(r->outcomes[i].seq) + ")";
-    } else if (i < r->outcomes.size()) {
-      reason = "gap in stream " + positions[i].first + ": expected origin_seq " +
-               std::to_string(r->outcomes[i].expected_origin_seq) + ", got " +
-               std::to_string(positions[i].second);
-    }
-    w.Key("status");
-    w.String("error");
-    w.Key("reason");
-    w.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
-    w.Key("high_water");
-    w.Uint64(r->high_water);
-    w.Key("stream");
-    w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
-    if (r->conflict) {
-      w.Key("conflict");
-      w.Bool(true);
-    }
-    w.EndObject();
-    return reply->Send(409, http::BufferText(buf));
-  }
-  w.Key("status");
-  w.String("ok");
-  if (!batch) {
-    w.Key("seq");
-    w.Uint64(r->outcomes[0].seq);
-  } else {
-    uint64_t last = 0;
-    size_t applied = 0;
-    size_t duplicates = 0;
-    for (const WriteOutcome& o : r->outcomes) {
-      last = std::max(last, o.seq);
-      if (o.kind == WriteOutcome::Kind::kAppended) ++applied;
-      if (o.kind == WriteOutcome::Kind::kDuplicate) ++duplicates;
-    }
-    w.Key("stream");
-    w.String(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
-    w.Key("seq");
-    w.Uint64(last);
-    w.Key("high_water");
-    w.Uint64(r->high_water);
-    w.Key("applied");
-    w.Uint64(applied);
-    w.Key("duplicates");
-    w.Uint64(duplicates);
-  }
-  w.EndObject();
-  reply->Send(200, http::BufferText(buf));
+  const http::PeerAnswer answer = http::ReplicateAnswer(*r, positions, node->stream_id(), batch);
+  reply->Send(answer.status, answer.body);
 }
 
 void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& reply) {
-  Result<rapidjson::Document> doc = json::Parse(req.body());
-  if (!doc.ok()) return reply->SendError(doc.status());
-  if (!doc->IsObject()) {
-    return reply->SendError(Status::InvalidArgument("the body must be {\"since\":N,\"limit\":M}"));
-  }
-  uint64_t since = 0;
-  if (auto it = doc->FindMember("since"); it != doc->MemberEnd()) {
-    if (!it->value.IsUint64()) {
-      return reply->SendError(Status::InvalidArgument("'since' must be a non-negative integer"));
-    }
-    since = it->value.GetUint64();
-  }
-  std::optional<size_t> limit;
-  if (auto it = doc->FindMember("limit"); it != doc->MemberEnd()) {
-    if (!it->value.IsUint64() || it->value.GetUint64() < 1 ||
-        it->value.GetUint64() > http::kMaxListingLimit) {
-      return reply->SendError(Status::InvalidArgument("'limit' must be an integer from 1 to " +
-                                                      std::to_string(http::kMaxListingLimit)));
-    }
-    limit = static_cast<size_t>(it->value.GetUint64());
-  }
-
-  std::optional<std::string> origin;
-  if (auto it = doc->FindMember("origin"); it != doc->MemberEnd()) {
-    if (!it->value.IsString() || it->value.GetStringLength() == 0 ||
-        it->value.GetStringLength() > json::kMaxIdBytes) {
-      return reply->SendError(Status::InvalidArgument(
-          "'origin' must be a string of 1.." + std::to_string(json::kMaxIdBytes) + " bytes"));
-    }
-    origin.emplace(it->value.GetString(), it->value.GetStringLength());
-  }
-
-  // How far the puller holds each origin stream: what it covers is left out of the page.
-  std::map<std::string, uint64_t> have;
-  if (auto it = doc->FindMember("have"); it != doc->MemberEnd()) {
-    constexpr size_t kMaxHaveStreams = 4096;
-    const std::string kHaveShape =
-        "'have' must be an object of at most " + std::to_string(kMaxHaveStreams) +
-        " origin streams (1.." + std::to_string(json::kMaxIdBytes) +
-        " bytes each) mapped to non-negative integers";
-    if (!it->value.IsObject() || it->value.MemberCount() > kMaxHaveStreams) {
-      return reply->SendError(Status::InvalidArgument(kHaveShape));
-    }
-    for (const auto& entry : it->value.GetObject()) {
-      const size_t len = entry.name.GetStringLength();
-      if (len == 0 || len > json::kMaxIdBytes || !entry.value.IsUint64()) {
-        return reply->SendError(Status::InvalidArgument(kHaveShape));
-      }
-      have.emplace(std::string(entry.name.GetString(), len), entry.value.GetUint64());
-    }
-  }
+  Result<http::SyncRequest> parsed = http::ParseSyncRequest(req.body());
+  if (!parsed.ok()) return reply->SendError(parsed.status());
+  const uint64_t since = parsed->since;
+  const std::optional<size_t> limit = parsed->limit;
+  const std::optional<std::string>& origin = parsed->origin;
+  const std::map<std::string, uint64_t>& have = parsed->have;
 
   if (origin) {
     // One origin stream, by origin_seq: positions since+1, since+2, ... (a stream is held as a
@@ -722,7 +603,7 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     TrailerWriter trailer = [more = page->more, next, last_seq = page->last_seq,
                              stream = page->stream,
                              origin = *origin](json::Writer& w, size_t, uint64_t) {
-      WriteSyncTrailer(w, more, next, last_seq, stream);
+      http::WriteSyncTrailer(w, more, next, last_seq, stream);
       w.Key("origin");
       w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
     };
@@ -734,7 +615,7 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     if (!page.ok()) return reply->SendError(page.status());
     TrailerWriter trailer = [more = page->more, next = page->next, last_seq = page->last_seq,
                              stream = page->stream](json::Writer& w, size_t, uint64_t) {
-      WriteSyncTrailer(w, more, next, std::max(last_seq, next), stream);
+      http::WriteSyncTrailer(w, more, next, std::max(last_seq, next), stream);
     };
     return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
                         std::move(trailer));
@@ -747,7 +628,7 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
   TrailerWriter trailer = [since, last_seq, stream = log->stream_id()](
                               json::Writer& w, size_t count, uint64_t last) {
     const uint64_t next = count > 0 ? last : since;
-    WriteSyncTrailer(w, false, next, std::max(last_seq, next), stream);
+    http::WriteSyncTrailer(w, false, next, std::max(last_seq, next), stream);
   };
   Listing::Run(reply, std::move(source), std::move(trailer));
 }
@@ -791,29 +672,8 @@ void HttpServer::Impl::HandleMessages(const Rest::Request& req, const ReplyPtr& 
 }
 
 void HttpServer::Impl::HandleHeartbeat(const Rest::Request&, const ReplyPtr& reply) {
-  HeartbeatReply hb = node->Heartbeat();
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  w.Key("status");
-  w.String("ok");
-  w.Key("node_id");
-  w.String(hb.node_id.data(), static_cast<rapidjson::SizeType>(hb.node_id.size()));
-  w.Key("time");
-  w.Double(hb.time);
-  w.Key("stream");
-  w.String(hb.stream.data(), static_cast<rapidjson::SizeType>(hb.stream.size()));
-  w.Key("high_waters");
-  w.StartObject();
-  for (const auto& [stream, hw] : hb.high_waters) {
-    w.Key(stream.data(), static_cast<rapidjson::SizeType>(stream.size()));
-    w.Uint64(hw);
-  }
-  w.EndObject();
-  w.Key("max_request_bytes");
-  w.Uint64(hb.max_request_bytes);
-  w.EndObject();
-  reply->Send(200, http::BufferText(buf));
+  const http::PeerAnswer answer = http::HeartbeatAnswer(node->Heartbeat());
+  reply->Send(answer.status, answer.body);
 }
 
 void HttpServer::Impl::HandleMetrics(const Rest::Request&, const ReplyPtr& reply) {
@@ -918,8 +778,8 @@ Status HttpServer::Start() {
     co.max_consumers = d.server_options.max_live_readers;
     co.stall_timeout = d.server_options.event_stall_timeout;
     co.attach_delay = d.server_options.event_attach_delay;
-    d.consumers = std::make_unique<http::ConsumerHub>(d.log, d.server_options.append_notifier,
-                                                      d.gate, co);
+    d.consumers =
+        std::make_unique<http::ConsumerHub>(d.log, d.server_options.append_notifier, d.gate, co);
   }
   try {
     d.SetUpRoutes();
