@@ -2,11 +2,10 @@
 // POST /replicate, POST /sync), in bytes: requests are parsed and answers written as the real
 // server does, so what crosses the SimNetwork is the peer protocol's JSON.
 //
-// Parsing uses the project's codec (src/http/json_codec.h: Parse, ParseMessage, ErrorBody,
-// HttpStatusForCode). The answers' encoding lives inside src/http/server.cc (its handlers write
-// straight to a Pistache response), where nothing can be reused: this file writes the same
-// fields with the codec's Writer and WriteMessage. Keep it in step with server.cc's
-// HandleHeartbeat, HandleReplicate and HandleSync.
+// It answers through the same functions as the real server: src/http/peer_protocol.h (the /sync
+// request, the /heartbeat and /replicate answers, a /sync page's trailer) and the codec
+// (src/http/json_codec.h: Parse, ParseMessage, WriteMessage, ErrorBody). Only the framing
+// differs: the real server streams a /sync page in chunks, this one writes it whole.
 //
 // Thread safety: none; the simulation's thread calls it.
 #pragma once
