@@ -17,9 +17,32 @@ constexpr size_t kMaxPeerStreams = 1 << 16;
 
 // The peer's own stream as it just told us (a heartbeat or a push answer). A new one means
 // its data directory was replaced: what it acknowledged before is gone, so the push cursor
-// restarts from what this incarnation acknowledges. REQUIRES: mu held.
-void Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a) {
-  if (stream.empty() || stream == p.stream) return;
+// restarts from what this incarnation acknowledges. A stream that was replaced never becomes
+// current again: an answer naming it is a late answer of a former incarnation (sent before a
+// wipe, delivered after), and believing it would count what that incarnation held.
+// REQUIRES: mu held.
+bool Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a) {
+  if (stream.empty() || stream == p.stream) return true;
+  if (std::find(p.former_streams.begin(), p.former_streams.end(), stream) !=
+      p.former_streams.end()) {
+    ++p.bad_replies;
+    ErrorEvent(p, now,
+               fmt::format("ignored an answer of {} from its former data directory (stream {}; "
+                           "its current one is {})",
+                           p.url, stream, p.stream));
+    return false;
+  }
+  for (const std::string* old : {&p.stream, &p.push_stream}) {
+    if (old->empty() || *old == stream) continue;
+    if (std::find(p.former_streams.begin(), p.former_streams.end(), *old) ==
+        p.former_streams.end()) {
+      p.former_streams.push_back(*old);
+    }
+  }
+  constexpr size_t kMaxFormerStreams = 16;
+  if (p.former_streams.size() > kMaxFormerStreams) {
+    p.former_streams.erase(p.former_streams.begin(), p.former_streams.end() - kMaxFormerStreams);
+  }
   if (!p.stream.empty()) {
     Event(EventLevel::kWarning,
           fmt::format("peer {} has a new data directory (stream {}, was {}): it no longer "
@@ -35,6 +58,7 @@ void Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime no
     p.push_problem.clear();
     a->persist_push.emplace_back(p.index, PushCursor{p.push_stream, 0});
   }
+  return true;
 }
 
 void Node::Impl::UpdateLiveness(PeerState& p, MonoTime now) {
@@ -97,7 +121,7 @@ void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
           ErrorEvent(p, now, fmt::format("ignored a heartbeat answer of {}: {}", p.url, bad));
           return;
         }
-        NoteStream(p, r->stream, now, &a);
+        if (!NoteStream(p, r->stream, now, &a)) return;
         p.high_waters = std::move(r->high_waters);
         if (r->max_request_bytes > 0) p.peer_max_request = r->max_request_bytes;
         CollectSatisfied(&a);

@@ -54,6 +54,8 @@ struct PeerState {
   bool heartbeat_in_flight = false;
   MonoTime next_heartbeat{};
   std::string stream;                           // the peer's own stream, from its heartbeat
+  std::vector<std::string> former_streams;      // streams it had before (the last 16), never
+                                                // current again
   std::map<std::string, uint64_t> high_waters;  // what it held at its last heartbeat
 
   // Push replicator of our own stream.
@@ -234,7 +236,8 @@ struct Node::Impl {
   // The peer's own stream as it just told us (a heartbeat or a push answer). A new one means
   // its data directory was replaced: what it acknowledged before is gone, so the push cursor
   // restarts from what this incarnation acknowledges. REQUIRES: mu held.
-  void NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a)
+  // Returns false (and changes nothing) when `stream` is a former incarnation of the peer.
+  bool NoteStream(PeerState& p, const std::string& stream, MonoTime now, Actions* a)
       EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Logs a replication error of `p` unless one was logged within kErrorLogInterval (every error

@@ -110,7 +110,10 @@ void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t 
           return;
         }
         const uint64_t own_hw = log->HighWater(log->stream_id());
-        NoteStream(p, r->stream, now, &a);
+        if (!NoteStream(p, r->stream, now, &a)) {
+          p.push_not_before = now + options.retry_min;  // resend to the current incarnation
+          return;
+        }
         // Only positions this batch carried are known to hold OUR messages (the peer compared
         // each msg_id): what it holds beyond them may be another copy of the stream (a data
         // directory restored from an older copy handed those positions out again).

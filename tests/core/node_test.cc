@@ -863,3 +863,40 @@ TEST_F(NodeTest, PushAnswerCountsOnlyThePositionsItCarried) {
 
 }  // namespace
 }  // namespace dsm
+
+namespace dsm {
+namespace {
+
+// A late answer of a former incarnation (sent before the peer was wiped, delivered after its
+// new incarnation spoke) never makes that incarnation current again: what it held is gone.
+TEST_F(NodeTest, LateAnswerOfAFormerIncarnationCountsForNothing) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  auto push = transport_.TakeReplicate();  // to p0@1
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply hb;
+  hb.node_id = "peer";
+  hb.stream = "p0@2";  // wiped meanwhile
+  transport_.AnswerHeartbeats(hb, 0);
+  ReplicateReply late;
+  late.high_water = 1;
+  late.stream = PeerStream(0);  // p0@1, the former incarnation
+  push.done(late);
+  EXPECT_FALSE(r.has_value()) << "counted an acknowledgement of a wiped incarnation";
+  EXPECT_EQ(node_->GetStatus().peers[0].stream, "p0@2");
+  clock_.Advance(options_.retry_min);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto resend = transport_.TakeReplicate();
+  ReplicateReply ok;
+  ok.high_water = 1;
+  ok.stream = "p0@2";
+  resend.done(ok);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.ok());
+}
+
+}  // namespace
+}  // namespace dsm
