@@ -466,11 +466,11 @@ NodeStatus Node::GetStatus() const {
   {
     MutexLock lock(&d.mu);
     MonoTime now = d.clock->Now();
-    for (PeerState& p : d.peers) {
-      d.UpdateLiveness(p, now);
+    for (const PeerState& p : d.peers) {
       PeerStatus ps;
       ps.url = p.url;
-      ps.alive = p.liveness == Liveness::kAlive;
+      // As the failure detector will see it at `now`; reading the status changes nothing.
+      ps.alive = p.liveness == Liveness::kAlive && now - p.last_ok < d.options.heartbeat_timeout;
       ps.last_ok = p.last_ok_wall;
       ps.consecutive_failures = p.consecutive_failures;
       // What the peer's current incarnation acknowledged (0 while that is not known).
