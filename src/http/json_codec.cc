@@ -356,6 +356,23 @@ std::string EncodeReplicateRequest(const std::vector<Message>& msgs) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+std::string EncodeSyncStreamRequest(const std::string& origin, uint64_t since, size_t limit) {
+  constexpr size_t kMaxLimit = 10000;
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("origin");
+  w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
+  w.Key("since");
+  w.Uint64(since);
+  if (limit > 0) {
+    w.Key("limit");
+    w.Uint64(std::min(limit, kMaxLimit));
+  }
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
 std::string EncodeSyncRequest(uint64_t since, size_t limit,
                               const std::map<std::string, uint64_t>& have) {
   rapidjson::StringBuffer buf;

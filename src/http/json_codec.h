@@ -65,6 +65,10 @@ std::string EncodeReplicateRequest(const std::vector<Message>& msgs);
 // not empty).
 std::string EncodeSyncRequest(uint64_t since, size_t limit,
                               const std::map<std::string, uint64_t>& have = {});
+// POST /sync request for one origin stream: {"origin":O,"since":N,"limit":M}; as for
+// EncodeSyncRequest, limit 0 leaves the page size to the peer and larger ones are clamped to the
+// peer's maximum.
+std::string EncodeSyncStreamRequest(const std::string& origin, uint64_t since, size_t limit);
 // Replies, from the HTTP status and body of a peer's answer. A non-2xx status becomes the
 // matching Status code with the body's "reason" (409 on /replicate: an OK reply with gap=true).
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body);

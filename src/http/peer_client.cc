@@ -60,26 +60,6 @@ const char kShuttingDown[] = "shutting down";
 // completion without reading the std::thread object that the owner thread is still writing).
 thread_local const void* tls_loop_owner = nullptr;
 
-// POST /sync body for one origin stream: {"origin":O,"since":N,"limit":M}; like
-// json::EncodeSyncRequest, limit 0 leaves the page size to the peer and larger ones are clamped
-// to the peer's maximum.
-std::string EncodeSyncStreamRequest(const std::string& origin, uint64_t since, size_t limit) {
-  constexpr size_t kMaxLimit = 10000;
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  w.Key("origin");
-  w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
-  w.Key("since");
-  w.Uint64(since);
-  if (limit > 0) {
-    w.Key("limit");
-    w.Uint64(std::min(limit, kMaxLimit));
-  }
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize());
-}
-
 void InitCurlOnce() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -99,8 +79,8 @@ long ClampMillis(std::chrono::milliseconds ms) {
 struct PeerClient::Impl {
   // How a transfer ended, handed to the typed completion: `error` is non-OK when there is no HTTP
   // answer to decode; otherwise `http_status` and `body` are the peer's answer.
-  using Completion = std::function<void(const Status& error, long http_status,
-                                        std::string_view body)>;
+  using Completion =
+      std::function<void(const Status& error, long http_status, std::string_view body)>;
 
   struct Request {
     size_t peer = 0;
@@ -180,9 +160,9 @@ struct PeerClient::Impl {
     req->deadline = SteadyClock::now() + options.request_timeout;
     req->done = std::move(done);
     if (peer >= peer_urls.size()) {
-      req->early_error = Status::InvalidArgument("no peer with index " + std::to_string(peer) +
-                                                 " (" + std::to_string(peer_urls.size()) +
-                                                 " peers)");
+      req->early_error =
+          Status::InvalidArgument("no peer with index " + std::to_string(peer) + " (" +
+                                  std::to_string(peer_urls.size()) + " peers)");
     } else {
       req->url = peer_urls[peer] + path;
     }
@@ -200,16 +180,15 @@ struct PeerClient::Impl {
       bound = std::clamp(payload + limit * kSyncMessageOverheadBytes, kMaxReplyBytes,
                          kMaxSyncReplyBytes);
     }
-    auto completion = [done = std::move(done), max_payload](
-                          const Status& error, long http_status, std::string_view reply) {
+    auto completion = [done = std::move(done), max_payload](const Status& error, long http_status,
+                                                            std::string_view reply) {
       if (!error.ok()) {
         done(error);
       } else {
         done(json::DecodeSyncReply(http_status, reply, max_payload));
       }
     };
-    Submit(NewRequest(peer, /*post=*/true, "/sync", std::move(body), bound,
-                      std::move(completion)));
+    Submit(NewRequest(peer, /*post=*/true, "/sync", std::move(body), bound, std::move(completion)));
   }
 
   static void Settle(Request& req, const Status& error, long http_status, std::string_view body) {
@@ -264,9 +243,10 @@ struct PeerClient::Impl {
     }
     CURL* easy = TakeHandle(req->peer);
     if (easy == nullptr) {
-      Settle(*req, Status::Unavailable("peer " + peer_urls[req->peer] +
-                                       ": cannot create a libcurl handle"),
-             0, {});
+      Settle(
+          *req,
+          Status::Unavailable("peer " + peer_urls[req->peer] + ": cannot create a libcurl handle"),
+          0, {});
       return;
     }
     req->easy = easy;
@@ -293,7 +273,8 @@ struct PeerClient::Impl {
       curl_easy_setopt(easy, CURLOPT_HTTPHEADER, post_headers);
       curl_easy_setopt(easy, CURLOPT_POST, 1L);
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req->body.size()));
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(req->body.size()));
     } else {
       curl_easy_setopt(easy, CURLOPT_HTTPHEADER, get_headers);
       curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -302,8 +283,8 @@ struct PeerClient::Impl {
     if (mc != CURLM_OK) {
       ReturnHandle(req->peer, easy);
       req->easy = nullptr;
-      Settle(*req, Status::Unavailable("peer " + peer_urls[req->peer] + ": " +
-                                       curl_multi_strerror(mc)),
+      Settle(*req,
+             Status::Unavailable("peer " + peer_urls[req->peer] + ": " + curl_multi_strerror(mc)),
              0, {});
       return;
     }
@@ -373,9 +354,9 @@ struct PeerClient::Impl {
   // `detail` replaces libcurl's error text when given.
   Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) const {
     std::string where = "peer " + peer_urls[req.peer] + ": ";
-    std::string why = detail != nullptr               ? detail
+    std::string why = detail != nullptr             ? detail
                       : req.error_buffer[0] != '\0' ? req.error_buffer
-                                                     : curl_easy_strerror(code);
+                                                    : curl_easy_strerror(code);
     if (req.reply_too_large || code == CURLE_FILESIZE_EXCEEDED) {
       return Status::TooLarge(where + "reply larger than " + std::to_string(req.max_reply_bytes) +
                               " bytes");
@@ -385,8 +366,8 @@ struct PeerClient::Impl {
         long request_size = 0;
         if (req.easy != nullptr) curl_easy_getinfo(req.easy, CURLINFO_REQUEST_SIZE, &request_size);
         if (request_size == 0) {
-          return Status::Unavailable(where + "no connection within the deadline, request not sent (" +
-                                     why + ")");
+          return Status::Unavailable(
+              where + "no connection within the deadline, request not sent (" + why + ")");
         }
         return Status::Timeout(where + "no answer within " +
                                std::to_string(options.request_timeout.count()) + " ms (" + why +
@@ -540,7 +521,8 @@ void PeerClient::Sync(size_t peer, uint64_t since, size_t limit,
 
 void PeerClient::SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,
                             std::function<void(Result<SyncReply>)> done) {
-  impl_->SubmitSync(peer, EncodeSyncStreamRequest(origin, since, limit), limit, std::move(done));
+  impl_->SubmitSync(peer, json::EncodeSyncStreamRequest(origin, since, limit), limit,
+                    std::move(done));
 }
 
 }  // namespace dsm

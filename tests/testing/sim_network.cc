@@ -23,24 +23,6 @@ Result<SyncReply> DecodeSync(long status, std::string_view body, size_t max_payl
   return json::DecodeSyncReply(status, body, max_payload_bytes);
 }
 
-// POST /sync body for one origin stream: {"origin":O,"since":N,"limit":M}. The peer client's
-// encoder (src/http/peer_client.cc) is private to it; this writes the same fields.
-std::string EncodeSyncStreamRequest(const std::string& origin, uint64_t since, size_t limit) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  w.Key("origin");
-  w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
-  w.Key("since");
-  w.Uint64(since);
-  if (limit > 0) {
-    w.Key("limit");
-    w.Uint64(std::min<size_t>(limit, 10000));
-  }
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize());
-}
-
 // An error answer. Out of line: inlined, GCC 12 takes the empty payload of the Result for an
 // uninitialized one (-Wmaybe-uninitialized).
 template <typename Reply>
@@ -74,7 +56,7 @@ class SimNetwork::SimTransport final : public Transport {
   void SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,
                   std::function<void(Result<SyncReply>)> done) override {
     net_->Call<SyncReply>(node_, peers_[peer], kSyncRoute,
-                          EncodeSyncStreamRequest(origin, since, limit), &DecodeSync,
+                          json::EncodeSyncStreamRequest(origin, since, limit), &DecodeSync,
                           std::move(done));
   }
 
@@ -208,19 +190,22 @@ void SimNetwork::Call(size_t from, size_t to, std::string route, std::string bod
   if (!up_[from]) return;  // a dead process sends nothing (and hears nothing)
   ++stats_.requests;
   stats_.bytes += body.size();
-  Schedule(options_.request_timeout,
-           [answer] { answer(ErrorAnswer<Reply>(Status::Timeout("simulated request timeout"))); }, from);
+  Schedule(
+      options_.request_timeout,
+      [answer] { answer(ErrorAnswer<Reply>(Status::Timeout("simulated request timeout"))); }, from);
   if (!LinkUp(from, to) || Chance(options_.drop_probability)) {
     ++stats_.dropped;
     return;
   }
   auto request = std::make_shared<const std::string>(std::move(body));
   const size_t max_payload = options_.max_payload_bytes;
-  auto deliver = [this, from, to, route = std::move(route), request, decode, answer,
-                  max_payload] {
+  auto deliver = [this, from, to, route = std::move(route), request, decode, answer, max_payload] {
     if (!up_[to]) {
       ++stats_.refused;
-      Schedule(Latency(), [answer] { answer(ErrorAnswer<Reply>(Status::Unavailable("connection refused"))); }, from);
+      Schedule(
+          Latency(),
+          [answer] { answer(ErrorAnswer<Reply>(Status::Unavailable("connection refused"))); },
+          from);
       return;
     }
     HttpReply reply = servers_[to](route, *request);
