@@ -27,9 +27,10 @@ RunResult Dbdump(std::vector<std::string> args) {
 
 size_t CountLines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 
-// A data directory holding `ids` as client messages of node `node_id`.
+// A data directory of node `node_id` holding `ids`: as its own client messages when `origin` is
+// empty, else as messages of peer stream `origin` at positions 1, 2, ...
 void WriteDir(const std::string& path, const std::string& node_id,
-              const std::vector<std::string>& ids) {
+              const std::vector<std::string>& ids, const std::string& origin = "") {
   RocksLogStoreOptions options;
   options.path = path;
   options.node_id = node_id;
@@ -43,32 +44,14 @@ void WriteDir(const std::string& path, const std::string& node_id,
     m.recipient = "bob";
     m.payload = "payload of " + id;
     m.ts = 1700000000.5;
+    if (!origin.empty()) {
+      m.origin = origin;
+      m.origin_seq = msgs.size() + 1;
+    }
     msgs.push_back(m);
   }
-  ASSERT_TRUE((*store)->Append(msgs).ok());
-}
-
-// A data directory holding `ids` as messages of peer stream `origin`, at positions 1, 2, ...
-void WritePeerDir(const std::string& path, const std::string& node_id, const std::string& origin,
-                  const std::vector<std::string>& ids) {
-  RocksLogStoreOptions options;
-  options.path = path;
-  options.node_id = node_id;
-  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  std::vector<Message> msgs;
-  for (const std::string& id : ids) {
-    Message m;
-    m.msg_id = id;
-    m.sender = "carol";
-    m.recipient = "all";
-    m.payload = "payload of " + id;
-    m.ts = 1700000000.5;
-    m.origin = origin;
-    m.origin_seq = msgs.size() + 1;
-    msgs.push_back(m);
-  }
-  Result<std::vector<WriteOutcome>> r = (*store)->Apply(msgs);
+  Result<std::vector<WriteOutcome>> r =
+      origin.empty() ? (*store)->Append(msgs) : (*store)->Apply(msgs);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   for (const WriteOutcome& o : *r) ASSERT_EQ(o.kind, WriteOutcome::Kind::kAppended);
 }
@@ -167,8 +150,8 @@ TEST(DbdumpCliTest, DumpsARangeAndComparesDirectories) {
 TEST(DbdumpCliTest, CompareAnswers1ForAConflictingPosition) {
   TempDir dir;
   constexpr char kOrigin[] = "node9@00000000000000aa";
-  WritePeerDir(dir.Sub("a"), "node1", kOrigin, {"a", "b", "c"});
-  WritePeerDir(dir.Sub("b"), "node2", kOrigin, {"a", "c", "b"});  // the same msg_ids
+  WriteDir(dir.Sub("a"), "node1", {"a", "b", "c"}, kOrigin);
+  WriteDir(dir.Sub("b"), "node2", {"a", "c", "b"}, kOrigin);  // the same msg_ids
 
   RunResult r = Dbdump({"--compare", dir.Sub("a"), dir.Sub("b")});
   ASSERT_FALSE(r.timed_out);
