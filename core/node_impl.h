@@ -60,7 +60,9 @@ struct PeerState {
 
   // Push replicator of our own stream.
   uint64_t push_cursor = 0;  // our origin_seq the peer acknowledged...
-  std::string push_stream;   // ...and which incarnation of the peer did ("" = not known)
+  // ...and which incarnation of the peer did: the persisted one until the peer speaks, then
+  // always `stream` (NoteStream restarts the cursor when they differ).
+  std::string push_stream;
   bool push_in_flight = false;
   MonoTime push_not_before{};
   Millis push_backoff{0};

@@ -133,7 +133,6 @@ void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t 
                             cursor));
         }
         p.push_cursor = cursor;
-        p.push_stream = p.stream;
         a.persist_push.emplace_back(p.index, PushCursor{p.push_stream, p.push_cursor});
         if (r->conflict) {
           ++p.conflicts;

@@ -104,8 +104,6 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     }
   }
   if (unreachable) {
-    // A retry of messages that `quorum` current holders already hold was a success: answer it
-    // as one, whatever the failure detector sees now. Anything else is refused untouched.
     // A retry of messages that are all stored already: 503 would say that nothing was written,
     // which is false. It is answered as the write it repeats: 200 once `quorum` current holders
     // hold them (at once if they do already), 504 at the deadline otherwise.
