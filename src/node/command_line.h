@@ -16,10 +16,10 @@ namespace dsm {
 
 struct NodeConfig {
   NodeOptions node;
-  int http_threads = 4;            // --http-threads
+  int http_threads = 4;  // --http-threads
   // Shared secrets (src/http/auth.h); empty = not required. Never logged or shown.
-  std::string cluster_token;  // --cluster-token or $DSM_CLUSTER_TOKEN
-  std::string client_token;   // --client-token or $DSM_CLIENT_TOKEN
+  std::string cluster_token;             // --cluster-token or $DSM_CLUSTER_TOKEN
+  std::string client_token;              // --client-token or $DSM_CLIENT_TOKEN
   int max_connections = 256;             // --max-connections (0 = unlimited)
   int max_pending_quorum_writes = 1024;  // --max-pending-quorum-writes (0 = unlimited)
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)

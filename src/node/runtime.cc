@@ -60,14 +60,10 @@ Status Runtime::Start() {
       spdlog::info("{}", text);
     }
   });
-  node_->SetExecutor([this](std::function<void()> task) { Post(std::move(task)); });
+  node_->SetExecutor([this](std::function<void()> task) { replication_.Post(std::move(task)); });
   node_->SetStorageExecutor(
       [this](std::function<void()> task) { storage_executor_.Post(std::move(task)); });
-  node_->SetWakeup([this] {
-    MutexLock lock(&mu_);
-    wakeup_ = true;
-    cv_.NotifyOne();
-  });
+  node_->SetWakeup([this] { replication_.Wakeup(); });
 
   HttpServerOptions server_options;
   server_options.threads = config_.http_threads;
@@ -84,7 +80,10 @@ Status Runtime::Start() {
     return s;
   }
   storage_executor_.Start();
-  driver_ = std::thread([this] { Drive(); });
+  replication_.Start([this] {
+    node_->Tick();
+    return node_->NextDeadline();
+  });
   node_->Start();
   s = server_->Start();
   if (!s.ok()) {
@@ -97,67 +96,18 @@ Status Runtime::Start() {
       o.id, o.host, server_->port(), ModeName(o.mode), o.quorum, JoinPeers(o.peers), o.data_dir,
       o.fsync ? "always" : "never", store_->stream_id(), store_->LastSeq());
   // Whether tokens are required, never the tokens themselves.
-  spdlog::info("cluster token {}, client token {}, max connections {}, max pending quorum writes {}",
-               config_.cluster_token.empty() ? "off" : "required",
-               config_.client_token.empty() ? "off" : "required", config_.max_connections,
-               config_.max_pending_quorum_writes);
+  spdlog::info(
+      "cluster token {}, client token {}, max connections {}, max pending quorum writes {}",
+      config_.cluster_token.empty() ? "off" : "required",
+      config_.client_token.empty() ? "off" : "required", config_.max_connections,
+      config_.max_pending_quorum_writes);
   return Status::Ok();
-}
-
-void Runtime::Post(std::function<void()> task) {
-  {
-    MutexLock lock(&mu_);
-    if (!drained_) {
-      tasks_.push_back(std::move(task));
-      cv_.NotifyOne();
-      return;
-    }
-  }
-  task();  // the replication thread is gone (shutdown): run it here
-}
-
-void Runtime::Drive() {
-  MutexLock lock(&mu_);
-  while (!stop_) {
-    // Completions first (they may make work due), then what is due.
-    while (!tasks_.empty() && !stop_) {
-      std::function<void()> task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lock.Unlock();
-      task();
-      lock.Lock();
-    }
-    if (stop_) break;
-    wakeup_ = false;
-    lock.Unlock();
-    node_->Tick();
-    const MonoTime deadline = node_->NextDeadline();
-    lock.Lock();
-    // A wakeup or a task that arrived since Tick() began: go round again.
-    if (stop_ || wakeup_ || !tasks_.empty()) continue;
-    // Bounded so that a far-off (or "never") deadline does not overflow the wait.
-    const MonoTime until = std::min(deadline, clock_.Now() + std::chrono::hours(1));
-    while (!wakeup_ && !stop_ && tasks_.empty()) {
-      if (!cv_.WaitUntil(&mu_, until)) break;
-    }
-  }
-  // Whatever is still queued runs now; later posts run where they are made.
-  std::deque<std::function<void()>> rest;
-  rest.swap(tasks_);
-  drained_ = true;
-  lock.Unlock();
-  for (auto& task : rest) task();
 }
 
 void Runtime::Stop() {
   if (node_) node_->Stop();
   if (server_) server_->Shutdown();
-  {
-    MutexLock lock(&mu_);
-    stop_ = true;
-    cv_.NotifyOne();
-  }
-  if (driver_.joinable()) driver_.join();
+  replication_.Stop();
   if (peers_) peers_->Stop();
   storage_executor_.Stop();  // after the peer client: its last answers may queue log work
   server_.reset();

@@ -1,17 +1,18 @@
 #include "src/node/serial_executor.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace dsm {
 
 SerialExecutor::~SerialExecutor() { Stop(); }
 
-void SerialExecutor::Start() {
+void SerialExecutor::Start(std::function<TimePoint()> tick) {
   {
     MutexLock lock(&mu_);
     running_ = true;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this, tick = std::move(tick)] { Loop(tick); });
 }
 
 void SerialExecutor::Post(std::function<void()> task) {
@@ -26,16 +27,40 @@ void SerialExecutor::Post(std::function<void()> task) {
   task();
 }
 
-void SerialExecutor::Loop() {
+void SerialExecutor::Wakeup() {
+  MutexLock lock(&mu_);
+  wakeup_ = true;
+  cv_.NotifyOne();
+}
+
+void SerialExecutor::Loop(const std::function<TimePoint()>& tick) {
   MutexLock lock(&mu_);
   while (true) {
-    while (tasks_.empty() && !stopping_) cv_.Wait(&mu_);
-    if (tasks_.empty()) break;  // stopping, and nothing left
-    std::function<void()> task = std::move(tasks_.front());
-    tasks_.pop_front();
+    // Tasks first (they may make the tick's work due), then the tick.
+    while (!tasks_.empty()) {
+      std::function<void()> task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.Unlock();
+      task();
+      lock.Lock();
+    }
+    if (stopping_) break;
+    if (!tick) {
+      while (tasks_.empty() && !stopping_) cv_.Wait(&mu_);
+      continue;
+    }
+    wakeup_ = false;
     lock.Unlock();
-    task();
+    const TimePoint next = tick();
     lock.Lock();
+    // A wakeup or a task that arrived while the tick ran: go round again.
+    if (wakeup_ || stopping_ || !tasks_.empty()) continue;
+    // Bounded so that a far-off (or "never") time does not overflow the wait.
+    const TimePoint until =
+        std::min(next, std::chrono::steady_clock::now() + std::chrono::hours(1));
+    while (!wakeup_ && !stopping_ && tasks_.empty()) {
+      if (!cv_.WaitUntil(&mu_, until)) break;
+    }
   }
   running_ = false;
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -56,6 +58,32 @@ TEST(SerialExecutorTest, AfterStopTasksRunOnTheCaller) {
   bool ran = false;
   never_started.Post([&] { ran = true; });
   EXPECT_TRUE(ran);
+}
+
+// With a tick: it runs when no task is queued, again at the time it returned, after each task,
+// and at once after a Wakeup().
+TEST(SerialExecutorTest, TickRunsWhenIdleAfterTasksAndOnWakeup) {
+  SerialExecutor e;
+  std::mutex mu;
+  std::condition_variable cv;
+  int ticks = 0;
+  auto wait_ticks = [&](int n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return ticks >= n; });
+  };
+  e.Start([&] {
+    std::lock_guard lock(mu);
+    ++ticks;
+    cv.notify_all();
+    // Far away: only a task or a wakeup brings the next tick.
+    return std::chrono::steady_clock::now() + std::chrono::hours(24);
+  });
+  ASSERT_TRUE(wait_ticks(1));
+  e.Wakeup();
+  ASSERT_TRUE(wait_ticks(2));
+  e.Post([] {});
+  ASSERT_TRUE(wait_ticks(3));
+  e.Stop();
 }
 
 }  // namespace
