@@ -46,6 +46,22 @@ class NodeTest : public ::testing::Test {
   // Peer i's stream id.
   static std::string PeerStream(size_t i) { return "p" + std::to_string(i) + "@1"; }
 
+  // A heartbeat answer of peer i's incarnation `stream` (its first one by default).
+  static HeartbeatReply Hb(size_t i, std::string stream = "") {
+    HeartbeatReply r;
+    r.node_id = "peer";
+    r.stream = stream.empty() ? PeerStream(i) : std::move(stream);
+    return r;
+  }
+
+  // A push answer: the peer (incarnation `stream`) holds our stream up to `high_water`.
+  static ReplicateReply Ack(uint64_t high_water, std::string stream = PeerStream(0)) {
+    ReplicateReply r;
+    r.high_water = high_water;
+    r.stream = std::move(stream);
+    return r;
+  }
+
   static Message Msg(const std::string& id) {
     Message m;
     m.msg_id = id;
@@ -65,11 +81,7 @@ class NodeTest : public ::testing::Test {
   void FailHeartbeats() { transport_.AnswerHeartbeats(Status::Unavailable("refused")); }
   void OkHeartbeats(size_t peer = SIZE_MAX) {
     for (size_t i = 0; i < options_.peers.size(); ++i) {
-      if (peer != SIZE_MAX && peer != i) continue;
-      HeartbeatReply r;
-      r.node_id = "peer";
-      r.stream = PeerStream(i);
-      transport_.AnswerHeartbeats(r, i);
+      if (peer == SIZE_MAX || peer == i) transport_.AnswerHeartbeats(Hb(i), i);
     }
   }
 
@@ -397,9 +409,7 @@ TEST_F(NodeTest, QuorumForAMessageOfAnotherOriginUsesPeersHighWaters) {
   std::optional<SendResult> r;
   Send("x1", &r);  // a client retry of a message node b accepted
   EXPECT_FALSE(r.has_value());
-  HeartbeatReply hb;
-  hb.node_id = "b";
-  hb.stream = PeerStream(0);
+  HeartbeatReply hb = Hb(0);
   hb.high_waters[m.origin] = 1;
   transport_.AnswerHeartbeats(hb, 0);
   EXPECT_FALSE(r.has_value()) << "self + one peer is not a quorum of 3";
@@ -514,9 +524,7 @@ TEST_F(NodeTest, PushCursorOfAWipedPeerCountsTowardNoQuorum) {
   ASSERT_EQ(transport_.pending_replicates(), 1u);
   auto push = transport_.TakeReplicate();
   ASSERT_EQ(push.msgs[0].msg_id, "m1") << "the push restarts from the beginning";
-  ReplicateReply ack;
-  ack.high_water = 1;
-  ack.stream = PeerStream(0);
+  ReplicateReply ack = Ack(1);
   push.done(ack);
   ASSERT_TRUE(before.has_value());
   EXPECT_TRUE(before->status.ok());
@@ -545,9 +553,7 @@ TEST_F(NodeTest, PushAnswerFromANewIncarnationRestartsTheCursor) {
   EXPECT_FALSE(retry1.has_value()) << "m1 is held by no current incarnation of the peer";
   auto resend = transport_.TakeReplicate();
   ASSERT_EQ(resend.msgs.size(), 2u);
-  ReplicateReply ok;
-  ok.high_water = 2;
-  ok.stream = "p0@new";
+  ReplicateReply ok = Ack(2, "p0@new");
   resend.done(ok);
   ASSERT_TRUE(retry1.has_value() && r2.has_value());
   EXPECT_TRUE(retry1->status.ok());
@@ -656,9 +662,7 @@ TEST_F(NodeTest, PushBatchFitsThePeersRequestLimit) {
     node_->Send({m}, AckMode::kDefault, [&r](SendResult x) { r = std::move(x); });
   }
   node_->Tick();
-  HeartbeatReply hb;
-  hb.node_id = "peer";
-  hb.stream = PeerStream(0);
+  HeartbeatReply hb = Hb(0);
   hb.max_request_bytes = 3200;
   transport_.AnswerHeartbeats(hb, 0);
   node_->Tick();
@@ -693,9 +697,7 @@ TEST_F(NodeTest, BadSyncAnswerChangesNothing) {
 TEST_F(NodeTest, HeartbeatWhoseHighWatersGoDownIsIgnored) {
   Make(ReplicationMode::kSyncQuorum, 2, 1);
   node_->Tick();
-  HeartbeatReply hb;
-  hb.node_id = "b";
-  hb.stream = PeerStream(0);
+  HeartbeatReply hb = Hb(0);
   hb.high_waters["c@1"] = 5;
   transport_.AnswerHeartbeats(hb, 0);
   clock_.Advance(options_.heartbeat_interval);
@@ -842,17 +844,13 @@ TEST_F(NodeTest, PushAnswerCountsOnlyThePositionsItCarried) {
   Send("m1", &r1);
   Send("m2", &r2);
   node_->Tick();
-  HeartbeatReply hb;
-  hb.node_id = "peer";
-  hb.stream = PeerStream(0);
+  HeartbeatReply hb = Hb(0);
   hb.max_request_bytes = 250;  // one message per push
   transport_.AnswerHeartbeats(hb, 0);
   ASSERT_EQ(transport_.pending_replicates(), 1u);
   auto push = transport_.TakeReplicate();
   ASSERT_EQ(push.msgs.size(), 1u);
-  ReplicateReply ack;
-  ack.high_water = 2;  // the peer says it holds position 2 as well, which we did not send
-  ack.stream = PeerStream(0);
+  ReplicateReply ack = Ack(2);  // the peer says it holds position 2 as well, which we did not send
   push.done(ack);
   ASSERT_TRUE(r1.has_value());
   EXPECT_TRUE(r1->status.ok());
@@ -876,13 +874,9 @@ TEST_F(NodeTest, LateAnswerOfAFormerIncarnationCountsForNothing) {
   auto push = transport_.TakeReplicate();  // to p0@1
   clock_.Advance(options_.heartbeat_interval);
   node_->Tick();
-  HeartbeatReply hb;
-  hb.node_id = "peer";
-  hb.stream = "p0@2";  // wiped meanwhile
+  HeartbeatReply hb = Hb(0, "p0@2");  // wiped meanwhile
   transport_.AnswerHeartbeats(hb, 0);
-  ReplicateReply late;
-  late.high_water = 1;
-  late.stream = PeerStream(0);  // p0@1, the former incarnation
+  ReplicateReply late = Ack(1);  // p0@1, the former incarnation
   push.done(late);
   EXPECT_FALSE(r.has_value()) << "counted an acknowledgement of a wiped incarnation";
   EXPECT_EQ(node_->GetStatus().peers[0].stream, "p0@2");
@@ -890,9 +884,7 @@ TEST_F(NodeTest, LateAnswerOfAFormerIncarnationCountsForNothing) {
   node_->Tick();
   ASSERT_EQ(transport_.pending_replicates(), 1u);
   auto resend = transport_.TakeReplicate();
-  ReplicateReply ok;
-  ok.high_water = 1;
-  ok.stream = "p0@2";
+  ReplicateReply ok = Ack(1, "p0@2");
   resend.done(ok);
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->status.ok());
