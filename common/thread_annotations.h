@@ -149,10 +149,7 @@ class CondVar {
   template <typename Rep, typename Period>
   bool WaitFor(Mutex* mu, const std::chrono::duration<Rep, Period>& timeout)
       EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
-    const std::cv_status status = cv_.wait_for(lock, timeout);
-    lock.release();
-    return status == std::cv_status::no_timeout;
+    return WaitUntil(mu, std::chrono::steady_clock::now() + timeout);
   }
 
   void NotifyOne() { cv_.notify_one(); }
