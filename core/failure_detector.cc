@@ -54,6 +54,7 @@ bool Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime no
   if (p.push_stream != stream) {
     p.push_stream = stream;
     p.push_cursor = 0;
+    RewindPush(p);
     p.push_not_before = now;
     p.push_problem.clear();
     a->persist_push.emplace_back(p.index, PushCursor{p.push_stream, 0});

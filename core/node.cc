@@ -41,13 +41,11 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       p.next_heartbeat = now + options.heartbeat_interval;
       a->heartbeats.push_back(p.index);
     }
-    // Pushes wait until the peer's incarnation is known: a cursor is only meaningful for it.
-    if (!p.push_in_flight && !p.stream.empty() && p.push_cursor < own_hw &&
-        now >= p.push_not_before) {
-      p.push_in_flight = true;
+    if (PushDue(p, own_hw, now)) {
+      p.push_reading = true;
       const size_t limit = p.peer_max_request > 0 ? p.peer_max_request : MaxRequestBytes(options);
-      a->pushes.push_back(
-          {p.index, p.push_cursor, p.push_max_messages, std::min(p.push_max_bytes, limit)});
+      a->pushes.push_back({p.index, p.push_sent, p.push_epoch, p.push_max_messages,
+                           std::min(p.push_max_bytes, limit)});
     }
     if (!p.pull_in_flight && (p.pull_wanted || now >= p.next_pull)) {
       p.pull_in_flight = true;
@@ -77,9 +75,7 @@ MonoTime Node::Impl::NextDeadline() const {
   const uint64_t own_hw = log->HighWater(log->stream_id());
   for (const PeerState& p : peers) {
     if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
-    if (!p.push_in_flight && !p.stream.empty() && p.push_cursor < own_hw) {
-      next = std::min(next, p.push_not_before);
-    }
+    if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);
     if (!p.pull_in_flight) {
       next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
     }
@@ -121,6 +117,7 @@ void Node::Start() {
       const PushCursor cursor = impl_->log->GetPushCursor(p.url);
       p.push_cursor = std::min(cursor.origin_seq, own_hw);
       p.push_stream = cursor.peer_stream;
+      p.push_sent = p.push_cursor;
       p.next_heartbeat = impl_->started_at;
       p.push_not_before = impl_->started_at;
       p.next_pull = impl_->started_at;
@@ -166,7 +163,7 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   const NodeStatus st = GetStatus();
   struct PeerCounters {
     uint64_t pushed, push_errors, pull_errors, pulled, peer_last_seq, conflicts, too_large,
-        bad_replies, read_errors, apply_errors, cursor_errors;
+        bad_replies, read_errors, apply_errors, cursor_errors, push_rewinds, push_in_flight;
   };
   std::vector<PeerCounters> counters;
   {
@@ -174,7 +171,7 @@ void Node::WriteMetrics(MetricsWriter& w) const {
     for (const PeerState& p : d.peers) {
       counters.push_back({p.pushed, p.push_errors, p.pull_errors, p.pulled, p.peer_last_seq,
                           p.conflicts, p.too_large, p.bad_replies, p.read_errors, p.apply_errors,
-                          p.cursor_errors});
+                          p.cursor_errors, p.push_rewinds, p.push_window.size()});
     }
   }
   static constexpr const char* kSourceNames[] = {"client", "replicate", "pull"};
@@ -235,6 +232,13 @@ void Node::WriteMetrics(MetricsWriter& w) const {
            [&](size_t i) { return counters[i].pushed; });
   per_peer("dsm_peer_replication_errors_total", "counter", "Failed pushes to the peer.",
            [&](size_t i) { return counters[i].push_errors; });
+  per_peer("dsm_peer_push_in_flight", "gauge",
+           "Push batches sent to the peer and not answered yet (the window).",
+           [&](size_t i) { return counters[i].push_in_flight; });
+  per_peer("dsm_peer_push_rewinds_total", "counter",
+           "Times pushes to the peer restarted from its cursor (a failed or refused batch, a new "
+           "incarnation, a batch that arrived before the one ahead of it).",
+           [&](size_t i) { return counters[i].push_rewinds; });
   per_peer("dsm_peer_pull_errors_total", "counter", "Failed catch-up pulls from the peer.",
            [&](size_t i) { return counters[i].pull_errors; });
   per_peer("dsm_peer_pulled_messages_total", "counter",

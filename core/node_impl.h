@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -38,6 +39,19 @@
 namespace dsm {
 
 enum class Liveness { kUnknown, kAlive, kDead };
+
+// One push batch in flight to a peer (PeerState::push_window).
+struct PushInFlight {
+  uint64_t id = 0;
+  uint64_t epoch = 0;   // PeerState::push_epoch when it was sent
+  uint64_t from = 0;    // it carried origin_seq from + 1 ...
+  uint64_t last = 0;    // ... to last
+  size_t messages = 0;
+  size_t bytes = 0;     // encoded request bytes (an upper bound)
+  bool first = false;   // nothing of its epoch was in flight before it when it was sent
+  bool answered = false;
+  Result<ReplicateReply> reply = Status::Unavailable("no answer yet");
+};
 
 // One peer as this node sees it: failure detector, push replicator and catch-up puller state.
 struct PeerState {
@@ -63,7 +77,16 @@ struct PeerState {
   // ...and which incarnation of the peer did: the persisted one until the peer speaks, then
   // always `stream` (NoteStream restarts the cursor when they differ).
   std::string push_stream;
-  bool push_in_flight = false;
+  // The window: batches sent and not yet taken into the cursor, oldest first. Answers may
+  // arrive in any order; they are taken in the order the batches were sent. A failure (or a new
+  // incarnation, or a gap) rewinds: push_sent goes back to the cursor and the epoch changes, so
+  // the batches still in flight count for nothing when they return (they still occupy the window
+  // until they do, so that it bounds what the peer is sent).
+  std::deque<PushInFlight> push_window;
+  uint64_t push_sent = 0;    // the last origin_seq sent in the current epoch (>= push_cursor)
+  uint64_t push_epoch = 0;   // changed by every rewind
+  uint64_t push_next_id = 0;
+  bool push_reading = false;  // the next batch is being read from the log
   MonoTime push_not_before{};
   Millis push_backoff{0};
   // A push is at most this many messages and this many request bytes: the peer's own limit
@@ -96,6 +119,7 @@ struct PeerState {
   uint64_t read_errors = 0;    // failed reads of our log for a push
   uint64_t apply_errors = 0;   // failed writes of pulled or repaired messages
   uint64_t cursor_errors = 0;  // failed writes of the push cursor
+  uint64_t push_rewinds = 0;   // RewindPush calls
   bool pull_wanted = true;     // pull as soon as possible (start-up, peer came back, more pages)
   MonoTime next_pull{};        // anti-entropy
 };
@@ -116,7 +140,8 @@ struct Actions {
   std::vector<size_t> heartbeats;
   struct Push {
     size_t peer;
-    uint64_t from;  // the push cursor
+    uint64_t from;  // the last position sent (push_sent)
+    uint64_t epoch;  // the peer's push_epoch when it was decided
     size_t max_messages;
     size_t max_bytes;  // request bytes
   };
@@ -295,9 +320,24 @@ struct Node::Impl {
   template <typename Update>
   void AfterExchange(size_t peer, bool ok, Update&& update) LOCKS_EXCLUDED(mu);
   void StartPush(const Actions::Push& push) LOCKS_EXCLUDED(mu);
-  // The answer to a push of `sent` messages (`sent_bytes` encoded) ending at `last_sent`.
-  void OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t last_sent,
-                Result<ReplicateReply> r) LOCKS_EXCLUDED(mu);
+  // The answer to the push batch `id` of the window.
+  void OnPushed(size_t peer, uint64_t id, Result<ReplicateReply> r) LOCKS_EXCLUDED(mu);
+  // Whether another push batch may be read and sent to `p` now.
+  bool PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) const
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Takes the answered batches at the front of `p`'s window into its cursor, in the order they
+  // were sent.
+  void TakePushAnswers(PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // What one answered batch says: moves the cursor, or rewinds the window.
+  void TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime now)
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Forgets what is in flight to `p`: the next batch starts after the cursor, and the answers of
+  // the batches in flight count for nothing.
+  void RewindPush(PeerState& p) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    ++p.push_epoch;
+    ++p.push_rewinds;
+    p.push_sent = p.push_cursor;
+  }
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r) LOCKS_EXCLUDED(mu);
   void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);

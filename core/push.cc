@@ -33,127 +33,206 @@ size_t EncodedBytes(const Message& m) {
 
 }  // namespace
 
+bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) const {
+  // Pushes wait until the peer's incarnation is known: a cursor is only meaningful for it.
+  if (p.push_reading || p.stream.empty() || p.push_sent >= own_hw || now < p.push_not_before) {
+    return false;
+  }
+  if (p.push_window.size() >= std::max<size_t>(1, options.push_window)) return false;
+  size_t bytes = 0;
+  for (const PushInFlight& b : p.push_window) bytes += b.bytes;
+  return bytes < options.push_window_bytes || p.push_window.empty();
+}
+
 // Reads the next push batch of our stream for `push.peer` and sends it. The batch is cut to what
 // the peer accepts as one request (by the encoded size of its messages, an upper bound), but
-// always holds at least one message: one the peer can never accept is reported by OnPushed.
+// always holds at least one message: one the peer can never accept is reported when its 413
+// comes back.
 void Node::Impl::StartPush(const Actions::Push& push) {
   Result<std::vector<Message>> batch =
       log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes);
-  if (!batch.ok() || batch->empty()) {
-    MutexLock lock(&mu);
-    PeerState& p = peers[push.peer];
-    p.push_in_flight = false;
-    const MonoTime now = clock->Now();
-    p.push_not_before = now + options.retry_max;
-    if (!batch.ok()) {
-      ++p.read_errors;
-      p.push_problem = "reading our log for a push failed: " + batch.status().ToString();
-      ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
-    }
-    return;
-  }
   size_t bytes = kEnvelopeBytes;
   size_t n = 0;
-  for (const Message& m : *batch) {
-    const size_t more = EncodedBytes(m) + 1;
-    if (n > 0 && bytes + more > push.max_bytes) break;
-    bytes += more;
-    ++n;
+  if (batch.ok()) {
+    for (const Message& m : *batch) {
+      const size_t more = EncodedBytes(m) + 1;
+      if (n > 0 && bytes + more > push.max_bytes) break;
+      bytes += more;
+      ++n;
+    }
+    batch->resize(n);
   }
-  batch->resize(n);
-  const uint64_t last = batch->back().origin_seq;
-  transport->Replicate(push.peer, std::move(batch.value()),
-                       [this, peer = push.peer, n, bytes, last](Result<ReplicateReply> r) {
-                         Post([this, peer, n, bytes, last, r = std::move(r)]() mutable {
-                           OnPushed(peer, n, bytes, last, std::move(r));
+  uint64_t id = 0;
+  std::function<void()> wake;
+  {
+    MutexLock lock(&mu);
+    if (stopped) return;
+    PeerState& p = peers[push.peer];
+    p.push_reading = false;
+    wake = wakeup;
+    const MonoTime now = clock->Now();
+    if (push.epoch != p.push_epoch) {
+      n = 0;  // the window was rewound while we read: what we read may start at the wrong place
+    } else if (!batch.ok() || n == 0) {
+      p.push_not_before = now + options.retry_max;
+      if (!batch.ok()) {
+        ++p.read_errors;
+        p.push_problem = "reading our log for a push failed: " + batch.status().ToString();
+        ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
+      }
+      n = 0;
+    } else {
+      PushInFlight b;
+      b.id = id = ++p.push_next_id;
+      b.epoch = p.push_epoch;
+      b.from = push.from;
+      b.last = batch->back().origin_seq;
+      b.messages = n;
+      b.bytes = bytes;
+      b.first = std::none_of(p.push_window.begin(), p.push_window.end(),
+                             [&](const PushInFlight& o) { return o.epoch == p.push_epoch; });
+      p.push_window.push_back(std::move(b));
+      p.push_sent = p.push_window.back().last;
+    }
+  }
+  if (n > 0) {
+    // Sent from here, before the next batch can be read: batches leave in the order of the window.
+    transport->Replicate(push.peer, std::move(batch.value()),
+                         [this, peer = push.peer, id](Result<ReplicateReply> r) {
+                           Post([this, peer, id, r = std::move(r)]() mutable {
+                             OnPushed(peer, id, std::move(r));
+                           });
                          });
-                       });
+  }
+  if (wake) wake();  // the replication thread decides the next batch
 }
 
-void Node::Impl::OnPushed(size_t peer, size_t sent, size_t sent_bytes, uint64_t last_sent,
-                          Result<ReplicateReply> r) {
+void Node::Impl::OnPushed(size_t peer, uint64_t id, Result<ReplicateReply> r) {
   AfterExchange(
       peer, r.ok(), [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        p.push_in_flight = false;
-        if (!r.ok()) {
-          ++p.push_errors;
-          p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
-          p.push_not_before = now + p.push_backoff;
-          if (r.status().code() != Code::kTooLarge) {
-            // Unreachable peers are the failure detector's business; other refusals are named.
-            if (r.status().code() != Code::kUnavailable && r.status().code() != Code::kTimeout) {
-              p.push_problem = "push refused: " + r.status().ToString();
-              ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
-            }
-            return;
-          }
-          // 413: the peer takes less in one request than we sent. Halve the batch; a single
-          // message it refuses can never be delivered by push: say so, by name, and keep trying
-          // slowly (the peer may be reconfigured; its pulls may still fetch the message).
-          ++p.too_large;
-          p.push_max_messages = std::max<size_t>(1, sent / 2);
-          p.push_max_bytes = sent_bytes / 2 + kEnvelopeBytes;
-          if (sent > 1) {
-            p.push_not_before = now;
-            p.push_problem.clear();
-            return;
-          }
-          p.push_problem = fmt::format(
-              "message {} of our stream is too large for peer {} ({} bytes encoded; the peer "
-              "accepts "
-              "requests of up to {} bytes, this node {}): {}",
-              p.push_cursor + 1, p.url, sent_bytes,
-              p.peer_max_request > 0 ? std::to_string(p.peer_max_request) : std::string("?"),
-              MaxRequestBytes(options), r.status().message());
-          p.push_not_before = now + options.retry_max;
-          ErrorEvent(p, now, p.push_problem);
+        auto it = std::find_if(p.push_window.begin(), p.push_window.end(),
+                               [&](const PushInFlight& b) { return b.id == id; });
+        if (it == p.push_window.end()) return;
+        if (r.ok() && it->epoch == p.push_epoch && !NoteStream(p, r->stream, now, &a)) {
+          // A late answer of a former incarnation: resend to the current one.
+          RewindPush(p);
+          p.push_not_before = now + options.retry_min;
+        }
+        if (it->epoch != p.push_epoch) {
+          // Sent before a rewind (or NoteStream just saw a new incarnation): counts for nothing.
+          p.push_window.erase(it);
           return;
         }
-        const uint64_t own_hw = log->HighWater(log->stream_id());
-        if (!NoteStream(p, r->stream, now, &a)) {
-          p.push_not_before = now + options.retry_min;  // resend to the current incarnation
-          return;
-        }
-        // Only positions this batch carried are known to hold OUR messages (the peer compared
-        // each msg_id): what it holds beyond them may be another copy of the stream (a data
-        // directory restored from an older copy handed those positions out again).
-        const uint64_t cursor = std::min(r->high_water, last_sent);
-        std::string fork;
-        if (r->high_water > own_hw) {
-          fork = fmt::format(
-              "peer holds our stream up to {}, beyond its end {}: this node's data directory "
-              "was restored from an older copy? Its next positions will conflict",
-              r->high_water, own_hw);
-          ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, fork));
-        }
-        if (cursor > p.push_cursor) p.pushed += cursor - p.push_cursor;
-        if (r->gap) {
-          Event(EventLevel::kWarning,
-                fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
-                            cursor));
-        }
-        p.push_cursor = cursor;
-        a.persist_push.emplace_back(p.index, PushCursor{p.push_stream, p.push_cursor});
-        if (r->conflict) {
-          ++p.conflicts;
-          p.push_problem = fmt::format(
-              "conflict: peer {} holds another message at position {} of our stream: {}", p.url,
-              cursor + 1, r->reason);
-          ErrorEvent(p, now, p.push_problem);
-          p.push_backoff = options.retry_max;
-          p.push_not_before = now + options.retry_max;
-          return;
-        }
-        p.push_problem = fork;
-        // Grow back towards the full batch after a 413 shrank it.
-        p.push_max_messages = std::min(std::max<size_t>(1, options.batch_messages),
-                                       std::max<size_t>(p.push_max_messages, sent * 2));
-        p.push_max_bytes =
-            std::min(MaxRequestBytes(options), std::max(p.push_max_bytes, sent_bytes * 2));
-        p.push_backoff = Millis(0);
-        p.push_not_before = now;
-        CollectSatisfied(&a);
+        it->answered = true;
+        it->reply = std::move(r);
+        TakePushAnswers(p, now, a);
       });
+}
+
+void Node::Impl::TakePushAnswers(PeerState& p, MonoTime now, Actions& a) {
+  const uint64_t before = p.push_cursor;
+  for (auto it = p.push_window.begin(); it != p.push_window.end();) {
+    if (it->epoch != p.push_epoch) {
+      it = it->answered ? p.push_window.erase(it) : std::next(it);
+      continue;
+    }
+    if (!it->answered) break;
+    const PushInFlight b = std::move(*it);
+    it = p.push_window.erase(it);
+    TakePushAnswer(p, b, now);
+  }
+  if (p.push_cursor != before) {
+    if (p.push_cursor > before) p.pushed += p.push_cursor - before;
+    a.persist_push.emplace_back(p.index, PushCursor{p.push_stream, p.push_cursor});
+    CollectSatisfied(&a);
+  }
+}
+
+void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime now) {
+  const Result<ReplicateReply>& r = b.reply;
+  if (!r.ok()) {
+    RewindPush(p);
+    ++p.push_errors;
+    p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
+    p.push_not_before = now + p.push_backoff;
+    if (r.status().code() != Code::kTooLarge) {
+      // Unreachable peers are the failure detector's business; other refusals are named.
+      if (r.status().code() != Code::kUnavailable && r.status().code() != Code::kTimeout) {
+        p.push_problem = "push refused: " + r.status().ToString();
+        ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, p.push_problem));
+      }
+      return;
+    }
+    // 413: the peer takes less in one request than we sent. Halve the batch; a single message it
+    // refuses can never be delivered by push: say so, by name, and keep trying slowly (the peer
+    // may be reconfigured; its pulls may still fetch the message).
+    ++p.too_large;
+    p.push_max_messages = std::max<size_t>(1, b.messages / 2);
+    p.push_max_bytes = b.bytes / 2 + kEnvelopeBytes;
+    if (b.messages > 1) {
+      p.push_not_before = now;
+      p.push_problem.clear();
+      return;
+    }
+    p.push_problem = fmt::format(
+        "message {} of our stream is too large for peer {} ({} bytes encoded; the peer accepts "
+        "requests of up to {} bytes, this node {}): {}",
+        b.from + 1, p.url, b.bytes,
+        p.peer_max_request > 0 ? std::to_string(p.peer_max_request) : std::string("?"),
+        MaxRequestBytes(options), r.status().message());
+    p.push_not_before = now + options.retry_max;
+    ErrorEvent(p, now, p.push_problem);
+    return;
+  }
+  const uint64_t own_hw = log->HighWater(log->stream_id());
+  // Only positions this batch carried, and those before it (every batch before it in the window
+  // was taken), are known to hold OUR messages (the peer compared each msg_id): what it holds
+  // beyond them may be another copy of the stream (a data directory restored from an older copy
+  // handed those positions out again).
+  uint64_t cursor = std::min(r->high_water, b.last);
+  std::string fork;
+  if (r->high_water > own_hw) {
+    fork = fmt::format(
+        "peer holds our stream up to {}, beyond its end {}: this node's data directory was "
+        "restored from an older copy? Its next positions will conflict",
+        r->high_water, own_hw);
+    ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, fork));
+  }
+  if (r->gap) {
+    // The peer lacks positions before this batch. When batches were in flight ahead of it, it
+    // may only have taken this one first: resend from the cursor. When none were, the peer lost
+    // what it acknowledged: resend from where it is.
+    if (b.first) {
+      Event(EventLevel::kWarning,
+            fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
+                        cursor));
+    } else {
+      cursor = std::max(cursor, p.push_cursor);
+    }
+  }
+  p.push_cursor = cursor;
+  if (r->conflict) {
+    RewindPush(p);
+    ++p.conflicts;
+    p.push_problem =
+        fmt::format("conflict: peer {} holds another message at position {} of our stream: {}",
+                    p.url, cursor + 1, r->reason);
+    ErrorEvent(p, now, p.push_problem);
+    p.push_backoff = options.retry_max;
+    p.push_not_before = now + options.retry_max;
+    return;
+  }
+  p.push_problem = fork;
+  // Grow back towards the full batch after a 413 shrank it.
+  p.push_max_messages = std::min(std::max<size_t>(1, options.batch_messages),
+                                 std::max<size_t>(p.push_max_messages, b.messages * 2));
+  p.push_max_bytes = std::min(MaxRequestBytes(options), std::max(p.push_max_bytes, b.bytes * 2));
+  p.push_backoff = Millis(0);
+  p.push_not_before = now;
+  if (cursor < b.last) {
+    RewindPush(p);  // a gap, or an answer that does not cover the batch: resend the rest
+    return;
+  }
 }
 
 }  // namespace dsm

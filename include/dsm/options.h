@@ -38,6 +38,10 @@ struct NodeOptions {
   std::chrono::milliseconds retry_max{1000};
   size_t batch_messages = 1000;  // per /replicate push and per /sync page
   size_t batch_bytes = 4 << 20;  // approximate payload bytes per push
+  // Push batches in flight to one peer at a time, and their encoded bytes (a new batch is sent
+  // while fewer are in flight; the byte bound always lets one through).
+  size_t push_window = 4;
+  size_t push_window_bytes = 32 << 20;
 };
 
 // Requests may be this much larger than 8 * max_message_bytes: the other fields and the JSON

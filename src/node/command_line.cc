@@ -124,6 +124,8 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t quorum_timeout_ms = o.quorum_timeout.count();
   int64_t anti_entropy_interval_ms = o.anti_entropy_interval.count();
   int64_t request_timeout_ms = o.request_timeout.count();
+  int64_t push_window = static_cast<int64_t>(o.push_window);
+  int64_t push_window_mb = static_cast<int64_t>(o.push_window_bytes >> 20);
   int64_t http_threads = config.http_threads;
   int64_t max_connections = config.max_connections;
   int64_t max_pending_quorum_writes = config.max_pending_quorum_writes;
@@ -163,6 +165,12 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                  "period of the catch-up pull from each peer")
       ->capture_default_str();
   app.add_option("--request-timeout-ms", request_timeout_ms, "deadline of one request to a peer")
+      ->capture_default_str();
+  app.add_option("--push-window", push_window,
+                 "push batches in flight to one peer at a time (1: one at a time)")
+      ->capture_default_str();
+  app.add_option("--push-window-mb", push_window_mb,
+                 "MiB of push batches in flight to one peer at a time (one batch always may be)")
       ->capture_default_str();
   app.add_option("--http-threads", http_threads, "HTTP server threads")->capture_default_str();
   // No default is shown for the tokens, and their values never appear in errors or logs. The
@@ -308,6 +316,17 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   o.anti_entropy_interval = std::chrono::milliseconds(anti_entropy_interval_ms);
   o.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   o.connect_timeout = std::min(o.connect_timeout, o.request_timeout);
+
+  if (push_window < 1 || push_window > 64) {
+    return Status::InvalidArgument("--push-window " + std::to_string(push_window) +
+                                   " must be between 1 and 64");
+  }
+  o.push_window = static_cast<size_t>(push_window);
+  if (push_window_mb < 1 || push_window_mb > 4096) {
+    return Status::InvalidArgument("--push-window-mb " + std::to_string(push_window_mb) +
+                                   " must be between 1 and 4096");
+  }
+  o.push_window_bytes = static_cast<size_t>(push_window_mb) << 20;
 
   if (http_threads < 1 || http_threads > kMaxHttpThreads) {
     return Status::InvalidArgument("--http-threads " + std::to_string(http_threads) +

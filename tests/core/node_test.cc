@@ -640,11 +640,17 @@ TEST_F(NodeTest, TooLargeAnswerHalvesTheBatchThenNamesTheMessage) {
   OkHeartbeats();
   for (size_t expected : {4u, 2u, 1u}) {
     node_->Tick();
-    ASSERT_EQ(transport_.pending_replicates(), 1u) << expected;
-    auto push = transport_.TakeReplicate();
-    EXPECT_EQ(push.msgs.size(), expected);
-    push.done(Status::TooLarge("request larger than the limit"));
+    std::vector<FakeTransport::ReplicateCall> pushes;
+    while (transport_.pending_replicates() > 0) pushes.push_back(transport_.TakeReplicate());
+    ASSERT_GE(pushes.size(), 1u) << expected;
+    EXPECT_EQ(pushes[0].msgs.size(), expected);  // the batch at the cursor
+    EXPECT_EQ(pushes[0].msgs.front().origin_seq, 1u);
+    pushes[0].done(Status::TooLarge("request larger than the limit"));
     EXPECT_EQ(node_->GetStatus().peers[0].push_problem.empty(), expected > 1);
+    // The batches sent behind it are void: even an answer that they were taken counts for
+    // nothing (the peer refused what came before them).
+    for (size_t i = 1; i < pushes.size(); ++i) pushes[i].done(Ack(4));
+    EXPECT_EQ(node_->GetStatus().peers[0].push_cursor, 0u);
   }
   const std::string problem = node_->GetStatus().peers[0].push_problem;
   EXPECT_NE(problem.find("too large"), std::string::npos) << problem;
@@ -666,7 +672,7 @@ TEST_F(NodeTest, PushBatchFitsThePeersRequestLimit) {
   hb.max_request_bytes = 3200;
   transport_.AnswerHeartbeats(hb, 0);
   node_->Tick();
-  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  ASSERT_GE(transport_.pending_replicates(), 1u);
   EXPECT_EQ(transport_.TakeReplicate().msgs.size(), 2u);
 }
 
@@ -888,6 +894,158 @@ TEST_F(NodeTest, LateAnswerOfAFormerIncarnationCountsForNothing) {
   resend.done(ok);
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->status.ok());
+}
+
+
+// ---- The push window ----
+
+class PushWindowTest : public NodeTest {
+ protected:
+  // One peer, pushes of one message each, a window of three; messages m1..m<n> are written and
+  // the peer introduced itself.
+  void MakeWithMessages(int n, size_t window = 3) {
+    options_.batch_messages = 1;
+    options_.push_window = window;
+    MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+    for (int i = 1; i <= n; ++i) Send("m" + std::to_string(i), &answers_[i]);
+    node_->Tick();
+  }
+
+  // The pending pushes, oldest first.
+  std::vector<FakeTransport::ReplicateCall> TakePushes() {
+    std::vector<FakeTransport::ReplicateCall> calls;
+    while (transport_.pending_replicates() > 0) calls.push_back(transport_.TakeReplicate());
+    return calls;
+  }
+
+  uint64_t Cursor() { return node_->GetStatus().peers[0].push_cursor; }
+
+  std::optional<SendResult> answers_[16];
+};
+
+TEST_F(PushWindowTest, SeveralBatchesAreInFlightAtOnce) {
+  MakeWithMessages(5);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u) << "a window of three batches";
+  for (size_t i = 0; i < pushes.size(); ++i) {
+    EXPECT_EQ(pushes[i].msgs.at(0).origin_seq, i + 1) << "sent in order";
+  }
+  pushes[0].done(Ack(1));
+  node_->Tick();
+  auto more = TakePushes();
+  ASSERT_EQ(more.size(), 1u) << "an answer frees one place";
+  EXPECT_EQ(more[0].msgs.at(0).origin_seq, 4u);
+}
+
+TEST_F(PushWindowTest, AnswersAreTakenInTheOrderTheBatchesWereSent) {
+  MakeWithMessages(3);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  pushes[2].done(Ack(3));
+  pushes[1].done(Ack(3));
+  EXPECT_EQ(Cursor(), 0u) << "nothing counts before the first batch is acknowledged";
+  EXPECT_FALSE(answers_[3].has_value());
+  pushes[0].done(Ack(3));
+  EXPECT_EQ(Cursor(), 3u);
+  ASSERT_TRUE(answers_[3].has_value());
+  EXPECT_TRUE(answers_[3]->status.ok());
+  EXPECT_EQ(log_.GetPushCursor(options_.peers[0]).origin_seq, 3u);
+}
+
+// A batch that reached the peer before the one ahead of it is refused as a gap; once the one
+// ahead is acknowledged, the refused one is sent again, and the batches sent behind it count
+// for nothing (the peer refused them too, whatever their answers say).
+TEST_F(PushWindowTest, ABatchThatOvertookTheOneAheadOfItIsSentAgain) {
+  MakeWithMessages(3);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  ReplicateReply gap = Ack(0);
+  gap.gap = true;
+  pushes[1].done(gap);
+  pushes[0].done(Ack(1));
+  EXPECT_EQ(Cursor(), 1u) << "the gap of a batch behind another does not move the cursor back";
+  pushes[2].done(Ack(3));
+  EXPECT_EQ(Cursor(), 1u) << "a batch sent after the refused one counts for nothing";
+  node_->Tick();
+  auto resent = TakePushes();
+  ASSERT_FALSE(resent.empty());
+  EXPECT_EQ(resent[0].msgs.at(0).origin_seq, 2u);
+}
+
+TEST_F(PushWindowTest, AFailedBatchVoidsTheBatchesBehindIt) {
+  MakeWithMessages(3);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  pushes[0].done(Status::Timeout("no answer"));
+  pushes[1].done(Ack(2));
+  pushes[2].done(Ack(3));
+  EXPECT_EQ(Cursor(), 0u);
+  EXPECT_FALSE(answers_[1].has_value()) << "no quorum from batches behind a failed one";
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
+  auto resent = TakePushes();
+  ASSERT_FALSE(resent.empty());
+  EXPECT_EQ(resent[0].msgs.at(0).origin_seq, 1u);
+}
+
+// Void batches still occupy the window until they are answered: the peer is never sent more
+// than a window's worth at once.
+TEST_F(PushWindowTest, VoidBatchesHoldTheirPlaceUntilAnswered) {
+  MakeWithMessages(6);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  pushes[0].done(Status::Unavailable("refused"));
+  clock_.Advance(options_.retry_min);
+  node_->Tick();
+  auto resent = TakePushes();
+  ASSERT_EQ(resent.size(), 1u) << "two void batches are still out";
+  pushes[1].done(Ack(2));
+  node_->Tick();
+  EXPECT_EQ(TakePushes().size(), 1u);
+}
+
+// A gap answer to a batch that had nothing ahead of it in flight means the peer lost what it
+// acknowledged: the cursor goes back to where the peer is.
+TEST_F(PushWindowTest, AGapOfTheFirstBatchInFlightMovesTheCursorBack) {
+  MakeWithMessages(4, 1);
+  TakePushes()[0].done(Ack(1));
+  node_->Tick();
+  TakePushes()[0].done(Ack(2));
+  EXPECT_EQ(Cursor(), 2u);
+  node_->Tick();
+  ReplicateReply gap = Ack(1);
+  gap.gap = true;
+  TakePushes()[0].done(gap);
+  EXPECT_EQ(Cursor(), 1u);
+  node_->Tick();
+  EXPECT_EQ(TakePushes().at(0).msgs.at(0).origin_seq, 2u);
+}
+
+TEST_F(PushWindowTest, TheWindowIsBoundedInBytes) {
+  options_.push_window_bytes = 1;  // one batch at a time, whatever its size
+  MakeWithMessages(3);
+  EXPECT_EQ(TakePushes().size(), 1u);
+}
+
+// A new incarnation of the peer (seen in a heartbeat) voids the window: what was sent to the
+// former one is sent again from the start.
+TEST_F(PushWindowTest, ANewIncarnationRestartsTheWindow) {
+  MakeWithMessages(3);
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  pushes[0].done(Ack(1));
+  EXPECT_EQ(Cursor(), 1u);
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(Hb(0, "p0@2"), 0);
+  EXPECT_EQ(Cursor(), 0u);
+  pushes[1].done(Ack(2, "p0@2"));
+  pushes[2].done(Ack(3, "p0@2"));
+  EXPECT_EQ(Cursor(), 0u) << "answers to batches sent before count for nothing";
+  node_->Tick();
+  auto resent = TakePushes();
+  ASSERT_FALSE(resent.empty());
+  EXPECT_EQ(resent[0].msgs.at(0).origin_seq, 1u);
 }
 
 }  // namespace

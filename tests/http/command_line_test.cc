@@ -118,6 +118,10 @@ TEST(CommandLineTest, ValidCommandLines) {
         "900",
         "--request-timeout-ms",
         "500",
+        "--push-window",
+        "8",
+        "--push-window-mb",
+        "64",
         "--http-threads",
         "2",
         "--log-level",
@@ -135,6 +139,8 @@ TEST(CommandLineTest, ValidCommandLines) {
          EXPECT_EQ(o.anti_entropy_interval, milliseconds(900));
          EXPECT_EQ(o.request_timeout, milliseconds(500));
          EXPECT_EQ(o.connect_timeout, milliseconds(500));  // never longer than a request
+         EXPECT_EQ(o.push_window, 8u);
+         EXPECT_EQ(o.push_window_bytes, size_t{64} << 20);
          EXPECT_EQ(c.http_threads, 2);
          EXPECT_EQ(c.log_level, "debug");
        }},
@@ -234,6 +240,12 @@ TEST(CommandLineTest, InvalidCommandLines) {
       {"heartbeat timeout below interval",
        {"--id", "n", "--heartbeat-interval-ms", "2000", "--heartbeat-timeout-ms", "1000"},
        "--heartbeat-timeout-ms 1000 must be at least --heartbeat-interval-ms 2000"},
+      {"push window zero",
+       {"--id", "n", "--push-window", "0"},
+       "--push-window 0 must be between 1 and 64"},
+      {"push window bytes zero",
+       {"--id", "n", "--push-window-mb", "0"},
+       "--push-window-mb 0 must be between 1 and 4096"},
       {"http threads zero",
        {"--id", "n", "--http-threads", "0"},
        "--http-threads 0 must be between 1 and 64"},

@@ -209,6 +209,7 @@ void SimCluster::StartNode(size_t i) {
   o.retry_min = Millis(20);
   o.retry_max = Millis(200);
   o.batch_messages = 1 + Rand(6);  // small pages exercise paging and partial pushes
+  o.push_window = 1 + Rand(4);     // and windows of several small batches, answered in any order
   n.transport = net_.MakeTransport(i, peer_nodes);
   n.node = std::make_unique<Node>(o, n.store.get(), n.transport.get(), n.clock.get());
   SimPeerServerOptions so;
@@ -232,7 +233,8 @@ void SimCluster::StartNode(size_t i) {
   n.node->Start();
   ++n.process;
   ++counts_.starts;
-  Log(fmt::format("start {} ({}, batch {})", n.id, n.store->stream_id(), o.batch_messages));
+  Log(fmt::format("start {} ({}, batch {}, window {})", n.id, n.store->stream_id(),
+                  o.batch_messages, o.push_window));
 }
 
 void SimCluster::CrashNode(size_t i) {
