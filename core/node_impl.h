@@ -121,6 +121,7 @@ struct PeerState {
   uint64_t cursor_errors = 0;  // failed writes of the push cursor
   uint64_t push_rewinds = 0;   // RewindPush calls
   bool pull_wanted = true;     // pull as soon as possible (start-up, peer came back, more pages)
+  bool pull_again = false;     // a heartbeat showed more while a pull was in flight
   MonoTime next_pull{};        // anti-entropy
 };
 

@@ -180,8 +180,10 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
     if (usable && o.repair && o.applied_ok) {
       a.repairs.push_back({peer, o.repair->first, o.repair->second});  // still in flight
     } else {
+      const bool again = p.pull_again;
+      p.pull_again = false;
       p.pull_in_flight = false;
-      if (usable && o.applied_ok && o.more) {
+      if (usable && o.applied_ok && (o.more || again)) {
         p.pull_wanted = true;
       } else {
         p.next_pull = now + (o.applied_ok && o.bad.empty() ? options.anti_entropy_interval

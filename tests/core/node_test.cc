@@ -897,6 +897,59 @@ TEST_F(NodeTest, LateAnswerOfAFormerIncarnationCountsForNothing) {
 }
 
 
+// A heartbeat answer that shows messages this node lacks starts a pull at once, not at the next
+// anti-entropy tick: nothing else brings the messages of a node that does not push to us.
+TEST_F(NodeTest, AHeartbeatThatShowsMoreStartsAPull) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  SyncReply empty;
+  empty.stream = PeerStream(0);
+  while (transport_.pending_syncs() > 0) {  // the start-up pulls: nothing there yet
+    transport_.TakeSync().done(empty);
+    node_->Tick();
+  }
+
+  HeartbeatReply same = Hb(0);
+  same.high_waters[PeerStream(0)] = 0;
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(same, 0);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 0u) << "nothing to fetch: no pull before the tick";
+
+  HeartbeatReply more = Hb(0);
+  more.high_waters["c@1"] = 3;  // a stream this node holds none of
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(more, 0);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 1u) << "two heartbeat intervals, not the anti-entropy one";
+}
+
+// The same while a pull is in flight: another one follows it at once.
+TEST_F(NodeTest, AHeartbeatThatShowsMoreDuringAPullPullsAgainAfterIt) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  SyncReply empty;
+  empty.stream = PeerStream(0);
+  while (transport_.pending_syncs() > 0) {  // the start-up pulls
+    transport_.TakeSync().done(empty);
+    node_->Tick();
+  }
+  while (transport_.pending_syncs() == 0) {  // heartbeats until the anti-entropy pull
+    clock_.Advance(options_.heartbeat_interval);
+    node_->Tick();
+    OkHeartbeats();
+  }
+  auto pull = transport_.TakeSync();
+  HeartbeatReply more = Hb(0);
+  more.high_waters["c@1"] = 3;
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(more, 0);
+  pull.done(empty);  // it began before the peer had them
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 1u);
+}
+
 // ---- The push window ----
 
 class PushWindowTest : public NodeTest {

@@ -18,6 +18,9 @@
 //    /metrics, named in /status and never counted toward a quorum (10: one position, one message).
 //  - ManyStreamsDoNotStopPulls: a node that holds more origin streams than a /sync request may
 //    name still catches up by pulls (4: convergence).
+//  - ANodeNobodyPushesToPullsWhatAHeartbeatShows: a node that no peer pushes to catches up
+//    within a heartbeat or two, not at its anti-entropy tick (this one fails with the node of
+//    commit 8200c5a, which pulled only at that tick).
 //
 // Bad peer input on /replicate and /sync is covered by api_test.cc (BadInputGetsAClearError...)
 // and tests/http/server_test.cc.
@@ -497,6 +500,33 @@ TEST(ReplicationFaultsTest, ManyStreamsDoNotStopPulls) {
       milliseconds(30000), milliseconds(250)))
       << "n2 never pulled m1 from n1; n2's pull errors from n1: "
       << Metric(b, "dsm_peer_pull_errors_total", c.PeerUrl(1, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A node that nobody pushes to.
+
+// As node4 in the seed's topology: n1 does not list n2 as a peer, so nothing pushes n1's
+// messages to n2; n2's heartbeats to n1 show them, and n2 pulls them at once instead of at its
+// next anti-entropy tick (a minute away here).
+TEST(ReplicationFaultsTest, ANodeNobodyPushesToPullsWhatAHeartbeatShows) {
+  ClusterOptions o;
+  o.anti_entropy_interval_ms = 60000;
+  TestCluster c({Spec("n1", {}), Spec("n2", {0})}, o);
+  NodeProcess &a = c.node(0), &b = c.node(1);
+  ASSERT_TRUE(a.StartAndWait().ok());
+  ASSERT_EQ(SendTo(a, "m0").status, 200);
+  ASSERT_TRUE(b.StartAndWait().ok());
+  // The start-up pull brings m0; after it, only a heartbeat can make n2 pull again soon.
+  ASSERT_TRUE(WaitFor([&] { return Holds(b, "m0") && c.PeerAliveIs(1, 0, true); },
+                      milliseconds(15000)));
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_EQ(SendTo(a, "m1").status, 200);
+  EXPECT_TRUE(WaitFor([&] { return Holds(b, "m1"); }, milliseconds(20000), milliseconds(50)))
+      << "n2 did not pull m1 before its anti-entropy tick";
+  std::cout << "m1 reached n2 after "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - sent)
+                   .count()
+            << " ms (heartbeat interval " << o.heartbeat_interval_ms << " ms)\n";
 }
 
 }  // namespace

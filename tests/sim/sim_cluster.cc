@@ -1217,7 +1217,8 @@ std::string SimCluster::Differences() {
 // ---- the schedule ----
 
 std::string SimCluster::Run() {
-  // Some faults and both probes are placed at random steps, so that every run has them.
+  // Some faults and both probes are placed at random steps (or the first step after, when
+  // another forced action took that one), so that every run has them.
   auto somewhere = [&] { return config_.steps / 10 + static_cast<int>(Rand(config_.steps * 7 / 10)); };
   const int probe_503_at = somewhere();
   const int probe_504_at = somewhere();
@@ -1235,7 +1236,7 @@ std::string SimCluster::Run() {
     if (!acted && !probed_504 && step_ >= probe_504_at) {
       acted = probed_504 = Probe504(step_ >= force_probes_at);
     }
-    if (!acted && step_ == crash_at && counts_.crashes == 0) {
+    if (!acted && step_ >= crash_at && counts_.crashes == 0) {
       for (size_t i = 0; i < nodes_.size() && !acted; ++i) {
         if (nodes_[i].node) {
           CrashNode(i);
@@ -1243,7 +1244,7 @@ std::string SimCluster::Run() {
         }
       }
     }
-    if (!acted && step_ == wipe_at && counts_.wipes == 0 && config_.wipes) {
+    if (!acted && step_ >= wipe_at && counts_.wipes == 0 && config_.wipes) {
       WipeNode(Rand(nodes_.size()));
       acted = true;
     }
