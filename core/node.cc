@@ -301,7 +301,8 @@ void Node::Impl::Run(Actions actions) {
       Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
     });
   }
-  // Log reads and writes go to the storage executor, in order.
+  // Log writes and disk reads go to the storage executor, in order (StartPush reads a batch still
+  // in memory here).
   for (const auto& [peer, cursor] : actions.persist_push) {
     Store([this, peer = peer, cursor = cursor] {
       Status st = log->SetPushCursor(options.peers[peer], cursor);
@@ -315,9 +316,7 @@ void Node::Impl::Run(Actions actions) {
       }
     });
   }
-  for (const Actions::Push& push : actions.pushes) {
-    Store([this, push] { StartPush(push); });
-  }
+  for (const Actions::Push& push : actions.pushes) StartPush(push);
   for (auto& pull : actions.pulls) {
     transport->Sync(pull.first, pull.second.seq, options.batch_messages, HaveMap(),
                     [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {

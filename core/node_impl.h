@@ -320,7 +320,10 @@ struct Node::Impl {
   // collects what became due; then runs it all outside the lock. Nothing once stopped.
   template <typename Update>
   void AfterExchange(size_t peer, bool ok, Update&& update) LOCKS_EXCLUDED(mu);
+  // Reads the batch `push` decided (from memory here, else from disk on the storage executor),
+  // then SendPush.
   void StartPush(const Actions::Push& push) LOCKS_EXCLUDED(mu);
+  void SendPush(const Actions::Push& push, Result<std::vector<Message>> batch) LOCKS_EXCLUDED(mu);
   // The answer to the push batch `id` of the window.
   void OnPushed(size_t peer, uint64_t id, Result<ReplicateReply> r) LOCKS_EXCLUDED(mu);
   // Whether another push batch may be read and sent to `p` now.

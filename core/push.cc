@@ -44,13 +44,24 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
   return bytes < options.push_window_bytes || p.push_window.empty();
 }
 
-// Reads the next push batch of our stream for `push.peer` and sends it. The batch is cut to what
-// the peer accepts as one request (by the encoded size of its messages, an upper bound), but
-// always holds at least one message: one the peer can never accept is reported when its 413
-// comes back.
 void Node::Impl::StartPush(const Actions::Push& push) {
-  Result<std::vector<Message>> batch =
-      log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes);
+  // The newest messages are read from memory, here: the push of a message leaves on the turn
+  // that learnt it is durable. Older ones are read from disk, on the storage executor.
+  if (auto recent = log->ReadOwnRecent(push.from, push.max_messages, options.batch_bytes)) {
+    SendPush(push, std::move(*recent));
+    return;
+  }
+  Store([this, push] {
+    SendPush(push,
+             log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes));
+  });
+}
+
+// Sends the next push batch of our stream for `push.peer`, read from its position. The batch is
+// cut to what the peer accepts as one request (by the encoded size of its messages, an upper
+// bound), but always holds at least one message: one the peer can never accept is reported when
+// its 413 comes back.
+void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>> batch) {
   size_t bytes = kEnvelopeBytes;
   size_t n = 0;
   if (batch.ok()) {

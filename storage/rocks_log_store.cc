@@ -932,6 +932,17 @@ Status RocksLogStore::ScanInbox(const ScanOptions& opts, const MessageVisitor& v
   return Status::Ok();
 }
 
+std::optional<Result<std::vector<Message>>> RocksLogStore::ReadOwnRecent(uint64_t after,
+                                                                         size_t limit,
+                                                                         size_t max_bytes) const {
+  std::vector<Message> out;
+  Status status;
+  if (limit == 0) return Result<std::vector<Message>>(std::move(out));
+  if (!ReadOwnTail(after, limit, max_bytes, &out, &status)) return std::nullopt;
+  if (!status.ok()) return Result<std::vector<Message>>(status);
+  return Result<std::vector<Message>>(std::move(out));
+}
+
 Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin, uint64_t after,
                                                        size_t limit, size_t max_bytes) const {
   std::vector<Message> out;

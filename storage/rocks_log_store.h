@@ -130,6 +130,8 @@ class RocksLogStore final : public LogStore {
   Status Scan(const ScanOptions& opts, const MessageVisitor& visit) const override;
   Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
                                           size_t max_bytes) const override;
+  std::optional<Result<std::vector<Message>>> ReadOwnRecent(uint64_t after, size_t limit,
+                                                            size_t max_bytes) const override;
 
   uint64_t LastSeq() const override LOCKS_EXCLUDED(mu_);
   uint64_t HighWater(const std::string& origin) const override LOCKS_EXCLUDED(mu_);

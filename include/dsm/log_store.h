@@ -117,6 +117,13 @@ class LogStore {
   // (except that at least one is returned) at most about `max_bytes` of payload.
   virtual Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after,
                                                   size_t limit, size_t max_bytes) const = 0;
+  // ReadOrigin of this node's own stream, answered only when that needs no disk read (the
+  // newest records, kept in memory): nullopt when it would need one. Cheap enough for any thread.
+  virtual std::optional<Result<std::vector<Message>>> ReadOwnRecent(uint64_t after, size_t limit,
+                                                                    size_t max_bytes) const {
+    (void)after, (void)limit, (void)max_bytes;
+    return std::nullopt;
+  }
 
   virtual uint64_t LastSeq() const = 0;                        // 0 when empty
   virtual uint64_t HighWater(const std::string& origin) const = 0;  // 0 when unknown

@@ -521,6 +521,14 @@ TEST_F(RocksLogStoreTest, OwnStreamReadsFromMemoryAndFromDiskAgree) {
   for (const Read& r : reads) {
     Result<std::vector<Message>> got = store->ReadOrigin(stream, r.after, r.limit, r.max_bytes);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
+    // ReadOwnRecent answers exactly the reads that memory holds (positions 16..25), the same way.
+    std::optional<Result<std::vector<Message>>> recent =
+        store->ReadOwnRecent(r.after, r.limit, r.max_bytes);
+    EXPECT_EQ(recent.has_value(), r.after >= 15 && r.after < 25) << "after " << r.after;
+    if (recent.has_value()) {
+      ASSERT_TRUE(recent->ok()) << recent->status().ToString();
+      EXPECT_EQ(recent->value(), *got) << "after " << r.after << " limit " << r.limit;
+    }
     from_memory.push_back(std::move(*got));
   }
   // Reopened, nothing is in memory: every read goes to the database.
@@ -531,6 +539,7 @@ TEST_F(RocksLogStoreTest, OwnStreamReadsFromMemoryAndFromDiskAgree) {
   store = std::move(*opened);
   for (size_t i = 0; i < reads.size(); ++i) {
     const Read& r = reads[i];
+    EXPECT_FALSE(store->ReadOwnRecent(r.after, r.limit, r.max_bytes).has_value());
     Result<std::vector<Message>> got = store->ReadOrigin(stream, r.after, r.limit, r.max_bytes);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     EXPECT_EQ(*got, from_memory[i]) << "after " << r.after << " limit " << r.limit;

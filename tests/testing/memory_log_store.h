@@ -112,6 +112,11 @@ class MemoryLogStore final : public LogStore {
   // returned with their own origin_seq, as a read of RocksDB's origin index would.
   Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
                                           size_t max_bytes) const override;
+  // Everything is in memory: always answered, as ReadOrigin of the own stream.
+  std::optional<Result<std::vector<Message>>> ReadOwnRecent(uint64_t after, size_t limit,
+                                                            size_t max_bytes) const override {
+    return ReadOrigin(stream_id(), after, limit, max_bytes);
+  }
 
   uint64_t LastSeq() const override;
   uint64_t HighWater(const std::string& origin) const override;
