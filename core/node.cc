@@ -96,6 +96,7 @@ Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* cloc
     p.push_max_messages = std::max<size_t>(1, options_.batch_messages);
     p.push_max_bytes = MaxRequestBytes(options_);
     impl_->peers.push_back(std::move(p));
+    impl_->push_round_trip_seconds.push_back(std::make_unique<Histogram>());
   }
 }
 
@@ -196,6 +197,26 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   w.Family("dsm_log_write_duration_seconds", "histogram",
            "Time of a /send's log write: group commit wait plus the fsynced RocksDB write.");
   w.HistogramSamples("dsm_log_write_duration_seconds", {}, d.log_write_seconds.Read());
+  w.Family("dsm_send_stage_duration_seconds", "histogram",
+           "Where a /send's time goes: log_write (group commit wait plus the fsynced write), "
+           "core_queue (from the write's completion until the replication thread takes it), "
+           "quorum_wait (from there until enough peers acknowledged it; quorum writes only).");
+  w.HistogramSamples("dsm_send_stage_duration_seconds", {{"stage", "log_write"}},
+                     d.log_write_seconds.Read());
+  w.HistogramSamples("dsm_send_stage_duration_seconds", {{"stage", "core_queue"}},
+                     d.core_queue_seconds.Read());
+  w.HistogramSamples("dsm_send_stage_duration_seconds", {{"stage", "quorum_wait"}},
+                     d.quorum_wait_seconds.Read());
+  w.Family("dsm_replicate_write_duration_seconds", "histogram",
+           "Time of the log write (group commit wait plus the fsynced write) of a /replicate batch "
+           "this node received: the peer's fsync in its sender's push round trip.");
+  w.HistogramSamples("dsm_replicate_write_duration_seconds", {}, d.replicate_write_seconds.Read());
+  w.Family("dsm_peer_push_round_trip_seconds", "histogram",
+           "From sending a push batch to the peer until its answer arrived.");
+  for (size_t i = 0; i < d.push_round_trip_seconds.size(); ++i) {
+    w.HistogramSamples("dsm_peer_push_round_trip_seconds", {{"peer", options_.peers[i]}},
+                       d.push_round_trip_seconds[i]->Read());
+  }
   w.Family("dsm_quorum_writes_total", "counter",
            "Quorum /send outcomes: ok, refused (503, nothing written) or timeout (504).");
   w.Sample("dsm_quorum_writes_total", {{"outcome", "ok"}}, static_cast<double>(d.quorum_ok.load()));
@@ -361,7 +382,10 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
       break;
     }
   }
+  const MonoTime write_start = d.clock->Now();
   Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));
+  d.replicate_write_seconds.Observe(
+      std::chrono::duration<double>(d.clock->Now() - write_start).count());
   if (!written.ok()) return written.status();
   ReplicateResult res;
   res.outcomes = std::move(written.value());

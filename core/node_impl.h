@@ -132,6 +132,7 @@ struct QuorumWaiter {
   uint64_t own_needed = 0;
   std::vector<std::pair<std::string, uint64_t>> foreign_needed;
   MonoTime deadline{};
+  MonoTime durable_at{};  // when the local write completed (for the quorum_wait stage)
   SendResult result;
   std::function<void(SendResult)> done;
 };
@@ -216,6 +217,12 @@ struct Node::Impl {
   std::atomic<uint64_t> quorum_ok{0}, quorum_refused{0}, quorum_timeout{0};
   std::atomic<uint64_t> conflicts{0};  // /replicate batches refused for a conflict
   Histogram send_local_seconds, send_quorum_seconds, log_write_seconds;
+  // The stages of a /send after its log write (dsm_send_stage_duration_seconds): from the log's
+  // completion to the replication thread taking it, and from there to its quorum.
+  Histogram core_queue_seconds, quorum_wait_seconds;
+  Histogram replicate_write_seconds;  // the log write of a /replicate batch this node received
+  // Per peer (NodeOptions::peers order): from sending a push batch to its answer.
+  std::vector<std::unique_ptr<Histogram>> push_round_trip_seconds;
 
   // The rest of a client write once the log has it (or refused it): count it, then answer now
   // or register its quorum wait.

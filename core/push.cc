@@ -109,7 +109,9 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
   if (n > 0) {
     // Sent from here, before the next batch can be read: batches leave in the order of the window.
     transport->Replicate(push.peer, std::move(batch.value()),
-                         [this, peer = push.peer, id](Result<ReplicateReply> r) {
+                         [this, peer = push.peer, id, sent = clock->Now()](Result<ReplicateReply> r) {
+                           push_round_trip_seconds[peer]->Observe(
+                               std::chrono::duration<double>(clock->Now() - sent).count());
                            Post([this, peer, id, r = std::move(r)]() mutable {
                              OnPushed(peer, id, std::move(r));
                            });

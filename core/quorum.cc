@@ -62,8 +62,11 @@ bool Node::Impl::QuorumReachable() const {
 }
 
 void Node::Impl::CollectSatisfied(Actions* a) {
+  if (waiters.empty()) return;
+  const MonoTime now = clock->Now();
   for (auto it = waiters.begin(); it != waiters.end();) {
     if (Satisfied(**it)) {
+      quorum_wait_seconds.Observe(std::chrono::duration<double>(now - (*it)->durable_at).count());
       a->completions.emplace_back(std::move((*it)->done), std::move((*it)->result));
       it = waiters.erase(it);
     } else {
@@ -124,11 +127,13 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
   d.log->AppendAsync(std::move(msgs), [&d, quorum, first_msg_id = std::move(first_msg_id),
                                        write_start = d.clock->Now(), done = std::move(done)](
                                           Result<std::vector<WriteOutcome>> written) mutable {
-    d.log_write_seconds.Observe(
-        std::chrono::duration<double>(d.clock->Now() - write_start).count());
+    const MonoTime written_at = d.clock->Now();
+    d.log_write_seconds.Observe(std::chrono::duration<double>(written_at - write_start).count());
     // Off the thread that led the group commit: it has other writers to wake.
     d.Post([&d, quorum, first_msg_id = std::move(first_msg_id), written = std::move(written),
-            done = std::move(done)]() mutable {
+            written_at, done = std::move(done)]() mutable {
+      d.core_queue_seconds.Observe(
+          std::chrono::duration<double>(d.clock->Now() - written_at).count());
       d.OnAppended(quorum, std::move(first_msg_id), std::move(written), std::move(done));
       MutexLock lock(&d.mu);
       if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
@@ -177,12 +182,14 @@ void Node::Impl::OnAppended(bool quorum, std::string first_msg_id,
     MutexLock lock(&d.mu);
     MonoTime now = d.clock->Now();
     if (!quorum || d.Satisfied(*waiter)) {
+      if (quorum) d.quorum_wait_seconds.Observe(0);
       a.completions.emplace_back(std::move(done), std::move(res));
     } else if (d.stopped) {
       res.status = Status::Unavailable("shutting down");
       a.completions.emplace_back(std::move(done), std::move(res));
     } else {
       waiter->deadline = now + options.quorum_timeout;
+      waiter->durable_at = now;
       waiter->result = std::move(res);
       waiter->done = std::move(done);
       d.waiters.push_back(std::move(waiter));

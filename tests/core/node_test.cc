@@ -462,6 +462,10 @@ TEST_F(NodeTest, MetricsCountSendsQuorumOutcomesAndPeers) {
   Send("m2", &r);
   clock_.Advance(milliseconds(501));
   node_->Tick();  // timeout
+  Message pushed = Msg("from-peer");
+  pushed.origin = PeerStream(0);
+  pushed.origin_seq = 1;
+  ASSERT_TRUE(node_->Replicate({pushed}).ok());
   MetricsWriter w;
   node_->WriteMetrics(w);
   const std::string& text = w.text();
@@ -474,6 +478,14 @@ TEST_F(NodeTest, MetricsCountSendsQuorumOutcomesAndPeers) {
            "dsm_peer_replicated_messages_total{peer=\"http://127.0.0.1:9001\"} 1\n",
            "dsm_peer_lag_messages{peer=\"http://127.0.0.1:9001\"} 1\n",
            "# TYPE dsm_peer_alive gauge\n",
+           // Where the time went: three log writes, two of them reached their quorum (the
+           // retry at once), one push answered and one in flight.
+           "dsm_send_stage_duration_seconds_count{stage=\"log_write\"} 3\n",
+           "dsm_send_stage_duration_seconds_count{stage=\"core_queue\"} 3\n",
+           "dsm_send_stage_duration_seconds_count{stage=\"quorum_wait\"} 2\n",
+           "dsm_peer_push_round_trip_seconds_count{peer=\"http://127.0.0.1:9001\"} 1\n",
+           "dsm_peer_push_in_flight{peer=\"http://127.0.0.1:9001\"} 1\n",
+           "dsm_replicate_write_duration_seconds_count 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
   }
