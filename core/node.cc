@@ -407,13 +407,8 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
   if (first_conflict > 0) res.high_water = std::min(res.high_water, first_conflict - 1);
   if (res.conflict) d.conflicts.fetch_add(1, std::memory_order_relaxed);
   if (adopted) {
-    // Messages without an origin became our own: ship them like a /send.
-    Actions a;
-    {
-      MutexLock lock(&d.mu);
-      d.CollectDue(d.clock->Now(), &a);
-    }
-    d.Run(std::move(a));
+    // Messages without an origin became our own: the replication thread ships them like a /send.
+    d.Post([this] { Tick(); });
   }
   return res;
 }

@@ -11,9 +11,12 @@
 // Threads: Impl is a monitor. `mu` guards the per-peer state, the quorum waiters and the pending
 // events; the log, the transport and the clock are called without it. Handlers decide under the
 // lock what to do and return it as Actions, which Run() carries out after releasing the lock
-// (requests to peers, answers to clients, cursor writes). Peer answers and log completions arrive
-// through Post() on the runtime's replication thread; HTTP handlers call Send, Replicate, Sync and
-// GetStatus from server threads.
+// (requests to peers, answers to clients, cursor writes). Peer answers, log completions of client
+// writes and timers (Tick) arrive through Post() on the runtime's replication thread, which makes
+// every replication decision. HTTP server threads only read the state (Send's up-front 503 check,
+// GetStatus) and hand work to the log (Send's append, Replicate's apply, Sync's reads); the
+// storage executor reads push batches that are no longer in memory (and records them in the
+// window) and applies pulled pages, whose outcomes go back to the replication thread.
 #pragma once
 
 #include <fmt/format.h>
