@@ -53,18 +53,32 @@ void Node::Impl::NoteCatchUp(PeerState& p, MonoTime now, uint64_t applied, uint6
 }
 
 // How far this node holds each stream, for a pull: the peer leaves out what it covers. At most
-// kMaxHaveStreams of them (the longest), so the request stays bounded however many streams
-// wiped nodes left behind; entries of the others are sent again and deduplicated.
+// kMaxHaveStreams of them, so the request stays bounded however many streams wiped nodes left
+// behind: the live ones (ours and each peer's current stream, which grow and arrive by push),
+// then those held furthest. A stream left out is a stream of a former incarnation, which no
+// longer grows: what the peer holds of it beyond the pull cursor is rare, and is sent again and
+// deduplicated.
 std::map<std::string, uint64_t> Node::Impl::HaveMap() const {
   std::map<std::string, uint64_t> all = log->HighWaters();
   if (all.size() <= kMaxHaveStreams) return all;
+  std::map<std::string, uint64_t> have;
+  auto take = [&](const std::string& stream) {
+    if (auto it = all.find(stream); it != all.end()) {
+      have.insert(*it);
+      all.erase(it);
+    }
+  };
+  take(log->stream_id());
+  {
+    MutexLock lock(&mu);
+    for (const PeerState& p : peers) take(p.stream);
+  }
   std::vector<std::pair<uint64_t, std::string>> by_size;
   by_size.reserve(all.size());
   for (auto& [origin, hw] : all) by_size.emplace_back(hw, origin);
-  std::nth_element(by_size.begin(), by_size.begin() + kMaxHaveStreams, by_size.end(),
-                   std::greater<>());
-  std::map<std::string, uint64_t> have;
-  for (size_t i = 0; i < kMaxHaveStreams; ++i) have.emplace(by_size[i].second, by_size[i].first);
+  const size_t rest = std::min(by_size.size(), kMaxHaveStreams - have.size());
+  std::nth_element(by_size.begin(), by_size.begin() + rest, by_size.end(), std::greater<>());
+  for (size_t i = 0; i < rest; ++i) have.emplace(by_size[i].second, by_size[i].first);
   return have;
 }
 

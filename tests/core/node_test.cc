@@ -741,7 +741,31 @@ TEST_F(NodeTest, PullNamesABoundedNumberOfStreams) {
   ASSERT_TRUE(log_.Apply(msgs).ok());
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
-  EXPECT_LE(transport_.TakeSync().have.size(), 1024u);
+  SyncReply empty;
+  empty.stream = PeerStream(0);
+  while (transport_.pending_syncs() > 0) {  // the start-up pulls
+    auto pull = transport_.TakeSync();
+    EXPECT_LE(pull.have.size(), 1024u);
+    pull.done(empty);
+    node_->Tick();
+  }
+
+  // The peer's current stream is always named, however little of it this node holds: it is
+  // the stream that grows (its messages arrive by push and must not come back by pull).
+  Message live = Msg("live");
+  live.origin = PeerStream(0);
+  live.origin_seq = 1;
+  ASSERT_TRUE(log_.Apply({live}).ok());
+  std::optional<SendResult> sent;
+  Send("own", &sent);
+  OkHeartbeats();  // the peer says which stream is its own
+  clock_.Advance(options_.anti_entropy_interval);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  const std::map<std::string, uint64_t> have = transport_.TakeSync().have;
+  EXPECT_LE(have.size(), 1024u);
+  EXPECT_EQ(have.count(PeerStream(0)), 1u);
+  EXPECT_EQ(have.count(log_.stream_id()), 1u);
 }
 
 }  // namespace
