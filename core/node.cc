@@ -422,6 +422,9 @@ Result<SyncPage> Node::Sync(uint64_t since, size_t limit,
   });
   if (!s.ok()) return s;
   page.more = page.next < page.last_seq;
+  // Entries appended while the page was read can lie beyond the last seq read first. Without
+  // any entry looked at, `next` is the request's `since`: not a seq of this log.
+  if (page.next > since) page.last_seq = std::max(page.last_seq, page.next);
   return page;
 }
 

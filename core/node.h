@@ -56,6 +56,8 @@ struct SyncPage {
   std::string stream;  // this node's stream id
   std::vector<Message> messages;
   bool more = false;
+  // This node's last seq: read when the page began, raised to the highest seq the page looked
+  // at (appends may land meanwhile). Never the request's `since`, however far beyond the log.
   uint64_t last_seq = 0;
   uint64_t next = 0;  // how far the page looked: the next one starts after this seq
 };

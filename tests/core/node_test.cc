@@ -332,6 +332,27 @@ TEST_F(NodeTest, SyncLeavesOutWhatThePullerHolds) {
   EXPECT_TRUE(page->more);
 }
 
+// A page's last_seq is the log's, never the request's `since` (which may lie beyond the log).
+TEST_F(NodeTest, SyncPageFromBeyondTheLogGivesTheLastSeq) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  for (int i = 1; i <= 3; ++i) {
+    std::optional<SendResult> sent;
+    Send("a" + std::to_string(i), &sent);
+    ASSERT_TRUE(sent.has_value() && sent->status.ok());
+  }
+  Result<SyncPage> page = node_->Sync(100, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->messages.empty());
+  EXPECT_EQ(page->last_seq, 3u);
+  EXPECT_EQ(page->next, 100u);
+  EXPECT_FALSE(page->more);
+  page = node_->Sync(1, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->messages.size(), 2u);
+  EXPECT_EQ(page->last_seq, 3u);
+  EXPECT_EQ(page->next, 3u);
+}
+
 TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
