@@ -111,7 +111,8 @@ class Node {
   // called exactly once, on this thread or later on another one.
   void Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendResult)> done);
 
-  // Serving POST /replicate.
+  // Serving POST /replicate. Every message has the same origin (or none: seed-style messages,
+  // adopted into this node's stream); otherwise InvalidArgument and nothing is written.
   Result<ReplicateResult> Replicate(std::vector<Message> msgs);
   // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`
   // covers (origin_seq at or below the puller's high water of their origin). A page looks at no

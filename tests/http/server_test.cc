@@ -486,6 +486,47 @@ TEST_F(ServerTest, ReplicateSeedFormBatchesDuplicatesAndGaps) {
   EXPECT_FALSE(r.json["more"].GetBool());
 }
 
+// A batch carries one origin stream (docs/api.md): one mixing streams, or messages with and
+// without an origin, is refused with 400 and stores nothing; a batch of messages without origin
+// (to adopt) is fine.
+TEST_F(ServerTest, ReplicateRefusesABatchOfSeveralOrigins) {
+  StartServer();
+  struct Case {
+    const char* what;
+    const char* body;
+    const char* reason;
+  };
+  for (const Case& c : {
+           Case{"two streams",
+                R"({"msgs":[{"msg_id":"a","payload":"1","origin":"node2@x","origin_seq":1},)"
+                R"({"msg_id":"b","payload":"2","origin":"node3@y","origin_seq":1}]})",
+                "a batch carries messages of one origin stream: msgs[1] has origin node3@y, "
+                "msgs[0] node2@x"},
+           Case{"a stream, then none",
+                R"({"msgs":[{"msg_id":"a","payload":"1","origin":"node2@x","origin_seq":1},)"
+                R"({"msg_id":"b","payload":"2"}]})",
+                "a batch carries messages of one origin stream: msgs[1] has origin none, "
+                "msgs[0] node2@x"},
+           Case{"none, then a stream",
+                R"({"msgs":[{"msg_id":"a","payload":"1"},{"msg_id":"b","payload":"2"},)"
+                R"({"msg_id":"c","payload":"3","origin":"node2@x","origin_seq":1}]})",
+                "a batch carries messages of one origin stream: msgs[2] has origin node2@x, "
+                "msgs[0] none"},
+       }) {
+    SCOPED_TRACE(c.what);
+    HttpResponse r = Post("/replicate", c.body);
+    EXPECT_EQ(r.status, 400) << r.Describe();
+    EXPECT_TRUE(r.IsError()) << r.Describe();
+    EXPECT_EQ(r.Str("reason"), c.reason);
+    EXPECT_EQ(store_.LastSeq(), 0u);
+  }
+  HttpResponse r = Post("/replicate", R"({"msgs":[{"msg_id":"a","payload":"1"},)"
+                                      R"({"msg_id":"b","payload":"2"}]})");
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.Int("applied"), 2);
+  EXPECT_EQ(store_.LastSeq(), 2u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Listings.
 
