@@ -530,7 +530,7 @@ namespace {
 
 // A node restarted with a push cursor acknowledged by an incarnation of the peer that has since
 // been wiped: a retry of a message only this node holds must not be answered 200 before the
-// peer's current incarnation acknowledges it (issue: dishonest quorum 200).
+// peer's current incarnation acknowledges it (contract 11: no dishonest quorum 200).
 TEST_F(NodeTest, PushCursorOfAWipedPeerCountsTowardNoQuorum) {
   ASSERT_TRUE(log_.Append({Msg("m1")}).ok());
   ASSERT_TRUE(log_.SetPushCursor("http://127.0.0.1:9001", PushCursor{"p0@old", 1}).ok());

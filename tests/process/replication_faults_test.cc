@@ -1,6 +1,6 @@
-// Replication faults found broken in issue 11, each reproduced with real dsm-node processes. Every
-// test here fails with the node of commit 3a78bb0 (before the fix) and checks one promise of the
-// contract (numbered as in the design brief's list):
+// Replication faults, each reproduced with real dsm-node processes. Every test here fails with the
+// node of commit 3a78bb0 (before the fixes) and checks one promise of the contract (numbered as in
+// README.md, "The contract"):
 //
 //  - PushStall*: a push batch that the peer cannot take as one request (413) must not stall the
 //    peer forever (9: replication never stops silently): pushes fit the peer's request limit, a 413
