@@ -1,6 +1,7 @@
 // Planted bugs: deliberate mutations of dsm's own rules, each breaking one promise of the
-// contract (DESIGN.md §1), switched on only by tests. The simulation (tests/sim) runs with each
-// of them in turn and must catch every one: a checker is only as good as the bugs it has caught.
+// contract (README.md, "The contract"), switched on only by tests. The simulation (tests/sim) runs
+// with each of them in turn and must catch every one: a checker is only as good as the bugs it has
+// caught.
 //
 // Production code asks `Planted(PlantedBug::kX)` at the one place the mutation lives; the switch
 // is a process-wide atomic that nothing outside tests sets, so the cost in a real node is one

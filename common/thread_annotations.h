@@ -12,7 +12,7 @@
 // std::lock_guard, that can also be unlocked and relocked within its scope), and waits on a
 // dsm::CondVar (a std::condition_variable that takes the Mutex).
 //
-// How to annotate a monitor (one mutex guarding its state, STYLE.md "Concurrency"):
+// How to annotate a monitor (one mutex guarding its state):
 //   mutable Mutex mu_;
 //   CondVar changed_cv_;          // say which events notify it
 //   int state_ GUARDED_BY(mu_);   // the members the mutex guards

@@ -375,11 +375,16 @@ void Node::Tick() {
 
 Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
   Impl& d = *impl_;
-  std::string origin;
-  for (const Message& m : msgs) {
-    if (!m.origin.empty()) {
-      origin = m.origin;
-      break;
+  // One origin stream per batch (or none: seed-style messages to adopt), so that the answer's
+  // high water and gap describe the one stream the sender pushes. Pushes (push.cc) read one
+  // stream, so only a hand-made request mixes them.
+  const std::string origin = msgs.empty() ? std::string() : msgs.front().origin;
+  for (size_t i = 1; i < msgs.size(); ++i) {
+    if (msgs[i].origin != origin) {
+      auto name = [](const std::string& o) { return o.empty() ? std::string("none") : o; };
+      return Status::InvalidArgument("a batch carries messages of one origin stream: msgs[" +
+                                     std::to_string(i) + "] has origin " + name(msgs[i].origin) +
+                                     ", msgs[0] " + name(origin));
     }
   }
   const MonoTime write_start = d.clock->Now();
@@ -444,6 +449,9 @@ Result<SyncPage> Node::Sync(uint64_t since, size_t limit,
   });
   if (!s.ok()) return s;
   page.more = page.next < page.last_seq;
+  // Entries appended while the page was read can lie beyond the last seq read first. Without
+  // any entry looked at, `next` is the request's `since`: not a seq of this log.
+  if (page.next > since) page.last_seq = std::max(page.last_seq, page.next);
   return page;
 }
 

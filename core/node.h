@@ -56,6 +56,8 @@ struct SyncPage {
   std::string stream;  // this node's stream id
   std::vector<Message> messages;
   bool more = false;
+  // This node's last seq: read when the page began, raised to the highest seq the page looked
+  // at (appends may land meanwhile). Never the request's `since`, however far beyond the log.
   uint64_t last_seq = 0;
   uint64_t next = 0;  // how far the page looked: the next one starts after this seq
 };
@@ -109,7 +111,8 @@ class Node {
   // called exactly once, on this thread or later on another one.
   void Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendResult)> done);
 
-  // Serving POST /replicate.
+  // Serving POST /replicate. Every message has the same origin (or none: seed-style messages,
+  // adopted into this node's stream); otherwise InvalidArgument and nothing is written.
   Result<ReplicateResult> Replicate(std::vector<Message> msgs);
   // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`
   // covers (origin_seq at or below the puller's high water of their origin). A page looks at no

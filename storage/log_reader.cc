@@ -325,18 +325,27 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
       problem(key, "unknown meta key");
     }
   }
-  if (Status s = it->status(); !s.ok()) return s;
-  // A required key that is absent (and not already reported as malformed).
-  auto require = [&](std::string_view key, bool present) {
-    if (present) return;
-    for (const MetaProblem& p : meta.problems) {
-      if (p.key == key) return;
-    }
-    problem(key, "missing");
+  // Damage stops a scan: what was read is kept, the rest is reported as unreadable.
+  auto unreadable = [&meta](LogFamily family, const Status& s) {
+    if (s.code() != Code::kCorruption) return false;
+    meta.unreadable.push_back(LogMetadata::Unreadable{family, s.message()});
+    return true;
   };
-  require(schema::kFormatVersionKey, meta.format_version.has_value());
-  require(schema::kNodeIdKey, meta.node_id.has_value());
-  require(schema::kIncarnationKey, meta.incarnation.has_value());
+  if (Status s = it->status(); !s.ok()) {
+    if (!unreadable(LogFamily::kMeta, s)) return s;
+  } else {
+    // A required key that is absent (and not already reported as malformed).
+    auto require = [&](std::string_view key, bool present) {
+      if (present) return;
+      for (const MetaProblem& p : meta.problems) {
+        if (p.key == key) return;
+      }
+      problem(key, "missing");
+    };
+    require(schema::kFormatVersionKey, meta.format_version.has_value());
+    require(schema::kNodeIdKey, meta.node_id.has_value());
+    require(schema::kIncarnationKey, meta.incarnation.has_value());
+  }
 
   std::unique_ptr<RawCursor> log = NewRawCursor(LogFamily::kLog);
   for (log->SeekToFirst(); log->Valid(); log->Next()) {
@@ -346,7 +355,7 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
     if (meta.first_seq == 0) meta.first_seq = seq;
     meta.last_seq = seq;
   }
-  if (Status s = log->status(); !s.ok()) return s;
+  if (Status s = log->status(); !s.ok() && !unreadable(LogFamily::kLog, s)) return s;
   return meta;
 }
 

@@ -75,6 +75,15 @@ struct LogMetadata {
   std::map<std::string, PushCursor> push_cursors;  // peer url -> how far it holds our stream
   std::map<std::string, PullCursor> pull_cursors;  // peer url -> peer stream and peer seq
   std::vector<MetaProblem> problems;               // in key order, then the missing required keys
+  // The families (meta, log) whose scan stopped on damage (Corruption: a table file whose
+  // checksum fails, a missing or truncated one), with the error. What was read before stays in
+  // the fields above (the log's count and last_seq then cover only the part before the damage);
+  // the required meta keys are not reported missing when the meta family could not be read.
+  struct Unreadable {
+    LogFamily family;
+    std::string error;  // e.g. "scan of log: Corruption: block checksum mismatch: ... in X.sst"
+  };
+  std::vector<Unreadable> unreadable;
 
   // "<node_id>@<incarnation>", or empty when either is missing.
   std::string stream_id() const;
@@ -104,7 +113,7 @@ class LogReader {
   Status CatchUp();
 
   // Reads the "meta" family and the first/last/count of the log. Errors only for I/O failures;
-  // malformed entries go to `problems`.
+  // malformed entries go to `problems`, damage that stops a scan to `unreadable`.
   Result<LogMetadata> ReadMetadata() const;
 
   // Visits the records with from <= seq <= to (inclusive), in seq order, until `visit` returns

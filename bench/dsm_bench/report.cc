@@ -541,7 +541,7 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
                  cu.seconds_from_up, cu.messages_per_s_from_up);
   }
 
-  std::fprintf(out, "\nTargets (issue 5)\n");
+  std::fprintf(out, "\nTargets (docs/benchmarks.md)\n");
   for (const TargetCheck& t : rep.targets) {
     std::fprintf(out, "  [%s] %s\n         goal %s; measured %s\n",
                  !t.measured ? " -- "

@@ -1,6 +1,6 @@
 // The results of one dsm-bench run (BenchReport) and how they are written: as JSON (the
-// machine-readable record, schema below), as a readable table, and the targets of the benchmark
-// issue evaluated against the baselines measured in the same run.
+// machine-readable record, schema below), as a readable table, and the performance targets
+// (docs/benchmarks.md, "The targets") evaluated against the baselines measured in the same run.
 //
 // JSON layout (times in ms, rates per second, CPU in % of one core):
 //   {"tool","version","profile","started_at","duration_s","machine":{...},"config":{...},

@@ -615,7 +615,7 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     if (!page.ok()) return reply->SendError(page.status());
     TrailerWriter trailer = [more = page->more, next = page->next, last_seq = page->last_seq,
                              stream = page->stream](json::Writer& w, size_t, uint64_t) {
-      http::WriteSyncTrailer(w, more, next, std::max(last_seq, next), stream);
+      http::WriteSyncTrailer(w, more, next, last_seq, stream);
     };
     return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
                         std::move(trailer));
@@ -627,8 +627,9 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
   const uint64_t last_seq = source->last();
   TrailerWriter trailer = [since, last_seq, stream = log->stream_id()](
                               json::Writer& w, size_t count, uint64_t last) {
+    // The node's last seq, or the last one streamed if appends landed meanwhile; never `since`.
     const uint64_t next = count > 0 ? last : since;
-    http::WriteSyncTrailer(w, false, next, std::max(last_seq, next), stream);
+    http::WriteSyncTrailer(w, false, next, count > 0 ? std::max(last_seq, last) : last_seq, stream);
   };
   Listing::Run(reply, std::move(source), std::move(trailer));
 }

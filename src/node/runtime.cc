@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "src/node/listen_probe.h"
+
 namespace dsm {
 namespace {
 
@@ -32,6 +34,10 @@ Status Runtime::Start() {
         "--fsync never: writes are NOT synced to disk; messages acknowledged with 200 can be LOST "
         "if the machine or the process crashes. Use only for benchmarks.");
   }
+
+  // A node that cannot listen must not have created its data directory (and a new incarnation)
+  // first: the address is checked before the store is opened.
+  if (Status s = ProbeListen(o.host, o.port); !s.ok()) return s;
 
   RocksLogStoreOptions store_options;
   store_options.path = o.data_dir;

@@ -36,9 +36,11 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  // Opens the data directory, starts the peer client, the Node's threads, replication and the
-  // HTTP server. Errors carry a one-line reason (the data directory or the address that failed);
-  // whatever was started is stopped again. REQUIRES: called at most once.
+  // Checks that the HTTP address can be listened on (src/node/listen_probe.h: a busy port fails
+  // here, before any data directory is created), then opens the data directory, starts the peer
+  // client, the Node's threads, replication and the HTTP server. Errors carry a one-line reason
+  // (the data directory or the address that failed); whatever was started is stopped again.
+  // REQUIRES: called at most once.
   Status Start();
 
   // The ordered shutdown described above. Idempotent.

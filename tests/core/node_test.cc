@@ -332,6 +332,27 @@ TEST_F(NodeTest, SyncLeavesOutWhatThePullerHolds) {
   EXPECT_TRUE(page->more);
 }
 
+// A page's last_seq is the log's, never the request's `since` (which may lie beyond the log).
+TEST_F(NodeTest, SyncPageFromBeyondTheLogGivesTheLastSeq) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  for (int i = 1; i <= 3; ++i) {
+    std::optional<SendResult> sent;
+    Send("a" + std::to_string(i), &sent);
+    ASSERT_TRUE(sent.has_value() && sent->status.ok());
+  }
+  Result<SyncPage> page = node_->Sync(100, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->messages.empty());
+  EXPECT_EQ(page->last_seq, 3u);
+  EXPECT_EQ(page->next, 100u);
+  EXPECT_FALSE(page->more);
+  page = node_->Sync(1, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->messages.size(), 2u);
+  EXPECT_EQ(page->last_seq, 3u);
+  EXPECT_EQ(page->next, 3u);
+}
+
 TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
@@ -521,7 +542,7 @@ namespace {
 
 // A node restarted with a push cursor acknowledged by an incarnation of the peer that has since
 // been wiped: a retry of a message only this node holds must not be answered 200 before the
-// peer's current incarnation acknowledges it (issue: dishonest quorum 200).
+// peer's current incarnation acknowledges it (contract 11: no dishonest quorum 200).
 TEST_F(NodeTest, PushCursorOfAWipedPeerCountsTowardNoQuorum) {
   ASSERT_TRUE(log_.Append({Msg("m1")}).ok());
   ASSERT_TRUE(log_.SetPushCursor("http://127.0.0.1:9001", PushCursor{"p0@old", 1}).ok());

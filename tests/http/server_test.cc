@@ -176,6 +176,39 @@ TEST_F(ServerTest, SeedEndpoints) {
   EXPECT_EQ(sync.Str("stream"), "node1@inc1");
 }
 
+// `last_seq` is the node's last seq, whatever `since` asks for: a puller (or an operator) asking
+// from beyond the end of the log must not read its own `since` back as the node's length.
+TEST_F(ServerTest, SyncBeyondTheLogAnswersTheNodesLastSeq) {
+  StartServer();
+  for (int i = 1; i <= 13; ++i) {
+    HttpResponse sent = Post("/send", R"({"payload":"p","ack":"local"})");
+    ASSERT_EQ(sent.status, 200) << sent.Describe();
+  }
+  struct Case {
+    const char* what;
+    std::string body;
+    uint64_t next;
+  };
+  const std::string own = store_.stream_id();
+  for (const Case& c : {
+           Case{"streamed, beyond the end", R"({"since":100})", 100},
+           Case{"paged, beyond the end", R"({"since":100,"limit":10})", 100},
+           Case{"paged with have, beyond the end",
+                R"({"since":100,"limit":10,"have":{")" + own + R"(":1}})", 100},
+           Case{"streamed, at the end", R"({"since":13})", 13},
+           Case{"paged, at the end", R"({"since":13,"limit":10})", 13},
+           Case{"streamed, inside", R"({"since":5})", 13},
+           Case{"paged, inside", R"({"since":5,"limit":3})", 8},
+       }) {
+    SCOPED_TRACE(c.what);
+    HttpResponse r = Post("/sync", c.body);
+    ASSERT_EQ(r.status, 200) << r.Describe();
+    EXPECT_EQ(r.Int("last_seq"), 13) << r.body;
+    EXPECT_EQ(r.Int("next"), static_cast<int64_t>(c.next)) << r.body;
+    EXPECT_EQ(r.json["more"].GetBool(), c.next < 13) << r.body;
+  }
+}
+
 TEST_F(ServerTest, StatusShowsPeersAndWriteFailure) {
   StartServer(ReplicationMode::kSyncQuorum, 2, 1);
   PeersAlive();
@@ -451,6 +484,47 @@ TEST_F(ServerTest, ReplicateSeedFormBatchesDuplicatesAndGaps) {
   EXPECT_EQ(r.json["messages"].Size(), 0u);
   EXPECT_EQ(r.Int("next"), 3);
   EXPECT_FALSE(r.json["more"].GetBool());
+}
+
+// A batch carries one origin stream (docs/api.md): one mixing streams, or messages with and
+// without an origin, is refused with 400 and stores nothing; a batch of messages without origin
+// (to adopt) is fine.
+TEST_F(ServerTest, ReplicateRefusesABatchOfSeveralOrigins) {
+  StartServer();
+  struct Case {
+    const char* what;
+    const char* body;
+    const char* reason;
+  };
+  for (const Case& c : {
+           Case{"two streams",
+                R"({"msgs":[{"msg_id":"a","payload":"1","origin":"node2@x","origin_seq":1},)"
+                R"({"msg_id":"b","payload":"2","origin":"node3@y","origin_seq":1}]})",
+                "a batch carries messages of one origin stream: msgs[1] has origin node3@y, "
+                "msgs[0] node2@x"},
+           Case{"a stream, then none",
+                R"({"msgs":[{"msg_id":"a","payload":"1","origin":"node2@x","origin_seq":1},)"
+                R"({"msg_id":"b","payload":"2"}]})",
+                "a batch carries messages of one origin stream: msgs[1] has origin none, "
+                "msgs[0] node2@x"},
+           Case{"none, then a stream",
+                R"({"msgs":[{"msg_id":"a","payload":"1"},{"msg_id":"b","payload":"2"},)"
+                R"({"msg_id":"c","payload":"3","origin":"node2@x","origin_seq":1}]})",
+                "a batch carries messages of one origin stream: msgs[2] has origin node2@x, "
+                "msgs[0] none"},
+       }) {
+    SCOPED_TRACE(c.what);
+    HttpResponse r = Post("/replicate", c.body);
+    EXPECT_EQ(r.status, 400) << r.Describe();
+    EXPECT_TRUE(r.IsError()) << r.Describe();
+    EXPECT_EQ(r.Str("reason"), c.reason);
+    EXPECT_EQ(store_.LastSeq(), 0u);
+  }
+  HttpResponse r = Post("/replicate", R"({"msgs":[{"msg_id":"a","payload":"1"},)"
+                                      R"({"msg_id":"b","payload":"2"}]})");
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_EQ(r.Int("applied"), 2);
+  EXPECT_EQ(store_.LastSeq(), 2u);
 }
 
 // ---------------------------------------------------------------------------------------------

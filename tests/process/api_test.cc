@@ -1080,8 +1080,16 @@ TEST(CommandLineTest, PortInUse) {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   uint16_t port = ntohs(addr.sin_port);
   ExpectStartFails({BinaryPath("dsm-node"), "--port", std::to_string(port), "--id", "x", "--peers",
-                    "", "--data-dir", dir.Sub("d")},
+                    "", "--data-dir", dir.Sub("parent/d")},
                    {std::to_string(port), "in use"});
+  // A failed start creates nothing: no data directory (with a new incarnation), not even its
+  // parent. The same with the default data directory, ./data/<id> under the working directory.
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("parent"))) << "a failed start created its data dir";
+  RunResult r = RunToExit(
+      {BinaryPath("dsm-node"), "--port", std::to_string(port), "--id", "x", "--peers", ""},
+      milliseconds(20000), dir.path());
+  EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 1) << r.exit.ToString() << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("data"))) << "a failed start created ./data";
   close(fd);
 }
 

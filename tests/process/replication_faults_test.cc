@@ -1,6 +1,6 @@
-// Replication faults found broken in issue 11, each reproduced with real dsm-node processes. Every
-// test here fails with the node of commit 3a78bb0 (before the fix) and checks one promise of the
-// contract (numbered as in the design brief's list):
+// Replication faults, each reproduced with real dsm-node processes. Every test here fails with the
+// node of commit 3a78bb0 (before the fixes) and checks one promise of the contract (numbered as in
+// README.md, "The contract"):
 //
 //  - PushStall*: a push batch that the peer cannot take as one request (413) must not stall the
 //    peer forever (9: replication never stops silently): pushes fit the peer's request limit, a 413
@@ -474,16 +474,13 @@ TEST(ReplicationFaultsTest, ManyStreamsDoNotStopPulls) {
   NodeProcess &a = c.node(0), &b = c.node(1);
   ASSERT_TRUE(c.StartAll().ok());
 
-  // 4200 origin streams on n2 (a /sync request may name at most 4096).
+  // 4200 origin streams on n2 (a /sync request may name at most 4096), one /replicate each (a
+  // batch carries one stream).
   constexpr int kStreams = 4200;
-  constexpr int kPerBatch = 100;
-  for (int i = 0; i < kStreams; i += kPerBatch) {
-    std::string body = "{\"msgs\":[";
-    for (int k = i; k < i + kPerBatch; ++k) {
-      if (k > i) body += ",";
-      body += PeerMessageJson("w" + std::to_string(k), "w" + std::to_string(k) + "@1", 1);
-    }
-    body += "]}";
+  for (int k = 0; k < kStreams; ++k) {
+    const std::string body =
+        "{\"msgs\":[" +
+        PeerMessageJson("w" + std::to_string(k), "w" + std::to_string(k) + "@1", 1) + "]}";
     HttpResponse r = b.Post("/replicate", body, milliseconds(30000));
     ASSERT_EQ(r.status, 200) << r.Describe();
   }

@@ -365,7 +365,7 @@ void SimCluster::RetrySend(size_t i) {
   SendWith(target, id, false, ack);
 }
 
-// The dishonest quorum: node i restarts after peer j, which held one of i's messages
+// A dishonest quorum (contract 11): node i restarts after peer j, which held one of i's messages
 // that fewer than Q other directories hold, was wiped and cannot be reached; a client retries
 // that message at i with a quorum ack. Counting j's old acknowledgement would answer 200.
 void SimCluster::StaleIncarnationScenario() {

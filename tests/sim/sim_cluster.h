@@ -15,8 +15,8 @@
 // its peers are dead must answer 503, and a node cut off right after seeing its peers alive
 // must answer 504.
 //
-// Invariants (DESIGN.md §1), each a named check (the name in brackets in a failure), checked
-// after every step (incrementally; in full after every crash and every 25 steps):
+// Invariants (README.md, "The contract"), each a named check (the name in brackets in a failure),
+// checked after every step (incrementally; in full after every crash and every 25 steps):
 //  - [log-shape] each log: dense seqs; each msg_id once, and the msg_id index points at it;
 //    records of one origin appear in origin_seq order; each origin's positions are exactly
 //    1..high water, each pointing at a record of that position or at a message stored under
@@ -44,7 +44,7 @@
 //  - [refused-nowhere] 503 "quorum not achieved": when no earlier send of that msg_id may have
 //    written it, the message is stored nowhere; [refused-held] never for a message the
 //    answering node holds when its peers' current data directories told it they hold it too,
-//    Q in all (the issue: "a retry of a msg_id that Q current holders already hold answers 200");
+//    Q in all (contract 11: a retry of a msg_id that Q current holders already hold answers 200);
 //  - [send-error] no other error than those, and an I/O error only from a failed disk;
 // and once everything is healed and restarted [convergence]: all logs converge to the same
 // messages, which include every acknowledged message not destroyed by a wipe or rollback (and,

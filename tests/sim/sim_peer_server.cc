@@ -94,7 +94,7 @@ SimNetwork::HttpReply Sync(Node* node, const std::string& body) {
   }
   Result<SyncPage> page = node->Sync(since, limit, have);
   if (!page.ok()) return Error(page.status());
-  return SyncAnswer(*page, page->next, std::max(page->last_seq, page->next), std::nullopt);
+  return SyncAnswer(*page, page->next, page->last_seq, std::nullopt);
 }
 
 }  // namespace

@@ -386,13 +386,13 @@ std::string ExitInfo::ToString() const {
   return "not exited";
 }
 
-RunResult RunToExit(const std::vector<std::string>& argv, Millis timeout) {
+RunResult RunToExit(const std::vector<std::string>& argv, Millis timeout, const std::string& cwd) {
   RunResult r;
   TempDir dir;
   std::string out_path = dir.Sub("stdout"), err_path = dir.Sub("stderr");
   int out_fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  pid_t pid = Spawn(argv, out_fd, err_fd, dir.path());
+  pid_t pid = Spawn(argv, out_fd, err_fd, cwd.empty() ? dir.path() : cwd);
   close(out_fd);
   close(err_fd);
   if (pid < 0) {

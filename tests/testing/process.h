@@ -140,8 +140,10 @@ struct RunResult {
 };
 
 // Runs `argv` (argv[0] is the executable path) to completion with stdout and stderr captured
-// separately, killing it after `timeout`.
-RunResult RunToExit(const std::vector<std::string>& argv, Millis timeout = Millis(20000));
+// separately, killing it after `timeout`, in the working directory `cwd` (empty: a scratch
+// directory of its own, removed afterwards).
+RunResult RunToExit(const std::vector<std::string>& argv, Millis timeout = Millis(20000),
+                    const std::string& cwd = "");
 
 class NodeProcess {
  public:

@@ -6,9 +6,12 @@
 Drives the launcher as a user does, against real dsm-node processes on 127.0.0.1, and checks
 what the user sees at every step:
 
+  0. Before any start, `stop`, `status`, `stop NODE`, `kill NODE` and `restart NODE` on the
+     empty directory exit 1 saying that no cluster is there.
   1. `start --detach` on a free base port (another one if a port was taken meanwhile) returns
-     once all four nodes answer /heartbeat; its table lists them (node4 sync_quorum q=3) and a
-     second `start` refuses to run over them.
+     once all four nodes answer /heartbeat; its table lists them (node4 sync_quorum q=3), it
+     prints the exact command that stops them (with the --dir used), and a second `start`
+     refuses to run over them.
   2. `status` prints one row per node, all up, every peer alive, lag 0 (also with a dead
      http_proxy in the environment: the launcher talks to 127.0.0.1 directly).
   3. Messages sent to node1 reach node2..node4.
@@ -17,11 +20,17 @@ what the user sees at every step:
      messages sent meanwhile; node1's /metrics says dsm_peer_alive 0 for node2.
   5. `restart node2` brings it back: every row up, last_seq equal to node1's, lag 0; node1's
      /metrics says node2 is alive with no lag; node2's /messages holds every message once.
-  6. `stop` ends every node it started: the pids are gone, the pid files removed, the ports free.
+     `stop node3` ends node3 with SIGTERM (a clean stop: its log says so, its pid file is
+     removed), a second `stop node3` says it is not running, `restart node3` brings it back.
+  6. The stop command `start` printed, run as printed, ends every node it started: the pids are
+     gone, the pid files removed, the ports free. A second `stop` says nothing runs there.
   7. `start` in the foreground (no --detach), this time with DSM_CLUSTER_TOKEN and
      DSM_CLIENT_TOKEN in the environment (the nodes require them, the launcher sends them):
      every node is up in `status`, a request without a token gets 401; SIGINT ends it with exit
      0 and no dsm-node behind; the data of the first run is still there.
+
+The launcher is given --dir after the command's name (`dsm-cluster stop --dir D`), except for
+the foreground start and the cleanup, which give it first (`dsm-cluster --dir D start`).
 
 Polls with generous deadlines, never sleeps as synchronisation; the whole run is bounded
 (--timeout). Whatever happens, it ends with `dsm-cluster stop` and SIGKILL to any node left in
@@ -35,6 +44,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -271,7 +281,8 @@ class Cluster:
         self.transcript = []  # (argv, rc, stdout, stderr) of every launcher run
 
     def run(self, *args, timeout=90, env=None):
-        argv = [sys.executable, self.launcher, "--dir", self.root, *args]
+        # --dir after the command's name (before the name is what the foreground start does).
+        argv = [sys.executable, self.launcher, *args[:1], "--dir", self.root, *args[1:]]
         t = min(timeout, max(DEADLINE.left(), 5))
         try:
             r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -423,10 +434,35 @@ def gone(cluster, pids, what):
                                             if not port_free(cluster.port(n))))
 
 
+def no_cluster_yet(cluster):
+    """Every command but `start` on a directory where no cluster was started: exit 1, and a
+    message that says so."""
+    for args in (["stop"], ["status"], ["stop", "node2"], ["kill", "node2"], ["restart", "node2"]):
+        r = cluster.run(*args, timeout=30)
+        check(r.returncode == 1 and f"no cluster in {cluster.root}" in r.stderr,
+              f"`dsm-cluster {' '.join(args)}` on an empty directory should exit 1 saying "
+              f"'no cluster in {cluster.root}'; exit {r.returncode}:\n{r.stdout}{r.stderr}")
+    log("stop, status, stop/kill/restart NODE on an empty directory: exit 1, 'no cluster in ...'")
+
+
+def printed_stop_command(cluster, out):
+    """The stop command `start --detach` printed: the launcher and --dir with this directory."""
+    m = re.search(r"stop it with: (.+)$", out, re.M)
+    check(m, f"`start --detach` should print the command that stops the cluster:\n{out}")
+    argv = shlex.split(m.group(1))
+    want = [cluster.launcher, "stop", "--dir", cluster.root]
+    check(argv == want, f"`start --detach` printed the stop command {argv}, expected {want}")
+    return argv
+
+
 def scenario(cluster):
+    # 0. Nothing started yet.
+    no_cluster_yet(cluster)
+
     # 1. start --detach: returns once every node answers.
     out = cluster.start_detached()
     log(f"started detached on ports {cluster.base}..{cluster.base + 3}:\n{out.rstrip()}")
+    stop_argv = printed_stop_command(cluster, out)
     rows = cluster.start_table(out)
     pids = {node: rows[node][1] for node in NODES}
     for node in NODES:
@@ -445,7 +481,8 @@ def scenario(cluster):
           f"node4 should run sync_quorum with quorum 3; /status answered {status}: {raw}")
     args = cluster.start_args(cluster.base)
     r = cluster.run(args[0], "--detach", *args[1:])
-    check(r.returncode != 0 and "already running: node1, node2, node3, node4" in r.stderr,
+    check(r.returncode != 0 and "already running: node1, node2, node3, node4" in r.stderr
+          and shlex.join(stop_argv) in r.stderr,
           f"a second `start` over a running cluster should refuse; exit {r.returncode}:\n"
           f"{r.stdout}{r.stderr}")
 
@@ -524,13 +561,44 @@ def scenario(cluster):
     wait_holds(cluster, "node2", sent)
     log(f"node2 holds all {len(sent)} messages, each once")
 
-    # 6. stop: every node ends.
-    r = cluster.run_ok("stop")
+    # 5b. stop node3: a clean stop of one node (SIGTERM), then back.
+    old_pid = pids["node3"]
+    r = cluster.run_ok("stop", "node3")
+    check(f"stopped node3 (pid {old_pid})" in r.stdout, f"`stop node3` said:\n{r.stdout}{r.stderr}")
+    check(not running(old_pid), f"node3 (pid {old_pid}) still runs after `stop node3` returned")
+    check(not os.path.exists(cluster.pid_file("node3")), "`stop node3` left its pid file")
+    with open(os.path.join(cluster.root, "node3", "node.log"), errors="replace") as f:
+        node3_log = f.read()
+    check("received SIGTERM, shutting down" in node3_log and node3_log.rstrip().endswith("stopped"),
+          f"node3's log should show a clean stop on SIGTERM:\n{node3_log[-2000:]}")
+    for node in ("node1", "node2", "node4"):
+        check(running(pids[node]), f"`stop node3` also ended {node} (pid {pids[node]})")
+    r = cluster.run("stop", "node3")
+    check(r.returncode == 1 and "node3 is not running" in r.stdout,
+          f"a second `stop node3` should say it is not running; exit {r.returncode}:\n"
+          f"{r.stdout}{r.stderr}")
+    cluster.wait_status("node3 is down", lambda t: t.row("node3")["up"] == "down")
+    r = cluster.run_ok("restart", "node3")
+    m = re.search(r"restarted node3 \(pid (\d+)\)", r.stdout)
+    check(m, f"`restart node3` said:\n{r.stdout}{r.stderr}")
+    pids["node3"] = int(m.group(1))
+    cluster.wait_status(f"node3 is back: every node up, last_seq {len(sent)}, peers alive, lag 0",
+                        lambda t: cluster.healthy(t, last_seq=len(sent)))
+    log("`stop node3` stopped node3 cleanly (SIGTERM) and `restart node3` brought it back")
+
+    # 6. stop, with the command `start` printed: every node ends.
+    r = subprocess.run(stop_argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=min(90, max(DEADLINE.left(), 5)), env=launcher_env())
+    cluster.transcript.append((stop_argv[1:], r.returncode, r.stdout, r.stderr))
+    check(r.returncode == 0, f"`{shlex.join(stop_argv)}` exited with {r.returncode}:\n"
+                             f"{r.stdout}{r.stderr}")
     for node in NODES:
         check(f"stopped {node} (pid {pids[node]})" in r.stdout,
               f"`stop` should report {node} (pid {pids[node]}) stopped:\n{r.stdout}{r.stderr}")
         check(not os.path.exists(cluster.pid_file(node)), f"`stop` left {cluster.pid_file(node)}")
     gone(cluster, pids, "after `stop`")
+    r = cluster.run_ok("stop")
+    check("nothing to stop" in r.stdout, f"a second `stop` should say nothing runs:\n{r.stdout}")
     table = cluster.status()
     check(all(table.row(n)["up"] == "down" for n in NODES),
           f"after `stop`, status should show every node down:\n{table.text}")

@@ -5,8 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storage/rocks_log_store.h"
@@ -117,6 +121,74 @@ TEST(DbdumpCliTest, VerifyOfASoundDirectoryExitsZeroWithOneLine) {
       << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_EQ(r.err, "");
+}
+
+// The table file (.sst) of `db` that holds `needle`, and the offset of the needle in it; "" when
+// none does.
+std::pair<std::string, size_t> TableFileHolding(const std::string& db, const std::string& needle) {
+  for (const auto& entry : std::filesystem::directory_iterator(db)) {
+    if (entry.path().extension() != ".sst") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (size_t at = bytes.find(needle); at != std::string::npos) return {entry.path().string(), at};
+  }
+  return {"", 0};
+}
+
+// A table file of the log whose block checksum fails (a bit rot, a bad sector): --verify reports
+// it as a `damage:` line naming the family and the file, with the DAMAGED summary; the metadata
+// that can be read is still shown; both say on stderr where the recovery steps are.
+TEST(DbdumpCliTest, ADamagedTableFileIsReportedAsDamage) {
+  TempDir dir;
+  const std::string db = dir.Sub("db");
+  WriteDir(db, "node1", {"m1", "m2", "m3"});  // closed cleanly: the records are in table files
+  // The first record's payload: its first occurrence, stored literally whatever the compression.
+  const auto [sst, at] = TableFileHolding(db, "payload of m1");
+  ASSERT_FALSE(sst.empty()) << "no table file of " << db << " holds the log's records";
+  {
+    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write("\xff\xff\xff\xff", 4);
+    ASSERT_TRUE(f.good());
+  }
+  const std::string sst_name = std::filesystem::path(sst).filename().string();
+  const std::string hint =
+      "dsm-dbdump: data directory " + db +
+      " is damaged; to bring its node back, see docs/operations.md, \"Recovering a damaged or "
+      "lost node\"\n";
+
+  RunResult r = Dbdump({"--data-dir", db, "--verify"});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 1) << r.exit.ToString() << r.err;
+  std::vector<std::string> lines;
+  for (size_t pos = 0, nl; (nl = r.out.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    lines.push_back(r.out.substr(pos, nl - pos));
+  }
+  ASSERT_GE(lines.size(), 2u) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+  EXPECT_EQ(lines[0].rfind("damage: family 'log': damaged, cannot be read (the scan stopped "
+                           "before the first record): scan of log: Corruption: ",
+                           0),
+            0u)
+      << r.out;
+  EXPECT_NE(lines[0].find(sst_name), std::string::npos) << "the damaged file is not named:\n"
+                                                        << r.out;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    EXPECT_EQ(lines[i].rfind("damage: ", 0), 0u) << r.out;
+  }
+  EXPECT_EQ(lines.back().rfind("verify " + db + ": DAMAGED: ", 0), 0u) << r.out;
+  EXPECT_EQ(r.err, hint);
+
+  // The metadata: what can be read, and what cannot.
+  r = Dbdump({"--data-dir", db});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 1) << r.exit.ToString() << r.err;
+  for (const std::string& want :
+       {std::string("node_id:"), std::string("format_version:"), std::string("high_water node1@"),
+        std::string("unreadable:"), sst_name}) {
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from:\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("node1\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, hint);
 }
 
 TEST(DbdumpCliTest, DumpsARangeAndComparesDirectories) {

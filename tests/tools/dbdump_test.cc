@@ -916,7 +916,7 @@ constexpr char kStreamS[] = "node7@00000000000000aa";
 constexpr char kStreamT[] = "node8@00000000000000bb";
 constexpr char kStreamU[] = "node9@00000000000000cc";
 
-// Issue 11: two directories that hold the same msg_ids but disagree on which msg_id sits at one
+// Contract 10: two directories that hold the same msg_ids but disagree on which msg_id sits at one
 // position. Each store accepts its own version (a store only checks its own contents), and the
 // msg_id sets alone would call the directories the same.
 TEST(DbDumpCompareTest, FindsAPositionHeldWithDifferentMsgIds) {

@@ -13,6 +13,11 @@ namespace {
 
 constexpr char kTool[] = "dsm-dbdump: ";
 
+// After damage was found: where the way back is described (dsm-node says the same when it
+// refuses a damaged directory).
+constexpr char kRecoveryHint[] =
+    "to bring its node back, see docs/operations.md, \"Recovering a damaged or lost node\"";
+
 int Fail(std::ostream& err, int code, const std::string& reason) {
   err << kTool << reason << '\n';
   return code;
@@ -86,16 +91,21 @@ int RunCommand(const Command& cmd, std::ostream& out, std::ostream& err) {
 
   const bool meta = cmd.meta || (!range && !cmd.msg_id && !cmd.verify);
   int exit_code = kExitOk;
+  bool damaged = false;  // the directory itself is damaged (not: a msg_id is not stored)
   if (meta) {
     size_t problems = 0;
     if (Status s = DumpMetadata(reader, cmd.dump, out, &problems); !s.ok()) {
       return ReadFailure(err, s);
     }
-    if (problems > 0) exit_code = kExitDamage;
+    if (problems > 0) {
+      exit_code = kExitDamage;
+      damaged = true;
+    }
   }
   if (cmd.msg_id) {
     if (Status s = DumpMsgId(reader, *cmd.msg_id, cmd.dump, out); !s.ok()) {
       exit_code = std::max(exit_code, ReadFailure(err, s));
+      damaged = damaged || s.code() == Code::kCorruption;
     }
   }
   if (range) {
@@ -103,6 +113,7 @@ int RunCommand(const Command& cmd, std::ostream& out, std::ostream& err) {
     const uint64_t to = cmd.to.value_or(std::numeric_limits<uint64_t>::max());
     if (Status s = DumpRange(reader, from, to, cmd.dump, out); !s.ok()) {
       exit_code = std::max(exit_code, ReadFailure(err, s));
+      damaged = damaged || s.code() == Code::kCorruption;
     }
   }
   if (cmd.verify) {
@@ -110,8 +121,13 @@ int RunCommand(const Command& cmd, std::ostream& out, std::ostream& err) {
         Verify(reader, [&out](const Damage& d) { out << "damage: " << d.ToString() << '\n'; });
     if (!report.ok()) return std::max(exit_code, ReadFailure(err, report.status()));
     out << "verify " << reader.path() << ": " << report->Summary() << '\n';
-    if (!report->ok()) exit_code = kExitDamage;
+    if (!report->ok()) {
+      exit_code = kExitDamage;
+      damaged = true;
+    }
   }
+  if (damaged)
+    Fail(err, kExitDamage, "data directory " + reader.path() + " is damaged; " + kRecoveryHint);
   return exit_code;
 }
 

@@ -1,9 +1,9 @@
 // dsm-dbdump --compare: how several data directories disagree. Two kinds of difference:
 //  - missing msg_ids: msg_ids one directory lacks that another one holds. Convergence
-//    (DESIGN.md, contract 4) means that, once a cluster is quiet, no directory misses any.
+//    (README.md, contract 4) means that, once a cluster is quiet, no directory misses any.
 //  - conflicting positions: an origin position (origin, origin_seq) that two directories hold
 //    with different msg_ids. Every node must agree which msg_id sits at each position
-//    (DESIGN.md §1, item 10); a conflict is never a duplicate, whatever the msg_id sets say.
+//    (README.md, contract 10); a conflict is never a duplicate, whatever the msg_id sets say.
 //
 // The comparison reads the msg_id and origin indexes (run --verify first to trust them). It
 // merges the indexes, which RocksDB keeps sorted, so memory stays bounded: one pass counts the

@@ -106,6 +106,12 @@ std::string ViewName(const LogReader& reader) {
              : "read-only (frozen at open)";
 }
 
+// "family 'log': damaged, read only up to the damage (scan of log: Corruption: ...)".
+std::string UnreadableText(const LogMetadata::Unreadable& u) {
+  return std::string("family '") + LogFamilyName(u.family) +
+         "': damaged, read only up to the damage (" + u.error + ")";
+}
+
 void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::ostream& out) {
   std::vector<std::pair<std::string, std::string>> lines;
   auto optional_text = [](const std::optional<std::string>& v) {
@@ -119,9 +125,14 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
   lines.emplace_back("incarnation", optional_text(meta.incarnation));
   const std::string stream = meta.stream_id();
   lines.emplace_back("stream_id", stream.empty() ? std::string("(unknown)") : Escape(stream));
-  lines.emplace_back("messages", std::to_string(meta.message_count));
-  lines.emplace_back("first_seq", std::to_string(meta.first_seq));
-  lines.emplace_back("last_seq", std::to_string(meta.last_seq));
+  // A damaged log is counted up to the damage only.
+  const bool log_damaged =
+      std::any_of(meta.unreadable.begin(), meta.unreadable.end(),
+                  [](const LogMetadata::Unreadable& u) { return u.family == LogFamily::kLog; });
+  const std::string partial = log_damaged ? " (up to the damage; see 'unreadable')" : "";
+  lines.emplace_back("messages", std::to_string(meta.message_count) + partial);
+  lines.emplace_back("first_seq", std::to_string(meta.first_seq) + partial);
+  lines.emplace_back("last_seq", std::to_string(meta.last_seq) + partial);
   if (meta.high_waters.empty()) lines.emplace_back("high_waters", "(none)");
   for (const auto& [origin, hw] : meta.high_waters) {
     std::string value = std::to_string(hw);
@@ -143,6 +154,9 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
   }
   for (const MetaProblem& p : meta.problems) {
     lines.emplace_back("problem", DescribeKey(LogFamily::kMeta, p.key) + ": " + p.problem);
+  }
+  for (const LogMetadata::Unreadable& u : meta.unreadable) {
+    lines.emplace_back("unreadable", UnreadableText(u));
   }
   size_t key_width = 0;
   for (const auto& [key, value] : lines) key_width = std::max(key_width, DisplayWidth(key));
@@ -230,6 +244,17 @@ void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::os
     w.EndObject();
   }
   w.EndArray();
+  w.Key("unreadable");
+  w.StartArray();
+  for (const LogMetadata::Unreadable& u : meta.unreadable) {
+    w.StartObject();
+    w.Key("family");
+    w.String(LogFamilyName(u.family));
+    w.Key("error");
+    WriteJsonString(w, u.error);
+    w.EndObject();
+  }
+  w.EndArray();
   w.EndObject();
   out << std::string_view(buf.GetString(), buf.GetSize()) << '\n';
 }
@@ -245,7 +270,7 @@ Status DumpMetadata(const LogReader& reader, const DumpOptions& options, std::os
   } else {
     PrintMetadataTable(reader, *meta, out);
   }
-  if (problems != nullptr) *problems = meta->problems.size();
+  if (problems != nullptr) *problems = meta->problems.size() + meta->unreadable.size();
   return Status::Ok();
 }
 

@@ -29,8 +29,9 @@ struct DumpOptions {
 
 // Table: aligned "key: value" lines (data_dir, view, format_version, node_id, incarnation,
 // stream_id, messages, first_seq, last_seq, then one line per high water, push cursor and pull
-// cursor, then one line per metadata problem). JSON lines: one object with the same facts.
-// Sets *problems (if not null) to the number of metadata problems shown.
+// cursor, then one line per metadata problem and per family whose scan stopped on damage). JSON
+// lines: one object with the same facts. Sets *problems (if not null) to the number of metadata
+// problems and damaged families shown.
 Status DumpMetadata(const LogReader& reader, const DumpOptions& options, std::ostream& out,
                     size_t* problems = nullptr);
 

@@ -64,7 +64,33 @@ class Verifier {
   }
 
  private:
-  enum class Found { kRecord, kMissing, kUndecodable };
+  // kUnreadable: the read hit damage of the log family (reported once, as the family's).
+  enum class Found { kRecord, kMissing, kUndecodable, kUnreadable };
+
+  // A read that failed on damage (Corruption from RocksDB: a table file that fails its checksum,
+  // is truncated or missing) is reported once per family, as "family 'F'", and the check goes
+  // on with the other entries and families. Returns false for other errors (I/O), which end the
+  // check. `stopped` says where a scan stopped ("" for a lookup).
+  bool Damaged(LogFamily family, const Status& s, const std::string& stopped = "") {
+    if (s.code() != Code::kCorruption) return false;
+    if (!unreadable_.insert(family).second) return true;
+    Report(std::string("family '") + LogFamilyName(family) + "'",
+           "damaged, cannot be read" + (stopped.empty() ? "" : " (" + stopped + ")") + ": " +
+               s.message());
+    return true;
+  }
+
+  // The status of a finished scan of `family`: damage is reported and the check goes on.
+  Status ScanEnd(LogFamily family, const Status& s, const std::string& stopped) {
+    if (s.ok() || Damaged(family, s, stopped)) return Status::Ok();
+    return s;
+  }
+
+  static std::string StoppedAfter(uint64_t entries) {
+    return entries == 0 ? "the scan stopped before the first entry"
+                        : "the scan stopped after " + std::to_string(entries) +
+                              (entries == 1 ? " entry" : " entries");
+  }
 
   void Report(std::string where, std::string problem) {
     Damage d{std::move(where), std::move(problem)};
@@ -75,8 +101,9 @@ class Verifier {
   }
 
   // Loads the record at `seq` into *m.
-  Result<Found> Load(uint64_t seq, Message* m) const {
+  Result<Found> Load(uint64_t seq, Message* m) {
     Result<std::optional<std::string>> raw = reader_.GetRaw(LogFamily::kLog, schema::LogKey(seq));
+    if (!raw.ok() && Damaged(LogFamily::kLog, raw.status())) return Found::kUnreadable;
     if (!raw.ok()) return raw.status();
     if (!raw->has_value()) return Found::kMissing;
     Result<Message> decoded = DecodeRecord(seq, **raw);
@@ -88,11 +115,14 @@ class Verifier {
   // An index entry looked up by key.
   struct IndexEntry {
     bool present = false;
-    std::optional<uint64_t> seq;  // nullopt when the value is malformed (its scan reports it)
+    // nullopt when the value is malformed (its scan reports it) or could not be read (the
+    // family's damage is reported; the entry counts as present).
+    std::optional<uint64_t> seq;
   };
 
-  Result<IndexEntry> ReadIndex(LogFamily family, std::string_view key) const {
+  Result<IndexEntry> ReadIndex(LogFamily family, std::string_view key) {
     Result<std::optional<std::string>> raw = reader_.GetRaw(family, key);
+    if (!raw.ok() && Damaged(family, raw.status())) return IndexEntry{true, std::nullopt};
     if (!raw.ok()) return raw.status();
     IndexEntry entry;
     entry.present = raw->has_value();
@@ -105,6 +135,12 @@ class Verifier {
     Result<LogMetadata> meta = reader_.ReadMetadata();
     if (!meta.ok()) return meta.status();
     meta_ = std::move(*meta);
+    for (const LogMetadata::Unreadable& u : meta_.unreadable) {
+      // The log's own damage is reported by its scan (CheckLog).
+      if (u.family == LogFamily::kMeta) {
+        Damaged(u.family, Status::Corruption(u.error), "the metadata after it is unknown");
+      }
+    }
     for (const MetaProblem& p : meta_.problems) {
       Report(DescribeKey(LogFamily::kMeta, p.key), p.problem);
       bad_meta_keys_.insert(p.key);
@@ -143,7 +179,7 @@ class Verifier {
       Report(DescribeKey(LogFamily::kDefault, it->key()),
              "unexpected entry in the unused default family");
     }
-    return it->status();
+    return ScanEnd(LogFamily::kDefault, it->status(), "");
   }
 
   Status CheckLog() {
@@ -178,7 +214,10 @@ class Verifier {
       }
       if (Status s = CheckRecord(*m); !s.ok()) return s;
     }
-    return it->status();
+    return ScanEnd(LogFamily::kLog, it->status(),
+                   report_.last_seq == 0
+                       ? "the scan stopped before the first record"
+                       : "the scan stopped after seq " + std::to_string(report_.last_seq));
   }
 
   // The index entries of one decoded record, and the order of its origin.
@@ -206,8 +245,8 @@ class Verifier {
     if (report_.inbox_checked) {
       Result<std::optional<std::string>> inbox =
           reader_.GetRaw(LogFamily::kInbox, schema::InboxKey(m.recipient, m.seq));
-      if (!inbox.ok()) return inbox.status();
-      if (!inbox->has_value()) {
+      if (!inbox.ok() && !Damaged(LogFamily::kInbox, inbox.status())) return inbox.status();
+      if (inbox.ok() && !inbox->has_value()) {
         Report(where, "not in the recipient index (no inbox entry for recipient " +
                           Quoted(m.recipient) + ")");
       }
@@ -274,11 +313,12 @@ class Verifier {
                "points at seq " + std::to_string(seq) + ", which holds msg_id " + Quoted(m.msg_id));
       }
     }
-    return it->status();
+    return ScanEnd(LogFamily::kMsgId, it->status(), StoppedAfter(report_.msgid_entries));
   }
 
   // Compares the last position of `origin` in the origin index with its high water.
   void FinishOrigin(const std::string& origin, uint64_t last_position) {
+    if (unreadable_.count(LogFamily::kMeta) != 0) return;  // the high waters are not all known
     const std::string key = schema::HighWaterKey(origin);
     if (bad_meta_keys_.count(key) != 0) return;  // already reported as malformed
     const std::string where = DescribeKey(LogFamily::kMeta, key);
@@ -345,9 +385,15 @@ class Verifier {
       // A record of another origin is a consumed position: the message was stored first under
       // that origin (see storage/format.md).
     }
-    if (Status s = it->status(); !s.ok()) return s;
-    if (current) FinishOrigin(*current, last_position);
+    const bool scanned = it->status().ok();
+    if (Status s = ScanEnd(LogFamily::kOrigin, it->status(), StoppedAfter(report_.origin_entries));
+        !s.ok()) {
+      return s;
+    }
     report_.streams = seen.size();
+    // A damaged origin index was read only in part: its ends and high waters are not compared.
+    if (!scanned) return Status::Ok();
+    if (current) FinishOrigin(*current, last_position);
     for (const auto& [origin, high_water] : meta_.high_waters) {
       if (high_water == 0 || seen.count(origin) != 0) continue;
       Report(DescribeKey(LogFamily::kMeta, schema::HighWaterKey(origin)),
@@ -382,7 +428,7 @@ class Verifier {
                           Quoted(m.recipient));
       }
     }
-    return it->status();
+    return ScanEnd(LogFamily::kInbox, it->status(), StoppedAfter(report_.inbox_entries));
   }
 
   const LogReader& reader_;
@@ -390,6 +436,7 @@ class Verifier {
   VerifyReport report_;
   LogMetadata meta_;
   std::set<std::string> bad_meta_keys_;  // meta keys reported as malformed or missing
+  std::set<LogFamily> unreadable_;       // families whose damage was reported
   // For each origin seen in the log: the seq and origin_seq of its latest record.
   std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
 };

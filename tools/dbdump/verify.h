@@ -20,7 +20,11 @@
 //     value and points at a record with that recipient. A version-1 directory has no recipient
 //     index (a node upgrades it when it opens it), so 5 is skipped for it.
 // A record that does not decode is reported once (in 2); index entries pointing at it are not
-// reported again. Memory stays bounded: the checks scan each family once and look entries up.
+// reported again. Damage that stops a read of a family (RocksDB's Corruption: a table file that
+// fails its checksum, is truncated or missing) is reported once, as "family 'log'" with where
+// the scan stopped and RocksDB's message (naming the file); the checks go on with every entry
+// that can still be read, and entries whose lookup hits the damage are not reported again.
+// Memory stays bounded: the checks scan each family once and look entries up.
 //
 // Thread-compatible; reads the reader's current view.
 #pragma once
@@ -38,7 +42,8 @@ namespace dsm::dbdump {
 
 struct Damage {
   // The exact entry: "log seq 7", "log seq 5..7" (a hole), "msgid 'm-3'", "origin node1@0a1b#2",
-  // "origin node1@0a1b#2..4" (a hole), "meta 'hwm\\0node1@0a1b'", "default 'k'".
+  // "origin node1@0a1b#2..4" (a hole), "meta 'hwm\\0node1@0a1b'", "default 'k'"; or a whole
+  // family that cannot be read: "family 'log'".
   std::string where;
   std::string problem;
 
@@ -66,7 +71,8 @@ struct VerifyReport {
 };
 
 // Checks everything listed above. `on_damage` (may be empty) gets each damage as it is found.
-// Errors only when the directory cannot be read (I/O); damage is in the report.
+// Errors only when the directory cannot be read (I/O); damage, unreadable table files included,
+// is in the report.
 Result<VerifyReport> Verify(const LogReader& reader,
                             const std::function<void(const Damage&)>& on_damage = {});
 
