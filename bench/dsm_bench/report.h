@@ -1,7 +1,7 @@
 // The results of one dsm-bench run (BenchReport) and how they are written: as JSON (the
-// machine-readable record, schema below), as a readable table, and the targets of
-// docs/benchmarks.md#targets evaluated against the baselines measured in the same run (and
-// against etcd's figures of the same run, with --compare etcd).
+// machine-readable record, schema below), as a readable table, and the performance targets
+// (docs/benchmarks.md, "The targets") evaluated against the baselines measured in the same run
+// (and against etcd's figures of the same run, with --compare etcd).
 //
 // JSON layout (times in ms, rates per second, CPU in % of one core):
 //   {"tool","version","profile","started_at","duration_s","machine":{...},"config":{...},
