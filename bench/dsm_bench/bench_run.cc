@@ -10,9 +10,11 @@
 #include <memory>
 #include <thread>
 
+#include "bench/dsm_bench/etcd_cluster.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/local_cluster.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/metrics_scrape.h"
 #include "bench/dsm_bench/progress.h"
 #include "bench/dsm_bench/watch.h"
 #include "common/ids.h"
@@ -57,6 +59,7 @@ class Bench {
         run_id_(RandomHex(8)) {}
 
   ~Bench() {
+    etcd_.reset();
     cluster_.reset();
     if (!created_root_.empty() && !options_.keep_data) {
       std::error_code ec;
@@ -76,6 +79,16 @@ class Bench {
   // Adds a phase's FsyncProbe samples to the paced-fsync pool; returns their summary.
   LatencySummary PoolProbe(std::vector<int64_t> samples);
   PublishRun Publish(const std::string& mode, int clients, double rate);
+  // --compare etcd: starts a 3-member etcd cluster, runs the closed-loop put load at each of
+  // config_.etcd_clients, stops it. Never fails the run: what went wrong is report_->etcd.skipped.
+  void CompareEtcd();
+  // The /metrics of the publishing node, and of the other nodes (for their /replicate writes).
+  struct StageScrape {
+    Result<MetricsScrape> publisher = Status::Unavailable("not scraped");
+    std::vector<MetricsScrape> peers;
+  };
+  StageScrape ScrapeStages() const;
+  static QuorumStages StagesBetween(const StageScrape& before, const StageScrape& after);
   void BatchPublish();
   Status CatchUp();
 
@@ -96,6 +109,7 @@ class Bench {
   int runs_ = 0;
   std::string created_root_;
   std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<EtcdCluster> etcd_;
   std::vector<Endpoint> nodes_;
   std::vector<size_t> targets_;  // indexes of the nodes publishes go to
   OriginTable origins_;
@@ -250,6 +264,9 @@ PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
   lc.id_prefix = NextPrefix();
 
   SampleFsync();
+  const bool stages = mode == "sync_quorum" && !run.open_loop;
+  StageScrape before;
+  if (stages) before = ScrapeStages();
   ReplicationWatcher watcher(nodes_, WatchFlags(), &origins_,
                              std::chrono::microseconds(config_.watch_interval_us));
   watcher.Start();
@@ -267,6 +284,7 @@ PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
   run.replicated_in_time =
       watcher.WaitHeld(HighestPerOrigin(run.load.records), NowNs() + kReplicationDeadlineNs, stop_);
   watcher.Stop();
+  if (stages) run.stages = StagesBetween(before, ScrapeStages());
   run.replication = EvaluateReplication(run.load.records, watcher, run.load.window_start_ns);
   run.load.records.clear();
   run.load.records.shrink_to_fit();
@@ -279,6 +297,124 @@ PublishRun Bench::Publish(const std::string& mode, int clients, double rate) {
                 Fmt(", e2e p99 %.3f ms, errors %.0f", run.replication.e2e.p99_ms,
                     static_cast<double>(run.load.total_errors())));
   return run;
+}
+
+Bench::StageScrape Bench::ScrapeStages() const {
+  StageScrape s;
+  if (targets_.empty()) return s;
+  s.publisher = ScrapeMetrics(nodes_[targets_[0]]);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (i == targets_[0]) continue;
+    Result<MetricsScrape> peer = ScrapeMetrics(nodes_[i]);
+    s.peers.push_back(peer.ok() ? std::move(*peer) : MetricsScrape{});
+  }
+  return s;
+}
+
+QuorumStages Bench::StagesBetween(const StageScrape& before, const StageScrape& after) {
+  QuorumStages q;
+  if (!before.publisher.ok() || !after.publisher.ok()) {
+    q.error = "cannot read the publishing node's /metrics: " +
+              (before.publisher.ok() ? after.publisher : before.publisher).status().ToString();
+    return q;
+  }
+  auto figure = [](const HistogramDelta& d) {
+    StageFigure f;
+    f.count = d.count > 0 ? static_cast<uint64_t>(d.count) : 0;
+    f.mean_ms = d.MeanMs();
+    f.p50_ms = d.QuantileMs(0.5);
+    return f;
+  };
+  auto stage = [&](const char* family, std::vector<std::pair<std::string, std::string>> match) {
+    return figure(HistogramBetween(*before.publisher, *after.publisher, family, match));
+  };
+  q.log_write = stage("dsm_send_stage_duration_seconds", {{"stage", "log_write"}});
+  q.core_queue = stage("dsm_send_stage_duration_seconds", {{"stage", "core_queue"}});
+  q.quorum_wait = stage("dsm_send_stage_duration_seconds", {{"stage", "quorum_wait"}});
+  q.push_round_trip = stage("dsm_peer_push_round_trip_seconds", {});
+  q.total = stage("dsm_send_duration_seconds", {{"ack", "quorum"}});
+  HistogramDelta peers;
+  for (size_t i = 0; i < before.peers.size() && i < after.peers.size(); ++i) {
+    peers = Add(peers, HistogramBetween(before.peers[i], after.peers[i],
+                                        "dsm_replicate_write_duration_seconds", {}));
+  }
+  q.peer_write = figure(peers);
+  q.measured = q.total.count > 0;
+  if (!q.measured) q.error = "the node's dsm_send_duration_seconds{ack=\"quorum\"} did not move";
+  return q;
+}
+
+void Bench::CompareEtcd() {
+  EtcdComparison& e = report_->etcd;
+  e.requested = true;
+  e.binary = FindEtcd(config_.etcd_binary);
+  if (e.binary.empty()) {
+    e.skipped = config_.etcd_binary.empty()
+                    ? "no etcd on $PATH (apt-get install etcd-server, or --etcd-binary PATH)"
+                    : "no executable etcd at " + config_.etcd_binary;
+    progress_.Note("etcd comparison skipped: " + e.skipped);
+    return;
+  }
+  progress_.Begin("etcd: starting 3 members (" + e.binary + ")", 0);
+  EtcdClusterOptions o;
+  o.binary = e.binary;
+  o.root = created_root_ + "/etcd";
+  etcd_ = std::make_unique<EtcdCluster>(o);
+  auto give_up = [&](const std::string& why) {
+    e.skipped = why;
+    report_->warnings.push_back("etcd comparison not measured: " + why);
+    etcd_.reset();
+    if (!options_.keep_data) {
+      std::error_code ec;
+      fs::remove_all(o.root, ec);
+    }
+  };
+  if (Status s = etcd_->Start(std::chrono::milliseconds(30000), stop_); !s.ok()) {
+    progress_.End("failed");
+    give_up("the etcd cluster did not start: " + s.ToString());
+    return;
+  }
+  Result<Endpoint> leader = etcd_->Leader();
+  if (!leader.ok()) {
+    progress_.End("no leader");
+    give_up(leader.status().ToString());
+    return;
+  }
+  e.version = etcd_->version();
+  e.leader = leader->url;
+  progress_.End("etcd " + e.version + " up, leader " + e.leader);
+  for (int clients : config_.etcd_clients) {
+    if (stop_) break;
+    EtcdRun run;
+    run.clients = clients;
+    LoadConfig lc = BaseLoad();
+    lc.targets = {*leader};
+    lc.target_nodes = {0};
+    lc.kind = LoadKind::kEtcdPut;
+    lc.clients = clients;
+    lc.id_prefix = NextPrefix();
+    SampleFsync();
+    FsyncProbe probe(created_root_, std::chrono::milliseconds(100));
+    progress_.Begin("etcd put, closed loop, " + std::to_string(clients) + " clients",
+                    config_.warmup_s + config_.duration_s);
+    run.load = RunLoad(lc, &origins_, &progress_, stop_, etcd_->pids());
+    run.fsync_probe = PoolProbe(probe.Stop());
+    progress_.End(Fmt("%.0f puts/s, p50 %.3f ms, p99 %.3f ms", run.load.messages_per_s,
+                      run.load.latency.p50_ms, run.load.latency.p99_ms) +
+                  Fmt(", errors %.0f", static_cast<double>(run.load.total_errors())));
+    e.runs.push_back(std::move(run));
+    if (Status s = etcd_->Alive(); !s.ok()) {
+      give_up(s.ToString());
+      return;
+    }
+  }
+  e.ran = !e.runs.empty();
+  if (!e.ran) e.skipped = "interrupted";
+  etcd_.reset();  // stops the members before dsm starts: the two never share the machine
+  if (!options_.keep_data) {
+    std::error_code ec;
+    fs::remove_all(o.root, ec);
+  }
 }
 
 void Bench::BatchPublish() {
@@ -427,13 +563,16 @@ Status Bench::Run() {
   // The disk first, while nothing else of ours runs.
   MeasureBaselines();
   if (stop_) return Status::Ok();
+  // etcd before dsm, stopped before dsm starts.
+  if (config_.compare_etcd) CompareEtcd();
+  if (stop_) return Status::Ok();
   if (Status s = StartCluster(); !s.ok()) return s;
 
   // The empty-request baselines on the first node.
   {
     LoadConfig lc = BaseLoad();
     lc.targets = {nodes_[0]};
-    lc.heartbeat = true;
+    lc.kind = LoadKind::kHeartbeat;
     lc.clients = 1;
     lc.warmup = Seconds(std::min(0.3, config_.http_s / 4));
     lc.duration = Seconds(config_.http_s);

@@ -1,13 +1,19 @@
 // Smoke test of dsm-bench: `dsm-bench --quick --smoke` (tiny counts) against its own local
 // cluster must exit 0 and write a well-formed JSON report with every section and a complete SVG.
-// Timings are never checked: the test passes on a loaded machine as long as the benchmark runs.
+// `--compare etcd` must skip with one line and exit 0 when there is no etcd, and, when Debian's
+// etcd-server is installed, measure a 3-member etcd cluster (skipped when it is not installed).
+// Timings are never checked: the tests pass on a loaded machine as long as the benchmark runs.
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/testing/process.h"
 
@@ -48,6 +54,42 @@ void ExpectRun(const rapidjson::Value& run, const std::string& where) {
   EXPECT_TRUE(run.HasMember("cpu_pct") && run["cpu_pct"].IsObject()) << where;
 }
 
+// etcd on $PATH, or empty.
+std::string EtcdOnPath() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (!dir.empty() && access((dir + "/etcd").c_str(), X_OK) == 0) return dir + "/etcd";
+  }
+  return "";
+}
+
+// Runs dsm-bench with `args` (plus --no-progress and a data directory in `dir`), expects exit 0
+// and returns its stdout; *doc gets the JSON report.
+std::string RunBench(const testing::TempDir& dir, std::vector<std::string> args,
+                     rapidjson::Document* doc) {
+  const std::string json_path = dir.Sub("report.json");
+  std::vector<std::string> argv = {testing::BinaryPath("dsm-bench"),
+                                   "--no-progress",
+                                   "--json",
+                                   json_path,
+                                   "--data-dir",
+                                   dir.Sub("data")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  testing::RunResult r = testing::RunToExit(argv, std::chrono::milliseconds(200000));
+  EXPECT_FALSE(r.timed_out) << "dsm-bench did not finish; stdout:\n"
+                            << r.out << "\nstderr:\n"
+                            << r.err;
+  EXPECT_TRUE(r.exit.exited && r.exit.exit_code == 0) << r.exit.ToString() << "\nstdout:\n"
+                                                      << r.out << "\nstderr:\n"
+                                                      << r.err;
+  const std::string json = ReadAll(json_path);
+  doc->Parse(json.data(), json.size());
+  EXPECT_FALSE(doc->HasParseError()) << "the JSON report does not parse:\n" << json;
+  return r.out;
+}
+
 TEST(BenchSmokeTest, RunsAndWritesEverySection) {
   testing::TempDir dir;
   const std::string json_path = dir.Sub("report.json");
@@ -63,14 +105,15 @@ TEST(BenchSmokeTest, RunsAndWritesEverySection) {
                                                       << r.out << "\nstderr:\n"
                                                       << r.err;
   EXPECT_NE(r.out.find("Targets (docs/benchmarks.md)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("quorum write at  1 client, means: log_write"), std::string::npos) << r.out;
 
   const std::string json = ReadAll(json_path);
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   ASSERT_FALSE(doc.HasParseError()) << "the JSON report does not parse:\n" << json;
   ASSERT_TRUE(doc.IsObject());
-  for (const char* section :
-       {"machine", "config", "baselines", "publish", "replication", "batch", "catch_up"}) {
+  for (const char* section : {"machine", "config", "baselines", "publish", "quorum_write_stages",
+                              "etcd", "replication", "batch", "catch_up"}) {
     ASSERT_TRUE(doc.HasMember(section) && doc[section].IsObject()) << "no section " << section;
   }
   EXPECT_EQ(std::string(doc["profile"].GetString()), "smoke");
@@ -113,15 +156,91 @@ TEST(BenchSmokeTest, RunsAndWritesEverySection) {
     EXPECT_TRUE(cu.HasMember(f) && cu[f].IsNumber()) << "catch_up." << f;
   }
 
+  // The stage breakdown of every sync_quorum closed-loop run, from the node's histograms.
+  const rapidjson::Value& stages = doc["quorum_write_stages"]["runs"];
+  ASSERT_TRUE(stages.IsArray());
+  ASSERT_EQ(stages.Size(), 2u);
+  for (const auto& st : stages.GetArray()) {
+    EXPECT_TRUE(st["measured"].GetBool()) << (st.HasMember("error") ? st["error"].GetString() : "");
+    for (const char* f : {"log_write", "core_queue", "quorum_wait", "push_round_trip", "peer_write",
+                          "total_in_node"}) {
+      ASSERT_TRUE(st.HasMember(f) && st[f].IsObject()) << "stage " << f;
+      EXPECT_GT(st[f]["count"].GetUint64(), 0u) << "stage " << f << " observed nothing";
+      EXPECT_TRUE(st[f]["mean_ms"].IsNumber() && st[f]["p50_ms"].IsNumber()) << f;
+    }
+  }
+  EXPECT_FALSE(doc["etcd"]["requested"].GetBool());
+
   ASSERT_TRUE(doc.HasMember("targets") && doc["targets"].IsArray());
   EXPECT_EQ(doc["targets"].Size(), 5u);
   for (const auto& t : doc["targets"].GetArray()) {
-    EXPECT_TRUE(t.HasMember("name") && t.HasMember("goal") && t.HasMember("met"));
+    EXPECT_TRUE(t.HasMember("name") && t.HasMember("goal") && t.HasMember("met") &&
+                t.HasMember("kind"));
   }
 
   const std::string svg = ReadAll(svg_path);
   EXPECT_EQ(svg.rfind("<svg", 0), 0u) << svg.substr(0, 200);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
+}
+
+// Without etcd, --compare etcd prints one line saying so and the run goes on.
+TEST(BenchSmokeTest, CompareEtcdWithoutEtcdSkipsTheComparison) {
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out =
+      RunBench(dir,
+               {"--smoke", "--compare", "etcd", "--etcd-binary", dir.Sub("no-such-etcd"),
+                "--phases", "closed", "--clients", "1"},
+               &doc);
+  EXPECT_NE(out.find("etcd side by side: skipped - no executable etcd at"), std::string::npos)
+      << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("etcd"));
+  EXPECT_TRUE(doc["etcd"]["requested"].GetBool());
+  EXPECT_FALSE(doc["etcd"]["ran"].GetBool());
+  EXPECT_TRUE(doc["etcd"].HasMember("skipped"));
+  ASSERT_EQ(doc["publish"]["closed_loop"].Size(), 2u) << "dsm's runs did not run";
+  // The three etcd targets are listed, not measured.
+  int etcd_targets = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["kind"].GetString()) != "ratio to etcd") continue;
+    ++etcd_targets;
+    EXPECT_FALSE(t["measured"].GetBool());
+  }
+  EXPECT_EQ(etcd_targets, 3);
+}
+
+// With Debian's etcd-server installed: a 3-member etcd cluster is started, loaded and stopped.
+TEST(BenchSmokeTest, CompareEtcdMeasuresEtcd) {
+  const std::string etcd = EtcdOnPath();
+  if (etcd.empty()) GTEST_SKIP() << "no etcd on $PATH (apt-get install etcd-server)";
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out =
+      RunBench(dir, {"--smoke", "--compare", "etcd", "--phases", "closed"}, &doc);
+  EXPECT_NE(out.find("etcd side by side (etcd "), std::string::npos) << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("etcd"));
+  const rapidjson::Value& e = doc["etcd"];
+  ASSERT_TRUE(e["ran"].GetBool()) << (e.HasMember("skipped") ? e["skipped"].GetString() : "");
+  ASSERT_EQ(e["closed_loop"].Size(), 2u);  // the smoke profile's etcd client counts: 1, 4
+  for (const auto& run : e["closed_loop"].GetArray()) {
+    EXPECT_GT(run["messages"].GetUint64(), 0u);
+    EXPECT_EQ(run["error_count"].GetUint64(), 0u);
+    ExpectLatency(run, "latency_ms", "etcd.closed_loop");
+  }
+  ASSERT_EQ(e["dsm_to_etcd"].Size(), 2u);
+  EXPECT_TRUE(e["dsm_to_etcd"][0]["sync_quorum"]["throughput"].IsNumber());
+  // At 1 client both etcd targets are measured (64 clients is not among the smoke counts).
+  int measured = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["kind"].GetString()) == "ratio to etcd" && t["measured"].GetBool()) {
+      ++measured;
+    }
+  }
+  EXPECT_EQ(measured, 2);
+  // Its data directories were removed with the run's.
+  const std::string run_dir = doc["config"]["run_dir"].GetString();
+  EXPECT_FALSE(run_dir.empty());
+  EXPECT_FALSE(std::filesystem::exists(run_dir + "/etcd")) << run_dir;
 }
 
 }  // namespace

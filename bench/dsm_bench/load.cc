@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include "bench/dsm_bench/etcd_cluster.h"
+
 namespace dsm::bench {
 
 namespace {
@@ -70,6 +72,9 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
                                                   : std::numeric_limits<int64_t>::max();
   const double period_ns = open_loop ? 1e9 / config.rate : 0;
   const std::string payload(config.payload_bytes, 'x');
+  const bool heartbeat = config.kind == LoadKind::kHeartbeat;
+  const char* path = config.kind == LoadKind::kEtcdPut ? "/v3/kv/put" : "/send";
+  const std::string etcd_value = config.kind == LoadKind::kEtcdPut ? Base64(payload) : "";
   std::atomic<uint64_t> next{0};  // open loop: next scheduled request; else: requests started
   std::vector<ClientResult> results(static_cast<size_t>(config.clients));
 
@@ -99,8 +104,10 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
         if (config.max_requests > 0 && next.fetch_add(1) >= config.max_requests) break;
         scheduled = 0;  // set at the send
       }
-      const int messages = config.heartbeat ? 0 : std::max(config.batch, 1);
-      if (!config.heartbeat) {
+      const int messages = heartbeat ? 0 : std::max(config.batch, 1);
+      if (config.kind == LoadKind::kEtcdPut) {
+        body = EtcdPutBody(prefix + std::to_string(n++), etcd_value);
+      } else if (config.kind == LoadKind::kSend) {
         body.clear();
         if (config.batch > 0) {
           body.append("{\"ack\":\"").append(config.ack).append("\",\"messages\":[");
@@ -117,8 +124,8 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
       }
       const int64_t t0 = NowNs();
       if (!open_loop) scheduled = t0;
-      Status s = config.heartbeat ? conn.Request("GET", "/heartbeat", "", &answer)
-                                  : conn.Request("POST", "/send", body, &answer);
+      Status s = heartbeat ? conn.Request("GET", "/heartbeat", "", &answer)
+                           : conn.Request("POST", path, body, &answer);
       const int64_t t1 = NowNs();
       const bool measured = scheduled >= window_start && scheduled < end;
       if (!s.ok() || answer.status != 200) {
@@ -130,13 +137,13 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
         if (!s.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
         continue;
       }
-      progress->AddMessages(config.heartbeat ? 1 : static_cast<uint64_t>(messages));
+      progress->AddMessages(heartbeat ? 1 : static_cast<uint64_t>(messages));
       if (!measured) continue;
       out.latency.push_back(t1 - scheduled);
       out.service.push_back(t1 - t0);
-      out.messages += static_cast<size_t>(config.heartbeat ? 1 : messages);
+      out.messages += static_cast<size_t>(heartbeat ? 1 : messages);
       out.last_ack_ns = std::max(out.last_ack_ns, t1);
-      if (config.heartbeat) continue;
+      if (config.kind != LoadKind::kSend) continue;
       std::string_view origin;
       uint64_t origin_seq = 0;
       if (!ParseAccepted(doc, answer.body, config.batch > 0, &origin, &origin_seq)) {

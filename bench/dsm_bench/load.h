@@ -1,6 +1,7 @@
 // Load generation for dsm-bench: client threads on blocking keep-alive connections (one thread
-// and one connection per client), publishing to POST /send (one message or a batch per request)
-// or sending GET /heartbeat (the empty-request baseline).
+// and one connection per client), publishing to POST /send (one message or a batch per request),
+// sending GET /heartbeat (the empty-request baseline), or putting one key per request into etcd
+// through its v3 JSON gateway (POST /v3/kv/put, the etcd comparison).
 //
 //  - Closed loop: each client sends its next request as soon as the previous one is answered.
 //    Requests sent during the warm-up are not measured; latency is the request's round trip.
@@ -9,7 +10,7 @@
 //    time, so a stalled server (or too few clients) shows as latency instead of being hidden
 //    (coordinated omission corrected). The service time (from the actual send) is reported too.
 //
-// msg_ids are "<prefix>-<client>-<n>", so every request publishes new messages.
+// msg_ids (etcd: keys) are "<prefix>-<client>-<n>", so every request publishes new messages.
 //
 // Thread safety: RunLoad is called by one thread and starts and joins its own client threads.
 #pragma once
@@ -31,14 +32,21 @@
 
 namespace dsm::bench {
 
+// What each request of a load is.
+enum class LoadKind {
+  kSend,       // POST /send to a dsm node (PublishRecords kept for the replication watcher)
+  kHeartbeat,  // GET /heartbeat to a dsm node: the empty request
+  kEtcdPut,    // POST /v3/kv/put {"key","value"} (base64) to an etcd member; one message each
+};
+
 struct LoadConfig {
   std::vector<Endpoint> targets;       // client i talks to targets[i % size]
   std::vector<uint32_t> target_nodes;  // the node index of each target (for PublishRecord::node)
-  bool heartbeat = false;              // GET /heartbeat instead of publishing
-  std::string ack = "local";           // "local" | "quorum"
+  LoadKind kind = LoadKind::kSend;
+  std::string ack = "local";  // kSend: "local" | "quorum"
   int clients = 1;
   double rate = 0;  // open loop: requests per second; 0 = closed loop
-  int batch = 0;    // messages per request: 0 = the single-message body, n = {"messages":[n]}
+  int batch = 0;    // kSend: 0 = the single-message body, n = {"messages":[n messages]}
   size_t payload_bytes = 100;
   std::chrono::nanoseconds warmup{0};
   std::chrono::nanoseconds duration{0};  // measured time (0 = until max_requests)

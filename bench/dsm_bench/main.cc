@@ -1,6 +1,7 @@
 // dsm-bench: the cluster benchmark. Starts a local 3-node dsm cluster (or uses --nodes), measures
 // the machine's baselines and dsm's publish latency and throughput, replication, batch publish and
-// catch-up, and reports them as a table, JSON (--json) and SVG (--svg). See docs/benchmarks.md.
+// catch-up (with --compare etcd, a local 3-member etcd cluster under the same load first), and
+// reports them as a table, JSON (--json) and SVG (--svg). See docs/benchmarks.md.
 
 #include <signal.h>
 #include <unistd.h>
@@ -33,6 +34,25 @@ std::vector<std::string> Split(const std::string& s, char sep) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// Parses a comma-separated list of client counts (1..1024) into *out; prints the error.
+bool ParseCounts(const char* option, const std::string& list, std::vector<int>* out) {
+  out->clear();
+  for (const std::string& s : Split(list, ',')) {
+    const int n = std::atoi(s.c_str());
+    if (n < 1 || n > 1024) {
+      std::fprintf(stderr, "dsm-bench: %s: '%s' is not a count from 1 to 1024\n", option,
+                   s.c_str());
+      return false;
+    }
+    out->push_back(n);
+  }
+  if (out->empty()) {
+    std::fprintf(stderr, "dsm-bench: %s needs at least one count\n", option);
+    return false;
+  }
+  return true;
 }
 
 // The directory holding this executable.
@@ -84,6 +104,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   auto* o_watch = app.add_option("--watch-interval-us", watch_us,
                                  "replication watcher poll interval, microseconds (2000)");
+  std::string compare, etcd_binary, etcd_clients;
+  app.add_option("--compare", compare,
+                 "also measure etcd (3 local members, Debian's etcd-server) before dsm and give "
+                 "dsm's figures as ratios to etcd's")
+      ->check(CLI::IsMember({"etcd"}));
+  app.add_option("--etcd-binary", etcd_binary, "etcd to start (default: etcd on $PATH)");
+  auto* o_etcd_clients =
+      app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
                  "phases after the baselines (closed,open,batch,catchup: all by default)");
@@ -115,6 +143,7 @@ int main(int argc, char** argv) {
     c.fsync_window_s = 0.05;
     c.http_s = 0.3;
     c.ceiling_clients = 8;
+    c.etcd_clients = {1, 4};
   } else if (quick) {
     c.profile = "quick";
     c.warmup_s = 0.3;
@@ -127,18 +156,12 @@ int main(int argc, char** argv) {
   }
   if (o_duration->count()) c.duration_s = duration;
   if (o_warmup->count()) c.warmup_s = warmup;
-  if (o_clients->count()) {
-    c.clients.clear();
-    for (const std::string& s : Split(clients, ',')) {
-      const int n = std::atoi(s.c_str());
-      if (n < 1 || n > 1024) {
-        std::fprintf(stderr, "dsm-bench: --clients: '%s' is not a count from 1 to 1024\n",
-                     s.c_str());
-        return 2;
-      }
-      c.clients.push_back(n);
-    }
+  if (o_clients->count() && !ParseCounts("--clients", clients, &c.clients)) return 2;
+  if (o_etcd_clients->count() && !ParseCounts("--etcd-clients", etcd_clients, &c.etcd_clients)) {
+    return 2;
   }
+  c.compare_etcd = compare == "etcd";
+  c.etcd_binary = etcd_binary;
   if (o_rate->count()) c.open_rate = rate;
   if (o_open->count()) c.open_clients = open_clients;
   if (o_payload->count()) c.payload_bytes = payload;

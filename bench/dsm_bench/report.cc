@@ -119,6 +119,36 @@ std::string Fmt(const char* fmt, double v) {
   return buf;
 }
 
+void Stage(JsonWriter& w, const char* key, const StageFigure& f) {
+  w.Key(key);
+  w.StartObject();
+  Int(w, "count", f.count);
+  Num(w, "mean_ms", f.mean_ms);
+  Num(w, "p50_ms", f.p50_ms);
+  w.EndObject();
+}
+
+void Stages(JsonWriter& w, const PublishRun& run) {
+  const QuorumStages& q = run.stages;
+  w.StartObject();
+  Int(w, "clients", static_cast<uint64_t>(run.clients));
+  Bool(w, "measured", q.measured);
+  if (!q.measured) Str(w, "error", q.error);
+  Stage(w, "log_write", q.log_write);
+  Stage(w, "core_queue", q.core_queue);
+  Stage(w, "quorum_wait", q.quorum_wait);
+  Stage(w, "push_round_trip", q.push_round_trip);
+  Stage(w, "peer_write", q.peer_write);
+  Stage(w, "total_in_node", q.total);
+  w.Key("client_round_trip");
+  w.StartObject();
+  Int(w, "count", run.load.latency.count);
+  Num(w, "mean_ms", run.load.latency.mean_ms);
+  Num(w, "p50_ms", run.load.latency.p50_ms);
+  w.EndObject();
+  w.EndObject();
+}
+
 }  // namespace
 
 bool BenchConfig::Runs(const std::string& phase) const {
@@ -142,13 +172,27 @@ const PublishRun* BenchReport::FindOpen(const std::string& mode) const {
   return nullptr;
 }
 
+const EtcdRun* EtcdComparison::Find(int clients) const {
+  for (const EtcdRun& r : runs) {
+    if (r.clients == clients && r.load.requests > 0) return &r;
+  }
+  return nullptr;
+}
+
+// The targets of docs/benchmarks.md ("The targets"). Most are ratios to the baselines measured in
+// the same run (so a slower or faster machine moves the goal with it); batch publish and catch-up
+// are absolute rates; the etcd targets are ratios to etcd's figures of the same run.
 void EvaluateTargets(BenchReport* rep) {
   rep->targets.clear();
   const double base = rep->BaseLatencyMs();
   const double ceiling = rep->CeilingRps();
+  const char* kBaselines = "ratio to baselines";
+  const char* kAbsolute = "absolute";
+  const char* kEtcd = "ratio to etcd";
   {
     TargetCheck t;
-    t.name = "quorum (Q=2) p50 at 1 client <= 2 x (fsync p50 + HTTP p50)";
+    t.kind = kBaselines;
+    t.name = "quorum (Q=2) p50 at 1 client <= 2 x base (fsync p50 + HTTP p50)";
     t.goal = Fmt("<= %.3f ms", 2 * base);
     if (const PublishRun* r = rep->FindClosed("sync_quorum", 1); r && r->load.latency.count > 0) {
       t.measured = true;
@@ -165,36 +209,40 @@ void EvaluateTargets(BenchReport* rep) {
   }
   {
     TargetCheck t;
-    t.name = "quorum (Q=2) throughput at 64 clients >= 60% of the empty-request ceiling";
-    t.goal = Fmt(">= %.0f msgs/s", 0.6 * ceiling);
+    t.kind = kBaselines;
+    t.name = "quorum (Q=2) throughput at 64 clients >= 35% of the empty-request ceiling";
+    t.goal = Fmt(">= %.0f msgs/s", 0.35 * ceiling);
     if (const PublishRun* r = rep->FindClosed("sync_quorum", 64); r && r->load.requests > 0) {
       t.measured = true;
       t.value = Fmt("%.0f msgs/s", r->load.messages_per_s) +
                 Fmt(" (%.0f%% of ceiling)", 100 * Ratio(r->load.messages_per_s, ceiling));
-      t.met = r->load.messages_per_s >= 0.6 * ceiling;
+      t.met = r->load.messages_per_s >= 0.35 * ceiling;
     }
     rep->targets.push_back(t);
   }
   {
     TargetCheck t;
+    t.kind = kBaselines;
     t.name =
-        "async throughput at 64 clients >= 70% of the ceiling, every message on every node "
-        "within 1 s at p99";
-    t.goal = Fmt(">= %.0f msgs/s, e2e p99 <= 1000 ms", 0.7 * ceiling);
+        "async at 64 clients: fully replicated throughput >= 50% of the ceiling, e2e p99 <= 50 ms";
+    t.goal = Fmt(">= %.0f msgs/s on every node, e2e p99 <= 50 ms", 0.5 * ceiling);
     if (const PublishRun* r = rep->FindClosed("async", 64); r && r->load.requests > 0) {
+      const double replicated = r->replication.fully_replicated_per_s;
       t.measured = true;
-      t.value = Fmt("%.0f msgs/s", r->load.messages_per_s) +
-                Fmt(" (%.0f%% of ceiling)", 100 * Ratio(r->load.messages_per_s, ceiling)) +
+      t.value = Fmt("fully replicated %.0f msgs/s", replicated) +
+                Fmt(" (%.0f%% of ceiling; accepted ", 100 * Ratio(replicated, ceiling)) +
+                Fmt("%.0f msgs/s)", r->load.messages_per_s) +
                 Fmt(", e2e p99 %.1f ms", r->replication.e2e.p99_ms) +
                 (r->replication.missing > 0 ? ", some messages never seen on every node" : "");
-      t.met = r->load.messages_per_s >= 0.7 * ceiling && r->replication.missing == 0 &&
-              r->replication.e2e.count > 0 && r->replication.e2e.p99_ms <= 1000;
+      t.met = replicated >= 0.5 * ceiling && r->replication.missing == 0 &&
+              r->replication.e2e.count > 0 && r->replication.e2e.p99_ms <= 50;
     }
     rep->targets.push_back(t);
   }
   {
     TargetCheck t;
-    t.name = "batch publish >= 100,000 msgs/s accepted and fully replicated";
+    t.kind = kAbsolute;
+    t.name = "batch publish >= 100,000 msgs/s accepted and fully replicated (absolute)";
     t.goal = ">= 100000 msgs/s (both)";
     const BatchRun& b = rep->batch;
     if (b.load.requests > 0) {
@@ -207,18 +255,62 @@ void EvaluateTargets(BenchReport* rep) {
   }
   {
     TargetCheck t;
-    t.name = "catch-up >= 100,000 msgs/s";
-    t.goal = ">= 100000 msgs/s";
+    t.kind = kAbsolute;
+    t.name = "catch-up after a restart >= 150,000 msgs/s (absolute)";
+    t.goal = ">= 150000 msgs/s";
     const CatchUpRun& c = rep->catch_up;
     if (c.ran && c.complete) {
       t.measured = true;
       t.value = Fmt("%.0f msgs/s from restart", c.messages_per_s) +
                 Fmt(" (%.0f msgs/s from first heartbeat)", c.messages_per_s_from_up);
-      t.met = c.messages_per_s >= 100000;
+      t.met = c.messages_per_s >= 150000;
     } else if (!c.ran) {
       t.value = "not run: " + c.skipped;
     } else {
       t.value = "did not complete";
+    }
+    rep->targets.push_back(t);
+  }
+  if (!rep->etcd.requested) return;
+  const std::string not_run = rep->etcd.ran ? "" : "etcd not measured: " + rep->etcd.skipped;
+  for (int clients : {1, 64}) {
+    TargetCheck t;
+    t.kind = kEtcd;
+    t.name = "quorum (Q=2) throughput at " + std::to_string(clients) +
+             (clients == 1 ? " client" : " clients") + " >= 2 x etcd's";
+    const EtcdRun* e = rep->etcd.ran ? rep->etcd.Find(clients) : nullptr;
+    const PublishRun* r = rep->FindClosed("sync_quorum", clients);
+    t.goal = e ? Fmt(">= %.0f msgs/s", 2 * e->load.messages_per_s) : ">= 2 x etcd";
+    if (e && r && r->load.requests > 0) {
+      t.measured = true;
+      t.value = Fmt("%.0f msgs/s", r->load.messages_per_s) +
+                Fmt(" = %.2f x etcd", Ratio(r->load.messages_per_s, e->load.messages_per_s)) +
+                Fmt(" (%.0f puts/s)", e->load.messages_per_s);
+      t.met = r->load.messages_per_s >= 2 * e->load.messages_per_s;
+    } else {
+      t.value = !not_run.empty() ? not_run
+                : !e             ? "etcd not run at this client count (--etcd-clients)"
+                                 : "no dsm quorum run at this client count";
+    }
+    rep->targets.push_back(t);
+  }
+  {
+    TargetCheck t;
+    t.kind = kEtcd;
+    t.name = "quorum (Q=2) p50 at 1 client <= 0.6 x etcd's";
+    const EtcdRun* e = rep->etcd.ran ? rep->etcd.Find(1) : nullptr;
+    const PublishRun* r = rep->FindClosed("sync_quorum", 1);
+    t.goal = e ? Fmt("<= %.3f ms", 0.6 * e->load.latency.p50_ms) : "<= 0.6 x etcd";
+    if (e && r && r->load.latency.count > 0) {
+      t.measured = true;
+      t.value = Fmt("%.3f ms", r->load.latency.p50_ms) +
+                Fmt(" = %.2f x etcd", Ratio(r->load.latency.p50_ms, e->load.latency.p50_ms)) +
+                Fmt(" (%.3f ms)", e->load.latency.p50_ms);
+      t.met = r->load.latency.p50_ms <= 0.6 * e->load.latency.p50_ms;
+    } else {
+      t.value = !not_run.empty() ? not_run
+                : !e             ? "etcd not run at 1 client (--etcd-clients)"
+                                 : "no dsm quorum run at 1 client";
     }
     rep->targets.push_back(t);
   }
@@ -337,6 +429,76 @@ std::string ReportJson(const BenchReport& rep) {
   w.EndArray();
   w.EndObject();
 
+  w.Key("quorum_write_stages");
+  w.StartObject();
+  Str(w, "method",
+      "GET /metrics of the publishing node (and of its peers for dsm_replicate_write_duration_"
+      "seconds) before each sync_quorum closed-loop run and after everything it published is on "
+      "every node; per histogram the _sum/_count deltas give the mean, the bucket deltas an "
+      "estimated p50 (linear inside the bucket). log_write, core_queue, quorum_wait and "
+      "total_in_node are per /send (total_in_node: dsm_send_duration_seconds{ack=quorum}, from the "
+      "core to the answer); push_round_trip (every peer) and peer_write are per push batch");
+  w.Key("runs");
+  w.StartArray();
+  for (const PublishRun& r : rep.closed_loop) {
+    if (r.mode == "sync_quorum") Stages(w, r);
+  }
+  w.EndArray();
+  w.EndObject();
+
+  w.Key("etcd");
+  w.StartObject();
+  {
+    const EtcdComparison& e = rep.etcd;
+    Bool(w, "requested", e.requested);
+    Bool(w, "ran", e.ran);
+    if (e.requested && !e.ran) Str(w, "skipped", e.skipped);
+    Str(w, "binary", e.binary);
+    Str(w, "version", e.version);
+    Str(w, "leader", e.leader);
+    Str(w, "cluster",
+        "3 etcd members on 127.0.0.1, data directories beside dsm's, etcd's defaults (WAL fsynced "
+        "before every acknowledged write); measured before dsm's cluster starts");
+    Str(w, "request",
+        "POST /v3/kv/put {\"key\",\"value\"} (base64; one new key and a payload_bytes value per "
+        "request) to the leader, closed loop, the same warm-up and duration as dsm's runs");
+    w.Key("closed_loop");
+    w.StartArray();
+    for (const EtcdRun& r : e.runs) {
+      w.StartObject();
+      Int(w, "clients", static_cast<uint64_t>(r.clients));
+      Int(w, "messages", r.load.messages);
+      Num(w, "window_s", r.load.window_s);
+      Num(w, "throughput_per_s", r.load.messages_per_s);
+      Errors(w, r.load);
+      Latency(w, "latency_ms", r.load.latency);
+      Latency(w, "disk_fsync_during_run_ms", r.fsync_probe);
+      Cpu(w, r.load.cpu);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("dsm_to_etcd");
+    w.StartArray();
+    for (const EtcdRun& r : e.runs) {
+      if (r.load.requests == 0) continue;
+      w.StartObject();
+      Int(w, "clients", static_cast<uint64_t>(r.clients));
+      for (const char* mode : {"sync_quorum", "async"}) {
+        const PublishRun* d = rep.FindClosed(mode, r.clients);
+        if (!d) continue;
+        w.Key(mode);
+        w.StartObject();
+        Num(w, "throughput", Ratio(d->load.messages_per_s, r.load.messages_per_s));
+        Num(w, "p50", Ratio(d->load.latency.p50_ms, r.load.latency.p50_ms));
+        Num(w, "p99", Ratio(d->load.latency.p99_ms, r.load.latency.p99_ms));
+        w.EndObject();
+      }
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+
   w.Key("replication");
   w.StartObject();
   Str(w, "method",
@@ -411,10 +573,12 @@ std::string ReportJson(const BenchReport& rep) {
   }
   w.EndObject();
 
+  Str(w, "targets_from", "docs/benchmarks.md, \"The targets\"");
   w.Key("targets");
   w.StartArray();
   for (const TargetCheck& t : rep.targets) {
     w.StartObject();
+    Str(w, "kind", t.kind);
     Str(w, "name", t.name);
     Str(w, "goal", t.goal);
     Str(w, "value", t.value);
@@ -494,6 +658,64 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
       "p50 (ms) during\n  the run; gen%% = dsm-bench CPU; nodes%% = each node's CPU (%% of "
       "one core)\n");
 
+  bool any_stages = false;
+  for (const PublishRun& r : rep.closed_loop) any_stages |= r.mode == "sync_quorum";
+  if (any_stages) {
+    std::fprintf(out,
+                 "\nWhere a quorum write's time goes (the publishing node's /metrics around each "
+                 "sync_quorum run, its peers' for\n  their write; per /send, per push batch for "
+                 "the push round trip and the peer's write; p50s estimated from the buckets)\n");
+    for (const PublishRun& r : rep.closed_loop) {
+      if (r.mode != "sync_quorum") continue;
+      const QuorumStages& q = r.stages;
+      if (!q.measured) {
+        std::fprintf(out, "  %d clients: not measured (%s)\n", r.clients, q.error.c_str());
+        continue;
+      }
+      auto line = [&](const char* what, double (*v)(const StageFigure&), double client) {
+        std::fprintf(out,
+                     "  quorum write at %2d client%s, %s: log_write %.2f ms, core_queue %.2f, "
+                     "quorum_wait %.2f (push round trip %.2f, of which the peer's write %.2f), "
+                     "total %.2f in the node, %.2f at the client\n",
+                     r.clients, r.clients == 1 ? "" : "s", what, v(q.log_write), v(q.core_queue),
+                     v(q.quorum_wait), v(q.push_round_trip), v(q.peer_write), v(q.total), client);
+      };
+      line(
+          "means", [](const StageFigure& f) { return f.mean_ms; }, r.load.latency.mean_ms);
+      line(
+          "p50s ", [](const StageFigure& f) { return f.p50_ms; }, r.load.latency.p50_ms);
+    }
+  }
+
+  const EtcdComparison& e = rep.etcd;
+  if (e.requested && !e.ran) {
+    std::fprintf(out, "\netcd side by side: skipped - %s\n", e.skipped.c_str());
+  } else if (e.ran) {
+    std::fprintf(out,
+                 "\netcd side by side (etcd %s, 3 members on 127.0.0.1, WAL fsync on; POST "
+                 "/v3/kv/put to the leader, %zu-byte values, closed loop)\n",
+                 e.version.c_str(), c.payload_bytes);
+    std::fprintf(out, "  %4s %10s %8s %8s %6s | %-30s | %-30s\n", "cli", "etcd put/s", "p50 ms",
+                 "p99", "errors", "dsm quorum: msgs/s, p50 (x etcd)",
+                 "dsm async: msgs/s, p50 (x etcd)");
+    for (const EtcdRun& r : e.runs) {
+      std::string cols[2];
+      int i = 0;
+      for (const char* mode : {"sync_quorum", "async"}) {
+        const PublishRun* d = rep.FindClosed(mode, r.clients);
+        cols[i++] =
+            d ? Fmt("%.0f", d->load.messages_per_s) +
+                    Fmt(" (%.2f x), ", Ratio(d->load.messages_per_s, r.load.messages_per_s)) +
+                    Fmt("%.3f", d->load.latency.p50_ms) +
+                    Fmt(" (%.2f x)", Ratio(d->load.latency.p50_ms, r.load.latency.p50_ms))
+              : "-";
+      }
+      std::fprintf(out, "  %4d %10.0f %8.3f %8.3f %6zu | %-30s | %-30s\n", r.clients,
+                   r.load.messages_per_s, r.load.latency.p50_ms, r.load.latency.p99_ms,
+                   r.load.total_errors(), cols[0].c_str(), cols[1].c_str());
+    }
+  }
+
   std::fprintf(out, "\nReplication (accepted on one node -> present on all)\n");
   if (const PublishRun* r = rep.FindOpen("async")) {
     std::fprintf(out,
@@ -513,17 +735,21 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
 
   const BatchRun& b = rep.batch;
   std::fprintf(out, "\nBatch publish (%d clients, %d messages per request)\n", b.clients, b.batch);
-  std::fprintf(out,
-               "  accepted %.0f msgs/s (%.2f x ceiling), fully replicated %.0f msgs/s (%.2f x "
-               "ceiling); errors %zu\n",
-               b.load.messages_per_s, Ratio(b.load.messages_per_s, ceiling),
-               b.replication.fully_replicated_per_s,
-               Ratio(b.replication.fully_replicated_per_s, ceiling), b.load.total_errors());
-  std::fprintf(out,
-               "  request p50 %.2f ms, p99 %.2f ms; e2e p50 %.2f ms, p99 %.2f ms; disk fsync p50 "
-               "%.3f ms during the run\n",
-               b.load.latency.p50_ms, b.load.latency.p99_ms, b.replication.e2e.p50_ms,
-               b.replication.e2e.p99_ms, b.fsync_probe.p50_ms);
+  if (!c.Runs("batch")) {
+    std::fprintf(out, "  skipped: not among --phases\n");
+  } else {
+    std::fprintf(out,
+                 "  accepted %.0f msgs/s (%.2f x ceiling), fully replicated %.0f msgs/s (%.2f x "
+                 "ceiling); errors %zu\n",
+                 b.load.messages_per_s, Ratio(b.load.messages_per_s, ceiling),
+                 b.replication.fully_replicated_per_s,
+                 Ratio(b.replication.fully_replicated_per_s, ceiling), b.load.total_errors());
+    std::fprintf(out,
+                 "  request p50 %.2f ms, p99 %.2f ms; e2e p50 %.2f ms, p99 %.2f ms; disk fsync p50 "
+                 "%.3f ms during the run\n",
+                 b.load.latency.p50_ms, b.load.latency.p99_ms, b.replication.e2e.p50_ms,
+                 b.replication.e2e.p99_ms, b.fsync_probe.p50_ms);
+  }
 
   const CatchUpRun& cu = rep.catch_up;
   std::fprintf(out, "\nCatch-up (one node stopped while messages are written, then restarted)\n");
@@ -541,7 +767,9 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
                  cu.seconds_from_up, cu.messages_per_s_from_up);
   }
 
-  std::fprintf(out, "\nTargets (docs/benchmarks.md)\n");
+  std::fprintf(out,
+               "\nTargets (docs/benchmarks.md)\n  goals from this run's baselines, absolute "
+               "where marked, and etcd's figures of this run\n");
   for (const TargetCheck& t : rep.targets) {
     std::fprintf(out, "  [%s] %s\n         goal %s; measured %s\n",
                  !t.measured ? " -- "

@@ -1,14 +1,16 @@
 // The results of one dsm-bench run (BenchReport) and how they are written: as JSON (the
 // machine-readable record, schema below), as a readable table, and the performance targets
-// (docs/benchmarks.md, "The targets") evaluated against the baselines measured in the same run.
+// (docs/benchmarks.md, "The targets") evaluated against the baselines measured in the same run
+// (and against etcd's figures of the same run, with --compare etcd).
 //
 // JSON layout (times in ms, rates per second, CPU in % of one core):
 //   {"tool","version","profile","started_at","duration_s","machine":{...},"config":{...},
 //    "baselines":{"fsync":{...},"http_1":{...},"http_ceiling":{...},"base_latency_ms",...},
 //    "publish":{"closed_loop":[run...],"open_loop":[run...]},
+//    "quorum_write_stages":[{"clients",...stages}],"etcd":{...},
 //    "replication":{...},"batch":{...},"catch_up":{...},"targets":[...]}
 // where every run has its latency percentiles, throughput, errors, CPU, end-to-end replication
-// and its ratios to the baselines.
+// and its ratios to the baselines; "etcd" holds etcd's runs and dsm's ratios to them.
 //
 // Pure functions over values, thread-compatible.
 #pragma once
@@ -52,6 +54,10 @@ struct BenchConfig {
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
   bool Runs(const std::string& phase) const;
   std::string data_root;
+  // --compare etcd: a 3-member etcd cluster measured before dsm, at these client counts.
+  bool compare_etcd = false;
+  std::string etcd_binary;  // --etcd-binary; empty = "etcd" on $PATH
+  std::vector<int> etcd_clients = {1, 64};
 };
 
 // The disk's fsync latency while dsm is idle: a first window before the cluster starts, then a
@@ -74,6 +80,27 @@ struct HttpBaseline {
   CpuUse cpu_ceiling;
 };
 
+// One stage of a quorum write, from a node's histograms between two scrapes of /metrics.
+struct StageFigure {
+  uint64_t count = 0;  // observations (per /send, or per push batch for the push stages)
+  double mean_ms = 0;  // from the _sum and _count deltas
+  double p50_ms = 0;   // estimated from the bucket deltas (linear inside the bucket)
+};
+
+// Where a quorum write's time went during one sync_quorum closed-loop run: the publishing node's
+// /metrics scraped before the run and after everything it published reached every node, its
+// peers' /metrics for their /replicate write. Warm-up requests are included.
+struct QuorumStages {
+  bool measured = false;
+  std::string error;            // why not, when !measured
+  StageFigure log_write;        // dsm_send_stage_duration_seconds{stage="log_write"}
+  StageFigure core_queue;       // ...{stage="core_queue"}
+  StageFigure quorum_wait;      // ...{stage="quorum_wait"}
+  StageFigure push_round_trip;  // dsm_peer_push_round_trip_seconds, every peer (per batch)
+  StageFigure peer_write;       // dsm_replicate_write_duration_seconds on the peers (per batch)
+  StageFigure total;            // dsm_send_duration_seconds{ack="quorum"}: core to answer
+};
+
 struct PublishRun {
   std::string mode;            // "async" | "sync_quorum"
   LatencySummary fsync_probe;  // the disk's fsync latency during this run (FsyncProbe)
@@ -82,6 +109,26 @@ struct PublishRun {
   LoadResult load;  // records are dropped once evaluated
   ReplicationResult replication;
   bool replicated_in_time = true;  // every message on every node before the next run
+  QuorumStages stages;             // sync_quorum closed-loop runs
+};
+
+// `--compare etcd`: the same closed-loop load (one 100-byte value per request, JSON over HTTP) put
+// into a 3-member etcd cluster on this machine, measured before dsm's runs.
+struct EtcdRun {
+  int clients = 0;
+  LoadResult load;
+  LatencySummary fsync_probe;  // the disk's fsync latency during this run
+};
+
+struct EtcdComparison {
+  bool requested = false;
+  bool ran = false;
+  std::string skipped;  // why not, when requested && !ran (printed as one line)
+  std::string binary;
+  std::string version;  // as the members report it
+  std::string leader;   // the leader's client URL the load went to
+  std::vector<EtcdRun> runs;
+  const EtcdRun* Find(int clients) const;
 };
 
 struct BatchRun {
@@ -106,6 +153,8 @@ struct CatchUpRun {
 };
 
 struct TargetCheck {
+  // "ratio to baselines" (of the same run), "absolute", or "ratio to etcd" (of the same run).
+  std::string kind;
   std::string name;
   std::string goal;
   std::string value;
@@ -131,6 +180,7 @@ struct BenchReport {
   std::vector<PublishRun> open_loop;
   BatchRun batch;
   CatchUpRun catch_up;
+  EtcdComparison etcd;
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;
 
