@@ -19,7 +19,7 @@ namespace dsm {
 
 class Histogram {
  public:
-  // 50 µs .. 10 s, roughly doubling: suits fsync, HTTP and quorum latencies.
+  // 50 µs .. 10 s, finer between 0.1 and 2 ms: suits fsync, HTTP and quorum latencies.
   static std::vector<double> LatencyBuckets();
 
   explicit Histogram(std::vector<double> bounds = LatencyBuckets());
