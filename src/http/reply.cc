@@ -170,11 +170,10 @@ void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaTyp
     auto send = [&] {
       peer->setIdle(true);  // the request is answered: the keep-alive timeout applies again
       written.emplace(peer->send(Pistache::RawBuffer(std::move(bytes), size)));
-      if (connection_) connection_->EndAnswer();  // after the bytes are queued: in order
     };
     if (connection_ == nullptr) {
       send();
-    } else if (!connection_->IfOpen(send)) {
+    } else if (!connection_->SendAnswer(send)) {
       settle();  // the client left: its descriptor may already belong to another connection
       return;
     }

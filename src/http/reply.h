@@ -81,15 +81,36 @@ class Connection {
 
   // Whether a request of the connection was handed to a handler and its answer not yet given
   // (the edge refuses requests that arrive meanwhile: src/http/edge.h). BeginAnswer: by the edge,
-  // when it dispatches a request; EndAnswer: by whatever hands the whole answer to the network
-  // (Reply::SendAs, the last chunk of a Listing, the edge's own answers).
-  void BeginAnswer() { answering_.store(true); }
-  void EndAnswer() { answering_.store(false); }
-  bool answering() const { return answering_.load(); }
+  // when it dispatches a request; EndAnswer: by whatever hands the whole answer to the network on
+  // the connection's event-loop thread (the last chunk of a Listing, the edge's own answers);
+  // SendAnswer: by another thread (Reply::SendAs). Under the lock, so that once the client can
+  // have the answer, answering() is false.
+  void BeginAnswer() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    answering_ = true;
+  }
+  void EndAnswer() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    answering_ = false;
+  }
+  bool answering() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    return answering_;
+  }
+  // IfOpen(act), where `act` hands the whole answer to Pistache: the answer is given once it
+  // returns (answering() is false from then on, atomically with the hand-over).
+  template <typename Act>
+  bool SendAnswer(Act&& act) LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    if (!open_) return false;
+    act();
+    answering_ = false;
+    return true;
+  }
 
  private:
   Pistache::Tcp::Transport* const transport_;
-  std::atomic<bool> answering_{false};
+  bool answering_ GUARDED_BY(mu_) = false;
   Mutex mu_;
   bool open_ GUARDED_BY(mu_) = true;
 };
