@@ -186,8 +186,46 @@ struct EdgeState {
   std::atomic<uint64_t> inflight_body_bytes{0};
   std::atomic<int64_t> last_trim_ms{0};
 
+  // The open connections of each address other than a peer's, oldest first.
+  struct AddressSlot {
+    uint64_t id;
+    std::shared_ptr<Connection> connection;
+    int fd;
+    bool evicted = false;  // shut down to make room: no longer counted
+  };
   Mutex mu;
-  std::unordered_map<std::string, int> per_address GUARDED_BY(mu);  // non-peer addresses only
+  std::unordered_map<std::string, std::vector<AddressSlot>> per_address GUARDED_BY(mu);
+  uint64_t next_slot_id GUARDED_BY(mu) = 0;
+
+  // Registers connection `id` of `address`. When the address then holds more than `cap` counted
+  // connections, the oldest of them that is not waiting for its answer (idle, or still sending
+  // its request: the connections a slow or idle client holds) is chosen to be shut down
+  // (*victim); if every one is waiting for an answer, false: the new connection is refused.
+  bool Admit(const std::string& address, std::shared_ptr<Connection> connection, int fd,
+             uint64_t* id, std::optional<AddressSlot>* victim) LOCKS_EXCLUDED(mu) {
+    MutexLock lock(&mu);
+    std::vector<AddressSlot>& slots = per_address[address];
+    *id = next_slot_id++;
+    slots.push_back(AddressSlot{*id, std::move(connection), fd});
+    const int counted = static_cast<int>(std::count_if(
+        slots.begin(), slots.end(), [](const AddressSlot& a) { return !a.evicted; }));
+    if (counted <= options.max_connections_per_ip) return true;
+    for (size_t i = 0; i + 1 < slots.size(); ++i) {
+      AddressSlot& a = slots[i];
+      if (a.evicted || a.connection->answering()) continue;
+      a.evicted = true;
+      *victim = a;
+      return true;
+    }
+    return false;
+  }
+  void Release(const std::string& address, uint64_t id) LOCKS_EXCLUDED(mu) {
+    MutexLock lock(&mu);
+    auto it = per_address.find(address);
+    if (it == per_address.end()) return;
+    std::erase_if(it->second, [id](const AddressSlot& a) { return a.id == id; });
+    if (it->second.empty()) per_address.erase(it);
+  }
 
   bool IsPeerAddress(const std::string& address) const {
     return std::find(options.peer_addresses.begin(), options.peer_addresses.end(), address) !=
@@ -303,11 +341,16 @@ class EdgeHandler final : public Http::Handler {
     limits.max_header_lines = o.max_header_lines;
     limits.max_body_bytes = o.max_request_bytes;
     peer->putData(kEdgeConnectionKey, std::make_shared<EdgeConnection>(state_, limits));
-    peer->putData(kConnectionKey, std::make_shared<Connection>(transport()));
+    auto connection = std::make_shared<Connection>(transport());
+    peer->putData(kConnectionKey, connection);
 
-    // Connection limits: a connection beyond them is answered 503 at once and closed, so it costs
-    // one accept and one write; the connections already open are not disturbed. Its slots are
-    // released when Pistache destroys the peer: exactly once per connection, however it ends.
+    // Connection limits. Beyond max_connections a new connection is answered 503 at once and
+    // closed, so it costs one accept and one write; the connections already open are not
+    // disturbed. Beyond max_connections_per_ip for one address, that address's oldest connection
+    // not waiting for an answer is shut down instead (so a client holding idle or half-sent
+    // connections cannot keep a newer one of the same address out), and the new connection is
+    // refused only when all of them wait for answers. Slots are released when Pistache destroys
+    // the peer: exactly once per connection, however it ends.
     std::string address;
     try {
       address = peer->address().host();
@@ -315,22 +358,25 @@ class EdgeHandler final : public Http::Handler {
       // Counted under "" (no address).
     }
     const bool is_peer = state_->IsPeerAddress(address);
+    const bool per_address = o.max_connections_per_ip > 0 && !is_peer;
     const int open = state_->connections.fetch_add(1) + 1;
-    int from_address = 0;
-    if (!is_peer) {
-      MutexLock lock(&state_->mu);
-      from_address = ++state_->per_address[address];
-    }
-    peer->putData("dsm.connection_slot",
-                  std::shared_ptr<void>(nullptr, [state = state_, address, is_peer](void*) {
+    uint64_t slot_id = 0;
+    std::optional<EdgeState::AddressSlot> victim;
+    const bool admitted =
+        !per_address || state_->Admit(address, connection, peer->fd(), &slot_id, &victim);
+    peer->putData("dsm.connection_slot", std::shared_ptr<void>(nullptr, [state = state_, address,
+                                                                        per_address,
+                                                                        slot_id](void*) {
                     state->connections.fetch_sub(1);
-                    if (is_peer) return;
-                    MutexLock lock(&state->mu);
-                    auto it = state->per_address.find(address);
-                    if (it != state->per_address.end() && --it->second <= 0) {
-                      state->per_address.erase(it);
-                    }
+                    if (per_address) state->Release(address, slot_id);
                   }));
+    if (victim) {
+      spdlog::info("closing the oldest idle connection from {} to make room (more than {} "
+                   "connections from one address)",
+                   address, o.max_connections_per_ip);
+      const int fd = victim->fd;
+      victim->connection->IfOpen([fd] { ::shutdown(fd, SHUT_RDWR); });
+    }
     if (o.max_connections > 0) {
       const int limit = is_peer ? o.max_connections
                                 : o.max_connections - o.reserved_peer_connections;
@@ -342,10 +388,11 @@ class EdgeHandler final : public Http::Handler {
                         "); retry later");
       }
     }
-    if (o.max_connections_per_ip > 0 && !is_peer && from_address > o.max_connections_per_ip) {
+    if (!admitted) {
       Fail(peer, Http::Version::Http11, 503,
            "too many connections from " + address + " (limit " +
-               std::to_string(o.max_connections_per_ip) + " per address); retry later");
+               std::to_string(o.max_connections_per_ip) +
+               " per address, all waiting for answers); retry later");
     }
   }
 

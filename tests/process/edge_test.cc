@@ -487,15 +487,41 @@ TEST(EdgeProcessTest, PerAddressCapHostOriginAndDashboardHeaders) {
         milliseconds(20000)))
         << got;
   }
-  // A fifth from the same address: 503 and closed.
+  // A fifth from the same address is served, and the oldest idle one of that address is closed
+  // to make room: one address never holds more than its share, however many it opens.
   {
     Conn c(n.port(), "127.0.0.3");
-    c.Send(hb);
+    ASSERT_TRUE(c.Send(hb));
+    EXPECT_EQ(StatusOf(c.ReadAnswer(milliseconds(5000))), 200);
     bool closed = false;
-    std::string got = c.Read(milliseconds(5000), "", &closed);
-    EXPECT_EQ(StatusOf(got), 503) << got;
-    EXPECT_TRUE(HasJsonError(got, "too many connections from 127.0.0.3")) << got;
-    EXPECT_TRUE(closed);
+    held.front()->Read(milliseconds(5000), "", &closed);
+    EXPECT_TRUE(closed) << "the oldest connection of 127.0.0.3 was not closed";
+    for (size_t i = 1; i < held.size(); ++i) {
+      ASSERT_TRUE(held[i]->Send(hb));
+      EXPECT_EQ(StatusOf(held[i]->ReadAnswer(milliseconds(5000))), 200) << i;
+    }
+  }
+  // When every connection of the address waits for an answer (here long-polls), a new one is
+  // refused: 503 and closed.
+  {
+    std::vector<std::unique_ptr<Conn>> polls;
+    const std::string poll = "GET /messages?wait_ms=20000 HTTP/1.1\r\n" + LocalHost(n.port()) +
+                             "\r\nConnection: keep-alive\r\n\r\n";
+    for (int i = 0; i < 4; ++i) {
+      polls.push_back(std::make_unique<Conn>(n.port(), "127.0.0.6"));
+      ASSERT_TRUE(polls.back()->Send(poll));
+    }
+    std::string got;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          Conn c(n.port(), "127.0.0.6");
+          c.Send(hb);
+          got = c.Read(milliseconds(3000), "\r\n\r\n");
+          return StatusOf(got) == 503;
+        },
+        milliseconds(20000)))
+        << got;
+    EXPECT_TRUE(HasJsonError(got, "too many connections from 127.0.0.6")) << got;
   }
   // Another address is served, and so is the peer's address however many it holds.
   {
