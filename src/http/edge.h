@@ -1,7 +1,9 @@
 // The edge of the HTTP server: everything that happens to a connection before a handler runs, and
 // every limit that protects the node from its clients (docs/operations.md, "Limits at the edge").
-//  - Connections: at most max_connections open (a reserve of them kept for cluster peers), at
-//    most max_connections_per_ip from one address other than a peer's; beyond, 503 and close.
+//  - Connections: at most max_connections open (a reserve of them kept for cluster peers),
+//    beyond which a new connection gets 503 and is closed; at most max_connections_per_ip from
+//    one address other than a peer's, beyond which that address's oldest connection not waiting
+//    for an answer is shut down (a new one is refused with 503 only if they all wait).
 //  - Request heads are read by a RequestHeadScanner (src/http/request_head.h) before Pistache's
 //    parser sees a byte: over max_header_bytes or max_header_lines -> 431; malformed (a bad
 //    request line, whitespace before a colon, several Content-Length or Host headers...) -> 400;
