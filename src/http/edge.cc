@@ -61,8 +61,14 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+// A header value quoted in an error: at most 100 bytes, bytes outside printable ASCII as '?' (so
+// the JSON answer stays valid UTF-8 whatever the client sent).
 std::string Shorten(std::string_view s) {
-  return s.size() <= 100 ? std::string(s) : std::string(s.substr(0, 100)) + "...";
+  std::string out(s.substr(0, 100));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  }
+  return s.size() <= 100 ? out : out + "...";
 }
 
 }  // namespace

@@ -554,6 +554,8 @@ TEST(EdgeProcessTest, PerAddressCapHostOriginAndDashboardHeaders) {
     EXPECT_EQ(StatusOf(got), 403) << bad << ": " << got;
     EXPECT_TRUE(HasJsonError(got, "is not a name of this node")) << got;
   }
+  // A quoted Host stays printable ASCII in the JSON error.
+  EXPECT_TRUE(HasJsonError(get_status("Host: caf\xc3\xa9.example"), "'caf??.example'"));
   // Origin: the node's own origin passes; another site's is refused and stores nothing.
   auto send_from = [&](const std::string& origin, const std::string& id) {
     const std::string body = "{\"msg_id\":\"" + id + "\",\"payload\":\"p\"}";
