@@ -30,6 +30,14 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
+// Sanitizer builds (the node binary is built the same way) keep freed memory in quarantine and
+// map shadow memory: their RSS says nothing about the node's, so RSS bounds are not checked there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kCheckRss = false;
+#else
+constexpr bool kCheckRss = true;
+#endif
+
 constexpr char kClusterToken[] = "Edge-Cluster-Token-5d1e";
 constexpr char kClientToken[] = "Edge-Client-Token-a3c7";
 
@@ -374,7 +382,9 @@ TEST(EdgeProcessTest, BodiesAreNotReadBeforeAuthenticationAndMemoryIsBounded) {
     EXPECT_EQ(r401, 128);
     std::printf("tokens: RSS baseline %lld KiB, with the 128 attackers connected %lld KiB\n",
                 static_cast<long long>(base), static_cast<long long>(held));
-    EXPECT_LT(held, base + (64 << 10)) << "KiB";
+    if (kCheckRss) {
+      EXPECT_LT(held, base + (64 << 10)) << "KiB";
+    }
   }
   {
     EdgeNode n({"--max-inflight-body-mb", "64", "--max-connections-per-ip", "0"});
@@ -399,10 +409,12 @@ TEST(EdgeProcessTest, BodiesAreNotReadBeforeAuthenticationAndMemoryIsBounded) {
                 "with the attackers connected %lld KiB\n",
                 static_cast<long long>(base), static_cast<long long>(peak),
                 static_cast<long long>(held));
-    EXPECT_LT(peak, base + (160 << 10)) << "KiB";
+    if (kCheckRss) {
+      EXPECT_LT(peak, base + (160 << 10)) << "KiB";
+    }
     // The memory returns once the connections are gone.
     int64_t now = 0;
-    EXPECT_TRUE(WaitFor(
+    EXPECT_TRUE(!kCheckRss || WaitFor(
         [&] {
           now = n.RssKib();
           return now < base + (32 << 10);
