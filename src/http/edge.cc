@@ -201,6 +201,8 @@ struct EdgeState {
     int fd;
     bool evicted = false;  // shut down to make room: no longer counted
   };
+  // Lock order: mu before a Connection's own mutex (Admit asks connections whether they are
+  // answering); nothing holding a Connection's mutex takes mu.
   Mutex mu;
   std::unordered_map<std::string, std::vector<AddressSlot>> per_address GUARDED_BY(mu);
   uint64_t next_slot_id GUARDED_BY(mu) = 0;
