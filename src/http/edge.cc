@@ -298,9 +298,9 @@ std::optional<Refusal> CheckHead(EdgeState& state, EdgeConnection& conn) {
     }
   }
   // Cross-site requests: a browser names the page's site in Origin.
+  // (Browsers always send Host; a request with an Origin and no Host is not same-origin.)
   if (head.origin) {
-    const std::string& own = head.host ? *head.host : o.own_authority;
-    if (!SameOrigin(*head.origin, own)) {
+    if (!head.host || !SameOrigin(*head.origin, *head.host)) {
       return Refusal{403, "cross-site request refused: Origin '" + Shorten(*head.origin) +
                               "' is not this node"};
     }

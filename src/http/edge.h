@@ -11,7 +11,7 @@
 //    JSON error body, and the connection is closed.
 //  - Once a head is complete, before its body is read: a Host that is not a loopback name while
 //    the node listens on a loopback address (unless in allowed_hosts) -> 403 (DNS rebinding); an
-//    Origin that is not the node's own scheme://host:port -> 403 (cross-site requests); a missing
+//    Origin that is not http(s):// + the request's Host -> 403 (cross-site requests); a missing
 //    or wrong token -> 401 (src/http/auth.h); a body that would take the bodies being read by
 //    the whole node over max_inflight_body_bytes -> 503. So an unauthenticated client never makes
 //    the node hold its body.
@@ -65,8 +65,6 @@ struct EdgeOptions {
   // (lower case, without port), is refused.
   bool check_host = false;
   std::vector<std::string> allowed_hosts;
-  // The node's own address, the Origin a request without a Host header may carry.
-  std::string own_authority;  // "host:port"
 };
 
 // The Pistache handler of a server: routes with `router`.

@@ -228,9 +228,6 @@ http::EdgeOptions HttpServer::Impl::MakeEdgeOptions() const {
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     o.allowed_hosts.push_back(std::move(lower));
   }
-  const bool v6 = options.host.find(':') != std::string::npos && options.host.front() != '[';
-  o.own_authority = (v6 ? "[" + options.host + "]" : options.host) + ":" +
-                    std::to_string(bound_port.load() != 0 ? bound_port.load() : options.port);
   return o;
 }
 
