@@ -160,7 +160,7 @@ void CheckNoServerError(const std::string& answer) {
 
 // True when the server answers GET /heartbeat with 200, the answer beginning within `wait`.
 bool Heartbeat(uint16_t port, std::chrono::milliseconds wait) {
-  static const char kProbe[] = "GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n";
+  static const char kProbe[] = "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n";
   const std::string answer =
       Exchange(port, reinterpret_cast<const uint8_t*>(kProbe), sizeof(kProbe) - 1, wait);
   if (answer.rfind("HTTP/1.1 200", 0) == 0) return true;

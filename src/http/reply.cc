@@ -77,7 +77,8 @@ namespace {
 // The bytes of a whole answer, laid out as ResponseWriter::send does: status line, the headers
 // collected on the writer, Content-Length, blank line, body.
 std::string AnswerBytes(Http::Version version, Http::Code code,
-                        const Http::Header::Collection& headers, const std::string& body) {
+                        const Http::Header::Collection& headers, const std::string& body,
+                        bool head_only) {
   std::ostringstream os;
   os << version << ' ' << static_cast<int>(code) << ' ' << code << "\r\n";
   for (const std::shared_ptr<Http::Header::Header>& h : headers.list()) {
@@ -85,16 +86,44 @@ std::string AnswerBytes(Http::Version version, Http::Code code,
     h->write(os);
     os << "\r\n";
   }
-  os << "Content-Length: " << body.size() << "\r\n\r\n" << body;
+  os << "Content-Length: " << body.size() << "\r\n\r\n";
+  if (!head_only) os << body;
   return std::move(os).str();
 }
 
+// A header whose name is chosen at run time (Pistache's typed headers have a fixed NAME).
+class NamedHeader final : public Http::Header::Header {
+ public:
+  NamedHeader(std::string name, std::string value)
+      : name_(std::move(name)), value_(std::move(value)) {}
+  const char* name() const override { return name_.c_str(); }
+#ifdef SAFE_HEADER_CAST
+  uint64_t hash() const override { return Http::Header::detail::hash(name_.c_str()); }
+#endif
+  void parse(const std::string&) override {}
+  void write(std::ostream& os) const override { os << value_; }
+
+ private:
+  const std::string name_;
+  const std::string value_;
+};
+
 }  // namespace
 
-Reply::Reply(Http::ResponseWriter writer, Http::Version version, std::shared_ptr<Gate> gate)
-    : writer_(std::move(writer)), version_(version), gate_(std::move(gate)) {
+void Reply::AddHeader(std::string name, std::string value) {
+  MutexLock lock(&mu_);
+  if (answered_) return;
+  writer_.headers().add(std::make_shared<NamedHeader>(std::move(name), std::move(value)));
+}
+
+Reply::Reply(Http::ResponseWriter writer, Http::Version version, std::shared_ptr<Gate> gate,
+             bool head_only)
+    : writer_(std::move(writer)), version_(version), gate_(std::move(gate)), head_only_(head_only) {
   if (std::shared_ptr<Pistache::Tcp::Peer> peer = writer_.getPeer()) {
     connection_ = ConnectionOf(*peer);
+  }
+  if (auto c = writer_.headers().tryGet<Http::Header::Connection>()) {
+    closes_connection_ = c->control() == Http::ConnectionControl::Close;
   }
 }
 
@@ -136,7 +165,7 @@ void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaTyp
     }
     if (allow != nullptr) writer_.headers().add<Http::Header::Allow>(*allow);
     std::string bytes =
-        AnswerBytes(version_, static_cast<Http::Code>(http), writer_.headers(), body);
+        AnswerBytes(version_, static_cast<Http::Code>(http), writer_.headers(), body, head_only_);
     const size_t size = bytes.size();
     auto send = [&] {
       peer->setIdle(true);  // the request is answered: the keep-alive timeout applies again
@@ -144,12 +173,21 @@ void Reply::SendAs(int http, const std::string& body, const Http::Mime::MediaTyp
     };
     if (connection_ == nullptr) {
       send();
-    } else if (!connection_->IfOpen(send)) {
+    } else if (!connection_->SendAnswer(send)) {
       settle();  // the client left: its descriptor may already belong to another connection
       return;
     }
     // The promise rejects when the client has left ("Broken pipe"): nothing to do but settle.
-    written->then([settle](ssize_t) { settle(); }, [settle](std::exception_ptr) { settle(); });
+    // An answer that says "Connection: close" is followed by the close it promises.
+    std::weak_ptr<Pistache::Tcp::Peer> weak = peer;
+    const bool close = closes_connection_;
+    auto done = [settle, weak, close] {
+      if (close) {
+        if (std::shared_ptr<Pistache::Tcp::Peer> p = weak.lock()) ShutdownConnection(p);
+      }
+      settle();
+    };
+    written->then([done](ssize_t) { done(); }, [done](std::exception_ptr) { done(); });
   } catch (const std::exception& e) {
     settle();
     spdlog::warn("could not answer a request: {}", e.what());
@@ -257,6 +295,14 @@ void Listing::Pump() {
     if (!streaming_) return reply_->Send(200, BufferText(buf_));
   }
   if (!streaming_ && !StartStream()) return;
+  if (reply_->head_only()) {
+    // HEAD: the status line and headers of the chunked answer, no body.
+    reply_->EndAnswer();
+    if (reply_->closes_connection()) {
+      if (auto peer = peer_.lock()) ShutdownConnection(peer);
+    }
+    return;
+  }
   SendChunk(exhausted);
 }
 
@@ -297,7 +343,16 @@ void Listing::SendChunk(bool last) {
   const size_t size = frame.size();
   auto written = peer->send(Pistache::RawBuffer(std::move(frame), size));
   if (last) {
-    written.then([](ssize_t) {}, [](std::exception_ptr) {});
+    reply_->EndAnswer();
+    if (reply_->closes_connection()) {
+      std::weak_ptr<Pistache::Tcp::Peer> weak = peer_;
+      auto close = [weak] {
+        if (auto p = weak.lock()) ShutdownConnection(p);
+      };
+      written.then([close](ssize_t) { close(); }, [close](std::exception_ptr) { close(); });
+    } else {
+      written.then([](ssize_t) {}, [](std::exception_ptr) {});
+    }
     return;
   }
   std::shared_ptr<Listing> self = shared_from_this();

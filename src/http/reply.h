@@ -79,8 +79,38 @@ class Connection {
   // runs `fn`, when the connection is closed or has no transport.
   bool RunOnLoop(std::function<void()> fn);
 
+  // Whether a request of the connection was handed to a handler and its answer not yet given
+  // (the edge refuses requests that arrive meanwhile: src/http/edge.h). BeginAnswer: by the edge,
+  // when it dispatches a request; EndAnswer: by whatever hands the whole answer to the network on
+  // the connection's event-loop thread (the last chunk of a Listing, the edge's own answers);
+  // SendAnswer: by another thread (Reply::SendAs). Under the lock, so that once the client can
+  // have the answer, answering() is false.
+  void BeginAnswer() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    answering_ = true;
+  }
+  void EndAnswer() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    answering_ = false;
+  }
+  bool answering() LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    return answering_;
+  }
+  // IfOpen(act), where `act` hands the whole answer to Pistache: the answer is given once it
+  // returns (answering() is false from then on, atomically with the hand-over).
+  template <typename Act>
+  bool SendAnswer(Act&& act) LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    if (!open_) return false;
+    act();
+    answering_ = false;
+    return true;
+  }
+
  private:
   Pistache::Tcp::Transport* const transport_;
+  bool answering_ GUARDED_BY(mu_) = false;
   Mutex mu_;
   bool open_ GUARDED_BY(mu_) = true;
 };
@@ -117,7 +147,10 @@ struct Gate {
   void CutStreams() LOCKS_EXCLUDED(streams_mu);
 };
 
-// One request's answer: JSON, sent at most once. Dropped silently once the gate is closed.
+// One request's answer: JSON, sent at most once. Dropped silently once the gate is closed. The
+// answer to a HEAD request has the headers of the GET answer (Content-Length included) and no
+// body. After an answer that says "Connection: close" (the edge says so unless the client asked
+// for keep-alive), the connection is shut down once the answer is written.
 //
 // The answer is laid out here and handed to the connection with Tcp::Peer::send, not with
 // ResponseWriter::send: the promise that ResponseWriter::send returns is settled by Pistache's
@@ -128,12 +161,16 @@ class Reply {
  public:
   // `version`: the request's HTTP version, which the answer's status line repeats.
   Reply(Pistache::Http::ResponseWriter writer, Pistache::Http::Version version,
-        std::shared_ptr<Gate> gate);
+        std::shared_ptr<Gate> gate, bool head_only = false);
   // A request nobody answered (a completion dropped without being called) still gets an answer
   // rather than a connection left waiting: 500.
   ~Reply();
   Reply(const Reply&) = delete;
   Reply& operator=(const Reply&) = delete;
+
+  // Adds a header to the answer (before it is sent; `name` and `value` are constants of the
+  // server, never request data).
+  void AddHeader(std::string name, std::string value) LOCKS_EXCLUDED(mu_);
 
   // Sends a JSON body. `allow` lists the methods of a 405 answer. No-op when already answered.
   void Send(int http, const std::string& body,
@@ -159,6 +196,14 @@ class Reply {
   const std::shared_ptr<Connection>& connection() const { return connection_; }
 
   const Gate& gate() const { return *gate_; }
+  // A HEAD request: the answer has no body.
+  bool head_only() const { return head_only_; }
+  // The answer says "Connection: close": the connection is shut down once it is written.
+  bool closes_connection() const { return closes_connection_; }
+  // Marks the whole answer as handed to the network (Connection::EndAnswer).
+  void EndAnswer() const {
+    if (connection_) connection_->EndAnswer();
+  }
 
  private:
   Mutex mu_;
@@ -167,6 +212,8 @@ class Reply {
   const Pistache::Http::Version version_;
   const std::shared_ptr<Gate> gate_;
   std::shared_ptr<Connection> connection_;  // set at construction, on the event-loop thread
+  const bool head_only_;
+  bool closes_connection_ = false;  // set at construction
 };
 
 using ReplyPtr = std::shared_ptr<Reply>;

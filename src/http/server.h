@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/node.h"
 #include "dsm/clock.h"
@@ -48,6 +49,21 @@ struct HttpServerOptions {
   // A connection opened while this many are open is answered 503 and closed (0 = no limit). Each
   // connection may buffer up to one request (maxRequestSize), so this also bounds that memory.
   int max_connections = 256;
+  // A connection opened while this many are open from the same address is answered 503 and
+  // closed (0 = no limit). The configured peers' addresses are exempt, and a few of the
+  // max_connections slots are kept for them (src/http/edge.h).
+  int max_connections_per_ip = 64;
+  // Request heads (request line and headers) longer than this, or with more header lines than
+  // max_header_lines, are answered 431 and the connection is closed.
+  size_t max_header_bytes = 16 << 10;
+  size_t max_header_lines = 100;
+  // Bodies being read by the whole node, counted by their declared Content-Length: a request
+  // whose body would take the total beyond this is answered 503 before its body is read
+  // (0 = no limit).
+  size_t max_inflight_body_bytes = size_t{128} << 20;
+  // While the node listens on a loopback address, requests whose Host is not a loopback name are
+  // refused (403) unless their host is listed here (DNS rebinding).
+  std::vector<std::string> allowed_hosts;
   // A quorum /send arriving while this many wait for their quorum is refused with 503 "too many
   // pending quorum writes" before anything is written (0 = no limit).
   int max_pending_quorum_writes = 1024;

@@ -130,6 +130,10 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t max_connections = config.max_connections;
   int64_t max_pending_quorum_writes = config.max_pending_quorum_writes;
   int64_t min_free_disk_mb = static_cast<int64_t>(config.min_free_disk_bytes >> 20);
+  int64_t max_connections_per_ip = config.max_connections_per_ip;
+  int64_t max_header_bytes = static_cast<int64_t>(config.max_header_bytes);
+  int64_t max_inflight_body_mb = static_cast<int64_t>(config.max_inflight_body_bytes >> 20);
+  std::string allowed_hosts;
 
   CLI::App app("dsm-node: one node of a durable replicated messaging cluster", "dsm-node");
   app.add_option("--port", port, "TCP port of the HTTP API")->capture_default_str();
@@ -175,17 +179,33 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--http-threads", http_threads, "HTTP server threads")->capture_default_str();
   // No default is shown for the tokens, and their values never appear in errors or logs. The
   // environment variables keep them out of the process list.
-  app.add_option("--cluster-token", config.cluster_token,
+  CLI::Option* cluster_token_option = app.add_option("--cluster-token", config.cluster_token,
                  "shared secret of the cluster: sent to peers and required on /replicate, /sync "
                  "and /heartbeat (401 without it)")
       ->envname("DSM_CLUSTER_TOKEN");
-  app.add_option("--client-token", config.client_token,
+  CLI::Option* client_token_option = app.add_option("--client-token", config.client_token,
                  "secret required on the client endpoints (/send, /messages, /status, ...); the "
                  "cluster token is accepted there too")
       ->envname("DSM_CLIENT_TOKEN");
   app.add_option("--max-connections", max_connections,
                  "open connections beyond this are answered 503 and closed (0: no limit)")
       ->capture_default_str();
+  app.add_option("--max-connections-per-ip", max_connections_per_ip,
+                 "open connections from one address beyond this are answered 503 and closed; "
+                 "the peers' addresses are exempt (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--max-header-bytes", max_header_bytes,
+                 "request heads (request line and headers) larger than this, or with more than "
+                 "100 header lines, are answered 431 and the connection is closed")
+      ->capture_default_str();
+  app.add_option("--max-inflight-body-mb", max_inflight_body_mb,
+                 "request bodies being received by the node, counted by their declared length: "
+                 "a request beyond this is answered 503 before its body is read (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--allowed-hosts", allowed_hosts,
+                 "comma-separated host names that requests may name in their Host header while "
+                 "the node listens on a loopback address (besides localhost, 127.x.y.z and "
+                 "[::1])");
   app.add_option("--max-pending-quorum-writes", max_pending_quorum_writes,
                  "quorum writes waiting for acknowledgements beyond this are refused with 503 "
                  "(0: no limit)")
@@ -334,6 +354,16 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   }
   config.http_threads = static_cast<int>(http_threads);
 
+  // An empty token given on purpose would silently leave its scope open: refuse it (leaving the
+  // option out is how a scope is left open).
+  if (cluster_token_option->count() > 0 && config.cluster_token.empty()) {
+    return Status::InvalidArgument(
+        "--cluster-token must not be empty (leave the option out to run without a cluster token)");
+  }
+  if (client_token_option->count() > 0 && config.client_token.empty()) {
+    return Status::InvalidArgument(
+        "--client-token must not be empty (leave the option out to run without a client token)");
+  }
   if (!config.cluster_token.empty()) {
     Status s = http::ValidateToken(config.cluster_token, "--cluster-token");
     if (!s.ok()) return s;
@@ -347,6 +377,43 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    " must be between 0 (no limit) and 1000000");
   }
   config.max_connections = static_cast<int>(max_connections);
+  if (max_connections_per_ip < 0 || max_connections_per_ip > 1000000) {
+    return Status::InvalidArgument("--max-connections-per-ip " +
+                                   std::to_string(max_connections_per_ip) +
+                                   " must be between 0 (no limit) and 1000000");
+  }
+  config.max_connections_per_ip = static_cast<int>(max_connections_per_ip);
+  if (max_header_bytes < 1024 || max_header_bytes > (int64_t{1} << 20)) {
+    return Status::InvalidArgument("--max-header-bytes " + std::to_string(max_header_bytes) +
+                                   " must be between 1024 and 1048576");
+  }
+  config.max_header_bytes = static_cast<size_t>(max_header_bytes);
+  if (max_inflight_body_mb < 0 || max_inflight_body_mb > (int64_t{1} << 20)) {
+    return Status::InvalidArgument("--max-inflight-body-mb " +
+                                   std::to_string(max_inflight_body_mb) +
+                                   " must be between 0 (no limit) and 1048576");
+  }
+  config.max_inflight_body_bytes = static_cast<uint64_t>(max_inflight_body_mb) << 20;
+  for (size_t start = 0; start <= allowed_hosts.size();) {
+    size_t comma = allowed_hosts.find(',', start);
+    if (comma == std::string::npos) comma = allowed_hosts.size();
+    std::string item = Trim(std::string_view(allowed_hosts).substr(start, comma - start));
+    start = comma + 1;
+    if (item.empty()) continue;
+    for (char& c : item) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool ok = std::all_of(item.begin(), item.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+             c == ':' || c == '[' || c == ']';
+    });
+    if (!ok || item.size() > 253) {
+      return Status::InvalidArgument("--allowed-hosts: '" + item +
+                                     "' is not a host name (give names without scheme or port)");
+    }
+    if (item.size() > 2 && item.front() == '[' && item.back() == ']') {
+      item = item.substr(1, item.size() - 2);
+    }
+    config.allowed_hosts.push_back(item);
+  }
   if (max_pending_quorum_writes < 0 || max_pending_quorum_writes > 1000000) {
     return Status::InvalidArgument("--max-pending-quorum-writes " +
                                    std::to_string(max_pending_quorum_writes) +

@@ -5,9 +5,11 @@
 // are checked when the runtime opens them. Pure functions, thread-compatible.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dsm/options.h"
 #include "dsm/status.h"
@@ -22,6 +24,11 @@ struct NodeConfig {
   std::string client_token;              // --client-token or $DSM_CLIENT_TOKEN
   int max_connections = 256;             // --max-connections (0 = unlimited)
   int max_pending_quorum_writes = 1024;  // --max-pending-quorum-writes (0 = unlimited)
+  // The edge's limits (src/http/edge.h, docs/operations.md).
+  int max_connections_per_ip = 64;                    // --max-connections-per-ip (0 = unlimited)
+  size_t max_header_bytes = 16 << 10;                 // --max-header-bytes
+  uint64_t max_inflight_body_bytes = uint64_t{128} << 20;  // --max-inflight-body-mb (0 = unlimited)
+  std::vector<std::string> allowed_hosts;             // --allowed-hosts (lower case)
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
   bool help = false;               // --help was given: print help_text and exit 0

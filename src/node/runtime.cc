@@ -78,6 +78,10 @@ Status Runtime::Start() {
   server_options.client_token = config_.client_token;
   server_options.max_connections = config_.max_connections;
   server_options.max_pending_quorum_writes = config_.max_pending_quorum_writes;
+  server_options.max_connections_per_ip = config_.max_connections_per_ip;
+  server_options.max_header_bytes = config_.max_header_bytes;
+  server_options.max_inflight_body_bytes = static_cast<size_t>(config_.max_inflight_body_bytes);
+  server_options.allowed_hosts = config_.allowed_hosts;
   server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
 
   Status s = peers_->Start();

@@ -166,6 +166,23 @@ struct InvalidCase {
   const char* reason_part;  // expected inside the one-line reason
 };
 
+TEST(CommandLineTest, EdgeOptions) {
+  Result<NodeConfig> d = Parse({"--id", "n"});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->max_connections_per_ip, 64);
+  EXPECT_EQ(d->max_header_bytes, size_t{16384});
+  EXPECT_EQ(d->max_inflight_body_bytes, uint64_t{128} << 20);
+  EXPECT_TRUE(d->allowed_hosts.empty());
+  Result<NodeConfig> r =
+      Parse({"--id", "n", "--max-connections-per-ip", "0", "--max-header-bytes", "4096",
+             "--max-inflight-body-mb", "16", "--allowed-hosts", " dsm.Example ,[::1],, b-2 "});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->max_connections_per_ip, 0);
+  EXPECT_EQ(r->max_header_bytes, size_t{4096});
+  EXPECT_EQ(r->max_inflight_body_bytes, uint64_t{16} << 20);
+  EXPECT_EQ(r->allowed_hosts, (std::vector<std::string>{"dsm.example", "::1", "b-2"}));
+}
+
 TEST(CommandLineTest, InvalidCommandLines) {
   const std::vector<std::string> two_peers = {"--peers",
                                               "http://127.0.0.1:8001,http://127.0.0.1:8002"};
@@ -253,6 +270,23 @@ TEST(CommandLineTest, InvalidCommandLines) {
       {"unknown option", {"--id", "n", "--frobnicate", "1"}, "frobnicate"},
       {"positional argument", {"--id", "n", "extra"}, "extra"},
       {"empty host", {"--id", "n", "--host", " "}, "--host must not be empty"},
+      // Issue 13: an empty token silently turned authentication off.
+      {"empty client token", {"--id", "n", "--client-token", ""}, "--client-token must not be empty"},
+      {"empty cluster token",
+       {"--id", "n", "--cluster-token", ""},
+       "--cluster-token must not be empty"},
+      {"max header bytes too small",
+       {"--id", "n", "--max-header-bytes", "100"},
+       "--max-header-bytes 100 must be between 1024 and 1048576"},
+      {"negative per-address cap",
+       {"--id", "n", "--max-connections-per-ip", "-1"},
+       "--max-connections-per-ip -1 must be between 0"},
+      {"negative body budget",
+       {"--id", "n", "--max-inflight-body-mb", "-1"},
+       "--max-inflight-body-mb -1 must be between 0"},
+      {"allowed host with a scheme",
+       {"--id", "n", "--allowed-hosts", "http://x"},
+       "--allowed-hosts: 'http://x' is not a host name"},
   };
   for (const InvalidCase& c : cases) {
     SCOPED_TRACE(c.name);

@@ -448,6 +448,7 @@ TEST_F(ConsumersTest, ThousandsOfIdleReadersUseNoThreadEach) {
   constexpr int kPolls = 1000;
   HttpServerOptions so;
   so.max_connections = 4000;
+  so.max_connections_per_ip = 0;  // every reader connects from 127.0.0.1
   StartServer(so);
 
   std::vector<int> streams;
@@ -528,7 +529,7 @@ TEST_F(ConsumersTest, AStreamWhoseClientReadsNothingIsCut) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const std::string request =
-      "GET /messages/stream?recipient=slow HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
+      "GET /messages/stream?recipient=slow HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n";
   ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(request.size()));
   ASSERT_TRUE(WaitFor([&] { return LiveReaders(url_) == 1; }, kWait));
@@ -592,8 +593,8 @@ TEST_F(ConsumersTest, NothingOfAClosedStreamReachesTheNextConnection) {
     return fd;
   };
   const std::string stream_request =
-      "GET /messages/stream HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
-  const std::string heartbeat = "GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n";
+      "GET /messages/stream HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n";
+  const std::string heartbeat = "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n";
   for (int i = 0; i < 1000; ++i) {
     const int stream = connect_local();
     ASSERT_GE(stream, 0);

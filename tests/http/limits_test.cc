@@ -83,7 +83,7 @@ class RawConn {
   }
   // One keep-alive GET /heartbeat on this connection; returns the status line's code or 0.
   int Heartbeat() {
-    if (!Send("GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")) return 0;
+    if (!Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")) return 0;
     // The whole answer: headers, then Content-Length bytes of body.
     std::string r = Read(Millis(10000), "\r\n\r\n");
     size_t end = r.find("\r\n\r\n");
@@ -156,7 +156,7 @@ TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
   {
     RawConn extra(server_->port());
     ASSERT_TRUE(extra.ok());
-    extra.Send("GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n");
+    extra.Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n");
     bool closed = false;
     std::string r = extra.Read(kWait, "", &closed);
     EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
@@ -179,9 +179,9 @@ TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
   RawConn slow_headers(server_->port());
   RawConn slow_body(server_->port());
   ASSERT_TRUE(slow_headers.ok() && slow_body.ok());
-  ASSERT_TRUE(slow_headers.Send("POST /send HTTP/1.1\r\nHost: x\r\nContent-Ty"));
+  ASSERT_TRUE(slow_headers.Send("POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Ty"));
   ASSERT_TRUE(slow_body.Send(
-      "POST /send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
       "Content-Length: 100\r\n\r\n{\"payload\":"));
 
   // Meanwhile other clients are served.

@@ -334,9 +334,9 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsAndStoreNothing) {
       {"get on send", "GET", "/send", std::nullopt, 405,
        "method not allowed on /send (allowed: POST)"},
       {"post on heartbeat", "POST", "/heartbeat", "{}", 405,
-       "method not allowed on /heartbeat (allowed: GET)"},
+       "method not allowed on /heartbeat (allowed: GET, HEAD)"},
       {"delete on messages", "DELETE", "/messages", std::nullopt, 405,
-       "method not allowed on /messages (allowed: GET)"},
+       "method not allowed on /messages (allowed: GET, HEAD)"},
       {"put on sync", "PUT", "/sync", "{}", 405, "method not allowed on /sync (allowed: POST)"},
   };
   for (const Case& c : cases) {
@@ -354,7 +354,7 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsAndStoreNothing) {
       EXPECT_EQ(r.Str("reason"), c.reason);
     }
     if (c.status == 405) {
-      EXPECT_EQ(r.headers["allow"], c.path == "/send" || c.path == "/sync" ? "POST" : "GET");
+      EXPECT_EQ(r.headers["allow"], c.path == "/send" || c.path == "/sync" ? "POST" : "GET, HEAD");
     }
   }
   EXPECT_EQ(store_.LastSeq(), 0u);
@@ -370,23 +370,42 @@ TEST_F(ServerTest, ProtocolErrorsGetJson4xxAndTheConnectionCloses) {
     const char* reason_part;
   };
   const Case cases[] = {
-      {"negative content-length", "POST /send HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+      {"negative content-length", "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n{}",
        "HTTP/1.1 400", "malformed HTTP request"},
       {"2^64 content-length",
-       "POST /send HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n{}",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: 18446744073709551616\r\n\r\n{}",
        "HTTP/1.1 400", "malformed HTTP request"},
       {"non-numeric content-length",  // Pistache ignores the header: an empty body
-       "POST /send HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}", "HTTP/1.1 400", ""},
-      {"unknown method", "BREW /send HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n{}", "HTTP/1.1 400", ""},
+      {"unknown method", "BREW /send HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP/1.1 400",
        "malformed HTTP request"},
       {"unsupported transfer-encoding",
-       "POST /send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}", "HTTP/1.1 4", ""},
-      {"header over the request limit",
-       "GET /heartbeat HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(200000, 'a') + "\r\n\r\n",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n{}", "HTTP/1.1 4", ""},
+      {"header over the head limit",
+       "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nX-A: " + std::string(200000, 'a') + "\r\n\r\n",
+       "HTTP/1.1 431", "request head larger than the limit of 16384 bytes"},
+      {"more than 100 header lines",
+       "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n" + [] {
+         std::string lines;
+         for (int i = 0; i < 100; ++i) lines += "X-Hn: v\r\n";
+         return lines;
+       }() + "\r\n",
+       "HTTP/1.1 431", "more than 100 header lines"},
+      {"body over the request limit",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\n{}",
        "HTTP/1.1 413", "request larger than the limit"},
+      {"bad request line", "GARBAGE\r\n\r\n", "HTTP/1.1 400", "malformed request line"},
+      {"two content-lengths",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+       "HTTP/1.1 400", "several Content-Length headers"},
+      {"space before a colon",
+       "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length : 2\r\n\r\n{}", "HTTP/1.1 400",
+       "whitespace in a header name"},
+      {"pipelined", "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\nGET /status HTTP/1.1\r\n\r\n",
+       "HTTP/1.1 400", "pipelined requests are not supported"},
       {"garbage", std::string(4096, '\x01') + "\xff\xfe garbage", nullptr, ""},
       {"http/0.9", "GET /\r\n", nullptr, ""},
-      {"truncated body", "POST /send HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"p",
+      {"truncated body", "POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n{\"p",
        nullptr, ""},
   };
   for (const Case& c : cases) {
@@ -725,7 +744,7 @@ TEST_F(ListingTest, SlowReaderDoesNotHoldTheServerAndGetsTheWholeListing) {
   FillLog(kCount);
   int fd = testing::ConnectLocal(server_->port());
   ASSERT_GE(fd, 0);
-  ASSERT_TRUE(SendAll(fd, "GET /messages HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
+  ASSERT_TRUE(SendAll(fd, "GET /messages HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"));
   std::string raw = ReadUntil(fd, [](const std::string& got) { return got.size() > 1000; });
   ASSERT_EQ(raw.rfind("HTTP/1.1 200", 0), 0u) << raw.substr(0, 200);
   EXPECT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos);
@@ -753,7 +772,7 @@ TEST_F(ListingTest, SlowReaderDoesNotHoldTheServerAndGetsTheWholeListing) {
     ASSERT_EQ(msgs[i]["seq"].GetUint64(), i + 1);
 
   // The connection is reusable after the streamed answer.
-  ASSERT_TRUE(SendAll(fd, "GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
+  ASSERT_TRUE(SendAll(fd, "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"));
   std::string again = ReadUntil(fd, [](const std::string& got) {
     return got.find("\"status\":\"ok\"") != std::string::npos;
   });
@@ -766,7 +785,7 @@ TEST_F(ListingTest, ShutdownCutsAStalledListing) {
   FillLog(20000);  // more than the socket buffers hold: the listing stalls
   int fd = testing::ConnectLocal(server_->port());
   ASSERT_GE(fd, 0);
-  ASSERT_TRUE(SendAll(fd, "GET /messages HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(SendAll(fd, "GET /messages HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   std::string raw = ReadUntil(fd, [](const std::string& got) { return got.size() > 1000; });
   ASSERT_EQ(raw.rfind("HTTP/1.1 200", 0), 0u) << raw.substr(0, 200);
   node_->Stop();

@@ -168,7 +168,7 @@ TEST(HardeningProcessTest, ConnectionsBeyondTheLimitAreRefused) {
   // connection the harness's readiness probe closed may still hold its slot until the server
   // sees the close, so a refused connection is retried until the slot is free.
   auto open_served_connection = [&](int i) {
-    const std::string req = "GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
+    const std::string req = "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n";
     std::string got;
     int fd = -1;
     const bool served = WaitFor(
@@ -208,7 +208,7 @@ TEST(HardeningProcessTest, ConnectionsBeyondTheLimitAreRefused) {
   std::string last;
   EXPECT_TRUE(WaitFor(
       [&] {
-        last = RawExchange(c.node(0).Port(), "GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n");
+        last = RawExchange(c.node(0).Port(), "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n");
         return last.rfind("HTTP/1.1 503", 0) == 0 &&
                last.find("too many connections") != std::string::npos;
       },

@@ -1,0 +1,122 @@
+// The endpoints peers call (docs/api.md, "Internal endpoints"): /replicate, /sync, /heartbeat.
+// See server_impl.h.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/http/json_codec.h"
+#include "src/http/peer_protocol.h"
+#include "src/http/query.h"
+#include "src/http/reply.h"
+#include "src/http/server_impl.h"
+
+namespace dsm {
+namespace {
+
+namespace Http = Pistache::Http;
+namespace Rest = Pistache::Rest;
+using http::Listing;
+using http::Reply;
+using http::ReplyPtr;
+using http::ScanSource;
+using http::TrailerWriter;
+using http::VectorSource;
+using server_internal::ParseMessages;
+using server_internal::RawQuery;
+
+}  // namespace
+
+void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr& reply) {
+  Result<rapidjson::Document> doc = json::Parse(req.body());
+  if (!doc.ok()) return reply->SendError(doc.status());
+  const char* kShape = "the body must be {\"msg\":{...}} or {\"msgs\":[...]}";
+  if (!doc->IsObject()) return reply->SendError(Status::InvalidArgument(kShape));
+  auto batch_it = doc->FindMember("msgs");
+  auto single_it = doc->FindMember("msg");
+  const bool batch = batch_it != doc->MemberEnd();
+  if (!batch && single_it == doc->MemberEnd()) {
+    return reply->SendError(Status::InvalidArgument(kShape));
+  }
+  Result<std::vector<Message>> msgs =
+      ParseMessages(batch ? batch_it->value : single_it->value, batch, batch ? "msgs" : "msg",
+                    json::MessageSource::kPeer, options.max_message_bytes, clock);
+  if (!msgs.ok()) return reply->SendError(msgs.status());
+
+  // Kept to describe a gap after the messages have been handed over.
+  std::vector<std::pair<std::string, uint64_t>> positions;
+  positions.reserve(msgs->size());
+  for (const Message& m : *msgs) positions.emplace_back(m.origin, m.origin_seq);
+
+  Result<ReplicateResult> r = node->Replicate(std::move(msgs).value());
+  if (!r.ok()) return reply->SendError(r.status());
+  if (r->outcomes.size() != positions.size()) {
+    return reply->SendError(Status::IOError("the log returned " +
+                                            std::to_string(r->outcomes.size()) + " outcomes for " +
+                                            std::to_string(positions.size()) + " messages"));
+  }
+
+  const http::PeerAnswer answer = http::ReplicateAnswer(*r, positions, node->stream_id(), batch);
+  reply->Send(answer.status, answer.body);
+}
+
+
+void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& reply) {
+  Result<http::SyncRequest> parsed = http::ParseSyncRequest(req.body());
+  if (!parsed.ok()) return reply->SendError(parsed.status());
+  const uint64_t since = parsed->since;
+  const std::optional<size_t> limit = parsed->limit;
+  const std::optional<std::string>& origin = parsed->origin;
+  const std::map<std::string, uint64_t>& have = parsed->have;
+
+  if (origin) {
+    // One origin stream, by origin_seq: positions since+1, since+2, ... (a stream is held as a
+    // gap-free prefix), at most `limit` of them (kMaxListingLimit without one).
+    Result<SyncPage> page =
+        node->SyncStream(*origin, since, limit.value_or(http::kMaxListingLimit));
+    if (!page.ok()) return reply->SendError(page.status());
+    const uint64_t next = since + page->messages.size();
+    TrailerWriter trailer = [more = page->more, next, last_seq = page->last_seq,
+                             stream = page->stream,
+                             origin = *origin](json::Writer& w, size_t, uint64_t) {
+      http::WriteSyncTrailer(w, more, next, last_seq, stream);
+      w.Key("origin");
+      w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
+    };
+    return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
+                        std::move(trailer));
+  }
+  if (limit || !have.empty()) {
+    Result<SyncPage> page = node->Sync(since, limit.value_or(http::kMaxListingLimit), have);
+    if (!page.ok()) return reply->SendError(page.status());
+    TrailerWriter trailer = [more = page->more, next = page->next, last_seq = page->last_seq,
+                             stream = page->stream](json::Writer& w, size_t, uint64_t) {
+      http::WriteSyncTrailer(w, more, next, last_seq, stream);
+    };
+    return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
+                        std::move(trailer));
+  }
+  // Everything after `since`, streamed.
+  ScanOptions scan;
+  scan.after = since;
+  auto source = std::make_unique<ScanSource>(log, scan, std::nullopt);
+  const uint64_t last_seq = source->last();
+  TrailerWriter trailer = [since, last_seq, stream = log->stream_id()](
+                              json::Writer& w, size_t count, uint64_t last) {
+    // The node's last seq, or the last one streamed if appends landed meanwhile; never `since`.
+    const uint64_t next = count > 0 ? last : since;
+    http::WriteSyncTrailer(w, false, next, count > 0 ? std::max(last_seq, last) : last_seq, stream);
+  };
+  Listing::Run(reply, std::move(source), std::move(trailer));
+}
+
+
+void HttpServer::Impl::HandleHeartbeat(const Rest::Request&, const ReplyPtr& reply) {
+  const http::PeerAnswer answer = http::HeartbeatAnswer(node->Heartbeat());
+  reply->Send(answer.status, answer.body);
+}
+
+}  // namespace dsm
