@@ -270,7 +270,7 @@ TEST(CommandLineTest, InvalidCommandLines) {
       {"unknown option", {"--id", "n", "--frobnicate", "1"}, "frobnicate"},
       {"positional argument", {"--id", "n", "extra"}, "extra"},
       {"empty host", {"--id", "n", "--host", " "}, "--host must not be empty"},
-      // Issue 13: an empty token silently turned authentication off.
+      // An empty token once silently turned authentication off.
       {"empty client token", {"--id", "n", "--client-token", ""}, "--client-token must not be empty"},
       {"empty cluster token",
        {"--id", "n", "--cluster-token", ""},

@@ -1,5 +1,5 @@
 // The pure checks of the edge (src/http/edge.h): which Host values are loopback names, how a Host
-// or authority is split, and when an Origin is the node's own site (issue 13, item 4).
+// or authority is split, and when an Origin is the node's own site.
 #include "src/http/edge.h"
 
 #include <gtest/gtest.h>

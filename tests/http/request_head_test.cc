@@ -1,6 +1,6 @@
 // RequestHeadScanner (src/http/request_head.h): every request head is checked before any byte of it
 // reaches Pistache's parser - its size and line count (431: Pistache parses a long head in more
-// than linear time, issue 13), its syntax (400: smuggling spellings, a bad request line), a
+// than linear time), its syntax (400: smuggling spellings, a bad request line), a
 // Transfer-Encoding (411: Pistache's chunked parser reads past its buffer, found by the ASan job),
 // its Content-Length (400 / 413: Pistache reserves whatever is declared, found by fuzz_http), and
 // bytes past the end of the request (pipelining). The requests are kept in fuzz/corpus/http/.
@@ -53,7 +53,7 @@ TEST(RequestHeadScannerTest, FindsTransferEncodingWhateverTheSegmentation) {
 }
 
 // Spellings that Pistache splits differently from an HTTP parser (fuzz_http found them hiding a
-// Transfer-Encoding: fuzz/corpus/http/crash-chunked-*), and the smuggling spellings of issue 13:
+// Transfer-Encoding: fuzz/corpus/http/crash-chunked-*), and the smuggling spellings (RFC 9112 §5.1, §6.3):
 // every one is refused outright.
 TEST(RequestHeadScannerTest, RefusesAmbiguousSpellings) {
   const char* heads[] = {
@@ -136,7 +136,7 @@ TEST(RequestHeadScannerTest, ChecksContentLengths) {
   }
 }
 
-// Issue 13: a head of 100,000 header lines or one huge header cost Pistache seconds of CPU. The
+// A head of 100,000 header lines or one huge header cost Pistache seconds of CPU. The
 // scanner refuses it once a limit is crossed, having read no more than the limit.
 TEST(RequestHeadScannerTest, CapsTheHead) {
   std::string flood = "GET /heartbeat HTTP/1.1\r\nHost: x\r\n";

@@ -1,4 +1,4 @@
-// The HTTP edge of a real dsm-node under attack (issue 13, items 1-5; src/http/edge.h): hostile
+// The HTTP edge of a real dsm-node under attack (src/http/edge.h): hostile
 // request heads are refused in milliseconds while heartbeats keep answering; smuggling spellings
 // (two Content-Lengths, whitespace before a colon) are refused and store nothing; "Connection:
 // close" closes; pipelined requests are not silently dropped; tokenless bodies never reach memory
@@ -171,7 +171,7 @@ class EdgeNode {
   std::unique_ptr<NodeProcess> node_;
 };
 
-// Item 1: a 100,000-line head took 7 s of a server thread (issue 13), and was parsed before the
+// A 100,000-line head took 7 s of a server thread, and was parsed before the
 // token was checked. Now hostile heads are refused with 431 in milliseconds while a heartbeat on
 // another connection answers on time.
 TEST(EdgeProcessTest, HostileHeadsAreRefusedQuicklyWhileHeartbeatsAnswer) {
@@ -235,7 +235,7 @@ TEST(EdgeProcessTest, HostileHeadsAreRefusedQuicklyWhileHeartbeatsAnswer) {
   EXPECT_EQ(late_heartbeats.load(), 0);
 }
 
-// Item 2: request smuggling. Two Content-Length headers (the first won) and whitespace before the
+// request smuggling. Two Content-Length headers (the first won) and whitespace before the
 // colon (the header was ignored, the body parsed as the next request) are refused with 400, and the
 // hidden request stores nothing.
 TEST(EdgeProcessTest, SmugglingSpellingsAreRefusedAndStoreNothing) {
@@ -286,7 +286,7 @@ TEST(EdgeProcessTest, SmugglingSpellingsAreRefusedAndStoreNothing) {
   EXPECT_EQ(n.LastSeq(), 0) << "a hidden request was stored";
 }
 
-// Item 2: "Connection: close" is honoured, and pipelined requests are not silently dropped (here:
+// "Connection: close" is honoured, and pipelined requests are not silently dropped (here:
 // refused with an error, and the connection closed; nothing of them is executed).
 TEST(EdgeProcessTest, ConnectionCloseAndPipelining) {
   EdgeNode n;
@@ -333,7 +333,7 @@ TEST(EdgeProcessTest, ConnectionCloseAndPipelining) {
   }
 }
 
-// Item 3: a tokenless body never reaches the node's memory (401 on the head, connection closed),
+// a tokenless body never reaches the node's memory (401 on the head, connection closed),
 // and without tokens the bodies in flight are bounded by --max-inflight-body-mb (503 beyond).
 // Before: 128 such connections grew the node by 2 GB, and most of it stayed after they closed.
 // Returns the node's RSS (KiB) while the attackers are still connected.
@@ -426,7 +426,7 @@ TEST(EdgeProcessTest, BodiesAreNotReadBeforeAuthenticationAndMemoryIsBounded) {
   }
 }
 
-// Item 5: a bad request line is answered 400 at once (not 408 after the header timeout); HEAD
+// a bad request line is answered 400 at once (not 408 after the header timeout); HEAD
 // works on the GET endpoints; an empty token is refused at start-up.
 TEST(EdgeProcessTest, BadRequestLineHeadAndEmptyTokens) {
   EdgeNode n;
@@ -472,7 +472,7 @@ TEST(EdgeProcessTest, BadRequestLineHeadAndEmptyTokens) {
   }
 }
 
-// Item 4: one address cannot take every connection slot (peers' addresses are exempt); Host and
+// one address cannot take every connection slot (peers' addresses are exempt); Host and
 // Origin checks against DNS rebinding and cross-site requests; the dashboard's headers.
 TEST(EdgeProcessTest, PerAddressCapHostOriginAndDashboardHeaders) {
   const uint16_t peer_port = FreePort();
