@@ -235,7 +235,7 @@ TEST(EdgeProcessTest, HostileHeadsAreRefusedQuicklyWhileHeartbeatsAnswer) {
   EXPECT_EQ(late_heartbeats.load(), 0);
 }
 
-// request smuggling. Two Content-Length headers (the first won) and whitespace before the
+// Request smuggling. Two Content-Length headers (the first won) and whitespace before the
 // colon (the header was ignored, the body parsed as the next request) are refused with 400, and the
 // hidden request stores nothing.
 TEST(EdgeProcessTest, SmugglingSpellingsAreRefusedAndStoreNothing) {
@@ -333,7 +333,7 @@ TEST(EdgeProcessTest, ConnectionCloseAndPipelining) {
   }
 }
 
-// a tokenless body never reaches the node's memory (401 on the head, connection closed),
+// A tokenless body never reaches the node's memory (401 on the head, connection closed),
 // and without tokens the bodies in flight are bounded by --max-inflight-body-mb (503 beyond).
 // Before: 128 such connections grew the node by 2 GB, and most of it stayed after they closed.
 // Returns the node's RSS (KiB) while the attackers are still connected.
@@ -426,7 +426,7 @@ TEST(EdgeProcessTest, BodiesAreNotReadBeforeAuthenticationAndMemoryIsBounded) {
   }
 }
 
-// a bad request line is answered 400 at once (not 408 after the header timeout); HEAD
+// A bad request line is answered 400 at once (not 408 after the header timeout); HEAD
 // works on the GET endpoints; an empty token is refused at start-up.
 TEST(EdgeProcessTest, BadRequestLineHeadAndEmptyTokens) {
   EdgeNode n;
@@ -472,7 +472,7 @@ TEST(EdgeProcessTest, BadRequestLineHeadAndEmptyTokens) {
   }
 }
 
-// one address cannot take every connection slot (peers' addresses are exempt); Host and
+// One address cannot take every connection slot (peers' addresses are exempt); Host and
 // Origin checks against DNS rebinding and cross-site requests; the dashboard's headers.
 TEST(EdgeProcessTest, PerAddressCapHostOriginAndDashboardHeaders) {
   const uint16_t peer_port = FreePort();
