@@ -50,7 +50,8 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
     if (!p.pull_in_flight && (p.pull_wanted || now >= p.next_pull)) {
       p.pull_in_flight = true;
       p.pull_wanted = false;
-      a->pulls.emplace_back(p.index, log->GetPullCursor(p.url));
+      p.pull_pages = 1;
+      a->pulls.push_back({p.index, log->GetPullCursor(p.url), p.pull_epoch});
     }
   }
   for (auto it = waiters.begin(); it != waiters.end();) {
@@ -338,14 +339,7 @@ void Node::Impl::Run(Actions actions) {
     });
   }
   for (const Actions::Push& push : actions.pushes) StartPush(push);
-  for (auto& pull : actions.pulls) {
-    transport->Sync(pull.first, pull.second.seq, options.batch_messages, HaveMap(),
-                    [this, peer = pull.first, cursor = pull.second](Result<SyncReply> r) {
-                      Post([this, peer, cursor, r = std::move(r)]() mutable {
-                        OnSync(peer, cursor, std::move(r));
-                      });
-                    });
-  }
+  for (const Actions::Pull& pull : actions.pulls) SendPull(pull.peer, pull.cursor, pull.epoch);
   for (auto& rep : actions.repairs) {
     transport->SyncStream(rep.peer, rep.origin, rep.since, options.batch_messages,
                           [this, peer = rep.peer, origin = rep.origin](Result<SyncReply> r) {

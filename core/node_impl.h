@@ -104,8 +104,14 @@ struct PeerState {
   std::string pull_problem;
   MonoTime last_error_logged{};
 
-  // Catch-up puller from the peer's log.
-  bool pull_in_flight = false;
+  // Catch-up puller from the peer's log: a chain of pages, pipelined (the next page is requested
+  // while the last is written). A page is written only if it starts at the durable pull cursor;
+  // a chain that breaks (a failure, a gap to repair, an unusable answer) changes the epoch, and
+  // its pages still out count for nothing when they return.
+  bool pull_in_flight = false;  // pages of a chain or a repair are out: pull_pages > 0 || repairing
+  int pull_pages = 0;           // pages requested and not through FinishSync yet
+  bool repairing = false;       // a repair (SyncStream pages) is out
+  uint64_t pull_epoch = 0;
   uint64_t peer_last_seq = 0;    // the peer's last seq, from its last /sync answer
   uint64_t catchup_applied = 0;  // messages applied in the current run of pages
   MonoTime catchup_started{};    // when the current run of pages began
@@ -152,7 +158,12 @@ struct Actions {
   };
   std::vector<Push> pushes;
   std::vector<std::pair<size_t, PushCursor>> persist_push;
-  std::vector<std::pair<size_t, PullCursor>> pulls;
+  struct Pull {
+    size_t peer;
+    PullCursor cursor;  // the page starts after it
+    uint64_t epoch;     // the peer's pull_epoch when it was decided
+  };
+  std::vector<Pull> pulls;
   struct Repair {
     size_t peer;
     std::string origin;
@@ -166,6 +177,8 @@ struct Actions {
 
 // What one pulled page did, carried from the storage executor back to the owner thread.
 struct PullOutcome {
+  uint64_t epoch = 0;       // of the chain the page belongs to
+  bool stale = false;       // it did not start at the durable cursor: not written
   Status status;            // of the request: not OK when the peer could not be read
   std::string bad;          // why the answer was not believed ("" when it was)
   bool new_stream = false;  // the peer's data directory was replaced: the pull starts over
@@ -353,7 +366,10 @@ struct Node::Impl {
     p.push_sent = p.push_cursor;
   }
   void OnHeartbeat(size_t peer, Result<HeartbeatReply> r) LOCKS_EXCLUDED(mu);
-  void OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  // Requests the page of `peer`'s log after `cursor`, for the chain of `epoch`.
+  void SendPull(size_t peer, PullCursor cursor, uint64_t epoch) LOCKS_EXCLUDED(mu);
+  void OnSync(size_t peer, PullCursor cursor, uint64_t epoch, Result<SyncReply> r)
+      LOCKS_EXCLUDED(mu);
   void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);
   void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishRepair(size_t peer, RepairOutcome o) LOCKS_EXCLUDED(mu);

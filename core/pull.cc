@@ -14,6 +14,9 @@ namespace {
 // 4096); the others are simply sent again and deduplicated.
 constexpr size_t kMaxHaveStreams = 1024;
 
+// Pages of one chain out at a time: one being written, one waiting to be, one requested.
+constexpr int kMaxPullPages = 3;
+
 }  // namespace
 
 // The peer seq a pull answer moves the cursor to (see OnSync).
@@ -111,8 +114,18 @@ static std::string CheckSyncReply(const SyncReply& r, const PullCursor& cursor) 
 //
 // Runs on the owner thread: checks the answer, hands the write to the storage executor (the
 // fsync never holds up the other peers' events), and takes the outcome back in FinishSync.
-void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
+void Node::Impl::SendPull(size_t peer, PullCursor cursor, uint64_t epoch) {
+  transport->Sync(peer, cursor.seq, options.batch_messages, HaveMap(),
+                  [this, peer, cursor, epoch](Result<SyncReply> r) {
+                    Post([this, peer, cursor, epoch, r = std::move(r)]() mutable {
+                      OnSync(peer, cursor, epoch, std::move(r));
+                    });
+                  });
+}
+
+void Node::Impl::OnSync(size_t peer, PullCursor cursor, uint64_t epoch, Result<SyncReply> r) {
   PullOutcome o;
+  o.epoch = epoch;
   o.status = r.ok() ? Status::Ok() : r.status();
   if (!r.ok()) return FinishSync(peer, std::move(o));
   o.new_stream = r->stream != cursor.peer_stream && cursor.seq != 0;
@@ -134,7 +147,25 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, Result<SyncReply> r) {
     msgs = std::move(r->messages);
   }
   if (msgs.empty() && next == cursor) return FinishSync(peer, std::move(o));
-  Store([this, peer, o = std::move(o), msgs = std::move(msgs), next]() mutable {
+  // Pipelining: the next page is requested now, while this one is written.
+  bool ahead = false;
+  if (o.more && !o.new_stream) {
+    MutexLock lock(&mu);
+    PeerState& p = peers[peer];
+    if (!stopped && epoch == p.pull_epoch && p.pull_pages < kMaxPullPages) {
+      ++p.pull_pages;
+      ahead = true;
+    }
+  }
+  if (ahead) SendPull(peer, next, epoch);
+  Store([this, peer, o = std::move(o), msgs = std::move(msgs), cursor, next]() mutable {
+    // Written only where the last written page ended: a page before it that failed, or stopped
+    // at a gap, left the cursor elsewhere, and writing this one would skip what lies between.
+    if (log->GetPullCursor(options.peers[peer]) != cursor) {
+      o.stale = true;
+      Post([this, peer, o = std::move(o)]() mutable { FinishSync(peer, std::move(o)); });
+      return;
+    }
     Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), options.peers[peer], &next);
     if (!w.ok()) {
       o.applied_ok = false;
@@ -158,6 +189,12 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
   const bool ok = o.status.ok();
   const bool usable = ok && o.bad.empty();
   AfterExchange(peer, ok, [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    p.pull_pages = std::max(0, p.pull_pages - 1);
+    if (o.epoch != p.pull_epoch || o.stale) {
+      // A page of a broken chain: the page before it decided what comes next.
+      p.pull_in_flight = p.pull_pages > 0 || p.repairing;
+      return;
+    }
     if (!ok) {
       ++p.pull_errors;
       NotePullFailure(p, now, o.status);
@@ -191,19 +228,27 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
                           p.url, o.repair->first));
       }
     }
-    if (usable && o.repair && o.applied_ok) {
-      a.repairs.push_back({peer, o.repair->first, o.repair->second});  // still in flight
+    const bool clean = usable && o.applied_ok;
+    if (clean && o.repair) {
+      ++p.pull_epoch;  // pages requested past the gap wait for the repair: void them
+      p.repairing = true;
+      a.repairs.push_back({peer, o.repair->first, o.repair->second});
+    } else if (clean && o.more && p.pull_pages > 0) {
+      // The next page is out already: the chain goes on with it.
     } else {
+      if (p.pull_pages > 0) ++p.pull_epoch;  // the chain broke: its pages still out are void
       const bool again = p.pull_again;
       p.pull_again = false;
-      p.pull_in_flight = false;
-      if (usable && o.applied_ok && (o.more || again)) {
+      if (clean && (o.more || again)) {
         p.pull_wanted = true;
       } else {
+        // An unusable answer or a failed write is retried soon; an unreachable peer waits for
+        // the next tick (or for turning alive again).
         p.next_pull = now + (o.applied_ok && o.bad.empty() ? options.anti_entropy_interval
                                                            : options.retry_max);
       }
     }
+    p.pull_in_flight = p.pull_pages > 0 || p.repairing;
   });
 }
 
@@ -253,7 +298,8 @@ void Node::Impl::FinishRepair(size_t peer, RepairOutcome o) {
                   if (o.progressed && o.more) {
                     a.repairs.push_back({peer, o.origin, o.last});
                   } else {
-                    p.pull_in_flight = false;
+                    p.repairing = false;
+                    p.pull_in_flight = p.pull_pages > 0;
                     if (o.progressed) {
                       p.pull_wanted = true;  // resume the pull before the gap
                     } else {

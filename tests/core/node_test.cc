@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "common/metrics.h"
 #include "tests/testing/fake_transport.h"
@@ -32,7 +34,22 @@ class NodeTest : public ::testing::Test {
     options_.retry_min = milliseconds(10);
     options_.retry_max = milliseconds(80);
     node_ = std::make_unique<Node>(options_, &log_, &transport_, &clock_);
+    if (hold_storage_) {
+      node_->SetStorageExecutor([this](std::function<void()> task) {
+        storage_tasks_.push_back(std::move(task));
+      });
+    }
     node_->Start();
+  }
+
+  // With hold_storage_ set before Make(), the core's log work waits in storage_tasks_ until
+  // RunStorage() runs it (in order).
+  void RunStorage() {
+    while (!storage_tasks_.empty()) {
+      auto task = std::move(storage_tasks_.front());
+      storage_tasks_.erase(storage_tasks_.begin());
+      task();
+    }
   }
 
   // Make(), then every peer answers the first heartbeat: the node knows each peer's incarnation
@@ -99,6 +116,8 @@ class NodeTest : public ::testing::Test {
   }
 
   NodeOptions options_;
+  bool hold_storage_ = false;
+  std::vector<std::function<void()>> storage_tasks_;
   ManualClock clock_;
   MemoryLogStore log_{"a", "0000000000000001"};
   FakeTransport transport_;
@@ -264,6 +283,86 @@ TEST_F(NodeTest, PullAppliesPagesAndStoresTheCursor) {
   node_->Tick();  // more pages: pull again at once
   ASSERT_EQ(transport_.pending_syncs(), 1u);
   EXPECT_EQ(transport_.TakeSync().since, 2u);
+}
+
+// Pages are pipelined: the next one is requested as soon as a page arrives, while it is written.
+TEST_F(NodeTest, PullRequestsTheNextPageWhileItWritesOne) {
+  hold_storage_ = true;
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@2";
+  for (uint64_t k = 1; k <= 2; ++k) {
+    Message m = Msg("b" + std::to_string(k));
+    m.seq = k;
+    m.origin = page.stream;
+    m.origin_seq = k;
+    page.messages.push_back(m);
+  }
+  page.more = true;
+  page.last_seq = 6;
+  transport_.TakeSync().done(page);
+  EXPECT_FALSE(Stored("b1")) << "page 1's write waits on the storage executor";
+  ASSERT_EQ(transport_.pending_syncs(), 1u) << "page 2 is requested before page 1 is written";
+  auto second = transport_.TakeSync();
+  EXPECT_EQ(second.since, 2u);
+  RunStorage();
+  EXPECT_TRUE(Stored("b2"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 2}));
+  // Page 2 arrives and is written after page 1: the cursor follows.
+  SyncReply page2;
+  page2.stream = page.stream;
+  Message m = Msg("b3");
+  m.seq = 3;
+  m.origin = page.stream;
+  m.origin_seq = 3;
+  page2.messages = {m};
+  page2.last_seq = 3;
+  second.done(page2);
+  RunStorage();
+  EXPECT_TRUE(Stored("b3"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 3}));
+}
+
+// A page requested while the page before it was written is written only if that page ended
+// where it begins: here page 1 stops at a gap (the cursor stays before it and a repair starts),
+// so page 2, already requested, must not be written (it would move the cursor past the gap).
+TEST_F(NodeTest, APipelinedPageAfterAGapIsNotWritten) {
+  Make(ReplicationMode::kAsync, 2, 1);
+  node_->Tick();
+  SyncReply page;
+  page.stream = "b@2";
+  Message dup = Msg("x");  // stored by b as b@2:1, and also c@3:1
+  dup.seq = 1;
+  dup.origin = "b@2";
+  dup.origin_seq = 1;
+  Message second = Msg("y");
+  second.seq = 2;
+  second.origin = "c@3";
+  second.origin_seq = 2;
+  page.messages = {dup, second};
+  page.more = true;
+  page.last_seq = 4;
+  transport_.TakeSync().done(page);
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 1u) << "the cursor stays before the gap";
+  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
+  ASSERT_EQ(transport_.pending_syncs(), 1u) << "page 2 was requested with page 1";
+  auto ahead = transport_.TakeSync();
+  EXPECT_EQ(ahead.since, 2u);
+  SyncReply page2;
+  page2.stream = "b@2";
+  Message z = Msg("z");
+  z.seq = 3;
+  z.origin = "b@2";
+  z.origin_seq = 2;
+  page2.messages = {z};
+  page2.last_seq = 4;
+  page2.next = 4;
+  ahead.done(page2);
+  EXPECT_FALSE(Stored("z")) << "page 2 does not start where the cursor is";
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[0]).seq, 1u);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 0u) << "the repair goes first";
 }
 
 // A pull says how far this node holds each stream; the peer's `next` moves the cursor past what
