@@ -523,6 +523,14 @@ TEST(EdgeProcessTest, PerAddressCapHostOriginAndDashboardHeaders) {
       polls.push_back(std::make_unique<Conn>(n.port(), "127.0.0.6"));
       ASSERT_TRUE(polls.back()->Send(poll));
     }
+    // Until the node has read all four, one of them is still an idle connection that a new one
+    // may push out: wait until all four wait (asked from another address).
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          HttpResponse m = n.node().Get("/metrics");
+          return m.status == 200 && m.body.find("\ndsm_live_readers 4\n") != std::string::npos;
+        },
+        milliseconds(20000)));
     std::string got;
     EXPECT_TRUE(WaitFor(
         [&] {
