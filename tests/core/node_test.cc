@@ -89,6 +89,24 @@ class NodeTest : public ::testing::Test {
     return m;
   }
 
+  // A page of peer b's log (stream b@2) with a gap in stream c@3: b stores message x as b@2:1
+  // (and also holds it as c@3:1, under that other origin), then y at c@3:2, so its log shows
+  // c@3:2 without c@3:1.
+  static SyncReply GapPage() {
+    SyncReply page;
+    page.stream = "b@2";
+    Message dup = Msg("x");
+    dup.seq = 1;
+    dup.origin = "b@2";
+    dup.origin_seq = 1;
+    Message second = Msg("y");
+    second.seq = 2;
+    second.origin = "c@3";
+    second.origin_seq = 2;
+    page.messages = {dup, second};
+    return page;
+  }
+
   // Sends one message; the answer lands in *out when it comes.
   void Send(const std::string& id, std::optional<SendResult>* out,
             AckMode ack = AckMode::kDefault) {
@@ -330,17 +348,7 @@ TEST_F(NodeTest, PullRequestsTheNextPageWhileItWritesOne) {
 TEST_F(NodeTest, APipelinedPageAfterAGapIsNotWritten) {
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
-  SyncReply page;
-  page.stream = "b@2";
-  Message dup = Msg("x");  // stored by b as b@2:1, and also c@3:1
-  dup.seq = 1;
-  dup.origin = "b@2";
-  dup.origin_seq = 1;
-  Message second = Msg("y");
-  second.seq = 2;
-  second.origin = "c@3";
-  second.origin_seq = 2;
-  page.messages = {dup, second};
+  SyncReply page = GapPage();
   page.more = true;
   page.last_seq = 4;
   transport_.TakeSync().done(page);
@@ -484,17 +492,7 @@ TEST_F(NodeTest, PullFromAReplacedPeerStartsOverFromZero) {
 TEST_F(NodeTest, PullGapIsRepairedFromTheOriginStream) {
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
-  SyncReply page;
-  page.stream = "b@2";
-  Message dup = Msg("x");  // stored by b as b@2:1, and also c@3:1
-  dup.seq = 1;
-  dup.origin = "b@2";
-  dup.origin_seq = 1;
-  Message second = Msg("y");
-  second.seq = 2;
-  second.origin = "c@3";
-  second.origin_seq = 2;
-  page.messages = {dup, second};
+  SyncReply page = GapPage();
   page.last_seq = 2;
   transport_.TakeSync().done(page);
   EXPECT_TRUE(Stored("x"));
@@ -509,7 +507,7 @@ TEST_F(NodeTest, PullGapIsRepairedFromTheOriginStream) {
   Message pos1 = Msg("x");
   pos1.origin = "c@3";
   pos1.origin_seq = 1;
-  Message pos2 = second;
+  Message pos2 = page.messages[1];  // y at c@3:2
   stream.messages = {pos1, pos2};
   repair.done(stream);
   EXPECT_TRUE(Stored("y"));

@@ -3,8 +3,6 @@
 // headers or body get 408 and are closed; others are served meanwhile), the bound on quorum
 // writes waiting in memory (503 beyond it, nothing written), and bounded listings.
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,6 +18,7 @@
 #include "tests/testing/manual_clock.h"
 #include "tests/testing/memory_log_store.h"
 #include "tests/testing/process.h"
+#include "tests/testing/raw_connection.h"
 
 namespace dsm {
 namespace {
@@ -30,78 +29,16 @@ using testing::WaitFor;
 
 constexpr Millis kWait{20000};
 
-// A raw client connection (closed on destruction).
-class RawConn {
+// A raw client connection that can also ask for a heartbeat.
+class RawConn : public testing::RawConnection {
  public:
-  explicit RawConn(uint16_t port) : fd_(testing::ConnectLocal(port, Millis(5000))) {}
-  ~RawConn() { Close(); }
-  RawConn(const RawConn&) = delete;
-  RawConn& operator=(const RawConn&) = delete;
-
-  bool ok() const { return fd_ >= 0; }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool Send(const std::string& bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  // Reads until `until` appears in what was read, the peer closes, or the deadline passes.
-  // *closed tells whether the peer closed the connection.
-  std::string Read(Millis timeout, const std::string& until = "", bool* closed = nullptr) {
-    std::string got;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (closed) *closed = false;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!until.empty() && got.find(until) != std::string::npos) break;
-      pollfd p{fd_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) {
-        if (closed) *closed = true;
-        break;
-      }
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return got;
-  }
-  // Whatever arrives first (empty on timeout or close).
-  std::string ReadSome(Millis timeout) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return "";
-    char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-  }
+  explicit RawConn(uint16_t port) : RawConnection(port, "127.0.0.1", Millis(5000)) {}
   // One keep-alive GET /heartbeat on this connection; returns the status line's code or 0.
   int Heartbeat() {
     if (!Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")) return 0;
-    // The whole answer: headers, then Content-Length bytes of body.
-    std::string r = Read(Millis(10000), "\r\n\r\n");
-    size_t end = r.find("\r\n\r\n");
-    size_t cl = r.find("Content-Length: ");
-    if (r.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos || cl == std::string::npos) {
-      return 0;
-    }
-    const size_t want = end + 4 + std::strtoul(r.c_str() + cl + 16, nullptr, 10);
-    while (r.size() < want) {
-      std::string more = ReadSome(Millis(10000));
-      if (more.empty()) return 0;
-      r += more;
-    }
-    return std::atoi(r.c_str() + 9);
+    const std::string r = ReadAnswer(Millis(10000));
+    return r.rfind("HTTP/1.1 ", 0) == 0 ? std::atoi(r.c_str() + 9) : 0;
   }
-
- private:
-  int fd_;
 };
 
 class LimitsTest : public ::testing::Test {

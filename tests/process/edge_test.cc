@@ -5,11 +5,7 @@
 // and the node's memory stays bounded and returns after a burst; a bad request line gets a JSON 400
 // at once; HEAD works; empty tokens are refused at start-up; the per-address connection cap, the
 // Host and Origin checks and the dashboard's security headers.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +19,7 @@
 #include <vector>
 
 #include "tests/testing/process.h"
+#include "tests/testing/raw_connection.h"
 
 namespace dsm::testing {
 namespace {
@@ -41,82 +38,7 @@ constexpr bool kCheckRss = true;
 constexpr char kClusterToken[] = "Edge-Cluster-Token-5d1e";
 constexpr char kClientToken[] = "Edge-Client-Token-a3c7";
 
-// A raw client connection from `source` (an address of 127.0.0.0/8) to 127.0.0.1:port.
-class Conn {
- public:
-  Conn(uint16_t port, const char* source = "127.0.0.1") {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    inet_pton(AF_INET, source, &from.sin_addr);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
-        ::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~Conn() { Close(); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool ok() const { return fd_ >= 0; }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  // Sends what the peer accepts; false when it closed or reset first.
-  bool Send(const std::string& bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  // Reads until `until` appears, the peer closes (*closed = true), or the deadline passes.
-  std::string Read(milliseconds timeout, const std::string& until = "", bool* closed = nullptr) {
-    std::string got;
-    const auto deadline = Clock::now() + timeout;
-    if (closed) *closed = false;
-    while (Clock::now() < deadline) {
-      if (!until.empty() && got.find(until) != std::string::npos) break;
-      pollfd p{fd_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) <= 0) continue;
-      char buf[16384];
-      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) {
-        if (closed) *closed = true;
-        break;
-      }
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return got;
-  }
-  // Reads one whole answer with a Content-Length body (or until close / deadline).
-  std::string ReadAnswer(milliseconds timeout, bool* closed = nullptr) {
-    std::string got = Read(timeout, "\r\n\r\n", closed);
-    const size_t head_end = got.find("\r\n\r\n");
-    const size_t cl = got.find("Content-Length: ");
-    if (head_end == std::string::npos || cl == std::string::npos || cl > head_end) return got;
-    const size_t length = std::stoul(got.substr(cl + 16));
-    while (got.size() < head_end + 4 + length) {
-      std::string more = Read(timeout, "", closed);
-      if (more.empty()) break;
-      got += more;
-    }
-    return got;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Conn = RawConnection;
 
 int StatusOf(const std::string& answer) {
   if (answer.rfind("HTTP/1.", 0) != 0 || answer.size() < 12) return 0;
