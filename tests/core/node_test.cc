@@ -89,6 +89,21 @@ class NodeTest : public ::testing::Test {
     return m;
   }
 
+  // A page of the peer's log holding its own stream `stream` at seqs first..last (messages
+  // b<first>..b<last>, each at the same position of the stream as its seq).
+  static SyncReply StreamPage(const std::string& stream, uint64_t first, uint64_t last) {
+    SyncReply page;
+    page.stream = stream;
+    for (uint64_t k = first; k <= last; ++k) {
+      Message m = Msg("b" + std::to_string(k));
+      m.seq = k;
+      m.origin = stream;
+      m.origin_seq = k;
+      page.messages.push_back(m);
+    }
+    return page;
+  }
+
   // A page of peer b's log (stream b@2) with a gap in stream c@3: b stores message x as b@2:1
   // (and also holds it as c@3:1, under that other origin), then y at c@3:2, so its log shows
   // c@3:2 without c@3:1.
@@ -283,15 +298,7 @@ TEST_F(NodeTest, PullAppliesPagesAndStoresTheCursor) {
   node_->Tick();
   auto call = transport_.TakeSync();
   EXPECT_EQ(call.since, 0u);
-  SyncReply page;
-  page.stream = "b@0000000000000002";
-  for (uint64_t k = 1; k <= 2; ++k) {
-    Message m = Msg("b" + std::to_string(k));
-    m.seq = k;
-    m.origin = page.stream;
-    m.origin_seq = k;
-    page.messages.push_back(m);
-  }
+  SyncReply page = StreamPage("b@0000000000000002", 1, 2);
   page.more = true;
   page.last_seq = 5;
   call.done(page);
@@ -308,15 +315,7 @@ TEST_F(NodeTest, PullRequestsTheNextPageWhileItWritesOne) {
   hold_storage_ = true;
   Make(ReplicationMode::kAsync, 2, 1);
   node_->Tick();
-  SyncReply page;
-  page.stream = "b@2";
-  for (uint64_t k = 1; k <= 2; ++k) {
-    Message m = Msg("b" + std::to_string(k));
-    m.seq = k;
-    m.origin = page.stream;
-    m.origin_seq = k;
-    page.messages.push_back(m);
-  }
+  SyncReply page = StreamPage("b@2", 1, 2);
   page.more = true;
   page.last_seq = 6;
   transport_.TakeSync().done(page);
@@ -328,13 +327,7 @@ TEST_F(NodeTest, PullRequestsTheNextPageWhileItWritesOne) {
   EXPECT_TRUE(Stored("b2"));
   EXPECT_EQ(log_.GetPullCursor(options_.peers[0]), (PullCursor{page.stream, 2}));
   // Page 2 arrives and is written after page 1: the cursor follows.
-  SyncReply page2;
-  page2.stream = page.stream;
-  Message m = Msg("b3");
-  m.seq = 3;
-  m.origin = page.stream;
-  m.origin_seq = 3;
-  page2.messages = {m};
+  SyncReply page2 = StreamPage(page.stream, 3, 3);
   page2.last_seq = 3;
   second.done(page2);
   RunStorage();

@@ -3,7 +3,6 @@
 // headers or body get 408 and are closed; others are served meanwhile), the bound on quorum
 // writes waiting in memory (503 beyond it, nothing written), and bounded listings.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>

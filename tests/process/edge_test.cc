@@ -6,7 +6,6 @@
 // at once; HEAD works; empty tokens are refused at start-up; the per-address connection cap, the
 // Host and Origin checks and the dashboard's security headers.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
