@@ -129,7 +129,7 @@ void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
         // push to us): pull now rather than at the next anti-entropy tick.
         for (const auto& [origin, hw] : p.high_waters) {
           if (hw > log->HighWater(origin)) {
-            (p.pull_in_flight ? p.pull_again : p.pull_wanted) = true;
+            (p.pull_in_flight() ? p.pull_again : p.pull_wanted) = true;
             break;
           }
         }

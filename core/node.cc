@@ -47,8 +47,7 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       a->pushes.push_back({p.index, p.push_sent, p.push_epoch, p.push_max_messages,
                            std::min(p.push_max_bytes, limit)});
     }
-    if (!p.pull_in_flight && (p.pull_wanted || now >= p.next_pull)) {
-      p.pull_in_flight = true;
+    if (!p.pull_in_flight() && (p.pull_wanted || now >= p.next_pull)) {
       p.pull_wanted = false;
       p.pull_pages = 1;
       a->pulls.push_back({p.index, log->GetPullCursor(p.url), p.pull_epoch});
@@ -77,7 +76,7 @@ MonoTime Node::Impl::NextDeadline() const {
   for (const PeerState& p : peers) {
     if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
     if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);
-    if (!p.pull_in_flight) {
+    if (!p.pull_in_flight()) {
       next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
     }
     if (p.liveness != Liveness::kDead) {

@@ -108,10 +108,11 @@ struct PeerState {
   // while the last is written). A page is written only if it starts at the durable pull cursor;
   // a chain that breaks (a failure, a gap to repair, an unusable answer) changes the epoch, and
   // its pages still out count for nothing when they return.
-  bool pull_in_flight = false;  // pages of a chain or a repair are out: pull_pages > 0 || repairing
   int pull_pages = 0;           // pages requested and not through FinishSync yet
   bool repairing = false;       // a repair (SyncStream pages) is out
   uint64_t pull_epoch = 0;
+  // Pages of a chain or a repair are out: no new chain starts.
+  bool pull_in_flight() const { return pull_pages > 0 || repairing; }
   uint64_t peer_last_seq = 0;    // the peer's last seq, from its last /sync answer
   uint64_t catchup_applied = 0;  // messages applied in the current run of pages
   MonoTime catchup_started{};    // when the current run of pages began

@@ -191,9 +191,7 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
   AfterExchange(peer, ok, [&](PeerState& p, MonoTime now, Actions& a) EXCLUSIVE_LOCKS_REQUIRED(mu) {
     p.pull_pages = std::max(0, p.pull_pages - 1);
     if (o.epoch != p.pull_epoch || o.stale) {
-      // A page of a broken chain: the page before it decided what comes next.
-      p.pull_in_flight = p.pull_pages > 0 || p.repairing;
-      return;
+      return;  // a page of a broken chain: the page before it decided what comes next
     }
     if (!ok) {
       ++p.pull_errors;
@@ -248,7 +246,6 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
                                                            : options.retry_max);
       }
     }
-    p.pull_in_flight = p.pull_pages > 0 || p.repairing;
   });
 }
 
@@ -299,7 +296,6 @@ void Node::Impl::FinishRepair(size_t peer, RepairOutcome o) {
                     a.repairs.push_back({peer, o.origin, o.last});
                   } else {
                     p.repairing = false;
-                    p.pull_in_flight = p.pull_pages > 0;
                     if (o.progressed) {
                       p.pull_wanted = true;  // resume the pull before the gap
                     } else {
