@@ -110,7 +110,8 @@ std::string JsonQuote(const std::string& s);
 // Raw sockets.
 
 // Connects to 127.0.0.1:port; returns the fd or -1. The caller closes it.
-int ConnectLocal(uint16_t port, Millis timeout = Millis(3000));
+// From `source` (an address of 127.0.0.0/8); a zero timeout leaves sends and receives blocking.
+int ConnectLocal(uint16_t port, Millis timeout = Millis(3000), const char* source = "127.0.0.1");
 // Connects, writes `bytes` (as much as the peer accepts), then reads until the peer closes, the
 // timeout passes, or `max_read` bytes arrived. Returns what was read (empty if nothing).
 std::string RawExchange(uint16_t port, const std::string& bytes, Millis timeout = Millis(3000),

@@ -1,39 +1,19 @@
 #include "tests/testing/raw_connection.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 
+#include "tests/testing/process.h"
+
 namespace dsm::testing {
 
 using Clock = std::chrono::steady_clock;
 
-RawConnection::RawConnection(uint16_t port, const char* source, Millis timeout) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) return;
-  if (timeout.count() > 0) {
-    timeval tv{};
-    tv.tv_sec = timeout.count() / 1000;
-    tv.tv_usec = (timeout.count() % 1000) * 1000;
-    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
-  sockaddr_in from{};
-  from.sin_family = AF_INET;
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
-      ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
-      ::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
-    Close();
-  }
-}
+RawConnection::RawConnection(uint16_t port, const char* source, Millis timeout)
+    : fd_(ConnectLocal(port, timeout, source)) {}
 
 void RawConnection::Close() {
   if (fd_ >= 0) ::close(fd_);
