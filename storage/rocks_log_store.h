@@ -30,6 +30,11 @@
 // Live readers: when options.notifier is set, each durable write that appended records is
 // reported to it (AppendNotifier::Notify) inside the critical section that publishes it.
 //
+// The implementation is split by concern: rocks_open.cc (opening, checking and creating a
+// directory, loading the published state), rocks_format_upgrade.cc (older formats),
+// rocks_group_commit.cc (the write path, push cursors, recovery from a full disk),
+// rocks_reads.cc (reads of the log and its indexes) and rocks_own_tail.cc (the own-stream tail).
+//
 // Thread safety: every method may be called concurrently from any thread. The destructor waits
 // for writers in flight (and the callbacks of AppendAsync writes the commit thread leads); no
 // call may start once it has begun.

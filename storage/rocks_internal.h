@@ -1,0 +1,60 @@
+// Helpers shared by the files of RocksLogStore (rocks_*.cc): conversions between RocksDB's and
+// dsm's types and the wording of errors about a data directory. Internal to dsm_storage: only its
+// .cc files include it (RocksDB stays out of the library's public headers).
+#pragma once
+
+#include <rocksdb/slice.h>
+#include <rocksdb/status.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "dsm/status.h"
+
+namespace dsm::rocks {
+
+inline rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+inline std::string_view ToView(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+// An 8-byte big-endian u64 on the stack, for keys and values without allocating.
+class Be64 {
+ public:
+  explicit Be64(uint64_t v) {
+    for (int i = 7; i >= 0; --i) {
+      buf_[i] = static_cast<char>(v & 0xff);
+      v >>= 8;
+    }
+  }
+  rocksdb::Slice slice() const { return rocksdb::Slice(buf_, sizeof(buf_)); }
+
+ private:
+  char buf_[8];
+};
+
+inline Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  std::string msg(what);
+  msg += ": ";
+  msg += s.ToString();
+  if (s.IsCorruption()) return Status::Corruption(std::move(msg));
+  return Status::IOError(std::move(msg));
+}
+
+inline std::string DirName(const std::string& path) { return "data directory " + path; }
+
+// Appended to the errors about a damaged data directory.
+inline constexpr char kDamagedHint[] =
+    " (see docs/operations.md, \"Recovering a damaged or lost node\")";
+
+// The status of a write refused because the disk is full (not sticky: see LeadGroup()).
+inline Status DiskFull(const rocksdb::Status& s) {
+  return Status::Unavailable(
+      "disk full: the node cannot store new messages until space is freed (reads keep working; "
+      "writes resume by themselves): " +
+      s.ToString());
+}
+
+}  // namespace dsm::rocks
