@@ -157,7 +157,30 @@ def lint(doc):
             Draft202012Validator.check_schema(schema)
         except SchemaError as e:
             problems.append(f"{where}: not a valid JSON Schema 2020-12: {e.message}")
+    if not problems:
+        problems += check_examples(doc)
     return problems, len(operation_ids)
+
+
+def check_examples(doc):
+    """The JSON examples of every media type match its schema (strictly, as answers must)."""
+    strict = closed(doc)
+    resolver = RefResolver.from_schema(strict)
+    problems = []
+    for where, node in walk(strict):
+        if not where.endswith("/application/json") or "schema" not in node:
+            continue
+        examples = []
+        if "example" in node:
+            examples.append(("example", node["example"]))
+        for name, ex in node.get("examples", {}).items():
+            if "value" in deref(strict, ex):
+                examples.append((f"examples/{name}", deref(strict, ex)["value"]))
+        validator = Draft202012Validator(node["schema"], resolver=resolver)
+        for name, value in examples:
+            for e in validator.iter_errors(value):
+                problems.append(f"{where}/{name}: does not match its schema: {e.message}")
+    return problems
 
 
 # ---- answers ----------------------------------------------------------------------------------
@@ -202,8 +225,16 @@ class Checker:
     """Checks answers against the document and records which operations were exercised."""
 
     def __init__(self, doc):
+        self.original = doc
         self.doc = closed(doc)
         self.resolver = RefResolver.from_schema(self.doc)
+        self.open_resolver = RefResolver.from_schema(doc)
+        # Where each operation's JSON request schema is, in the document as written.
+        self.request_schemas = {
+            (p, m): f"/paths/{p.replace('~', '~0').replace('/', '~1')}/{m}/requestBody/content/"
+                    "application~1json/schema"
+            for p, item in doc["paths"].items() for m in METHODS
+            if "requestBody" in item.get(m, {})}
         self.exercised = set()
         self.statuses = set()
         self.failures = []
@@ -223,8 +254,9 @@ class Checker:
             return where, None
         return where, deref(self.doc, response)
 
-    def check(self, name, method, path, answer, expect):
-        """Checks one answer; `path` is the document's path (no query)."""
+    def check(self, name, method, path, answer, expect, request_body=None):
+        """Checks one answer; `path` is the document's path (no query). The JSON body of a
+        request answered 200 must match the operation's request schema too."""
         where, response = self.response_for(method, path, answer.status)
         problems = []
         if answer.status != expect:
@@ -245,6 +277,10 @@ class Checker:
                                 f"{sorted(content)}")
             elif answer.media_type() == "application/json":
                 problems += self.validate(content["application/json"].get("schema"), answer.body)
+            elif answer.media_type() == "text/event-stream":
+                problems += self.validate_events(content["text/event-stream"], answer.body)
+            if answer.status == 200 and request_body is not None:
+                problems += self.validate_request(method, path, request_body)
         if problems:
             self.failures.append((name, where, answer, problems))
             log(f"FAIL {name}: {where} -> {answer.status}: " + "; ".join(problems))
@@ -252,14 +288,37 @@ class Checker:
             log(f"ok   {name}: {where} -> {answer.status}")
         return answer
 
-    def validate(self, schema, body):
+    def validate_request(self, method, path, body):
+        op = self.doc["paths"].get(path, {}).get(method.lower(), {})
+        content = deref(self.doc, op.get("requestBody", {})).get("content", {})
+        if "application/json" not in content:
+            return ["a body was accepted where the document gives no JSON request body"]
+        # Request schemas stay open: the node ignores fields it does not know.
+        schema = pointer(self.original, "#" + self.request_schemas[(path, method.lower())])
+        problems = self.validate(schema, body if isinstance(body, str) else json.dumps(body),
+                                 self.open_resolver)
+        return [f"request {p}" for p in problems]
+
+    def validate_events(self, media, body):
+        """Each complete `data:` line of an event stream against the media type's event schema."""
+        schema = media.get("x-dsm-event-data")
+        if schema is None:
+            return []
+        lines = body.split("\n")
+        problems = []
+        for line in lines[:-1]:  # the last one may be cut short
+            if line.startswith("data: "):
+                problems += [f"event data: {p}" for p in self.validate(schema, line[6:])]
+        return problems
+
+    def validate(self, schema, body, resolver=None):
         try:
             value = json.loads(body)
         except ValueError as e:
             return [f"the body is not JSON ({e}): {body[:200]!r}"]
         if schema is None:
             return []
-        validator = Draft202012Validator(schema, resolver=self.resolver)
+        validator = Draft202012Validator(schema, resolver=resolver or self.resolver)
         return [f"body does not match the schema at {'/'.join(map(str, e.absolute_path)) or '(top)'}: "
                 f"{e.message}" for e in validator.iter_errors(value)]
 
@@ -268,9 +327,9 @@ class Checker:
         return sorted(ops - self.exercised)
 
 
-def request(port, method, target, body=None, headers=None, read_limit=None, timeout=10):
-    """One request on a new connection; returns an Answer. read_limit: read at most this many
-    bytes of the body (an endless event stream), then close."""
+def request(port, method, target, body=None, headers=None, read_events=None, timeout=10):
+    """One request on a new connection; returns an Answer. read_events: read an endless event
+    stream's body up to its first `read_events` events (blank-line ended blocks), then close."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         hdrs = dict(headers or {})
@@ -283,8 +342,13 @@ def request(port, method, target, body=None, headers=None, read_limit=None, time
         resp = conn.getresponse()
         if method == "HEAD":
             payload = b""
-        elif read_limit is not None:
-            payload = resp.read(read_limit)
+        elif read_events is not None:
+            payload = b""
+            while payload.count(b"\n\n") < read_events:
+                line = resp.readline()
+                if not line:
+                    break
+                payload += line
         else:
             payload = resp.read()
         return Answer(resp.status, resp.getheaders(), payload.decode("utf-8", errors="replace"))
@@ -398,7 +462,7 @@ def drive(checker, cluster, deadline):
 
     def case(name, method, path, expect, target=None, body=None, headers=None, **kw):
         answer = request(port, method, target or path, body=body, headers=headers, **kw)
-        return checker.check(name, method, path, answer, expect)
+        return checker.check(name, method, path, answer, expect, request_body=body)
 
     def raw_case(name, method, path, expect, data):
         return checker.check(name, method, path, raw(port, data), expect)
@@ -459,12 +523,15 @@ def drive(checker, cluster, deadline):
 
     # /messages/stream
     stream = case("stream", "GET", "/messages/stream", 200, target="/messages/stream?after=0",
-                  headers=C, read_limit=8, timeout=10)
+                  headers=C, read_events=2, timeout=10)
+    if "\ndata: {" not in stream.body:
+        checker.failures.append(("stream", "GET /messages/stream", stream,
+                                 [f"no event in the stream's start: {stream.body[:300]!r}"]))
     if not stream.body.startswith("retry:"):
         checker.failures.append(("stream", "GET /messages/stream", stream,
                                  [f"the stream starts with {stream.body!r}"]))
     case("stream Last-Event-ID", "GET", "/messages/stream", 200,
-         headers={**C, "Last-Event-ID": "1"}, read_limit=8)
+         headers={**C, "Last-Event-ID": "1"}, read_events=1)
     case("stream bad Last-Event-ID", "GET", "/messages/stream", 400,
          headers={**C, "Last-Event-ID": "x"})
     case("stream wait_ms", "GET", "/messages/stream", 400,
