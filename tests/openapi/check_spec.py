@@ -48,7 +48,8 @@ MAX_MESSAGE_BYTES = 1024
 MAX_REQUEST_BYTES = 8 * MAX_MESSAGE_BYTES + 64 * 1024
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "postman"))
-from run_collection import NODE_OPTIONS, Failure, Node, find_binary, free_ports  # noqa: E402
+import run_collection  # noqa: E402
+from run_collection import Failure, Node, find_binary, finish, free_ports  # noqa: E402
 
 
 def log(msg):
@@ -385,16 +386,11 @@ def raw(port, data, timeout=10):
     return Answer(int(m.group(1)), headers, body)
 
 
-class Cluster:
+class Cluster(run_collection.Cluster):
     """Three nodes, each peering with the two others, with tokens; `a` is the one driven."""
 
-    def __init__(self, binary, root):
-        self.binary = binary
-        self.root = root
-        self.nodes = {}
-
-    def start(self, deadline):
-        for attempt in range(1, 4):
+    def start(self, deadline, attempts=3):
+        for attempt in range(1, attempts + 1):
             ports = free_ports(3)
             names = ["a", "b", "c"]
             shutil.rmtree(self.root, ignore_errors=True)
@@ -412,7 +408,7 @@ class Cluster:
                 return
             except Failure as e:
                 self.stop()
-                if attempt == 3 or time.monotonic() > deadline:
+                if attempt == attempts or time.monotonic() > deadline:
                     raise
                 log(f"cluster did not start (attempt {attempt}), retrying: {e}")
 
@@ -430,13 +426,6 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise Failure(f"{node.name} does not answer\n{node.log_tail()}")
             time.sleep(0.05)
-
-    def stop(self):
-        for node in self.nodes.values():
-            node.stop()
-
-    def log_tails(self):
-        return "\n".join(node.log_tail() for node in self.nodes.values())
 
 
 def client_auth():
@@ -697,16 +686,7 @@ def main():
     failed = bool(error or checker.failures or missing)
     log(f"{len(checker.statuses)} (operation, status) pairs checked, "
         f"{len(checker.exercised)} operations exercised, {len(checker.failures)} failures")
-    if error:
-        log(f"error: {error}")
-    if failed:
-        log("node logs (last lines):\n" + cluster.log_tails())
-    if args.keep:
-        log(f"node data and logs kept in {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    log("FAILED" if failed else "every answer matches the document")
-    return 1 if failed else 0
+    return finish(log, failed, error, cluster, work, args.keep, "every answer matches the document")
 
 
 if __name__ == "__main__":
