@@ -256,6 +256,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   for (const PeerStatus& p : st.peers) {
     w.Key(p.url.data(), static_cast<rapidjson::SizeType>(p.url.size()));
     w.StartObject();
+    // A stream id is "<node id>@<incarnation>" and node ids hold no '@': the peer's node id as
+    // it last told this node, "" until it answered.
+    w.Key("node_id");
+    str(p.stream.substr(0, p.stream.find('@')));
     w.Key("alive");
     w.Bool(p.alive);
     w.Key("last_ok");
