@@ -1,11 +1,13 @@
 #include "storage/log_reader.h"
 
 #include <fcntl.h>
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/table.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -154,6 +156,12 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
     }
   }
   // The families to open, in LogFamily order; a missing kInbox leaves a gap.
+  rocksdb::ColumnFamilyOptions family_options;
+  {
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   std::vector<LogFamily> opened;
   for (LogFamily f : kAllFamilies) {
@@ -167,7 +175,7 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
                                      "family '" +
                                      name + "')");
     }
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, family_options);
     opened.push_back(f);
   }
 
