@@ -304,14 +304,15 @@ class Verifier {
 
   // The index entries of one decoded record, and the order of its origin.
   Status CheckRecord(const Message& m) {
-    const std::string where = LogWhere(m.seq);
+    // Built only for a report: most records have none.
+    auto where = [&m] { return LogWhere(m.seq); };
     if (m.msg_id.empty()) {
-      Report(where, "record has an empty msg_id");
+      Report(where(), "record has an empty msg_id");
     } else {
       Result<IndexEntry> entry = ReadIndex(LogFamily::kMsgId, m.msg_id);
       if (!entry.ok()) return entry.status();
       if (!entry->present) {
-        Report(where, "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
+        Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
       } else if (entry->seq && *entry->seq == m.seq) {
         ++msgid_pointing_home_;
       } else if (entry->seq && *entry->seq != m.seq) {
@@ -320,7 +321,7 @@ class Verifier {
         if (!found.ok()) return found.status();
         // Otherwise the index entry itself is wrong: its scan reports it.
         if (*found == Found::kRecord && other.msg_id == m.msg_id) {
-          Report(where, "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
+          Report(where(), "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
                             std::to_string(*entry->seq) + " (where the index points)");
         }
       }
@@ -331,22 +332,22 @@ class Verifier {
           inbox_lookup_.Find(m.recipient, schema::InboxKey(m.recipient, m.seq));
       if (!inbox.ok() && !Damaged(LogFamily::kInbox, inbox.status())) return inbox.status();
       if (inbox.ok() && !inbox->has_value()) {
-        Report(where, "not in the recipient index (no inbox entry for recipient " +
+        Report(where(), "not in the recipient index (no inbox entry for recipient " +
                           Quoted(m.recipient) + ")");
       }
       if (inbox.ok() && inbox->has_value() && (*inbox)->empty()) ++inbox_pointing_home_;
     }
 
     if (m.origin.empty() || m.origin_seq == 0) {
-      Report(where, "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
+      Report(where(), "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
                         std::to_string(m.origin_seq) + ")");
       return Status::Ok();
     }
-    const std::string position = Position(m.origin, m.origin_seq);
+    auto position = [&m] { return Position(m.origin, m.origin_seq); };
     Result<IndexEntry> entry = ReadOriginIndex(m);
     if (!entry.ok()) return entry.status();
     if (!entry->present) {
-      Report(where, "origin position " + position + " is not in the origin index");
+      Report(where(), "origin position " + position() + " is not in the origin index");
     } else if (entry->seq && *entry->seq == m.seq) {
       ++origin_pointing_home_;
     } else if (entry->seq && *entry->seq != m.seq) {
@@ -356,10 +357,10 @@ class Verifier {
       const std::string there = std::to_string(*entry->seq);
       if (*found == Found::kRecord && other.origin == m.origin &&
           other.origin_seq == m.origin_seq) {
-        Report(where, "origin position " + position + " is stored twice: here and at seq " + there +
+        Report(where(), "origin position " + position() + " is stored twice: here and at seq " + there +
                           " (where the index points)");
       } else if (*found == Found::kRecord && other.origin != m.origin) {
-        Report(where, "origin position " + position + " is indexed at seq " + there +
+        Report(where(), "origin position " + position() + " is indexed at seq " + there +
                           " (a message of stream " + Escape(other.origin) + "), not here");
       }
       // Otherwise the index entry itself is wrong (dangling, undecodable or another position of
@@ -369,7 +370,7 @@ class Verifier {
     auto [last, inserted] = last_of_origin_.try_emplace(m.origin, m.seq, m.origin_seq);
     if (!inserted) {
       if (m.origin_seq <= last->second.second) {
-        Report(where, position + " comes after " + Position(m.origin, last->second.second) +
+        Report(where(), position() + " comes after " + Position(m.origin, last->second.second) +
                           " (seq " + std::to_string(last->second.first) +
                           "): the origin's order is broken");
       }
@@ -408,20 +409,20 @@ class Verifier {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.msgid_entries;
-      const std::string where = DescribeKey(LogFamily::kMsgId, it->key());
-      if (it->key().empty()) Report(where, "empty msg_id");
+      auto where = [&it] { return DescribeKey(LogFamily::kMsgId, it->key()); };
+      if (it->key().empty()) Report(where(), "empty msg_id");
       uint64_t seq = 0;
       if (!schema::DecodeSeqValue(it->value(), &seq)) {
-        Report(where, ValueSizeProblem(it->value()));
+        Report(where(), ValueSizeProblem(it->value()));
         continue;
       }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.msg_id != it->key()) {
-        Report(where,
+        Report(where(),
                "points at seq " + std::to_string(seq) + ", which holds msg_id " + Quoted(m.msg_id));
       }
     }
@@ -470,9 +471,9 @@ class Verifier {
         expected = 1;
         last_position = 0;
       }
-      const std::string where = OriginWhere(origin, origin_seq);
+      auto where = [&] { return OriginWhere(origin, origin_seq); };
       if (origin_seq == 0) {
-        Report(where, "position 0 is never used");
+        Report(where(), "position 0 is never used");
         continue;
       }
       if (origin_seq > expected) {
@@ -487,7 +488,7 @@ class Verifier {
       last_position = origin_seq;
       uint64_t seq = 0;
       if (!schema::DecodeSeqValue(it->value(), &seq)) {
-        Report(where, ValueSizeProblem(it->value()));
+        Report(where(), ValueSizeProblem(it->value()));
         continue;
       }
       if (all_home) continue;
@@ -495,9 +496,9 @@ class Verifier {
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.origin == origin && m.origin_seq != origin_seq) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which holds " +
+        Report(where(), "points at seq " + std::to_string(seq) + ", which holds " +
                           Position(m.origin, m.origin_seq));
       }
       // A record of another origin is a consumed position: the message was stored first under
@@ -529,24 +530,24 @@ class Verifier {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.inbox_entries;
-      const std::string where = DescribeKey(LogFamily::kInbox, it->key());
+      auto where = [&it] { return DescribeKey(LogFamily::kInbox, it->key()); };
       std::string_view recipient;
       uint64_t seq = 0;
       if (!schema::ParseInboxKey(it->key(), &recipient, &seq)) {
-        Report(where, "malformed recipient index key");
+        Report(where(), "malformed recipient index key");
         continue;
       }
       if (!it->value().empty()) {
-        Report(where, "unexpected value (" + std::to_string(it->value().size()) +
+        Report(where(), "unexpected value (" + std::to_string(it->value().size()) +
                           " bytes, expected none)");
       }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.recipient != recipient) {
-        Report(where, "points at seq " + std::to_string(seq) + ", whose recipient is " +
+        Report(where(), "points at seq " + std::to_string(seq) + ", whose recipient is " +
                           Quoted(m.recipient));
       }
     }
