@@ -712,6 +712,8 @@ Status Bench::Scale() {
       lc.max_requests =
           (missing + static_cast<size_t>(lc.batch) - 1) / static_cast<size_t>(lc.batch);
       lc.random_payloads = true;
+      lc.warmup = std::chrono::nanoseconds(0);
+      lc.duration = std::chrono::nanoseconds(0);  // until max_requests
       lc.id_prefix = NextPrefix();
       LoadResult written = RunLoad(lc, &origins_, &progress_, stop_, Pids());
       if (failure_ = NodesAlive(); !failure_.ok()) return failure_;
