@@ -42,6 +42,7 @@ constexpr int kBloomBitsPerKey = 10;
 // Table blocks: larger than RocksDB's 4 KiB so that compression finds more to share (the
 // repeated origin, sender and recipient of neighbouring records) and index blocks stay small.
 constexpr size_t kTableBlockBytes = 16 << 10;
+constexpr int kCacheShardBits = 4;
 // The memtables' share of the memory budget (the WriteBufferManager's limit): 1/kMemtableShare.
 constexpr uint64_t kMemtableShare = 2;
 // The families that receive a key per message.
@@ -111,16 +112,20 @@ struct MemoryBudget {
   std::shared_ptr<rocksdb::Cache> cache;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
   size_t memtable_bytes = 0;  // write_buffer_size of a family that gets a key per message
+  uint64_t wal_bytes = 0;     // max_total_wal_size
 };
 
 MemoryBudget MakeMemoryBudget(uint64_t budget_bytes) {
   MemoryBudget m;
   const size_t budget = static_cast<size_t>(budget_bytes);
-  m.cache = rocksdb::NewLRUCache(budget);
+  // 16 shards: each shard evicts on its own, so a shard must stay large next to a filter or
+  // index partition and the memtables' 256 KiB reservations.
+  m.cache = rocksdb::NewLRUCache(budget, kCacheShardBits);
   m.write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
       static_cast<size_t>(budget_bytes / kMemtableShare), m.cache);
   // The four bulk families, each with up to two memtables, fit in the memtables' share.
   m.memtable_bytes = static_cast<size_t>(budget_bytes / kMemtableShare / 8);
+  m.wal_bytes = budget_bytes / 4;
   return m;
 }
 
@@ -142,6 +147,10 @@ rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, const Memo
   o.keep_log_file_num = 4;
   o.max_log_file_size = 8 << 20;
   o.write_buffer_manager = memory.write_buffers;
+  // A log file is deleted once every family has flushed what it holds, and the meta family,
+  // written by every batch but a few bytes at a time, would keep them all: past this many bytes
+  // of logs the families holding the oldest one are flushed.
+  o.max_total_wal_size = memory.wal_bytes;
   return o;
 }
 
@@ -159,23 +168,28 @@ rocksdb::ColumnFamilyOptions MakeFamilyOptions(const std::string& name,
   table.block_cache = memory.cache;
   table.block_size = kTableBlockBytes;
   // Index and filter blocks live in the block cache, within the budget, instead of beside it in
-  // every open table (where they would grow with the log). Those of L0 stay pinned there: every
-  // read consults them.
+  // every open table (where they would grow with the log). They are partitioned into blocks of
+  // the table block size: a whole filter of a large table file (megabytes) would be evicted by
+  // the next few blocks read and read again by the next lookup. The partitions' top-level
+  // indexes, and L0's blocks, stay pinned: every read consults them.
   table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_top_level_index_and_filter = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.index_type = rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+  table.metadata_block_size = kTableBlockBytes;
   if (name == schema::kMsgIdFamily) {
     // Most msg_id lookups are for new ids: a filter answers them without reading blocks.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+    table.partition_filters = true;
   }
   o.write_buffer_size = IsBulkFamily(name) ? memory.memtable_bytes : size_t{4} << 20;
-  // Compression where it pays: none in L0 and the level below it (flushed and soon rewritten),
-  // LZ4 in the middle levels, zstd in the bottommost level, where dynamic level sizes keep
-  // about 90% of the data. Tables written with other settings stay readable: each block
-  // records its own compression.
+  // Compression where it pays: none in L0 (flushed, soon rewritten), LZ4 in the levels between,
+  // zstd in the bottommost level, where dynamic level sizes keep about 90% of the data. Tables
+  // written with other settings stay readable: each block records its own compression.
   o.level_compaction_dynamic_level_bytes = true;
   o.compression_per_level.assign(static_cast<size_t>(o.num_levels), rocksdb::kLZ4Compression);
   o.compression_per_level[0] = rocksdb::kNoCompression;
-  o.compression_per_level[1] = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kZSTD;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return o;
