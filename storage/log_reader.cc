@@ -4,6 +4,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
@@ -160,6 +161,9 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
   {
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    // Reads the msg_id index's Bloom filters (written by the node): a lookup then reads the
+    // one table file that holds the key instead of every L0 file's blocks.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
