@@ -233,6 +233,13 @@ void AddScaleTargets(BenchReport* rep) {
   }
 }
 
+void Uint64s(JsonWriter& w, const char* key, const std::vector<uint64_t>& values) {
+  w.Key(key);
+  w.StartArray();
+  for (uint64_t v : values) w.Uint64(v);
+  w.EndArray();
+}
+
 void ScaleJson(JsonWriter& w, const ScaleRun& sc) {
   w.Key("scale");
   w.StartObject();
@@ -245,14 +252,8 @@ void ScaleJson(JsonWriter& w, const ScaleRun& sc) {
     Int(w, "messages", p.messages);
     Num(w, "write_s", p.write_s);
     Num(w, "write_per_s", p.write_per_s);
-    w.Key("rss_bytes");
-    w.StartArray();
-    for (uint64_t b : p.rss_bytes) w.Uint64(b);
-    w.EndArray();
-    w.Key("peak_rss_bytes");
-    w.StartArray();
-    for (uint64_t b : p.peak_bytes) w.Uint64(b);
-    w.EndArray();
+    Uint64s(w, "rss_bytes", p.rss_bytes);
+    Uint64s(w, "peak_rss_bytes", p.peak_bytes);
     Int(w, "disk_bytes", p.disk_bytes);
     Num(w, "disk_bytes_per_message", p.disk_bytes_per_message);
     Latency(w, "send_quorum_latency_ms", p.send.latency);
