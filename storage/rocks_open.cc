@@ -151,6 +151,9 @@ rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, const Memo
   // written by every batch but a few bytes at a time, would keep them all: past this many bytes
   // of logs the families holding the oldest one are flushed.
   o.max_total_wal_size = memory.wal_bytes;
+  // No space is reserved ahead of the writes (a new log file would take 1.1 x a memtable at
+  // once): the free-space reserve (min_free_bytes) then measures what the files really hold.
+  o.allow_fallocate = false;
   return o;
 }
 
