@@ -1,11 +1,14 @@
 #include "storage/log_reader.h"
 
 #include <fcntl.h>
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/table.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -154,6 +157,15 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
     }
   }
   // The families to open, in LogFamily order; a missing kInbox leaves a gap.
+  rocksdb::ColumnFamilyOptions family_options;
+  {
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    // Reads the msg_id index's Bloom filters (written by the node): a lookup then reads the
+    // one table file that holds the key instead of every L0 file's blocks.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   std::vector<LogFamily> opened;
   for (LogFamily f : kAllFamilies) {
@@ -167,7 +179,7 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
                                      "family '" +
                                      name + "')");
     }
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, family_options);
     opened.push_back(f);
   }
 

@@ -54,6 +54,9 @@ struct LogReaderOptions {
   // kSecondary only: where the secondary instance keeps its info log. Empty = a fresh
   // directory under the system temp directory, removed when the reader closes.
   std::string secondary_path;
+  // The block cache of point lookups (scans do not fill it): large enough to hold the msg_id
+  // index of a few million messages, which a verification looks up once per record.
+  size_t block_cache_bytes = size_t{256} << 20;
 };
 
 // A malformed or unexpected entry of the "meta" family.

@@ -112,6 +112,23 @@ struct RocksLogStoreOptions {
   // are read from the database.
   size_t tail_cache_records = 16384;
   size_t tail_cache_bytes = 16 << 20;
+  // One memory budget for RocksDB: its block cache holds the table blocks read (with their index
+  // and filter blocks) and is charged for every memtable (a WriteBufferManager flushes the
+  // largest memtable once memtables take half of it), so RocksDB's memory stays near this
+  // however large the log grows. At least kMinMemoryBudgetBytes.
+  uint64_t memory_budget_bytes = uint64_t{256} << 20;
+};
+
+// The smallest RocksLogStoreOptions::memory_budget_bytes (Open refuses less).
+inline constexpr uint64_t kMinMemoryBudgetBytes = uint64_t{32} << 20;
+
+// What RocksDB's memory budget holds now (RocksLogStore::Memory()).
+struct StoreMemory {
+  uint64_t budget_bytes = 0;          // RocksLogStoreOptions::memory_budget_bytes
+  uint64_t block_cache_capacity = 0;  // RocksDB property rocksdb.block-cache-capacity
+  uint64_t block_cache_usage = 0;     // rocksdb.block-cache-usage (blocks + charged memtables)
+  uint64_t write_buffer_limit = 0;    // the WriteBufferManager's buffer size
+  uint64_t memtable_bytes = 0;        // rocksdb.size-all-mem-tables, summed over the families
 };
 
 class RocksLogStore final : public LogStore {
@@ -169,6 +186,12 @@ class RocksLogStore final : public LogStore {
   uint64_t StoredBytes() const override;
 
   Status WriteHealth() const override LOCKS_EXCLUDED(mu_);
+
+  // RocksDB's memory against its budget, read from RocksDB's properties.
+  StoreMemory Memory() const;
+  // Flushes the memtables and compacts every family down to its bottommost level (which is
+  // compressed with zstd). Blocks while it runs; reads and writes go on meanwhile.
+  Status CompactAll();
 
  private:
   struct Writer;

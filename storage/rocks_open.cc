@@ -7,6 +7,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,8 +38,16 @@ const char* const kFamilyNames[] = {schema::kDefaultFamily, schema::kLogFamily,
                                     schema::kMetaFamily,    schema::kInboxFamily};
 
 
-constexpr size_t kBlockCacheBytes = 16 << 20;
 constexpr int kBloomBitsPerKey = 10;
+// Table blocks: larger than RocksDB's 4 KiB so that compression finds more to share (the
+// repeated origin, sender and recipient of neighbouring records) and index blocks stay small.
+constexpr size_t kTableBlockBytes = 16 << 10;
+constexpr int kCacheShardBits = 4;
+// The memtables' share of the memory budget (the WriteBufferManager's limit): 1/kMemtableShare.
+constexpr uint64_t kMemtableShare = 2;
+// The families that receive a key per message.
+const char* const kBulkFamilies[] = {schema::kLogFamily, schema::kMsgIdFamily,
+                                     schema::kOriginFamily, schema::kInboxFamily};
 
 bool IsDsmFamily(const std::string& name) {
   for (const char* f : kFamilyNames) {
@@ -96,7 +105,32 @@ class ManualRecovery final : public rocksdb::EventListener {
   }
 };
 
-rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_new) {
+// The memory budget (RocksLogStoreOptions::memory_budget_bytes): a block cache of the whole
+// budget, and a WriteBufferManager that charges every memtable to that cache (the cached blocks
+// give way to them) and flushes the largest memtable once memtables take half the budget.
+struct MemoryBudget {
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
+  size_t memtable_bytes = 0;  // write_buffer_size of a family that gets a key per message
+  uint64_t wal_bytes = 0;     // max_total_wal_size
+};
+
+MemoryBudget MakeMemoryBudget(uint64_t budget_bytes) {
+  MemoryBudget m;
+  const size_t budget = static_cast<size_t>(budget_bytes);
+  // 16 shards: each shard evicts on its own, so a shard must stay large next to a filter or
+  // index partition and the memtables' 256 KiB reservations.
+  m.cache = rocksdb::NewLRUCache(budget, kCacheShardBits);
+  m.write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
+      static_cast<size_t>(budget_bytes / kMemtableShare), m.cache);
+  // The four bulk families, each with up to two memtables, fit in the memtables' share.
+  m.memtable_bytes = static_cast<size_t>(budget_bytes / kMemtableShare / 8);
+  m.wal_bytes = budget_bytes / 4;
+  return m;
+}
+
+rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, const MemoryBudget& memory,
+                                 bool is_new) {
   rocksdb::DBOptions o;
   o.create_if_missing = is_new;
   o.create_missing_column_families = is_new;
@@ -112,23 +146,56 @@ rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_ne
   o.max_background_jobs = 2;
   o.keep_log_file_num = 4;
   o.max_log_file_size = 8 << 20;
+  o.write_buffer_manager = memory.write_buffers;
+  // A log file is deleted once every family has flushed what it holds, and the meta family,
+  // written by every batch but a few bytes at a time, would keep them all: past this many bytes
+  // of logs the families holding the oldest one are flushed.
+  o.max_total_wal_size = memory.wal_bytes;
+  // No space is reserved ahead of the writes (a new log file would take 1.1 x a memtable at
+  // once): the free-space reserve (min_free_bytes) then measures what the files really hold.
+  o.allow_fallocate = false;
   return o;
 }
 
+bool IsBulkFamily(std::string_view name) {
+  for (const char* f : kBulkFamilies) {
+    if (name == f) return true;
+  }
+  return false;
+}
+
 rocksdb::ColumnFamilyOptions MakeFamilyOptions(const std::string& name,
-                                               const std::shared_ptr<rocksdb::Cache>& cache,
+                                               const MemoryBudget& memory,
                                                const rocksdb::CompactionFilter* msgid_filter) {
   rocksdb::ColumnFamilyOptions o;
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = cache;
+  table.block_cache = memory.cache;
+  table.block_size = kTableBlockBytes;
+  // Index and filter blocks live in the block cache, within the budget, instead of beside it in
+  // every open table (where they would grow with the log). They are partitioned into blocks of
+  // the table block size: a whole filter of a large table file (megabytes) would be evicted by
+  // the next few blocks read and read again by the next lookup. The partitions' top-level
+  // indexes, and L0's blocks, stay pinned: every read consults them.
+  table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_top_level_index_and_filter = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.index_type = rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+  table.metadata_block_size = kTableBlockBytes;
   if (name == schema::kMsgIdFamily) {
     // Most msg_id lookups are for new ids: a filter answers them without reading blocks.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+    table.partition_filters = true;
     o.compaction_filter = msgid_filter;
   }
-  if (name == schema::kMetaFamily || name == schema::kDefaultFamily) {
-    o.write_buffer_size = 4 << 20;
-  }
+  o.write_buffer_size = IsBulkFamily(name) ? memory.memtable_bytes : size_t{4} << 20;
+  // Compression where it pays: none in L0 (flushed, soon rewritten), LZ4 in the levels between,
+  // zstd in the bottommost level, where dynamic level sizes keep about 90% of the data. Tables
+  // written with other settings stay readable: each block records its own compression.
+  o.level_compaction_dynamic_level_bytes = true;
+  o.compression_per_level.assign(static_cast<size_t>(o.num_levels), rocksdb::kLZ4Compression);
+  o.compression_per_level[0] = rocksdb::kNoCompression;
+  o.bottommost_compression = rocksdb::kZSTD;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return o;
 }
@@ -196,10 +263,17 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
   if (options.node_id.empty() || options.node_id.find('\0') != std::string::npos) {
     return Status::InvalidArgument("invalid node id '" + options.node_id + "'");
   }
+  if (options.memory_budget_bytes < kMinMemoryBudgetBytes) {
+    return Status::InvalidArgument("memory budget of " +
+                                   std::to_string(options.memory_budget_bytes >> 20) +
+                                   " MiB is below the minimum of " +
+                                   std::to_string(kMinMemoryBudgetBytes >> 20) + " MiB");
+  }
   bool is_new = false;
   if (Status s = PrepareDirectory(path, &is_new); !s.ok()) return s;
 
-  const rocksdb::DBOptions db_options = MakeDbOptions(options, is_new);
+  const MemoryBudget memory = MakeMemoryBudget(options.memory_budget_bytes);
+  const rocksdb::DBOptions db_options = MakeDbOptions(options, memory, is_new);
   std::vector<std::string> names;
   if (is_new) {
     names.assign(std::begin(kFamilyNames), std::end(kFamilyNames));
@@ -221,12 +295,11 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     }
   }
 
-  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
   auto expiry = std::make_shared<MsgIdExpiry>();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.reserve(names.size());
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, MakeFamilyOptions(name, cache, expiry.get()));
+    descriptors.emplace_back(name, MakeFamilyOptions(name, memory, expiry.get()));
   }
   OpenDb open;
   rocksdb::DB* raw = nullptr;
@@ -262,7 +335,8 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     for (const char* name : kFamilyNames) {
       if (open.Family(name) != nullptr) continue;
       rocksdb::ColumnFamilyHandle* h = nullptr;
-      rocksdb::Status s = raw->CreateColumnFamily(MakeFamilyOptions(name, cache, expiry.get()), name, &h);
+      rocksdb::Status s =
+          raw->CreateColumnFamily(MakeFamilyOptions(name, memory, expiry.get()), name, &h);
       if (!s.ok()) return FromRocks(s, "cannot create column family in " + DirName(path));
       open.handles.push_back(h);
     }
@@ -303,7 +377,8 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
       if (version == 1 && std::string_view(name) == schema::kInboxFamily) {
         // Introduced by version 2: created here, filled by the upgrade below.
         rocksdb::ColumnFamilyHandle* h = nullptr;
-        rocksdb::Status cs = raw->CreateColumnFamily(MakeFamilyOptions(name, cache, expiry.get()), name, &h);
+        rocksdb::Status cs =
+            raw->CreateColumnFamily(MakeFamilyOptions(name, memory, expiry.get()), name, &h);
         if (!cs.ok()) return FromRocks(cs, "cannot create column family in " + DirName(path));
         open.handles.push_back(h);
         continue;
@@ -479,6 +554,32 @@ Status RocksLogStore::Recover() {
   // Every record may have been trimmed: seqs still go on after the last one ever written.
   if (first_seq_ == 0) return Status::Corruption(DirName(options_.path) + ": first_seq is 0");
   last_seq_ = std::max(last_seq_, first_seq_ - 1);
+  return Status::Ok();
+}
+
+StoreMemory RocksLogStore::Memory() const {
+  StoreMemory m;
+  m.budget_bytes = options_.memory_budget_bytes;
+  db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheCapacity,
+                      &m.block_cache_capacity);
+  db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheUsage, &m.block_cache_usage);
+  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &m.memtable_bytes);
+  const std::shared_ptr<rocksdb::WriteBufferManager>& wbm = db_->GetDBOptions().write_buffer_manager;
+  if (wbm != nullptr) m.write_buffer_limit = wbm->buffer_size();
+  return m;
+}
+
+Status RocksLogStore::CompactAll() {
+  if (rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), handles_); !s.ok()) {
+    return FromRocks(s, "flush of " + DirName(options_.path));
+  }
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    if (rocksdb::Status s = db_->CompactRange(o, h, nullptr, nullptr); !s.ok()) {
+      return FromRocks(s, "compaction of " + h->GetName() + " in " + DirName(options_.path));
+    }
+  }
   return Status::Ok();
 }
 

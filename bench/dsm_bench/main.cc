@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
   double duration = 0, warmup = 0, rate = 0, batch_duration = 0;
   int open_clients = 0, batch_size = 0, batch_clients = 0, quorum = 2, watch_us = 0;
   size_t payload = 0, catchup = 0;
+  std::string scale_messages;
+  int memory_mb = 0;
   std::vector<std::string> node_args;
 
   app.add_option("--nodes", nodes, "use these nodes (URL,URL,URL) instead of a local cluster");
@@ -102,6 +105,10 @@ int main(int argc, char** argv) {
   app.add_option("--quorum", quorum, "local cluster: Q of quorum writes")
       ->check(CLI::Range(1, 3))
       ->capture_default_str();
+  auto* o_scale = app.add_option("--scale-messages", scale_messages,
+                                 "scale phase: the log sizes to measure at (1000000,5000000)");
+  auto* o_memory = app.add_option("--memory-mb", memory_mb,
+                                  "local cluster: --memory-mb of every node (default: the node's, 256)");
   auto* o_watch = app.add_option("--watch-interval-us", watch_us,
                                  "replication watcher poll interval, microseconds (2000)");
   std::string compare, etcd_binary, etcd_clients;
@@ -114,11 +121,15 @@ int main(int argc, char** argv) {
       app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
-                 "phases after the baselines (closed,open,batch,catchup: all by default)");
+                 "phases after the baselines (closed,open,batch,catchup by default; scale on "
+                 "request: it takes minutes)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
   app.add_option("--node-binary", node_binary, "dsm-node to start (default: next to dsm-bench)");
+  std::string dbdump_binary;
+  app.add_option("--dbdump-binary", dbdump_binary,
+                 "dsm-dbdump the scale phase runs (default: next to dsm-bench)");
   app.add_option("--node-arg", node_args,
                  "an extra dsm-node option (repeatable), e.g. "
                  "--node-arg=--http-threads=8");
@@ -144,6 +155,8 @@ int main(int argc, char** argv) {
     c.http_s = 0.3;
     c.ceiling_clients = 8;
     c.etcd_clients = {1, 4};
+    c.scale_messages = {2000};
+    c.scale_latency_s = 0.3;
   } else if (quick) {
     c.profile = "quick";
     c.warmup_s = 0.3;
@@ -170,6 +183,27 @@ int main(int argc, char** argv) {
   if (o_bdur->count()) c.batch_duration_s = batch_duration;
   if (o_catchup->count()) c.catchup_messages = catchup;
   if (o_watch->count()) c.watch_interval_us = watch_us;
+  if (o_memory->count()) {
+    c.node_memory_mb = memory_mb;
+    options.pass_memory_mb = true;
+  }
+  if (o_scale->count()) {
+    c.scale_messages.clear();
+    for (const std::string& s : Split(scale_messages, ',')) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(s.c_str(), &end, 10);
+      if (*end != '\0' || n < 1 || n > 1000000000ULL) {
+        std::fprintf(stderr, "dsm-bench: --scale-messages: '%s' is not a count from 1 to 10^9\n",
+                     s.c_str());
+        return 2;
+      }
+      c.scale_messages.push_back(static_cast<size_t>(n));
+    }
+    if (c.scale_messages.empty() || !std::is_sorted(c.scale_messages.begin(), c.scale_messages.end())) {
+      std::fprintf(stderr, "dsm-bench: --scale-messages needs increasing counts\n");
+      return 2;
+    }
+  }
   if (c.duration_s <= 0 || c.warmup_s < 0 || c.open_rate < 0 || c.open_clients < 1 ||
       c.batch_size < 1 || c.batch_size > 10000 || c.batch_clients < 1 || c.batch_duration_s <= 0 ||
       c.catchup_messages < 1 || c.watch_interval_us < 0 || c.clients.empty()) {
@@ -181,9 +215,10 @@ int main(int argc, char** argv) {
   if (!phases.empty()) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
-      if (p != "closed" && p != "open" && p != "batch" && p != "catchup") {
+      if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale") {
         std::fprintf(stderr,
-                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup)\n",
+                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
+                     "scale)\n",
                      p.c_str());
         return 2;
       }
@@ -208,6 +243,8 @@ int main(int argc, char** argv) {
                  options.node_binary.c_str());
     return 2;
   }
+  options.dbdump_binary =
+      dbdump_binary.empty() ? (exe_dir / "dsm-dbdump").string() : dbdump_binary;
   options.node_args = node_args;
   options.keep_data = keep_data;
   options.progress = !no_progress;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/http/auth.h"
+#include "storage/rocks_log_store.h"
 
 namespace dsm {
 namespace {
@@ -19,6 +20,8 @@ constexpr int64_t kMaxMessageBytesLimit = int64_t{64} << 20;
 constexpr int kMaxHttpThreads = 64;
 constexpr size_t kMaxIdChars = 64;
 constexpr int64_t kMaxQuorum = 1000;
+constexpr int64_t kMinMemoryMb = static_cast<int64_t>(kMinMemoryBudgetBytes >> 20);
+constexpr int64_t kMaxMemoryMb = int64_t{1} << 20;  // 1 TiB
 
 std::string Trim(std::string_view s) {
   size_t b = 0;
@@ -180,6 +183,7 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t max_connections = config.max_connections;
   int64_t max_pending_quorum_writes = config.max_pending_quorum_writes;
   int64_t min_free_disk_mb = static_cast<int64_t>(config.min_free_disk_bytes >> 20);
+  int64_t memory_mb = static_cast<int64_t>(config.memory_budget_bytes >> 20);
   int64_t max_connections_per_ip = config.max_connections_per_ip;
   int64_t max_header_bytes = static_cast<int64_t>(config.max_header_bytes);
   int64_t max_inflight_body_mb = static_cast<int64_t>(config.max_inflight_body_bytes >> 20);
@@ -286,6 +290,10 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                  "this old (default: --retention-max-age plus 1d, or 1d; 0: forever)");
   app.add_option("--retention-interval-ms", retention_interval_ms,
                  "how often retention checks the limits while nothing is to trim")
+      ->capture_default_str();
+  app.add_option("--memory-mb", memory_mb,
+                 "memory budget of the storage engine: its memtables and block cache together "
+                 "(see docs/operations.md, \"Memory\")")
       ->capture_default_str();
   app.add_option("--log-level", config.log_level,
                  "trace, debug, info, warn, error, critical or off")
@@ -524,6 +532,12 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    " must be between 0 (no check) and 1073741824");
   }
   config.min_free_disk_bytes = static_cast<uint64_t>(min_free_disk_mb) << 20;
+  if (memory_mb < kMinMemoryMb || memory_mb > kMaxMemoryMb) {
+    return Status::InvalidArgument("--memory-mb " + std::to_string(memory_mb) +
+                                   " must be between " + std::to_string(kMinMemoryMb) + " and " +
+                                   std::to_string(kMaxMemoryMb));
+  }
+  config.memory_budget_bytes = static_cast<uint64_t>(memory_mb) << 20;
 
   static const char* const kLevels[] = {"trace", "debug",    "info", "warn",
                                         "error", "critical", "off"};

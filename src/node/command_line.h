@@ -30,6 +30,8 @@ struct NodeConfig {
   uint64_t max_inflight_body_bytes = uint64_t{128} << 20;  // --max-inflight-body-mb (0 = unlimited)
   std::vector<std::string> allowed_hosts;             // --allowed-hosts (lower case)
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)
+  // RocksDB's memtables and block cache together (RocksLogStoreOptions::memory_budget_bytes).
+  uint64_t memory_budget_bytes = uint64_t{256} << 20;  // --memory-mb
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
   bool help = false;               // --help was given: print help_text and exit 0
   std::string help_text;

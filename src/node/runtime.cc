@@ -44,6 +44,7 @@ Status Runtime::Start() {
   store_options.node_id = o.id;
   store_options.sync = o.fsync;
   store_options.min_free_bytes = config_.min_free_disk_bytes;
+  store_options.memory_budget_bytes = config_.memory_budget_bytes;
   store_options.notifier = &append_notifier_;  // wakes live readers (long-polls, streams)
   store_options.info_log = [](const std::string& line) { spdlog::info("{}", line); };
   Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(store_options);

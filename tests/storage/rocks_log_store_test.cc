@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/table_properties.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -682,6 +684,99 @@ TEST_F(RocksLogStoreTest, ReadsDuringTrimsNeverSeeDamage) {
   ASSERT_TRUE(rest.ok()) << rest.status().ToString();
   EXPECT_EQ(rest->size(), kMessages - first + 1);
   EXPECT_EQ(store.TrimmedThrough(self), first - 1);
+
+TEST_F(RocksLogStoreTest, OneMemoryBudgetForMemtablesAndBlockCache) {
+  RocksLogStoreOptions options;
+  options.path = Db();
+  options.node_id = "node1";
+  options.memory_budget_bytes = uint64_t{48} << 20;
+  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Append({ClientMsg("a"), ClientMsg("b")}).ok());
+  const StoreMemory m = (*store)->Memory();
+  EXPECT_EQ(m.budget_bytes, uint64_t{48} << 20);
+  EXPECT_EQ(m.block_cache_capacity, uint64_t{48} << 20);
+  EXPECT_EQ(m.write_buffer_limit, uint64_t{24} << 20);
+  EXPECT_GT(m.memtable_bytes, 0u);
+  // The memtables are charged to the block cache.
+  EXPECT_GE(m.block_cache_usage, m.memtable_bytes);
+  store->reset();
+
+  options.memory_budget_bytes = kMinMemoryBudgetBytes - 1;
+  Result<std::unique_ptr<RocksLogStore>> small = RocksLogStore::Open(options);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(small.status().message().find("below the minimum of 32 MiB"), std::string::npos)
+      << small.status().ToString();
+}
+
+// The compression of each table file of `family` in the (closed) database at `path`.
+std::multiset<std::string> TableCompressions(const std::string& path, const std::string& family) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, descriptors, &handles, &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  std::multiset<std::string> out;
+  if (!s.ok()) return out;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    if (h->GetName() != family) continue;
+    rocksdb::TablePropertiesCollection tables;
+    EXPECT_TRUE(db->GetPropertiesOfAllTables(h, &tables).ok());
+    for (const auto& [file, props] : tables) out.insert(props->compression_name);
+  }
+  for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  return out;
+}
+
+TEST_F(RocksLogStoreTest, CompressedDirectoryReopensAndVerifies) {
+  constexpr int kMessages = 20000;
+  std::mt19937 rng(7);
+  auto payload = [&rng] {
+    std::string p(100, ' ');
+    for (char& c : p) c = static_cast<char>('a' + rng() % 26);
+    return p;
+  };
+  std::vector<std::string> payloads;
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    for (int batch = 0; batch < kMessages / 1000; ++batch) {
+      std::vector<Message> msgs;
+      for (int i = 0; i < 1000; ++i) {
+        payloads.push_back(payload());
+        msgs.push_back(ClientMsg("m-" + std::to_string(payloads.size()), "alice", "bob",
+                                 payloads.back()));
+      }
+      ASSERT_TRUE(store->Append(std::move(msgs)).ok());
+    }
+    ASSERT_TRUE(store->CompactAll().ok());
+  }
+  // Every table of the log is in the bottommost level, compressed with zstd.
+  const std::multiset<std::string> compressions = TableCompressions(Db(), schema::kLogFamily);
+  ASSERT_FALSE(compressions.empty());
+  for (const std::string& c : compressions) EXPECT_EQ(c, "ZSTD");
+  // Reopened (every block's checksum is verified at open), everything reads back.
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastSeq(), static_cast<uint64_t>(kMessages));
+  int seen = 0;
+  ASSERT_TRUE(store
+                  ->Scan(ScanOptions{}, [&](const Message& m) {
+                    EXPECT_EQ(m.payload, payloads[static_cast<size_t>(seen)]);
+                    ++seen;
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(seen, kMessages);
+  Result<std::optional<Message>> found = store->FindByMsgId("m-12345");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->payload, payloads[12344]);
 }
 
 }  // namespace

@@ -24,7 +24,13 @@
 // fails its checksum, is truncated or missing) is reported once, as "family 'log'" with where
 // the scan stopped and RocksDB's message (naming the file); the checks go on with every entry
 // that can still be read, and entries whose lookup hits the damage are not reported again.
-// Memory stays bounded: the checks scan each family once and look entries up.
+// Memory stays bounded: the checks scan each family once and look entries up. Lookups whose
+// keys come in increasing order (a record's origin position and recipient entry, in log order;
+// the records an origin's or a recipient's entries point at) step an iterator forward instead of
+// reading each key. When every entry of an index is one the log's check found pointing at its
+// own record (their count equals the index's), the index's entry-by-entry check would find
+// nothing and is skipped: the msg_id index is then only counted, and the origin index checked
+// for density and high waters without reading records.
 //
 // Thread-compatible; reads the reader's current view.
 #pragma once
