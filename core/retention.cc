@@ -4,24 +4,64 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <limits>
+#include <functional>
+#include <set>
+#include <vector>
 
 #include "core/node_impl.h"
 
 namespace dsm {
 namespace {
 
-// What every peer is known to hold: our stream by the positions each peer's current incarnation
+// What the peers are known to hold: our stream by the positions each peer's current incarnation
 // acknowledged, the others by what each peer said in its last heartbeat.
 class Holdings {
  public:
-  bool Holds(const std::string& origin, uint64_t origin_seq) const {
-    if (everything_) return true;
-    auto it = positions_.find(origin);
-    return it != positions_.end() && origin_seq <= it->second;
+  // From how far each peer holds each stream (`peer_positions[i]`, absent = nothing); this node
+  // holds everything in its log.
+  Holdings(const std::vector<std::map<std::string, uint64_t>>& peer_positions, size_t quorum) {
+    everything_ = peer_positions.empty();
+    const size_t others = quorum > 1 ? quorum - 1 : 0;  // peers that must hold it besides us
+    quorum_everything_ = others == 0;
+    std::set<std::string> origins;
+    for (const auto& positions : peer_positions) {
+      for (const auto& [origin, position] : positions) origins.insert(origin);
+    }
+    std::vector<uint64_t> held;
+    for (const std::string& origin : origins) {
+      held.clear();
+      for (const auto& positions : peer_positions) {
+        auto it = positions.find(origin);
+        held.push_back(it == positions.end() ? 0 : it->second);
+      }
+      std::sort(held.begin(), held.end(), std::greater<>());
+      if (held.back() > 0) all_[origin] = held.back();
+      if (others > 0 && others <= held.size() && held[others - 1] > 0) {
+        quorum_[origin] = held[others - 1];
+      }
+    }
   }
-  bool everything_ = false;  // no peers
-  std::map<std::string, uint64_t> positions_;
+
+  // Every peer holds it.
+  bool Holds(const std::string& origin, uint64_t origin_seq) const {
+    return everything_ || Within(all_, origin, origin_seq);
+  }
+  // At least `quorum` nodes (this one included) hold it.
+  bool QuorumHolds(const std::string& origin, uint64_t origin_seq) const {
+    return everything_ || quorum_everything_ || Within(quorum_, origin, origin_seq);
+  }
+
+ private:
+  static bool Within(const std::map<std::string, uint64_t>& held, const std::string& origin,
+                     uint64_t origin_seq) {
+    auto it = held.find(origin);
+    return it != held.end() && origin_seq <= it->second;
+  }
+
+  bool everything_ = false;         // no peers
+  bool quorum_everything_ = false;  // a quorum of 1: this node alone
+  std::map<std::string, uint64_t> all_;     // origin -> position every peer holds
+  std::map<std::string, uint64_t> quorum_;  // origin -> position a quorum holds
 };
 
 }  // namespace
@@ -33,29 +73,19 @@ bool Node::Impl::RetentionDue(MonoTime now) {
 }
 
 void Node::Impl::RetentionStep() {
-  Holdings held;
   const std::string& own = log->stream_id();
+  std::vector<std::map<std::string, uint64_t>> peer_positions;
   {
     MutexLock lock(&mu);
     if (stopped) return;
-    held.everything_ = peers.empty();
-    uint64_t own_held = std::numeric_limits<uint64_t>::max();
     for (const PeerState& p : peers) {
-      own_held = std::min(own_held, HoldsOwn(p, p.push_cursor) ? p.push_cursor : uint64_t{0});
-    }
-    if (!peers.empty()) {
-      held.positions_[own] = own_held;
-      for (const auto& [origin, position] : peers.front().high_waters) {
-        if (origin == own) continue;
-        uint64_t min = position;
-        for (const PeerState& p : peers) {
-          auto it = p.high_waters.find(origin);
-          min = p.stream.empty() || it == p.high_waters.end() ? 0 : std::min(min, it->second);
-        }
-        if (min > 0) held.positions_[origin] = min;
-      }
+      std::map<std::string, uint64_t>& positions = peer_positions.emplace_back();
+      if (p.stream.empty()) continue;  // its incarnation is not known yet: nothing counts
+      positions = p.high_waters;
+      positions[own] = HoldsOwn(p, p.push_cursor) ? p.push_cursor : 0;
     }
   }
+  const Holdings held(peer_positions, static_cast<size_t>(std::max(1, options.quorum)));
 
   const double now_wall = clock->WallSeconds();
   const uint64_t first = log->FirstSeq();
@@ -89,13 +119,17 @@ void Node::Impl::RetentionStep() {
     const bool due = must || m.seq < by_count || (by_age && m.ts < cutoff);
     if (!due) return true;
     if (held.Holds(m.origin, m.origin_seq)) return false;
-    if (must) {
+    // Over --retention-max-bytes a message goes once a quorum holds it, whether every peer does
+    // or not: never one that fewer than --quorum nodes hold (a quorum write still waiting for
+    // it, or a message whose only copy is here).
+    if (must && held.QuorumHolds(m.origin, m.origin_seq)) {
       ++forced_unheld;
       return false;
     }
-    waiting = fmt::format(
-        "seq {} (position {} of {}) is due for trimming but not every peer holds it yet", m.seq,
-        m.origin_seq, m.origin);
+    waiting = fmt::format("seq {} (position {} of {}) is due for trimming but {}", m.seq,
+                          m.origin_seq, m.origin,
+                          must ? fmt::format("fewer than {} nodes hold it", options.quorum)
+                               : std::string("not every peer holds it yet"));
     return true;
   };
   Result<TrimResult> r = TrimResult{0, 0, first, false};

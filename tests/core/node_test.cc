@@ -1294,29 +1294,61 @@ TEST_F(RetentionTest, TrimsOnlyWhatEveryPeerHolds) {
   EXPECT_NE(w.text().find("dsm_retention_errors_total 0"), std::string::npos);
 }
 
-TEST_F(RetentionTest, MaxBytesTrimsWhatAPeerLacksAndThePushTellsItToSkip) {
+TEST_F(RetentionTest, MaxBytesNeverTrimsWhatFewerThanAQuorumHold) {
   options_.retention_max_bytes = 1;  // every record is over it
   MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   SendMany(3);
-  // The peer answered none of the pushes (one batch per message, all in the window).
+  RetentionStep();  // the peer acknowledged nothing: only this node holds them
+  EXPECT_EQ(log_.FirstSeq(), 1u);
+  EXPECT_NE(node_->GetStatus().retention_waiting.find("fewer than 2 nodes hold it"),
+            std::string::npos)
+      << node_->GetStatus().retention_waiting;
+  // The peer takes m1 and m2 (one push each) and refuses m3 for now.
+  for (int i = 0; i < 3; ++i) {
+    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+    const uint64_t position = call.msgs.back().origin_seq;
+    if (position <= 2) {
+      call.done(Ack(position));
+    } else {
+      call.done(Status::Unavailable("refused"));
+    }
+  }
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 3u) << "a quorum of 2 holds m1 and m2";
+}
+
+TEST_F(RetentionTest, MaxBytesTrimsWhatAPeerLacksAndThePushTellsItToSkip) {
+  options_.retention_max_bytes = 1;  // every record is over it
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  SendMany(3);
+  // Peer 0 acknowledges everything; peer 1 answers none of its pushes (one batch per message,
+  // all in the window).
   std::vector<FakeTransport::ReplicateCall> pushes;
-  while (transport_.pending_replicates() > 0) pushes.push_back(transport_.TakeReplicate());
+  while (transport_.pending_replicates() > 0) {
+    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+    if (call.peer == 0) {
+      call.done(Ack(call.msgs.back().origin_seq));
+    } else {
+      pushes.push_back(std::move(call));
+    }
+  }
   ASSERT_EQ(pushes.size(), 3u);
   RetentionStep();
-  EXPECT_EQ(log_.FirstSeq(), 4u) << "forced: the peer's lack does not hold --retention-max-bytes";
+  EXPECT_EQ(log_.FirstSeq(), 4u) << "forced: peer 1's lack does not hold --retention-max-bytes";
   // The pushes fail; the next one cannot carry m1..m3 any more: it tells the peer to skip them.
   for (auto& push : pushes) push.done(Status::Unavailable("refused"));
   clock_.Advance(options_.retry_max);
   node_->Tick();
   OkHeartbeats();
-  ASSERT_EQ(transport_.pending_replicates(), 1u) << node_->GetStatus().peers[0].push_problem;
+  ASSERT_EQ(transport_.pending_replicates(), 1u) << node_->GetStatus().peers[1].push_problem;
   auto skip = transport_.TakeReplicate();
+  EXPECT_EQ(skip.peer, 1u);
   EXPECT_TRUE(skip.msgs.empty());
   EXPECT_EQ(skip.skip.origin, log_.stream_id());
   EXPECT_EQ(skip.skip.trimmed_through, 3u);
-  skip.done(Ack(3));
-  EXPECT_EQ(node_->GetStatus().peers[0].push_cursor, 3u);
-  EXPECT_EQ(node_->GetStatus().peers[0].push_trimmed, 3u);
+  skip.done(Ack(3, PeerStream(1)));
+  EXPECT_EQ(node_->GetStatus().peers[1].push_cursor, 3u);
+  EXPECT_EQ(node_->GetStatus().peers[1].push_trimmed, 3u);
   MetricsWriter w;
   node_->WriteMetrics(w);
   EXPECT_NE(w.text().find("dsm_retention_forced_total 3"), std::string::npos) << w.text();

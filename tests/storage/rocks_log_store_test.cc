@@ -684,6 +684,7 @@ TEST_F(RocksLogStoreTest, ReadsDuringTrimsNeverSeeDamage) {
   ASSERT_TRUE(rest.ok()) << rest.status().ToString();
   EXPECT_EQ(rest->size(), kMessages - first + 1);
   EXPECT_EQ(store.TrimmedThrough(self), first - 1);
+}
 
 TEST_F(RocksLogStoreTest, OneMemoryBudgetForMemtablesAndBlockCache) {
   RocksLogStoreOptions options;

@@ -422,7 +422,7 @@ Result<std::vector<Message>> MemoryLogStore::ReadOrigin(const std::string& origi
                                                         size_t limit, size_t max_bytes) const {
   MutexLock lock(&mu_);
   std::vector<Message> out;
-  const auto trimmed = [&] {
+  const auto trimmed = [&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return Status::Trimmed("position " + std::to_string(after + 1) + " of " + origin +
                            " was trimmed (this node's log now starts at seq " +
                            std::to_string(state_.first_seq_) + ")");
@@ -622,7 +622,8 @@ Status MemoryLogStore::ExpireMsgIds(double ts) {
   if (end == marks.begin()) return Status::Ok();
   state_.dedup_head_ = std::prev(end)->first;
   marks.erase(marks.begin(), end);
-  std::erase_if(state_.msg_ids_, [&](const auto& e) { return e.second <= state_.dedup_head_; });
+  const uint64_t head = state_.dedup_head_;
+  std::erase_if(state_.msg_ids_, [head](const auto& e) { return e.second <= head; });
   ++version_;
   SyncedLocked();
   return Status::Ok();
