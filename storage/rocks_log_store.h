@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "common/thread_annotations.h"
+#include "dsm/consumer_state.h"
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
@@ -149,6 +150,10 @@ class RocksLogStore final : public LogStore {
 
   Status WriteHealth() const override LOCKS_EXCLUDED(mu_);
 
+  // The durable consumers' state, in the "consumers" family of this database
+  // (storage/rocks_consumer_state.h). Valid as long as the store.
+  ConsumerStateStore* consumer_state() const;
+
  private:
   struct Writer;
   struct Families {
@@ -157,6 +162,7 @@ class RocksLogStore final : public LogStore {
     rocksdb::ColumnFamilyHandle* origin = nullptr;
     rocksdb::ColumnFamilyHandle* meta = nullptr;
     rocksdb::ColumnFamilyHandle* inbox = nullptr;
+    rocksdb::ColumnFamilyHandle* consumers = nullptr;
   };
 
   RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
@@ -237,6 +243,8 @@ class RocksLogStore final : public LogStore {
   };
   std::deque<TailRecord> tail_ GUARDED_BY(mu_);
   size_t tail_bytes_ GUARDED_BY(mu_) = 0;  // the values' sizes
+
+  std::unique_ptr<ConsumerStateStore> consumer_state_;  // set by Open
 
   // Serializes SetPushCursor so the stored and the published cursor agree.
   Mutex push_mu_ ACQUIRED_BEFORE(mu_);
