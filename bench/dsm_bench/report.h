@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dsm_bench/consume.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
 #include "bench/dsm_bench/stats.h"
@@ -50,8 +51,10 @@ struct BenchConfig {
   int ceiling_clients = 64;
   int watch_interval_us = 2000;
   bool spread = false;  // publish to every node (round-robin) instead of the first one
-  // Phases to run after the baselines: "closed", "open", "batch", "catchup".
+  // Phases to run after the baselines: "closed", "open", "batch", "catchup" by default, and
+  // "consume" (durable consumers) when asked for.
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
+  ConsumeConfig consume;
   bool Runs(const std::string& phase) const;
   std::string data_root;
   // --compare etcd: a 3-member etcd cluster measured before dsm, at these client counts.
@@ -180,6 +183,7 @@ struct BenchReport {
   std::vector<PublishRun> open_loop;
   BatchRun batch;
   CatchUpRun catch_up;
+  ConsumeReport consume;
   EtcdComparison etcd;
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;

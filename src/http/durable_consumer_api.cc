@@ -388,6 +388,10 @@ void HttpServer::Impl::HandleConsumerFetch(const Rest::Request& req, const Reply
   }
   Result<std::string> name = ConsumerName(req);
   if (!name.ok()) return reply->SendError(name.status());
+  if (reply->head_only()) {
+    // HEAD hands nothing out: a delivery nobody reads would only wait for its ack deadline.
+    return reply->Send(200, "{\"messages\":[]}");
+  }
   const std::map<std::string, std::string> raw = server_internal::RawQuery(req);
   Result<std::optional<uint64_t>> max = QueryNumber(raw, "max", 1, kMaxFetchMessages);
   if (!max.ok()) return reply->SendError(max.status());

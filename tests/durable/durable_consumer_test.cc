@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/forwarding_log_store.h"
 #include "tests/testing/manual_clock.h"
 #include "tests/testing/memory_consumer_state.h"
 #include "tests/testing/memory_log_store.h"
@@ -22,52 +23,20 @@ namespace {
 using std::chrono::milliseconds;
 
 // A log whose oldest messages (seq <= trimmed_to) are gone, as after retention trimmed them.
-class TrimmedLog final : public LogStore {
+class TrimmedLog final : public ForwardingLogStore {
  public:
-  explicit TrimmedLog(LogStore* base) : base_(base) {}
+  using ForwardingLogStore::ForwardingLogStore;
   uint64_t trimmed_to = 0;
 
-  const std::string& node_id() const override { return base_->node_id(); }
-  const std::string& stream_id() const override { return base_->stream_id(); }
-  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override {
-    return base_->Append(std::move(msgs));
-  }
-  Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs, const std::string& peer_url,
-                                          const PullCursor* cursor) override {
-    return base_->Apply(std::move(msgs), peer_url, cursor);
-  }
   Result<std::optional<Message>> Get(uint64_t seq) const override {
     if (seq <= trimmed_to) return std::optional<Message>();
     return base_->Get(seq);
-  }
-  Result<std::optional<Message>> FindByMsgId(const std::string& id) const override {
-    return base_->FindByMsgId(id);
   }
   Status Scan(const ScanOptions& opts, const MessageVisitor& visit) const override {
     ScanOptions o = opts;
     o.after = std::max(o.after, trimmed_to);
     return base_->Scan(o, visit);
   }
-  Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
-                                          size_t max_bytes) const override {
-    return base_->ReadOrigin(origin, after, limit, max_bytes);
-  }
-  uint64_t LastSeq() const override { return base_->LastSeq(); }
-  uint64_t HighWater(const std::string& origin) const override { return base_->HighWater(origin); }
-  std::map<std::string, uint64_t> HighWaters() const override { return base_->HighWaters(); }
-  PushCursor GetPushCursor(const std::string& peer) const override {
-    return base_->GetPushCursor(peer);
-  }
-  Status SetPushCursor(const std::string& peer, const PushCursor& c) override {
-    return base_->SetPushCursor(peer, c);
-  }
-  PullCursor GetPullCursor(const std::string& peer) const override {
-    return base_->GetPullCursor(peer);
-  }
-  Status WriteHealth() const override { return base_->WriteHealth(); }
-
- private:
-  LogStore* const base_;
 };
 
 class DurableConsumerTest : public ::testing::Test {

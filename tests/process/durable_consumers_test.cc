@@ -402,6 +402,10 @@ TEST(DurableConsumersProcessTest, BadInputGetsAClearErrorAndChangesNothing) {
                                   << " -> " << r.Describe();
     EXPECT_TRUE(r.IsError()) << c.method << " " << c.path << " -> " << r.Describe();
   }
+  // HEAD on the fetch endpoint hands nothing out.
+  const std::string head = RawExchange(
+      node.Port(), "HEAD /consumers/c/messages?max=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
   EXPECT_EQ(state(), before) << "bad input changed a consumer";
   EXPECT_EQ(node.Get("/consumers/new1").status, 404);
   // The node is fine and the delivery still acknowledgeable.

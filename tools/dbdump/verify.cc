@@ -473,7 +473,9 @@ std::string VerifyReport::Summary() const {
            (streams == 1 ? " stream" : " streams");
   facts += inbox_checked ? ", " + std::to_string(inbox_entries) + " recipient index entries"
                          : std::string(", recipient index not checked");
-  facts += ", " + std::to_string(consumers) + (consumers == 1 ? " consumer" : " consumers");
+  if (consumers > 0) {
+    facts += ", " + std::to_string(consumers) + (consumers == 1 ? " consumer" : " consumers");
+  }
   if (ok()) return "OK: " + facts;
   return "DAMAGED: " + std::to_string(damage_count) +
          (damage_count == 1 ? " problem; " : " problems; ") + facts;

@@ -61,7 +61,8 @@ struct VerifyReport {
   uint64_t streams = 0;         // distinct origins in the origin index
   bool inbox_checked = false;   // the recipient index was checked (format version >= 2)
   uint64_t inbox_entries = 0;   // recipient index entries (when checked)
-  uint64_t consumers = 0;       // durable consumers stored (format version 3)
+  uint64_t consumers = 0;       // durable consumers stored (format version 3; in the summary
+                                // when there are some)
   uint64_t damage_count = 0;    // all damages found
   // The first kMaxKeptDamage damages (every one is passed to the callback).
   std::vector<Damage> damage;
