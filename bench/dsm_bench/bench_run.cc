@@ -629,7 +629,7 @@ Status Bench::Run() {
     if (!s.ok()) return s;
     std::string summary;
     for (const ConsumeRun& r : report_->consume.runs) {
-      summary += Fmt("%d clients %.0f msgs/s; ", r.clients, r.median_per_s);
+      summary += std::to_string(r.clients) + Fmt(" clients: %.0f msgs/s; ", r.median_per_s);
     }
     progress_.End(summary);
   } else {
