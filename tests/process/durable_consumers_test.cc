@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -328,6 +329,41 @@ TEST(DurableConsumersProcessTest, AConsumerMovedByItsOriginPositionSkipsNothing)
   EXPECT_EQ(on_b.count((*got)[120].msg_id), 1u);
   EXPECT_EQ(on_b.count((*got)[150].msg_id), 1u);
   EXPECT_LT(on_b.size(), 300u - 100u) << "the position should cover a's acknowledged prefix";
+}
+
+TEST(DurableConsumersProcessTest, AWaitingFetchIsAnsweredByANewMessageAndByARedelivery) {
+  TempDir dir;
+  NodeProcess node = MakeNode(dir, "n1");
+  ASSERT_TRUE(node.StartAndWait().ok());
+  ASSERT_EQ(Call("PUT", node.Url() + "/consumers/w",
+                 std::string("{\"recipient\":\"jobs\",\"ack_wait_ms\":300}"))
+                .status,
+            201);
+  // Nothing there yet: the fetch waits (up to 30 s) and a matching send answers it - well before
+  // its wait ends (a fetch answered only at its deadline would find the message too).
+  constexpr Millis kWell{20000};
+  std::future<std::optional<std::vector<Got>>> waited =
+      std::async(std::launch::async, [&] { return Fetch(node.Url(), "w", 5, 30000); });
+  ASSERT_TRUE(WaitFor([&] {
+    HttpResponse m = node.Get("/metrics");
+    return m.body.find("dsm_consumer_waiting_fetches 1") != std::string::npos;
+  }, kWait));
+  ASSERT_EQ(node.Post("/send", SendBody("other-1", "other")).status, 200);  // not selected
+  ASSERT_EQ(node.Post("/send", SendBody("job-1", "jobs")).status, 200);
+  ASSERT_EQ(waited.wait_for(kWell), std::future_status::ready) << "the send did not wake it";
+  std::optional<std::vector<Got>> got = waited.get();
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].msg_id, "job-1");
+  // Not acknowledged: a fetch waiting meanwhile gets it again once ack_wait_ms (300 ms) passed.
+  std::future<std::optional<std::vector<Got>>> again =
+      std::async(std::launch::async, [&] { return Fetch(node.Url(), "w", 5, 30000); });
+  ASSERT_EQ(again.wait_for(kWell), std::future_status::ready) << "the redelivery did not wake it";
+  got = again.get();
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].msg_id, "job-1");
+  EXPECT_EQ((*got)[0].delivery, 2u);
 }
 
 TEST(DurableConsumersProcessTest, BadInputGetsAClearErrorAndChangesNothing) {
