@@ -10,7 +10,9 @@ Result<uint64_t> ResumeStart(const LogStore& log, const std::map<std::string, ui
   uint64_t start = log.LastSeq();
   for (const auto& [origin, high_water] : log.HighWaters()) {
     auto it = resume.find(origin);
-    const uint64_t delivered = it == resume.end() ? 0 : it->second;
+    // Positions trimmed from this log (retention) cannot be read: the first held one is next.
+    const uint64_t delivered =
+        std::max(it == resume.end() ? 0 : it->second, log.TrimmedThrough(origin));
     if (delivered >= high_water) continue;
     // The first position not delivered; every later one has a greater local seq (each origin's
     // positions are held in order).
@@ -26,9 +28,9 @@ Result<std::map<std::string, uint64_t>> OriginPositionsAt(const LogStore& log, u
   std::map<std::string, uint64_t> out;
   for (const auto& [origin, high_water] : log.HighWaters()) {
     // The largest p in [0, high_water] whose message lies at a local seq <= `seq`: positions are
-    // held in order, so "lies at or before seq" is true for a prefix of them. A position the log
-    // no longer holds (a trimmed prefix) counts as before.
-    uint64_t lo = 0;
+    // held in order, so "lies at or before seq" is true for a prefix of them. Positions the log
+    // no longer holds (a trimmed prefix: their seqs were the lowest) count as before.
+    uint64_t lo = std::min(log.TrimmedThrough(origin), high_water);
     uint64_t hi = high_water;
     while (lo < hi) {
       const uint64_t mid = lo + (hi - lo + 1) / 2;

@@ -17,7 +17,8 @@ namespace dsm {
 
 // The local position a `resume` vector starts from: the highest seq such that every message
 // this log holds after the vector (origin_seq > resume[origin], origins absent from it included)
-// has a greater seq. LastSeq() when the vector covers everything held.
+// has a greater seq. LastSeq() when the vector covers everything held. Positions trimmed from
+// this log (retention) count as covered: they cannot be read here.
 Result<uint64_t> ResumeStart(const LogStore& log, const std::map<std::string, uint64_t>& resume);
 
 // The per-origin positions of local seq `seq`: for each origin the log holds, the highest

@@ -118,13 +118,15 @@ rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_ne
 }
 
 rocksdb::ColumnFamilyOptions MakeFamilyOptions(const std::string& name,
-                                               const std::shared_ptr<rocksdb::Cache>& cache) {
+                                               const std::shared_ptr<rocksdb::Cache>& cache,
+                                               const rocksdb::CompactionFilter* msgid_filter) {
   rocksdb::ColumnFamilyOptions o;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   if (name == schema::kMsgIdFamily) {
     // Most msg_id lookups are for new ids: a filter answers them without reading blocks.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+    o.compaction_filter = msgid_filter;
   }
   if (name == schema::kMetaFamily || name == schema::kDefaultFamily ||
       name == schema::kConsumersFamily) {
@@ -223,10 +225,11 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
   }
 
   std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  auto expiry = std::make_shared<MsgIdExpiry>();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.reserve(names.size());
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, MakeFamilyOptions(name, cache));
+    descriptors.emplace_back(name, MakeFamilyOptions(name, cache, expiry.get()));
   }
   OpenDb open;
   rocksdb::DB* raw = nullptr;
@@ -262,7 +265,7 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     for (const char* name : kFamilyNames) {
       if (open.Family(name) != nullptr) continue;
       rocksdb::ColumnFamilyHandle* h = nullptr;
-      rocksdb::Status s = raw->CreateColumnFamily(MakeFamilyOptions(name, cache), name, &h);
+      rocksdb::Status s = raw->CreateColumnFamily(MakeFamilyOptions(name, cache, expiry.get()), name, &h);
       if (!s.ok()) return FromRocks(s, "cannot create column family in " + DirName(path));
       open.handles.push_back(h);
     }
@@ -305,7 +308,7 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
         // Introduced by version 2 (filled by the upgrade below) or 3 (empty until a consumer is
         // created): created here.
         rocksdb::ColumnFamilyHandle* h = nullptr;
-        rocksdb::Status cs = raw->CreateColumnFamily(MakeFamilyOptions(name, cache), name, &h);
+        rocksdb::Status cs = raw->CreateColumnFamily(MakeFamilyOptions(name, cache, expiry.get()), name, &h);
         if (!cs.ok()) return FromRocks(cs, "cannot create column family in " + DirName(path));
         open.handles.push_back(h);
         continue;
@@ -327,7 +330,7 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
                     open.Family(schema::kOriginFamily), open.Family(schema::kMetaFamily),
                     open.Family(schema::kInboxFamily), open.Family(schema::kConsumersFamily)};
   std::unique_ptr<RocksLogStore> store(
-      new RocksLogStore(options, std::move(open.db), std::move(open.handles), families));
+      new RocksLogStore(options, expiry, std::move(open.db), std::move(open.handles), families));
   store->incarnation_ = std::move(incarnation);
   store->stream_id_ = store->node_id_ + "@" + store->incarnation_;
   if (Status s = store->Recover(); !s.ok()) return s;
@@ -336,9 +339,12 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
   return store;
 }
 
-RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
+RocksLogStore::RocksLogStore(RocksLogStoreOptions options,
+                             std::shared_ptr<MsgIdExpiry> msgid_expiry,
+                             std::unique_ptr<rocksdb::DB> db,
                              std::vector<rocksdb::ColumnFamilyHandle*> handles, Families families)
     : options_(std::move(options)),
+      msgid_expiry_(std::move(msgid_expiry)),
       node_id_(options_.node_id),
       db_(std::move(db)),
       handles_(std::move(handles)),
@@ -352,6 +358,7 @@ RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocks
     if (!schema::DecodeSeqValue(ToView(value), &seq)) {
       return Status::Corruption("malformed msg_id index entry for '" + std::string(msg_id) + "'");
     }
+    if (msgid_expiry_->Expired(seq)) return std::optional<uint64_t>();  // forgotten
     return std::optional<uint64_t>(seq);
   };
   lookups_.stored_position = [this](uint64_t seq) -> Result<StoredPosition> {
@@ -446,7 +453,7 @@ Status RocksLogStore::Recover() {
         return true;
       });
   if (!s.ok()) return s;
-  return scan_prefix(
+  s = scan_prefix(
       schema::kPullCursorPrefix,
       [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         PullCursor c;
@@ -454,6 +461,39 @@ Status RocksLogStore::Recover() {
         pull_cursors_.emplace(std::string(peer), std::move(c));
         return true;
       });
+  if (!s.ok()) return s;
+  s = scan_prefix(
+      schema::kTrimmedPrefix,
+      [&](std::string_view origin, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        uint64_t v = 0;
+        if (!schema::DecodeSeqValue(value, &v)) return false;
+        trimmed_.emplace(std::string(origin), v);
+        return true;
+      });
+  if (!s.ok()) return s;
+  // Retention's single keys: the first seq not trimmed, the msg_ids forgotten.
+  const std::pair<std::string_view, uint64_t*> bounds[] = {
+      {schema::kFirstSeqKey, &first_seq_}, {schema::kDedupHeadKey, nullptr}};
+  for (const auto& [key, out] : bounds) {
+    Status rs;
+    const std::string value = ReadMeta(db_.get(), cf_.meta, key, &rs);
+    if (rs.code() == Code::kNotFound) continue;
+    if (!rs.ok()) return rs;
+    uint64_t v = 0;
+    if (!schema::DecodeSeqValue(value, &v)) {
+      return Status::Corruption(DirName(options_.path) + ": malformed meta entry '" +
+                                std::string(key) + "'");
+    }
+    if (out != nullptr) {
+      *out = v;
+    } else {
+      msgid_expiry_->head.store(v, std::memory_order_release);
+    }
+  }
+  // Every record may have been trimmed: seqs still go on after the last one ever written.
+  if (first_seq_ == 0) return Status::Corruption(DirName(options_.path) + ": first_seq is 0");
+  last_seq_ = std::max(last_seq_, first_seq_ - 1);
+  return Status::Ok();
 }
 
 }  // namespace dsm

@@ -63,6 +63,10 @@ std::string PullCursorKey(std::string_view peer_url) {
   return PrefixedKey(kPullCursorPrefix, peer_url);
 }
 
+std::string TrimmedKey(std::string_view origin) { return PrefixedKey(kTrimmedPrefix, origin); }
+
+std::string TrimMarkKey(uint64_t seq) { return PrefixedKey(kTrimMarkPrefix, LogKey(seq)); }
+
 std::string EncodePullCursor(const PullCursor& cursor) {
   std::string value;
   value.reserve(cursor.peer_stream.size() + 10 + 8);

@@ -16,6 +16,11 @@
 //              "hwm\0" + origin                 -> BE64(high water of that origin)
 //              "push\0" + peer_url              -> BE64(push cursor, an origin_seq of our stream)
 //              "pull\0" + peer_url              -> lp(peer_stream) + BE64(peer seq)
+//              "first_seq"                      -> BE64(first seq not trimmed; absent = 1)
+//              "trim\0" + origin                -> BE64(positions of origin not held at/below)
+//              "tmark\0" + BE64(seq)            -> fixed64 ts bits: a trim step that removed up
+//                                                  to seq, its newest record's ts
+//              "dedup_head"                     -> BE64(msg_id entries of seqs <= it forgotten)
 // BE64 = 8-byte big-endian u64 (sorts numerically); lp = varint length + bytes.
 //
 // Pure functions and constants, thread-compatible.
@@ -49,6 +54,11 @@ inline constexpr std::string_view kIncarnationKey = "incarnation";
 inline constexpr std::string_view kHighWaterPrefix{"hwm\0", 4};
 inline constexpr std::string_view kPushCursorPrefix{"push\0", 5};
 inline constexpr std::string_view kPullCursorPrefix{"pull\0", 5};
+// Retention (storage/format.md, "Retention").
+inline constexpr std::string_view kFirstSeqKey = "first_seq";
+inline constexpr std::string_view kDedupHeadKey = "dedup_head";
+inline constexpr std::string_view kTrimmedPrefix{"trim\0", 5};
+inline constexpr std::string_view kTrimMarkPrefix{"tmark\0", 6};
 
 inline constexpr int kIncarnationHexChars = 16;
 
@@ -70,6 +80,8 @@ bool ParseInboxKey(std::string_view key, std::string_view* recipient, uint64_t* 
 std::string HighWaterKey(std::string_view origin);
 std::string PushCursorKey(std::string_view peer_url);
 std::string PullCursorKey(std::string_view peer_url);
+std::string TrimmedKey(std::string_view origin);
+std::string TrimMarkKey(uint64_t seq);
 
 std::string EncodePullCursor(const PullCursor& cursor);
 // Returns false if `value` is not exactly an encoded cursor.

@@ -211,14 +211,20 @@ void HttpServer::Impl::HandleMessages(const Rest::Request& req, const ReplyPtr& 
   if (q->limit) {
     // Paging fields only with a limit (a listing without one is everything).
     const ScanSource* src = source.get();  // owned by the listing that calls the trailer
-    trailer = [src, after = q->after](json::Writer& w, size_t count, uint64_t last) {
+    trailer = [src, after = q->after, first = log->FirstSeq()](json::Writer& w, size_t count,
+                                                                 uint64_t last) {
       w.Key("more");
       w.Bool(src->more());
       w.Key("next");
       w.Uint64(count > 0 ? last : after);
+      w.Key("first_seq");
+      w.Uint64(first);
     };
   } else {
-    trailer = [](json::Writer&, size_t, uint64_t) {};
+    trailer = [first = log->FirstSeq()](json::Writer& w, size_t, uint64_t) {
+      w.Key("first_seq");
+      w.Uint64(first);
+    };
   }
   Listing::Run(reply, std::move(source), std::move(trailer));
 }
@@ -257,6 +263,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   for (const PeerStatus& p : st.peers) {
     w.Key(p.url.data(), static_cast<rapidjson::SizeType>(p.url.size()));
     w.StartObject();
+    // A stream id is "<node id>@<incarnation>" and node ids hold no '@': the peer's node id as
+    // it last told this node, "" until it answered.
+    w.Key("node_id");
+    str(p.stream.substr(0, p.stream.find('@')));
     w.Key("alive");
     w.Bool(p.alive);
     w.Key("last_ok");
@@ -275,6 +285,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
     str(p.push_problem);
     w.Key("pull_problem");
     str(p.pull_problem);
+    w.Key("trimmed_skipped");
+    w.Uint64(p.trimmed_skipped);
+    w.Key("push_trimmed");
+    w.Uint64(p.push_trimmed);
     w.Key("pull_cursor");
     w.StartObject();
     w.Key("stream");
@@ -295,6 +309,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   w.Uint64(st.last_seq);
   w.Key("own_high_water");
   w.Uint64(st.own_high_water);
+  w.Key("first_seq");
+  w.Uint64(st.first_seq);
+  w.Key("retention_waiting");
+  str(st.retention_waiting);
   if (durable) {
     // Durable consumers: name, pending, in flight, dead-lettered.
     w.Key("consumers");

@@ -43,4 +43,10 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv);
 // bracketed IPv6 address, port 1..65535. Returns the URL without the trailing slash.
 Result<std::string> NormalizePeerUrl(std::string_view url);
 
+// "0", or a whole number with a unit s, m, h, d or w ("12h", "7d"). `option` names the option
+// in the error.
+Result<std::chrono::seconds> ParseDuration(std::string_view text, std::string_view option);
+// A whole number of bytes with an optional unit B, K/KiB, M/MiB, G/GiB or T/TiB (powers of 1024).
+Result<uint64_t> ParseByteSize(std::string_view text, std::string_view option);
+
 }  // namespace dsm

@@ -1,9 +1,12 @@
 // Drives the dashboards of a live 3-node cluster in Debian's headless Chromium (playwright-core,
 // no browser download). Run by tests/dashboard/dashboard_test.cc, which starts and cleans up the
 // cluster. Two modes:
-//  - open (the default): node1's form sends a message, node2's live feed shows it, node3 is
-//    killed (SIGKILL) and node1's cluster table turns it dead, then a quorum send through node1's
-//    form shows the 503 outcome;
+//  - open (the default): node1's form sends a message, node2's live feed shows it; while a load
+//    of quorum sends runs against node1, node1's charts move (the accepted, replicated and quorum
+//    ok rates get nonzero points, the accepted path changes between two samples, the lag chart
+//    names both peers by node id); node3 is killed (SIGKILL) and node1's cluster table turns it
+//    dead, then a quorum send through node1's form shows the 503 outcome and the quorum chart a
+//    nonzero "503 refused" point;
 //  - token (every node started with --client-token TOKEN): node1's page shows the token form, a
 //    wrong token is refused, the right one brings the cluster table up; node2's page is opened
 //    with the token in its #token= fragment; a message sent through node1's form arrives in
@@ -107,6 +110,79 @@ async function waitInFeed(page, sent) {
   log("node2's feed shows the message");
 }
 
+// Sends batches of quorum messages to `url`, one request every 50 ms or so (a steady rate, not a
+// flood that slows the page's own refreshes), until stop() or `maxRequests`. Returns
+// { state, stop }: stop() waits for the request in flight.
+function startLoad(url, maxRequests = 3000) {
+  let stopped = false;
+  const state = { sent: 0, failed: 0 };
+  const done = (async () => {
+    for (let i = 0; i < maxRequests && !stopped; i++) {
+      const messages = Array.from({ length: 5 }, (_, j) => ({
+        sender: "chart-load", recipient: "chart-load", payload: `load ${i}.${j}`,
+      }));
+      try {
+        const r = await fetch(url + "/send", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ messages, ack: "quorum" }),
+        });
+        await r.arrayBuffer();
+        if (r.ok) state.sent += messages.length;
+        else state.failed++;
+      } catch (e) {
+        state.failed++;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    state,
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
+// Waits until the chart path `selector` has data-max above 0, and returns its data-max.
+async function waitForNonzero(page, selector) {
+  const handle = await page.waitForFunction((sel) => {
+    const p = document.querySelector(sel);
+    return p && Number(p.getAttribute("data-max")) > 0 ? Number(p.getAttribute("data-max")) : 0;
+  }, selector);
+  return handle.jsonValue();
+}
+
+// While a load runs against node1: its charts get nonzero points and move, and name the peers.
+async function checkChartsMove(page1) {
+  const load = startLoad(args.node1);
+  const started = Date.now();
+  try {
+    const accepted = '#chart-rates path[data-series="accepted"]';
+    const acceptedMax = await waitForNonzero(page1, accepted);
+    const replicatedMax = await waitForNonzero(page1, '#chart-rates path[data-series="replicated"]');
+    const quorumOkMax = await waitForNonzero(page1, '#chart-quorum path[data-series="quorum_ok"]');
+    const before = await page1.locator(accepted).getAttribute("d");
+    await page1.waitForFunction(([sel, d]) => {
+      const p = document.querySelector(sel);
+      return p && p.getAttribute("d") !== d;
+    }, [accepted, before]);
+    for (const [url, id] of [[args.node2, "node2"], [args.node3, "node3"]]) {
+      await page1.locator(`#chart-lag path[data-series="lag:${url}"]`).waitFor({ state: "attached" });
+      await page1.locator("#legend-lag li").filter({ hasText: id }).waitFor();
+      await page1.locator(`#cluster tr[data-peer="${url}"] .peer-id`).filter({ hasText: id }).waitFor();
+    }
+    log(`node1's charts move under load (${Date.now() - started} ms): accepted ${acceptedMax}/s, ` +
+      `replicated ${replicatedMax}/s, quorum ok ${quorumOkMax}/s at their first nonzero point; ` +
+      "peers named node2 and node3");
+    return { accepted_max: acceptedMax, replicated_max: replicatedMax, quorum_ok_max: quorumOkMax };
+  } finally {
+    await load.stop();
+    log(`load: ${load.state.sent} messages sent, ${load.state.failed} requests failed`);
+  }
+}
+
 async function saveScreenshots(page1, page2) {
   step = "saving screenshots";
   mkdirSync(dirname(args.screenshot), { recursive: true });
@@ -137,6 +213,9 @@ async function runOpen() {
   step = "waiting for the message in node2's live feed";
   await waitInFeed(page2, sent);
 
+  step = "running a load against node1 and waiting for its charts to move";
+  const charts = await checkChartsMove(page1);
+
   step = "killing node3 (SIGKILL) and waiting for node1's page to show it dead";
   process.kill(Number(args["node3-pid"]), "SIGKILL");
   await node3Row.and(page1.locator('[data-alive="false"]')).waitFor();
@@ -156,10 +235,16 @@ async function runOpen() {
   }
   log(`node1 answered: ${refusedText.replace(/\s+/g, " ")}`);
 
+  step = "waiting for the refused quorum write in node1's quorum chart";
+  charts.quorum_refused_max =
+    await waitForNonzero(page1, '#chart-quorum path[data-series="quorum_refused"]');
+  log(`node1's quorum chart shows the 503: ${charts.quorum_refused_max}/s`);
+
   await saveScreenshots(page1, page2);
 
   if (pageErrors.length > 0) throw new Error("errors in the pages: " + pageErrors.join("; "));
-  return { msg_id: sent.msg_id, seq: sent.seq, payload: sent.payload, peers_alive: peersAlive };
+  return { msg_id: sent.msg_id, seq: sent.seq, payload: sent.payload, peers_alive: peersAlive,
+           charts };
 }
 
 // What `page` keeps of a token: its sessionStorage entry and whether a dsm_token cookie is set.

@@ -1,7 +1,8 @@
 // The dashboard in a real browser: a live 3-node cluster of dsm-node processes, and Debian's
 // headless Chromium driven by playwright-core (tests/dashboard/dashboard_scenario.mjs). On an open
 // cluster the scenario sends a message through node1's form and sees it in node2's live feed,
-// kills node3 with SIGKILL and sees node1's page turn it dead, and sees the 503 of a quorum send.
+// sees node1's charts move while a load runs, kills node3 with SIGKILL and sees node1's page turn
+// it dead, and sees the 503 of a quorum send (in the outcomes and in the quorum chart).
 // On a cluster whose nodes all require a client token (and share a cluster token) it sees the
 // token form, a wrong token refused, the right one accepted, and a message sent through node1's
 // form arrive in the live feed of node2's page, opened with a #token= link. The tests own the

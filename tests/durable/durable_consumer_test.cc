@@ -1,6 +1,6 @@
 // DurableConsumer on its own: the in-memory log, the in-memory consumer state (which can hold
 // writes back, lose them, or fail them) and a ManualClock, so ack waits, redeliveries and nak
-// delays are tested without sleeping. README contract 12 (durable consumers).
+// delays are tested without sleeping. README contract 13 (durable consumers).
 #include "src/durable/durable_consumer.h"
 
 #include <gtest/gtest.h>

@@ -322,15 +322,21 @@ def main():
         # A folder that ran no assertion tested nothing: that is a failure too.
         if code != 0 or a["failed"] or stats["failures"] or a["total"] == 0:
             failed = True
+    return finish(log, failed, error, cluster, work, args.keep, "all folders passed")
+
+
+def finish(log_fn, failed, error, cluster, work, keep, passed):
+    """The end of a run over `cluster`: the error and the nodes' last log lines on failure, the
+    work directory kept or removed, the verdict. Returns the exit status."""
     if error:
-        log(f"error: {error}")
+        log_fn(f"error: {error}")
     if failed:
-        log("node logs (last lines):\n" + cluster.log_tails())
-    if args.keep:
-        log(f"node data and logs kept in {work}")
+        log_fn("node logs (last lines):\n" + cluster.log_tails())
+    if keep:
+        log_fn(f"node data and logs kept in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    log("FAILED" if failed else "all folders passed")
+    log_fn("FAILED" if failed else passed)
     return 1 if failed else 0
 
 

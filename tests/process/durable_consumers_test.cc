@@ -1,4 +1,4 @@
-// Durable consumers on real dsm-node processes (README contract 12, docs/api.md "Durable
+// Durable consumers on real dsm-node processes (README contract 13, docs/api.md "Durable
 // consumers"):
 //  - clients fetch and acknowledge in a loop while the node is killed with SIGKILL at random
 //    moments and restarted: no message acknowledged (200 "acked") is delivered again, none is

@@ -139,6 +139,41 @@ TEST_F(RocksLogStoreTest, ReopenKeepsEverything) {
   EXPECT_EQ((*r)[1].seq, 6u);
 }
 
+TEST_F(RocksLogStoreTest, ReopenKeepsWhatRetentionDid) {
+  std::string stream;
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    stream = store->stream_id();
+    ASSERT_TRUE(store->Append({ClientMsg("a", "s", "r", "x", 1000), ClientMsg("b", "s", "r", "x", 2000)})
+                    .ok());
+    ASSERT_TRUE(store->Apply({PeerMsg("p1", "peer@1", 1)}).ok());
+    TrimRequest all;
+    all.before_seq = 100;
+    all.max_records = 100;
+    Result<TrimResult> r = store->Trim(all);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->trimmed, 3u);
+    ASSERT_TRUE(store->SkipTrimmed("peer@2", 7).ok());
+    ASSERT_TRUE(store->ExpireMsgIds(1e12).ok());  // every trimmed msg_id
+  }
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  // Every record was trimmed: the seqs go on after the last one all the same.
+  EXPECT_EQ(store->FirstSeq(), 4u);
+  EXPECT_EQ(store->LastSeq(), 3u);
+  EXPECT_EQ(store->TrimmedThrough(stream), 2u);
+  EXPECT_EQ(store->TrimmedThrough("peer@1"), 1u);
+  EXPECT_EQ(store->TrimmedThrough("peer@2"), 7u);
+  EXPECT_EQ(store->HighWater("peer@2"), 7u);
+  Result<std::vector<WriteOutcome>> r = store->Append({ClientMsg("a"), ClientMsg("c")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kAppended);  // its msg_id was forgotten
+  EXPECT_EQ((*r)[0].seq, 4u);
+  EXPECT_EQ((*r)[0].origin_seq, 3u);
+  EXPECT_EQ((*r)[1].seq, 5u);
+}
+
 TEST_F(RocksLogStoreTest, EachNewDirectoryGetsItsOwnIncarnation) {
   std::unique_ptr<RocksLogStore> a = MustOpen(dir_.Sub("a"));
   std::unique_ptr<RocksLogStore> b = MustOpen(dir_.Sub("b"));

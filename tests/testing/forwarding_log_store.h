@@ -52,6 +52,19 @@ class ForwardingLogStore : public LogStore {
   PullCursor GetPullCursor(const std::string& peer_url) const override {
     return base_->GetPullCursor(peer_url);
   }
+  uint64_t FirstSeq() const override { return base_->FirstSeq(); }
+  uint64_t TrimmedThrough(const std::string& origin) const override {
+    return base_->TrimmedThrough(origin);
+  }
+  Result<uint64_t> TrimmedRun(const std::string& origin, uint64_t after) const override {
+    return base_->TrimmedRun(origin, after);
+  }
+  Result<TrimResult> Trim(const TrimRequest& req) override { return base_->Trim(req); }
+  Result<uint64_t> SkipTrimmed(const std::string& origin, uint64_t through) override {
+    return base_->SkipTrimmed(origin, through);
+  }
+  Status ExpireMsgIds(double ts) override { return base_->ExpireMsgIds(ts); }
+  uint64_t StoredBytes() const override { return base_->StoredBytes(); }
   Status WriteHealth() const override { return base_->WriteHealth(); }
 
  protected:

@@ -1,5 +1,5 @@
-// The dsm dashboard: the node's /status (refreshed), its event stream (/messages/stream) and a
-// form for /send. Plain browser JavaScript, no dependencies; every value from the node is
+// The dsm dashboard: the node's /status (refreshed), charts of the last minutes sampled from
+// /status and /metrics, its event stream (/messages/stream) and a form for /send. Plain browser JavaScript, no dependencies; every value from the node is
 // inserted as text, never as HTML. On a node started with --client-token the page asks for the
 // token (or takes it from a link's #token=... fragment) before it shows anything.
 "use strict";
@@ -9,6 +9,7 @@ const REFRESH_MS = Math.max(200, Number(params.get("refresh_ms")) || 1000);
 const HISTORY = 20;      // messages shown from before the page opened
 const FEED_MAX = 200;    // messages kept in the feed
 const OUTCOMES_MAX = 10;
+const CHART_SECONDS = 300;  // the charts' time window
 
 const $ = (id) => document.getElementById(id);
 
@@ -164,7 +165,8 @@ function renderStatus(st) {
     const p = ps[url] || {};
     const state = p.alive ? "alive" : "dead";
     rows.push(el("tr", { "data-peer": url, "data-alive": String(!!p.alive), class: state },
-      el("td", {}, url),
+      el("td", {}, el("span", { class: "peer-id" }, p.node_id || "?"), " ",
+        el("span", { class: "muted" }, url)),
       el("td", {}, el("span", { class: "badge " + state }, state)),
       el("td", {}, p.last_ok ? ago(now - p.last_ok) : "never"),
       el("td", {}, p.lag_messages ?? "–"),
@@ -199,6 +201,7 @@ async function refreshStatus() {
     }
     renderStatus(lastStatus);
     setBadge($("node-state"), "live", "reachable");
+    await sampleCharts(lastStatus);
   } catch (e) {
     result = "unreachable";
     if (!tokenNeeded) setBadge($("node-state"), "dead", "unreachable");
@@ -211,6 +214,158 @@ async function refreshStatus() {
 function setBadge(node, cls, text) {
   node.className = "badge " + cls;
   node.textContent = text;
+}
+
+// ---- charts -----------------------------------------------------------------------------------
+// At each refresh one sample is taken from /status (each peer's lag) and /metrics (counters, turned
+// into rates against the previous sample) and kept in a ring buffer covering CHART_SECONDS; the
+// charts are plain SVG paths redrawn from it. Each path carries data-series, data-last (its newest
+// value) and data-max (its largest value in the window).
+
+class Ring {
+  constructor(capacity) {
+    this.items = new Array(capacity);
+    this.start = 0;
+    this.size = 0;
+  }
+
+  push(item) {
+    const capacity = this.items.length;
+    this.items[(this.start + this.size) % capacity] = item;
+    if (this.size < capacity) this.size++;
+    else this.start = (this.start + 1) % capacity;
+  }
+
+  toArray() {
+    const out = [];
+    for (let i = 0; i < this.size; i++) out.push(this.items[(this.start + i) % this.items.length]);
+    return out;
+  }
+}
+
+const samples = new Ring(Math.ceil(CHART_SECONDS * 1000 / REFRESH_MS) + 1);
+let lastCounters = null;  // { t, values } of the previous /metrics read
+
+// The samples of a Prometheus text answer: "name{label=\"v\",...}" (as written) -> number.
+function parseMetrics(text) {
+  const values = new Map();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([A-Za-z_:][\w:]*)(\{.*\})?\s+(\S+)/.exec(line);
+    if (m) values.set(m[1] + (m[2] || ""), Number(m[3]));
+  }
+  return values;
+}
+
+// The sum of every sample of metric `name` (all label sets).
+function metricSum(values, name) {
+  let sum = 0;
+  for (const [key, v] of values) {
+    if (key === name || key.startsWith(name + "{")) sum += v;
+  }
+  return sum;
+}
+
+// The counters the charts show as rates.
+function chartCounters(values) {
+  return {
+    accepted: values.get('dsm_messages_appended_total{source="client"}') || 0,
+    received: (values.get('dsm_messages_appended_total{source="replicate"}') || 0) +
+      (values.get('dsm_messages_appended_total{source="pull"}') || 0),
+    replicated: metricSum(values, "dsm_peer_replicated_messages_total"),
+    quorum_ok: values.get('dsm_quorum_writes_total{outcome="ok"}') || 0,
+    quorum_refused: values.get('dsm_quorum_writes_total{outcome="refused"}') || 0,
+    quorum_timeout: values.get('dsm_quorum_writes_total{outcome="timeout"}') || 0,
+  };
+}
+
+async function sampleCharts(st) {
+  let values;
+  try {
+    const r = await fetch("/metrics", { cache: "no-store", headers: authHeaders() });
+    if (!r.ok) return;
+    values = parseMetrics(await r.text());
+  } catch (e) {
+    return;
+  }
+  const now = Date.now();
+  const counters = chartCounters(values);
+  const rates = {};
+  if (lastCounters) {
+    const dt = (now - lastCounters.t) / 1000;
+    for (const k of Object.keys(counters)) {
+      // A counter that went down belongs to a restarted node: no rate for that interval.
+      const d = counters[k] - lastCounters.values[k];
+      rates[k] = dt > 0 && d >= 0 ? d / dt : 0;
+    }
+  }
+  lastCounters = { t: now, values: counters };
+  const lag = {};
+  for (const url of st.peers || []) {
+    const p = (st.peer_status || {})[url];
+    if (p) lag[url] = Number(p.lag_messages) || 0;
+  }
+  if (Object.keys(rates).length > 0) samples.push({ t: now, rates, lag });
+  drawCharts(st);
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART_W = 300;
+const CHART_H = 80;
+
+function formatValue(v) {
+  return v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
+}
+
+// Draws `series` ([{ key, label, points: [[t, v], ...] }]) into the SVG `svgId` and its legend.
+function drawChart(svgId, legendId, series, tEnd) {
+  let max = 1;
+  for (const s of series) for (const [, v] of s.points) max = Math.max(max, v);
+  const tStart = tEnd - CHART_SECONDS * 1000;
+  const x = (t) => ((t - tStart) / (CHART_SECONDS * 1000)) * CHART_W;
+  const y = (v) => CHART_H - 2 - (v / max) * (CHART_H - 6);
+  const paths = [];
+  const legend = [];
+  series.forEach((s, i) => {
+    const cls = "s" + (i % 6);
+    const d = s.points.map(([t, v], j) => (j ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1));
+    const path = document.createElementNS(SVG_NS, "path");
+    const last = s.points.length ? s.points[s.points.length - 1][1] : 0;
+    const seriesMax = s.points.reduce((m, [, v]) => Math.max(m, v), 0);
+    path.setAttribute("d", d.join(" ") || "M0 " + CHART_H);
+    path.setAttribute("class", cls);
+    path.setAttribute("data-series", s.key);
+    path.setAttribute("data-last", String(last));
+    path.setAttribute("data-max", String(seriesMax));
+    paths.push(path);
+    legend.push(el("li", { "data-series": s.key }, el("span", { class: "swatch " + cls }),
+      s.label + " " + formatValue(last)));
+  });
+  legend.push(el("li", { class: "muted" }, "scale 0.." + formatValue(max)));
+  $(svgId).replaceChildren(...paths);
+  $(legendId).replaceChildren(...legend);
+}
+
+function drawCharts(st) {
+  const all = samples.toArray();
+  const tEnd = all.length ? all[all.length - 1].t : Date.now();
+  const rate = (k) => all.map((s) => [s.t, s.rates[k]]);
+  drawChart("chart-rates", "legend-rates", [
+    { key: "accepted", label: "accepted from clients", points: rate("accepted") },
+    { key: "replicated", label: "acknowledged by peers", points: rate("replicated") },
+    { key: "received", label: "received from peers", points: rate("received") },
+  ], tEnd);
+  const ps = st.peer_status || {};
+  drawChart("chart-lag", "legend-lag", (st.peers || []).map((url) => ({
+    key: "lag:" + url,
+    label: ((ps[url] && ps[url].node_id) || url),
+    points: all.filter((s) => url in s.lag).map((s) => [s.t, s.lag[url]]),
+  })), tEnd);
+  drawChart("chart-quorum", "legend-quorum", [
+    { key: "quorum_ok", label: "ok", points: rate("quorum_ok") },
+    { key: "quorum_refused", label: "503 refused", points: rate("quorum_refused") },
+    { key: "quorum_timeout", label: "504 timeout", points: rate("quorum_timeout") },
+  ], tEnd);
 }
 
 // ---- live feed (Server-Sent Events) -----------------------------------------------------------
@@ -323,6 +478,7 @@ function showOutcome(status, answer, text) {
 
 async function start() {
   $("refresh-every").textContent = "every " + (REFRESH_MS / 1000) + " s";
+  $("chart-window").textContent = CHART_SECONDS / 60 + " minutes";
   loadToken();
   $("token-form").addEventListener("submit", submitToken);
   $("send-form").addEventListener("submit", send);

@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""Holds docs/openapi.yaml and the node to each other.
+
+  check_spec.py lint [--spec FILE]
+  check_spec.py answers --bin-dir DIR [--spec FILE] [--timeout S] [--keep]
+
+lint: the document is a usable OpenAPI 3.1 document: version 3.1.x, every $ref resolves, every
+operation has responses with valid status keys and a unique operationId, and every schema in it
+is a valid JSON Schema 2020-12 (Draft202012Validator.check_schema). The official OpenAPI 3.1
+meta-schema check is lint_spec.mjs's (npm).
+
+answers: starts a real three-node cluster (with cluster and client tokens, a small
+--max-message-bytes) and drives every operation of the document, ok and error answers alike:
+bad JSON, missing fields, unknown route, wrong method, too large, malformed HTTP, missing or wrong
+tokens, a foreign Origin, quorum refused with a peer down, gaps and conflicts on /replicate. Each
+answer must have the status the case expects, and that status must be one the document gives
+for the path and method (or, for a request no operation serves, in x-dsm-route-errors); its
+Content-Type must be one the document lists, its JSON body must match the schema - strictly:
+an object schema that lists properties admits no other field (the document promises every
+field the node sends) - and the headers the document names must be present. Every operation of
+the document must have been exercised. Exits 0 when all hold, 1 otherwise.
+
+Needs python3-yaml and python3-jsonschema (Debian 12: 4.10, draft 2020-12).
+"""
+import argparse
+import copy
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+import yaml
+from jsonschema import Draft202012Validator, RefResolver
+from jsonschema.exceptions import SchemaError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_SPEC = os.path.join(ROOT, "docs", "openapi.yaml")
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+CLUSTER_TOKEN = "cluster-secret-for-the-spec-test"
+CLIENT_TOKEN = "client-secret-for-the-spec-test"
+MAX_MESSAGE_BYTES = 1024
+MAX_REQUEST_BYTES = 8 * MAX_MESSAGE_BYTES + 64 * 1024
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "postman"))
+import run_collection  # noqa: E402
+from run_collection import Failure, Node, find_binary, finish, free_ports  # noqa: E402
+
+
+def log(msg):
+    print(f"check_spec: {msg}", flush=True)
+
+
+def load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+# ---- lint -------------------------------------------------------------------------------------
+
+def pointer(doc, ref):
+    """The value `ref` ("#/a/b") names in `doc`; raises KeyError when it names nothing."""
+    if not ref.startswith("#"):
+        raise KeyError(f"{ref}: only references inside the document are used")
+    node = doc
+    for part in ref[1:].split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(ref)
+    return node
+
+
+def walk(node, where=""):
+    """Every (location, dict) in the document."""
+    if isinstance(node, dict):
+        yield where, node
+        for k, v in node.items():
+            yield from walk(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, f"{where}/{i}")
+
+
+def deref(doc, node):
+    while isinstance(node, dict) and "$ref" in node:
+        node = pointer(doc, node["$ref"])
+    return node
+
+
+def schemas_of(doc):
+    """(location, schema) of every schema the document holds outside components/schemas."""
+    found = [(f"/components/schemas/{k}", v)
+             for k, v in doc.get("components", {}).get("schemas", {}).items()]
+    for where, node in walk(doc):
+        if where.startswith("/components/schemas"):
+            continue
+        if "schema" in node and isinstance(node["schema"], dict) and (
+                "/content/" in where or "/parameters" in where or "/headers/" in where):
+            found.append((where + "/schema", node["schema"]))
+    return found
+
+
+def lint(doc):
+    problems = []
+    if not str(doc.get("openapi", "")).startswith("3.1."):
+        problems.append(f"openapi is {doc.get('openapi')!r}, not 3.1.x")
+    for key in ("title", "version"):
+        if not doc.get("info", {}).get(key):
+            problems.append(f"info.{key} is missing")
+    for where, node in walk(doc):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            try:
+                pointer(doc, ref)
+            except (KeyError, ValueError, IndexError):
+                problems.append(f"{where}: $ref {ref} resolves to nothing")
+    operation_ids = {}
+    for path, item in doc.get("paths", {}).items():
+        if not path.startswith("/"):
+            problems.append(f"path {path} does not start with /")
+        for method in METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            name = f"{method.upper()} {path}"
+            responses = op.get("responses")
+            if not responses:
+                problems.append(f"{name}: no responses")
+                continue
+            for status in responses:
+                if not re.fullmatch(r"[1-5][0-9X]{2}|default", str(status)):
+                    problems.append(f"{name}: response key {status!r} is not a status")
+            op_id = op.get("operationId")
+            if not op_id:
+                problems.append(f"{name}: no operationId")
+            elif op_id in operation_ids:
+                problems.append(f"{name}: operationId {op_id} is also {operation_ids[op_id]}'s")
+            else:
+                operation_ids[op_id] = name
+            if not op.get("tags"):
+                problems.append(f"{name}: no tags")
+    for status, response in doc.get("x-dsm-route-errors", {}).items():
+        try:
+            deref(doc, response)
+        except KeyError:
+            problems.append(f"x-dsm-route-errors {status}: resolves to nothing")
+    for where, schema in schemas_of(doc):
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as e:
+            problems.append(f"{where}: not a valid JSON Schema 2020-12: {e.message}")
+    if not problems:
+        problems += check_examples(doc)
+    return problems, len(operation_ids)
+
+
+def check_examples(doc):
+    """The JSON examples of every media type match its schema (strictly, as answers must)."""
+    strict = closed(doc)
+    resolver = RefResolver.from_schema(strict)
+    problems = []
+    for where, node in walk(strict):
+        if not where.endswith("/application/json") or "schema" not in node:
+            continue
+        examples = []
+        if "example" in node:
+            examples.append(("example", node["example"]))
+        for name, ex in node.get("examples", {}).items():
+            if "value" in deref(strict, ex):
+                examples.append((f"examples/{name}", deref(strict, ex)["value"]))
+        validator = Draft202012Validator(node["schema"], resolver=resolver)
+        for name, value in examples:
+            for e in validator.iter_errors(value):
+                problems.append(f"{where}/{name}: does not match its schema: {e.message}")
+    return problems
+
+
+# ---- answers ----------------------------------------------------------------------------------
+
+def closed(schema):
+    """`schema` with every object schema that lists properties closed to other fields."""
+    schema = copy.deepcopy(schema)
+
+    def close(s):
+        if not isinstance(s, dict):
+            return
+        if "properties" in s and "additionalProperties" not in s:
+            s["additionalProperties"] = False
+        for key in ("properties", "$defs", "dependentSchemas", "patternProperties"):
+            for sub in s.get(key, {}).values():
+                close(sub)
+        for key in ("items", "additionalProperties", "not", "if", "then", "else", "contains"):
+            close(s.get(key))
+        for key in ("oneOf", "anyOf", "allOf", "prefixItems"):
+            for sub in s.get(key, []):
+                close(sub)
+
+    for s in schema.get("components", {}).get("schemas", {}).values():
+        close(s)
+    for where, node in walk(schema):
+        if "/content/" in where and "schema" in node:
+            close(node["schema"])
+    return schema
+
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def media_type(self):
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+class Checker:
+    """Checks answers against the document and records which operations were exercised."""
+
+    def __init__(self, doc):
+        self.original = doc
+        self.doc = closed(doc)
+        self.resolver = RefResolver.from_schema(self.doc)
+        self.open_resolver = RefResolver.from_schema(doc)
+        # Where each operation's JSON request schema is, in the document as written.
+        self.request_schemas = {
+            (p, m): f"/paths/{p.replace('~', '~0').replace('/', '~1')}/{m}/requestBody/content/"
+                    "application~1json/schema"
+            for p, item in doc["paths"].items() for m in METHODS
+            if "requestBody" in item.get(m, {})}
+        self.exercised = set()
+        self.statuses = set()
+        self.failures = []
+
+    def response_for(self, method, path, status):
+        item = self.doc["paths"].get(path)
+        op = item.get(method.lower()) if item else None
+        if op is not None:
+            self.exercised.add((path, method.lower()))
+            responses = op["responses"]
+            where = f"{method} {path}"
+        else:
+            responses = self.doc.get("x-dsm-route-errors", {})
+            where = f"{method} {path} (no operation: x-dsm-route-errors)"
+        response = responses.get(str(status), responses.get("default"))
+        if response is None:
+            return where, None
+        return where, deref(self.doc, response)
+
+    def check(self, name, method, path, answer, expect, request_body=None):
+        """Checks one answer; `path` is the document's path (no query). The JSON body of a
+        request answered 200 must match the operation's request schema too."""
+        where, response = self.response_for(method, path, answer.status)
+        problems = []
+        if answer.status != expect:
+            problems.append(f"status {answer.status}, the case expects {expect}")
+        if response is None:
+            problems.append(f"status {answer.status} is not in the document for {where}")
+        else:
+            self.statuses.add((where, answer.status))
+            for header in response.get("headers", {}):
+                if header.lower() not in answer.headers:
+                    problems.append(f"no {header} header, which the document gives")
+            content = response.get("content")
+            if method == "HEAD" or not content:
+                if answer.body:
+                    problems.append(f"a body of {len(answer.body)} bytes where the document gives none")
+            elif answer.media_type() not in content:
+                problems.append(f"Content-Type {answer.media_type()!r}, the document gives "
+                                f"{sorted(content)}")
+            elif answer.media_type() == "application/json":
+                problems += self.validate(content["application/json"].get("schema"), answer.body)
+            elif answer.media_type() == "text/event-stream":
+                problems += self.validate_events(content["text/event-stream"], answer.body)
+            if answer.status == 200 and request_body is not None:
+                problems += self.validate_request(method, path, request_body)
+        if problems:
+            self.failures.append((name, where, answer, problems))
+            log(f"FAIL {name}: {where} -> {answer.status}: " + "; ".join(problems))
+        else:
+            log(f"ok   {name}: {where} -> {answer.status}")
+        return answer
+
+    def validate_request(self, method, path, body):
+        op = self.doc["paths"].get(path, {}).get(method.lower(), {})
+        content = deref(self.doc, op.get("requestBody", {})).get("content", {})
+        if "application/json" not in content:
+            return ["a body was accepted where the document gives no JSON request body"]
+        # Request schemas stay open: the node ignores fields it does not know.
+        schema = pointer(self.original, "#" + self.request_schemas[(path, method.lower())])
+        problems = self.validate(schema, body if isinstance(body, str) else json.dumps(body),
+                                 self.open_resolver)
+        return [f"request {p}" for p in problems]
+
+    def validate_events(self, media, body):
+        """Each complete `data:` line of an event stream against the media type's event schema."""
+        schema = media.get("x-dsm-event-data")
+        if schema is None:
+            return []
+        lines = body.split("\n")
+        problems = []
+        for line in lines[:-1]:  # the last one may be cut short
+            if line.startswith("data: "):
+                problems += [f"event data: {p}" for p in self.validate(schema, line[6:])]
+        return problems
+
+    def validate(self, schema, body, resolver=None):
+        try:
+            value = json.loads(body)
+        except ValueError as e:
+            return [f"the body is not JSON ({e}): {body[:200]!r}"]
+        if schema is None:
+            return []
+        validator = Draft202012Validator(schema, resolver=resolver or self.resolver)
+        return [f"body does not match the schema at {'/'.join(map(str, e.absolute_path)) or '(top)'}: "
+                f"{e.message}" for e in validator.iter_errors(value)]
+
+    def unexercised(self):
+        ops = {(p, m) for p, item in self.doc["paths"].items() for m in METHODS if m in item}
+        return sorted(ops - self.exercised)
+
+
+def request(port, method, target, body=None, headers=None, read_events=None, timeout=10):
+    """One request on a new connection; returns an Answer. read_events: read an endless event
+    stream's body up to its first `read_events` events (blank-line ended blocks), then close."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else (
+                body.encode() if isinstance(body, str) else json.dumps(body).encode())
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, target, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        if method == "HEAD":
+            payload = b""
+        elif read_events is not None:
+            payload = b""
+            while payload.count(b"\n\n") < read_events:
+                line = resp.readline()
+                if not line:
+                    break
+                payload += line
+        else:
+            payload = resp.read()
+        return Answer(resp.status, resp.getheaders(), payload.decode("utf-8", errors="replace"))
+    finally:
+        conn.close()
+
+
+def raw(port, data, timeout=10):
+    """Sends raw bytes, reads until the node closes, parses the one answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the node may answer and close before all of it was sent
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    head, _, body = text.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    if not m:
+        raise Failure(f"no HTTP answer to a raw request: {text[:200]!r}")
+    headers = [tuple(p.strip() for p in line.split(":", 1)) for line in lines[1:] if ":" in line]
+    length = dict((k.lower(), v) for k, v in headers).get("content-length")
+    if length is not None:
+        body = body[:int(length)]
+    return Answer(int(m.group(1)), headers, body)
+
+
+class Cluster(run_collection.Cluster):
+    """Three nodes, each peering with the two others, with tokens; `a` is the one driven."""
+
+    def start(self, deadline, attempts=3):
+        for attempt in range(1, attempts + 1):
+            ports = free_ports(3)
+            names = ["a", "b", "c"]
+            shutil.rmtree(self.root, ignore_errors=True)
+            extra = ["--cluster-token", CLUSTER_TOKEN, "--client-token", CLIENT_TOKEN,
+                     "--max-message-bytes", str(MAX_MESSAGE_BYTES), "--quorum", "3",
+                     "--quorum-timeout-ms", "3000"]
+            self.nodes = {name: Node(self.binary, self.root, name, port,
+                                     [p for p in ports if p != port], extra)
+                          for name, port in zip(names, ports)}
+            try:
+                for node in self.nodes.values():
+                    node.start()
+                for node in self.nodes.values():
+                    self.wait_up(node, deadline)
+                return
+            except Failure as e:
+                self.stop()
+                if attempt == attempts or time.monotonic() > deadline:
+                    raise
+                log(f"cluster did not start (attempt {attempt}), retrying: {e}")
+
+    @staticmethod
+    def wait_up(node, deadline):
+        while True:
+            try:
+                if request(node.port, "GET", "/heartbeat", headers=cluster_auth(),
+                           timeout=1).status == 200:
+                    return
+            except OSError:
+                pass
+            if node.proc.poll() is not None:
+                raise Failure(f"{node.name} exited with {node.proc.returncode}\n{node.log_tail()}")
+            if time.monotonic() > deadline:
+                raise Failure(f"{node.name} does not answer\n{node.log_tail()}")
+            time.sleep(0.05)
+
+
+def client_auth():
+    return {"Authorization": "Bearer " + CLIENT_TOKEN}
+
+
+def cluster_auth():
+    return {"Authorization": "Bearer " + CLUSTER_TOKEN}
+
+
+def wait_for(what, predicate, deadline):
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def drive(checker, cluster, deadline):
+    """Every case: (name, method, spec path, target, body, headers, expected status)."""
+    a, b, c = cluster.nodes["a"], cluster.nodes["b"], cluster.nodes["c"]
+    port = a.port
+    C, K = client_auth(), cluster_auth()
+
+    def case(name, method, path, expect, target=None, body=None, headers=None, **kw):
+        answer = request(port, method, target or path, body=body, headers=headers, **kw)
+        return checker.check(name, method, path, answer, expect, request_body=body)
+
+    def raw_case(name, method, path, expect, data):
+        return checker.check(name, method, path, raw(port, data), expect)
+
+    # Replication settles first: every peer known by its node id.
+    def peers_known():
+        st = json.loads(request(port, "GET", "/status", headers=C).body)
+        return all(p["alive"] and p["stream"] for p in st["peer_status"].values())
+    wait_for("a to see b and c alive", peers_known, deadline)
+
+    # /send
+    sent = json.loads(case("send one", "POST", "/send", 200, headers=C,
+                           body={"sender": "s1", "recipient": "bob", "payload": "hello",
+                                 "msg_id": "spec-1"}).body)
+    case("send duplicate", "POST", "/send", 200, headers=C, body={"msg_id": "spec-1"})
+    case("send batch", "POST", "/send", 200, headers=C,
+         body={"messages": [{"payload": "a", "recipient": "bob"}, {"payload": "b"}],
+               "ack": "local"})
+    case("send quorum", "POST", "/send", 200, headers=C, body={"payload": "q", "ack": "quorum"})
+    case("send bad JSON", "POST", "/send", 400, headers=C, body='{"payload": ')
+    case("send not an object", "POST", "/send", 400, headers=C, body="[1,2]")
+    case("send wrong type", "POST", "/send", 400, headers=C, body={"sender": 5})
+    case("send empty batch", "POST", "/send", 400, headers=C, body={"messages": []})
+    case("send bad ack", "POST", "/send", 400, headers=C, body={"ack": "maybe"})
+    case("send payload too large", "POST", "/send", 413, headers=C,
+         body={"payload": "x" * (MAX_MESSAGE_BYTES + 1)})
+    case("send without token", "POST", "/send", 401, body={"payload": "no"})
+    case("send wrong token", "POST", "/send", 401, body={"payload": "no"},
+         headers={"X-Dsm-Token": "wrong"})
+    case("send cross-site", "POST", "/send", 403, body={"payload": "no"},
+         headers={**C, "Origin": "http://evil.example"})
+
+    # /messages
+    case("messages", "GET", "/messages", 200, headers=C)
+    case("messages page", "GET", "/messages", 200, target="/messages?after=0&limit=2", headers=C)
+    case("messages filtered", "GET", "/messages", 200,
+         target="/messages?sender=s1&recipient=bob", headers=C)
+    case("messages cookie", "GET", "/messages", 200, target="/messages?limit=1",
+         headers={"Cookie": "dsm_token=" + CLIENT_TOKEN})
+    case("messages long-poll", "GET", "/messages", 200,
+         target="/messages?after=0&wait_ms=0", headers=C)
+    case("messages long-poll waits", "GET", "/messages", 200,
+         target=f"/messages?after={10**6}&wait_ms=50", headers=C)
+    resume = "%7B%22" + sent["origin"] + "%22%3A0%7D"
+    case("messages resume", "GET", "/messages", 200, target="/messages?resume=" + resume,
+         headers=C)
+    case("messages bad limit", "GET", "/messages", 400, target="/messages?limit=0", headers=C)
+    case("messages bad after", "GET", "/messages", 400, target="/messages?after=-3", headers=C)
+    case("messages bad wait_ms", "GET", "/messages", 400, target="/messages?wait_ms=99999",
+         headers=C)
+    case("messages bad resume", "GET", "/messages", 400, target="/messages?resume=nope",
+         headers=C)
+    case("messages without token", "GET", "/messages", 401)
+    case("messages HEAD", "HEAD", "/messages", 200, headers=C)
+    case("messages HEAD bad limit", "HEAD", "/messages", 400, target="/messages?limit=x",
+         headers=C)
+    case("messages HEAD without token", "HEAD", "/messages", 401)
+
+    # /messages/stream
+    stream = case("stream", "GET", "/messages/stream", 200, target="/messages/stream?after=0",
+                  headers=C, read_events=2, timeout=10)
+    if "\ndata: {" not in stream.body:
+        checker.failures.append(("stream", "GET /messages/stream", stream,
+                                 [f"no event in the stream's start: {stream.body[:300]!r}"]))
+    if not stream.body.startswith("retry:"):
+        checker.failures.append(("stream", "GET /messages/stream", stream,
+                                 [f"the stream starts with {stream.body!r}"]))
+    case("stream Last-Event-ID", "GET", "/messages/stream", 200,
+         headers={**C, "Last-Event-ID": "1"}, read_events=1)
+    case("stream bad Last-Event-ID", "GET", "/messages/stream", 400,
+         headers={**C, "Last-Event-ID": "x"})
+    case("stream wait_ms", "GET", "/messages/stream", 400,
+         target="/messages/stream?wait_ms=5", headers=C)
+    case("stream without token", "GET", "/messages/stream", 401)
+    case("stream HEAD", "HEAD", "/messages/stream", 200, headers=C)
+    case("stream HEAD without token", "HEAD", "/messages/stream", 401)
+
+    # /status, /metrics
+    status = json.loads(case("status", "GET", "/status", 200, headers=C).body)
+    names = {p["node_id"] for p in status["peer_status"].values()}
+    if names != {"b", "c"}:
+        checker.failures.append(("status peer node ids", "GET /status", None,
+                                 [f"peer node ids {sorted(names)}, not ['b', 'c']"]))
+    case("status HEAD", "HEAD", "/status", 200, headers=C)
+    case("status without token", "GET", "/status", 401)
+    case("status wrong Host", "GET", "/status", 403, headers={**C, "Host": "evil.example"})
+    case("status HEAD without token", "HEAD", "/status", 401)
+    case("status HEAD cross-site", "HEAD", "/status", 403,
+         headers={**C, "Origin": "http://evil.example"})
+    case("metrics", "GET", "/metrics", 200, headers=C)
+    case("metrics HEAD", "HEAD", "/metrics", 200, headers=C)
+    case("metrics without token", "GET", "/metrics", 401)
+    case("metrics HEAD without token", "HEAD", "/metrics", 401)
+
+    # The dashboard: public.
+    for path in ("/", "/dashboard", "/dashboard/app.js", "/dashboard/style.css"):
+        case(f"dashboard {path}", "GET", path, 200)
+        case(f"dashboard {path} HEAD", "HEAD", path, 200)
+        case(f"dashboard {path} cross-site", "GET", path, 403,
+             headers={"Origin": "http://evil.example"})
+        case(f"dashboard {path} HEAD cross-site", "HEAD", path, 403,
+             headers={"Origin": "http://evil.example"})
+
+    # /heartbeat
+    case("heartbeat", "GET", "/heartbeat", 200, headers=K)
+    case("heartbeat HEAD", "HEAD", "/heartbeat", 200, headers=K)
+    case("heartbeat without token", "GET", "/heartbeat", 401)
+    case("heartbeat client token", "GET", "/heartbeat", 401, headers=C)
+    case("heartbeat cross-site", "GET", "/heartbeat", 403,
+         headers={**K, "Origin": "http://evil.example"})
+    case("heartbeat HEAD without token", "HEAD", "/heartbeat", 401)
+    case("heartbeat HEAD cross-site", "HEAD", "/heartbeat", 403,
+         headers={**K, "Origin": "http://evil.example"})
+
+    # /replicate
+    origin = "spec-origin@0123456789abcdef"
+    msg = {"msg_id": "r-1", "sender": "s", "recipient": "r", "payload": "p", "ts": 1.5}
+    case("replicate seed", "POST", "/replicate", 200, headers=K, body={"msg": msg})
+    case("replicate batch", "POST", "/replicate", 200, headers=K,
+         body={"msgs": [{**msg, "msg_id": "r-2", "origin": origin, "origin_seq": 1}]})
+    case("replicate gap", "POST", "/replicate", 409, headers=K,
+         body={"msgs": [{**msg, "msg_id": "r-9", "origin": origin, "origin_seq": 5}]})
+    case("replicate conflict", "POST", "/replicate", 409, headers=K,
+         body={"msgs": [{**msg, "msg_id": "r-other", "origin": origin, "origin_seq": 1}]})
+    case("replicate bad JSON", "POST", "/replicate", 400, headers=K, body="{")
+    case("replicate no msg", "POST", "/replicate", 400, headers=K, body={"other": 1})
+    case("replicate missing msg_id", "POST", "/replicate", 400, headers=K,
+         body={"msg": {"payload": "p"}})
+    case("replicate mixed origins", "POST", "/replicate", 400, headers=K,
+         body={"msgs": [{**msg, "msg_id": "m1", "origin": origin, "origin_seq": 2},
+                        {**msg, "msg_id": "m2", "origin": "x@1", "origin_seq": 1}]})
+    case("replicate payload too large", "POST", "/replicate", 413, headers=K,
+         body={"msg": {**msg, "msg_id": "big", "payload": "x" * (MAX_MESSAGE_BYTES + 1)}})
+    case("replicate without token", "POST", "/replicate", 401, body={"msg": msg})
+    case("replicate client token", "POST", "/replicate", 401, headers=C, body={"msg": msg})
+    case("replicate cross-site", "POST", "/replicate", 403, body={"msg": msg},
+         headers={**K, "Origin": "http://evil.example"})
+
+    # /sync
+    case("sync everything", "POST", "/sync", 200, headers=K, body={"since": 0})
+    case("sync page", "POST", "/sync", 200, headers=K, body={"since": 0, "limit": 2})
+    case("sync have", "POST", "/sync", 200, headers=K,
+         body={"since": 0, "limit": 10, "have": {origin: 1}})
+    case("sync origin", "POST", "/sync", 200, headers=K,
+         body={"origin": origin, "since": 0, "limit": 10})
+    case("sync beyond", "POST", "/sync", 200, headers=K, body={"since": 10**6})
+    case("sync bad since", "POST", "/sync", 400, headers=K, body={"since": -1})
+    case("sync bad limit", "POST", "/sync", 400, headers=K, body={"limit": 0})
+    case("sync bad have", "POST", "/sync", 400, headers=K, body={"have": []})
+    case("sync bad JSON", "POST", "/sync", 400, headers=K, body="nope")
+    case("sync without token", "POST", "/sync", 401, body={"since": 0})
+    case("sync cross-site", "POST", "/sync", 403, body={"since": 0},
+         headers={**K, "Origin": "http://evil.example"})
+
+    # Requests no operation serves, and the edge's refusals.
+    case("unknown route", "GET", "/nope", 404, headers=C)
+    case("unknown route POST", "POST", "/nope/deeper", 404, headers=C, body={})
+    case("status POST", "POST", "/status", 405, headers=C, body={})
+    case("send GET", "GET", "/send", 405, headers=C)
+    case("messages DELETE", "DELETE", "/messages", 405, headers=C)
+    case("heartbeat PUT", "PUT", "/heartbeat", 405, headers=K, body={})
+    case("dashboard POST", "POST", "/dashboard", 405, body={})
+    token_line = f"Authorization: Bearer {CLIENT_TOKEN}\r\n"
+    raw_case("malformed request line", "GARBAGE", "/", 400, b"GARBAGE\r\n\r\n")
+    raw_case("two Content-Length", "POST", "/send", 400,
+             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}").encode())
+    raw_case("Transfer-Encoding", "POST", "/send", 411,
+             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").encode())
+    raw_case("body over the limit", "POST", "/send", 413,
+             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
+    raw_case("head over the limit", "GET", "/status", 431,
+             ("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              "X-Padding: " + "p" * 20000 + "\r\n\r\n").encode())
+
+    # Quorum refused: c down, a (quorum 3) knows it.
+    c.kill()
+
+    def c_dead():
+        st = json.loads(request(port, "GET", "/status", headers=C).body)
+        return not st["peer_status"][c.url]["alive"]
+    wait_for("a to see c dead", c_dead, deadline)
+    case("send quorum refused", "POST", "/send", 503, headers=C,
+         body={"payload": "q2", "ack": "quorum"})
+    del b  # b only serves the quorum
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["lint", "answers"])
+    ap.add_argument("--spec", default=DEFAULT_SPEC)
+    ap.add_argument("--bin-dir", help="directory holding dsm-node (answers)")
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--keep", action="store_true", help="keep the nodes' data and logs")
+    args = ap.parse_args()
+    doc = load(args.spec)
+
+    problems, operations = lint(doc)
+    for p in problems:
+        log(f"lint: {p}")
+    if problems:
+        log(f"FAILED: {len(problems)} problems in {args.spec}")
+        return 1
+    log(f"lint: {operations} operations, every $ref resolves, every schema is valid 2020-12")
+    if args.what == "lint":
+        return 0
+
+    binary = find_binary(args.bin_dir)
+    if not binary:
+        log("FAILED: no dsm-node binary (pass --bin-dir)")
+        return 1
+    deadline = time.monotonic() + args.timeout
+    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(Failure(f"signal {s}")))
+    work = tempfile.mkdtemp(prefix="dsm-openapi-")
+    cluster = Cluster(binary, os.path.join(work, "cluster"))
+    checker = Checker(doc)
+    error = None
+    try:
+        cluster.start(deadline)
+        drive(checker, cluster, deadline)
+    except (Failure, OSError, ValueError, KeyError) as e:
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cluster.stop()
+
+    missing = checker.unexercised()
+    for path, method in missing:
+        log(f"FAIL: {method.upper()} {path} was not exercised")
+    failed = bool(error or checker.failures or missing)
+    log(f"{len(checker.statuses)} (operation, status) pairs checked, "
+        f"{len(checker.exercised)} operations exercised, {len(checker.failures)} failures")
+    return finish(log, failed, error, cluster, work, args.keep, "every answer matches the document")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
