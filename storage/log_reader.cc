@@ -29,7 +29,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr LogFamily kAllFamilies[] = {LogFamily::kDefault, LogFamily::kLog,  LogFamily::kMsgId,
-                                      LogFamily::kOrigin,  LogFamily::kMeta, LogFamily::kInbox};
+                                      LogFamily::kOrigin,  LogFamily::kMeta, LogFamily::kInbox,
+                                      LogFamily::kConsumers};
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -122,6 +123,8 @@ const char* LogFamilyName(LogFamily family) {
       return schema::kMetaFamily;
     case LogFamily::kInbox:
       return schema::kInboxFamily;
+    case LogFamily::kConsumers:
+      return schema::kConsumersFamily;
   }
   return "?";
 }
@@ -172,7 +175,8 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
     const std::string name = LogFamilyName(f);
     bool present = false;
     for (const std::string& n : names) present = present || n == name;
-    if (!present && f == LogFamily::kInbox) continue;  // a format-version-1 directory
+    // A directory of format version 1 (no recipient index) or 2 (no consumers).
+    if (!present && (f == LogFamily::kInbox || f == LogFamily::kConsumers)) continue;
     if (!present) {
       return Status::InvalidArgument(DirName(path) +
                                      " holds a database that is not a dsm database (no column "

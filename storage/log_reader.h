@@ -41,8 +41,8 @@ namespace dsm {
 
 // The column families of storage/schema.h. kInbox (the recipient index) exists since format
 // version 2; a version-1 directory lacks it (or holds part of it, when an upgrade was
-// interrupted).
-enum class LogFamily { kDefault, kLog, kMsgId, kOrigin, kMeta, kInbox };
+// interrupted). kConsumers (durable consumers' state) exists since format version 3.
+enum class LogFamily { kDefault, kLog, kMsgId, kOrigin, kMeta, kInbox, kConsumers };
 
 // The column family name of `family` ("default", "log", "msgid", "origin", "meta", "inbox").
 const char* LogFamilyName(LogFamily family);
@@ -133,7 +133,7 @@ class LogReader {
   Result<std::optional<uint64_t>> LookupOrigin(std::string_view origin, uint64_t origin_seq) const;
   // The raw value of `key` in `family`; nullopt when absent (or the family is).
   Result<std::optional<std::string>> GetRaw(LogFamily family, std::string_view key) const;
-  // Whether the database has `family` (only kInbox may be missing).
+  // Whether the database has `family` (only kInbox and kConsumers may be missing).
   bool HasFamily(LogFamily family) const;
 
   // Raw, in-order iteration of one family (never Valid() when the family is missing). Keys and

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "common/thread_annotations.h"
+#include "dsm/consumer_state.h"
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
@@ -192,6 +193,9 @@ class RocksLogStore final : public LogStore {
   // Flushes the memtables and compacts every family down to its bottommost level (which is
   // compressed with zstd). Blocks while it runs; reads and writes go on meanwhile.
   Status CompactAll();
+  // The durable consumers' state, in the "consumers" family of this database
+  // (storage/rocks_consumer_state.h). Valid as long as the store.
+  ConsumerStateStore* consumer_state() const;
 
  private:
   struct Writer;
@@ -201,6 +205,7 @@ class RocksLogStore final : public LogStore {
     rocksdb::ColumnFamilyHandle* origin = nullptr;
     rocksdb::ColumnFamilyHandle* meta = nullptr;
     rocksdb::ColumnFamilyHandle* inbox = nullptr;
+    rocksdb::ColumnFamilyHandle* consumers = nullptr;
   };
 
   // Forgets the msg_id entries of seqs <= *head when their files are compacted.
@@ -311,6 +316,7 @@ class RocksLogStore final : public LogStore {
   HighWaterMap trimmed_ GUARDED_BY(mu_);  // origin -> TrimmedThrough
   // Serializes Trim and ExpireMsgIds (each reads what the previous one left).
   Mutex trim_mu_ ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<ConsumerStateStore> consumer_state_;  // set by Open
 
   // Serializes SetPushCursor so the stored and the published cursor agree.
   Mutex push_mu_ ACQUIRED_BEFORE(mu_);

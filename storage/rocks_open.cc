@@ -19,6 +19,7 @@
 #include "common/ids.h"
 #include "storage/rocks_format_upgrade.h"
 #include "storage/rocks_internal.h"
+#include "storage/rocks_consumer_state.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
 
@@ -35,7 +36,8 @@ using rocks::ToView;
 
 const char* const kFamilyNames[] = {schema::kDefaultFamily, schema::kLogFamily,
                                     schema::kMsgIdFamily,   schema::kOriginFamily,
-                                    schema::kMetaFamily,    schema::kInboxFamily};
+                                    schema::kMetaFamily,    schema::kInboxFamily,
+                                    schema::kConsumersFamily};
 
 
 constexpr int kBloomBitsPerKey = 10;
@@ -374,8 +376,10 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     }
     for (const char* name : kFamilyNames) {
       if (open.Family(name) != nullptr) continue;
-      if (version == 1 && std::string_view(name) == schema::kInboxFamily) {
-        // Introduced by version 2: created here, filled by the upgrade below.
+      if ((version == 1 && std::string_view(name) == schema::kInboxFamily) ||
+          (version <= 2 && std::string_view(name) == schema::kConsumersFamily)) {
+        // Introduced by version 2 (filled by the upgrade below) or 3 (empty until a consumer is
+        // created): created here.
         rocksdb::ColumnFamilyHandle* h = nullptr;
         rocksdb::Status cs =
             raw->CreateColumnFamily(MakeFamilyOptions(name, memory, expiry.get()), name, &h);
@@ -390,16 +394,22 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
                               open.Family(schema::kInboxFamily), meta, options);
       if (!s.ok()) return s;
     }
+    if (version <= 2) {
+      s = UpgradeFromVersion2(raw, meta, options);
+      if (!s.ok()) return s;
+    }
   }
 
   Families families{open.Family(schema::kLogFamily), open.Family(schema::kMsgIdFamily),
                     open.Family(schema::kOriginFamily), open.Family(schema::kMetaFamily),
-                    open.Family(schema::kInboxFamily)};
+                    open.Family(schema::kInboxFamily), open.Family(schema::kConsumersFamily)};
   std::unique_ptr<RocksLogStore> store(
       new RocksLogStore(options, expiry, std::move(open.db), std::move(open.handles), families));
   store->incarnation_ = std::move(incarnation);
   store->stream_id_ = store->node_id_ + "@" + store->incarnation_;
   if (Status s = store->Recover(); !s.ok()) return s;
+  store->consumer_state_ = std::make_unique<RocksConsumerState>(
+      store->db_.get(), store->cf_.consumers, options.sync);
   return store;
 }
 
@@ -459,6 +469,7 @@ RocksLogStore::~RocksLogStore() {
     commit_cv_.NotifyAll();
   }
   commit_thread_.join();  // after the callbacks it was running
+  consumer_state_.reset();  // writes what is queued
   { MutexLock push_lock(&push_mu_); }
   if (options_.flush_on_close) {
     // After a clean stop everything is in checksummed table files whose presence and sizes the
@@ -470,6 +481,8 @@ RocksLogStore::~RocksLogStore() {
   }
   db_->Close().PermitUncheckedError();
 }
+
+ConsumerStateStore* RocksLogStore::consumer_state() const { return consumer_state_.get(); }
 
 Status RocksLogStore::Recover() {
   MutexLock lock(&mu_);

@@ -8,6 +8,8 @@
 //   "msgid"    msg_id                           -> BE64(seq)
 //   "origin"   origin + '\0' + BE64(origin_seq) -> BE64(seq)
 //   "inbox"    lp(recipient) + BE64(seq)        -> empty (format version 2: recipient index)
+//   "consumers" lp(name) + tag [+ BE64(seq)]     -> durable consumers' state (format version 3;
+//                                                  storage/consumer_schema.h)
 //   "meta"     "format_version"                 -> BE64(format version)
 //              "node_id"                        -> node id
 //              "incarnation"                    -> 16 lowercase hex chars
@@ -32,9 +34,10 @@
 
 namespace dsm::schema {
 
-// Version of the whole layout. A database with a higher version is refused; version 1 (no
-// "inbox" family) is upgraded in place when opened (storage/format.md).
-inline constexpr uint64_t kFormatVersion = 2;
+// Version of the whole layout. A database with a higher version is refused; versions 1 (no
+// "inbox" family) and 2 (no "consumers" family) are upgraded in place when opened
+// (storage/format.md).
+inline constexpr uint64_t kFormatVersion = 3;
 
 inline constexpr char kDefaultFamily[] = "default";
 inline constexpr char kLogFamily[] = "log";
@@ -42,6 +45,7 @@ inline constexpr char kMsgIdFamily[] = "msgid";
 inline constexpr char kOriginFamily[] = "origin";
 inline constexpr char kMetaFamily[] = "meta";
 inline constexpr char kInboxFamily[] = "inbox";  // since format version 2
+inline constexpr char kConsumersFamily[] = "consumers";  // since format version 3
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNodeIdKey = "node_id";

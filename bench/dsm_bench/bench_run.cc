@@ -819,6 +819,19 @@ Status Bench::Run() {
     report_->scale.requested = true;
     if (Status s = Scale(); !s.ok()) return s;
   }
+  if (stop_) return Status::Ok();
+  if (config_.Runs("consume")) {
+    progress_.Begin("durable consumer: consume and acknowledge", 0);
+    Status s = RunConsume(nodes_.front(), config_.consume, NextPrefix(), stop_, &report_->consume);
+    if (!s.ok()) return s;
+    std::string summary;
+    for (const ConsumeRun& r : report_->consume.runs) {
+      summary += std::to_string(r.clients) + Fmt(" clients: %.0f msgs/s; ", r.median_per_s);
+    }
+    progress_.End(summary);
+  } else {
+    report_->consume.skipped = "not among --phases";
+  }
 
   // CPU the load generator needed, as a warning when it may have been the bottleneck.
   for (const PublishRun& r : report_->closed_loop) {

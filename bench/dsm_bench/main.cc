@@ -97,6 +97,15 @@ int main(int argc, char** argv) {
   auto* o_bsize = app.add_option("--batch-size", batch_size, "messages per batch request (1000)");
   auto* o_bclients = app.add_option("--batch-clients", batch_clients, "batch publishers (4)");
   auto* o_bdur = app.add_option("--batch-duration", batch_duration, "batch publish seconds (5)");
+  std::string consume_clients;
+  int consume_runs = 3;
+  size_t consume_messages = 20000;
+  auto* o_cclients = app.add_option("--consume-clients", consume_clients,
+                                    "consume phase: client counts (1,16)");
+  auto* o_cruns = app.add_option("--consume-runs", consume_runs,
+                                 "consume phase: runs per client count (3)");
+  auto* o_cmsgs = app.add_option("--consume-messages", consume_messages,
+                                 "consume phase: messages consumed per run (20000)");
   auto* o_catchup = app.add_option("--catchup-messages", catchup,
                                    "messages written while a node is down (100000)");
   app.add_option("--fsync", fsync, "local cluster: always | never")
@@ -121,8 +130,9 @@ int main(int argc, char** argv) {
       app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
-                 "phases after the baselines (closed,open,batch,catchup by default; scale on "
-                 "request: it takes minutes)");
+                 "phases after the baselines (closed,open,batch,catchup by default; scale and "
+                 "consume only when listed: scale takes minutes, consume measures durable "
+                 "consumers)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
@@ -163,6 +173,8 @@ int main(int argc, char** argv) {
     c.duration_s = 1.5;
     c.batch_duration_s = 2;
     c.catchup_messages = 20000;
+    c.consume.runs = 2;
+    c.consume.messages = 2000;
     c.fsync_s = 1;
     c.fsync_window_s = 0.15;
     c.http_s = 1;
@@ -182,6 +194,15 @@ int main(int argc, char** argv) {
   if (o_bclients->count()) c.batch_clients = batch_clients;
   if (o_bdur->count()) c.batch_duration_s = batch_duration;
   if (o_catchup->count()) c.catchup_messages = catchup;
+  if (o_cclients->count() && !ParseCounts("--consume-clients", consume_clients, &c.consume.clients)) {
+    return 2;
+  }
+  if (o_cruns->count()) c.consume.runs = consume_runs;
+  if (o_cmsgs->count()) c.consume.messages = consume_messages;
+  if (c.consume.runs < 1 || c.consume.messages < 1 || c.consume.clients.empty()) {
+    std::fprintf(stderr, "dsm-bench: --consume-runs and --consume-messages must be >= 1\n");
+    return 2;
+  }
   if (o_watch->count()) c.watch_interval_us = watch_us;
   if (o_memory->count()) {
     c.node_memory_mb = memory_mb;
@@ -215,10 +236,11 @@ int main(int argc, char** argv) {
   if (!phases.empty()) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
-      if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale") {
+      if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale" &&
+          p != "consume") {
         std::fprintf(stderr,
                      "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
-                     "scale)\n",
+                     "scale, consume)\n",
                      p.c_str());
         return 2;
       }

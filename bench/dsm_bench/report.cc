@@ -707,6 +707,36 @@ std::string ReportJson(const BenchReport& rep) {
   }
   w.EndObject();
 
+  w.Key("consume");
+  w.StartObject();
+  {
+    const ConsumeReport& cr = rep.consume;
+    Bool(w, "ran", cr.ran);
+    Int(w, "messages_per_run", cr.config.messages);
+    Int(w, "runs", static_cast<uint64_t>(cr.config.runs));
+    Int(w, "fetch_max", static_cast<uint64_t>(cr.config.fetch_max));
+    w.Key("by_clients");
+    w.StartArray();
+    for (const ConsumeRun& r : cr.runs) {
+      w.StartObject();
+      Int(w, "clients", static_cast<uint64_t>(r.clients));
+      w.Key("acked_per_s");
+      w.StartArray();
+      for (double v : r.acked_per_s) w.Double(v);
+      w.EndArray();
+      Num(w, "median_acked_per_s", r.median_per_s);
+      Num(w, "min_acked_per_s", r.min_per_s);
+      Num(w, "max_acked_per_s", r.max_per_s);
+      Latency(w, "fetch_latency_ms", r.fetch_latency);
+      Latency(w, "ack_latency_ms", r.ack_latency);
+      Int(w, "redelivered", r.redelivered);
+      Int(w, "errors", r.errors);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+
   w.Key("catch_up");
   w.StartObject();
   {
@@ -924,6 +954,22 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
   }
 
   PrintScale(rep, out);
+  const ConsumeReport& cr = rep.consume;
+  std::fprintf(out, "\nDurable consumer: fetch up to %d, ack them (durable), closed loop\n",
+               cr.config.fetch_max);
+  if (!c.Runs("consume")) {
+    std::fprintf(out, "  skipped: not among --phases\n");
+  } else {
+    for (const ConsumeRun& r : cr.runs) {
+      std::fprintf(out,
+                   "  %2d clients: median %.0f msgs/s acknowledged (min %.0f, max %.0f, %zu runs "
+                   "of %zu); ack p50 %.2f ms, p90 %.2f ms, p99 %.2f ms; fetch p50 %.2f ms; "
+                   "redelivered %zu, errors %zu\n",
+                   r.clients, r.median_per_s, r.min_per_s, r.max_per_s, r.acked_per_s.size(),
+                   cr.config.messages, r.ack_latency.p50_ms, r.ack_latency.p90_ms,
+                   r.ack_latency.p99_ms, r.fetch_latency.p50_ms, r.redelivered, r.errors);
+    }
+  }
 
   std::fprintf(out,
                "\nTargets (docs/benchmarks.md)\n  goals from this run's baselines, absolute "

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dsm_bench/consume.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
 #include "bench/dsm_bench/stats.h"
@@ -60,6 +61,7 @@ struct BenchConfig {
   double scale_latency_s = 3;
   // --memory-mb of every local node; the scale phase checks their resident memory against it.
   int node_memory_mb = 256;
+  ConsumeConfig consume;
   bool Runs(const std::string& phase) const;
   std::string data_root;
   // --compare etcd: a 3-member etcd cluster measured before dsm, at these client counts.
@@ -221,6 +223,7 @@ struct BenchReport {
   BatchRun batch;
   CatchUpRun catch_up;
   ScaleRun scale;
+  ConsumeReport consume;
   EtcdComparison etcd;
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;

@@ -237,6 +237,7 @@ void HttpServer::Impl::HandleMetrics(const Rest::Request&, const ReplyPtr& reply
     w.Family("dsm_live_readers", "gauge", "Long-polls waiting plus event streams open.");
     w.Sample("dsm_live_readers", static_cast<double>(consumers->active()));
   }
+  if (durable) durable->WriteMetrics(w);
   reply->SendAs(200, w.text(), Http::Mime::MediaType::fromString("text/plain; version=0.0.4"));
 }
 
@@ -312,6 +313,25 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   w.Uint64(st.first_seq);
   w.Key("retention_waiting");
   str(st.retention_waiting);
+  if (durable) {
+    // Durable consumers: name, pending, in flight, dead-lettered.
+    w.Key("consumers");
+    w.StartArray();
+    for (const auto& c : durable->All()) {
+      const ConsumerInfo info = c->Info();
+      w.StartObject();
+      w.Key("name");
+      str(info.name);
+      w.Key("pending");
+      w.Uint64(info.pending);
+      w.Key("in_flight");
+      w.Uint64(info.in_flight);
+      w.Key("dead");
+      w.Uint64(info.dead_lettered);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   w.Key("writable");
   w.Bool(st.write_health.ok());
   if (!st.write_health.ok()) {

@@ -107,23 +107,6 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
   return q;
 }
 
-Result<uint64_t> ResumeStart(const LogStore& log, const std::map<std::string, uint64_t>& resume) {
-  // Read before the high waters: a message appended in between has a greater seq anyway.
-  uint64_t start = log.LastSeq();
-  for (const auto& [origin, high_water] : log.HighWaters()) {
-    auto it = resume.find(origin);
-    const uint64_t delivered = it == resume.end() ? 0 : it->second;
-    if (delivered >= high_water) continue;
-    // The first position not delivered; every later one has a greater local seq (each origin's
-    // positions are held in order).
-    Result<std::vector<Message>> next = log.ReadOrigin(origin, delivered, 1, SIZE_MAX);
-    if (!next.ok()) return next.status();
-    if (next->empty() || next->front().seq == 0) continue;
-    start = std::min(start, next->front().seq - 1);
-  }
-  return start;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Consumers
 

@@ -29,6 +29,8 @@
 
 namespace dsm {
 
+class DurableConsumers;
+
 struct HttpServerOptions {
   int threads = 4;  // Pistache event-loop threads (--http-threads)
   // A request whose headers (body) are not complete this long after it began gets 408 and the
@@ -80,6 +82,9 @@ struct HttpServerOptions {
   // Long-polls waiting plus event streams open (/metrics: dsm_live_readers); more get 503. Each
   // holds a connection, so max_connections bounds them too.
   size_t max_live_readers = 10000;
+  // Durable consumers (/consumers...): nullptr = not enabled (those requests get 503). Not owned;
+  // Shutdown() stops it (its waiting fetches are answered while answers are still delivered).
+  DurableConsumers* durable_consumers = nullptr;
 };
 
 class HttpServer {

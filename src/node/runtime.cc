@@ -50,6 +50,12 @@ Status Runtime::Start() {
   Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = std::move(store).value();
+  durable_ = std::make_unique<DurableConsumers>(store_.get(), store_->consumer_state(), &clock_,
+                                                &append_notifier_);
+  if (Status s = durable_->Start(); !s.ok()) {
+    Stop();
+    return s;
+  }
 
   PeerClientOptions peer_options;
   peer_options.connect_timeout = o.connect_timeout;
@@ -83,6 +89,7 @@ Status Runtime::Start() {
   server_options.max_header_bytes = config_.max_header_bytes;
   server_options.max_inflight_body_bytes = static_cast<size_t>(config_.max_inflight_body_bytes);
   server_options.allowed_hosts = config_.allowed_hosts;
+  server_options.durable_consumers = durable_.get();
   server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
 
   Status s = peers_->Start();
@@ -121,9 +128,11 @@ void Runtime::Stop() {
   replication_.Stop();
   if (peers_) peers_->Stop();
   storage_executor_.Stop();  // after the peer client: its last answers may queue log work
+  if (durable_) durable_->Stop();
   server_.reset();
   node_.reset();
   peers_.reset();
+  durable_.reset();  // before the store that holds its state
   store_.reset();
 }
 

@@ -24,6 +24,7 @@
 
 #include "common/encoding.h"
 #include "storage/log_reader.h"
+#include "storage/consumer_schema.h"
 #include "storage/record.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
@@ -409,6 +410,37 @@ TEST_F(DbDumpTest, VerifyAcceptsAnIntactDirectory) {
             "recipient index entries");
 }
 
+TEST_F(DbDumpTest, ShowsAndAcceptsDurableConsumers) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(Db());
+    ASSERT_NE(store, nullptr);
+    StoredConsumer c;
+    c.name = "work";
+    c.uid = "0a1b2c3d";
+    c.session = 2;
+    c.floor = 4;
+    c.definition.recipient = "bob";
+    ConsumerChange change;
+    change.name = c.name;
+    change.create = c;
+    change.acks = {6};
+    change.dead = {DeadLetter{5, 3, 1.79e9}};
+    ASSERT_TRUE(store->consumer_state()->CommitAndWait({change}).ok());
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out).ok());
+  EXPECT_NE(out.str().find("recipient 'bob', started after seq 0, ack floor 4, 1 acknowledgements "
+                           "above it, 1 dead letters, session 2"),
+            std::string::npos)
+      << out.str();
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << report->Summary();
+  EXPECT_EQ(report->consumers, 1u);
+}
+
 struct DamageCase {
   const char* name;
   // Damages the standard directory. `own` is its own stream id.
@@ -422,6 +454,20 @@ void PrintTo(const DamageCase& c, std::ostream* os) { *os << c.name; }
 std::string MetaWhere(const std::string& raw_key) { return "meta '" + Escape(raw_key) + "'"; }
 
 const DamageCase kDamageCases[] = {
+    {"malformed consumers key",
+     [](RawDb& db, const std::string&) { db.Put("consumers", std::string("\x03") + "abcq", ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"consumers key '\\x03abcq'", "malformed consumers key"}};
+     }},
+    {"consumer without a definition",
+     [](RawDb& db, const std::string&) {
+       db.Put("consumers", schema::ConsumerKey("w", schema::kConsumerFloorTag), BigEndian64(3));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"consumers 'w' definition", "consumer has no (readable) definition"}};
+     }},
     {"msg_id index entry deleted", [](RawDb& db, const std::string&) { db.Delete("msgid", "m3"); },
      [](const std::string&) {
        return std::map<std::string, std::string>{

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "src/http/utf8.h"
+#include "tools/dbdump/consumers.h"
 #include "tools/dbdump/text.h"
 
 namespace dsm::dbdump {
@@ -152,6 +153,15 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
         "seq " + std::to_string(cursor.seq) + " of stream " +
             (cursor.peer_stream.empty() ? std::string("(none)") : Escape(cursor.peer_stream)));
   }
+  std::vector<StoredConsumer> consumers;
+  Status cs = ReadConsumers(reader, &consumers, [&](std::string where, std::string problem) {
+    lines.emplace_back("problem", where + ": " + problem);
+  });
+  if (consumers.empty()) lines.emplace_back("consumers", "(none)");
+  for (const StoredConsumer& c : consumers) {
+    lines.emplace_back("consumer " + Escape(c.name), ConsumerSummary(c));
+  }
+  if (!cs.ok()) lines.emplace_back("unreadable", "family 'consumers': " + cs.message());
   for (const MetaProblem& p : meta.problems) {
     lines.emplace_back("problem", DescribeKey(LogFamily::kMeta, p.key) + ": " + p.problem);
   }
@@ -233,8 +243,46 @@ void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::os
     w.EndObject();
   }
   w.EndObject();
+  // Durable consumers: name, definition facts, floor, acknowledgements above it, dead letters.
+  std::vector<StoredConsumer> consumers;
+  std::vector<std::pair<std::string, std::string>> consumer_problems;
+  Status cs = ReadConsumers(reader, &consumers, [&](std::string where, std::string problem) {
+    consumer_problems.emplace_back(std::move(where), std::move(problem));
+  });
+  if (!cs.ok()) consumer_problems.emplace_back("family 'consumers'", cs.message());
+  w.Key("consumers");
+  w.StartArray();
+  for (const StoredConsumer& c : consumers) {
+    w.StartObject();
+    w.Key("name");
+    WriteJsonString(w, c.name);
+    w.Key("recipient");
+    optional_string(c.definition.recipient);
+    w.Key("sender");
+    optional_string(c.definition.sender);
+    w.Key("started_after");
+    w.Uint64(c.initial);
+    w.Key("ack_floor");
+    w.Uint64(c.floor);
+    w.Key("acked_above_floor");
+    w.Uint64(c.acked.size());
+    w.Key("dead_letters");
+    w.Uint64(c.dead.size());
+    w.Key("session");
+    w.Uint64(c.session);
+    w.EndObject();
+  }
+  w.EndArray();
   w.Key("problems");
   w.StartArray();
+  for (const auto& [where, problem] : consumer_problems) {
+    w.StartObject();
+    w.Key("key");
+    WriteJsonString(w, where);
+    w.Key("problem");
+    WriteJsonString(w, problem);
+    w.EndObject();
+  }
   for (const MetaProblem& p : meta.problems) {
     w.StartObject();
     w.Key("key");

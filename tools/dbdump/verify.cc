@@ -8,6 +8,7 @@
 
 #include "storage/record.h"
 #include "storage/schema.h"
+#include "tools/dbdump/consumers.h"
 #include "tools/dbdump/text.h"
 
 namespace dsm::dbdump {
@@ -123,6 +124,7 @@ class Verifier {
     if (s.ok()) s = CheckMsgIdIndex();
     if (s.ok()) s = CheckOriginIndex();
     if (s.ok() && report_.inbox_checked) s = CheckInboxIndex();
+    if (s.ok()) s = CheckConsumers();
     if (!s.ok()) return s;
     return std::move(report_);
   }
@@ -238,6 +240,14 @@ class Verifier {
                    std::to_string(meta_.format_version.value_or(schema::kFormatVersion)) +
                    " has a recipient index");
       }
+    }
+    // The consumers family exists since format version 3.
+    if (meta_.format_version.value_or(schema::kFormatVersion) >= 3 &&
+        !reader_.HasFamily(LogFamily::kConsumers)) {
+      Report(std::string("family '") + schema::kConsumersFamily + "'",
+             "missing: format version " +
+                 std::to_string(meta_.format_version.value_or(schema::kFormatVersion)) +
+                 " has a consumers family");
     }
     const std::string own = meta_.stream_id();
     if (!own.empty()) {
@@ -522,6 +532,16 @@ class Verifier {
     return Status::Ok();
   }
 
+  // 6. durable consumers: every entry well-formed, every consumer with a definition.
+  Status CheckConsumers() {
+    std::vector<StoredConsumer> consumers;
+    Status s = ReadConsumers(reader_, &consumers, [&](std::string where, std::string problem) {
+      Report(std::move(where), std::move(problem));
+    });
+    report_.consumers = consumers.size();
+    return ScanEnd(LogFamily::kConsumers, s, "");
+  }
+
   Status CheckInboxIndex() {
     // Each record with its (recipient, seq) entry, with an empty value, accounts for one entry.
     if (OnlyEntriesPointingHome(LogFamily::kInbox, inbox_pointing_home_, &report_.inbox_entries)) {
@@ -584,6 +604,9 @@ std::string VerifyReport::Summary() const {
            (streams == 1 ? " stream" : " streams");
   facts += inbox_checked ? ", " + std::to_string(inbox_entries) + " recipient index entries"
                          : std::string(", recipient index not checked");
+  if (consumers > 0) {
+    facts += ", " + std::to_string(consumers) + (consumers == 1 ? " consumer" : " consumers");
+  }
   if (ok()) return "OK: " + facts;
   return "DAMAGED: " + std::to_string(damage_count) +
          (damage_count == 1 ? " problem; " : " problems; ") + facts;

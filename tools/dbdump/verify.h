@@ -19,6 +19,8 @@
 //     has its entry (recipient, seq) (checked in 2); every entry is well-formed, has an empty
 //     value and points at a record with that recipient. A version-1 directory has no recipient
 //     index (a node upgrades it when it opens it), so 5 is skipped for it.
+//  6. durable consumers ("consumers", format version 3): the family exists; every key and value
+//     decodes (storage/consumer_schema.h) and every consumer has a definition.
 // A record that does not decode is reported once (in 2); index entries pointing at it are not
 // reported again. Damage that stops a read of a family (RocksDB's Corruption: a table file that
 // fails its checksum, is truncated or missing) is reported once, as "family 'log'" with where
@@ -65,6 +67,8 @@ struct VerifyReport {
   uint64_t streams = 0;         // distinct origins in the origin index
   bool inbox_checked = false;   // the recipient index was checked (format version >= 2)
   uint64_t inbox_entries = 0;   // recipient index entries (when checked)
+  uint64_t consumers = 0;       // durable consumers stored (format version 3; in the summary
+                                // when there are some)
   uint64_t damage_count = 0;    // all damages found
   // The first kMaxKeptDamage damages (every one is passed to the callback).
   std::vector<Damage> damage;
