@@ -5,7 +5,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -25,19 +24,6 @@ using rocks::Be64;
 using rocks::FromRocks;
 using rocks::ToSlice;
 using rocks::ToView;
-
-std::string EncodeTs(double ts) {
-  std::string out;
-  PutFixed64(&out, std::bit_cast<uint64_t>(ts));
-  return out;
-}
-
-bool DecodeTs(std::string_view in, double* ts) {
-  uint64_t bits = 0;
-  if (in.size() != 8 || !GetFixed64(&in, &bits)) return false;
-  *ts = std::bit_cast<double>(bits);
-  return true;
-}
 
 }  // namespace
 
@@ -155,7 +141,7 @@ Result<TrimResult> RocksLogStore::Trim(const TrimRequest& req) {
     through = *run;
   }
   batch.Put(cf_.meta, ToSlice(schema::kFirstSeqKey), Be64(new_first).slice());
-  batch.Put(cf_.meta, schema::TrimMarkKey(new_first - 1), EncodeTs(newest_ts));
+  batch.Put(cf_.meta, schema::TrimMarkKey(new_first - 1), schema::EncodeTrimMarkValue(newest_ts));
 
   Status s = Maintain(
       &batch,
@@ -226,8 +212,8 @@ Status RocksLogStore::ExpireMsgIds(double ts) {
     if (key.substr(0, prefix.size()) != prefix) break;
     uint64_t seq = 0;
     double newest = 0;
-    if (!schema::DecodeSeqValue(key.substr(prefix.size()), &seq) ||
-        !DecodeTs(ToView(it->value()), &newest)) {
+    if (!schema::ParseTrimMarkKey(key, &seq) ||
+        !schema::DecodeTrimMarkValue(ToView(it->value()), &newest)) {
       return Status::Corruption("malformed trim mark '" + std::string(key) + "'");
     }
     if (newest >= ts) break;  // steps are in log order: later ones are no older
