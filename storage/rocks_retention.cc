@@ -185,17 +185,23 @@ Result<uint64_t> RocksLogStore::SkipTrimmed(const std::string& origin, uint64_t 
           skipped = through - high_water;
           batch.Put(cf_.meta, schema::HighWaterKey(origin), Be64(through).slice());
         }
-        auto t = trimmed_.find(origin);
-        if (t == trimmed_.end() || t->second < through) {
+        uint64_t& t = trimmed_[origin];
+        if (t < through) {
           batch.Put(cf_.meta, schema::TrimmedKey(origin), Be64(through).slice());
+          // Positions at or below the mark are no longer held, even those this node had: their
+          // index entries go with the mark, as in a trim (the index holds exactly T+1..H).
+          batch.DeleteRange(cf_.origin, schema::OriginKey(origin, 0),
+                            through == std::numeric_limits<uint64_t>::max()
+                                ? origin + '\x01'
+                                : schema::OriginKey(origin, through + 1));
+          // Published before the write, as a trim's: no read looks for the entries it removes.
+          t = through;
         }
       },
       [&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         // Published once durable, like every high water.
         uint64_t& hw = high_waters_[origin];
         hw = std::max(hw, through);
-        uint64_t& t = trimmed_[origin];
-        t = std::max(t, through);
       });
   if (!s.ok()) return s;
   return skipped;

@@ -922,6 +922,35 @@ TEST_F(TrimmedDirTest, VerifyAcceptsADirectoryTrimmedToEmpty) {
   EXPECT_EQ(report->origin_entries, 0u);
 }
 
+// A node told that positions it already holds were trimmed at their origin (a push whose sender's
+// cursor lagged, a peer that came back after its holder trimmed past it) marks them no longer
+// held: their origin index entries go with the mark, as in a trim (storage/format.md: the index
+// holds exactly T+1..H).
+TEST_F(TrimmedDirTest, SkippingHeldPositionsLeavesNoIndexEntryBelowTheMark) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(Db());
+    ASSERT_NE(store, nullptr);
+    // kStream2 holds #1..2 here; its holder trimmed through #4 and through #1.
+    Result<uint64_t> skipped = store->SkipTrimmed(kStream2, 4);
+    ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+    EXPECT_EQ(*skipped, 2u);
+    ASSERT_TRUE(store->Apply({PeerMsg("q3", kStream3, 3)}).ok());
+    skipped = store->SkipTrimmed(kStream3, 1);  // at or below the high water: nothing skipped
+    ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+    EXPECT_EQ(*skipped, 0u);
+    EXPECT_EQ(store->TrimmedThrough(kStream3), 1u);
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string all;
+  for (const Damage& d : report->damage) all += "  " + d.ToString() + "\n";
+  EXPECT_TRUE(report->ok()) << all;
+  EXPECT_EQ(report->origin_entries, 4u);  // own #4..5, kStream3 #2..3
+  EXPECT_EQ(report->origin_trimmed, 0u);  // kStream3#1 went with the mark
+}
+
 // Two nodes that trimmed the same prefix: the consumed position kStream3#1 points at a trimmed
 // record in both (not held any more, so not compared), and a1's forgotten msg_id counts for
 // neither.
