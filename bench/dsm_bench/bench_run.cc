@@ -16,6 +16,7 @@
 #include "bench/dsm_bench/machine.h"
 #include "bench/dsm_bench/metrics_scrape.h"
 #include "bench/dsm_bench/progress.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/watch.h"
 #include "common/ids.h"
 
@@ -91,6 +92,7 @@ class Bench {
   static QuorumStages StagesBetween(const StageScrape& before, const StageScrape& after);
   void BatchPublish();
   Status CatchUp();
+  Status Retention();
 
   // OK while every node of the local cluster is running (always OK for given nodes).
   Status NodesAlive();
@@ -553,6 +555,32 @@ Status Bench::CatchUp() {
   return Status::Ok();
 }
 
+// --phases retention (retention_phase.h): fresh clusters of its own, with and without trimming.
+// The main cluster stays up, idle.
+Status Bench::Retention() {
+  RetentionComparison& r = report_->retention;
+  if (config_.profile == "smoke") {
+    r.config.repetitions = 1;
+    r.config.max_messages = 100;
+    r.config.prefill_messages = 200;
+  }
+  if (!cluster_) {
+    r.skipped = "needs the local cluster (it starts clusters with and without retention)";
+    return Status::Ok();
+  }
+  RetentionRunOptions o;
+  o.node_binary = options_.node_binary;
+  o.root = created_root_;
+  o.node_args = options_.node_args;
+  o.fsync = config_.fsync == "always";
+  o.quorum = config_.quorum;
+  o.payload_bytes = config_.payload_bytes;
+  o.warmup_s = config_.warmup_s;
+  o.duration_s = config_.duration_s;
+  o.keep_data = options_.keep_data;
+  return RunRetention(o, stop_, &progress_, &r);
+}
+
 Status Bench::Run() {
   report_->started_at = UtcNow();
   report_->load_before = LoadAverage();
@@ -621,6 +649,10 @@ Status Bench::Run() {
     if (Status s = CatchUp(); !s.ok()) return s;
   } else {
     report_->catch_up.skipped = "not among --phases";
+  }
+
+  if (config_.Runs("retention")) {
+    if (Status s = Retention(); !s.ok()) return s;
   }
 
   // CPU the load generator needed, as a warning when it may have been the bottleneck.

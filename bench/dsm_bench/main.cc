@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
       app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
-                 "phases after the baselines (closed,open,batch,catchup: all by default)");
+                 "phases after the baselines (closed,open,batch,catchup: all by default; also "
+                 "retention, ~2 minutes, only when listed)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
@@ -181,9 +182,10 @@ int main(int argc, char** argv) {
   if (!phases.empty()) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
-      if (p != "closed" && p != "open" && p != "batch" && p != "catchup") {
+      if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "retention") {
         std::fprintf(stderr,
-                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup)\n",
+                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
+                     "retention)\n",
                      p.c_str());
         return 2;
       }

@@ -21,6 +21,7 @@
 
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/stats.h"
 #include "bench/dsm_bench/watch.h"
 #include "dsm/status.h"
@@ -50,7 +51,8 @@ struct BenchConfig {
   int ceiling_clients = 64;
   int watch_interval_us = 2000;
   bool spread = false;  // publish to every node (round-robin) instead of the first one
-  // Phases to run after the baselines: "closed", "open", "batch", "catchup".
+  // Phases to run after the baselines: "closed", "open", "batch", "catchup" and (only when asked
+  // for) "retention".
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
   bool Runs(const std::string& phase) const;
   std::string data_root;
@@ -181,6 +183,7 @@ struct BenchReport {
   BatchRun batch;
   CatchUpRun catch_up;
   EtcdComparison etcd;
+  RetentionComparison retention;  // --phases retention
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;
 
