@@ -165,11 +165,13 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-class DbDumpTest : public ::testing::Test {
+// A fixture over a directory `Build` writes (it returns the directory's own stream id).
+template <std::string (*Build)(const std::string&)>
+class DirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    own_stream_ = BuildStandardDir(Db());
+    own_stream_ = Build(Db());
     ASSERT_FALSE(own_stream_.empty());
   }
   std::string Db() const { return dir_.Sub("db"); }
@@ -177,6 +179,8 @@ class DbDumpTest : public ::testing::Test {
   ScopedTempDir dir_;
   std::string own_stream_;
 };
+
+using DbDumpTest = DirTest<BuildStandardDir>;
 
 // ---------------------------------------------------------------------------------------------
 // Metadata
@@ -771,18 +775,7 @@ std::string BuildTrimmedDir(const std::string& path) {
   return store->stream_id();
 }
 
-class TrimmedDirTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_FALSE(dir_.path().empty());
-    own_stream_ = BuildTrimmedDir(Db());
-    ASSERT_FALSE(own_stream_.empty());
-  }
-  std::string Db() const { return dir_.Sub("db"); }
-
-  ScopedTempDir dir_;
-  std::string own_stream_;
-};
+using TrimmedDirTest = DirTest<BuildTrimmedDir>;
 
 TEST_F(TrimmedDirTest, MetadataReadsTheRetentionKeys) {
   std::unique_ptr<LogReader> reader = MustOpenReader(Db());
