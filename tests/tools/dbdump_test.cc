@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -965,6 +966,27 @@ TEST(DbDumpCompareTest, TrimmedDirectoriesCompareEqual) {
   EXPECT_EQ(report->conflicts, 0u);
 }
 
+// A case that writes one meta entry and expects one problem, on that key. In `key`,
+// kOwnPlaceholder stands for the directory's own stream id.
+constexpr char kOwnPlaceholder[] = "<own>";
+
+DamageCase OneMetaEntry(const char* name, std::string key, std::string value,
+                        std::string problem) {
+  auto own_key = [key](const std::string& own) {
+    std::string k = key;
+    const size_t at = k.find(kOwnPlaceholder);
+    if (at != std::string::npos) k.replace(at, std::strlen(kOwnPlaceholder), own);
+    return k;
+  };
+  return DamageCase{
+      name, [own_key, value](RawDb& db, const std::string& own) {
+        db.Put("meta", own_key(own), value);
+      },
+      [own_key, problem](const std::string& own) {
+        return std::map<std::string, std::string>{{MetaWhere(own_key(own)), problem}};
+      }};
+}
+
 // Damage inside a trimmed directory, one case per check.
 const DamageCase kTrimmedDamageCases[] = {
     {"hole inside the retained range",
@@ -1039,15 +1061,9 @@ const DamageCase kTrimmedDamageCases[] = {
             "high water is 7, but the origin index holds no position of " +
                 std::string(kStream4) + " (trim mark 5)"}};
      }},
-    {"trim mark beyond the high water",
-     [](RawDb& db, const std::string&) {
-       db.Put("meta", schema::TrimmedKey("node9@00000000000000bb"), schema::LogKey(2));
-     },
-     [](const std::string&) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(schema::TrimmedKey("node9@00000000000000bb")),
-            "trim mark 2 is beyond the high water 0"}};
-     }},
+    OneMetaEntry("trim mark beyond the high water",
+                 schema::TrimmedKey("node9@00000000000000bb"), schema::LogKey(2),
+                 "trim mark 2 is beyond the high water 0"),
     {"dedup head not below first_seq",
      [](RawDb& db, const std::string&) {
        db.Put("meta", std::string(schema::kDedupHeadKey), schema::LogKey(4));
@@ -1073,47 +1089,16 @@ const DamageCase kTrimmedDamageCases[] = {
            {MetaWhere(std::string(schema::kFirstSeqKey)),
             "first_seq is 4, but no trim step (pending mark or dedup head) ends at seq 3"}};
      }},
-    {"malformed first_seq",
-     [](RawDb& db, const std::string&) {
-       db.Put("meta", std::string(schema::kFirstSeqKey), "\x01");
-     },
-     [](const std::string&) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(std::string(schema::kFirstSeqKey)), "malformed value (1 bytes, expected 8)"}};
-     }},
-    {"first_seq 0",
-     [](RawDb& db, const std::string&) {
-       db.Put("meta", std::string(schema::kFirstSeqKey), schema::LogKey(0));
-     },
-     [](const std::string&) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(std::string(schema::kFirstSeqKey)), "first seq 0 is not valid"}};
-     }},
-    {"malformed dedup head",
-     [](RawDb& db, const std::string&) {
-       db.Put("meta", std::string(schema::kDedupHeadKey), "\x01\x02");
-     },
-     [](const std::string&) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(std::string(schema::kDedupHeadKey)),
-            "malformed value (2 bytes, expected 8)"}};
-     }},
-    {"malformed trim mark",
-     [](RawDb& db, const std::string& own) {
-       db.Put("meta", schema::TrimmedKey(own), "\x03");
-     },
-     [](const std::string& own) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(schema::TrimmedKey(own)), "malformed value (1 bytes, expected 8)"}};
-     }},
-    {"trim mark without an origin",
-     [](RawDb& db, const std::string&) {
-       db.Put("meta", std::string(schema::kTrimmedPrefix), schema::LogKey(1));
-     },
-     [](const std::string&) {
-       return std::map<std::string, std::string>{
-           {MetaWhere(std::string(schema::kTrimmedPrefix)), "trim mark without a valid origin"}};
-     }},
+    OneMetaEntry("malformed first_seq", std::string(schema::kFirstSeqKey), "\x01",
+                 "malformed value (1 bytes, expected 8)"),
+    OneMetaEntry("first_seq 0", std::string(schema::kFirstSeqKey), schema::LogKey(0),
+                 "first seq 0 is not valid"),
+    OneMetaEntry("malformed dedup head", std::string(schema::kDedupHeadKey), "\x01\x02",
+                 "malformed value (2 bytes, expected 8)"),
+    OneMetaEntry("malformed trim mark", schema::TrimmedKey(kOwnPlaceholder), "\x03",
+                 "malformed value (1 bytes, expected 8)"),
+    OneMetaEntry("trim mark without an origin", std::string(schema::kTrimmedPrefix),
+                 schema::LogKey(1), "trim mark without a valid origin"),
     {"malformed trim step",
      [](RawDb& db, const std::string&) {
        db.Put("meta", schema::TrimMarkKey(3), "\x01");
