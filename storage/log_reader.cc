@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
@@ -132,6 +133,11 @@ const char* LogFamilyName(LogFamily family) {
 std::string LogMetadata::stream_id() const {
   if (!node_id || !incarnation) return std::string();
   return *node_id + "@" + *incarnation;
+}
+
+uint64_t LogMetadata::TrimmedThrough(const std::string& origin) const {
+  auto it = trimmed_through.find(origin);
+  return it == trimmed_through.end() ? 0 : it->second;
 }
 
 Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& options) {
@@ -336,6 +342,39 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
         problem(key, "malformed pull cursor (" + std::to_string(value.size()) + " bytes)");
       } else {
         meta.pull_cursors.emplace(std::string(peer), std::move(cursor));
+      }
+    } else if (key == schema::kFirstSeqKey) {
+      if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else if (v == 0) {
+        problem(key, "first seq 0 is not valid");
+      } else {
+        meta.first_seq_kept = v;
+      }
+    } else if (key == schema::kDedupHeadKey) {
+      if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else {
+        meta.dedup_head = v;
+      }
+    } else if (key.starts_with(schema::kTrimmedPrefix)) {
+      const std::string_view origin = key.substr(schema::kTrimmedPrefix.size());
+      if (origin.empty() || origin.find('\0') != std::string_view::npos) {
+        problem(key, "trim mark without a valid origin");
+      } else if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else {
+        meta.trimmed_through.emplace(std::string(origin), v);
+      }
+    } else if (key.starts_with(schema::kTrimMarkPrefix)) {
+      double ts = 0;
+      if (!schema::ParseTrimMarkKey(key, &v) || v == 0) {
+        problem(key, "malformed trim step key (expected an 8-byte seq other than 0)");
+      } else if (!schema::DecodeTrimMarkValue(value, &ts) || !std::isfinite(ts)) {
+        problem(key, "malformed trim step value (" + std::to_string(value.size()) +
+                         " bytes, expected the 8 bytes of a finite ts)");
+      } else {
+        meta.trim_marks.emplace(v, ts);
       }
     } else {
       problem(key, "unknown meta key");

@@ -77,6 +77,11 @@ struct LogMetadata {
   std::map<std::string, uint64_t> high_waters;     // origin stream -> high water
   std::map<std::string, PushCursor> push_cursors;  // peer url -> how far it holds our stream
   std::map<std::string, PullCursor> pull_cursors;  // peer url -> peer stream and peer seq
+  // Retention (storage/format.md, "Retention"); all absent when nothing was ever trimmed.
+  std::optional<uint64_t> first_seq_kept;           // meta first_seq: every seq below was trimmed
+  std::map<std::string, uint64_t> trimmed_through;  // origin -> its trim mark (`trim\0` + origin)
+  std::map<uint64_t, double> trim_marks;  // pending trim steps: last seq removed -> newest ts
+  std::optional<uint64_t> dedup_head;     // msg_id entries of seqs at or below it are forgotten
   std::vector<MetaProblem> problems;               // in key order, then the missing required keys
   // The families (meta, log) whose scan stopped on damage (Corruption: a table file whose
   // checksum fails, a missing or truncated one), with the error. What was read before stays in
@@ -90,6 +95,10 @@ struct LogMetadata {
 
   // "<node_id>@<incarnation>", or empty when either is missing.
   std::string stream_id() const;
+  // FirstSeq of the log as retention left it: meta first_seq, 1 when absent.
+  uint64_t FirstSeqKept() const { return first_seq_kept.value_or(1); }
+  // The trim mark of `origin`: positions at or below it are no longer held (0 when none).
+  uint64_t TrimmedThrough(const std::string& origin) const;
 };
 
 class LogReader {

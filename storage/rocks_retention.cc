@@ -5,7 +5,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -25,19 +24,6 @@ using rocks::Be64;
 using rocks::FromRocks;
 using rocks::ToSlice;
 using rocks::ToView;
-
-std::string EncodeTs(double ts) {
-  std::string out;
-  PutFixed64(&out, std::bit_cast<uint64_t>(ts));
-  return out;
-}
-
-bool DecodeTs(std::string_view in, double* ts) {
-  uint64_t bits = 0;
-  if (in.size() != 8 || !GetFixed64(&in, &bits)) return false;
-  *ts = std::bit_cast<double>(bits);
-  return true;
-}
 
 }  // namespace
 
@@ -155,7 +141,7 @@ Result<TrimResult> RocksLogStore::Trim(const TrimRequest& req) {
     through = *run;
   }
   batch.Put(cf_.meta, ToSlice(schema::kFirstSeqKey), Be64(new_first).slice());
-  batch.Put(cf_.meta, schema::TrimMarkKey(new_first - 1), EncodeTs(newest_ts));
+  batch.Put(cf_.meta, schema::TrimMarkKey(new_first - 1), schema::EncodeTrimMarkValue(newest_ts));
 
   Status s = Maintain(
       &batch,
@@ -199,17 +185,23 @@ Result<uint64_t> RocksLogStore::SkipTrimmed(const std::string& origin, uint64_t 
           skipped = through - high_water;
           batch.Put(cf_.meta, schema::HighWaterKey(origin), Be64(through).slice());
         }
-        auto t = trimmed_.find(origin);
-        if (t == trimmed_.end() || t->second < through) {
+        uint64_t& t = trimmed_[origin];
+        if (t < through) {
           batch.Put(cf_.meta, schema::TrimmedKey(origin), Be64(through).slice());
+          // Positions at or below the mark are no longer held, even those this node had: their
+          // index entries go with the mark, as in a trim (the index holds exactly T+1..H).
+          batch.DeleteRange(cf_.origin, schema::OriginKey(origin, 0),
+                            through == std::numeric_limits<uint64_t>::max()
+                                ? origin + '\x01'
+                                : schema::OriginKey(origin, through + 1));
+          // Published before the write, as a trim's: no read looks for the entries it removes.
+          t = through;
         }
       },
       [&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         // Published once durable, like every high water.
         uint64_t& hw = high_waters_[origin];
         hw = std::max(hw, through);
-        uint64_t& t = trimmed_[origin];
-        t = std::max(t, through);
       });
   if (!s.ok()) return s;
   return skipped;
@@ -226,8 +218,8 @@ Status RocksLogStore::ExpireMsgIds(double ts) {
     if (key.substr(0, prefix.size()) != prefix) break;
     uint64_t seq = 0;
     double newest = 0;
-    if (!schema::DecodeSeqValue(key.substr(prefix.size()), &seq) ||
-        !DecodeTs(ToView(it->value()), &newest)) {
+    if (!schema::ParseTrimMarkKey(key, &seq) ||
+        !schema::DecodeTrimMarkValue(ToView(it->value()), &newest)) {
       return Status::Corruption("malformed trim mark '" + std::string(key) + "'");
     }
     if (newest >= ts) break;  // steps are in log order: later ones are no older

@@ -82,6 +82,12 @@ std::string PushCursorKey(std::string_view peer_url);
 std::string PullCursorKey(std::string_view peer_url);
 std::string TrimmedKey(std::string_view origin);
 std::string TrimMarkKey(uint64_t seq);
+// The seq of a "tmark\0" + BE64(seq) key. Returns false if it is malformed.
+bool ParseTrimMarkKey(std::string_view key, uint64_t* seq);
+// A trim mark's value: the bits of the newest removed record's ts, fixed64 little-endian.
+std::string EncodeTrimMarkValue(double ts);
+// Returns false if `value` is not exactly 8 bytes.
+bool DecodeTrimMarkValue(std::string_view value, double* ts);
 
 std::string EncodePullCursor(const PullCursor& cursor);
 // Returns false if `value` is not exactly an encoded cursor.

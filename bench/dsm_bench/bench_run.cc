@@ -17,6 +17,7 @@
 #include "bench/dsm_bench/metrics_scrape.h"
 #include "bench/dsm_bench/progress.h"
 #include "bench/dsm_bench/scale_probe.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/watch.h"
 #include "common/ids.h"
 
@@ -104,6 +105,7 @@ class Bench {
   // The last node as a new empty peer: stopped, its directory wiped, restarted; fills the
   // catch-up figures of `point`, then stops it for dsm-dbdump --verify and starts it again.
   Status NewPeerCatchUp(ScalePoint* point);
+  Status Retention();
 
   // OK while every node of the local cluster is running (always OK for given nodes).
   Status NodesAlive();
@@ -745,6 +747,32 @@ Status Bench::Scale() {
   return Status::Ok();
 }
 
+// --phases retention (retention_phase.h): fresh clusters of its own, with and without trimming.
+// The main cluster stays up, idle.
+Status Bench::Retention() {
+  RetentionComparison& r = report_->retention;
+  if (config_.profile == "smoke") {
+    r.config.repetitions = 1;
+    r.config.max_messages = 100;
+    r.config.prefill_messages = 200;
+  }
+  if (!cluster_) {
+    r.skipped = "needs the local cluster (it starts clusters with and without retention)";
+    return Status::Ok();
+  }
+  RetentionRunOptions o;
+  o.node_binary = options_.node_binary;
+  o.root = created_root_;
+  o.node_args = options_.node_args;
+  o.fsync = config_.fsync == "always";
+  o.quorum = config_.quorum;
+  o.payload_bytes = config_.payload_bytes;
+  o.warmup_s = config_.warmup_s;
+  o.duration_s = config_.duration_s;
+  o.keep_data = options_.keep_data;
+  return RunRetention(o, stop_, &progress_, &r);
+}
+
 Status Bench::Run() {
   report_->started_at = UtcNow();
   report_->load_before = LoadAverage();
@@ -831,6 +859,10 @@ Status Bench::Run() {
     progress_.End(summary);
   } else {
     report_->consume.skipped = "not among --phases";
+  }
+
+  if (config_.Runs("retention")) {
+    if (Status s = Retention(); !s.ok()) return s;
   }
 
   // CPU the load generator needed, as a warning when it may have been the bottleneck.

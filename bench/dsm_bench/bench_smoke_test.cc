@@ -278,5 +278,34 @@ TEST(BenchSmokeTest, CompareEtcdMeasuresEtcd) {
   EXPECT_FALSE(std::filesystem::exists(run_dir + "/etcd")) << run_dir;
 }
 
+// --phases retention: fresh clusters with and without trimming, the medians, and two targets.
+TEST(BenchSmokeTest, RetentionPhaseComparesTrimmingWithNoRetention) {
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out = RunBench(dir, {"--smoke", "--phases", "retention"}, &doc);
+  EXPECT_NE(out.find("Retention: /send (quorum) while every node trims"), std::string::npos)
+      << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("retention") && doc["retention"].IsObject());
+  const rapidjson::Value& r = doc["retention"];
+  EXPECT_TRUE(r["ran"].GetBool());
+  ASSERT_TRUE(r["figures"].IsArray());
+  ASSERT_EQ(r["figures"].Size(), 4u);  // 1 and 16 clients, each without and with trimming
+  for (const auto& f : r["figures"].GetArray()) {
+    for (const char* k : {"p50", "p99", "p99_9", "messages_per_s", "trimmed_per_s"}) {
+      EXPECT_TRUE(f.HasMember(k) && f[k].IsNumber()) << k;
+    }
+    ASSERT_TRUE(f["runs"].IsArray());
+    EXPECT_EQ(f["runs"].Size(), 1u);  // one repetition in the smoke profile
+    EXPECT_EQ(f["errors"].GetUint64(), 0u);
+  }
+  int targets = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["name"].GetString()).rfind("retention:", 0) != 0) continue;
+    ++targets;
+    EXPECT_TRUE(t["measured"].GetBool()) << t["value"].GetString();
+  }
+  EXPECT_EQ(targets, 2);
+}
+
 }  // namespace
 }  // namespace dsm::bench

@@ -130,9 +130,9 @@ int main(int argc, char** argv) {
       app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
-                 "phases after the baselines (closed,open,batch,catchup by default; scale and "
-                 "consume only when listed: scale takes minutes, consume measures durable "
-                 "consumers)");
+                 "phases after the baselines (closed,open,batch,catchup by default; scale, "
+                 "consume and retention only when listed: scale takes minutes, consume measures "
+                 "durable consumers, retention ~2 minutes)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
@@ -237,10 +237,10 @@ int main(int argc, char** argv) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
       if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale" &&
-          p != "consume") {
+          p != "consume" && p != "retention") {
         std::fprintf(stderr,
                      "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
-                     "scale, consume)\n",
+                     "scale, consume, retention)\n",
                      p.c_str());
         return 2;
       }

@@ -332,6 +332,96 @@ const EtcdRun* EtcdComparison::Find(int clients) const {
   return nullptr;
 }
 
+namespace {
+
+// --phases retention: p99 of /send while the nodes trim continuously, against the same load on
+// nodes without retention (medians of the repetitions), at each client count.
+void RetentionTargets(BenchReport* rep) {
+  const RetentionComparison& r = rep->retention;
+  if (!rep->config.Runs("retention")) return;
+  for (int clients : r.config.clients) {
+    TargetCheck t;
+    t.kind = "ratio to the same load without retention";
+    t.name = "retention: /send p99 at " + std::to_string(clients) +
+             (clients == 1 ? " client" : " clients") +
+             " while trimming <= 1.5 x p99 without retention";
+    const RetentionFigure* off = r.Find(false, clients);
+    const RetentionFigure* on = r.Find(true, clients);
+    t.goal = off && off->p99_ms > 0 ? Fmt("<= %.3f ms", 1.5 * off->p99_ms) : "<= 1.5 x";
+    if (r.ran && off && on && off->p99_ms > 0 && on->p99_ms > 0) {
+      t.measured = true;
+      t.value = Fmt("%.3f ms", on->p99_ms) + Fmt(" = %.2f x", Ratio(on->p99_ms, off->p99_ms)) +
+                Fmt(" (%.3f ms without; ", off->p99_ms) +
+                Fmt("trimming %.0f msgs/s)", on->trimmed_per_s);
+      t.met = on->p99_ms <= 1.5 * off->p99_ms;
+    } else {
+      t.value = r.ran ? "no figures at this client count" : "not run: " + r.skipped;
+    }
+    rep->targets.push_back(t);
+  }
+}
+
+void RetentionJson(JsonWriter& w, const RetentionComparison& r) {
+  w.Key("retention");
+  w.StartObject();
+  Bool(w, "ran", r.ran);
+  if (!r.ran) Str(w, "skipped", r.skipped);
+  Int(w, "repetitions", static_cast<uint64_t>(r.config.repetitions));
+  Int(w, "retention_max_messages", r.config.max_messages);
+  Int(w, "retention_interval_ms", static_cast<uint64_t>(r.config.interval_ms));
+  Int(w, "prefill_messages", r.config.prefill_messages);
+  w.Key("figures");
+  w.StartArray();
+  for (const RetentionFigure& f : r.figures) {
+    w.StartObject();
+    Bool(w, "trimming", f.trimming);
+    Int(w, "clients", static_cast<uint64_t>(f.clients));
+    Num(w, "p50", f.p50_ms);
+    Num(w, "p99", f.p99_ms);
+    Num(w, "p99_9", f.p999_ms);
+    Num(w, "messages_per_s", f.messages_per_s);
+    Num(w, "trimmed_per_s", f.trimmed_per_s);
+    Int(w, "errors", f.errors);
+    w.Key("runs");
+    w.StartArray();
+    for (const RetentionSample& s : f.samples) {
+      w.StartObject();
+      Latency(w, "latency_ms", s.latency);
+      Num(w, "messages_per_s", s.messages_per_s);
+      Num(w, "trimmed_per_s", s.trimmed_per_s);
+      Int(w, "errors", s.errors);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+void PrintRetention(const RetentionComparison& r, std::FILE* out) {
+  std::fprintf(out,
+               "\nRetention: /send (quorum) while every node trims, against no retention (fresh "
+               "3-node clusters,\n  --retention-max-messages %llu --retention-interval-ms %d, "
+               "medians of %d runs each)\n",
+               static_cast<unsigned long long>(r.config.max_messages), r.config.interval_ms,
+               r.config.repetitions);
+  if (!r.ran) {
+    std::fprintf(out, "  skipped: %s\n", r.skipped.c_str());
+    return;
+  }
+  std::fprintf(out, "  %4s %-13s %9s %8s %8s %8s %11s %6s\n", "cli", "retention", "msgs/s",
+               "p50 ms", "p99", "p99.9", "trimmed/s", "errors");
+  for (const RetentionFigure& f : r.figures) {
+    std::fprintf(out, "  %4d %-13s %9.0f %8.3f %8.3f %8.3f %11.0f %6zu\n", f.clients,
+                 f.trimming ? "trimming" : "none", f.messages_per_s, f.p50_ms, f.p99_ms,
+                 f.p999_ms, f.trimmed_per_s, f.errors);
+  }
+  std::fprintf(out, "  trimmed/s = dsm_retention_trimmed_messages_total of the 3 nodes, per s\n");
+}
+
+}  // namespace
+
 // The targets of docs/benchmarks.md ("The targets"). Most are ratios to the baselines measured in
 // the same run (so a slower or faster machine moves the goal with it); batch publish and catch-up
 // are absolute rates; the etcd targets are ratios to etcd's figures of the same run.
@@ -425,6 +515,7 @@ void EvaluateTargets(BenchReport* rep) {
     rep->targets.push_back(t);
   }
   AddScaleTargets(rep);
+  RetentionTargets(rep);
   if (!rep->etcd.requested) return;
   const std::string not_run = rep->etcd.ran ? "" : "etcd not measured: " + rep->etcd.skipped;
   for (int clients : {1, 64}) {
@@ -758,6 +849,7 @@ std::string ReportJson(const BenchReport& rep) {
   w.EndObject();
 
   ScaleJson(w, rep.scale);
+  if (rep.config.Runs("retention")) RetentionJson(w, rep.retention);
 
   Str(w, "targets_from", "docs/benchmarks.md, \"The targets\"");
   w.Key("targets");
@@ -970,6 +1062,7 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
                    r.ack_latency.p99_ms, r.fetch_latency.p50_ms, r.redelivered, r.errors);
     }
   }
+  if (c.Runs("retention")) PrintRetention(rep.retention, out);
 
   std::fprintf(out,
                "\nTargets (docs/benchmarks.md)\n  goals from this run's baselines, absolute "

@@ -22,6 +22,7 @@
 #include "bench/dsm_bench/consume.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/stats.h"
 #include "bench/dsm_bench/watch.h"
 #include "dsm/status.h"
@@ -51,8 +52,8 @@ struct BenchConfig {
   int ceiling_clients = 64;
   int watch_interval_us = 2000;
   bool spread = false;  // publish to every node (round-robin) instead of the first one
-  // Phases to run after the baselines: "closed", "open", "batch", "catchup", and "scale" (not
-  // run by default: it takes minutes).
+  // Phases to run after the baselines: "closed", "open", "batch", "catchup" by default; "scale"
+  // (it takes minutes), "consume" (durable consumers) and "retention" only when asked for.
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
   // The scale phase: the log sizes (messages) it measures at, the closed-loop quorum clients and
   // seconds of its latency probe.
@@ -225,6 +226,7 @@ struct BenchReport {
   ScaleRun scale;
   ConsumeReport consume;
   EtcdComparison etcd;
+  RetentionComparison retention;  // --phases retention
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;
 

@@ -605,7 +605,15 @@ Result<uint64_t> MemoryLogStore::SkipTrimmed(const std::string& origin, uint64_t
       hw = through;
     }
     uint64_t& t = state_.trimmed_[origin];
-    t = std::max(t, through);
+    if (t < through) {
+      t = through;
+      // Positions at or below the mark are no longer held: their index entries go with it.
+      auto positions = state_.origins_.find(origin);
+      if (positions != state_.origins_.end()) {
+        positions->second.erase(positions->second.begin(),
+                                positions->second.upper_bound(through));
+      }
+    }
     ++version_;
     SyncedLocked();
   }

@@ -1,5 +1,6 @@
 #include "tools/dbdump/verify.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -249,6 +250,7 @@ class Verifier {
                  std::to_string(meta_.format_version.value_or(schema::kFormatVersion)) +
                  " has a consumers family");
     }
+    CheckRetentionMeta();
     const std::string own = meta_.stream_id();
     if (!own.empty()) {
       auto hw = meta_.high_waters.find(own);
@@ -265,6 +267,61 @@ class Verifier {
     return Status::Ok();
   }
 
+  // The retention keys against each other and the high waters (storage/format.md, "Retention").
+  void CheckRetentionMeta() {
+    // A malformed first_seq is reported (above); the log's first record stands in for it.
+    const std::string first_key(schema::kFirstSeqKey);
+    first_ = meta_.FirstSeqKept();
+    if (bad_meta_keys_.count(first_key) != 0) first_ = std::max<uint64_t>(meta_.first_seq, 1);
+    const uint64_t first = first_;
+    report_.first_seq_kept = first;
+    report_.dedup_head = meta_.dedup_head.value_or(0);
+    report_.trim_steps_pending = meta_.trim_marks.size();
+    // Facts a malformed key hides are not compared.
+    bool steps_known = bad_meta_keys_.count(std::string(schema::kDedupHeadKey)) == 0 &&
+                       bad_meta_keys_.count(first_key) == 0;
+    for (const std::string& key : bad_meta_keys_) {
+      steps_known = steps_known && !key.starts_with(schema::kTrimMarkPrefix);
+    }
+    if (meta_.dedup_head && *meta_.dedup_head >= first) {
+      Report(DescribeKey(LogFamily::kMeta, schema::kDedupHeadKey),
+             "dedup head " + std::to_string(*meta_.dedup_head) + " is not below first_seq " +
+                 std::to_string(first) + " (it ends a trim step)");
+    }
+    for (const auto& [seq, ts] : meta_.trim_marks) {
+      const std::string where = DescribeKey(LogFamily::kMeta, schema::TrimMarkKey(seq));
+      if (seq >= first) {
+        Report(where, "trim step ending at seq " + std::to_string(seq) +
+                          " is not below first_seq " + std::to_string(first));
+      } else if (seq <= report_.dedup_head) {
+        Report(where, "trim step ending at seq " + std::to_string(seq) +
+                          " is at or below the dedup head " + std::to_string(report_.dedup_head) +
+                          " (expiring it deletes its mark)");
+      }
+    }
+    // The last trim step ends at first_seq - 1: its mark is pending, or the dedup head.
+    if (first > 1 && steps_known &&
+        (meta_.trim_marks.empty() || meta_.trim_marks.rbegin()->first != first - 1) &&
+        report_.dedup_head != first - 1) {
+      Report(DescribeKey(LogFamily::kMeta, first_key),
+             "first_seq is " + std::to_string(first) + ", but no trim step (pending mark or dedup "
+                 "head) ends at seq " + std::to_string(first - 1));
+    }
+    if (first == 1 && steps_known && (!meta_.trim_marks.empty() || meta_.dedup_head)) {
+      Report(DescribeKey(LogFamily::kMeta, first_key),
+             "absent (nothing trimmed), but there are trim steps or a dedup head");
+    }
+    for (const auto& [origin, through] : meta_.trimmed_through) {
+      auto hw = meta_.high_waters.find(origin);
+      const uint64_t high_water = hw == meta_.high_waters.end() ? 0 : hw->second;
+      if (through > high_water && bad_meta_keys_.count(schema::HighWaterKey(origin)) == 0) {
+        Report(DescribeKey(LogFamily::kMeta, schema::TrimmedKey(origin)),
+               "trim mark " + std::to_string(through) + " is beyond the high water " +
+                   std::to_string(high_water) + " of " + Escape(origin));
+      }
+    }
+  }
+
   Status CheckDefaultFamily() {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kDefault);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -276,7 +333,8 @@ class Verifier {
 
   Status CheckLog() {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kLog);
-    uint64_t expected = 1;
+    const uint64_t first = first_;
+    uint64_t expected = first;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.records;
       uint64_t seq = 0;
@@ -291,14 +349,20 @@ class Verifier {
       }
       if (report_.first_seq == 0) report_.first_seq = seq;
       report_.last_seq = seq;
+      if (seq < first) {
+        Report(LogWhere(seq), "below first_seq " + std::to_string(first) +
+                                  ": a trimmed record is still in the log");
+        continue;
+      }
       if (seq > expected) {
         Report(LogHoleWhere(expected, seq - 1),
-               expected == 1
-                   ? "missing (the log starts at seq " + std::to_string(seq) + ")"
+               expected == first
+                   ? "missing (the log starts at seq " + std::to_string(seq) +
+                         (first > 1 ? ", first_seq is " + std::to_string(first) : "") + ")"
                    : "missing (the log is not dense: seq " + std::to_string(expected - 1) +
                          " is followed by seq " + std::to_string(seq) + ")");
       }
-      expected = seq + 1;
+      expected = std::max(expected, seq + 1);
       Result<Message> m = DecodeRecord(seq, it->value());
       if (!m.ok()) {
         Report(LogWhere(seq), DecodeProblem(seq, m.status()));
@@ -325,6 +389,9 @@ class Verifier {
         Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
       } else if (entry->seq && *entry->seq == m.seq) {
         ++msgid_pointing_home_;
+      } else if (entry->seq && *entry->seq != 0 && *entry->seq < first_) {
+        Report(where(), "msg_id " + Quoted(m.msg_id) + " is indexed at seq " +
+                            std::to_string(*entry->seq) + ", a trimmed record, not here");
       } else if (entry->seq && *entry->seq != m.seq) {
         Message other;
         Result<Found> found = Load(*entry->seq, &other);
@@ -354,6 +421,9 @@ class Verifier {
       return Status::Ok();
     }
     auto position = [&m] { return Position(m.origin, m.origin_seq); };
+    // A position at or below its origin's trim mark is no longer held by position (its index
+    // entry went with the mark; the scan of the origin index reports one left behind).
+    if (m.origin_seq <= meta_.TrimmedThrough(m.origin)) return CheckOriginOrder(m, where, position);
     Result<IndexEntry> entry = ReadOriginIndex(m);
     if (!entry.ok()) return entry.status();
     if (!entry->present) {
@@ -376,7 +446,12 @@ class Verifier {
       // Otherwise the index entry itself is wrong (dangling, undecodable or another position of
       // the same origin): the scan of the origin index reports it.
     }
+    return CheckOriginOrder(m, where, position);
+  }
 
+  // Records of one origin have origin_seq increasing with seq.
+  template <typename WhereFn, typename PositionFn>
+  Status CheckOriginOrder(const Message& m, const WhereFn& where, const PositionFn& position) {
     auto [last, inserted] = last_of_origin_.try_emplace(m.origin, m.seq, m.origin_seq);
     if (!inserted) {
       if (m.origin_seq <= last->second.second) {
@@ -426,6 +501,12 @@ class Verifier {
         Report(where(), ValueSizeProblem(it->value()));
         continue;
       }
+      if (seq != 0 && seq < first_) {
+        // A trimmed record's msg_id: kept for dedup until the dedup head passes it, then ignored
+        // until compaction drops it.
+        ++(seq <= report_.dedup_head ? report_.msgid_forgotten : report_.msgid_trimmed);
+        continue;
+      }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
@@ -439,7 +520,9 @@ class Verifier {
     return ScanEnd(LogFamily::kMsgId, it->status(), StoppedAfter(report_.msgid_entries));
   }
 
-  // Compares the last position of `origin` in the origin index with its high water.
+  // Compares the last position of `origin` in the origin index with its high water (positions
+  // at or below the origin's trim mark are not indexed: `last_position` is the mark when the
+  // index holds none above it).
   void FinishOrigin(const std::string& origin, uint64_t last_position) {
     if (unreadable_.count(LogFamily::kMeta) != 0) return;  // the high waters are not all known
     const std::string key = schema::HighWaterKey(origin);
@@ -464,6 +547,8 @@ class Verifier {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kOrigin);
     std::set<std::string> seen;
     std::optional<std::string> current;
+    uint64_t trimmed = 0;  // the current origin's trim mark
+    bool trim_unknown = false;
     uint64_t expected = 1;
     uint64_t last_position = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -478,18 +563,29 @@ class Verifier {
         if (current) FinishOrigin(*current, last_position);
         current = std::string(origin);
         seen.insert(*current);
-        expected = 1;
-        last_position = 0;
+        trimmed = meta_.TrimmedThrough(*current);
+        // A malformed trim mark (reported): where the positions may start is unknown.
+        trim_unknown = bad_meta_keys_.count(schema::TrimmedKey(*current)) != 0;
+        expected = trimmed + 1;
+        last_position = trimmed;
       }
       auto where = [&] { return OriginWhere(origin, origin_seq); };
       if (origin_seq == 0) {
         Report(where(), "position 0 is never used");
         continue;
       }
-      if (origin_seq > expected) {
+      if (origin_seq <= trimmed) {
+        Report(where(), "at or below the trim mark " + std::to_string(trimmed) + " of " +
+                          Escape(origin) + ": trimmed positions are not kept");
+        continue;
+      }
+      if (origin_seq > expected && !(expected == trimmed + 1 && trim_unknown)) {
         Report(OriginHoleWhere(origin, expected, origin_seq - 1),
-               expected == 1 ? "missing (the positions of " + Escape(origin) + " start at #" +
-                                   std::to_string(origin_seq) + ")"
+               expected == trimmed + 1
+                   ? "missing (the positions of " + Escape(origin) + " start at #" +
+                         std::to_string(origin_seq) +
+                         (trimmed > 0 ? ", after the trim mark " + std::to_string(trimmed) : "") +
+                         ")"
                              : "missing (the positions of " + Escape(origin) + " are not dense: #" +
                                    std::to_string(expected - 1) + " is followed by #" +
                                    std::to_string(origin_seq) + ")");
@@ -499,6 +595,11 @@ class Verifier {
       uint64_t seq = 0;
       if (!schema::DecodeSeqValue(it->value(), &seq)) {
         Report(where(), ValueSizeProblem(it->value()));
+        continue;
+      }
+      if (seq != 0 && seq < first_) {
+        // A consumed position whose record was trimmed: read as trimmed, removed with its run.
+        ++report_.origin_trimmed;
         continue;
       }
       if (all_home) continue;
@@ -524,10 +625,13 @@ class Verifier {
     if (!scanned) return Status::Ok();
     if (current) FinishOrigin(*current, last_position);
     for (const auto& [origin, high_water] : meta_.high_waters) {
-      if (high_water == 0 || seen.count(origin) != 0) continue;
+      const uint64_t trimmed_through = meta_.TrimmedThrough(origin);
+      if (high_water <= trimmed_through || seen.count(origin) != 0) continue;
       Report(DescribeKey(LogFamily::kMeta, schema::HighWaterKey(origin)),
              "high water is " + std::to_string(high_water) +
-                 ", but the origin index holds no position of " + Escape(origin));
+                 ", but the origin index holds no position of " + Escape(origin) +
+                 (trimmed_through > 0 ? " (trim mark " + std::to_string(trimmed_through) + ")"
+                                      : ""));
     }
     return Status::Ok();
   }
@@ -561,6 +665,12 @@ class Verifier {
         Report(where(), "unexpected value (" + std::to_string(it->value().size()) +
                           " bytes, expected none)");
       }
+      if (seq < first_) {
+        Report(where(), "points at seq " + std::to_string(seq) + ", below first_seq " +
+                          std::to_string(first_) +
+                          " (a trimmed record's entry is left behind)");
+        continue;
+      }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
@@ -579,6 +689,7 @@ class Verifier {
   VerifyReport report_;
   LogMetadata meta_;
   std::set<std::string> bad_meta_keys_;  // meta keys reported as malformed or missing
+  uint64_t first_ = 1;                   // the first seq retention kept
   std::set<LogFamily> unreadable_;       // families whose damage was reported
   // For each origin seen in the log: the seq and origin_seq of its latest record.
   std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
@@ -606,6 +717,12 @@ std::string VerifyReport::Summary() const {
                          : std::string(", recipient index not checked");
   if (consumers > 0) {
     facts += ", " + std::to_string(consumers) + (consumers == 1 ? " consumer" : " consumers");
+  }
+  if (first_seq_kept > 1 || msgid_trimmed + msgid_forgotten + origin_trimmed > 0) {
+    facts += "; trimmed below seq " + std::to_string(first_seq_kept) + " (" +
+             std::to_string(msgid_trimmed) + " msg_id entries kept for dedup, " +
+             std::to_string(msgid_forgotten) + " forgotten, " + std::to_string(origin_trimmed) +
+             " origin positions pointing at trimmed records)";
   }
   if (ok()) return "OK: " + facts;
   return "DAMAGED: " + std::to_string(damage_count) +
