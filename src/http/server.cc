@@ -171,7 +171,9 @@ void HttpServer::Impl::SetUpRoutes() {
       methods_of[r.path].push_back(Http::Method::Head);
     }
   }
-  for (const auto& [path, allow] : methods_of) {
+  for (const auto& [path, methods] : methods_of) {
+    // A named copy: a lambda cannot capture a structured binding (C++20 as clang 14 reads it).
+    const std::vector<Http::Method> allow = methods;
     std::string allowed_text;
     for (Http::Method m : allow) {
       if (!allowed_text.empty()) allowed_text += ", ";
