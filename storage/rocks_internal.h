@@ -61,6 +61,12 @@ inline Status DiskFull(const rocksdb::Status& s) {
       s.ToString());
 }
 
+// map[origin], 0 when absent: a stream's high water or trimmed mark.
+inline uint64_t PositionOf(const HighWaterMap& map, std::string_view origin) {
+  auto it = map.find(origin);
+  return it == map.end() ? 0 : it->second;
+}
+
 }  // namespace dsm::rocks
 
 namespace dsm {

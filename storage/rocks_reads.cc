@@ -232,8 +232,7 @@ uint64_t RocksLogStore::LastSeq() const {
 
 uint64_t RocksLogStore::HighWater(const std::string& origin) const {
   MutexLock lock(&mu_);
-  auto it = high_waters_.find(origin);
-  return it == high_waters_.end() ? 0 : it->second;
+  return rocks::PositionOf(high_waters_, origin);
 }
 
 std::map<std::string, uint64_t> RocksLogStore::HighWaters() const {

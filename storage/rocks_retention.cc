@@ -34,16 +34,14 @@ uint64_t RocksLogStore::FirstSeq() const {
 
 uint64_t RocksLogStore::TrimmedThrough(const std::string& origin) const {
   MutexLock lock(&mu_);
-  auto it = trimmed_.find(origin);
-  return it == trimmed_.end() ? 0 : it->second;
+  return rocks::PositionOf(trimmed_, origin);
 }
 
 bool RocksLogStore::TrimmedPosition(const std::string& origin, uint64_t origin_seq,
                                     uint64_t seq) const {
   MutexLock lock(&mu_);
   if (seq != 0 && seq < first_seq_) return true;
-  auto it = trimmed_.find(origin);
-  return it != trimmed_.end() && origin_seq <= it->second;
+  return origin_seq <= rocks::PositionOf(trimmed_, origin);
 }
 
 Result<uint64_t> RocksLogStore::PositionsBelow(const std::string& origin, uint64_t after,
@@ -71,8 +69,8 @@ Result<uint64_t> RocksLogStore::TrimmedRun(const std::string& origin, uint64_t a
   {
     MutexLock lock(&mu_);
     first = first_seq_;
-    auto it = trimmed_.find(origin);
-    if (it != trimmed_.end() && after < it->second) prefix = it->second;
+    const uint64_t mark = rocks::PositionOf(trimmed_, origin);
+    if (after < mark) prefix = mark;
   }
   // Past the trimmed prefix, positions whose index entry points at a trimmed record (a position
   // consumed by a message stored under another origin, which was trimmed) are gone too.
