@@ -12,13 +12,18 @@ meta-schema check is lint_spec.mjs's (npm).
 answers: starts a real three-node cluster (with cluster and client tokens, a small
 --max-message-bytes) and drives every operation of the document, ok and error answers alike:
 bad JSON, missing fields, unknown route, wrong method, too large, malformed HTTP, missing or wrong
-tokens, a foreign Origin, quorum refused with a peer down, gaps and conflicts on /replicate. Each
-answer must have the status the case expects, and that status must be one the document gives
-for the path and method (or, for a request no operation serves, in x-dsm-route-errors); its
-Content-Type must be one the document lists, its JSON body must match the schema - strictly:
-an object schema that lists properties admits no other field (the document promises every
-field the node sends) - and the headers the document names must be present. Every operation of
-the document must have been exercised. Exits 0 when all hold, 1 otherwise.
+tokens, a foreign Origin, quorum refused with a peer down, gaps and conflicts on /replicate, and
+the durable consumers' life (create, fetch, ack, nak, redelivery, stale and unknown ack ids, dead
+letters, delete, the limit of 1000 consumers). Each answer must have the status the case
+expects, and that status must be one the document gives for the path and method (or, for a
+request no operation serves, in x-dsm-route-errors); its Content-Type must be one the document
+lists, its JSON body must match the schema - strictly: an object schema that lists properties
+admits no other field (the document promises every field the node sends) - and the headers the
+document names must be present; a 405's Allow must name exactly the methods the document gives
+the path. The body of a request answered 2xx must match the operation's request schema, and
+where a case says so the schema must refuse the body the node refused (e.g. an unknown field of
+a consumer's definition). Every operation of the document must have been exercised. Exits 0
+when all hold, 1 otherwise.
 
 Needs python3-yaml and python3-jsonschema (Debian 12: 4.10, draft 2020-12).
 """
@@ -255,9 +260,11 @@ class Checker:
             return where, None
         return where, deref(self.doc, response)
 
-    def check(self, name, method, path, answer, expect, request_body=None):
+    def check(self, name, method, path, answer, expect, request_body=None, schema_refuses=False):
         """Checks one answer; `path` is the document's path (no query). The JSON body of a
-        request answered 200 must match the operation's request schema too."""
+        request answered 2xx must match the operation's request schema too; with
+        `schema_refuses`, the body of a refused request must not (the document gives the rule
+        the node applied). A 405's Allow must name the methods the document gives the path."""
         where, response = self.response_for(method, path, answer.status)
         problems = []
         if answer.status != expect:
@@ -280,8 +287,17 @@ class Checker:
                 problems += self.validate(content["application/json"].get("schema"), answer.body)
             elif answer.media_type() == "text/event-stream":
                 problems += self.validate_events(content["text/event-stream"], answer.body)
-            if answer.status == 200 and request_body is not None:
+            if 200 <= answer.status < 300 and request_body is not None:
                 problems += self.validate_request(method, path, request_body)
+            if schema_refuses and not self.validate_request(method, path, request_body):
+                problems.append("the document's request schema accepts this body, which the "
+                                "node refused")
+            if answer.status == 405 and path in self.doc["paths"]:
+                documented = {m.upper() for m in METHODS if m in self.doc["paths"][path]}
+                allow = {m.strip() for m in answer.headers.get("allow", "").split(",") if m.strip()}
+                if allow != documented:
+                    problems.append(f"Allow: {sorted(allow)}, the document gives the path "
+                                    f"{sorted(documented)}")
         if problems:
             self.failures.append((name, where, answer, problems))
             log(f"FAIL {name}: {where} -> {answer.status}: " + "; ".join(problems))
@@ -294,7 +310,8 @@ class Checker:
         content = deref(self.doc, op.get("requestBody", {})).get("content", {})
         if "application/json" not in content:
             return ["a body was accepted where the document gives no JSON request body"]
-        # Request schemas stay open: the node ignores fields it does not know.
+        # Request schemas are used as written, not closed: most endpoints ignore fields they do
+        # not know; those that refuse them say so in the document (additionalProperties: false).
         schema = pointer(self.original, "#" + self.request_schemas[(path, method.lower())])
         problems = self.validate(schema, body if isinstance(body, str) else json.dumps(body),
                                  self.open_resolver)
@@ -449,9 +466,11 @@ def drive(checker, cluster, deadline):
     port = a.port
     C, K = client_auth(), cluster_auth()
 
-    def case(name, method, path, expect, target=None, body=None, headers=None, **kw):
+    def case(name, method, path, expect, target=None, body=None, headers=None,
+             schema_refuses=False, **kw):
         answer = request(port, method, target or path, body=body, headers=headers, **kw)
-        return checker.check(name, method, path, answer, expect, request_body=body)
+        return checker.check(name, method, path, answer, expect, request_body=body,
+                             schema_refuses=schema_refuses)
 
     def raw_case(name, method, path, expect, data):
         return checker.check(name, method, path, raw(port, data), expect)
@@ -606,6 +625,8 @@ def drive(checker, cluster, deadline):
     case("sync cross-site", "POST", "/sync", 403, body={"since": 0},
          headers={**K, "Origin": "http://evil.example"})
 
+    drive_consumers(checker, case, raw_case, C)
+
     # Requests no operation serves, and the edge's refusals.
     case("unknown route", "GET", "/nope", 404, headers=C)
     case("unknown route POST", "POST", "/nope/deeper", 404, headers=C, body={})
@@ -638,7 +659,269 @@ def drive(checker, cluster, deadline):
     wait_for("a to see c dead", c_dead, deadline)
     case("send quorum refused", "POST", "/send", 503, headers=C,
          body={"payload": "q2", "ack": "quorum"})
+
+    # A node holds at most 1000 durable consumers (DurableConsumersOptions): fill it up.
+    listed = json.loads(request(port, "GET", "/consumers", headers=C).body)["consumers"]
+    for i in range(1000 - len(listed)):
+        if request(port, "PUT", f"/consumers/spec-fill-{i}", headers=C).status != 201:
+            raise Failure(f"could not create consumer spec-fill-{i}")
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out creating consumers ({i + 1} of {1000 - len(listed)})")
+    case("consumer too many", "PUT", "/consumers/{name}", 503, target="/consumers/spec-more",
+         headers=C)
     del b  # b only serves the quorum
+
+
+def drive_consumers(checker, case, raw_case, C):
+    """The durable consumers: every operation, its answers and refusals, on node a."""
+    one, fetch = "/consumers/{name}", "/consumers/{name}/messages"
+    ack, nak, dead = "/consumers/{name}/ack", "/consumers/{name}/nak", "/consumers/{name}/dead"
+    cross = {**C, "Origin": "http://evil.example"}
+
+    def body_of(answer):
+        return json.loads(answer.body) if answer.body else {}
+
+    def expect(name, what, ok):
+        if not ok:
+            checker.failures.append((name, "consumers", None, [what]))
+            log(f"FAIL {name}: {what}")
+
+    # Messages for the consumers: three to "worker".
+    case("consumer messages", "POST", "/send", 200, headers=C,
+         body={"messages": [{"recipient": "worker", "payload": f"job {i}"} for i in range(3)]})
+
+    # PUT /consumers/{name}
+    case("consumers none", "GET", "/consumers", 200, headers=C)
+    worker = {"recipient": "worker", "ack_wait_ms": 60000, "max_in_flight": 10,
+              "max_deliveries": 0}
+    case("consumer create", "PUT", one, 201, target="/consumers/spec-worker", headers=C,
+         body=worker)
+    case("consumer create again", "PUT", one, 200, target="/consumers/spec-worker", headers=C,
+         body=worker)
+    case("consumer other definition", "PUT", one, 409, target="/consumers/spec-worker",
+         headers=C, body={**worker, "max_in_flight": 11})
+    case("consumer defaults", "PUT", one, 201, target="/consumers/spec_defaults", headers=C)
+    case("consumer start new", "PUT", one, 201, target="/consumers/spec-new", headers=C,
+         body={"start": "new", "sender": None, "recipient": None, "max_deliveries": None})
+    case("consumer start seq", "PUT", one, 201, target="/consumers/spec-seq", headers=C,
+         body={"start": 1, "sender": "s1"})
+    case("consumer bad name", "PUT", one, 400, target="/consumers/bad.name", headers=C, body={})
+    case("consumer name too long", "PUT", one, 400, target="/consumers/" + "n" * 65, headers=C)
+    case("consumer unknown field", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body={"max_delivery": 3}, schema_refuses=True)
+    case("consumer bad JSON", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body='{"start": ')
+    case("consumer not an object", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body=[1], schema_refuses=True)
+    case("consumer bad ack_wait_ms", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body={"ack_wait_ms": 0}, schema_refuses=True)
+    case("consumer bad max_in_flight", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body={"max_in_flight": 100001}, schema_refuses=True)
+    case("consumer bad recipient", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body={"recipient": ""}, schema_refuses=True)
+    case("consumer bad start", "PUT", one, 400, target="/consumers/spec-x", headers=C,
+         body={"start": "last"}, schema_refuses=True)
+    case("consumer start beyond the log", "PUT", one, 400, target="/consumers/spec-x",
+         headers=C, body={"start": 10**9})
+    case("consumer without token", "PUT", one, 401, target="/consumers/spec-x", body={})
+    case("consumer cross-site", "PUT", one, 403, target="/consumers/spec-x", headers=cross,
+         body={})
+    case("consumer cookie PUT", "PUT", one, 401, target="/consumers/spec-x", body={},
+         headers={"Cookie": "dsm_token=" + CLIENT_TOKEN})
+
+    # GET and HEAD /consumers/{name}, GET /consumers
+    got = body_of(case("consumer", "GET", one, 200, target="/consumers/spec-worker", headers=C))
+    origins = got.get("consumer", {}).get("position", {}).get("origins")
+    expect("consumer origins", f"no position.origins: {got}", isinstance(origins, dict))
+    case("consumer start origins", "PUT", one, 201, target="/consumers/spec-moved", headers=C,
+         body={"recipient": "worker", "start": origins or {}})
+    case("consumer cookie", "GET", one, 200, target="/consumers/spec-worker",
+         headers={"Cookie": "dsm_token=" + CLIENT_TOKEN})
+    case("consumer HEAD", "HEAD", one, 200, target="/consumers/spec-worker", headers=C)
+    case("consumer unknown", "GET", one, 404, target="/consumers/nobody", headers=C)
+    case("consumer HEAD unknown", "HEAD", one, 404, target="/consumers/nobody", headers=C)
+    case("consumer GET bad name", "GET", one, 400, target="/consumers/bad.name", headers=C)
+    case("consumer HEAD bad name", "HEAD", one, 400, target="/consumers/bad.name", headers=C)
+    case("consumer GET without token", "GET", one, 401, target="/consumers/spec-worker")
+    case("consumer HEAD without token", "HEAD", one, 401, target="/consumers/spec-worker")
+    case("consumer GET cross-site", "GET", one, 403, target="/consumers/spec-worker",
+         headers=cross)
+    case("consumer HEAD cross-site", "HEAD", one, 403, target="/consumers/spec-worker",
+         headers=cross)
+    listed = body_of(case("consumers", "GET", "/consumers", 200, headers=C))
+    names = sorted(c["name"] for c in listed.get("consumers", []))
+    expect("consumers listed", f"listed {names}",
+           names == ["spec-moved", "spec-new", "spec-seq", "spec-worker", "spec_defaults"])
+    case("consumers HEAD", "HEAD", "/consumers", 200, headers=C)
+    case("consumers without token", "GET", "/consumers", 401)
+    case("consumers HEAD without token", "HEAD", "/consumers", 401)
+    case("consumers cross-site", "GET", "/consumers", 403, headers=cross)
+    case("consumers HEAD cross-site", "HEAD", "/consumers", 403, headers=cross)
+
+    # GET /consumers/{name}/messages
+    page = body_of(case("consumer fetch", "GET", fetch, 200,
+                        target="/consumers/spec-worker/messages?max=10", headers=C))
+    ids = [m["ack_id"] for m in page.get("messages", [])]
+    expect("consumer fetch", f"{len(ids)} messages fetched, not 3", len(ids) == 3)
+    if len(ids) != 3:
+        raise Failure("the consumer scenario needs the three messages to worker")
+    case("consumer fetch nothing", "GET", fetch, 200,
+         target="/consumers/spec-worker/messages?max=10&wait_ms=0", headers=C)
+    case("consumer fetch waits", "GET", fetch, 200,
+         target="/consumers/spec-worker/messages?wait_ms=50", headers=C)
+    case("consumer fetch cookie", "GET", fetch, 200, target="/consumers/spec-new/messages",
+         headers={"Cookie": "dsm_token=" + CLIENT_TOKEN})
+    for name, query in (("max 0", "max=0"), ("max over", "max=1001"), ("max text", "max=x"),
+                        ("wait_ms over", "wait_ms=30001"), ("wait_ms negative", "wait_ms=-1")):
+        case(f"consumer fetch bad {name}", "GET", fetch, 400,
+             target="/consumers/spec-worker/messages?" + query, headers=C)
+    case("consumer fetch unknown", "GET", fetch, 404, target="/consumers/nobody/messages",
+         headers=C)
+    case("consumer fetch bad name", "GET", fetch, 400, target="/consumers/bad.name/messages",
+         headers=C)
+    case("consumer fetch without token", "GET", fetch, 401,
+         target="/consumers/spec-worker/messages")
+    case("consumer fetch cross-site", "GET", fetch, 403,
+         target="/consumers/spec-worker/messages", headers=cross)
+    case("consumer fetch HEAD", "HEAD", fetch, 200, target="/consumers/spec-worker/messages",
+         headers=C)
+    case("consumer fetch HEAD unknown", "HEAD", fetch, 200, target="/consumers/nobody/messages",
+         headers=C)
+    case("consumer fetch HEAD bad name", "HEAD", fetch, 400,
+         target="/consumers/bad.name/messages", headers=C)
+    case("consumer fetch HEAD without token", "HEAD", fetch, 401,
+         target="/consumers/spec-worker/messages")
+    case("consumer fetch HEAD cross-site", "HEAD", fetch, 403,
+         target="/consumers/spec-worker/messages", headers=cross)
+
+    # POST /consumers/{name}/ack and /nak
+    def results(answer):
+        return [r["result"] for r in body_of(answer).get("results", [])]
+
+    def outcome(name, path, target, body, want):
+        answer = case(name, "POST", path, 200, target=target, headers=C, body=body)
+        expect(name, f"results {results(answer)}, not {want}", results(answer) == want)
+
+    uid, session = ids[0].split(".")[:2]
+    seq, delivery = ids[2].split(".")[2:]
+    wack, wnak = "/consumers/spec-worker/ack", "/consumers/spec-worker/nak"
+    outcome("consumer ack", ack, wack, {"ack_ids": [ids[0]]}, ["acked"])
+    outcome("consumer ack again", ack, wack, {"ack_ids": [ids[0]]}, ["already_acked"])
+    outcome("consumer nak", nak, wnak, {"ack_ids": [ids[1]], "delay_ms": 0}, ["naked"])
+    again = body_of(case("consumer fetch again", "GET", fetch, 200,
+                         target="/consumers/spec-worker/messages?max=10&wait_ms=5000",
+                         headers=C))
+    redelivered = [m for m in again.get("messages", []) if m["ack_id"] != ids[1]]
+    expect("consumer redelivery", f"no second delivery of {ids[1]}: {again}",
+           [m["delivery"] for m in redelivered] == [2])
+    outcome("consumer ack stale", ack, wack, {"ack_ids": [ids[1]]}, ["stale"])
+    outcome("consumer ack redelivered", ack, wack,
+            {"ack_ids": [m["ack_id"] for m in redelivered]}, ["acked"] * len(redelivered))
+    outcome("consumer nak no delay", nak, wnak, {"ack_ids": [ids[2]]}, ["naked"])
+    for name, body, refuses in (
+            ("never delivered", {"ack_ids": [f"{uid}.{session}.{10**6}.1"]}, False),
+            ("delivery never made", {"ack_ids": [f"{uid}.{session}.{seq}.{int(delivery) + 5}"]},
+             False),
+            ("of another consumer", {"ack_ids": [f"{'0' * 8}.{session}.{seq}.{delivery}"]}, False),
+            ("malformed id", {"ack_ids": ["x"]}, False),
+            ("no ids", {"ack_ids": []}, True),
+            ("no ack_ids", {}, True),
+            ("id too long", {"ack_ids": ["x" * 129]}, True),
+            ("unknown field", {"ack_ids": [ids[0]], "delay_ms": 5}, True),
+            ("not an object", ["x"], True)):
+        case(f"consumer ack {name}", "POST", ack, 400, target=wack, headers=C, body=body,
+             schema_refuses=refuses)
+    case("consumer ack bad JSON", "POST", ack, 400, target=wack, headers=C, body="{")
+    case("consumer nak bad delay_ms", "POST", nak, 400, target=wnak, headers=C,
+         body={"ack_ids": [ids[2]], "delay_ms": -1}, schema_refuses=True)
+    case("consumer nak unknown field", "POST", nak, 400, target=wnak, headers=C,
+         body={"ack_ids": [ids[2]], "after_ms": 5}, schema_refuses=True)
+    case("consumer nak never delivered", "POST", nak, 400, target=wnak, headers=C,
+         body={"ack_ids": [f"{uid}.{session}.{10**6}.1"]})
+    for path, verb in ((ack, "ack"), (nak, "nak")):
+        target = f"/consumers/nobody/{verb}"
+        case(f"consumer {verb} unknown", "POST", path, 404, target=target, headers=C,
+             body={"ack_ids": [ids[0]]})
+        case(f"consumer {verb} bad name", "POST", path, 400,
+             target=f"/consumers/bad.name/{verb}", headers=C, body={"ack_ids": [ids[0]]})
+        case(f"consumer {verb} without token", "POST", path, 401,
+             target=f"/consumers/spec-worker/{verb}", body={"ack_ids": [ids[0]]})
+        case(f"consumer {verb} cross-site", "POST", path, 403,
+             target=f"/consumers/spec-worker/{verb}", headers=cross, body={"ack_ids": [ids[0]]})
+
+    # GET /consumers/{name}/dead: a consumer that gives up after one delivery.
+    case("consumer dead-letters", "PUT", one, 201, target="/consumers/spec-dead", headers=C,
+         body={"recipient": "worker", "max_deliveries": 1})
+    first = body_of(case("consumer dead fetch", "GET", fetch, 200,
+                         target="/consumers/spec-dead/messages", headers=C))
+    outcome("consumer nak dead-letters", nak, "/consumers/spec-dead/nak",
+            {"ack_ids": [m["ack_id"] for m in first.get("messages", [])]}, ["dead_lettered"])
+    listing = body_of(case("consumer dead", "GET", dead, 200, target="/consumers/spec-dead/dead",
+                           headers=C))
+    expect("consumer dead", f"not one dead letter with its message: {listing}",
+           len(listing.get("dead", [])) == 1 and listing["dead"][0]["message"] is not None)
+    case("consumer dead page", "GET", dead, 200,
+         target="/consumers/spec-dead/dead?after=0&limit=1", headers=C)
+    case("consumer dead none", "GET", dead, 200, target="/consumers/spec-worker/dead",
+         headers=C)
+    for name, query in (("limit 0", "limit=0"), ("limit over", "limit=10001"),
+                        ("after negative", "after=-1")):
+        case(f"consumer dead bad {name}", "GET", dead, 400,
+             target="/consumers/spec-dead/dead?" + query, headers=C)
+    case("consumer dead unknown", "GET", dead, 404, target="/consumers/nobody/dead", headers=C)
+    case("consumer dead bad name", "GET", dead, 400, target="/consumers/bad.name/dead",
+         headers=C)
+    case("consumer dead without token", "GET", dead, 401, target="/consumers/spec-dead/dead")
+    case("consumer dead cross-site", "GET", dead, 403, target="/consumers/spec-dead/dead",
+         headers=cross)
+    case("consumer dead HEAD", "HEAD", dead, 200, target="/consumers/spec-dead/dead", headers=C)
+    case("consumer dead HEAD bad limit", "HEAD", dead, 400,
+         target="/consumers/spec-dead/dead?limit=0", headers=C)
+    case("consumer dead HEAD unknown", "HEAD", dead, 404, target="/consumers/nobody/dead",
+         headers=C)
+    case("consumer dead HEAD without token", "HEAD", dead, 401,
+         target="/consumers/spec-dead/dead")
+    case("consumer dead HEAD cross-site", "HEAD", dead, 403, target="/consumers/spec-dead/dead",
+         headers=cross)
+
+    # DELETE /consumers/{name}; the ids of a deleted consumer are refused by its successor.
+    case("consumer delete", "DELETE", one, 200, target="/consumers/spec-worker", headers=C)
+    case("consumer delete again", "DELETE", one, 404, target="/consumers/spec-worker",
+         headers=C)
+    case("consumer delete bad name", "DELETE", one, 400, target="/consumers/bad.name",
+         headers=C)
+    case("consumer delete without token", "DELETE", one, 401, target="/consumers/spec-new")
+    case("consumer delete cross-site", "DELETE", one, 403, target="/consumers/spec-new",
+         headers=cross)
+    case("consumer recreate", "PUT", one, 201, target="/consumers/spec-worker", headers=C,
+         body=worker)
+    case("consumer ack of the deleted one", "POST", ack, 400, target=wack, headers=C,
+         body={"ack_ids": [ids[2]]})
+
+    # Methods the paths do not answer, and the edge's refusals on consumer requests.
+    for method, path, target in (("POST", "/consumers", "/consumers"),
+                                 ("POST", one, "/consumers/spec-worker"),
+                                 ("PATCH", one, "/consumers/spec-worker"),
+                                 ("POST", fetch, "/consumers/spec-worker/messages"),
+                                 ("GET", ack, wack), ("PUT", nak, wnak),
+                                 ("DELETE", dead, "/consumers/spec-worker/dead")):
+        case(f"consumer {method} {path}", method, path, 405, target=target, headers=C,
+             body={} if method in ("POST", "PUT", "PATCH") else None)
+    token_line = f"Authorization: Bearer {CLIENT_TOKEN}\r\n"
+    raw_case("consumer body over the limit", "PUT", one, 413,
+             ("PUT /consumers/spec-big HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
+    for path, target in ((one, "/consumers/spec-te"), (ack, wack), (nak, wnak)):
+        method = "PUT" if path == one else "POST"
+        raw_case(f"consumer Transfer-Encoding {method} {path}", method, path, 411,
+                 (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").encode())
+    raw_case("consumers head over the limit", "GET", "/consumers", 431,
+             ("GET /consumers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              "X-Padding: " + "p" * 20000 + "\r\n\r\n").encode())
+    raw_case("consumer ack body over the limit", "POST", ack, 413,
+             (f"POST {wack} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
+              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
 
 
 def main():
