@@ -38,6 +38,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 
 import yaml
@@ -625,7 +626,7 @@ def drive(checker, cluster, deadline):
     case("sync cross-site", "POST", "/sync", 403, body={"since": 0},
          headers={**K, "Origin": "http://evil.example"})
 
-    drive_consumers(checker, case, raw_case, C)
+    drive_consumers(checker, case, raw_case, port, C, deadline)
 
     # Requests no operation serves, and the edge's refusals.
     case("unknown route", "GET", "/nope", 404, headers=C)
@@ -672,7 +673,7 @@ def drive(checker, cluster, deadline):
     del b  # b only serves the quorum
 
 
-def drive_consumers(checker, case, raw_case, C):
+def drive_consumers(checker, case, raw_case, port, C, deadline):
     """The durable consumers: every operation, its answers and refusals, on node a."""
     one, fetch = "/consumers/{name}", "/consumers/{name}/messages"
     ack, nak, dead = "/consumers/{name}/ack", "/consumers/{name}/nak", "/consumers/{name}/dead"
@@ -883,6 +884,27 @@ def drive_consumers(checker, case, raw_case, C):
          target="/consumers/spec-dead/dead")
     case("consumer dead HEAD cross-site", "HEAD", dead, 403, target="/consumers/spec-dead/dead",
          headers=cross)
+
+    # A fetch waiting on a consumer that is deleted meanwhile gets 404.
+    case("consumer doomed", "PUT", one, 201, target="/consumers/spec-doomed", headers=C,
+         body={"recipient": "nobody-writes-here"})
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(request(
+        port, "GET", "/consumers/spec-doomed/messages?wait_ms=20000", headers=C, timeout=30)))
+    waiter.start()
+
+    def fetch_waits():
+        metrics = request(port, "GET", "/metrics", headers=C).body
+        return re.search(r"^dsm_consumer_waiting_fetches [1-9]", metrics, re.M) is not None
+    try:
+        wait_for("the fetch of spec-doomed to wait", fetch_waits, deadline)
+    finally:
+        case("consumer delete while fetched", "DELETE", one, 200, target="/consumers/spec-doomed",
+             headers=C)
+        waiter.join(timeout=30)
+    if not waited:
+        raise Failure("the waiting fetch of a deleted consumer got no answer")
+    checker.check("consumer deleted while a fetch waits", "GET", fetch, waited[0], 404)
 
     # DELETE /consumers/{name}; the ids of a deleted consumer are refused by its successor.
     case("consumer delete", "DELETE", one, 200, target="/consumers/spec-worker", headers=C)
