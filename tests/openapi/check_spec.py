@@ -375,6 +375,13 @@ def request(port, method, target, body=None, headers=None, read_events=None, tim
         conn.close()
 
 
+def raw_request(method, target, *lines, body=""):
+    """The bytes of a request with the client token, the header `lines` and `body`."""
+    head = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1",
+            f"Authorization: Bearer {CLIENT_TOKEN}", *lines]
+    return ("\r\n".join(head) + "\r\n\r\n" + body).encode()
+
+
 def raw(port, data, timeout=10):
     """Sends raw bytes, reads until the node closes, parses the one answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -636,20 +643,15 @@ def drive(checker, cluster, deadline):
     case("messages DELETE", "DELETE", "/messages", 405, headers=C)
     case("heartbeat PUT", "PUT", "/heartbeat", 405, headers=K, body={})
     case("dashboard POST", "POST", "/dashboard", 405, body={})
-    token_line = f"Authorization: Bearer {CLIENT_TOKEN}\r\n"
     raw_case("malformed request line", "GARBAGE", "/", 400, b"GARBAGE\r\n\r\n")
     raw_case("two Content-Length", "POST", "/send", 400,
-             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}").encode())
+             raw_request("POST", "/send", "Content-Length: 2", "Content-Length: 2", body="{}"))
     raw_case("Transfer-Encoding", "POST", "/send", 411,
-             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").encode())
+             raw_request("POST", "/send", "Transfer-Encoding: chunked", body="0\r\n\r\n"))
     raw_case("body over the limit", "POST", "/send", 413,
-             ("POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
+             raw_request("POST", "/send", f"Content-Length: {MAX_REQUEST_BYTES + 1}"))
     raw_case("head over the limit", "GET", "/status", 431,
-             ("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              "X-Padding: " + "p" * 20000 + "\r\n\r\n").encode())
+             raw_request("GET", "/status", "X-Padding: " + "p" * 20000))
 
     # Quorum refused: c down, a (quorum 3) knows it.
     c.kill()
@@ -929,21 +931,15 @@ def drive_consumers(checker, case, raw_case, port, C, deadline):
                                  ("DELETE", dead, "/consumers/spec-worker/dead")):
         case(f"consumer {method} {path}", method, path, 405, target=target, headers=C,
              body={} if method in ("POST", "PUT", "PATCH") else None)
-    token_line = f"Authorization: Bearer {CLIENT_TOKEN}\r\n"
-    raw_case("consumer body over the limit", "PUT", one, 413,
-             ("PUT /consumers/spec-big HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
-    for path, target in ((one, "/consumers/spec-te"), (ack, wack), (nak, wnak)):
-        method = "PUT" if path == one else "POST"
+    too_long = f"Content-Length: {MAX_REQUEST_BYTES + 1}"
+    for method, path, target in (("PUT", one, "/consumers/spec-big"), ("POST", ack, wack),
+                                 ("POST", nak, wnak)):
+        raw_case(f"consumer body over the limit {method} {path}", method, path, 413,
+                 raw_request(method, target, too_long))
         raw_case(f"consumer Transfer-Encoding {method} {path}", method, path, 411,
-                 (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").encode())
+                 raw_request(method, target, "Transfer-Encoding: chunked", body="0\r\n\r\n"))
     raw_case("consumers head over the limit", "GET", "/consumers", 431,
-             ("GET /consumers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              "X-Padding: " + "p" * 20000 + "\r\n\r\n").encode())
-    raw_case("consumer ack body over the limit", "POST", ack, 413,
-             (f"POST {wack} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + token_line +
-              f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n").encode())
+             raw_request("GET", "/consumers", "X-Padding: " + "p" * 20000))
 
 
 def main():
