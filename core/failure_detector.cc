@@ -122,9 +122,16 @@ void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
           ErrorEvent(p, now, fmt::format("ignored a heartbeat answer of {}: {}", p.url, bad));
           return;
         }
+        if (r->stream == log->stream_id() && r->node_id == options.id) {
+          // The URL reaches this very node (a membership change named this node's own URL).
+          self_url = p.url;
+          ApplyMembership(now, membership.version > 0, &a);
+          return;
+        }
         if (!NoteStream(p, r->stream, now, &a)) return;
         p.high_waters = std::move(r->high_waters);
         if (r->max_request_bytes > 0) p.peer_max_request = r->max_request_bytes;
+        NoteMembership(p, *r, now, &a);
         // The peer holds messages we lack (of any stream, e.g. those of a node that does not
         // push to us): pull now rather than at the next anti-entropy tick.
         for (const auto& [origin, hw] : p.high_waters) {

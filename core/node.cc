@@ -34,13 +34,17 @@ void Node::Impl::CollectDue(MonoTime now, Actions* a) {
 void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
   if (!started || stopped) return;
   const uint64_t own_hw = log->HighWater(log->stream_id());
+  // A node removed from the cluster only keeps hearing the members (a new add reaches it so).
+  const bool removed = SelfRole() == MemberRole::kRemoved;
   for (PeerState& p : peers) {
+    if (!p.active()) continue;
     UpdateLiveness(p, now);
     if (!p.heartbeat_in_flight && now >= p.next_heartbeat) {
       p.heartbeat_in_flight = true;
       p.next_heartbeat = now + options.heartbeat_interval;
       a->heartbeats.push_back(p.index);
     }
+    if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, now)) {
       p.push_reading = true;
       const size_t limit = p.peer_max_request > 0 ? p.peer_max_request : MaxRequestBytes(options);
@@ -74,14 +78,17 @@ MonoTime Node::Impl::NextDeadline() const {
   MonoTime next = MonoTime::max();
   if (!started || stopped) return next;
   const uint64_t own_hw = log->HighWater(log->stream_id());
+  const bool removed = SelfRole() == MemberRole::kRemoved;
   for (const PeerState& p : peers) {
+    if (!p.active()) continue;
     if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
+    if (p.liveness != Liveness::kDead) {
+      next = std::min(next, (p.ever_ok ? p.last_ok : started_at) + options.heartbeat_timeout);
+    }
+    if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);
     if (!p.pull_in_flight()) {
       next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
-    }
-    if (p.liveness != Liveness::kDead) {
-      next = std::min(next, (p.ever_ok ? p.last_ok : started_at) + options.heartbeat_timeout);
     }
   }
   for (const auto& w : waiters) next = std::min(next, w->deadline);
@@ -97,9 +104,10 @@ Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* cloc
     p.url = options_.peers[i];
     p.push_max_messages = std::max<size_t>(1, options_.batch_messages);
     p.push_max_bytes = MaxRequestBytes(options_);
+    MutexLock lock(&impl_->mu);
     impl_->peers.push_back(std::move(p));
-    impl_->push_round_trip_seconds.push_back(std::make_unique<Histogram>());
   }
+  impl_->LoadMembership();
 }
 
 Node::~Node() {
@@ -115,16 +123,7 @@ void Node::Start() {
     if (impl_->started) return;
     impl_->started = true;
     impl_->started_at = impl_->clock->Now();
-    for (PeerState& p : impl_->peers) {
-      // A cursor beyond our stream means the cursor outlived a restored data directory: resend.
-      const PushCursor cursor = impl_->log->GetPushCursor(p.url);
-      p.push_cursor = std::min(cursor.origin_seq, own_hw);
-      p.push_stream = cursor.peer_stream;
-      p.push_sent = p.push_cursor;
-      p.next_heartbeat = impl_->started_at;
-      p.push_not_before = impl_->started_at;
-      p.next_pull = impl_->started_at;
-    }
+    for (PeerState& p : impl_->peers) impl_->StartPeer(p, impl_->started_at, own_hw);
     // The first check waits a heartbeat: until peers answer, none is known to hold anything.
     impl_->next_retention = impl_->started_at + impl_->options.heartbeat_interval;
     wake = impl_->wakeup;
@@ -171,9 +170,12 @@ void Node::WriteMetrics(MetricsWriter& w) const {
         bad_replies, read_errors, apply_errors, cursor_errors, push_rewinds, push_in_flight;
   };
   std::vector<PeerCounters> counters;
+  std::vector<std::shared_ptr<Histogram>> round_trips;
   {
     MutexLock lock(&d.mu);
     for (const PeerState& p : d.peers) {
+      if (!p.active()) continue;  // as in GetStatus
+      round_trips.push_back(p.push_round_trip);
       counters.push_back({p.pushed, p.push_errors, p.pull_errors, p.pulled, p.peer_last_seq,
                           p.conflicts, p.too_large, p.bad_replies, p.read_errors, p.apply_errors,
                           p.cursor_errors, p.push_rewinds, p.push_window.size()});
@@ -217,9 +219,9 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   w.HistogramSamples("dsm_replicate_write_duration_seconds", {}, d.replicate_write_seconds.Read());
   w.Family("dsm_peer_push_round_trip_seconds", "histogram",
            "From sending a push batch to the peer until its answer arrived.");
-  for (size_t i = 0; i < d.push_round_trip_seconds.size(); ++i) {
-    w.HistogramSamples("dsm_peer_push_round_trip_seconds", {{"peer", options_.peers[i]}},
-                       d.push_round_trip_seconds[i]->Read());
+  for (size_t i = 0; i < round_trips.size() && i < st.peers.size(); ++i) {
+    w.HistogramSamples("dsm_peer_push_round_trip_seconds", {{"peer", st.peers[i].url}},
+                       round_trips[i]->Read());
   }
   w.Family("dsm_quorum_writes_total", "counter",
            "Quorum /send outcomes: ok, refused (503, nothing written) or timeout (504).");
@@ -356,6 +358,17 @@ void Node::Impl::Run(Actions actions) {
   }
   for (auto& [done, result] : actions.completions) done(std::move(result));
   if (actions.retention) Store([this] { RetentionStep(); });
+  if (actions.persist_membership) {
+    // The latest membership is written, whichever change asked.
+    Store([this] {
+      MutexLock change(&change_mu);
+      Status st = PersistMembership();
+      if (!st.ok()) {
+        MutexLock lock(&mu);
+        Event(EventLevel::kWarning, "writing the membership failed: " + st.ToString());
+      }
+    });
+  }
   for (size_t peer : actions.heartbeats) {
     transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
       Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
@@ -365,7 +378,7 @@ void Node::Impl::Run(Actions actions) {
   // in memory here).
   for (const auto& [peer, cursor] : actions.persist_push) {
     Store([this, peer = peer, cursor = cursor] {
-      Status st = log->SetPushCursor(options.peers[peer], cursor);
+      Status st = log->SetPushCursor(PeerUrl(peer), cursor);
       if (!st.ok()) {
         // Not fatal (a lost cursor only causes a resend), but never silent.
         MutexLock lock(&mu);
@@ -534,6 +547,8 @@ HeartbeatReply Node::Heartbeat() const {
   r.high_waters = impl_->HaveMap();
   r.high_waters[r.stream] = impl_->log->HighWater(r.stream);
   r.max_request_bytes = MaxRequestBytes(options_);
+  MutexLock lock(&impl_->mu);
+  if (impl_->membership.version > 0) r.membership = impl_->membership;
   return r;
 }
 
@@ -552,9 +567,13 @@ NodeStatus Node::GetStatus() const {
     MutexLock lock(&d.mu);
     st.retention_waiting = d.retention_waiting;
     MonoTime now = d.clock->Now();
+    st.role = d.SelfRole();
+    st.membership_version = d.membership.version;
     for (const PeerState& p : d.peers) {
+      if (!p.active()) continue;
       PeerStatus ps;
       ps.url = p.url;
+      ps.role = p.voter ? MemberRole::kVoter : MemberRole::kLearner;
       // As the failure detector will see it at `now`; reading the status changes nothing.
       ps.alive = p.liveness == Liveness::kAlive && now - p.last_ok < d.options.heartbeat_timeout;
       ps.last_ok = p.last_ok_wall;

@@ -65,8 +65,13 @@ struct SyncPage {
   uint64_t trimmed_through = 0;
 };
 
+// A member's part in the cluster (include/dsm/membership.h).
+enum class MemberRole { kVoter, kLearner, kRemoved };
+const char* MemberRoleName(MemberRole role);  // "voter" | "learner" | "removed"
+
 struct PeerStatus {
   std::string url;
+  MemberRole role = MemberRole::kVoter;
   bool alive = false;
   double last_ok = 0;  // wall seconds of the last success, 0 = never
   int consecutive_failures = 0;
@@ -97,8 +102,27 @@ struct NodeStatus {
   uint64_t first_seq = 1;  // the log's first seq: retention trimmed everything below it
   // Why retention waits although a limit is passed ("" when it does not wait).
   std::string retention_waiting;
-  std::vector<PeerStatus> peers;  // in NodeOptions::peers order
+  std::vector<PeerStatus> peers;  // the members this node replicates with, in the order it met them
   Status write_health;
+  MemberRole role = MemberRole::kVoter;  // this node's own
+  uint64_t membership_version = 0;       // 0 until a membership change
+};
+
+// GET /cluster: the members as this node sees them, itself first.
+struct MemberStatus {
+  std::string id;   // node id, "" until it answered a heartbeat
+  std::string url;  // "" for this node until it learned its own URL
+  MemberRole role = MemberRole::kVoter;
+  bool self = false;
+  bool alive = false;
+  // Messages this node holds that the member did not hold at its last heartbeat (0 for this node;
+  // for a member never heard from, everything this node holds).
+  uint64_t lag = 0;
+};
+
+struct ClusterStatus {
+  uint64_t version = 0;  // the membership version (0: no change was ever made)
+  std::vector<MemberStatus> members;
 };
 
 class Node {
@@ -159,6 +183,15 @@ class Node {
   void SetStorageExecutor(std::function<void(std::function<void()>)> executor);
 
   NodeStatus GetStatus() const;
+
+  // Membership changes (include/dsm/membership.h), answered once the new membership is durable.
+  // `url` is normalized ("http://host:port"). Adds a learner; Conflict when it is a member
+  // already, InvalidArgument when it is this node.
+  Result<MemberStatus> AddMember(const std::string& url);
+  // `id` is a member's node id or its URL. NotFound when no member has it; Conflict when it is
+  // this node, or when a sync_quorum node would be left with fewer voters than its --quorum.
+  Result<MemberStatus> RemoveMember(const std::string& id);
+  ClusterStatus GetCluster() const;
   // This node's own stream id (its data directory's incarnation).
   const std::string& stream_id() const;
 

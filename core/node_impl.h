@@ -6,7 +6,8 @@
 //   push.cc              the push replicator of this node's own stream, one per peer;
 //   pull.cc              catch-up pulls from each peer's log and the repair of gaps;
 //   quorum.cc            client writes and their quorum: who holds what, waiters, 503 and 504;
-//   retention.cc         trimming the oldest messages once every peer holds them.
+//   retention.cc         trimming the oldest messages once every peer holds them;
+//   cluster.cc           membership: changes, merging what peers say, learners, GET /cluster.
 // Internal to core/: nothing outside includes it.
 //
 // Threads: Impl is a monitor. `mu` guards the per-peer state, the quorum waiters and the pending
@@ -39,6 +40,7 @@
 #include "common/metrics.h"
 #include "common/thread_annotations.h"
 #include "core/node.h"
+#include "dsm/membership.h"
 
 namespace dsm {
 
@@ -61,6 +63,19 @@ struct PushInFlight {
 struct PeerState {
   size_t index = 0;
   std::string url;
+
+  // Membership (cluster.cc). A peer that is no longer a member (or turned out to be this node)
+  // keeps its index and is never called again; a learner is replicated with and counted in no
+  // quorum. A peer added by a change gets no push or pull before its first heartbeat answer,
+  // which may show that the URL is this node.
+  bool member = true;
+  bool voter = true;
+  bool self = false;
+  bool added = false;
+  bool active() const { return member && !self; }
+  bool counts() const { return active() && voter; }
+  // Pushes and pulls go to an active peer once it can be told apart from this node.
+  friend bool Replicating(const PeerState& p) { return p.active() && !(p.added && p.stream.empty()); }
 
   // Failure detector. Dead once heartbeat_timeout passed since the last success (or since Start
   // when there was none).
@@ -125,6 +140,8 @@ struct PeerState {
   uint64_t pull_errors = 0;    // failed pulls
   uint64_t pulled = 0;         // messages applied from the peer's log
   uint64_t conflicts = 0;      // our messages the peer holds another msg_id for (its 409)
+  // From sending a push batch to its answer (observed on the transport's thread).
+  std::shared_ptr<Histogram> push_round_trip = std::make_shared<Histogram>();
   uint64_t too_large = 0;      // pushes the peer refused as too large (its 413)
   uint64_t bad_replies = 0;    // answers that broke the protocol's rules (ignored)
   uint64_t read_errors = 0;    // failed reads of our log for a push
@@ -183,6 +200,7 @@ struct Actions {
   std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
   std::vector<std::pair<EventLevel, std::string>> events;
   bool retention = false;  // run a retention step (retention.cc)
+  bool persist_membership = false;  // write the membership (cluster.cc)
   bool wake = false;
 };
 
@@ -229,7 +247,8 @@ struct Node::Impl {
   bool started GUARDED_BY(mu) = false;
   bool stopped GUARDED_BY(mu) = false;
   MonoTime started_at GUARDED_BY(mu){};
-  std::vector<PeerState> peers GUARDED_BY(mu);
+  // A deque: adding a peer (a membership change) leaves references to the others valid.
+  std::deque<PeerState> peers GUARDED_BY(mu);
   std::list<std::shared_ptr<QuorumWaiter>> waiters GUARDED_BY(mu);
   std::function<void()> wakeup GUARDED_BY(mu);
   std::function<void(EventLevel, const std::string&)> event_log GUARDED_BY(mu);
@@ -250,8 +269,13 @@ struct Node::Impl {
   // completion to the replication thread taking it, and from there to its quorum.
   Histogram core_queue_seconds, quorum_wait_seconds;
   Histogram replicate_write_seconds;  // the log write of a /replicate batch this node received
-  // Per peer (NodeOptions::peers order): from sending a push batch to its answer.
-  std::vector<std::unique_ptr<Histogram>> push_round_trip_seconds;
+
+  // Membership (cluster.cc). `membership` holds an entry per peer URL (and this node's own once
+  // a change named it); `self_url` is this node's URL once it learned it.
+  Membership membership GUARDED_BY(mu);
+  std::string self_url GUARDED_BY(mu);
+  // Serializes membership changes (AddMember, RemoveMember) and the writes of the membership.
+  Mutex change_mu ACQUIRED_BEFORE(mu);
 
   // Retention (retention.cc). One step at a time, on the storage executor.
   bool retention_running GUARDED_BY(mu) = false;
@@ -417,6 +441,34 @@ struct Node::Impl {
 
   MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);
 
+  // ---- cluster.cc ----
+  // The initial membership: --peers, or what was persisted (which wins; a disagreeing --peers is
+  // reported in one line).
+  void LoadMembership() LOCKS_EXCLUDED(mu);
+  // Brings the peers in line with `membership`: adds peers for new members, stops calling those
+  // that left, notes roles. Persists the membership (on the storage executor) when `persist`.
+  void ApplyMembership(MonoTime now, bool persist, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // This node's own entry, nullptr while it does not know which one that is.
+  const MemberEntry* SelfEntry() const EXCLUSIVE_LOCKS_REQUIRED(mu);
+  MemberRole SelfRole() const EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // A learner that caught up with every live member promotes itself to voter.
+  void MaybePromote(Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Sets `p` up to be replicated with from `now`: its persisted push cursor, its timers due.
+  void StartPeer(PeerState& p, MonoTime now, uint64_t own_hw) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  std::string PeerUrl(size_t peer) const LOCKS_EXCLUDED(mu) {
+    MutexLock lock(&mu);
+    return peers[peer].url;
+  }
+  // What a heartbeat answer of `p` says about membership: the URL is this node; the peer's id;
+  // its membership, merged into ours.
+  void NoteMembership(PeerState& p, const HeartbeatReply& r, MonoTime now, Actions* a)
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Writes the current membership (fsynced): the latest one, whoever asked first.
+  Status PersistMembership() EXCLUSIVE_LOCKS_REQUIRED(change_mu) LOCKS_EXCLUDED(mu);
+  // Messages this node holds that `p` did not hold at its last heartbeat.
+  uint64_t LagOf(const PeerState& p, const std::map<std::string, uint64_t>& mine) const
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   // ---- retention.cc ----
   // Whether a retention step is due at `now` (marks it running).
   bool RetentionDue(MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -437,7 +489,9 @@ void Node::Impl::AfterExchange(size_t peer, bool ok, Update&& update) {
     if (stopped) return;
     PeerState& p = peers[peer];
     const MonoTime now = clock->Now();
-    if (ok) {
+    if (!p.active()) {
+      // A late answer of a member that left: its bookkeeping only.
+    } else if (ok) {
       MarkSuccess(p, now);
     } else {
       MarkFailure(p, now);

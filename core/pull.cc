@@ -161,12 +161,13 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, uint64_t epoch, Result<S
   Store([this, peer, o = std::move(o), msgs = std::move(msgs), cursor, next]() mutable {
     // Written only where the last written page ended: a page before it that failed, or stopped
     // at a gap, left the cursor elsewhere, and writing this one would skip what lies between.
-    if (log->GetPullCursor(options.peers[peer]) != cursor) {
+    const std::string url = PeerUrl(peer);
+    if (log->GetPullCursor(url) != cursor) {
       o.stale = true;
       Post([this, peer, o = std::move(o)]() mutable { FinishSync(peer, std::move(o)); });
       return;
     }
-    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), options.peers[peer], &next);
+    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs), url, &next);
     if (!w.ok()) {
       o.applied_ok = false;
       o.apply_error = w.status().ToString();

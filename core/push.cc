@@ -94,11 +94,13 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
   }
   uint64_t id = 0;
   std::function<void()> wake;
+  std::shared_ptr<Histogram> round_trip;
   {
     MutexLock lock(&mu);
     if (stopped) return;
     PeerState& p = peers[push.peer];
     p.push_reading = false;
+    round_trip = p.push_round_trip;
     wake = wakeup;
     const MonoTime now = clock->Now();
     if (push.epoch != p.push_epoch) {
@@ -138,8 +140,9 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
     if (trimmed_through > 0) skip = PushSkip{log->stream_id(), trimmed_through};
     // Sent from here, before the next batch can be read: batches leave in the order of the window.
     transport->Replicate(push.peer, std::move(batch.value()), std::move(skip),
-                         [this, peer = push.peer, id, sent = clock->Now()](Result<ReplicateReply> r) {
-                           push_round_trip_seconds[peer]->Observe(
+                         [this, peer = push.peer, id, sent = clock->Now(),
+                          round_trip = std::move(round_trip)](Result<ReplicateReply> r) {
+                           round_trip->Observe(
                                std::chrono::duration<double>(clock->Now() - sent).count());
                            Post([this, peer, id, r = std::move(r)]() mutable {
                              OnPushed(peer, id, std::move(r));

@@ -26,7 +26,7 @@ bool Node::Impl::HoldsOwn(const PeerState& p, uint64_t origin_seq) const {
 int Node::Impl::OwnHolders(uint64_t origin_seq) const {
   int n = 1;
   for (const PeerState& p : peers) {
-    if (HoldsOwn(p, origin_seq)) ++n;
+    if (p.counts() && HoldsOwn(p, origin_seq)) ++n;
   }
   return n;
 }
@@ -36,7 +36,7 @@ int Node::Impl::OwnHolders(uint64_t origin_seq) const {
 int Node::Impl::ForeignHolders(const std::string& origin, uint64_t origin_seq) const {
   int n = 1;
   for (const PeerState& p : peers) {
-    if (p.stream.empty()) continue;
+    if (!p.counts() || p.stream.empty()) continue;
     auto it = p.high_waters.find(origin);
     if (it != p.high_waters.end() && it->second >= origin_seq) ++n;
   }
@@ -56,7 +56,7 @@ bool Node::Impl::Satisfied(const QuorumWaiter& w) const {
 bool Node::Impl::QuorumReachable() const {
   int reachable = 1;
   for (const PeerState& p : peers) {
-    if (p.liveness != Liveness::kDead) ++reachable;
+    if (p.counts() && p.liveness != Liveness::kDead) ++reachable;
   }
   return reachable >= options.quorum;
 }
@@ -100,6 +100,11 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     MutexLock lock(&d.mu);
     if (d.stopped) {
       refusal = Status::Unavailable("shutting down");
+    } else if (d.SelfRole() == MemberRole::kRemoved) {
+      refusal = Status::Unavailable(fmt::format(
+          "this node was removed from the cluster (membership version {}): its writes would "
+          "reach no member; send them to a member (GET /cluster on one lists them)",
+          d.membership.version));
     } else if (quorum && !d.QuorumReachable()) {
       unreachable = true;
     } else {

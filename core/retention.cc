@@ -79,6 +79,7 @@ void Node::Impl::RetentionStep() {
     MutexLock lock(&mu);
     if (stopped) return;
     for (const PeerState& p : peers) {
+      if (!p.active()) continue;  // removed members hold nothing back
       std::map<std::string, uint64_t>& positions = peer_positions.emplace_back();
       if (p.stream.empty()) continue;  // its incarnation is not known yet: nothing counts
       positions = p.high_waters;

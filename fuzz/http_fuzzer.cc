@@ -36,6 +36,7 @@ using Steady = std::chrono::steady_clock;
 // A transport for a node without peers: never called.
 class NoPeers final : public dsm::Transport {
  public:
+  void AddPeer(size_t, const std::string&) override {}
   void Heartbeat(size_t, std::function<void(dsm::Result<dsm::HeartbeatReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }

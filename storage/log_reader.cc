@@ -376,6 +376,12 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
       } else {
         meta.trim_marks.emplace(v, ts);
       }
+    } else if (key == schema::kMembershipKey) {
+      if (value.empty()) {
+        problem(key, "empty membership document");
+      } else {
+        meta.membership = std::string(value);
+      }
     } else {
       problem(key, "unknown meta key");
     }

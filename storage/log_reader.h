@@ -80,6 +80,8 @@ struct LogMetadata {
   // Retention (storage/format.md, "Retention"); all absent when nothing was ever trimmed.
   std::optional<uint64_t> first_seq_kept;           // meta first_seq: every seq below was trimmed
   std::map<std::string, uint64_t> trimmed_through;  // origin -> its trim mark (`trim\0` + origin)
+  // The cluster membership document (dsm/membership.h), when a change was made.
+  std::optional<std::string> membership;
   std::map<uint64_t, double> trim_marks;  // pending trim steps: last seq removed -> newest ts
   std::optional<uint64_t> dedup_head;     // msg_id entries of seqs at or below it are forgotten
   std::vector<MetaProblem> problems;               // in key order, then the missing required keys

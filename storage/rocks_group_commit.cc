@@ -356,6 +356,28 @@ Status RocksLogStore::SetPushCursor(const std::string& peer_url, const PushCurso
   return Status::Ok();
 }
 
+Result<std::string> RocksLogStore::GetMembership() const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf_.meta, schema::kMembershipKey, &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return Status::IOError("reading the membership failed: " + s.ToString());
+  return value;
+}
+
+Status RocksLogStore::SetMembership(const std::string& document) {
+  {
+    MutexLock lock(&mu_);
+    if (!bg_error_.ok()) return bg_error_;
+    if (!disk_full_.ok()) return disk_full_;
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // answered only once durable
+  rocksdb::Status s = db_->Put(wo, cf_.meta, schema::kMembershipKey, document);
+  if (s.IsNoSpace()) return DiskFull(s);
+  if (!s.ok()) return Status::IOError("writing the membership failed: " + s.ToString());
+  return Status::Ok();
+}
+
 Status RocksLogStore::WriteHealth() const {
   MutexLock lock(&mu_);
   if (!bg_error_.ok()) return bg_error_;

@@ -176,6 +176,8 @@ class RocksLogStore final : public LogStore {
   Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override
       LOCKS_EXCLUDED(push_mu_, mu_);
   PullCursor GetPullCursor(const std::string& peer_url) const override LOCKS_EXCLUDED(mu_);
+  Result<std::string> GetMembership() const override LOCKS_EXCLUDED(mu_);
+  Status SetMembership(const std::string& document) override LOCKS_EXCLUDED(mu_);
 
   uint64_t FirstSeq() const override LOCKS_EXCLUDED(mu_);
   uint64_t TrimmedThrough(const std::string& origin) const override LOCKS_EXCLUDED(mu_);

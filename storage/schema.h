@@ -21,6 +21,7 @@
 //              "tmark\0" + BE64(seq)            -> fixed64 ts bits: a trim step that removed up
 //                                                  to seq, its newest record's ts
 //              "dedup_head"                     -> BE64(msg_id entries of seqs <= it forgotten)
+//              "membership"                     -> the cluster membership (dsm/membership.h)
 // BE64 = 8-byte big-endian u64 (sorts numerically); lp = varint length + bytes.
 //
 // Pure functions and constants, thread-compatible.
@@ -57,6 +58,8 @@ inline constexpr std::string_view kPullCursorPrefix{"pull\0", 5};
 // Retention (storage/format.md, "Retention").
 inline constexpr std::string_view kFirstSeqKey = "first_seq";
 inline constexpr std::string_view kDedupHeadKey = "dedup_head";
+// The cluster membership document (dsm/membership.h), absent until a change.
+inline constexpr std::string_view kMembershipKey = "membership";
 inline constexpr std::string_view kTrimmedPrefix{"trim\0", 5};
 inline constexpr std::string_view kTrimMarkPrefix{"tmark\0", 6};
 

@@ -179,6 +179,12 @@ class LogStore {
 
   virtual PullCursor GetPullCursor(const std::string& peer_url) const = 0;
 
+  // The cluster membership as the replication core last stored it (an opaque document, see
+  // include/dsm/membership.h), "" when none was ever stored. SetMembership writes with fsync: a
+  // membership change is answered only once it is durable.
+  virtual Result<std::string> GetMembership() const = 0;
+  virtual Status SetMembership(const std::string& document) = 0;
+
   // OK, or the sticky IOError that stopped writes.
   virtual Status WriteHealth() const = 0;
 };

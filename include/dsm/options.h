@@ -43,6 +43,10 @@ struct NodeOptions {
   size_t push_window = 4;
   size_t push_window_bytes = 32 << 20;
 
+  // Membership (include/dsm/membership.h): a member added by a change is a learner, counted in
+  // no quorum, until it lacks at most this many messages of what each live member holds.
+  uint64_t learner_max_lag = 1000;
+
   // Retention (0 = no limit; by default everything is kept). The oldest messages are trimmed,
   // in log order, once the log is over a limit and every peer holds them; over max_bytes they
   // are trimmed even if a peer does not (a peer then skips them, and says so).

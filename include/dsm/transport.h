@@ -15,9 +15,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "dsm/membership.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
 
@@ -32,6 +34,8 @@ struct HeartbeatReply {
   std::map<std::string, uint64_t> high_waters;
   // The largest request body the peer accepts (MaxRequestBytes), 0 when it did not say.
   uint64_t max_request_bytes = 0;
+  // The peer's cluster membership, once a membership change was made (absent before).
+  std::optional<Membership> membership;
 };
 
 struct ReplicateReply {
@@ -71,7 +75,11 @@ struct PushSkip {
 class Transport {
  public:
   virtual ~Transport() = default;
-  // `peer` indexes the node's peer list (NodeOptions::peers).
+  // `peer` indexes the node's peer list: NodeOptions::peers, then the peers added by membership
+  // changes (AddPeer).
+  // A membership change added a peer at `url` with index `peer`: the next one (the list only
+  // grows; a removed member keeps its index and is no longer called).
+  virtual void AddPeer(size_t peer, const std::string& url) = 0;
   virtual void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) = 0;
   // Pushes messages of one origin stream, in origin_seq order, after `skip` (when it skips
   // anything, the messages are of skip.origin and may be none).

@@ -130,6 +130,10 @@ std::string RoutePath(std::string_view path) {
 Scope ScopeOf(std::string_view path) {
   const std::string normal = RoutePath(path);
   if (normal == "/replicate" || normal == "/sync" || normal == "/heartbeat") return Scope::kCluster;
+  // Membership changes (the route's pattern, or a request's path under it).
+  if (normal == "/cluster/members" || normal.starts_with("/cluster/members/")) {
+    return Scope::kCluster;
+  }
   if (normal == "/" || normal == "/dashboard" || normal == "/dashboard/app.js" ||
       normal == "/dashboard/style.css") {
     return Scope::kPublic;

@@ -60,7 +60,8 @@ std::optional<std::string> CookieToken(std::string_view cookie_header);
 
 enum class Scope {
   kPublic,   // the dashboard's static files: /, /dashboard, /dashboard/app.js, /dashboard/style.css
-  kCluster,  // internal endpoints: /replicate, /sync, /heartbeat
+  kCluster,  // internal endpoints: /replicate, /sync, /heartbeat; membership changes:
+             // /cluster/members and what is under it
   kClient,   // everything else, unknown paths included
 };
 

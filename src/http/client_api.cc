@@ -254,10 +254,15 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   str(st.node_id);
   w.Key("port");
   w.Uint(bound_port.load());
+  // The members this node replicates with: --peers until a membership change.
   w.Key("peers");
   w.StartArray();
-  for (const std::string& url : options.peers) str(url);
+  for (const PeerStatus& p : st.peers) str(p.url);
   w.EndArray();
+  w.Key("role");
+  w.String(MemberRoleName(st.role));
+  w.Key("membership_version");
+  w.Uint64(st.membership_version);
   w.Key("peer_status");
   w.StartObject();
   for (const PeerStatus& p : st.peers) {
@@ -267,6 +272,8 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
     // it last told this node, "" until it answered.
     w.Key("node_id");
     str(p.stream.substr(0, p.stream.find('@')));
+    w.Key("role");
+    w.String(MemberRoleName(p.role));
     w.Key("alive");
     w.Bool(p.alive);
     w.Key("last_ok");

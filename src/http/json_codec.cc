@@ -14,6 +14,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/peer_url.h"
 #include "src/http/message_json.h"
 #include "src/http/utf8.h"
 
@@ -406,6 +407,59 @@ std::string EncodeSyncRequest(uint64_t since, size_t limit,
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+namespace {
+
+// A heartbeat answer's "membership" (peer input: checked like client input).
+Result<Membership> MembershipOf(const rapidjson::Value& v) {
+  constexpr const char* kWhat = "heartbeat reply";
+  auto bad = [&](const std::string& problem) {
+    return ReplyFieldError(kWhat, "'membership' " + problem);
+  };
+  if (!v.IsObject()) return bad("must be an object");
+  Membership m;
+  auto version = v.FindMember("version");
+  if (version == v.MemberEnd() || !version->value.IsUint64()) {
+    return bad("needs a non-negative integer 'version'");
+  }
+  m.version = version->value.GetUint64();
+  auto members = v.FindMember("members");
+  if (members == v.MemberEnd() || !members->value.IsArray() ||
+      members->value.Size() > kMaxMembers) {
+    return bad("needs 'members', an array of at most " + std::to_string(kMaxMembers));
+  }
+  for (const rapidjson::Value& e : members->value.GetArray()) {
+    if (!e.IsObject()) return bad("members must be objects");
+    auto url = e.FindMember("url");
+    auto id = e.FindMember("id");
+    auto added = e.FindMember("added");
+    auto removed = e.FindMember("removed");
+    auto voter = e.FindMember("voter");
+    if (url == e.MemberEnd() || !url->value.IsString() || id == e.MemberEnd() ||
+        !id->value.IsString() || id->value.GetStringLength() > kMaxIdBytes ||
+        added == e.MemberEnd() || !added->value.IsUint64() || removed == e.MemberEnd() ||
+        !removed->value.IsUint64() || voter == e.MemberEnd() || !voter->value.IsBool()) {
+      return bad("members need 'url', 'id' (a string), 'added', 'removed' (integers), 'voter'");
+    }
+    MemberEntry entry;
+    entry.url = std::string(StringOf(url->value));
+    Result<std::string> normal = NormalizePeerUrl(entry.url);
+    if (!normal.ok() || *normal != entry.url) return bad("member URL '" + entry.url + "' is malformed");
+    entry.node_id = std::string(StringOf(id->value));
+    entry.added = added->value.GetUint64();
+    entry.removed = removed->value.GetUint64();
+    entry.voter = voter->value.GetBool();
+    if ((entry.removed != 0 && entry.removed <= entry.added) ||
+        std::max(entry.added, entry.removed) > m.version) {
+      return bad("member " + entry.url + " has stamps beyond the version or out of order");
+    }
+    if (m.Find(entry.url) != nullptr) return bad("lists " + entry.url + " twice");
+    m.Insert(std::move(entry));
+  }
+  return m;
+}
+
+}  // namespace
+
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body) {
   constexpr const char* kWhat = "heartbeat reply";
   Code code = CodeForHttpStatus(http_status);
@@ -443,6 +497,11 @@ Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view b
       return ReplyFieldError(kWhat, "'max_request_bytes' must be a non-negative integer");
     }
     reply.max_request_bytes = it->value.GetUint64();
+  }
+  if (auto it = d.FindMember("membership"); it != d.MemberEnd()) {
+    Result<Membership> m = MembershipOf(it->value);
+    if (!m.ok()) return m.status();
+    reply.membership = std::move(m).value();
   }
   return reply;
 }

@@ -85,6 +85,7 @@ struct PeerClient::Impl {
   struct Request {
     size_t peer = 0;
     bool post = false;
+    std::string peer_url;  // the peer's base URL, for error texts
     std::string url;
     std::string body;            // request body (POST); must outlive the transfer
     size_t max_reply_bytes = 0;  // the reply body is cut off (TooLarge) past this
@@ -102,7 +103,6 @@ struct PeerClient::Impl {
 
   Impl(std::vector<std::string> urls, PeerClientOptions opts) : options(opts) {
     for (std::string& url : urls) peer_urls.push_back(TrimTrailingSlashes(std::move(url)));
-    idle_handles.resize(peer_urls.size());
     InitCurlOnce();
     get_headers = curl_slist_append(get_headers, "Accept: application/json");
     get_headers = curl_slist_append(get_headers, "Connection: keep-alive");
@@ -125,6 +125,7 @@ struct PeerClient::Impl {
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_NOTHING);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
     // The connection cache holds every peer's keep-alive connections.
+    // Peers added later (AddPeer) share the slack.
     long cache = per_host * static_cast<long>(std::max<size_t>(1, peer_urls.size())) + 4;
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache);
   }
@@ -159,11 +160,13 @@ struct PeerClient::Impl {
     req->max_reply_bytes = max_reply_bytes;
     req->deadline = SteadyClock::now() + options.request_timeout;
     req->done = std::move(done);
+    MutexLock lock(&mu);
     if (peer >= peer_urls.size()) {
       req->early_error =
           Status::InvalidArgument("no peer with index " + std::to_string(peer) + " (" +
                                   std::to_string(peer_urls.size()) + " peers)");
     } else {
+      req->peer_url = peer_urls[peer];
       req->url = peer_urls[peer] + path;
     }
     return req;
@@ -245,7 +248,7 @@ struct PeerClient::Impl {
     if (easy == nullptr) {
       Settle(
           *req,
-          Status::Unavailable("peer " + peer_urls[req->peer] + ": cannot create a libcurl handle"),
+          Status::Unavailable("peer " + req->peer_url + ": cannot create a libcurl handle"),
           0, {});
       return;
     }
@@ -284,7 +287,7 @@ struct PeerClient::Impl {
       ReturnHandle(req->peer, easy);
       req->easy = nullptr;
       Settle(*req,
-             Status::Unavailable("peer " + peer_urls[req->peer] + ": " + curl_multi_strerror(mc)),
+             Status::Unavailable("peer " + req->peer_url + ": " + curl_multi_strerror(mc)),
              0, {});
       return;
     }
@@ -353,7 +356,7 @@ struct PeerClient::Impl {
   // the deadline (the peer may still act on it).
   // `detail` replaces libcurl's error text when given.
   Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) const {
-    std::string where = "peer " + peer_urls[req.peer] + ": ";
+    std::string where = "peer " + req.peer_url + ": ";
     std::string why = detail != nullptr             ? detail
                       : req.error_buffer[0] != '\0' ? req.error_buffer
                                                     : curl_easy_strerror(code);
@@ -385,6 +388,7 @@ struct PeerClient::Impl {
   }
 
   CURL* TakeHandle(size_t peer) {
+    if (peer >= idle_handles.size()) idle_handles.resize(peer + 1);
     std::vector<CURL*>& pool = idle_handles[peer];
     if (pool.empty()) return curl_easy_init();
     CURL* easy = pool.back();
@@ -414,12 +418,12 @@ struct PeerClient::Impl {
   // ---- State ----
 
   const PeerClientOptions options;
-  std::vector<std::string> peer_urls;  // without trailing '/'
   curl_slist* get_headers = nullptr;
   curl_slist* post_headers = nullptr;
   Status init_error;
 
   Mutex mu;
+  std::vector<std::string> peer_urls GUARDED_BY(mu);  // without trailing '/'; only grows
   // The multi handle: created by the constructor, cleaned up by Stop() once the loop has been
   // joined. Other threads use it only under mu (curl_multi_wakeup), so Stop() cannot clean it up
   // under them; the loop thread uses its copy loop_multi.
@@ -435,7 +439,7 @@ struct PeerClient::Impl {
   CURLM* loop_multi = nullptr;  // multi, copied under mu when the loop starts
   std::map<CURL*, std::unique_ptr<Request>> active;
   std::multimap<TimePoint, Request*> backstops;  // deadline + grace -> transfer
-  std::vector<std::vector<CURL*>> idle_handles;  // per peer
+  std::vector<std::vector<CURL*>> idle_handles;  // per peer (grown by TakeHandle)
 };
 
 PeerClient::PeerClient(std::vector<std::string> peer_urls, PeerClientOptions options)
@@ -483,6 +487,11 @@ void PeerClient::Stop() {
     curl_multi_cleanup(impl.multi);
     impl.multi = nullptr;
   }
+}
+
+void PeerClient::AddPeer(size_t peer, const std::string& url) {
+  MutexLock lock(&impl_->mu);
+  if (peer == impl_->peer_urls.size()) impl_->peer_urls.push_back(TrimTrailingSlashes(url));
 }
 
 void PeerClient::Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) {

@@ -43,6 +43,7 @@ class PeerClient final : public Transport {
   // to Transport's rule; the Node is stopped before its transport). Idempotent.
   void Stop();
 
+  void AddPeer(size_t peer, const std::string& url) override;
   void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override;
   void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override;

@@ -104,6 +104,13 @@ struct HttpServer::Impl {
   void HandleConsumerAck(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
   void HandleConsumerNak(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
   void HandleConsumerDead(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+
+  // ---- cluster_api.cc ----
+  void HandleCluster(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleMemberAdd(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleMemberRemove(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  // False (and a 403 sent) when this node has no cluster token.
+  bool MembershipChangesAllowed(const http::ReplyPtr& reply);
   // The consumer a /consumers/{name}/... request names; false when the error was answered.
   bool ConsumerOf(const Pistache::Rest::Request& req, const http::ReplyPtr& reply,
                   std::shared_ptr<DurableConsumer>* out);

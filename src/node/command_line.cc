@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/peer_url.h"
 #include "src/http/auth.h"
 #include "storage/rocks_log_store.h"
 
@@ -31,58 +32,6 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
-bool IsHostChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
-}
-
-// Splits "http://host:port" into host and port. Returns false when malformed.
-bool SplitUrl(std::string_view url, std::string* host, int* port) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) return false;
-  std::string_view rest = url.substr(kScheme.size());
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  size_t colon;
-  if (!rest.empty() && rest.front() == '[') {
-    size_t close = rest.find(']');
-    if (close == std::string_view::npos || close < 2) return false;
-    for (char c : rest.substr(1, close - 1)) {
-      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
-    }
-    colon = close + 1;
-    if (colon >= rest.size() || rest[colon] != ':') return false;
-  } else {
-    colon = rest.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    for (char c : rest.substr(0, colon)) {
-      if (!IsHostChar(c)) return false;
-    }
-  }
-  std::string_view port_text = rest.substr(colon + 1);
-  if (port_text.empty() || port_text.size() > 5) return false;
-  int p = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9') return false;
-    p = p * 10 + (c - '0');
-  }
-  if (p < 1 || p > 65535) return false;
-  *host = std::string(rest.substr(0, colon));
-  *port = p;
-  return true;
-}
-
-// Whether `host` names this machine's loopback or all of its addresses.
-bool IsLocalHost(const std::string& host) {
-  return host == "localhost" || host == "0.0.0.0" || host == "::" || host == "[::]" ||
-         host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
-}
-
-// Whether a peer at host:port is this node, listening on own_host:own_port.
-bool IsSelf(const std::string& host, int port, const std::string& own_host, int own_port) {
-  if (port != own_port) return false;
-  if (host == own_host) return true;
-  return IsLocalHost(host) && IsLocalHost(own_host);
-}
-
 bool ValidNodeId(const std::string& id) {
   if (id.empty() || id.size() > kMaxIdChars) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -99,16 +48,6 @@ Status CheckPositiveMillis(const char* name, int64_t value) {
 }
 
 }  // namespace
-
-Result<std::string> NormalizePeerUrl(std::string_view url) {
-  std::string host;
-  int port = 0;
-  if (!SplitUrl(url, &host, &port)) {
-    return Status::InvalidArgument("malformed peer URL '" + std::string(url) +
-                                   "': expected http://host:port");
-  }
-  return "http://" + host + ":" + std::to_string(port);
-}
 
 Result<std::chrono::seconds> ParseDuration(std::string_view text, std::string_view option) {
   const auto bad = [&] {
@@ -178,6 +117,7 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t anti_entropy_interval_ms = o.anti_entropy_interval.count();
   int64_t request_timeout_ms = o.request_timeout.count();
   int64_t push_window = static_cast<int64_t>(o.push_window);
+  int64_t learner_max_lag = static_cast<int64_t>(o.learner_max_lag);
   int64_t push_window_mb = static_cast<int64_t>(o.push_window_bytes >> 20);
   int64_t http_threads = config.http_threads;
   int64_t max_connections = config.max_connections;
@@ -234,6 +174,10 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
       ->capture_default_str();
   app.add_option("--push-window-mb", push_window_mb,
                  "MiB of push batches in flight to one peer at a time (one batch always may be)")
+      ->capture_default_str();
+  app.add_option("--learner-max-lag", learner_max_lag,
+                 "a member added by POST /cluster/members counts toward no quorum until it lacks "
+                 "at most this many messages of what each live member holds")
       ->capture_default_str();
   app.add_option("--http-threads", http_threads, "HTTP server threads")->capture_default_str();
   // No default is shown for the tokens, and their values never appear in errors or logs. The
@@ -423,6 +367,11 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    " must be between 1 and 64");
   }
   o.push_window = static_cast<size_t>(push_window);
+  if (learner_max_lag < 0) {
+    return Status::InvalidArgument("--learner-max-lag " + std::to_string(learner_max_lag) +
+                                   " must be 0 or more");
+  }
+  o.learner_max_lag = static_cast<uint64_t>(learner_max_lag);
   if (push_window_mb < 1 || push_window_mb > 4096) {
     return Status::InvalidArgument("--push-window-mb " + std::to_string(push_window_mb) +
                                    " must be between 1 and 4096");

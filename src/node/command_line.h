@@ -41,10 +41,6 @@ struct NodeConfig {
 // one-line reason, e.g. "--quorum 5 is more than the 3 nodes of the cluster (2 peers + this one)".
 Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv);
 
-// "http://host:port" with an optional trailing slash, host a DNS name, an IPv4 address or a
-// bracketed IPv6 address, port 1..65535. Returns the URL without the trailing slash.
-Result<std::string> NormalizePeerUrl(std::string_view url);
-
 // "0", or a whole number with a unit s, m, h, d or w ("12h", "7d"). `option` names the option
 // in the error.
 Result<std::chrono::seconds> ParseDuration(std::string_view text, std::string_view option);

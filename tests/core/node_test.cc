@@ -1435,5 +1435,182 @@ TEST_F(RetentionTest, AStreamPageOfATrimmedRangeSaysWhereTheStreamGoesOn) {
             Code::kInvalidArgument);
 }
 
+// ---- Membership (core/cluster.cc) ----
+
+constexpr char kNewMember[] = "http://127.0.0.1:9100";
+
+// A heartbeat answer of peer i carrying `membership`.
+HeartbeatReply HbWith(size_t i, Membership membership, std::string node_id = "peer") {
+  HeartbeatReply r;
+  r.node_id = std::move(node_id);
+  r.stream = "p" + std::to_string(i) + "@1";
+  r.membership = std::move(membership);
+  return r;
+}
+
+TEST_F(NodeTest, AnAddedMemberIsALearnerCountedInNoQuorumUntilItSaysItIsAVoter) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  Result<MemberStatus> added = node_->AddMember(kNewMember);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(added->role, MemberRole::kLearner);
+  ASSERT_EQ(transport_.added_peers().size(), 1u);
+  EXPECT_EQ(transport_.added_peers()[0], std::make_pair(size_t{1}, std::string(kNewMember)));
+  EXPECT_EQ(log_.GetMembership().value().empty(), false) << "answered once stored";
+
+  // Nothing but a heartbeat goes to it before it answered one (the URL might be this node).
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_to(1), 1u);
+  transport_.AnswerHeartbeats(Hb(1), 1);
+
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  auto to_learner = transport_.TakeReplicateOf(1);
+  to_learner.done(Ack(1, PeerStream(1)));
+  EXPECT_FALSE(r.has_value()) << "a learner holding the message is not a second copy that counts";
+  EXPECT_EQ(node_->GetStatus().peers[1].role, MemberRole::kLearner);
+
+  // The learner caught up and says so: it counts from then on.
+  Membership promoted;
+  promoted.version = 2;
+  promoted.entries = {MemberEntry{options_.peers[0], "", 0, 0, true},
+                      MemberEntry{kNewMember, "n", 1, 0, true}};
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(HbWith(1, promoted, "n"), 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.ok()) << r->status.ToString();
+  EXPECT_EQ(node_->GetStatus().peers[1].role, MemberRole::kVoter);
+  EXPECT_EQ(node_->GetCluster().version, 2u);
+}
+
+TEST_F(NodeTest, ARemovedMemberGetsNothingMoreAndCountsForNothing) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 2);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  auto late = transport_.TakeReplicateOf(1);  // in flight when the member is removed
+  const size_t pending = transport_.pending_to(1);  // its first pull, never answered
+  Result<MemberStatus> removed = node_->RemoveMember(options_.peers[1]);
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ(removed->role, MemberRole::kRemoved);
+  late.done(Ack(1, PeerStream(1)));
+  EXPECT_FALSE(r.has_value()) << "the answer of a removed member counts for nothing";
+
+  Send("m2", &r);
+  for (int i = 0; i < 20; ++i) {
+    clock_.Advance(milliseconds(100));
+    node_->Tick();
+    transport_.AnswerHeartbeats(Hb(0), 0);
+    ASSERT_EQ(transport_.pending_to(1), pending) << "round " << i;
+  }
+  ASSERT_EQ(node_->GetStatus().peers.size(), 1u);
+  EXPECT_EQ(node_->GetStatus().peers[0].url, options_.peers[0]);
+  EXPECT_EQ(node_->GetCluster().members.size(), 2u);  // this node and peer 0
+}
+
+TEST_F(NodeTest, AChangeThatWouldLeaveFewerVotersThanTheQuorumIsRefused) {
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 3, 2);
+  Result<MemberStatus> removed = node_->RemoveMember(options_.peers[0]);
+  ASSERT_EQ(removed.status().code(), Code::kConflict);
+  EXPECT_NE(removed.status().message().find("fewer than --quorum 3"), std::string::npos)
+      << removed.status().message();
+  EXPECT_EQ(node_->GetCluster().version, 0u);
+  EXPECT_TRUE(log_.GetMembership().value().empty()) << "a refused change stores nothing";
+  EXPECT_EQ(node_->GetStatus().peers.size(), 2u);
+
+  // A learner is no voter: adding one does not make room for a removal.
+  ASSERT_TRUE(node_->AddMember(kNewMember).ok());
+  EXPECT_EQ(node_->RemoveMember(options_.peers[0]).status().code(), Code::kConflict);
+  // Removing the learner itself is fine.
+  EXPECT_TRUE(node_->RemoveMember(kNewMember).ok());
+}
+
+TEST_F(NodeTest, BadMembershipChangesAreRefusedAndChangeNothing) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  EXPECT_EQ(node_->AddMember(options_.peers[0]).status().code(), Code::kConflict);
+  EXPECT_EQ(node_->AddMember("http://127.0.0.1:" + std::to_string(options_.port)).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(node_->RemoveMember("nobody").status().code(), Code::kNotFound);
+  EXPECT_EQ(node_->RemoveMember("a").status().code(), Code::kConflict);  // this node's id
+  EXPECT_EQ(node_->GetCluster().version, 0u);
+  EXPECT_TRUE(log_.GetMembership().value().empty());
+  EXPECT_TRUE(transport_.added_peers().empty());
+}
+
+TEST_F(NodeTest, TheMembershipSurvivesARestartAndOutranksPeers) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  ASSERT_TRUE(node_->AddMember(kNewMember).ok());
+  ASSERT_TRUE(node_->RemoveMember(options_.peers[1]).ok());
+  std::vector<std::string> events;
+  node_->Stop();
+  node_.reset();
+  FakeTransport fresh;
+  node_ = std::make_unique<Node>(options_, &log_, &fresh, &clock_);  // the same --peers
+  node_->SetEventLog([&](EventLevel, const std::string& e) { events.push_back(e); });
+  node_->Start();
+  node_->Tick();
+  ASSERT_EQ(fresh.added_peers().size(), 1u);
+  EXPECT_EQ(fresh.added_peers()[0].second, kNewMember);
+  const ClusterStatus c = node_->GetCluster();
+  EXPECT_EQ(c.version, 2u);
+  std::vector<std::string> urls;
+  for (const MemberStatus& m : c.members) urls.push_back(m.url);
+  EXPECT_EQ(urls, (std::vector<std::string>{"", options_.peers[0], kNewMember}));
+  const bool reported = std::any_of(events.begin(), events.end(), [](const std::string& e) {
+    return e.find("--peers") != std::string::npos &&
+           e.find("the stored membership is used") != std::string::npos;
+  });
+  EXPECT_TRUE(reported) << "a --peers that disagrees with the stored membership is reported";
+  // Nothing goes to the removed member.
+  EXPECT_EQ(fresh.pending_to(1), 0u);
+}
+
+TEST_F(NodeTest, AMembershipHeardInAHeartbeatIsMergedAndItsOwnEntryIsNoPeer) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  Membership theirs;
+  theirs.version = 4;
+  theirs.entries = {MemberEntry{"http://127.0.0.1:9050", "a", 3, 0, false},  // this node
+                    MemberEntry{options_.peers[0], "peer", 0, 0, true},
+                    MemberEntry{kNewMember, "", 4, 0, false}};
+  HeartbeatReply hb = HbWith(0, theirs);
+  hb.high_waters = {{PeerStream(0), 5000}};  // this node is far behind: it stays a learner
+  clock_.Advance(milliseconds(100));
+  node_->Tick();
+  transport_.AnswerHeartbeats(hb, 0);
+  ASSERT_EQ(transport_.added_peers().size(), 1u) << "one new peer: this node's own URL is none";
+  EXPECT_EQ(transport_.added_peers()[0].second, kNewMember);
+  const ClusterStatus c = node_->GetCluster();
+  EXPECT_EQ(c.version, 4u);
+  ASSERT_FALSE(c.members.empty());
+  EXPECT_EQ(c.members[0].url, "http://127.0.0.1:9050");
+  EXPECT_EQ(c.members[0].role, MemberRole::kLearner);
+  EXPECT_FALSE(log_.GetMembership().value().empty()) << "what was heard is stored";
+}
+
+TEST_F(NodeTest, ALearnerPromotesItselfOnceItLacksAtMostTheMaximumLag) {
+  options_.learner_max_lag = 5;
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  Membership theirs;
+  theirs.version = 3;
+  theirs.entries = {MemberEntry{"http://127.0.0.1:9050", "a", 3, 0, false},
+                    MemberEntry{options_.peers[0], "peer", 0, 0, true}};
+  HeartbeatReply hb = HbWith(0, theirs);
+  hb.high_waters = {{PeerStream(0), 10}};  // 10 messages this node lacks
+  clock_.Advance(milliseconds(100));
+  node_->Tick();
+  transport_.AnswerHeartbeats(hb, 0);
+  EXPECT_EQ(node_->GetStatus().role, MemberRole::kLearner);
+
+  // It pulled 6 of them: 4 behind, within the lag.
+  SyncReply page = StreamPage(PeerStream(0), 1, 6);
+  ASSERT_TRUE(log_.Apply(page.messages).ok());
+  clock_.Advance(milliseconds(100));
+  node_->Tick();
+  transport_.AnswerHeartbeats(hb, 0);
+  EXPECT_EQ(node_->GetStatus().role, MemberRole::kVoter);
+  EXPECT_EQ(node_->GetCluster().version, 4u);
+  ASSERT_TRUE(node_->Heartbeat().membership.has_value()) << "the promotion is told to peers";
+  EXPECT_TRUE(node_->Heartbeat().membership->Find("http://127.0.0.1:9050")->voter);
+}
+
 }  // namespace
 }  // namespace dsm

@@ -1,5 +1,6 @@
 // Table-driven tests of the dsm-node command line: the seed's command lines, defaults, every new
 // option, and the invalid combinations that must stop the node with a one-line reason.
+#include "common/peer_url.h"
 #include "src/node/command_line.h"
 
 #include <gtest/gtest.h>

@@ -2,8 +2,11 @@
 // hand, in any order. Thread-safe (a mutex), though tests normally drive it from one thread.
 #pragma once
 
+#include <algorithm>
+#include <cassert>
 #include <deque>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -32,6 +35,15 @@ class FakeTransport final : public Transport {
     std::function<void(Result<SyncReply>)> done;
   };
 
+  void AddPeer(size_t peer, const std::string& url) override LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    added_peers_.emplace_back(peer, url);
+  }
+  // The peers added so far (index, url), in order.
+  std::vector<std::pair<size_t, std::string>> added_peers() const LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    return added_peers_;
+  }
   void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override
       LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
@@ -83,6 +95,26 @@ class FakeTransport final : public Transport {
     return Take(syncs_);
   }
 
+  // The oldest pending push to `peer` (REQUIRES: one is pending).
+  ReplicateCall TakeReplicateOf(size_t peer) LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    auto it = std::find_if(replicates_.begin(), replicates_.end(),
+                           [peer](const ReplicateCall& c) { return c.peer == peer; });
+    assert(it != replicates_.end());
+    ReplicateCall c = std::move(*it);
+    replicates_.erase(it);
+    return c;
+  }
+  // Pending calls of each kind to `peer`.
+  size_t pending_to(size_t peer) const LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    size_t n = 0;
+    for (const auto& c : heartbeats_) n += c.peer == peer;
+    for (const auto& c : replicates_) n += c.peer == peer;
+    for (const auto& c : syncs_) n += c.peer == peer;
+    for (const auto& c : stream_syncs_) n += c.peer == peer;
+    return n;
+  }
   size_t pending_heartbeats() const LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     return heartbeats_.size();
@@ -139,6 +171,7 @@ class FakeTransport final : public Transport {
   }
 
   mutable Mutex mu_;
+  std::vector<std::pair<size_t, std::string>> added_peers_ GUARDED_BY(mu_);
   std::deque<HeartbeatCall> heartbeats_ GUARDED_BY(mu_);
   std::deque<ReplicateCall> replicates_ GUARDED_BY(mu_);
   std::deque<SyncCall> syncs_ GUARDED_BY(mu_);

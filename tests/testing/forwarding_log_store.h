@@ -49,6 +49,10 @@ class ForwardingLogStore : public LogStore {
   Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override {
     return base_->SetPushCursor(peer_url, cursor);
   }
+  Result<std::string> GetMembership() const override { return base_->GetMembership(); }
+  Status SetMembership(const std::string& document) override {
+    return base_->SetMembership(document);
+  }
   PullCursor GetPullCursor(const std::string& peer_url) const override {
     return base_->GetPullCursor(peer_url);
   }

@@ -480,6 +480,20 @@ Status MemoryLogStore::SetPushCursor(const std::string& peer_url, const PushCurs
   return Status::Ok();
 }
 
+Result<std::string> MemoryLogStore::GetMembership() const {
+  MutexLock lock(&mu_);
+  return state_.membership_;
+}
+
+Status MemoryLogStore::SetMembership(const std::string& document) {
+  MutexLock lock(&mu_);
+  if (Status refusal = RefusalLocked(); !refusal.ok()) return refusal;
+  state_.membership_ = document;
+  SyncedLocked();  // written with fsync, like every write before it
+  ++version_;
+  return Status::Ok();
+}
+
 PullCursor MemoryLogStore::GetPullCursor(const std::string& peer_url) const {
   MutexLock lock(&mu_);
   auto it = state_.pull_cursors_.find(peer_url);

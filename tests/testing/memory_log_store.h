@@ -86,6 +86,7 @@ class MemoryLogStore final : public LogStore {
     std::map<std::string, std::vector<uint64_t>, std::less<>> inbox_;
     std::map<std::string, PullCursor, std::less<>> pull_cursors_;
     std::map<std::string, PushCursor> push_cursors_;
+    std::string membership_;  // written with fsync
     // Retention: records below first_seq_ are trimmed (their slot in records_ is empty).
     uint64_t first_seq_ = 1;
     HighWaterMap trimmed_;    // origin -> TrimmedThrough
@@ -130,6 +131,8 @@ class MemoryLogStore final : public LogStore {
   PushCursor GetPushCursor(const std::string& peer_url) const override;
   Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override;
   PullCursor GetPullCursor(const std::string& peer_url) const override;
+  Result<std::string> GetMembership() const override;
+  Status SetMembership(const std::string& document) override;
 
   uint64_t FirstSeq() const override;
   uint64_t TrimmedThrough(const std::string& origin) const override;

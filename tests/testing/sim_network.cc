@@ -37,6 +37,11 @@ class SimNetwork::SimTransport final : public Transport {
   SimTransport(SimNetwork* net, size_t node, std::vector<size_t> peers)
       : net_(net), node_(node), peers_(std::move(peers)) {}
 
+  // A peer added by a membership change: the node named by `url` (SetNodeUrl), or none (every
+  // request to it is refused).
+  void AddPeer(size_t peer, const std::string& url) override {
+    if (peer == peers_.size()) peers_.push_back(net_->NodeOfUrl(url));
+  }
   void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override {
     net_->Call<HeartbeatReply>(node_, peers_[peer], kHeartbeatRoute, "", &DecodeHeartbeat,
                                std::move(done));
@@ -92,6 +97,13 @@ void SimNetwork::Crash(size_t node) {
 }
 
 bool SimNetwork::IsUp(size_t node) const { return up_[node]; }
+
+void SimNetwork::SetNodeUrl(size_t node, std::string url) { urls_[std::move(url)] = node; }
+
+size_t SimNetwork::NodeOfUrl(const std::string& url) const {
+  auto it = urls_.find(url);
+  return it == urls_.end() ? kNoNode : it->second;
+}
 
 std::unique_ptr<Transport> SimNetwork::MakeTransport(size_t node, std::vector<size_t> peer_nodes) {
   return std::make_unique<SimTransport>(this, node, std::move(peer_nodes));
@@ -193,14 +205,14 @@ void SimNetwork::Call(size_t from, size_t to, std::string route, std::string bod
   Schedule(
       options_.request_timeout,
       [answer] { answer(ErrorAnswer<Reply>(Status::Timeout("simulated request timeout"))); }, from);
-  if (!LinkUp(from, to) || Chance(options_.drop_probability)) {
+  if ((to < up_.size() && !LinkUp(from, to)) || Chance(options_.drop_probability)) {
     ++stats_.dropped;
     return;
   }
   auto request = std::make_shared<const std::string>(std::move(body));
   const size_t max_payload = options_.max_payload_bytes;
   auto deliver = [this, from, to, route = std::move(route), request, decode, answer, max_payload] {
-    if (!up_[to]) {
+    if (to >= up_.size() || !up_[to]) {
       ++stats_.refused;
       Schedule(
           Latency(),

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <queue>
 #include <random>
@@ -87,6 +88,9 @@ class SimNetwork {
   // never delivered, and a pause ends.
   void Crash(size_t node);
   bool IsUp(size_t node) const;
+  // Names `node` by `url`, for the peers a transport adds later (Transport::AddPeer).
+  void SetNodeUrl(size_t node, std::string url);
+  size_t NodeOfUrl(const std::string& url) const;  // kNoNode when none has that URL
 
   // A transport for `node` whose peer i is node peer_nodes[i].
   std::unique_ptr<Transport> MakeTransport(size_t node, std::vector<size_t> peer_nodes);
@@ -145,6 +149,7 @@ class SimNetwork {
   SimNetworkOptions options_;
   std::vector<Server> servers_;
   std::vector<bool> up_;
+  std::map<std::string, size_t> urls_;
   std::vector<uint64_t> epoch_;  // bumped at every crash
   std::vector<MonoTime> paused_until_;
   std::set<std::pair<size_t, size_t>> cut_;
