@@ -280,9 +280,17 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
     if (id == options_.id || (!d.self_url.empty() && id == d.self_url)) {
       return Status::Conflict(id + " is this node: send its removal to another member");
     }
+    // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
+    // whose entry was not told its id yet).
+    std::string url = id;
+    for (const PeerState& p : d.peers) {
+      if (p.active() && !p.stream.empty() && p.stream.substr(0, p.stream.find('@')) == id) {
+        url = p.url;
+      }
+    }
     auto it = std::find_if(d.membership.entries.begin(), d.membership.entries.end(),
                            [&](const MemberEntry& e) {
-                             return e.member() && (e.url == id || e.node_id == id);
+                             return e.member() && (e.url == url || e.node_id == id);
                            });
     if (it == d.membership.entries.end()) {
       return Status::NotFound("no member " + id + " (GET /cluster lists them by id and URL)");
