@@ -293,7 +293,9 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
                              return e.member() && (e.url == url || e.node_id == id);
                            });
     if (it == d.membership.entries.end()) {
-      return Status::NotFound("no member " + id + " (GET /cluster lists them by id and URL)");
+      return Status::NotFound("no member " + id +
+                              " (GET /cluster lists them by id and URL; a member's id is known "
+                              "once it answered a heartbeat)");
     }
     if (it->url == d.self_url) {
       return Status::Conflict(id + " is this node: send its removal to another member");

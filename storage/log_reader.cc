@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "dsm/membership.h"
 #include "storage/record.h"
 #include "storage/schema.h"
 
@@ -377,8 +378,9 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
         meta.trim_marks.emplace(v, ts);
       }
     } else if (key == schema::kMembershipKey) {
-      if (value.empty()) {
-        problem(key, "empty membership document");
+      if (!DecodeMembership(value)) {
+        problem(key, "unreadable membership document (" + std::to_string(value.size()) +
+                         " bytes)");
       } else {
         meta.membership = std::string(value);
       }

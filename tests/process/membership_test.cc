@@ -228,6 +228,9 @@ TEST(MembershipProcessTest, ARestartOfEveryNodeKeepsTheMembership) {
                  {"n3", {0}, "async", 2, {}}},
                 o);
   ASSERT_TRUE(c.StartAll().ok());
+  // n0 knows its peers' ids once they answered a heartbeat.
+  ASSERT_TRUE(WaitFor([&] { return c.PeerAliveIs(0, 1, true) && c.PeerAliveIs(0, 2, true); },
+                      milliseconds(20000)));
   ASSERT_EQ(AddMember(c.node(0), c.node(3).Url()).status, 201);
   ASSERT_EQ(RemoveMember(c.node(0), "n2").status, 200);
   for (size_t i : {0, 1, 3}) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "dsm/membership.h"
 #include "storage/log_reader.h"
 #include "storage/consumer_schema.h"
 #include "storage/record.h"
@@ -156,6 +157,11 @@ std::string BuildStandardDir(const std::string& path) {
     EXPECT_EQ((*r)[1].seq, 9u);
   }
   EXPECT_TRUE(store->SetPushCursor(kPeer2Url, PushCursor{"", 4}).ok());
+  Membership members;
+  members.version = 2;
+  members.Insert(MemberEntry{kPeer2Url, "node2", 0, 0, true});
+  members.Insert(MemberEntry{kPeer3Url, "", 1, 2, false});
+  EXPECT_TRUE(store->SetMembership(EncodeMembership(members, "")).ok());
   EXPECT_EQ(store->LastSeq(), 9u);
   return store->stream_id();
 }
@@ -222,6 +228,9 @@ TEST_F(DbDumpTest, MetadataTableShowsEveryFactAligned) {
   EXPECT_EQ(values[std::string("push_cursor ") + kPeer2Url], "4");
   EXPECT_EQ(values[std::string("pull_cursor ") + kPeer2Url],
             std::string("seq 3 of stream ") + kStream2);
+  EXPECT_EQ(values["membership"], "version 2, this node (URL not known)");
+  EXPECT_EQ(values[std::string("member ") + kPeer2Url], "node2, voter (from --peers)");
+  EXPECT_EQ(values[std::string("member ") + kPeer3Url], "(id not known), removed at 2 (added at 1)");
   EXPECT_EQ(values.count("problem"), 0u);
 }
 
@@ -693,6 +702,14 @@ const DamageCase kDamageCases[] = {
      [](const std::string&) {
        return std::map<std::string, std::string>{
            {MetaWhere(schema::PullCursorKey(kPeer3Url)), "malformed pull cursor (1 bytes)"}};
+     }},
+    {"unreadable membership",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", std::string(schema::kMembershipKey), std::string("\x01\x05", 2));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"meta 'membership'", "unreadable membership document (2 bytes)"}};
      }},
     {"unknown meta key", [](RawDb& db, const std::string&) { db.Put("meta", "surprise", "1"); },
      [](const std::string&) {

@@ -11,6 +11,7 @@
 
 #include "src/http/utf8.h"
 #include "tools/dbdump/consumers.h"
+#include "dsm/membership.h"
 #include "storage/schema.h"
 #include "tools/dbdump/text.h"
 
@@ -173,6 +174,24 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
     std::string value = std::to_string(cursor.origin_seq);
     if (!cursor.peer_stream.empty()) value += " (acknowledged by " + Escape(cursor.peer_stream) + ")";
     lines.emplace_back("push_cursor " + Escape(peer), std::move(value));
+  }
+  std::optional<StoredMembership> members;
+  if (meta.membership) members = DecodeMembership(*meta.membership);
+  if (!members) {
+    lines.emplace_back("membership", "(none: the node's --peers decide)");
+  } else {
+    lines.emplace_back("membership",
+                       "version " + std::to_string(members->membership.version) + ", this node " +
+                           (members->self_url.empty() ? std::string("(URL not known)")
+                                                      : Escape(members->self_url)));
+    for (const MemberEntry& e : members->membership.entries) {
+      std::string value = e.node_id.empty() ? std::string("(id not known)") : Escape(e.node_id);
+      value += !e.member() ? ", removed at " + std::to_string(e.removed)
+               : e.voter   ? ", voter"
+                           : ", learner";
+      value += e.added == 0 ? " (from --peers)" : " (added at " + std::to_string(e.added) + ")";
+      lines.emplace_back("member " + Escape(e.url), std::move(value));
+    }
   }
   if (meta.pull_cursors.empty()) lines.emplace_back("pull_cursors", "(none)");
   for (const auto& [peer, cursor] : meta.pull_cursors) {

@@ -1,4 +1,5 @@
-// Cluster membership: the merge and the stored form. See include/dsm/membership.h.
+// Cluster membership: the merge and the stored form (pure data, shared by the core, the storage
+// reader and dsm-dbdump). See include/dsm/membership.h.
 #include "dsm/membership.h"
 
 #include <algorithm>
