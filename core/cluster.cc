@@ -13,9 +13,12 @@ namespace dsm {
 
 const char* MemberRoleName(MemberRole role) {
   switch (role) {
-    case MemberRole::kVoter: return "voter";
-    case MemberRole::kLearner: return "learner";
-    case MemberRole::kRemoved: return "removed";
+    case MemberRole::kVoter:
+      return "voter";
+    case MemberRole::kLearner:
+      return "learner";
+    case MemberRole::kRemoved:
+      return "removed";
   }
   return "voter";
 }
@@ -105,7 +108,8 @@ void Node::Impl::ApplyMembership(MonoTime now, bool persist, Actions* a) {
   const uint64_t own_hw = log->HighWater(log->stream_id());
   for (const MemberEntry& e : membership.entries) {
     if (!e.member() || e.url == self_url) continue;
-    if (std::any_of(peers.begin(), peers.end(), [&](const PeerState& p) { return p.url == e.url; })) {
+    if (std::any_of(peers.begin(), peers.end(),
+                    [&](const PeerState& p) { return p.url == e.url; })) {
       continue;
     }
     PeerState p;
@@ -117,9 +121,8 @@ void Node::Impl::ApplyMembership(MonoTime now, bool persist, Actions* a) {
     p.push_max_bytes = MaxRequestBytes(options);
     StartPeer(p, started ? now : started_at, own_hw);
     transport->AddPeer(p.index, p.url);
-    Event(EventLevel::kInfo,
-          fmt::format("member {} joined (membership version {}) as a {}", p.url,
-                      membership.version, e.voter ? "voter" : "learner"));
+    Event(EventLevel::kInfo, fmt::format("member {} joined (membership version {}) as a {}", p.url,
+                                         membership.version, e.voter ? "voter" : "learner"));
     peers.push_back(std::move(p));
   }
   bool new_voter = false;
@@ -144,8 +147,8 @@ void Node::Impl::ApplyMembership(MonoTime now, bool persist, Actions* a) {
       p.stream.clear();
       StartPeer(p, now, own_hw);
       p.pull_wanted = true;
-      Event(EventLevel::kInfo, fmt::format("{} is a member again (membership version {})",
-                                           p.url, membership.version));
+      Event(EventLevel::kInfo,
+            fmt::format("{} is a member again (membership version {})", p.url, membership.version));
     } else if (member && p.voter != voter && !p.self) {
       Event(EventLevel::kInfo,
             fmt::format("{} is {}", p.url,
@@ -226,39 +229,42 @@ Status Node::Impl::PersistMembership() {
 
 Result<MemberStatus> Node::AddMember(const std::string& url) {
   Impl& d = *impl_;
-  MutexLock change(&d.change_mu);
   Actions a;
+  Status stored;
   {
-    MutexLock lock(&d.mu);
-    if (d.stopped) return Status::Unavailable("shutting down");
-    std::string host;
-    int port = 0;
-    if (!SplitUrl(url, &host, &port)) {
-      return Status::InvalidArgument("malformed URL '" + url + "': expected http://host:port");
+    MutexLock change(&d.change_mu);
+    {
+      MutexLock lock(&d.mu);
+      if (d.stopped) return Status::Unavailable("shutting down");
+      std::string host;
+      int port = 0;
+      if (!SplitUrl(url, &host, &port)) {
+        return Status::InvalidArgument("malformed URL '" + url + "': expected http://host:port");
+      }
+      if (url == d.self_url || IsSelf(host, port, options_.host, options_.port)) {
+        return Status::InvalidArgument(url + " is this node");
+      }
+      MemberEntry* e = d.membership.Find(url);
+      if (e != nullptr && e->member()) {
+        return Status::Conflict(
+            fmt::format("{} is a member already (a {})", url, e->voter ? "voter" : "learner"));
+      }
+      // A learner until it catches up, a new add of the URL if it was removed before.
+      MemberEntry added{url, "", d.membership.version + 1, 0, false};
+      d.membership.version = added.added;
+      if (e != nullptr) {
+        *e = std::move(added);
+      } else {
+        d.membership.Insert(std::move(added));
+      }
+      d.Event(EventLevel::kInfo, fmt::format("membership change here: added {} as a learner "
+                                             "(version {})",
+                                             url, d.membership.version));
+      d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
     }
-    if (url == d.self_url || IsSelf(host, port, options_.host, options_.port)) {
-      return Status::InvalidArgument(url + " is this node");
-    }
-    MemberEntry* e = d.membership.Find(url);
-    if (e != nullptr && e->member()) {
-      return Status::Conflict(fmt::format("{} is a member already (a {})", url,
-                                          e->voter ? "voter" : "learner"));
-    }
-    // A learner until it catches up, a new add of the URL if it was removed before.
-    MemberEntry added{url, "", d.membership.version + 1, 0, false};
-    d.membership.version = added.added;
-    if (e != nullptr) {
-      *e = std::move(added);
-    } else {
-      d.membership.Insert(std::move(added));
-    }
-    d.Event(EventLevel::kInfo, fmt::format("membership change here: added {} as a learner "
-                                           "(version {})",
-                                           url, d.membership.version));
-    d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
+    stored = d.PersistMembership();
   }
-  Status stored = d.PersistMembership();
-  d.Run(std::move(a));
+  d.Run(std::move(a));  // without change_mu: a write it starts takes it
   if (!stored.ok()) {
     return Status::IOError("the member was added but the membership could not be stored: " +
                            stored.ToString());
@@ -271,56 +277,58 @@ Result<MemberStatus> Node::AddMember(const std::string& url) {
 
 Result<MemberStatus> Node::RemoveMember(const std::string& id) {
   Impl& d = *impl_;
-  MutexLock change(&d.change_mu);
   Actions a;
   MemberStatus m;
+  Status stored;
   {
-    MutexLock lock(&d.mu);
-    if (d.stopped) return Status::Unavailable("shutting down");
-    if (id == options_.id || (!d.self_url.empty() && id == d.self_url)) {
-      return Status::Conflict(id + " is this node: send its removal to another member");
-    }
-    // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
-    // whose entry was not told its id yet).
-    std::string url = id;
-    for (const PeerState& p : d.peers) {
-      if (p.active() && !p.stream.empty() && p.stream.substr(0, p.stream.find('@')) == id) {
-        url = p.url;
+    MutexLock change(&d.change_mu);
+    {
+      MutexLock lock(&d.mu);
+      if (d.stopped) return Status::Unavailable("shutting down");
+      if (id == options_.id || (!d.self_url.empty() && id == d.self_url)) {
+        return Status::Conflict(id + " is this node: send its removal to another member");
       }
-    }
-    auto it = std::find_if(d.membership.entries.begin(), d.membership.entries.end(),
-                           [&](const MemberEntry& e) {
-                             return e.member() && (e.url == url || e.node_id == id);
-                           });
-    if (it == d.membership.entries.end()) {
-      return Status::NotFound("no member " + id +
-                              " (GET /cluster lists them by id and URL; a member's id is known "
-                              "once it answered a heartbeat)");
-    }
-    if (it->url == d.self_url) {
-      return Status::Conflict(id + " is this node: send its removal to another member");
-    }
-    if (options_.mode == ReplicationMode::kSyncQuorum) {
-      int voters = 1;  // this node
+      // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
+      // whose entry was not told its id yet).
+      std::string url = id;
       for (const PeerState& p : d.peers) {
-        if (p.counts() && p.url != it->url) ++voters;
+        if (p.active() && !p.stream.empty() && p.stream.substr(0, p.stream.find('@')) == id) {
+          url = p.url;
+        }
       }
-      if (voters < options_.quorum) {
-        return Status::Conflict(fmt::format(
-            "removing {} would leave {} voter{} (this node included), fewer than --quorum {}",
-            id, voters, voters == 1 ? "" : "s", options_.quorum));
+      auto it = std::find_if(
+          d.membership.entries.begin(), d.membership.entries.end(),
+          [&](const MemberEntry& e) { return e.member() && (e.url == url || e.node_id == id); });
+      if (it == d.membership.entries.end()) {
+        return Status::NotFound("no member " + id +
+                                " (GET /cluster lists them by id and URL; a member's id is known "
+                                "once it answered a heartbeat)");
       }
+      if (it->url == d.self_url) {
+        return Status::Conflict(id + " is this node: send its removal to another member");
+      }
+      if (options_.mode == ReplicationMode::kSyncQuorum) {
+        int voters = 1;  // this node
+        for (const PeerState& p : d.peers) {
+          if (p.counts() && p.url != it->url) ++voters;
+        }
+        if (voters < options_.quorum) {
+          return Status::Conflict(fmt::format(
+              "removing {} would leave {} voter{} (this node included), fewer than --quorum {}", id,
+              voters, voters == 1 ? "" : "s", options_.quorum));
+        }
+      }
+      it->removed = ++d.membership.version;
+      m.id = it->node_id;
+      m.url = it->url;
+      m.role = MemberRole::kRemoved;
+      d.Event(EventLevel::kInfo, fmt::format("membership change here: removed {} (version {})",
+                                             it->url, d.membership.version));
+      d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
     }
-    it->removed = ++d.membership.version;
-    m.id = it->node_id;
-    m.url = it->url;
-    m.role = MemberRole::kRemoved;
-    d.Event(EventLevel::kInfo, fmt::format("membership change here: removed {} (version {})",
-                                           it->url, d.membership.version));
-    d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
+    stored = d.PersistMembership();
   }
-  Status stored = d.PersistMembership();
-  d.Run(std::move(a));
+  d.Run(std::move(a));  // without change_mu: a write it starts takes it
   if (!stored.ok()) {
     return Status::IOError("the member was removed but the membership could not be stored: " +
                            stored.ToString());
@@ -346,7 +354,8 @@ ClusterStatus Node::GetCluster() const {
     if (!p.active()) continue;
     MemberStatus m;
     const MemberEntry* e = d.membership.Find(p.url);
-    m.id = e != nullptr && !e->node_id.empty() ? e->node_id : p.stream.substr(0, p.stream.find('@'));
+    m.id =
+        e != nullptr && !e->node_id.empty() ? e->node_id : p.stream.substr(0, p.stream.find('@'));
     m.url = p.url;
     m.role = p.voter ? MemberRole::kVoter : MemberRole::kLearner;
     m.alive = p.liveness == Liveness::kAlive && now - p.last_ok < d.options.heartbeat_timeout;

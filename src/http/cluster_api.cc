@@ -96,8 +96,8 @@ void HttpServer::Impl::HandleMemberAdd(const Rest::Request& req, const ReplyPtr&
   if (!doc->IsObject()) return reply->SendError(shape);
   for (const auto& m : doc->GetObject()) {
     if (Str(m.name) != "url") {
-      return reply->SendError(Status::InvalidArgument(
-          "unknown field '" + std::string(Str(m.name)) + "' (the body is {\"url\"})"));
+      return reply->SendError(Status::InvalidArgument("unknown field '" + std::string(Str(m.name)) +
+                                                      "' (the body is {\"url\"})"));
     }
   }
   auto url = doc->FindMember("url");

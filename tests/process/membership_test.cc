@@ -59,9 +59,9 @@ bool Holds(NodeProcess& n, const std::string& msg_id) {
 
 HttpResponse SendOne(NodeProcess& n, const std::string& msg_id, const std::string& ack,
                      const std::string& payload = "p") {
-  return Call("POST", n.Url() + "/send",
-              "{\"msg_id\":\"" + msg_id + "\",\"payload\":\"" + payload + "\",\"ack\":\"" + ack +
-                  "\"}");
+  return Call(
+      "POST", n.Url() + "/send",
+      "{\"msg_id\":\"" + msg_id + "\",\"payload\":\"" + payload + "\",\"ack\":\"" + ack + "\"}");
 }
 
 TEST(MembershipProcessTest, ALearnerHoldingAMessageIsNoQuorumVoteUntilItCaughtUp) {
@@ -70,10 +70,11 @@ TEST(MembershipProcessTest, ALearnerHoldingAMessageIsNoQuorumVoteUntilItCaughtUp
   ClusterOptions o;
   o.quorum_timeout_ms = 1500;
   o.extra_args = TokenArgs();
-  TestCluster c({{"n0", {1}, "async", 3, {"--quorum", "3"}},
-                 {"n1", {0}, "async", 3, {}},
-                 {"n2", {0}, "async", 3, {"--learner-max-lag", "0", "--max-message-bytes", "1024"}}},
-                o);
+  TestCluster c(
+      {{"n0", {1}, "async", 3, {"--quorum", "3"}},
+       {"n1", {0}, "async", 3, {}},
+       {"n2", {0}, "async", 3, {"--learner-max-lag", "0", "--max-message-bytes", "1024"}}},
+      o);
   ASSERT_TRUE(c.node(0).StartAndWait().ok());
   ASSERT_TRUE(c.node(1).StartAndWait().ok());
   const std::string big(2000, 'b');
@@ -98,8 +99,8 @@ TEST(MembershipProcessTest, ALearnerHoldingAMessageIsNoQuorumVoteUntilItCaughtUp
   auto& args = c.node(2).Args();
   args.resize(args.size() - 2);  // drops --max-message-bytes 1024
   ASSERT_TRUE(c.node(2).StartAndWait().ok());
-  ASSERT_TRUE(WaitFor([&] { return RoleAt(c.node(0), c.node(2).Url()) == "voter"; },
-                      milliseconds(30000)))
+  ASSERT_TRUE(
+      WaitFor([&] { return RoleAt(c.node(0), c.node(2).Url()) == "voter"; }, milliseconds(30000)))
       << c.node(2).LogTail();
   EXPECT_NE(c.node(2).LogTail(1 << 16).find("this node is now a voter"), std::string::npos);
   retry = SendOne(c.node(0), "m", "quorum");
@@ -157,8 +158,8 @@ TEST(MembershipProcessTest, AMemberAddedUnderQuorumLoadEndsWithEveryAcknowledged
   HttpResponse added = AddMember(c.node(1), c.node(3).Url());
   ASSERT_EQ(added.status, 201) << added.Describe();
   for (size_t i = 0; i < 3; ++i) {
-    ASSERT_TRUE(WaitFor([&] { return RoleAt(c.node(i), c.node(3).Url()) == "voter"; },
-                        milliseconds(60000)))
+    ASSERT_TRUE(
+        WaitFor([&] { return RoleAt(c.node(i), c.node(3).Url()) == "voter"; }, milliseconds(60000)))
         << "n" << i << " never saw n3 as a voter\n"
         << c.node(3).LogTail();
   }
@@ -168,11 +169,12 @@ TEST(MembershipProcessTest, AMemberAddedUnderQuorumLoadEndsWithEveryAcknowledged
   ASSERT_TRUE(WaitFor([&] { return acked_count() >= before_stop + 30; }, milliseconds(30000)));
   stop = true;
   for (auto& t : senders) t.join();
-  std::printf("membership: n3 a voter everywhere %.2f s after the add; %zu quorum writes, %zu "
-              "refused or late\n",
-              seconds, acked.size(), failures.size());
-  EXPECT_TRUE(failures.empty()) << failures.size() << " writes failed during the change, first: "
-                                << failures.front();
+  std::printf(
+      "membership: n3 a voter everywhere %.2f s after the add; %zu quorum writes, %zu "
+      "refused or late\n",
+      seconds, acked.size(), failures.size());
+  EXPECT_TRUE(failures.empty()) << failures.size()
+                                << " writes failed during the change, first: " << failures.front();
   EXPECT_TRUE(c.WaitConverged(acked, milliseconds(60000), {0, 1, 2, 3}))
       << "every acknowledged message reaches every member, the new one included";
   EXPECT_NE(c.node(3).LogTail(1 << 16).find("this node is now a voter"), std::string::npos);
@@ -193,8 +195,8 @@ TEST(MembershipProcessTest, ARemovedNodeReceivesNothingMoreAndRefusesWrites) {
   ASSERT_EQ(removed.status, 200) << removed.Describe();
   EXPECT_EQ(removed.Str("status"), "ok");
   // n1 hears of it from n0, and n2 itself from either.
-  ASSERT_TRUE(WaitFor([&] { return RoleAt(c.node(1), c.node(2).Url()).empty(); },
-                      milliseconds(20000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return RoleAt(c.node(1), c.node(2).Url()).empty(); }, milliseconds(20000)));
   ASSERT_TRUE(WaitFor([&] { return c.node(2).Get("/status").Str("role") == "removed"; },
                       milliseconds(20000)));
 
@@ -234,13 +236,13 @@ TEST(MembershipProcessTest, ARestartOfEveryNodeKeepsTheMembership) {
   ASSERT_EQ(AddMember(c.node(0), c.node(3).Url()).status, 201);
   ASSERT_EQ(RemoveMember(c.node(0), "n2").status, 200);
   for (size_t i : {0, 1, 3}) {
-    ASSERT_TRUE(WaitFor([&] { return VersionAt(c.node(i)) >= 3 &&
-                                     RoleAt(c.node(i), c.node(2).Url()).empty(); },
-                        milliseconds(30000)))
+    ASSERT_TRUE(WaitFor(
+        [&] { return VersionAt(c.node(i)) >= 3 && RoleAt(c.node(i), c.node(2).Url()).empty(); },
+        milliseconds(30000)))
         << "n" << i;
   }
-  ASSERT_TRUE(WaitFor([&] { return RoleAt(c.node(0), c.node(3).Url()) == "voter"; },
-                      milliseconds(30000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return RoleAt(c.node(0), c.node(3).Url()) == "voter"; }, milliseconds(30000)));
   const int64_t version = VersionAt(c.node(0));
 
   c.KillAll();  // kill -9, then the same command lines (--peers still name n2, not n3)
@@ -287,8 +289,8 @@ TEST(MembershipProcessTest, BadMembershipRequestsAreClear4xxAndChangeNothing) {
               /*with_token=*/false),
          401, "cluster token required");
   expect("no cluster token on the node",
-         Call("POST", c.node(2).Url() + "/cluster/members", R"({"url":"http://127.0.0.1:1"})"),
-         403, "--cluster-token");
+         Call("POST", c.node(2).Url() + "/cluster/members", R"({"url":"http://127.0.0.1:1"})"), 403,
+         "--cluster-token");
   expect("wrong method", Call("PUT", n0.Url() + "/cluster/members", "{}"), 405, "not allowed");
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(VersionAt(c.node(i)), 0) << "n" << i;
   EXPECT_EQ(RoleAt(n0, c.node(1).Url()), "voter");
