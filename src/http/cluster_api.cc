@@ -117,6 +117,9 @@ void HttpServer::Impl::HandleMemberRemove(const Rest::Request& req, const ReplyP
   if (id->empty() || id->size() > json::kMaxIdBytes) {
     return reply->SendError(Status::InvalidArgument("a member id is a node id or a member's URL"));
   }
+  // A URL (never a node id: those hold no ':' or '/') names its member in the form
+  // POST /cluster/members stored it, e.g. without a trailing slash.
+  if (Result<std::string> url = NormalizePeerUrl(*id); url.ok()) *id = std::move(url).value();
   Result<MemberStatus> removed = node->RemoveMember(*id);
   if (!removed.ok()) return reply->SendError(removed.status());
   reply->Send(200, ChangeBody(*removed, node->GetCluster().version));
