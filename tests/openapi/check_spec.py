@@ -10,20 +10,22 @@ is a valid JSON Schema 2020-12 (Draft202012Validator.check_schema). The official
 meta-schema check is lint_spec.mjs's (npm).
 
 answers: starts a real three-node cluster (with cluster and client tokens, a small
---max-message-bytes) and drives every operation of the document, ok and error answers alike:
-bad JSON, missing fields, unknown route, wrong method, too large, malformed HTTP, missing or wrong
-tokens, a foreign Origin, quorum refused with a peer down, gaps and conflicts on /replicate, and
-the durable consumers' life (create, fetch, ack, nak, redelivery, stale and unknown ack ids, dead
-letters, delete, the limit of 1000 consumers). Each answer must have the status the case
-expects, and that status must be one the document gives for the path and method (or, for a
-request no operation serves, in x-dsm-route-errors); its Content-Type must be one the document
-lists, its JSON body must match the schema - strictly: an object schema that lists properties
-admits no other field (the document promises every field the node sends) - and the headers the
-document names must be present; a 405's Allow must name exactly the methods the document gives
-the path. The body of a request answered 2xx must match the operation's request schema, and
-where a case says so the schema must refuse the body the node refused (e.g. an unknown field of
-a consumer's definition). Every operation of the document must have been exercised. Exits 0
-when all hold, 1 otherwise.
+--max-message-bytes) and two single nodes (one sync_quorum, one without tokens), and drives every
+operation of the document, ok and error answers alike: bad JSON, missing fields, unknown route,
+wrong method, too large, malformed HTTP, missing or wrong tokens, a foreign Origin, quorum refused
+with a peer down, gaps and conflicts on /replicate, the durable consumers' life (create, fetch,
+ack, nak, redelivery, stale and unknown ack ids, dead letters, delete, the limit of 1000
+consumers), and membership changes (a member added, heard of by the others, removed, added
+again; a removal the quorum forbids, changes on a node without a cluster token). Each answer
+must have the status the case expects, and that status must be one the document gives for the
+path and method (or, for a request no operation serves, in x-dsm-route-errors); its
+Content-Type must be one the document lists, its JSON body must match the schema - strictly: an
+object schema that lists properties admits no other field (the document promises every field
+the node sends) - and the headers the document names must be present; a 405's Allow must name
+exactly the methods the document gives the path. The body of a request answered 2xx must match
+the operation's request schema, and where a case says so the schema must refuse the body the
+node refused (e.g. an unknown field of a consumer's definition). Every operation of the
+document must have been exercised. Exits 0 when all hold, 1 otherwise.
 
 Needs python3-yaml and python3-jsonschema (Debian 12: 4.10, draft 2020-12).
 """
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import yaml
 from jsonschema import Draft202012Validator, RefResolver
@@ -375,10 +378,10 @@ def request(port, method, target, body=None, headers=None, read_events=None, tim
         conn.close()
 
 
-def raw_request(method, target, *lines, body=""):
-    """The bytes of a request with the client token, the header `lines` and `body`."""
+def raw_request(method, target, *lines, body="", token=CLIENT_TOKEN):
+    """The bytes of a request with `token` (the client token), the header `lines` and `body`."""
     head = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1",
-            f"Authorization: Bearer {CLIENT_TOKEN}", *lines]
+            f"Authorization: Bearer {token}", *lines]
     return ("\r\n".join(head) + "\r\n\r\n" + body).encode()
 
 
@@ -412,19 +415,30 @@ def raw(port, data, timeout=10):
 
 
 class Cluster(run_collection.Cluster):
-    """Three nodes, each peering with the two others, with tokens; `a` is the one driven."""
+    """Three nodes, each peering with the two others, with tokens; `a` is the one driven. Two
+    more nodes, each with one peer nobody listens on (`ghost_url`), answer the membership
+    changes a and its cluster cannot: `q` (sync_quorum, --quorum 2: removing its one peer
+    would leave it too few voters) and `o` (no tokens at all: membership changes are refused).
+    The ghost is also the member a adds and removes."""
 
     def start(self, deadline, attempts=3):
         for attempt in range(1, attempts + 1):
-            ports = free_ports(3)
+            ports = free_ports(6)
             names = ["a", "b", "c"]
             shutil.rmtree(self.root, ignore_errors=True)
-            extra = ["--cluster-token", CLUSTER_TOKEN, "--client-token", CLIENT_TOKEN,
-                     "--max-message-bytes", str(MAX_MESSAGE_BYTES), "--quorum", "3",
-                     "--quorum-timeout-ms", "3000"]
+            limits = ["--max-message-bytes", str(MAX_MESSAGE_BYTES)]
+            extra = ["--cluster-token", CLUSTER_TOKEN, "--client-token", CLIENT_TOKEN, *limits,
+                     "--quorum", "3", "--quorum-timeout-ms", "3000"]
             self.nodes = {name: Node(self.binary, self.root, name, port,
-                                     [p for p in ports if p != port], extra)
+                                     [p for p in ports[:3] if p != port], extra)
                           for name, port in zip(names, ports)}
+            ghost = ports[5]
+            self.ghost_url = f"http://127.0.0.1:{ghost}"
+            self.nodes["q"] = Node(self.binary, self.root, "q", ports[3], [ghost],
+                                   ["--cluster-token", CLUSTER_TOKEN, "--client-token",
+                                    CLIENT_TOKEN, *limits, "--replication_mode", "sync_quorum",
+                                    "--quorum", "2"])
+            self.nodes["o"] = Node(self.binary, self.root, "o", ports[4], [ghost], limits)
             try:
                 for node in self.nodes.values():
                     node.start()
@@ -475,8 +489,10 @@ def drive(checker, cluster, deadline):
     C, K = client_auth(), cluster_auth()
 
     def case(name, method, path, expect, target=None, body=None, headers=None,
-             schema_refuses=False, **kw):
-        answer = request(port, method, target or path, body=body, headers=headers, **kw)
+             schema_refuses=False, on=None, **kw):
+        """One request to a (or to the node `on`), checked."""
+        answer = request(on.port if on else port, method, target or path, body=body,
+                         headers=headers, **kw)
         return checker.check(name, method, path, answer, expect, request_body=body,
                              schema_refuses=schema_refuses)
 
@@ -633,6 +649,7 @@ def drive(checker, cluster, deadline):
     case("sync cross-site", "POST", "/sync", 403, body={"since": 0},
          headers={**K, "Origin": "http://evil.example"})
 
+    drive_membership(checker, case, raw_case, cluster, deadline)
     drive_consumers(checker, case, raw_case, port, C, deadline)
 
     # Requests no operation serves, and the edge's refusals.
@@ -672,7 +689,187 @@ def drive(checker, cluster, deadline):
             raise Failure(f"timed out creating consumers ({i + 1} of {1000 - len(listed)})")
     case("consumer too many", "PUT", "/consumers/{name}", 503, target="/consumers/spec-more",
          headers=C)
+
+    # Last, a member removed by its node id (a is async: its --quorum does not forbid it).
+    gone = body_of(case("member remove by node id", "DELETE", "/cluster/members/{id}", 200,
+                        target="/cluster/members/c", headers=K))
+    if gone.get("member") != {"id": "c", "url": c.url, "role": "removed"}:
+        checker.failures.append(("member remove by node id", "DELETE /cluster/members/{id}",
+                                 None, [f"not c removed: {gone}"]))
     del b  # b only serves the quorum
+
+
+def body_of(answer):
+    return json.loads(answer.body) if answer.body else {}
+
+
+def expectation(checker, where):
+    """expect(name, what, ok): records a failure `what` of the case `name` unless ok."""
+    def expect(name, what, ok):
+        if not ok:
+            checker.failures.append((name, where, None, [what]))
+            log(f"FAIL {name}: {what}")
+    return expect
+
+
+def drive_membership(checker, case, raw_case, cluster, deadline):
+    """Cluster membership on a: GET /cluster; the ghost (a URL nobody listens on) added, seen in
+    a's /heartbeat, /status and /cluster and by b and c, removed, added again and removed again;
+    every refusal. On q a removal its quorum forbids, on o (no cluster token) both changes.
+    Leaves a, b and c as it found them but for the membership version."""
+    a, b, c, q, o = (cluster.nodes[n] for n in ("a", "b", "c", "q", "o"))
+    ghost = cluster.ghost_url
+    C, K = client_auth(), cluster_auth()
+    members, one = "/cluster/members", "/cluster/members/{id}"
+    by_url = "/cluster/members/" + urllib.parse.quote(ghost, safe="")
+    cross = {"Origin": "http://evil.example"}
+    expect = expectation(checker, "membership")
+
+    def status(node):
+        return json.loads(request(node.port, "GET", "/status", headers=C).body)
+
+    def member(view, url):
+        return next((m for m in view.get("members", []) if m.get("url") == url), None)
+
+    # GET /cluster: a first (its own URL unknown), then its --peers, b and c.
+    view = body_of(case("cluster", "GET", "/cluster", 200, headers=C))
+    listed = [(m["id"], m["url"], m["role"], m["self"]) for m in view.get("members", [])]
+    expect("cluster", f"not version 0 and a, b, c as voters: {view}",
+           view.get("version") == 0 and listed == [("a", None, "voter", True),
+                                                   ("b", b.url, "voter", False),
+                                                   ("c", c.url, "voter", False)])
+    case("cluster HEAD", "HEAD", "/cluster", 200, headers=C)
+    case("cluster cluster token", "GET", "/cluster", 200, headers=K)
+    case("cluster cookie", "GET", "/cluster", 200, headers={"Cookie": "dsm_token=" + CLIENT_TOKEN})
+    case("cluster without token", "GET", "/cluster", 401)
+    case("cluster HEAD without token", "HEAD", "/cluster", 401)
+    case("cluster cross-site", "GET", "/cluster", 403, headers={**C, **cross})
+    case("cluster HEAD cross-site", "HEAD", "/cluster", 403, headers={**C, **cross})
+    case("cluster of a node without tokens", "GET", "/cluster", 200, on=o)
+
+    # POST /cluster/members: the ghost joins a as a learner (the trailing slash is dropped).
+    added = body_of(case("member add", "POST", members, 201, headers=K, body={"url": ghost + "/"}))
+    expect("member add", f"not version 1 and the ghost as a learner: {added}",
+           added.get("version") == 1 and
+           added.get("member") == {"id": "", "url": ghost, "role": "learner"})
+    case("member add again", "POST", members, 409, headers=K, body={"url": ghost})
+    for name, body, refuses in (("bad JSON", '{"url": ', False),
+                                ("not an object", [ghost], True),
+                                ("no url", {}, True),
+                                ("url not a string", {"url": 8000}, True),
+                                ("unknown field", {"url": ghost, "voter": True}, True),
+                                ("no scheme", {"url": "127.0.0.1:8000"}, True),
+                                ("no port", {"url": "http://127.0.0.1"}, True),
+                                ("a path", {"url": "http://127.0.0.1:8000/x"}, True),
+                                ("port 0", {"url": "http://127.0.0.1:0"}, False),
+                                ("port over 65535", {"url": "http://127.0.0.1:65536"}, False),
+                                ("this node", {"url": a.url}, False),
+                                ("this node as localhost", {"url": f"http://localhost:{a.port}"},
+                                 False)):
+        case(f"member add {name}", "POST", members, 400, headers=K, body=body,
+             schema_refuses=refuses)
+    case("member add without token", "POST", members, 401, body={"url": ghost})
+    case("member add client token", "POST", members, 401, headers=C, body={"url": ghost})
+    case("member add wrong token", "POST", members, 401, headers={"X-Dsm-Token": "wrong"},
+         body={"url": ghost})
+    case("member add cross-site", "POST", members, 403, headers={**K, **cross},
+         body={"url": ghost})
+    case("member add without a cluster token", "POST", members, 403, on=o, body={"url": a.url})
+    too_long = f"Content-Length: {MAX_REQUEST_BYTES + 1}"
+    raw_case("member add body over the limit", "POST", members, 413,
+             raw_request("POST", members, too_long, token=CLUSTER_TOKEN))
+    raw_case("member add Transfer-Encoding", "POST", members, 411,
+             raw_request("POST", members, "Transfer-Encoding: chunked", body="0\r\n\r\n",
+                         token=CLUSTER_TOKEN))
+
+    # The change as a tells it: its heartbeat answers carry the membership, /status and
+    # /cluster list the learner; b and c hear of it.
+    hb = body_of(case("heartbeat after a change", "GET", "/heartbeat", 200, headers=K))
+    told = member(hb.get("membership", {}), ghost)
+    expect("heartbeat after a change", f"no membership version 1 with the ghost added: {hb}",
+           hb.get("membership", {}).get("version") == 1 and
+           told == {"url": ghost, "id": "", "added": 1, "removed": 0, "voter": False})
+    st = body_of(case("status after a change", "GET", "/status", 200, headers=C))
+    peer = st.get("peer_status", {}).get(ghost, {})
+    expect("status after a change", f"not version 1 with the ghost a learner peer: {st}",
+           st.get("membership_version") == 1 and st.get("role") == "voter" and
+           ghost in st.get("peers", []) and peer.get("role") == "learner" and
+           peer.get("alive") is False)
+    view = body_of(case("cluster after a change", "GET", "/cluster", 200, headers=C))
+    expect("cluster after a change", f"not version 1 with the ghost a lagging learner: {view}",
+           view.get("version") == 1 and member(view, ghost) is not None and
+           {k: v for k, v in member(view, ghost).items() if k != "lag"} ==
+           {"id": "", "url": ghost, "role": "learner", "self": False, "alive": False} and
+           member(view, ghost)["lag"] > 0)
+
+    def heard(node, version, ghost_member):
+        st = status(node)
+        return st["membership_version"] >= version and (ghost in st["peers"]) == ghost_member
+    wait_for("b and c to hear of the ghost", lambda: heard(b, 1, True) and heard(c, 1, True),
+             deadline)
+    expect("b hears of the ghost", "b does not list the ghost as a learner",
+           status(b)["peer_status"][ghost]["role"] == "learner")
+    # b's answers name a's URL by a's node id: a learns its own URL.
+    wait_for("a to learn its own URL",
+             lambda: json.loads(request(a.port, "GET", "/cluster", headers=C).body)
+             ["members"][0]["url"] == a.url, deadline)
+    case("cluster once a knows its URL", "GET", "/cluster", 200, headers=C)
+
+    # DELETE /cluster/members/{id}: the refusals first, then the ghost leaves.
+    for name, target, want in (("this node", "/cluster/members/a", 409),
+                               ("this node by URL",
+                                "/cluster/members/" + urllib.parse.quote(a.url, safe=""), 409),
+                               ("unknown", "/cluster/members/nobody", 404),
+                               ("bad encoding", "/cluster/members/%zz", 400),
+                               ("id too long", "/cluster/members/" + "n" * 257, 400)):
+        case(f"member remove {name}", "DELETE", one, want, target=target, headers=K)
+    case("member remove without token", "DELETE", one, 401, target=by_url)
+    case("member remove client token", "DELETE", one, 401, target=by_url, headers=C)
+    case("member remove cross-site", "DELETE", one, 403, target=by_url, headers={**K, **cross})
+    case("member remove without a cluster token", "DELETE", one, 403, target=by_url, on=o)
+    case("member remove under the quorum", "DELETE", one, 409, target=by_url, headers=K, on=q)
+    case("member remove q itself", "DELETE", one, 409, target="/cluster/members/q", headers=K,
+         on=q)
+    raw_case("member remove head over the limit", "DELETE", one, 431,
+             raw_request("DELETE", by_url, "X-Padding: " + "p" * 20000, token=CLUSTER_TOKEN))
+    removed = body_of(case("member remove", "DELETE", one, 200, target=by_url, headers=K))
+    expect("member remove", f"not version 2 and the ghost removed: {removed}",
+           removed.get("version") == 2 and
+           removed.get("member") == {"id": "", "url": ghost, "role": "removed"})
+    case("member remove again", "DELETE", one, 404, target=by_url, headers=K)
+    hb = body_of(case("heartbeat after a removal", "GET", "/heartbeat", 200, headers=K))
+    told = member(hb.get("membership", {}), ghost) or {}
+    expect("heartbeat after a removal", f"no membership version 2 with the ghost removed: {hb}",
+           hb.get("membership", {}).get("version") == 2 and
+           (told.get("added"), told.get("removed")) == (1, 2))
+    st = body_of(case("status after a removal", "GET", "/status", 200, headers=C))
+    expect("status after a removal", f"not version 2 without the ghost: {st}",
+           st.get("membership_version") == 2 and ghost not in st.get("peers", []) and
+           ghost not in st.get("peer_status", {}))
+    view = body_of(case("cluster after a removal", "GET", "/cluster", 200, headers=C))
+    expect("cluster after a removal", f"not version 2 with a, b and c only: {view}",
+           view.get("version") == 2 and
+           [m["url"] for m in view.get("members", [])] == [a.url, b.url, c.url])
+
+    # A removed URL may be added again (a newer add), and removed again (its URL spelt with the
+    # trailing slash POST accepts).
+    again = body_of(case("member add after its removal", "POST", members, 201, headers=K,
+                         body={"url": ghost}))
+    expect("member add after its removal", f"not version 3: {again}", again.get("version") == 3)
+    again = body_of(case("member remove once more", "DELETE", one, 200, target=by_url + "%2F",
+                         headers=K))
+    expect("member remove once more", f"not version 4: {again}", again.get("version") == 4)
+    wait_for("b and c to hear of the last removal",
+             lambda: heard(b, 4, False) and heard(c, 4, False), deadline)
+
+    # Methods the paths do not answer.
+    for method, path, target in (("PUT", "/cluster", "/cluster"),
+                                 ("POST", "/cluster", "/cluster"),
+                                 ("GET", members, members), ("DELETE", members, members),
+                                 ("GET", one, "/cluster/members/b"),
+                                 ("POST", one, "/cluster/members/b")):
+        case(f"cluster {method} {path}", method, path, 405, target=target, headers=K,
+             body={} if method in ("POST", "PUT") else None)
 
 
 def drive_consumers(checker, case, raw_case, port, C, deadline):
@@ -680,14 +877,7 @@ def drive_consumers(checker, case, raw_case, port, C, deadline):
     one, fetch = "/consumers/{name}", "/consumers/{name}/messages"
     ack, nak, dead = "/consumers/{name}/ack", "/consumers/{name}/nak", "/consumers/{name}/dead"
     cross = {**C, "Origin": "http://evil.example"}
-
-    def body_of(answer):
-        return json.loads(answer.body) if answer.body else {}
-
-    def expect(name, what, ok):
-        if not ok:
-            checker.failures.append((name, "consumers", None, [what]))
-            log(f"FAIL {name}: {what}")
+    expect = expectation(checker, "consumers")
 
     # Messages for the consumers: three to "worker".
     case("consumer messages", "POST", "/send", 200, headers=C,
