@@ -419,11 +419,19 @@ class Cluster(run_collection.Cluster):
     more nodes, each with one peer nobody listens on (`ghost_url`), answer the membership
     changes a and its cluster cannot: `q` (sync_quorum, --quorum 2: removing its one peer
     would leave it too few voters) and `o` (no tokens at all: membership changes are refused).
-    The ghost is also the member a adds and removes."""
+    The ghost is also the member a adds and removes. Its port stays bound to a socket that
+    never listens, so connections to it are refused and nothing else can take it."""
+
+    ghost = None
 
     def start(self, deadline, attempts=3):
+        if self.ghost is None:
+            self.ghost = socket.socket()
+            self.ghost.bind(("127.0.0.1", 0))
+        ghost = self.ghost.getsockname()[1]
+        self.ghost_url = f"http://127.0.0.1:{ghost}"
         for attempt in range(1, attempts + 1):
-            ports = free_ports(6)
+            ports = free_ports(5)
             names = ["a", "b", "c"]
             shutil.rmtree(self.root, ignore_errors=True)
             limits = ["--max-message-bytes", str(MAX_MESSAGE_BYTES)]
@@ -432,8 +440,6 @@ class Cluster(run_collection.Cluster):
             self.nodes = {name: Node(self.binary, self.root, name, port,
                                      [p for p in ports[:3] if p != port], extra)
                           for name, port in zip(names, ports)}
-            ghost = ports[5]
-            self.ghost_url = f"http://127.0.0.1:{ghost}"
             self.nodes["q"] = Node(self.binary, self.root, "q", ports[3], [ghost],
                                    ["--cluster-token", CLUSTER_TOKEN, "--client-token",
                                     CLIENT_TOKEN, *limits, "--replication_mode", "sync_quorum",
@@ -446,10 +452,16 @@ class Cluster(run_collection.Cluster):
                     self.wait_up(node, deadline)
                 return
             except Failure as e:
-                self.stop()
+                super().stop()  # the nodes only: the ghost's port stays taken for the next try
                 if attempt == attempts or time.monotonic() > deadline:
                     raise
                 log(f"cluster did not start (attempt {attempt}), retrying: {e}")
+
+    def stop(self):
+        super().stop()
+        if self.ghost is not None:
+            self.ghost.close()
+            self.ghost = None
 
     @staticmethod
     def wait_up(node, deadline):
