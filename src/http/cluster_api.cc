@@ -104,6 +104,13 @@ void HttpServer::Impl::HandleMemberAdd(const Rest::Request& req, const ReplyPtr&
   if (url == doc->MemberEnd() || !url->value.IsString()) return reply->SendError(shape);
   Result<std::string> normal = NormalizePeerUrl(Str(url->value));
   if (!normal.ok()) return reply->SendError(normal.status());
+  // DELETE /cluster/members/{id} names a member in at most kMaxIdBytes: a longer URL could never
+  // be removed.
+  if (normal->size() > json::kMaxIdBytes) {
+    return reply->SendError(Status::InvalidArgument(
+        "a member URL is at most " + std::to_string(json::kMaxIdBytes) + " bytes (this one is " +
+        std::to_string(normal->size()) + ")"));
+  }
   Result<MemberStatus> added = node->AddMember(*normal);
   if (!added.ok()) return reply->SendError(added.status());
   reply->Send(201, ChangeBody(*added, node->GetCluster().version));

@@ -775,6 +775,7 @@ def drive_membership(checker, case, raw_case, cluster, deadline):
                                 ("a path", {"url": "http://127.0.0.1:8000/x"}, True),
                                 ("port 0", {"url": "http://127.0.0.1:0"}, False),
                                 ("port over 65535", {"url": "http://127.0.0.1:65536"}, False),
+                                ("url too long", {"url": f"http://{'h' * 243}.x:8000"}, True),
                                 ("this node", {"url": a.url}, False),
                                 ("this node as localhost", {"url": f"http://localhost:{a.port}"},
                                  False)):
@@ -842,6 +843,11 @@ def drive_membership(checker, case, raw_case, cluster, deadline):
     case("member remove under the quorum", "DELETE", one, 409, target=by_url, headers=K, on=q)
     case("member remove q itself", "DELETE", one, 409, target="/cluster/members/q", headers=K,
          on=q)
+    longest = f"http://{'h' * 242}.x:8000"  # 256 bytes: the longest id DELETE takes
+    case("member add the longest URL", "POST", members, 201, headers=K, on=q,
+         body={"url": longest + "/"})
+    case("member remove the longest URL", "DELETE", one, 200, headers=K, on=q,
+         target="/cluster/members/" + urllib.parse.quote(longest, safe=""))
     raw_case("member remove head over the limit", "DELETE", one, 431,
              raw_request("DELETE", by_url, "X-Padding: " + "p" * 20000, token=CLUSTER_TOKEN))
     removed = body_of(case("member remove", "DELETE", one, 200, target=by_url, headers=K))
