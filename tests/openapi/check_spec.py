@@ -682,12 +682,20 @@ def drive(checker, cluster, deadline):
     raw_case("head over the limit", "GET", "/status", 431,
              raw_request("GET", "/status", "X-Padding: " + "p" * 20000))
 
-    # Quorum refused: c down, a (quorum 3) knows it.
+    # Quorum refused: c down, a (quorum 3) knows it. /status says "not alive" as soon as the
+    # heartbeat timeout has passed, which can be a moment before a's own loop marks c dead (and
+    # a quorum write is refused only then); a failed exchange with c counted after that answer
+    # marks c dead, so the wait is for one.
     c.kill()
+    failures_when_seen_dead = []
 
     def c_dead():
-        st = json.loads(request(port, "GET", "/status", headers=C).body)
-        return not st["peer_status"][c.url]["alive"]
+        peer = json.loads(request(port, "GET", "/status", headers=C).body)["peer_status"][c.url]
+        if peer["alive"]:
+            return False
+        if not failures_when_seen_dead:
+            failures_when_seen_dead.append(peer["consecutive_failures"])
+        return peer["consecutive_failures"] > failures_when_seen_dead[0]
     wait_for("a to see c dead", c_dead, deadline)
     case("send quorum refused", "POST", "/send", 503, headers=C,
          body={"payload": "q2", "ack": "quorum"})
