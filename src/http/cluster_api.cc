@@ -107,9 +107,9 @@ void HttpServer::Impl::HandleMemberAdd(const Rest::Request& req, const ReplyPtr&
   // DELETE /cluster/members/{id} names a member in at most kMaxIdBytes: a longer URL could never
   // be removed.
   if (normal->size() > json::kMaxIdBytes) {
-    return reply->SendError(Status::InvalidArgument(
-        "a member URL is at most " + std::to_string(json::kMaxIdBytes) + " bytes (this one is " +
-        std::to_string(normal->size()) + ")"));
+    return reply->SendError(
+        Status::InvalidArgument("a member URL is at most " + std::to_string(json::kMaxIdBytes) +
+                                " bytes (this one is " + std::to_string(normal->size()) + ")"));
   }
   Result<MemberStatus> added = node->AddMember(*normal);
   if (!added.ok()) return reply->SendError(added.status());
