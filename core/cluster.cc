@@ -285,7 +285,12 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
     {
       MutexLock lock(&d.mu);
       if (d.stopped) return Status::Unavailable("shutting down");
-      if (id == options_.id || (!d.self_url.empty() && id == d.self_url)) {
+      std::string host;
+      int port = 0;
+      const bool names_this_node =
+          id == d.self_url ||
+          (SplitUrl(id, &host, &port) && IsSelf(host, port, options_.host, options_.port));
+      if (id == options_.id || names_this_node) {
         return Status::Conflict(id + " is this node: send its removal to another member");
       }
       // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
@@ -307,7 +312,8 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
       if (it->url == d.self_url) {
         return Status::Conflict(id + " is this node: send its removal to another member");
       }
-      if (options_.mode == ReplicationMode::kSyncQuorum) {
+      // Removing a learner leaves the voters as they are.
+      if (options_.mode == ReplicationMode::kSyncQuorum && it->voter) {
         int voters = 1;  // this node
         for (const PeerState& p : d.peers) {
           if (p.counts() && p.url != it->url) ++voters;

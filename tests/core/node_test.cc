@@ -1531,6 +1531,11 @@ TEST_F(NodeTest, BadMembershipChangesAreRefusedAndChangeNothing) {
             Code::kInvalidArgument);
   EXPECT_EQ(node_->RemoveMember("nobody").status().code(), Code::kNotFound);
   EXPECT_EQ(node_->RemoveMember("a").status().code(), Code::kConflict);  // this node's id
+  EXPECT_EQ(node_->RemoveMember("http://127.0.0.1:" + std::to_string(options_.port))
+                .status()
+                .code(),
+            Code::kConflict)
+      << "this node's URL, before it learned it";
   EXPECT_EQ(node_->GetCluster().version, 0u);
   EXPECT_TRUE(log_.GetMembership().value().empty());
   EXPECT_TRUE(transport_.added_peers().empty());
