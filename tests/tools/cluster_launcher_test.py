@@ -35,8 +35,10 @@ what the user sees at every step:
      gone, the pid files removed, the ports free. A second `stop` says nothing runs there.
   7. `start` in the foreground (no --detach), this time with DSM_CLIENT_TOKEN too in the
      environment (the nodes require it, the launcher sends it): every node is up in `status`,
-     a request without a token gets 401; SIGINT ends it with exit 0 and no dsm-node behind (the
-     removed node5 is not started again); the data of the first run is still there.
+     a request without a token gets 401 (the removed node5 is not started again; the data of the
+     first run is still there). `remove node1` stops node1; then `remove node2` exits 1, since
+     node4 (sync_quorum --quorum 3) would be left 2 voters, and changes nothing. SIGINT ends the
+     launcher with exit 0 and no dsm-node behind.
 
 The launcher and its nodes run with DSM_CLUSTER_TOKEN (membership changes need it); the test's
 own requests send it. The launcher is given --dir after the command's name (`dsm-cluster stop
@@ -814,6 +816,21 @@ def foreground(cluster, total, attempts=4):
     check(table is not None, "`status` with the tokens")
     log("the nodes require the environment's tokens (401 without) and `status` sends them")
 
+    # `remove` refuses to leave node4 (sync_quorum --quorum 3) fewer voters than 3, whichever
+    # member it asks.
+    r = cluster.run_ok("remove", "node1", env=env)
+    check(f"stopped node1 (pid {pids['node1']})" in r.stdout, f"`remove node1` said:\n{r.stdout}")
+    wait_for("node4's GET /cluster no longer lists node1",
+             lambda: cluster.url("node1") not in (cluster_view(cluster.url("node4")) or
+                                                  {cluster.url("node1"): None}),
+             lambda: views_of(cluster, ["node4"]))
+    refused(cluster, ["remove", "node2"],
+            "removing node2 would leave node4 (sync_quorum, --quorum 3) 2 voters", env=env)
+    check((cluster_view(cluster.url("node4")) or {}).get(cluster.url("node2")) == ("voter", True)
+          and running(pids["node2"]),
+          f"a refused `remove node2` changed something: {views_of(cluster, ['node4'])}")
+    log("`remove node2` after node1: refused, node4 would be left fewer voters than its quorum")
+
     proc.send_signal(signal.SIGINT)
     try:
         rc = proc.wait(timeout=min(WAIT + 15, max(DEADLINE.left(), 5)))
@@ -821,7 +838,7 @@ def foreground(cluster, total, attempts=4):
         raise TestFailure(f"the foreground launcher did not exit after SIGINT:\n{text()}")
     out = text()
     check(rc == 0, f"the foreground launcher exited with {rc} after SIGINT:\n{out}")
-    for node in NODES:
+    for node in NODES[1:]:  # `remove` stopped node1
         check(f"stopped {node} (pid {pids[node]})" in out,
               f"after SIGINT the launcher should report {node} stopped:\n{out}")
         check(not os.path.exists(cluster.pid_file(node)),
