@@ -6,8 +6,8 @@
 Drives the launcher as a user does, against real dsm-node processes on 127.0.0.1, and checks
 what the user sees at every step:
 
-  0. Before any start, `stop`, `status`, `stop NODE`, `kill NODE` and `restart NODE` on the
-     empty directory exit 1 saying that no cluster is there.
+  0. Before any start, `stop`, `status`, `stop NODE`, `kill NODE`, `restart NODE`, `add NODE`
+     and `remove NODE` on the empty directory exit 1 saying that no cluster is there.
   1. `start --detach` on a free base port (another one if a port was taken meanwhile) returns
      once all four nodes answer /heartbeat; its table lists them (node4 sync_quorum q=3), it
      prints the exact command that stops them (with the --dir used), and a second `start`
@@ -16,14 +16,14 @@ what the user sees at every step:
      dead http_proxy in the environment: the launcher talks to 127.0.0.1 directly).
   3. Messages sent to node1 reach node2..node4.
   3b. a durable consumer created on node1 shows in `status`'s consumers table (3 pending).
-  3c. `add node5` without DSM_CLUSTER_TOKEN, and `add node1`, exit 1 saying why. `add node5`
-     starts node5 on the next port (async, --peers node1..node3, the others' options), returns
-     once node1 lists it as a voter; then every node lists it as an alive voter in GET /cluster
-     and `status` shows it, every node a voter at one membership version. Messages sent to node1
-     and node5 reach every node. `restart node5` restarts it with the same command line; it is
-     a voter again and holds every message. `remove node5` stops it and it leaves every node's
-     GET /cluster; `status` shows it down and removed. `remove node9`, a second `remove node5`
-     and `restart node5` exit 1 saying why.
+  3c. `add node5` without DSM_CLUSTER_TOKEN, `add node1` and `add ../node5` exit 1 saying why.
+     `add node5` starts node5 on the next port (async, --peers node1..node3, the others'
+     options), returns once node1 lists it as a voter; then every node lists it as an alive
+     voter in GET /cluster and `status` shows it, every node a voter at one membership version.
+     Messages sent to node1 and node5 reach every node. `restart node5` restarts it with the
+     same command line; it is a voter again and holds every message. `remove node5` stops it
+     and it leaves every node's GET /cluster; `status` shows it down and removed.
+     `remove node9`, a second `remove node5` and `restart node5` exit 1 saying why.
   4. `kill node2` ends the process; `status` shows node2 down, then (after the heartbeat timeout)
      node1..node4 counting one dead peer, and node1's lag towards node2 growing with the
      messages sent meanwhile; node1's /metrics says dsm_peer_alive 0 for node2.
@@ -472,12 +472,14 @@ def gone(cluster, pids, what):
 def no_cluster_yet(cluster):
     """Every command but `start` on a directory where no cluster was started: exit 1, and a
     message that says so."""
-    for args in (["stop"], ["status"], ["stop", "node2"], ["kill", "node2"], ["restart", "node2"]):
+    for args in (["stop"], ["status"], ["stop", "node2"], ["kill", "node2"], ["restart", "node2"],
+                 ["add", "node5"], ["remove", "node2"]):
         r = cluster.run(*args, timeout=30)
         check(r.returncode == 1 and f"no cluster in {cluster.root}" in r.stderr,
               f"`dsm-cluster {' '.join(args)}` on an empty directory should exit 1 saying "
               f"'no cluster in {cluster.root}'; exit {r.returncode}:\n{r.stdout}{r.stderr}")
-    log("stop, status, stop/kill/restart NODE on an empty directory: exit 1, 'no cluster in ...'")
+    log("stop, status, stop/kill/restart/add/remove NODE on an empty directory: exit 1, "
+        "'no cluster in ...'")
 
 
 def printed_stop_command(cluster, out):
@@ -528,7 +530,8 @@ def membership(cluster, sent):
     check(not os.path.exists(os.path.join(node5_dir, "cmd.json")),
           "`add node5` without DSM_CLUSTER_TOKEN left a node5 behind")
     refused(cluster, ["add", "node1"], "node1 is in the cluster already")
-    log("`add` without DSM_CLUSTER_TOKEN and `add node1` (a member): exit 1, said why")
+    refused(cluster, ["add", "../node5"], "'../node5' is not a node name")
+    log("`add` without DSM_CLUSTER_TOKEN, `add node1` (a member), `add ../node5`: exit 1, said why")
 
     r = cluster.run_ok("add", "node5", "--wait", str(WAIT), timeout=WAIT + 60)
     m = re.search(r"^started node5 on (\S+) \(pid (\d+)\)", r.stdout, re.M)
