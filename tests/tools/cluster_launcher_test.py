@@ -6,16 +6,24 @@
 Drives the launcher as a user does, against real dsm-node processes on 127.0.0.1, and checks
 what the user sees at every step:
 
-  0. Before any start, `stop`, `status`, `stop NODE`, `kill NODE` and `restart NODE` on the
-     empty directory exit 1 saying that no cluster is there.
+  0. Before any start, `stop`, `status`, `stop NODE`, `kill NODE`, `restart NODE`, `add NODE`
+     and `remove NODE` on the empty directory exit 1 saying that no cluster is there.
   1. `start --detach` on a free base port (another one if a port was taken meanwhile) returns
      once all four nodes answer /heartbeat; its table lists them (node4 sync_quorum q=3), it
      prints the exact command that stops them (with the --dir used), and a second `start`
      refuses to run over them.
-  2. `status` prints one row per node, all up, every peer alive, lag 0 (also with a dead
-     http_proxy in the environment: the launcher talks to 127.0.0.1 directly).
+  2. `status` prints one row per node, all up and voters, every peer alive, lag 0 (also with a
+     dead http_proxy in the environment: the launcher talks to 127.0.0.1 directly).
   3. Messages sent to node1 reach node2..node4.
   3b. a durable consumer created on node1 shows in `status`'s consumers table (3 pending).
+  3c. `add node5` without DSM_CLUSTER_TOKEN, `add node1` and `add ../node5` exit 1 saying why.
+     `add node5` starts node5 on the next port (async, --peers node1..node3, the others'
+     options), returns once node1 lists it as a voter; then every node lists it as an alive
+     voter in GET /cluster and `status` shows it, every node a voter at one membership version.
+     Messages sent to node1 and node5 reach every node. `restart node5` restarts it with the
+     same command line; it is a voter again and holds every message. `remove node5` stops it
+     and it leaves every node's GET /cluster; `status` shows it down and removed.
+     `remove node9`, a second `remove node5` and `restart node5` exit 1 saying why.
   4. `kill node2` ends the process; `status` shows node2 down, then (after the heartbeat timeout)
      node1..node4 counting one dead peer, and node1's lag towards node2 growing with the
      messages sent meanwhile; node1's /metrics says dsm_peer_alive 0 for node2.
@@ -25,13 +33,17 @@ what the user sees at every step:
      removed), a second `stop node3` says it is not running, `restart node3` brings it back.
   6. The stop command `start` printed, run as printed, ends every node it started: the pids are
      gone, the pid files removed, the ports free. A second `stop` says nothing runs there.
-  7. `start` in the foreground (no --detach), this time with DSM_CLUSTER_TOKEN and
-     DSM_CLIENT_TOKEN in the environment (the nodes require them, the launcher sends them):
-     every node is up in `status`, a request without a token gets 401; SIGINT ends it with exit
-     0 and no dsm-node behind; the data of the first run is still there.
+  7. `start` in the foreground (no --detach), this time with DSM_CLIENT_TOKEN too in the
+     environment (the nodes require it, the launcher sends it): every node is up in `status`,
+     a request without a token gets 401 (the removed node5 is not started again; the data of the
+     first run is still there). `remove node1` stops node1; then `remove node2` exits 1, since
+     node4 (sync_quorum --quorum 3) would be left 2 voters, and changes nothing. SIGINT ends the
+     launcher with exit 0 and no dsm-node behind.
 
-The launcher is given --dir after the command's name (`dsm-cluster stop --dir D`), except for
-the foreground start and the cleanup, which give it first (`dsm-cluster --dir D start`).
+The launcher and its nodes run with DSM_CLUSTER_TOKEN (membership changes need it); the test's
+own requests send it. The launcher is given --dir after the command's name (`dsm-cluster stop
+--dir D`), except for the foreground start and the cleanup, which give it first (`dsm-cluster
+--dir D start`).
 
 Polls with generous deadlines, never sleeps as synchronisation; the whole run is bounded
 (--timeout). Whatever happens, it ends with `dsm-cluster stop` and SIGKILL to any node left in
@@ -176,10 +188,10 @@ def pick_base_port():
 # --- HTTP -----------------------------------------------------------------------------------
 
 # The bearer token the test's own requests send (None: none). The cluster token opens every
-# endpoint of a node.
-TOKEN = None
+# endpoint of a node; every node runs with it (membership changes need it).
 CLUSTER_TOKEN = "launcher-test-cluster-token"
 CLIENT_TOKEN = "launcher-test-client-token"
+TOKEN = CLUSTER_TOKEN
 
 
 def http(method, url, body=None, timeout=5.0, token=...):
@@ -235,20 +247,26 @@ def peer_metrics(url):
 
 # --- the launcher ---------------------------------------------------------------------------
 
-def launcher_env(**extra):
-    """The environment for dsm-cluster and its nodes: no proxy, no tokens but those in `extra`,
-    unbuffered output."""
+def launcher_env(cluster_token=CLUSTER_TOKEN, **extra):
+    """The environment for dsm-cluster and its nodes: no proxy, DSM_CLUSTER_TOKEN (unless
+    cluster_token is None), no other token but those in `extra`, unbuffered output."""
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
            and k not in ("DSM_CLUSTER_TOKEN", "DSM_CLIENT_TOKEN", "DSM_NODE")}
     env["PYTHONUNBUFFERED"] = "1"
+    if cluster_token:
+        env["DSM_CLUSTER_TOKEN"] = cluster_token
     env.update(extra)
     return env
 
 
+NODE_ROW = re.compile(r"^node\d+$")  # the seed's node1..node4 and those `add` started
+
+
 class StatusTable:
-    """`dsm-cluster status` output: node, up, last_seq, alive peers, lag per peer; then, after a
-    blank line when some node has durable consumers, node, consumer, pending, in_flight, dead."""
+    """`dsm-cluster status` output: node, up, role, membership (version), last_seq, alive peers,
+    lag per peer, the seed's nodes first; then, after a blank line when some node has durable
+    consumers, node, consumer, pending, in_flight, dead."""
 
     def __init__(self, text):
         self.text = text
@@ -262,20 +280,24 @@ class StatusTable:
                   f"status: unexpected consumers header in\n{text}")
             for line in clines[1:]:
                 t = line.split()
-                check(len(t) == 5 and t[0] in NODES, f"status: unexpected consumer row '{line}'")
+                check(len(t) == 5 and NODE_ROW.match(t[0]),
+                      f"status: unexpected consumer row '{line}'")
                 self.consumers[(t[0], t[1])] = {"pending": t[2], "in_flight": t[3], "dead": t[4]}
-        check(lines and lines[0].split()[:3] == ["node", "up", "last_seq"],
+        check(lines and lines[0].split()[:5] == ["node", "up", "role", "membership", "last_seq"],
               f"status: unexpected header in\n{text}")
         for line in lines[1:]:
             t = line.split()
-            check(len(t) >= 4 and t[0] in NODES, f"status: unexpected row '{line}' in\n{text}")
+            check(len(t) >= 6 and NODE_ROW.match(t[0]),
+                  f"status: unexpected row '{line}' in\n{text}")
             lags = {}
-            for tok in t[4:]:
+            for tok in t[6:]:
                 port, eq, lag = tok.partition("=")
                 if eq and port.isdigit():
                     lags[int(port)] = lag
-            self.rows[t[0]] = {"up": t[1], "last_seq": t[2], "alive": t[3], "lags": lags}
-        check(list(self.rows) == NODES, f"status: expected one row per node {NODES} in\n{text}")
+            self.rows[t[0]] = {"up": t[1], "role": t[2], "membership": t[3], "last_seq": t[4],
+                               "alive": t[5], "lags": lags}
+        check(list(self.rows)[:len(NODES)] == NODES,
+              f"status: expected one row per node {NODES} first in\n{text}")
 
     def row(self, node):
         return self.rows[node]
@@ -311,9 +333,9 @@ class Cluster:
                                  f"{r.stdout}{r.stderr}")
         return r
 
-    # Ports and peers of the seed topology.
+    # Ports and peers of the seed topology; `add` gives node5 the next port.
     def port(self, node):
-        return self.base + NODES.index(node)
+        return self.base + int(node[len("node"):]) - 1
 
     def url(self, node):
         return f"http://127.0.0.1:{self.port(node)}"
@@ -348,12 +370,13 @@ class Cluster:
                         interval=0.3)
 
     def healthy(self, table, last_seq=None):
-        """Every node up, every peer alive, no lag; every last_seq equal (to last_seq if given)."""
+        """Every seed node up and a voter, every peer of the seed's topology alive, no lag; every
+        last_seq equal (to last_seq if given)."""
         seqs = set()
         for node in NODES:
             row = table.row(node)
             n = len(self.peers(node))
-            if (row["up"] != "up" or row["alive"] != f"{n}/{n}"
+            if (row["up"] != "up" or row["role"] != "voter" or row["alive"] != f"{n}/{n}"
                     or row["lags"] != {p: "0" for p in self.peers(node)}):
                 return False
             seqs.add(row["last_seq"])
@@ -395,7 +418,7 @@ class Cluster:
 
     def log_tails(self, lines=15):
         out = []
-        for node in NODES:
+        for node in sorted(os.listdir(self.root)):
             try:
                 with open(os.path.join(self.root, node, "node.log"), "rb") as f:
                     tail = f.readlines()[-lines:]
@@ -449,12 +472,14 @@ def gone(cluster, pids, what):
 def no_cluster_yet(cluster):
     """Every command but `start` on a directory where no cluster was started: exit 1, and a
     message that says so."""
-    for args in (["stop"], ["status"], ["stop", "node2"], ["kill", "node2"], ["restart", "node2"]):
+    for args in (["stop"], ["status"], ["stop", "node2"], ["kill", "node2"], ["restart", "node2"],
+                 ["add", "node5"], ["remove", "node2"]):
         r = cluster.run(*args, timeout=30)
         check(r.returncode == 1 and f"no cluster in {cluster.root}" in r.stderr,
               f"`dsm-cluster {' '.join(args)}` on an empty directory should exit 1 saying "
               f"'no cluster in {cluster.root}'; exit {r.returncode}:\n{r.stdout}{r.stderr}")
-    log("stop, status, stop/kill/restart NODE on an empty directory: exit 1, 'no cluster in ...'")
+    log("stop, status, stop/kill/restart/add/remove NODE on an empty directory: exit 1, "
+        "'no cluster in ...'")
 
 
 def printed_stop_command(cluster, out):
@@ -465,6 +490,124 @@ def printed_stop_command(cluster, out):
     want = [cluster.launcher, "stop", "--dir", cluster.root]
     check(argv == want, f"`start --detach` printed the stop command {argv}, expected {want}")
     return argv
+
+
+def cluster_view(url):
+    """{member url: (role, alive)} of the node's GET /cluster (its own entry under the key
+    "self"), or None when it does not answer."""
+    status, js, _ = http("GET", url + "/cluster")
+    if status != 200 or not isinstance(js, dict):
+        return None
+    return {("self" if m.get("self") else m.get("url")): (m.get("role"), m.get("alive"))
+            for m in js.get("members", [])}
+
+
+def views_of(cluster, nodes):
+    return "\n".join(f"{n}'s /cluster: {cluster_view(cluster.url(n))}" for n in nodes)
+
+
+def node_argv(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().rstrip(b"\0").split(b"\0")]
+
+
+def refused(cluster, args, text, env=None):
+    """`dsm-cluster args` exits 1 and says `text` on stderr."""
+    r = cluster.run(*args, env=env)
+    check(r.returncode == 1 and text in r.stderr,
+          f"`dsm-cluster {' '.join(args)}` should exit 1 saying '{text}'; exit {r.returncode}:\n"
+          f"{r.stdout}{r.stderr}")
+
+
+def membership(cluster, sent):
+    """`add node5`: a fifth node on the next port, with the options of the others, a voter
+    everywhere, holding every message; `restart node5`; `remove node5`: gone from every
+    member's GET /cluster, its process stopped; and what the launcher refuses."""
+    node5_dir = os.path.join(cluster.root, "node5")
+    # Membership changes need the cluster token: without it `add` says so and starts nothing.
+    refused(cluster, ["add", "node5"], "set DSM_CLUSTER_TOKEN",
+            env=launcher_env(cluster_token=None))
+    check(not os.path.exists(os.path.join(node5_dir, "cmd.json")),
+          "`add node5` without DSM_CLUSTER_TOKEN left a node5 behind")
+    refused(cluster, ["add", "node1"], "node1 is in the cluster already")
+    refused(cluster, ["add", "../node5"], "'../node5' is not a node name")
+    log("`add` without DSM_CLUSTER_TOKEN, `add node1` (a member), `add ../node5`: exit 1, said why")
+
+    r = cluster.run_ok("add", "node5", "--wait", str(WAIT), timeout=WAIT + 60)
+    m = re.search(r"^started node5 on (\S+) \(pid (\d+)\)", r.stdout, re.M)
+    url5 = f"http://127.0.0.1:{cluster.base + 4}"
+    check(m and m.group(1) == url5, f"`add node5` should start node5 on {url5}:\n{r.stdout}")
+    pid = int(m.group(2))
+    check("node1 added node5 to the cluster as a learner" in r.stdout
+          and "node5 is a voter on node1" in r.stdout, f"`add node5` said:\n{r.stdout}")
+    check(running(pid) and cluster.pid_from_file("node5") == pid,
+          f"node5 (pid {pid}) should run, with its pid file")
+    # `add` returns once node5 is a voter on the member it asked.
+    check((cluster_view(cluster.url("node1")) or {}).get(url5, (None,))[0] == "voter",
+          f"`add node5` returned before node1 lists node5 as a voter: "
+          f"{views_of(cluster, ['node1'])}")
+    argv = node_argv(pid)
+    peers = ",".join(cluster.url(n) for n in NODES[:3])
+    check(argv[argv.index("--peers") + 1] == peers and "sync_quorum" not in argv
+          and argv[argv.index("--data-dir") + 1] == os.path.join(node5_dir, "data")
+          and argv[-len(NODE_OPTIONS):] == NODE_OPTIONS,
+          f"node5 should run async with --peers {peers}, its data under {node5_dir} and the "
+          f"others' options: {argv}")
+
+    def voter_everywhere():
+        return (all(cluster_view(cluster.url(n)) and cluster_view(cluster.url(n)).get(url5)
+                    == ("voter", True) for n in NODES)
+                and (cluster_view(url5) or {}).get("self", (None,))[0] == "voter")
+    wait_for("every node lists node5 as an alive voter in GET /cluster", voter_everywhere,
+             lambda: views_of(cluster, NODES + ["node5"]))
+    table = cluster.wait_status(
+        "`status` shows node5 up and every node a voter at one membership version",
+        lambda t: "node5" in t.rows and t.row("node5")["up"] == "up"
+        and all(t.row(n)["role"] == "voter" for n in t.rows)
+        and len({t.row(n)["membership"] for n in t.rows}) == 1)
+    log(f"`add node5` made it a voter everywhere:\n{table.text.rstrip()}")
+
+    # Messages sent to node1 and to node5 reach every node.
+    for node in ("node1", "node5", "node1"):
+        msg_id = f"launcher-test-{len(sent) + 1}"
+        send(cluster, node, msg_id)
+        sent.append(msg_id)
+    for node in NODES + ["node5"]:
+        wait_holds(cluster, node, sent)
+    log(f"node5 holds all {len(sent)} messages, and its own reached node1..node4")
+
+    # restart works on an added node: the same options, the same data.
+    r = cluster.run_ok("restart", "node5")
+    m = re.search(r"restarted node5 \(pid (\d+)\) on (\S+)", r.stdout)
+    check(m and m.group(2) == url5 and int(m.group(1)) != pid and not running(pid),
+          f"`restart node5` said:\n{r.stdout}{r.stderr}")
+    pid = int(m.group(1))
+    check(node_argv(pid) == argv, f"node5 restarted with {node_argv(pid)}, not {argv}")
+    wait_for("node5 is a voter again after its restart", voter_everywhere,
+             lambda: views_of(cluster, NODES + ["node5"]))
+    wait_holds(cluster, "node5", sent)
+
+    # remove node5: asked of node1, node5 stopped, gone from every member's GET /cluster.
+    r = cluster.run_ok("remove", "node5")
+    check(f"node1 removed node5 ({url5})" in r.stdout and f"stopped node5 (pid {pid})" in r.stdout,
+          f"`remove node5` said:\n{r.stdout}{r.stderr}")
+    check(not running(pid), f"node5 (pid {pid}) still runs after `remove node5` returned")
+    wait_for("no node lists node5 in GET /cluster",
+             lambda: all(cluster_view(cluster.url(n)) is not None
+                         and url5 not in cluster_view(cluster.url(n)) for n in NODES),
+             lambda: views_of(cluster, NODES))
+    wait_for(f"node5's port {cluster.base + 4} is free", lambda: port_free(cluster.base + 4))
+    table = cluster.wait_status(
+        "`status` shows node5 down and removed, the seed's nodes healthy",
+        lambda t: t.row("node5")["up"] == "down" and t.row("node5")["role"] == "removed"
+        and cluster.healthy(t, last_seq=len(sent)))
+    log(f"`remove node5` took it out and stopped it:\n{table.text.rstrip()}")
+
+    # What the launcher refuses, with exit status 1.
+    refused(cluster, ["remove", "node9"], "node9 is not a member of the cluster")
+    refused(cluster, ["remove", "node5"], "node5 is not a member of the cluster")
+    refused(cluster, ["restart", "node5"], "node5 was removed from the cluster")
+    log("remove of a non-member (twice), restart of a removed node: exit 1, said why")
 
 
 def scenario(cluster):
@@ -529,6 +672,9 @@ def scenario(cluster):
           f"status: unexpected consumer row in\n{table.text}")
     log("the status table shows node1's durable consumer")
 
+    # 3c. add node5, messages reach it, restart it, remove it; the refusals.
+    membership(cluster, sent)
+
     # 4. kill node2.
     old_pid = pids["node2"]
     r = cluster.run_ok("kill", "node2")
@@ -552,7 +698,7 @@ def scenario(cluster):
                 and (lag is None or metrics["m"].get(("dsm_peer_lag_messages", node2_url)) == lag))
     wait_for("node1's /metrics shows dsm_peer_alive 0 for node2", lambda: node1_sees(0, None),
              lambda: f"node1's /metrics:\n{metrics.get('raw')}")
-    more = [f"launcher-test-{i}" for i in range(4, 9)]
+    more = [f"launcher-test-{i}" for i in range(len(sent) + 1, len(sent) + 6)]
     for i, msg_id in enumerate(more, len(sent) + 1):
         check(send(cluster, "node1", msg_id) == i, f"node1 should store message {i} at seq {i}")
     sent += more
@@ -673,6 +819,21 @@ def foreground(cluster, total, attempts=4):
     check(table is not None, "`status` with the tokens")
     log("the nodes require the environment's tokens (401 without) and `status` sends them")
 
+    # `remove` refuses to leave node4 (sync_quorum --quorum 3) fewer voters than 3, whichever
+    # member it asks.
+    r = cluster.run_ok("remove", "node1", env=env)
+    check(f"stopped node1 (pid {pids['node1']})" in r.stdout, f"`remove node1` said:\n{r.stdout}")
+    wait_for("node4's GET /cluster no longer lists node1",
+             lambda: cluster.url("node1") not in (cluster_view(cluster.url("node4")) or
+                                                  {cluster.url("node1"): None}),
+             lambda: views_of(cluster, ["node4"]))
+    refused(cluster, ["remove", "node2"],
+            "removing node2 would leave node4 (sync_quorum, --quorum 3) 2 voters", env=env)
+    check((cluster_view(cluster.url("node4")) or {}).get(cluster.url("node2")) == ("voter", True)
+          and running(pids["node2"]),
+          f"a refused `remove node2` changed something: {views_of(cluster, ['node4'])}")
+    log("`remove node2` after node1: refused, node4 would be left fewer voters than its quorum")
+
     proc.send_signal(signal.SIGINT)
     try:
         rc = proc.wait(timeout=min(WAIT + 15, max(DEADLINE.left(), 5)))
@@ -680,7 +841,7 @@ def foreground(cluster, total, attempts=4):
         raise TestFailure(f"the foreground launcher did not exit after SIGINT:\n{text()}")
     out = text()
     check(rc == 0, f"the foreground launcher exited with {rc} after SIGINT:\n{out}")
-    for node in NODES:
+    for node in NODES[1:]:  # `remove` stopped node1
         check(f"stopped {node} (pid {pids[node]})" in out,
               f"after SIGINT the launcher should report {node} stopped:\n{out}")
         check(not os.path.exists(cluster.pid_file(node)),
