@@ -218,6 +218,17 @@ void Node::Impl::NoteMembership(PeerState& p, const HeartbeatReply& r, MonoTime 
   MaybePromote(a);
 }
 
+void Node::Impl::HearMembership(const Membership& m) {
+  Actions a;
+  {
+    MutexLock lock(&mu);
+    if (stopped || !MergeMembership(&membership, m)) return;
+    ApplyMembership(clock->Now(), /*persist=*/true, &a);
+    CollectDue(clock->Now(), &a);
+  }
+  Run(std::move(a));
+}
+
 Status Node::Impl::PersistMembership() {
   std::string doc;
   {
@@ -227,119 +238,129 @@ Status Node::Impl::PersistMembership() {
   return log->SetMembership(doc);
 }
 
+Result<MemberStatus> Node::Impl::ChangeMembership(const Decide& decide) {
+  Actions a;
+  Result<MemberStatus> changed = Status::Unavailable("shutting down");
+  {
+    MutexLock change(&change_mu);
+    Membership candidate;
+    std::string self;
+    std::string what;
+    {
+      MutexLock lock(&mu);
+      if (stopped) return Status::Unavailable("shutting down");
+      if (SelfRole() == MemberRole::kRemoved) {
+        return Status::Conflict(
+            "this node was removed from the cluster: make membership changes on a member");
+      }
+      candidate = membership;
+      changed = decide(&candidate, &what);
+      if (!changed.ok()) return changed;
+      self = self_url;
+    }
+    // Stored first: a change that could not be stored is made nowhere (not even in memory,
+    // where the heartbeats would spread it).
+    Status stored = log->SetMembership(EncodeMembership(candidate, self));
+    if (!stored.ok()) {
+      const std::string text =
+          "the membership could not be stored, so nothing changed: " + stored.message();
+      return stored.code() == Code::kUnavailable ? Status::Unavailable(text)
+                                                 : Status::IOError(text);
+    }
+    MutexLock lock(&mu);
+    MergeMembership(&membership, candidate);
+    Event(EventLevel::kInfo,
+          fmt::format("membership change here: {} (version {})", what, candidate.version));
+    // What heartbeats merged meanwhile is stored too.
+    ApplyMembership(clock->Now(), /*persist=*/!(membership == candidate), &a);
+  }
+  Run(std::move(a));
+  return changed;
+}
+
 Result<MemberStatus> Node::AddMember(const std::string& url) {
   Impl& d = *impl_;
-  Actions a;
-  Status stored;
-  {
-    MutexLock change(&d.change_mu);
-    {
-      MutexLock lock(&d.mu);
-      if (d.stopped) return Status::Unavailable("shutting down");
-      std::string host;
-      int port = 0;
-      if (!SplitUrl(url, &host, &port)) {
-        return Status::InvalidArgument("malformed URL '" + url + "': expected http://host:port");
-      }
-      if (url == d.self_url || IsSelf(host, port, options_.host, options_.port)) {
-        return Status::InvalidArgument(url + " is this node");
-      }
-      MemberEntry* e = d.membership.Find(url);
-      if (e != nullptr && e->member()) {
-        return Status::Conflict(
-            fmt::format("{} is a member already (a {})", url, e->voter ? "voter" : "learner"));
-      }
-      // A learner until it catches up, a new add of the URL if it was removed before.
-      MemberEntry added{url, "", d.membership.version + 1, 0, false};
-      d.membership.version = added.added;
-      if (e != nullptr) {
-        *e = std::move(added);
-      } else {
-        d.membership.Insert(std::move(added));
-      }
-      d.Event(EventLevel::kInfo, fmt::format("membership change here: added {} as a learner "
-                                             "(version {})",
-                                             url, d.membership.version));
-      d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
-    }
-    stored = d.PersistMembership();
-  }
-  d.Run(std::move(a));  // without change_mu: a write it starts takes it
-  if (!stored.ok()) {
-    return Status::IOError("the member was added but the membership could not be stored: " +
-                           stored.ToString());
-  }
-  MemberStatus m;
-  m.url = url;
-  m.role = MemberRole::kLearner;
-  return m;
+  return d.ChangeMembership(
+      [&](Membership* m, std::string* what) EXCLUSIVE_LOCKS_REQUIRED(d.mu) -> Result<MemberStatus> {
+        std::string host;
+        int port = 0;
+        // The URL is checked by the caller (the HTTP layer normalizes it).
+        if (url == d.self_url ||
+            (SplitUrl(url, &host, &port) && IsSelf(host, port, options_.host, options_.port))) {
+          return Status::InvalidArgument(url + " is this node");
+        }
+        MemberEntry* e = m->Find(url);
+        if (e != nullptr && e->member()) {
+          return Status::Conflict(
+              fmt::format("{} is a member already (a {})", url, e->voter ? "voter" : "learner"));
+        }
+        // A learner until it catches up; a new add of the URL if it was removed before.
+        MemberEntry added{url, "", m->version + 1, 0, false};
+        m->version = added.added;
+        if (e != nullptr) {
+          *e = std::move(added);
+        } else {
+          m->Insert(std::move(added));
+        }
+        *what = "added " + url + " as a learner";
+        MemberStatus status;
+        status.url = url;
+        status.role = MemberRole::kLearner;
+        return status;
+      });
 }
 
 Result<MemberStatus> Node::RemoveMember(const std::string& id) {
   Impl& d = *impl_;
-  Actions a;
-  MemberStatus m;
-  Status stored;
-  {
-    MutexLock change(&d.change_mu);
-    {
-      MutexLock lock(&d.mu);
-      if (d.stopped) return Status::Unavailable("shutting down");
-      std::string host;
-      int port = 0;
-      const bool names_this_node =
-          id == d.self_url ||
-          (SplitUrl(id, &host, &port) && IsSelf(host, port, options_.host, options_.port));
-      if (id == options_.id || names_this_node) {
-        return Status::Conflict(id + " is this node: send its removal to another member");
-      }
-      // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
-      // whose entry was not told its id yet).
-      std::string url = id;
-      for (const PeerState& p : d.peers) {
-        if (p.active() && !p.stream.empty() && p.stream.substr(0, p.stream.find('@')) == id) {
-          url = p.url;
+  return d.ChangeMembership(
+      [&](Membership* m, std::string* what) EXCLUSIVE_LOCKS_REQUIRED(d.mu) -> Result<MemberStatus> {
+        std::string host;
+        int port = 0;
+        const bool names_this_node =
+            id == d.self_url ||
+            (SplitUrl(id, &host, &port) && IsSelf(host, port, options_.host, options_.port));
+        if (id == options_.id || names_this_node) {
+          return Status::Conflict(id + " is this node: send its removal to another member");
         }
-      }
-      auto it = std::find_if(
-          d.membership.entries.begin(), d.membership.entries.end(),
-          [&](const MemberEntry& e) { return e.member() && (e.url == url || e.node_id == id); });
-      if (it == d.membership.entries.end()) {
-        return Status::NotFound("no member " + id +
-                                " (GET /cluster lists them by id and URL; a member's id is known "
-                                "once it answered a heartbeat)");
-      }
-      if (it->url == d.self_url) {
-        return Status::Conflict(id + " is this node: send its removal to another member");
-      }
-      // Removing a learner leaves the voters as they are.
-      if (options_.mode == ReplicationMode::kSyncQuorum && it->voter) {
-        int voters = 1;  // this node
+        // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
+        // whose entry was not told its id yet).
+        std::string url = id;
         for (const PeerState& p : d.peers) {
-          if (p.counts() && p.url != it->url) ++voters;
+          if (p.active() && !p.stream.empty() && p.stream.substr(0, p.stream.find('@')) == id) {
+            url = p.url;
+          }
         }
-        if (voters < options_.quorum) {
-          return Status::Conflict(fmt::format(
-              "removing {} would leave {} voter{} (this node included), fewer than --quorum {}", id,
-              voters, voters == 1 ? "" : "s", options_.quorum));
+        auto it = std::find_if(m->entries.begin(), m->entries.end(), [&](const MemberEntry& e) {
+          return e.member() && (e.url == url || e.node_id == id);
+        });
+        if (it == m->entries.end()) {
+          return Status::NotFound("no member " + id +
+                                  " (GET /cluster lists them by id and URL; a member's id is known "
+                                  "once it answered a heartbeat)");
         }
-      }
-      it->removed = ++d.membership.version;
-      m.id = it->node_id;
-      m.url = it->url;
-      m.role = MemberRole::kRemoved;
-      d.Event(EventLevel::kInfo, fmt::format("membership change here: removed {} (version {})",
-                                             it->url, d.membership.version));
-      d.ApplyMembership(d.clock->Now(), /*persist=*/false, &a);
-    }
-    stored = d.PersistMembership();
-  }
-  d.Run(std::move(a));  // without change_mu: a write it starts takes it
-  if (!stored.ok()) {
-    return Status::IOError("the member was removed but the membership could not be stored: " +
-                           stored.ToString());
-  }
-  return m;
+        if (it->url == d.self_url) {
+          return Status::Conflict(id + " is this node: send its removal to another member");
+        }
+        // Removing a learner leaves the voters as they are.
+        if (options_.mode == ReplicationMode::kSyncQuorum && it->voter) {
+          int voters = 1;  // this node
+          for (const PeerState& p : d.peers) {
+            if (p.counts() && p.url != it->url) ++voters;
+          }
+          if (voters < options_.quorum) {
+            return Status::Conflict(fmt::format(
+                "removing {} would leave {} voter{} (this node included), fewer than --quorum {}",
+                id, voters, voters == 1 ? "" : "s", options_.quorum));
+          }
+        }
+        it->removed = ++m->version;
+        *what = "removed " + it->url;
+        MemberStatus status;
+        status.id = it->node_id;
+        status.url = it->url;
+        status.role = MemberRole::kRemoved;
+        return status;
+      });
 }
 
 ClusterStatus Node::GetCluster() const {

@@ -43,6 +43,8 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       p.heartbeat_in_flight = true;
       p.next_heartbeat = now + options.heartbeat_interval;
       a->heartbeats.push_back(p.index);
+      // Membership travels both ways: in the heartbeat and in its answer.
+      if (membership.version > 0 && !a->membership) a->membership = membership;
     }
     if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, now)) {
@@ -370,7 +372,7 @@ void Node::Impl::Run(Actions actions) {
     });
   }
   for (size_t peer : actions.heartbeats) {
-    transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
+    transport->Heartbeat(peer, actions.membership, [this, peer](Result<HeartbeatReply> r) {
       Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
     });
   }
@@ -537,7 +539,11 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
 
 const std::string& Node::stream_id() const { return impl_->log->stream_id(); }
 
-HeartbeatReply Node::Heartbeat() const {
+HeartbeatReply Node::Heartbeat(const Membership* from_peer) {
+  if (from_peer != nullptr && from_peer->version > 0) {
+    // Merged on the replication thread, like everything peers say.
+    impl_->Post([this, m = *from_peer] { impl_->HearMembership(m); });
+  }
   HeartbeatReply r;
   r.node_id = options_.id;
   r.time = impl_->clock->WallSeconds();

@@ -158,8 +158,9 @@ class Node {
                         const std::map<std::string, uint64_t>& have = {});
   // Serving POST /sync with an "origin": positions of that stream with origin_seq > since.
   Result<SyncPage> SyncStream(const std::string& origin, uint64_t since, size_t limit);
-  // Serving GET /heartbeat.
-  HeartbeatReply Heartbeat() const;
+  // Serving GET /heartbeat, or POST /heartbeat with the caller's membership (`from_peer`), which
+  // this node merges into its own (include/dsm/membership.h).
+  HeartbeatReply Heartbeat(const Membership* from_peer = nullptr);
 
   // Does everything due at clock->Now(): heartbeats, push retries, catch-up pulls, quorum
   // timeouts.

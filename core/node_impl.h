@@ -201,6 +201,7 @@ struct Actions {
   std::vector<std::pair<EventLevel, std::string>> events;
   bool retention = false;  // run a retention step (retention.cc)
   bool persist_membership = false;  // write the membership (cluster.cc)
+  std::optional<Membership> membership;  // sent with the heartbeats (once a change was made)
   bool wake = false;
 };
 
@@ -463,6 +464,14 @@ struct Node::Impl {
   // its membership, merged into ours.
   void NoteMembership(PeerState& p, const HeartbeatReply& r, MonoTime now, Actions* a)
       EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // A membership change made here: `decide` checks it against a copy of the membership and
+  // makes it there (saying what it did in *what), or refuses it; the copy is stored (fsync), and
+  // only then merged into the membership in effect. Nothing changes when it is refused or cannot
+  // be stored.
+  using Decide = std::function<Result<MemberStatus>(Membership* candidate, std::string* what)>;
+  Result<MemberStatus> ChangeMembership(const Decide& decide) LOCKS_EXCLUDED(mu, change_mu);
+  // A membership a peer sent with its heartbeat: merged into ours.
+  void HearMembership(const Membership& m) LOCKS_EXCLUDED(mu);
   // Writes the current membership (fsynced): the latest one, whoever asked first.
   Status PersistMembership() EXCLUSIVE_LOCKS_REQUIRED(change_mu) LOCKS_EXCLUDED(mu);
   // Messages this node holds that `p` did not hold at its last heartbeat.

@@ -37,7 +37,8 @@ using Steady = std::chrono::steady_clock;
 class NoPeers final : public dsm::Transport {
  public:
   void AddPeer(size_t, const std::string&) override {}
-  void Heartbeat(size_t, std::function<void(dsm::Result<dsm::HeartbeatReply>)> done) override {
+  void Heartbeat(size_t, std::optional<dsm::Membership>,
+                 std::function<void(dsm::Result<dsm::HeartbeatReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }
   void Replicate(size_t, std::vector<dsm::Message>, dsm::PushSkip,

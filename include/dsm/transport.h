@@ -80,7 +80,10 @@ class Transport {
   // A membership change added a peer at `url` with index `peer`: the next one (the list only
   // grows; a removed member keeps its index and is no longer called).
   virtual void AddPeer(size_t peer, const std::string& url) = 0;
-  virtual void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) = 0;
+  // GET /heartbeat; with `membership` (once a membership change was made) POST /heartbeat
+  // carrying it, so that membership travels both ways.
+  virtual void Heartbeat(size_t peer, std::optional<Membership> membership,
+                         std::function<void(Result<HeartbeatReply>)> done) = 0;
   // Pushes messages of one origin stream, in origin_seq order, after `skip` (when it skips
   // anything, the messages are of skip.origin and may be none).
   virtual void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,

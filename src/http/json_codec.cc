@@ -407,13 +407,10 @@ std::string EncodeSyncRequest(uint64_t since, size_t limit,
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-namespace {
 
-// A heartbeat answer's "membership" (peer input: checked like client input).
-Result<Membership> MembershipOf(const rapidjson::Value& v) {
-  constexpr const char* kWhat = "heartbeat reply";
+Result<Membership> DecodeMembership(const rapidjson::Value& v, const char* what) {
   auto bad = [&](const std::string& problem) {
-    return ReplyFieldError(kWhat, "'membership' " + problem);
+    return ReplyFieldError(what, "'membership' " + problem);
   };
   if (!v.IsObject()) return bad("must be an object");
   Membership m;
@@ -458,7 +455,55 @@ Result<Membership> MembershipOf(const rapidjson::Value& v) {
   return m;
 }
 
-}  // namespace
+
+void WriteMembership(Writer& w, const Membership& m) {
+  auto str = [&w](const std::string& s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
+  w.StartObject();
+  w.Key("version");
+  w.Uint64(m.version);
+  w.Key("members");
+  w.StartArray();
+  for (const MemberEntry& e : m.entries) {
+    w.StartObject();
+    w.Key("url");
+    str(e.url);
+    w.Key("id");
+    str(e.node_id);
+    w.Key("added");
+    w.Uint64(e.added);
+    w.Key("removed");
+    w.Uint64(e.removed);
+    w.Key("voter");
+    w.Bool(e.voter);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+std::string EncodeHeartbeatRequest(const Membership& m) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("membership");
+  WriteMembership(w, m);
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+Result<Membership> ParseHeartbeatRequest(std::string_view body) {
+  Result<rapidjson::Document> doc = Parse(body);
+  if (!doc.ok()) return doc.status();
+  const Status shape = Status::InvalidArgument("the body must be {\"membership\": {...}}");
+  if (!doc->IsObject() || doc->MemberCount() != 1) return shape;
+  auto m = doc->FindMember("membership");
+  if (m == doc->MemberEnd()) return shape;
+  Result<Membership> membership = DecodeMembership(m->value, "heartbeat request");
+  if (!membership.ok()) return Status::InvalidArgument(membership.status().message());
+  return membership;
+}
 
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body) {
   constexpr const char* kWhat = "heartbeat reply";
@@ -499,7 +544,7 @@ Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view b
     reply.max_request_bytes = it->value.GetUint64();
   }
   if (auto it = d.FindMember("membership"); it != d.MemberEnd()) {
-    Result<Membership> m = MembershipOf(it->value);
+    Result<Membership> m = DecodeMembership(it->value, kWhat);
     if (!m.ok()) return m.status();
     reply.membership = std::move(m).value();
   }

@@ -69,6 +69,14 @@ std::string EncodeSyncRequest(uint64_t since, size_t limit,
 // EncodeSyncRequest, limit 0 leaves the page size to the peer and larger ones are clamped to the
 // peer's maximum.
 std::string EncodeSyncStreamRequest(const std::string& origin, uint64_t since, size_t limit);
+// A membership as heartbeats carry it: {"version":N,"members":[{"url","id","added","removed",
+// "voter"},...]}. Decoding checks it like client input (well-formed URLs, stamps within the
+// version and in order, at most kMaxMembers, no URL twice); `what` names the body in errors.
+void WriteMembership(Writer& w, const Membership& m);
+Result<Membership> DecodeMembership(const rapidjson::Value& v, const char* what);
+// POST /heartbeat request: {"membership":{...}} (the caller's membership, shared both ways).
+std::string EncodeHeartbeatRequest(const Membership& m);
+Result<Membership> ParseHeartbeatRequest(std::string_view body);
 // Replies, from the HTTP status and body of a peer's answer. A non-2xx status becomes the
 // matching Status code with the body's "reason" (409 on /replicate: an OK reply with gap=true).
 Result<HeartbeatReply> DecodeHeartbeatReply(long http_status, std::string_view body);

@@ -121,8 +121,15 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
 }
 
 
-void HttpServer::Impl::HandleHeartbeat(const Rest::Request&, const ReplyPtr& reply) {
-  const http::PeerAnswer answer = http::HeartbeatAnswer(node->Heartbeat());
+void HttpServer::Impl::HandleHeartbeat(const Rest::Request& req, const ReplyPtr& reply) {
+  std::optional<Membership> from_peer;
+  if (req.method() == Pistache::Http::Method::Post) {
+    Result<Membership> m = json::ParseHeartbeatRequest(req.body());
+    if (!m.ok()) return reply->SendError(m.status());
+    from_peer = std::move(m).value();
+  }
+  const http::PeerAnswer answer =
+      http::HeartbeatAnswer(node->Heartbeat(from_peer ? &*from_peer : nullptr));
   reply->Send(answer.status, answer.body);
 }
 

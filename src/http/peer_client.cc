@@ -494,7 +494,8 @@ void PeerClient::AddPeer(size_t peer, const std::string& url) {
   if (peer == impl_->peer_urls.size()) impl_->peer_urls.push_back(TrimTrailingSlashes(url));
 }
 
-void PeerClient::Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) {
+void PeerClient::Heartbeat(size_t peer, std::optional<Membership> membership,
+                           std::function<void(Result<HeartbeatReply>)> done) {
   auto completion = [done = std::move(done)](const Status& error, long http_status,
                                              std::string_view body) {
     if (!error.ok()) {
@@ -503,8 +504,10 @@ void PeerClient::Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply
       done(json::DecodeHeartbeatReply(http_status, body));
     }
   };
-  impl_->Submit(impl_->NewRequest(peer, /*post=*/false, "/heartbeat", {}, kMaxReplyBytes,
-                                  std::move(completion)));
+  const bool post = membership.has_value();
+  impl_->Submit(impl_->NewRequest(peer, post, "/heartbeat",
+                                  post ? json::EncodeHeartbeatRequest(*membership) : std::string(),
+                                  kMaxReplyBytes, std::move(completion)));
 }
 
 void PeerClient::Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,

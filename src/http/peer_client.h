@@ -44,7 +44,11 @@ class PeerClient final : public Transport {
   void Stop();
 
   void AddPeer(size_t peer, const std::string& url) override;
-  void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override;
+  void Heartbeat(size_t peer, std::optional<Membership> membership,
+                 std::function<void(Result<HeartbeatReply>)> done) override;
+  void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) {
+    Heartbeat(peer, std::nullopt, std::move(done));
+  }
   void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override;
   void Replicate(size_t peer, std::vector<Message> msgs,

@@ -88,27 +88,7 @@ PeerAnswer HeartbeatAnswer(const HeartbeatReply& hb) {
   w.Uint64(hb.max_request_bytes);
   if (hb.membership) {
     w.Key("membership");
-    w.StartObject();
-    w.Key("version");
-    w.Uint64(hb.membership->version);
-    w.Key("members");
-    w.StartArray();
-    for (const MemberEntry& e : hb.membership->entries) {
-      w.StartObject();
-      w.Key("url");
-      WriteString(w, e.url);
-      w.Key("id");
-      WriteString(w, e.node_id);
-      w.Key("added");
-      w.Uint64(e.added);
-      w.Key("removed");
-      w.Uint64(e.removed);
-      w.Key("voter");
-      w.Bool(e.voter);
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
+    json::WriteMembership(w, *hb.membership);
   }
   w.EndObject();
   return {200, Text(buf)};

@@ -143,6 +143,7 @@ void HttpServer::Impl::SetUpRoutes() {
       {"/replicate", Http::Method::Post, &Impl::HandleReplicate},
       {"/sync", Http::Method::Post, &Impl::HandleSync},
       {"/heartbeat", Http::Method::Get, &Impl::HandleHeartbeat},
+      {"/heartbeat", Http::Method::Post, &Impl::HandleHeartbeat},
       {"/messages", Http::Method::Get, &Impl::HandleMessages},
       {"/status", Http::Method::Get, &Impl::HandleStatus},
       {"/metrics", Http::Method::Get, &Impl::HandleMetrics},

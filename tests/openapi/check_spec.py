@@ -662,6 +662,26 @@ def drive(checker, cluster, deadline):
          headers={**K, "Origin": "http://evil.example"})
 
     drive_membership(checker, case, raw_case, cluster, deadline)
+
+    # A heartbeat carrying a membership (what peers send once a change was made): the node's
+    # own, sent back to it, changes nothing.
+    hb = body_of(case("heartbeat for a membership", "GET", "/heartbeat", 200, headers=K))
+    mine = hb.get("membership", {"version": 1, "members": []})
+    case("heartbeat with membership", "POST", "/heartbeat", 200, headers=K,
+         body={"membership": mine})
+    case("heartbeat with membership bad JSON", "POST", "/heartbeat", 400, headers=K, body="{")
+    case("heartbeat with membership other field", "POST", "/heartbeat", 400, headers=K,
+         body={"membership": mine, "other": 1})
+    case("heartbeat with membership bad URL", "POST", "/heartbeat", 400, headers=K,
+         body={"membership": {"version": 1, "members": [
+             {"url": "ftp://x", "id": "", "added": 1, "removed": 0, "voter": False}]}})
+    case("heartbeat with membership without token", "POST", "/heartbeat", 401,
+         body={"membership": mine})
+    after = body_of(case("heartbeat after its own membership", "GET", "/heartbeat", 200,
+                         headers=K))
+    if after.get("membership") != hb.get("membership"):
+        checker.failures.append(("heartbeat with membership", "POST /heartbeat", None,
+                                 [f"its own membership sent back changed it: {hb} -> {after}"]))
     drive_consumers(checker, case, raw_case, port, C, deadline)
 
     # Requests no operation serves, and the edge's refusals.

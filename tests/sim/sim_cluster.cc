@@ -18,7 +18,8 @@ constexpr Millis kHeartbeatTimeout{400};
 constexpr Millis kQuorumTimeout{800};
 constexpr Millis kRequestTimeout{300};
 
-std::string PeerUrl(const std::string& id) { return "sim://" + id; }
+// A node's URL: a well-formed peer URL (membership entries carry it), never dialed.
+std::string PeerUrl(const std::string& id) { return "http://" + id + ".sim:1"; }
 
 bool Contains(const std::string& text, const char* part) {
   return text.find(part) != std::string::npos;
@@ -87,6 +88,8 @@ void SimCounts::Add(const SimCounts& o) {
   disk_errors += o.disk_errors;
   disks_full += o.disks_full;
   forgeries += o.forgeries;
+  removals += o.removals;
+  re_adds += o.re_adds;
   forgeries_refused += o.forgeries_refused;
   runs += o.runs;
   net.requests += o.net.requests;
@@ -103,11 +106,12 @@ std::string SimCounts::ToString() const {
       "acks {} (quorum {}), 503 {}, 504 {}, disk-full refusals {}, I/O errors {}, answers lost "
       "{}; sends {}, retries {}; crashes {} ({} with writes or answers in flight), starts {}, "
       "wipes {}, rollbacks {}, partitions {}, heals {}, pauses {}, clock jumps {}, disk errors "
-      "{}, disks full {}, forged conflicts {} ({} refused); network: {} requests, {} lost, {} "
-      "duplicated, {} late, {} refused, {} timeouts, {:.1f} MB",
+      "{}, disks full {}, forged conflicts {} ({} refused), removals {} (added back {}); network: "
+      "{} requests, {} lost, {} duplicated, {} late, {} refused, {} timeouts, {:.1f} MB",
       acks, quorum_acks, refused_503, timeouts_504, disk_refusals, io_errors, lost_answers, sends,
       retries, crashes, crashes_in_flight, starts, wipes, rollbacks, partitions, heals, pauses,
-      clock_jumps, disk_errors, disks_full, forgeries, forgeries_refused, net.requests,
+      clock_jumps, disk_errors, disks_full, forgeries, forgeries_refused, removals, re_adds,
+      net.requests,
       net.dropped, net.duplicated, net.late, net.refused, net.timeouts,
       static_cast<double>(net.bytes) / 1e6);
 }
@@ -128,6 +132,7 @@ SimCluster::SimCluster(uint64_t seed, SimConfig config)
     nodes_[i].id = fmt::format("n{}", i);
     nodes_[i].clock = std::make_unique<NodeClock>(&clock_);
     net_.AddNode();
+    net_.SetNodeUrl(static_cast<size_t>(i), PeerUrl(nodes_[i].id));
     NewStore(i);
   }
   for (int i = 0; i < config_.nodes; ++i) StartNode(i);
@@ -222,7 +227,7 @@ void SimCluster::StartNode(size_t i) {
   net_.SetServer(i, [this, i, serve = std::move(serve)](const std::string& route,
                                                          const std::string& body) {
     SimNetwork::HttpReply reply = serve(route, body);
-    if (route == "GET /heartbeat" && reply.status == 200) {
+    if ((route == "GET /heartbeat" || route == "POST /heartbeat") && reply.status == 200) {
       reply.on_delivered = [this, i, store_id = nodes_[i].store_id,
                             hw = nodes_[i].store->HighWaters()](size_t caller) {
         Learn(caller, i, store_id, hw);
@@ -230,6 +235,10 @@ void SimCluster::StartNode(size_t i) {
     }
     return reply;
   });
+  if (config_.verbose) {
+    n.node->SetEventLog(
+        [this, id = n.id](EventLevel, const std::string& event) { Log(id + ": " + event); });
+  }
   n.node->Start();
   ++n.process;
   ++counts_.starts;
@@ -338,6 +347,11 @@ void SimCluster::RollbackNode(size_t i) {
 }
 
 bool SimCluster::Usable(size_t i) const { return nodes_[i].node && !net_.Paused(i); }
+
+bool SimCluster::Voter(size_t i) const {
+  return nodes_[i].node && removed_.count(i) == 0 &&
+         nodes_[i].node->GetStatus().role == MemberRole::kVoter;
+}
 
 // ---- clients ----
 
@@ -532,6 +546,58 @@ void SimCluster::OnAnswer(uint64_t send_id, bool quorum, const SendResult& r) {
       st.maybe_written = true;
       Fail("send-error", fmt::format("send {} to {} failed: {}", id, n.id, r.status.ToString()));
   }
+}
+
+void SimCluster::RemoveMember(size_t i, size_t j) {
+  if (i == j || !Usable(i) || removed_.count(j) != 0) return;
+  Result<MemberStatus> r = nodes_[i].node->RemoveMember(PeerUrl(nodes_[j].id));
+  if (!r.ok()) {
+    Log(fmt::format("{} does not remove {}: {}", nodes_[i].id, nodes_[j].id,
+                    r.status().ToString()));
+    return;
+  }
+  removed_.insert(j);
+  ++counts_.removals;
+  const Millis back(200 + Rand(3000));
+  Log(fmt::format("{} removes {} from the cluster (back in {} ms)", nodes_[i].id, nodes_[j].id,
+                  back.count()));
+  net_.Schedule(back, [this, j] { ReAdd(j); });
+}
+
+void SimCluster::RepairMembership() {
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    if (removed_.count(j) != 0) continue;
+    bool out = nodes_[j].node && nodes_[j].node->GetStatus().role == MemberRole::kRemoved;
+    for (size_t k = 0; k < nodes_.size() && !out; ++k) {
+      if (k == j || !nodes_[k].node) continue;
+      bool listed = false;
+      for (const MemberStatus& m : nodes_[k].node->GetCluster().members) {
+        listed = listed || m.url == PeerUrl(nodes_[j].id);
+      }
+      out = !listed;
+    }
+    if (!out) continue;
+    Log(fmt::format("{} is out of the cluster (a wipe took the add that brought it back)",
+                    nodes_[j].id));
+    removed_.insert(j);
+    ReAdd(j);
+  }
+}
+
+void SimCluster::ReAdd(size_t j) {
+  if (removed_.count(j) == 0) return;
+  for (size_t k = 0; k < nodes_.size(); ++k) {
+    if (k == j || !Usable(k)) continue;
+    // Only a node that heard of the removal can undo it (the others answer that it is a
+    // member: their view is older, and the removal reaches them later).
+    Result<MemberStatus> r = nodes_[k].node->AddMember(PeerUrl(nodes_[j].id));
+    if (!r.ok()) continue;
+    removed_.erase(j);
+    ++counts_.re_adds;
+    Log(fmt::format("{} adds {} back", nodes_[k].id, nodes_[j].id));
+    return;
+  }
+  net_.Schedule(Millis(500), [this, j] { ReAdd(j); });  // nobody could: later
 }
 
 // A client outside the cluster sends /replicate with another msg_id at a position the node
@@ -749,6 +815,7 @@ void SimCluster::MakeHealthy() {
     nodes_[i].store->SetDiskFull(false);
     StartNode(i);
   }
+  for (size_t j : std::set<size_t>(removed_)) ReAdd(j);
   AdvanceFor(Millis(2500), [&] {
     for (size_t i = 0; i < nodes_.size(); ++i) {
       if (net_.Paused(i)) return false;
@@ -775,7 +842,7 @@ bool SimCluster::Probe503(bool force) {
   if (force) MakeHealthy();
   std::vector<size_t> candidates;
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    if (Usable(i) && !nodes_[i].disk_failed && !nodes_[i].store->disk_full()) {
+    if (Usable(i) && Voter(i) && !nodes_[i].disk_failed && !nodes_[i].store->disk_full()) {
       candidates.push_back(i);
     }
   }
@@ -794,7 +861,7 @@ bool SimCluster::Probe503(bool force) {
 bool SimCluster::Probe504(bool force) {
   if (force) MakeHealthy();
   auto healthy = [&](size_t k) {
-    return Usable(k) && !nodes_[k].disk_failed && !nodes_[k].store->disk_full();
+    return Usable(k) && Voter(k) && !nodes_[k].disk_failed && !nodes_[k].store->disk_full();
   };
   std::vector<size_t> candidates;
   for (size_t i = 0; i < nodes_.size(); ++i) {
@@ -816,7 +883,10 @@ bool SimCluster::Probe504(bool force) {
   auto alive_peers = [&] {
     if (!nodes_[i].node) return false;
     int alive = 1;
-    for (const PeerStatus& p : nodes_[i].node->GetStatus().peers) alive += p.alive ? 1 : 0;
+    // Voters only: a learner counts toward no quorum, so the write would be refused up front.
+    for (const PeerStatus& p : nodes_[i].node->GetStatus().peers) {
+      alive += p.alive && p.role == MemberRole::kVoter ? 1 : 0;
+    }
     return alive >= config_.quorum;
   };
   AdvanceFor(Millis(1000), alive_peers);
@@ -916,6 +986,8 @@ void SimCluster::RandomStep() {
     }
   } else if (r < 468) {
     if (config_.rollbacks) RollbackNode(i);
+  } else if (r < 474) {
+    if (config_.membership_changes) RemoveMember(i, j);
   } else if (Rand(2) == 0) {
     AdvanceOnce();
   } else {
@@ -1266,13 +1338,16 @@ std::string SimCluster::Run() {
     nodes_[i].store->SetDiskFull(false);
     StartNode(i);
   }
-  Log("final: healed, all nodes up");
+  for (size_t j : std::set<size_t>(removed_)) ReAdd(j);
+  Log("final: healed, all nodes up, every removed node added back");
   const MonoTime give_up = clock_.Now() + std::chrono::seconds(120);
   MonoTime next_look = clock_.Now();
   int stalled = 0;
   while (failure_.empty() && clock_.Now() < give_up) {
     if (clock_.Now() >= next_look) {
       if (Converged()) break;
+      // The operator's part: a node some member sees as out is added back.
+      RepairMembership();
       next_look = clock_.Now() + Millis(100);
     }
     const MonoTime before = clock_.Now();

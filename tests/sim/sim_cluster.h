@@ -99,6 +99,9 @@ struct SimConfig {
   bool clock_jumps = true;
   bool forgeries = true;
   bool rollbacks = false;
+  // Membership changes: a node removed at another one, and added back a while later (as a
+  // learner) by a node that is up then.
+  bool membership_changes = true;
   // Checks (by name, see SimCluster's Violation) whose violations are only counted, to look past
   // a known failure when exploring (DSM_SIM_IGNORE in sim_test). Empty in CI.
   std::vector<std::string> ignore_checks;
@@ -128,6 +131,7 @@ struct SimCounts {
   int crashes = 0, crashes_in_flight = 0, starts = 0, wipes = 0, rollbacks = 0;
   int partitions = 0, heals = 0, pauses = 0, clock_jumps = 0, disk_errors = 0, disks_full = 0;
   int forgeries = 0, forgeries_refused = 0;
+  int removals = 0, re_adds = 0;
   int runs = 0;
   SimNetworkStats net;
 
@@ -225,6 +229,13 @@ class SimCluster {
   void StaleIncarnationScenario();
   void OnAnswer(uint64_t send_id, bool quorum, const SendResult& r);
   void Forge(size_t i);
+  // Node i removes node j from the cluster (when it can) and schedules j's return.
+  void RemoveMember(size_t i, size_t j);
+  // Adds node j back at a node that is up (or tries again later).
+  void ReAdd(size_t j);
+  // After the run: adds back every node that a member does not list (a wipe can take the only
+  // record of an add, as it can take the only copy of a message).
+  void RepairMembership();
   void OnReplicateServed(size_t i, const std::vector<Message>& msgs,
                          SimNetwork::HttpReply* reply);
   // Node `caller`'s process heard that data directory `store_id` of node `server` held these
@@ -260,6 +271,7 @@ class SimCluster {
   void TickDue();
   MonoTime DeadlineOf(size_t i) const;  // node i's next deadline on the shared clock
   bool Usable(size_t i) const;          // up and not paused
+  bool Voter(size_t i) const;           // up, a member and a voter in its own view
   bool Converged();
   void CheckLagAfterConvergence();
   std::string Differences();         // who misses what
@@ -299,6 +311,7 @@ class SimCluster {
   std::map<uint64_t, PendingSend> pending_sends_;
   std::map<std::string, size_t> first_node_;  // msg_id -> the node it was first sent to
   std::set<std::string> acked_;
+  std::set<size_t> removed_;  // nodes removed from the cluster and not added back yet
   std::set<std::string> lost_;  // acked, then destroyed with every log holding it (wipe/rollback)
   // (origin, origin_seq) -> the msg_id logs showed there.
   std::map<std::pair<std::string, uint64_t>, std::string> positions_;

@@ -238,7 +238,8 @@ class SimNetworkTest : public ::testing::Test {
   // Sends one heartbeat from node 0 and runs the network for `for_ms`.
   std::vector<Result<HeartbeatReply>> Heartbeat(int for_ms = 2000) {
     std::vector<Result<HeartbeatReply>> answers;
-    transport_->Heartbeat(0, [&](Result<HeartbeatReply> r) { answers.push_back(std::move(r)); });
+    transport_->Heartbeat(0, std::nullopt,
+                          [&](Result<HeartbeatReply> r) { answers.push_back(std::move(r)); });
     const MonoTime end = clock_.Now() + Millis(for_ms);
     while (net_.NextEventTime() <= end) {
       clock_.AdvanceTo(net_.NextEventTime());
@@ -303,7 +304,8 @@ TEST_F(SimNetworkTest, ACutLinkTimesOutAndADownNodeRefuses) {
 
 TEST_F(SimNetworkTest, ACrashedCallerHearsNothing) {
   std::vector<Result<HeartbeatReply>> answers;
-  transport_->Heartbeat(0, [&](Result<HeartbeatReply> r) { answers.push_back(std::move(r)); });
+  transport_->Heartbeat(0, std::nullopt,
+                        [&](Result<HeartbeatReply> r) { answers.push_back(std::move(r)); });
   net_.Crash(0);
   clock_.Advance(std::chrono::seconds(2));
   net_.RunDue();

@@ -22,8 +22,8 @@ std::string Text(const rapidjson::StringBuffer& buf) {
 
 SimNetwork::HttpReply Reply(const http::PeerAnswer& a) { return {a.status, a.body}; }
 
-SimNetwork::HttpReply Heartbeat(Node* node) {
-  return Reply(http::HeartbeatAnswer(node->Heartbeat()));
+SimNetwork::HttpReply Heartbeat(Node* node, const Membership* from_peer = nullptr) {
+  return Reply(http::HeartbeatAnswer(node->Heartbeat(from_peer)));
 }
 
 SimNetwork::HttpReply Replicate(Node* node, const LogStore* log, const std::string& body,
@@ -103,6 +103,11 @@ SimNetwork::Server MakeSimPeerServer(Node* node, const LogStore* log,
   return
       [node, log, options = std::move(options)](const std::string& route, const std::string& body) {
         if (route == "GET /heartbeat") return Heartbeat(node);
+        if (route == "POST /heartbeat") {
+          Result<Membership> m = json::ParseHeartbeatRequest(body);
+          if (!m.ok()) return Error(m.status());
+          return Heartbeat(node, &*m);
+        }
         if (route == "POST /replicate") {
           std::vector<Message> carried;
           SimNetwork::HttpReply reply = Replicate(node, log, body, options, &carried);

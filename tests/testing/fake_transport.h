@@ -20,6 +20,7 @@ class FakeTransport final : public Transport {
   struct HeartbeatCall {
     size_t peer;
     std::function<void(Result<HeartbeatReply>)> done;
+    std::optional<Membership> membership;  // what the caller sent
   };
   struct ReplicateCall {
     size_t peer;
@@ -44,10 +45,10 @@ class FakeTransport final : public Transport {
     MutexLock lock(&mu_);
     return added_peers_;
   }
-  void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override
-      LOCKS_EXCLUDED(mu_) {
+  void Heartbeat(size_t peer, std::optional<Membership> membership,
+                 std::function<void(Result<HeartbeatReply>)> done) override LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
-    heartbeats_.push_back({peer, std::move(done)});
+    heartbeats_.push_back({peer, std::move(done), std::move(membership)});
   }
   void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override LOCKS_EXCLUDED(mu_) {

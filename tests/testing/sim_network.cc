@@ -42,7 +42,14 @@ class SimNetwork::SimTransport final : public Transport {
   void AddPeer(size_t peer, const std::string& url) override {
     if (peer == peers_.size()) peers_.push_back(net_->NodeOfUrl(url));
   }
-  void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override {
+  void Heartbeat(size_t peer, std::optional<Membership> membership,
+                 std::function<void(Result<HeartbeatReply>)> done) override {
+    if (membership) {
+      net_->Call<HeartbeatReply>(node_, peers_[peer], "POST /heartbeat",
+                                 json::EncodeHeartbeatRequest(*membership), &DecodeHeartbeat,
+                                 std::move(done));
+      return;
+    }
     net_->Call<HeartbeatReply>(node_, peers_[peer], kHeartbeatRoute, "", &DecodeHeartbeat,
                                std::move(done));
   }

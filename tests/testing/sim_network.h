@@ -71,7 +71,8 @@ class SimNetwork {
     // late or superseded by a duplicate): what the caller's process has heard.
     std::function<void(size_t caller)> on_delivered;
   };
-  // How a node serves peer requests. `route` is "GET /heartbeat", "POST /replicate" or
+  // How a node serves peer requests. `route` is "GET /heartbeat", "POST /heartbeat" (with the
+  // caller's membership), "POST /replicate" or
   // "POST /sync"; `body` the request body (empty for a GET).
   using Server = std::function<HttpReply(const std::string& route, const std::string& body)>;
 
