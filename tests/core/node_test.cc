@@ -1617,5 +1617,42 @@ TEST_F(NodeTest, ALearnerPromotesItselfOnceItLacksAtMostTheMaximumLag) {
   EXPECT_TRUE(node_->Heartbeat().membership->Find("http://127.0.0.1:9050")->voter);
 }
 
+TEST_F(NodeTest, AChangeThatCannotBeStoredIsMadeNowhere) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  log_.SetDiskFull(true);
+  Result<MemberStatus> added = node_->AddMember(kNewMember);
+  EXPECT_EQ(added.status().code(), Code::kUnavailable) << added.status().ToString();
+  EXPECT_NE(added.status().message().find("nothing changed"), std::string::npos);
+  EXPECT_EQ(node_->GetCluster().version, 0u);
+  EXPECT_TRUE(transport_.added_peers().empty());
+  EXPECT_FALSE(node_->Heartbeat().membership.has_value()) << "peers hear of no change";
+  log_.SetDiskFull(false);
+  EXPECT_TRUE(node_->AddMember(kNewMember).ok());
+}
+
+TEST_F(NodeTest, MembershipTravelsWithHeartbeatsBothWays) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  // Before any change, heartbeats carry none.
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_heartbeats(), 1u);
+  EXPECT_FALSE(transport_.TakeHeartbeat().membership.has_value());
+  // A change made here goes out with the next heartbeats.
+  ASSERT_TRUE(node_->AddMember(kNewMember).ok());
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  FakeTransport::HeartbeatCall call = transport_.TakeHeartbeat();
+  ASSERT_TRUE(call.membership.has_value());
+  EXPECT_EQ(call.membership->version, 1u);
+  ASSERT_NE(call.membership->Find(kNewMember), nullptr);
+  // One a peer sends with its heartbeat is merged (a removal of the new member, stamped later).
+  Membership theirs = *call.membership;
+  theirs.Find(kNewMember)->removed = 2;
+  theirs.version = 2;
+  node_->Heartbeat(&theirs);
+  EXPECT_EQ(node_->GetCluster().version, 2u);
+  EXPECT_EQ(node_->GetCluster().members.size(), 2u) << "the new member is gone again";
+}
+
 }  // namespace
 }  // namespace dsm
