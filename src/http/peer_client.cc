@@ -269,6 +269,14 @@ struct PeerClient::Impl {
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req.get());
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(req->max_reply_bytes));
+    // https:// peers only (libcurl ignores these for http://).
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options.ca_file.c_str());
+    if (!options.cert_file.empty()) {
+      curl_easy_setopt(easy, CURLOPT_SSLCERT, options.cert_file.c_str());
+      curl_easy_setopt(easy, CURLOPT_SSLKEY, options.key_file.c_str());
+    }
     if (req->post) {
       curl_easy_setopt(easy, CURLOPT_HTTPHEADER, post_headers);
       curl_easy_setopt(easy, CURLOPT_POST, 1L);

@@ -32,11 +32,14 @@ bool IsHostChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
 }
 
-// Splits "http://host:port" into host and port. Returns false when malformed.
-bool SplitUrl(std::string_view url, std::string* host, int* port) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) return false;
-  std::string_view rest = url.substr(kScheme.size());
+// Splits "http[s]://host:port" into scheme ("http" or "https"), host and port. Returns false when
+// malformed.
+bool SplitUrl(std::string_view url, std::string* scheme, std::string* host, int* port) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  *scheme = std::string(url.substr(0, scheme_end));
+  if (*scheme != "http" && *scheme != "https") return false;
+  std::string_view rest = url.substr(scheme_end + 3);
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   size_t colon;
   if (!rest.empty() && rest.front() == '[') {
@@ -98,13 +101,14 @@ Status CheckPositiveMillis(const char* name, int64_t value) {
 }  // namespace
 
 Result<std::string> NormalizePeerUrl(std::string_view url) {
+  std::string scheme;
   std::string host;
   int port = 0;
-  if (!SplitUrl(url, &host, &port)) {
+  if (!SplitUrl(url, &scheme, &host, &port)) {
     return Status::InvalidArgument("malformed peer URL '" + std::string(url) +
-                                   "': expected http://host:port");
+                                   "': expected http://host:port or https://host:port");
   }
-  return "http://" + host + ":" + std::to_string(port);
+  return scheme + "://" + host + ":" + std::to_string(port);
 }
 
 Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
@@ -187,6 +191,20 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                  "secret required on the client endpoints (/send, /messages, /status, ...); the "
                  "cluster token is accepted there too")
       ->envname("DSM_CLIENT_TOKEN");
+  http::TlsFiles& tls = config.tls;
+  app.add_option("--tls-cert", tls.cert_file,
+                 "serve the API over HTTPS with this PEM certificate (chain); needs --tls-key");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert (unencrypted)");
+  app.add_option("--tls-client-ca", tls.client_ca_file,
+                 "require a client certificate signed by this PEM CA on every connection "
+                 "(peers, clients, the dashboard); needs --tls-cert");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "PEM CA that https:// peers' certificates must be signed by (host names are "
+                 "verified too); required with https peers");
+  app.add_option("--tls-peer-cert", tls.peer_cert_file,
+                 "PEM client certificate presented to peers that require one; needs "
+                 "--tls-peer-key");
+  app.add_option("--tls-peer-key", tls.peer_key_file, "PEM private key of --tls-peer-cert");
   app.add_option("--max-connections", max_connections,
                  "open connections beyond this are answered 503 and closed (0: no limit)")
       ->capture_default_str();
@@ -251,6 +269,18 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    "' is unknown: use async or sync_quorum");
   }
 
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return Status::InvalidArgument("--tls-cert and --tls-key must be given together");
+  }
+  if (tls.peer_cert_file.empty() != tls.peer_key_file.empty()) {
+    return Status::InvalidArgument("--tls-peer-cert and --tls-peer-key must be given together");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    return Status::InvalidArgument(
+        "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked only "
+        "over HTTPS)");
+  }
+
   std::set<std::string> seen;
   size_t start = 0;
   while (start <= peers.size()) {
@@ -261,9 +291,15 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
     if (item.empty()) continue;  // "" means no peers; stray commas are harmless
     Result<std::string> url = NormalizePeerUrl(item);
     if (!url.ok()) return url.status();
+    std::string scheme;
     std::string host;
     int peer_port = 0;
-    SplitUrl(*url, &host, &peer_port);
+    SplitUrl(*url, &scheme, &host, &peer_port);
+    if (scheme == "https" && config.tls.ca_file.empty()) {
+      return Status::InvalidArgument("peer " + *url +
+                                     " uses https: --tls-ca must name the CA that signed the "
+                                     "peers' certificates");
+    }
     if (IsSelf(host, peer_port, o.host, o.port)) {
       return Status::InvalidArgument("peer " + *url + " is this node itself (--host " + o.host +
                                      " --port " + std::to_string(o.port) + ")");

@@ -13,6 +13,7 @@
 
 #include "dsm/options.h"
 #include "dsm/status.h"
+#include "src/http/tls.h"
 
 namespace dsm {
 
@@ -30,6 +31,10 @@ struct NodeConfig {
   uint64_t max_inflight_body_bytes = uint64_t{128} << 20;  // --max-inflight-body-mb (0 = unlimited)
   std::vector<std::string> allowed_hosts;             // --allowed-hosts (lower case)
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)
+  // --tls-cert, --tls-key, --tls-client-ca, --tls-ca, --tls-peer-cert, --tls-peer-key: paired
+  // and consistent with the peers' schemes here; their contents are checked by
+  // http::CheckTlsFiles at start-up.
+  http::TlsFiles tls;
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
   bool help = false;               // --help was given: print help_text and exit 0
   std::string help_text;
@@ -39,8 +44,9 @@ struct NodeConfig {
 // one-line reason, e.g. "--quorum 5 is more than the 3 nodes of the cluster (2 peers + this one)".
 Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv);
 
-// "http://host:port" with an optional trailing slash, host a DNS name, an IPv4 address or a
-// bracketed IPv6 address, port 1..65535. Returns the URL without the trailing slash.
+// "http://host:port" or "https://host:port" with an optional trailing slash, host a DNS name, an
+// IPv4 address or a bracketed IPv6 address, port 1..65535. Returns the URL without the trailing
+// slash.
 Result<std::string> NormalizePeerUrl(std::string_view url);
 
 }  // namespace dsm
