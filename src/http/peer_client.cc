@@ -20,6 +20,7 @@
 #include "src/http/peer_client.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
@@ -51,6 +52,8 @@ constexpr size_t kPayloadEscapeFactor = 6;
 constexpr std::chrono::milliseconds kBackstopGrace{50};
 // Longest curl_multi_poll sleep when nothing is due (wakeups and libcurl timers cut it short).
 constexpr int kMaxPollMs = 1000;
+// A peer's TLS failures (certificate refused, handshake failed) are logged at most this often.
+constexpr std::chrono::seconds kTlsErrorLogInterval{30};
 // Idle easy handles kept per peer.
 constexpr size_t kMinPooledHandlesPerPeer = 8;
 
@@ -103,6 +106,7 @@ struct PeerClient::Impl {
   Impl(std::vector<std::string> urls, PeerClientOptions opts) : options(opts) {
     for (std::string& url : urls) peer_urls.push_back(TrimTrailingSlashes(std::move(url)));
     idle_handles.resize(peer_urls.size());
+    tls_error_logged.resize(peer_urls.size());
     InitCurlOnce();
     get_headers = curl_slist_append(get_headers, "Accept: application/json");
     get_headers = curl_slist_append(get_headers, "Connection: keep-alive");
@@ -360,11 +364,20 @@ struct PeerClient::Impl {
   // reached or did not take the request; Timeout when the request went out and no answer came by
   // the deadline (the peer may still act on it).
   // `detail` replaces libcurl's error text when given.
-  Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) const {
+  Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) {
     std::string where = "peer " + peer_urls[req.peer] + ": ";
     std::string why = detail != nullptr             ? detail
                       : req.error_buffer[0] != '\0' ? req.error_buffer
                                                     : curl_easy_strerror(code);
+    if (IsTlsFailure(code)) {
+      // Nothing else says why an https peer stays dead (/status shows it dead, not why).
+      TimePoint& last = tls_error_logged[req.peer];
+      const TimePoint now = SteadyClock::now();
+      if (last == TimePoint{} || now - last >= kTlsErrorLogInterval) {
+        last = now;
+        spdlog::warn("{}TLS: {}", where, why);
+      }
+    }
     if (req.reply_too_large || code == CURLE_FILESIZE_EXCEEDED) {
       return Status::TooLarge(where + "reply larger than " + std::to_string(req.max_reply_bytes) +
                               " bytes");
@@ -389,6 +402,21 @@ struct PeerClient::Impl {
       default:
         // Refused, reset, closed without an answer, unresolvable, ...
         return Status::Unavailable(where + why);
+    }
+  }
+
+  static bool IsTlsFailure(CURLcode code) {
+    switch (code) {
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CIPHER:
+      case CURLE_SSL_CACERT_BADFILE:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_SSL_CLIENTCERT:
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -444,6 +472,7 @@ struct PeerClient::Impl {
   std::map<CURL*, std::unique_ptr<Request>> active;
   std::multimap<TimePoint, Request*> backstops;  // deadline + grace -> transfer
   std::vector<std::vector<CURL*>> idle_handles;  // per peer
+  std::vector<TimePoint> tls_error_logged;       // per peer: last TLS failure logged
 };
 
 PeerClient::PeerClient(std::vector<std::string> peer_urls, PeerClientOptions options)
