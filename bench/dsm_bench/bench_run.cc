@@ -153,6 +153,7 @@ Status Bench::StartCluster() {
     o.mode = "sync_quorum";
     o.quorum = config_.quorum;
     o.extra_args = options_.node_args;
+    o.tls = options_.tls;
     cluster_ = std::make_unique<LocalCluster>(o);
     progress_.Begin("starting 3 dsm-node processes", 0);
     if (Status s = cluster_->Start(std::chrono::milliseconds(30000)); !s.ok()) return s;
@@ -164,6 +165,7 @@ Status Bench::StartCluster() {
     for (const std::string& url : config_.nodes) {
       Result<Endpoint> e = ParseEndpoint(url);
       if (!e.ok()) return e.status();
+      e->tls = options_.tls;
       nodes_.push_back(*e);
     }
     for (const Endpoint& e : nodes_) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dsm_bench/http_client.h"
 #include "bench/dsm_bench/report.h"
 #include "dsm/status.h"
 
@@ -21,6 +22,7 @@ struct RunOptions {
   BenchConfig config;
   std::string node_binary;             // dsm-node (local cluster)
   std::vector<std::string> node_args;  // extra dsm-node options (local cluster)
+  TlsClientFiles tls;                  // how https:// nodes are verified (--tls-ca, ...)
   bool keep_data = false;              // keep the local cluster's directories
   bool progress = true;
 };

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   int open_clients = 0, batch_size = 0, batch_clients = 0, quorum = 2, watch_us = 0;
   size_t payload = 0, catchup = 0;
   std::vector<std::string> node_args;
+  dsm::bench::TlsClientFiles tls;
 
   app.add_option("--nodes", nodes, "use these nodes (URL,URL,URL) instead of a local cluster");
   app.add_option("--json", json_path, "write the report as JSON to this file");
@@ -122,6 +123,12 @@ int main(int argc, char** argv) {
   app.add_option("--node-arg", node_args,
                  "an extra dsm-node option (repeatable), e.g. "
                  "--node-arg=--http-threads=8");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "https:// nodes: their certificates must be signed by this PEM CA (a local "
+                 "cluster serves HTTPS when --node-arg=--tls-cert=... is given)");
+  app.add_option("--tls-cert", tls.cert_file,
+                 "https:// nodes: PEM client certificate to present (with --tls-key)");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert");
   app.add_flag("--keep-data", keep_data, "keep the local cluster's data and logs");
   app.add_flag("--no-progress", no_progress, "no progress line on stderr");
   CLI11_PARSE(app, argc, argv);
@@ -209,6 +216,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.node_args = node_args;
+  options.tls = tls;
   options.keep_data = keep_data;
   options.progress = !no_progress;
 
