@@ -3,9 +3,10 @@
 // Why the handshake is deferred. Pistache 0.0.5 (Debian 12) accepts connections on one thread and,
 // with TLS on, calls SSL_accept there on the still-blocking socket before handing the connection
 // to an event loop. That call returns only when the handshake is done or fails, so a client that
-// opens a TCP connection and sends nothing (or trickles its ClientHello) keeps every later
-// connection, peers' included, from being accepted. A receive timeout does not bound it: it
-// applies to each read, not to the handshake.
+// opens a TCP connection and sends nothing keeps every later connection, peers' included, from
+// being accepted. Debian's build bounds each read of the handshake with a 10 s socket timeout,
+// which bounds neither the handshake (a client trickling its ClientHello holds the thread as
+// long as it likes) nor a client opening a new silent connection every 10 s.
 //
 // How. This file defines SSL_accept, SSL_read and SSL_write; the executable's definitions come
 // first in the dynamic linker's lookup order, so Pistache's calls reach them (libcurl's too, which
@@ -13,15 +14,15 @@
 //  - SSL_accept returns 1 at once. The connection stays in the accept state that Pistache set
 //    (SSL_set_accept_state), and OpenSSL completes the handshake inside the first SSL_read, which
 //    Pistache calls on the connection's event loop with the socket non-blocking. A silent client
-//    is then just an idle connection, subject to the edge's connection limits and timeouts like
-//    any other.
+//    is then just an idle connection, subject to the edge's connection limits and the header
+//    timeout (408, here: closed) like any other.
 //  - For server-side connections, SSL_read and SSL_write report "would block" as -1 with errno
 //    EAGAIN, a close_notify as 0, and any other failure (a failed handshake, a plain-HTTP request,
 //    a client without an accepted certificate, a reset) as -1 with errno ECONNRESET, clearing
 //    OpenSSL's per-thread error queue. That is the contract Pistache's transport reads (it looks at
 //    errno, never at SSL_get_error), so failed connections are closed instead of left waiting. A
-//    write that would have to wait for the client's handshake fails with ENOTCONN (Pistache then
-//    rejects the write and the connection is closed; see AsSocketResult).
+//    write that would have to wait for the client's handshake fails and shuts the connection
+//    down (see AsSocketResult).
 #include "src/http/tls.h"
 
 #include <dlfcn.h>
@@ -30,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -105,14 +107,21 @@ Status CheckCa(const char* option, const std::string& file) {
 
 // What Pistache's transport expects of a server-side read or write (see the top of this file).
 // `writing`: a write that needs to read first (its handshake is not complete: an answer such as a
-// 408 or a 503 to a client that never finished its handshake) fails, so that Pistache gives up
-// on it and the connection is closed, instead of waiting for the socket to become writable,
-// which it already is, again and again.
+// 408 or a 503 to a client that never finished its handshake) fails and the connection is shut
+// down, instead of Pistache waiting for the socket to become writable, which it already is, again
+// and again.
 int AsSocketResult(SSL* ssl, int n, bool writing) {
   if (n > 0) return n;
   switch (SSL_get_error(ssl, n)) {
     case SSL_ERROR_WANT_READ:
-      errno = writing ? ENOTCONN : EAGAIN;
+      if (!writing) {
+        errno = EAGAIN;
+        return -1;
+      }
+      // Pistache drops a failed write without closing the connection: close it here, and the
+      // connection's next read ends it.
+      if (!SSL_is_init_finished(ssl)) ::shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+      errno = ENOTCONN;
       return -1;
     case SSL_ERROR_WANT_WRITE:
       errno = EAGAIN;
