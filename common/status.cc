@@ -13,6 +13,7 @@ const char* CodeName(Code code) {
     case Code::kUnavailable: return "Unavailable";
     case Code::kTimeout: return "Timeout";
     case Code::kConflict: return "Conflict";
+    case Code::kTrimmed: return "Trimmed";
   }
   return "Unknown";
 }

@@ -53,6 +53,7 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       a->pulls.push_back({p.index, log->GetPullCursor(p.url), p.pull_epoch});
     }
   }
+  if (RetentionDue(now)) a->retention = true;
   for (auto it = waiters.begin(); it != waiters.end();) {
     QuorumWaiter& w = **it;
     if (now < w.deadline) {
@@ -84,6 +85,7 @@ MonoTime Node::Impl::NextDeadline() const {
     }
   }
   for (const auto& w : waiters) next = std::min(next, w->deadline);
+  if (options.retention_enabled() && !retention_running) next = std::min(next, next_retention);
   return next;
 }
 
@@ -123,6 +125,8 @@ void Node::Start() {
       p.push_not_before = impl_->started_at;
       p.next_pull = impl_->started_at;
     }
+    // The first check waits a heartbeat: until peers answer, none is known to hold anything.
+    impl_->next_retention = impl_->started_at + impl_->options.heartbeat_interval;
     wake = impl_->wakeup;
   }
   if (wake) wake();
@@ -230,6 +234,32 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   w.Sample("dsm_own_stream_high_water", static_cast<double>(st.own_high_water));
   w.Family("dsm_log_writable", "gauge", "1 while the log accepts writes, 0 after a disk failure.");
   w.Sample("dsm_log_writable", st.write_health.ok() ? 1 : 0);
+  w.Family("dsm_log_first_seq", "gauge",
+           "First seq of the log: retention trimmed every message below it (1 when none).");
+  w.Sample("dsm_log_first_seq", static_cast<double>(st.first_seq));
+  w.Family("dsm_log_stored_bytes", "gauge",
+           "About how many bytes the log's retained records take as stored (indexes excluded).");
+  w.Sample("dsm_log_stored_bytes", static_cast<double>(d.log->StoredBytes()));
+  w.Family("dsm_retention_trimmed_messages_total", "counter",
+           "Messages removed by retention (--retention-max-age/-messages/-bytes).");
+  w.Sample("dsm_retention_trimmed_messages_total",
+           static_cast<double>(d.retention_trimmed.load()));
+  w.Family("dsm_retention_trimmed_bytes_total", "counter",
+           "Stored bytes of the records retention removed.");
+  w.Sample("dsm_retention_trimmed_bytes_total",
+           static_cast<double>(d.retention_trimmed_bytes.load()));
+  w.Family("dsm_retention_forced_total", "counter",
+           "Messages trimmed over --retention-max-bytes before every peer held them.");
+  w.Sample("dsm_retention_forced_total", static_cast<double>(d.retention_forced.load()));
+  w.Family("dsm_retention_errors_total", "counter", "Retention steps that failed (retried).");
+  w.Sample("dsm_retention_errors_total", static_cast<double>(d.retention_errors.load()));
+  w.Family("dsm_retention_waiting", "gauge",
+           "1 while retention waits for peers to hold messages a limit asks to trim.");
+  w.Sample("dsm_retention_waiting", st.retention_waiting.empty() ? 0 : 1);
+  w.Family("dsm_trimmed_skipped_unattributed_total", "counter",
+           "Positions skipped because a node that is not a peer had trimmed them.");
+  w.Sample("dsm_trimmed_skipped_unattributed_total",
+           static_cast<double>(d.skipped_unattributed.load()));
 
   auto per_peer = [&](const char* name, const char* type, const char* help, auto value) {
     w.Family(name, type, help);
@@ -291,6 +321,14 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   per_peer("dsm_peer_push_blocked", "gauge",
            "1 while pushes to the peer make no progress for a named reason (see /status).",
            [&](size_t i) { return st.peers[i].push_problem.empty() ? 0 : 1; });
+  per_peer("dsm_peer_trimmed_skipped_total", "counter",
+           "Positions of other streams skipped because the peer's retention had trimmed them "
+           "before this node got them.",
+           [&](size_t i) { return st.peers[i].trimmed_skipped; });
+  per_peer("dsm_peer_push_trimmed_total", "counter",
+           "Positions of this node's stream the peer lacked when retention trimmed them (the "
+           "peer was told to skip them).",
+           [&](size_t i) { return st.peers[i].push_trimmed; });
   per_peer("dsm_peer_pull_blocked", "gauge",
            "1 while pulls from the peer make no progress for a reason named in /status.",
            [&](size_t i) { return st.peers[i].pull_problem.empty() ? 0 : 1; });
@@ -317,6 +355,7 @@ void Node::Impl::Run(Actions actions) {
     }
   }
   for (auto& [done, result] : actions.completions) done(std::move(result));
+  if (actions.retention) Store([this] { RetentionStep(); });
   for (size_t peer : actions.heartbeats) {
     transport->Heartbeat(peer, [this, peer](Result<HeartbeatReply> r) {
       Post([this, peer, r = std::move(r)]() mutable { OnHeartbeat(peer, std::move(r)); });
@@ -366,13 +405,18 @@ void Node::Tick() {
   impl_->Run(std::move(a));
 }
 
-Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
+Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSkip& skip) {
   Impl& d = *impl_;
   // One origin stream per batch (or none: seed-style messages to adopt), so that the answer's
   // high water and gap describe the one stream the sender pushes. Pushes (push.cc) read one
   // stream, so only a hand-made request mixes them.
-  const std::string origin = msgs.empty() ? std::string() : msgs.front().origin;
-  for (size_t i = 1; i < msgs.size(); ++i) {
+  const std::string origin =
+      skip.trimmed_through > 0 ? skip.origin
+                               : (msgs.empty() ? std::string() : msgs.front().origin);
+  if (skip.trimmed_through > 0 && (origin.empty() || origin == d.log->stream_id())) {
+    return Status::InvalidArgument("'origin' must name another node's stream to skip in");
+  }
+  for (size_t i = 0; i < msgs.size(); ++i) {
     if (msgs[i].origin != origin) {
       auto name = [](const std::string& o) { return o.empty() ? std::string("none") : o; };
       return Status::InvalidArgument("a batch carries messages of one origin stream: msgs[" +
@@ -380,12 +424,18 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs) {
                                      ", msgs[0] " + name(origin));
     }
   }
+  ReplicateResult res;
+  if (skip.trimmed_through > 0) {
+    // The sender trimmed these positions before this node got them: they can only be skipped.
+    Result<uint64_t> skipped = d.log->SkipTrimmed(origin, skip.trimmed_through);
+    if (!skipped.ok()) return skipped.status();
+    if (*skipped > 0) d.NoteSkipped(origin, skip.trimmed_through, *skipped);
+  }
   const MonoTime write_start = d.clock->Now();
   Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));
   d.replicate_write_seconds.Observe(
       std::chrono::duration<double>(d.clock->Now() - write_start).count());
   if (!written.ok()) return written.status();
-  ReplicateResult res;
   res.outcomes = std::move(written.value());
   d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
@@ -455,9 +505,20 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
   page.last_seq = d.log->LastSeq();
   const uint64_t high_water = d.log->HighWater(origin);
   Result<std::vector<Message>> msgs = d.log->ReadOrigin(origin, since, limit, options_.batch_bytes);
+  if (!msgs.ok() && msgs.status().code() == Code::kTrimmed) {
+    // The positions after `since` are gone: say how far, and go on after them.
+    Result<uint64_t> run = d.log->TrimmedRun(origin, since);
+    if (!run.ok()) return run.status();
+    if (*run <= since) return msgs.status();  // held again: cannot happen
+    page.trimmed_through = *run;
+    msgs = d.log->ReadOrigin(origin, *run, limit, options_.batch_bytes);
+    if (!msgs.ok() && msgs.status().code() == Code::kTrimmed) msgs = std::vector<Message>();
+  }
   if (!msgs.ok()) return msgs.status();
   page.messages = std::move(msgs.value());
-  page.more = (page.messages.empty() ? since : page.messages.back().origin_seq) < high_water;
+  const uint64_t reached = page.messages.empty() ? std::max(since, page.trimmed_through)
+                                                 : page.messages.back().origin_seq;
+  page.more = reached < high_water;
   return page;
 }
 
@@ -485,9 +546,11 @@ NodeStatus Node::GetStatus() const {
   st.quorum = options_.quorum;
   st.last_seq = d.log->LastSeq();
   st.own_high_water = d.log->HighWater(st.stream);
+  st.first_seq = d.log->FirstSeq();
   st.write_health = d.log->WriteHealth();
   {
     MutexLock lock(&d.mu);
+    st.retention_waiting = d.retention_waiting;
     MonoTime now = d.clock->Now();
     for (const PeerState& p : d.peers) {
       PeerStatus ps;
@@ -501,6 +564,8 @@ NodeStatus Node::GetStatus() const {
       ps.stream = p.stream;
       ps.push_problem = p.push_problem;
       ps.pull_problem = p.pull_problem;
+      ps.trimmed_skipped = p.trimmed_skipped;
+      ps.push_trimmed = p.push_trimmed;
       st.peers.push_back(std::move(ps));
     }
   }

@@ -60,6 +60,9 @@ struct SyncPage {
   // at (appends may land meanwhile). Never the request's `since`, however far beyond the log.
   uint64_t last_seq = 0;
   uint64_t next = 0;  // how far the page looked: the next one starts after this seq
+  // SyncStream: the positions after `since` up to this one are no longer held (trimmed); the
+  // messages follow it. 0 = none.
+  uint64_t trimmed_through = 0;
 };
 
 struct PeerStatus {
@@ -78,6 +81,10 @@ struct PeerStatus {
   // Why pulls from the peer make no progress (a refused or unreadable answer, a failed apply),
   // "" when they do.
   std::string pull_problem;
+  // Retention: positions of other streams this node skipped because the peer had trimmed them,
+  // and positions of our stream the peer lacked when this node trimmed them.
+  uint64_t trimmed_skipped = 0;
+  uint64_t push_trimmed = 0;
 };
 
 struct NodeStatus {
@@ -87,6 +94,9 @@ struct NodeStatus {
   int quorum = 0;
   uint64_t last_seq = 0;
   uint64_t own_high_water = 0;
+  uint64_t first_seq = 1;  // the log's first seq: retention trimmed everything below it
+  // Why retention waits although a limit is passed ("" when it does not wait).
+  std::string retention_waiting;
   std::vector<PeerStatus> peers;  // in NodeOptions::peers order
   Status write_health;
 };
@@ -113,7 +123,9 @@ class Node {
 
   // Serving POST /replicate. Every message has the same origin (or none: seed-style messages,
   // adopted into this node's stream); otherwise InvalidArgument and nothing is written.
-  Result<ReplicateResult> Replicate(std::vector<Message> msgs);
+  // `skip` (a push of a sender whose retention trimmed positions this node lacks) is applied
+  // first (LogStore::SkipTrimmed).
+  Result<ReplicateResult> Replicate(std::vector<Message> msgs, const PushSkip& skip = {});
   // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`
   // covers (origin_seq at or below the puller's high water of their origin). A page looks at no
   // more than kSyncScanFactor * limit entries.

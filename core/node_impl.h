@@ -5,7 +5,8 @@
 //   failure_detector.cc  liveness of each peer, its incarnation (stream id), its heartbeats;
 //   push.cc              the push replicator of this node's own stream, one per peer;
 //   pull.cc              catch-up pulls from each peer's log and the repair of gaps;
-//   quorum.cc            client writes and their quorum: who holds what, waiters, 503 and 504.
+//   quorum.cc            client writes and their quorum: who holds what, waiters, 503 and 504;
+//   retention.cc         trimming the oldest messages once every peer holds them.
 // Internal to core/: nothing outside includes it.
 //
 // Threads: Impl is a monitor. `mu` guards the per-peer state, the quorum waiters and the pending
@@ -130,6 +131,14 @@ struct PeerState {
   uint64_t apply_errors = 0;   // failed writes of pulled or repaired messages
   uint64_t cursor_errors = 0;  // failed writes of the push cursor
   uint64_t push_rewinds = 0;   // RewindPush calls
+  // Retention: positions of our stream the peer lacked when they were trimmed here (it was told
+  // to skip them), and positions of other streams this node skipped because the peer had
+  // trimmed them before this node got them.
+  uint64_t push_trimmed = 0;
+  uint64_t trimmed_skipped = 0;
+  // Streams the peer's heartbeat showed further than this node held when the last pull chain
+  // reached the end of the peer's log, with how far this node held them then (StuckStream).
+  std::map<std::string, uint64_t> behind_at_chain_end;
   bool pull_wanted = true;     // pull as soon as possible (start-up, peer came back, more pages)
   bool pull_again = false;     // a heartbeat showed more while a pull was in flight
   MonoTime next_pull{};        // anti-entropy
@@ -173,6 +182,7 @@ struct Actions {
   std::vector<Repair> repairs;
   std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
   std::vector<std::pair<EventLevel, std::string>> events;
+  bool retention = false;  // run a retention step (retention.cc)
   bool wake = false;
 };
 
@@ -202,6 +212,8 @@ struct RepairOutcome {
   bool more = false;
   bool progressed = false;
   std::string error;
+  uint64_t skipped = 0;          // positions skipped because the peer had trimmed them...
+  uint64_t trimmed_through = 0;  // ...up to this one
 };
 
 struct Node::Impl {
@@ -240,6 +252,16 @@ struct Node::Impl {
   Histogram replicate_write_seconds;  // the log write of a /replicate batch this node received
   // Per peer (NodeOptions::peers order): from sending a push batch to its answer.
   std::vector<std::unique_ptr<Histogram>> push_round_trip_seconds;
+
+  // Retention (retention.cc). One step at a time, on the storage executor.
+  bool retention_running GUARDED_BY(mu) = false;
+  MonoTime next_retention GUARDED_BY(mu){};
+  // Why the last step stopped short of what the limits ask for ("" when it did not).
+  std::string retention_waiting GUARDED_BY(mu);
+  std::atomic<uint64_t> retention_trimmed{0}, retention_trimmed_bytes{0}, retention_forced{0},
+      retention_steps{0}, retention_errors{0};
+  // Positions skipped because a node that is not a peer trimmed them (pushes name their stream).
+  std::atomic<uint64_t> skipped_unattributed{0};
 
   // The rest of a client write once the log has it (or refused it): count it, then answer now
   // or register its quorum wait.
@@ -347,7 +369,10 @@ struct Node::Impl {
   // Reads the batch `push` decided (from memory here, else from disk on the storage executor),
   // then SendPush.
   void StartPush(const Actions::Push& push) LOCKS_EXCLUDED(mu);
-  void SendPush(const Actions::Push& push, Result<std::vector<Message>> batch) LOCKS_EXCLUDED(mu);
+  // `trimmed_through` > 0: the positions after push.from up to it were trimmed here; the batch
+  // (possibly empty) follows them and tells the peer to skip them.
+  void SendPush(const Actions::Push& push, Result<std::vector<Message>> batch,
+                uint64_t trimmed_through) LOCKS_EXCLUDED(mu);
   // The answer to the push batch `id` of the window.
   void OnPushed(size_t peer, uint64_t id, Result<ReplicateReply> r) LOCKS_EXCLUDED(mu);
   // Whether another push batch may be read and sent to `p` now.
@@ -374,6 +399,11 @@ struct Node::Impl {
   void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);
   void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishRepair(size_t peer, RepairOutcome o) LOCKS_EXCLUDED(mu);
+  // At the end of a pull chain: a stream (other than the peer's own) that the peer's heartbeat
+  // shows further than this node holds, and that made no progress since the end of the last
+  // chain; with where to repair it from. Records what is behind for the next chain's end.
+  std::optional<std::pair<std::string, uint64_t>> StuckStream(PeerState& p)
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
   // When every message of `msgs` is stored already, their outcomes (duplicates, as a write of
   // them would answer); nullopt otherwise.
   std::optional<std::vector<WriteOutcome>> AllStored(const std::vector<Message>& msgs)
@@ -386,6 +416,17 @@ struct Node::Impl {
   std::map<std::string, uint64_t> HaveMap() const;
 
   MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // ---- retention.cc ----
+  // Whether a retention step is due at `now` (marks it running).
+  bool RetentionDue(MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // One step: trims what the limits and the peers allow, at most retention_step_records, then
+  // forgets old msg_ids. Runs on the storage executor.
+  void RetentionStep() LOCKS_EXCLUDED(mu);
+  // Counts and logs `skipped` positions of `origin` up to `through` that this node skipped
+  // because their holder had trimmed them.
+  void NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped)
+      LOCKS_EXCLUDED(mu);
 };
 
 template <typename Update>

@@ -233,6 +233,15 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
       a.repairs.push_back({peer, o.repair->first, o.repair->second});
     } else if (clean && o.more && p.pull_pages > 0) {
       // The next page is out already: the chain goes on with it.
+    } else if (auto stuck = clean && !o.more ? StuckStream(p) : std::nullopt) {
+      // The chain reached the end of the peer's log, yet its heartbeat still shows a stream
+      // further than this node holds, as it did at the end of the last chain: no page can
+      // bring those positions (the peer's retention trimmed them from its log, or the peer
+      // holds them as positions consumed by messages of other streams). The peer's stream
+      // answers for them.
+      if (p.pull_pages > 0) ++p.pull_epoch;
+      p.repairing = true;
+      a.repairs.push_back({peer, stuck->first, stuck->second});
     } else {
       if (p.pull_pages > 0) ++p.pull_epoch;  // the chain broke: its pages still out are void
       const bool again = p.pull_again;
@@ -247,6 +256,25 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
       }
     }
   });
+}
+
+std::optional<std::pair<std::string, uint64_t>> Node::Impl::StuckStream(PeerState& p) {
+  std::map<std::string, uint64_t> behind;
+  std::optional<std::pair<std::string, uint64_t>> stuck;
+  for (const auto& [origin, shown] : p.high_waters) {
+    // The peer's own stream comes by its pushes and pages: a gap there is found by a page.
+    if (origin == p.stream) continue;
+    const uint64_t held = log->HighWater(origin);
+    if (shown <= held) continue;
+    auto before = p.behind_at_chain_end.find(origin);
+    if (!stuck && before != p.behind_at_chain_end.end() && before->second == held) {
+      stuck.emplace(origin, held);
+    }
+    behind.emplace(origin, held);
+  }
+  p.behind_at_chain_end = std::move(behind);
+  if (stuck) p.behind_at_chain_end.erase(stuck->first);
+  return stuck;
 }
 
 // A pull or repair request that failed. Unreachable peers are the failure detector's business;
@@ -264,18 +292,32 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
   RepairOutcome o;
   o.origin = std::move(origin);
   o.status = r.ok() ? Status::Ok() : r.status();
-  if (!r.ok() || r->messages.empty()) return FinishRepair(peer, std::move(o));
-  o.last = r->messages.back().origin_seq;
+  if (!r.ok() || (r->messages.empty() && r->trimmed_through == 0)) {
+    return FinishRepair(peer, std::move(o));
+  }
+  o.last = r->messages.empty() ? r->trimmed_through : r->messages.back().origin_seq;
   o.more = r->more;
-  Store([this, peer, o = std::move(o), msgs = std::move(r->messages)]() mutable {
+  Store([this, peer, o = std::move(o), msgs = std::move(r->messages),
+         trimmed_through = r->trimmed_through]() mutable {
     const uint64_t before = log->HighWater(o.origin);
-    Result<std::vector<WriteOutcome>> w = log->Apply(std::move(msgs));
+    if (trimmed_through > 0) {
+      // The peer's retention trimmed these positions before this node got them: skipped.
+      Result<uint64_t> skipped = log->SkipTrimmed(o.origin, trimmed_through);
+      if (skipped.ok()) {
+        o.skipped = *skipped;
+        o.trimmed_through = trimmed_through;
+      } else {
+        o.error = "skipping the positions the peer trimmed failed: " + skipped.status().ToString();
+      }
+    }
+    Result<std::vector<WriteOutcome>> w = std::vector<WriteOutcome>();
+    if (o.error.empty() && !msgs.empty()) w = log->Apply(std::move(msgs));
     if (w.ok()) {
       CountOutcomes(kPull, *w);
     } else {
       o.error = "applying it failed: " + w.status().ToString();
     }
-    o.progressed = w.ok() && log->HighWater(o.origin) > before;
+    o.progressed = o.error.empty() && log->HighWater(o.origin) > before;
     Post([this, peer, o = std::move(o)]() mutable { FinishRepair(peer, std::move(o)); });
   });
 }
@@ -286,6 +328,15 @@ void Node::Impl::FinishRepair(size_t peer, RepairOutcome o) {
                   if (!o.status.ok()) {
                     ++p.pull_errors;
                     NotePullFailure(p, now, o.status);
+                  }
+                  if (o.skipped > 0) {
+                    p.trimmed_skipped += o.skipped;
+                    Event(EventLevel::kWarning,
+                          fmt::format("pull from {}: positions {}..{} of stream {} were trimmed "
+                                      "by the peer's retention before this node got them; "
+                                      "skipped ({} messages)",
+                                      p.url, o.trimmed_through - o.skipped + 1,
+                                      o.trimmed_through, o.origin, o.skipped));
                   }
                   if (!o.error.empty()) {
                     ++p.apply_errors;

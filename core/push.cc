@@ -47,13 +47,31 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
 void Node::Impl::StartPush(const Actions::Push& push) {
   // The newest messages are read from memory, here: the push of a message leaves on the turn
   // that learnt it is durable. Older ones are read from disk, on the storage executor.
-  if (auto recent = log->ReadOwnRecent(push.from, push.max_messages, options.batch_bytes)) {
-    SendPush(push, std::move(*recent));
+  auto recent = log->ReadOwnRecent(push.from, push.max_messages, options.batch_bytes);
+  if (recent && (recent->ok() || recent->status().code() != Code::kTrimmed)) {
+    SendPush(push, std::move(*recent), 0);
     return;
   }
   Store([this, push] {
-    SendPush(push,
-             log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes));
+    Result<std::vector<Message>> batch =
+        log->ReadOrigin(log->stream_id(), push.from, push.max_messages, options.batch_bytes);
+    uint64_t trimmed_through = 0;
+    if (!batch.ok() && batch.status().code() == Code::kTrimmed) {
+      // Retention removed positions the peer lacks (--retention-max-bytes does not wait for
+      // peers): the batch tells it to skip them, and carries what follows.
+      Result<uint64_t> run = log->TrimmedRun(log->stream_id(), push.from);
+      if (run.ok() && *run > push.from) {
+        trimmed_through = *run;
+        batch = log->ReadOrigin(log->stream_id(), trimmed_through, push.max_messages,
+                                options.batch_bytes);
+        if (!batch.ok() && batch.status().code() == Code::kTrimmed) {
+          batch = std::vector<Message>();
+        }
+      } else if (!run.ok()) {
+        batch = run.status();
+      }
+    }
+    SendPush(push, std::move(batch), trimmed_through);
   });
 }
 
@@ -61,7 +79,8 @@ void Node::Impl::StartPush(const Actions::Push& push) {
 // cut to what the peer accepts as one request (by the encoded size of its messages, an upper
 // bound), but always holds at least one message: one the peer can never accept is reported when
 // its 413 comes back.
-void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>> batch) {
+void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>> batch,
+                          uint64_t trimmed_through) {
   size_t bytes = kEnvelopeBytes;
   size_t n = 0;
   if (batch.ok()) {
@@ -84,7 +103,8 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
     const MonoTime now = clock->Now();
     if (push.epoch != p.push_epoch) {
       n = 0;  // the window was rewound while we read: what we read may start at the wrong place
-    } else if (!batch.ok() || n == 0) {
+      trimmed_through = 0;
+    } else if (!batch.ok() || (n == 0 && trimmed_through == 0)) {
       p.push_not_before = now + options.retry_max;
       if (!batch.ok()) {
         ++p.read_errors;
@@ -97,18 +117,27 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
       b.id = id = ++p.push_next_id;
       b.epoch = p.push_epoch;
       b.from = push.from;
-      b.last = batch->back().origin_seq;
+      b.last = n > 0 ? batch->back().origin_seq : trimmed_through;
       b.messages = n;
       b.bytes = bytes;
       b.first = std::none_of(p.push_window.begin(), p.push_window.end(),
                              [&](const PushInFlight& o) { return o.epoch == p.push_epoch; });
       p.push_window.push_back(std::move(b));
       p.push_sent = p.push_window.back().last;
+      if (trimmed_through > 0) {
+        p.push_trimmed += trimmed_through - push.from;
+        Event(EventLevel::kWarning,
+              fmt::format("push to {}: positions {}..{} of this node's stream were trimmed "
+                          "(--retention-max-bytes) before the peer got them; it skips them",
+                          p.url, push.from + 1, trimmed_through));
+      }
     }
   }
-  if (n > 0) {
+  if (n > 0 || trimmed_through > 0) {
+    PushSkip skip;
+    if (trimmed_through > 0) skip = PushSkip{log->stream_id(), trimmed_through};
     // Sent from here, before the next batch can be read: batches leave in the order of the window.
-    transport->Replicate(push.peer, std::move(batch.value()),
+    transport->Replicate(push.peer, std::move(batch.value()), std::move(skip),
                          [this, peer = push.peer, id, sent = clock->Now()](Result<ReplicateReply> r) {
                            push_round_trip_seconds[peer]->Observe(
                                std::chrono::duration<double>(clock->Now() - sent).count());

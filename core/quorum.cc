@@ -171,6 +171,10 @@ void Node::Impl::OnAppended(bool quorum, std::string first_msg_id,
   waiter->first_msg_id = std::move(first_msg_id);
   const std::string& own = d.log->stream_id();
   for (const WriteOutcome& o : res.outcomes) {
+    // A retry of a trimmed message (its position is gone): retention trimmed it once every peer
+    // held it, or --retention-max-bytes did regardless (logged and counted then). Nothing to
+    // wait for.
+    if (o.origin.empty()) continue;
     if (o.origin == own) {
       waiter->own_needed = std::max(waiter->own_needed, o.origin_seq);
     } else {

@@ -39,7 +39,7 @@ class NoPeers final : public dsm::Transport {
   void Heartbeat(size_t, std::function<void(dsm::Result<dsm::HeartbeatReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }
-  void Replicate(size_t, std::vector<dsm::Message>,
+  void Replicate(size_t, std::vector<dsm::Message>, dsm::PushSkip,
                  std::function<void(dsm::Result<dsm::ReplicateReply>)> done) override {
     done(dsm::Status::Unavailable("no peers"));
   }

@@ -1,15 +1,19 @@
 #include "storage/log_reader.h"
 
 #include <fcntl.h>
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/table.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
@@ -26,7 +30,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr LogFamily kAllFamilies[] = {LogFamily::kDefault, LogFamily::kLog,  LogFamily::kMsgId,
-                                      LogFamily::kOrigin,  LogFamily::kMeta, LogFamily::kInbox};
+                                      LogFamily::kOrigin,  LogFamily::kMeta, LogFamily::kInbox,
+                                      LogFamily::kConsumers};
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -119,6 +124,8 @@ const char* LogFamilyName(LogFamily family) {
       return schema::kMetaFamily;
     case LogFamily::kInbox:
       return schema::kInboxFamily;
+    case LogFamily::kConsumers:
+      return schema::kConsumersFamily;
   }
   return "?";
 }
@@ -126,6 +133,11 @@ const char* LogFamilyName(LogFamily family) {
 std::string LogMetadata::stream_id() const {
   if (!node_id || !incarnation) return std::string();
   return *node_id + "@" + *incarnation;
+}
+
+uint64_t LogMetadata::TrimmedThrough(const std::string& origin) const {
+  auto it = trimmed_through.find(origin);
+  return it == trimmed_through.end() ? 0 : it->second;
 }
 
 Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& options) {
@@ -154,20 +166,30 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(const LogReaderOptions& optio
     }
   }
   // The families to open, in LogFamily order; a missing kInbox leaves a gap.
+  rocksdb::ColumnFamilyOptions family_options;
+  {
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    // Reads the msg_id index's Bloom filters (written by the node): a lookup then reads the
+    // one table file that holds the key instead of every L0 file's blocks.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   std::vector<LogFamily> opened;
   for (LogFamily f : kAllFamilies) {
     const std::string name = LogFamilyName(f);
     bool present = false;
     for (const std::string& n : names) present = present || n == name;
-    if (!present && f == LogFamily::kInbox) continue;  // a format-version-1 directory
+    // A directory of format version 1 (no recipient index) or 2 (no consumers).
+    if (!present && (f == LogFamily::kInbox || f == LogFamily::kConsumers)) continue;
     if (!present) {
       return Status::InvalidArgument(DirName(path) +
                                      " holds a database that is not a dsm database (no column "
                                      "family '" +
                                      name + "')");
     }
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, family_options);
     opened.push_back(f);
   }
 
@@ -320,6 +342,39 @@ Result<LogMetadata> LogReader::ReadMetadata() const {
         problem(key, "malformed pull cursor (" + std::to_string(value.size()) + " bytes)");
       } else {
         meta.pull_cursors.emplace(std::string(peer), std::move(cursor));
+      }
+    } else if (key == schema::kFirstSeqKey) {
+      if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else if (v == 0) {
+        problem(key, "first seq 0 is not valid");
+      } else {
+        meta.first_seq_kept = v;
+      }
+    } else if (key == schema::kDedupHeadKey) {
+      if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else {
+        meta.dedup_head = v;
+      }
+    } else if (key.starts_with(schema::kTrimmedPrefix)) {
+      const std::string_view origin = key.substr(schema::kTrimmedPrefix.size());
+      if (origin.empty() || origin.find('\0') != std::string_view::npos) {
+        problem(key, "trim mark without a valid origin");
+      } else if (!schema::DecodeSeqValue(value, &v)) {
+        problem(key, ValueSizeProblem(value));
+      } else {
+        meta.trimmed_through.emplace(std::string(origin), v);
+      }
+    } else if (key.starts_with(schema::kTrimMarkPrefix)) {
+      double ts = 0;
+      if (!schema::ParseTrimMarkKey(key, &v) || v == 0) {
+        problem(key, "malformed trim step key (expected an 8-byte seq other than 0)");
+      } else if (!schema::DecodeTrimMarkValue(value, &ts) || !std::isfinite(ts)) {
+        problem(key, "malformed trim step value (" + std::to_string(value.size()) +
+                         " bytes, expected the 8 bytes of a finite ts)");
+      } else {
+        meta.trim_marks.emplace(v, ts);
       }
     } else {
       problem(key, "unknown meta key");

@@ -41,8 +41,8 @@ namespace dsm {
 
 // The column families of storage/schema.h. kInbox (the recipient index) exists since format
 // version 2; a version-1 directory lacks it (or holds part of it, when an upgrade was
-// interrupted).
-enum class LogFamily { kDefault, kLog, kMsgId, kOrigin, kMeta, kInbox };
+// interrupted). kConsumers (durable consumers' state) exists since format version 3.
+enum class LogFamily { kDefault, kLog, kMsgId, kOrigin, kMeta, kInbox, kConsumers };
 
 // The column family name of `family` ("default", "log", "msgid", "origin", "meta", "inbox").
 const char* LogFamilyName(LogFamily family);
@@ -54,6 +54,9 @@ struct LogReaderOptions {
   // kSecondary only: where the secondary instance keeps its info log. Empty = a fresh
   // directory under the system temp directory, removed when the reader closes.
   std::string secondary_path;
+  // The block cache of point lookups (scans do not fill it): large enough to hold the msg_id
+  // index of a few million messages, which a verification looks up once per record.
+  size_t block_cache_bytes = size_t{256} << 20;
 };
 
 // A malformed or unexpected entry of the "meta" family.
@@ -74,6 +77,11 @@ struct LogMetadata {
   std::map<std::string, uint64_t> high_waters;     // origin stream -> high water
   std::map<std::string, PushCursor> push_cursors;  // peer url -> how far it holds our stream
   std::map<std::string, PullCursor> pull_cursors;  // peer url -> peer stream and peer seq
+  // Retention (storage/format.md, "Retention"); all absent when nothing was ever trimmed.
+  std::optional<uint64_t> first_seq_kept;           // meta first_seq: every seq below was trimmed
+  std::map<std::string, uint64_t> trimmed_through;  // origin -> its trim mark (`trim\0` + origin)
+  std::map<uint64_t, double> trim_marks;  // pending trim steps: last seq removed -> newest ts
+  std::optional<uint64_t> dedup_head;     // msg_id entries of seqs at or below it are forgotten
   std::vector<MetaProblem> problems;               // in key order, then the missing required keys
   // The families (meta, log) whose scan stopped on damage (Corruption: a table file whose
   // checksum fails, a missing or truncated one), with the error. What was read before stays in
@@ -87,6 +95,10 @@ struct LogMetadata {
 
   // "<node_id>@<incarnation>", or empty when either is missing.
   std::string stream_id() const;
+  // FirstSeq of the log as retention left it: meta first_seq, 1 when absent.
+  uint64_t FirstSeqKept() const { return first_seq_kept.value_or(1); }
+  // The trim mark of `origin`: positions at or below it are no longer held (0 when none).
+  uint64_t TrimmedThrough(const std::string& origin) const;
 };
 
 class LogReader {
@@ -130,7 +142,7 @@ class LogReader {
   Result<std::optional<uint64_t>> LookupOrigin(std::string_view origin, uint64_t origin_seq) const;
   // The raw value of `key` in `family`; nullopt when absent (or the family is).
   Result<std::optional<std::string>> GetRaw(LogFamily family, std::string_view key) const;
-  // Whether the database has `family` (only kInbox may be missing).
+  // Whether the database has `family` (only kInbox and kConsumers may be missing).
   bool HasFamily(LogFamily family) const;
 
   // Raw, in-order iteration of one family (never Valid() when the family is missing). Keys and

@@ -57,7 +57,7 @@ Status UpgradeFromVersion1(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
     }
   }
   if (!it->status().ok()) return FromRocks(it->status(), "upgrade of " + DirName(options.path));
-  batch.Put(meta, ToSlice(schema::kFormatVersionKey), Be64(schema::kFormatVersion).slice());
+  batch.Put(meta, ToSlice(schema::kFormatVersionKey), Be64(2).slice());
   rocksdb::Status s = db->Write(wo, &batch);
   if (!s.ok()) return FromRocks(s, "upgrade of " + DirName(options.path));
   if (options.info_log) {
@@ -66,6 +66,21 @@ Status UpgradeFromVersion1(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
     options.info_log(DirName(options.path) + " upgraded to format version 2: " +
                      std::to_string(indexed) + " messages indexed by recipient in " +
                      std::to_string(secs) + " s");
+  }
+  return Status::Ok();
+}
+
+Status UpgradeFromVersion2(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
+                           const RocksLogStoreOptions& options) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s =
+      db->Put(wo, meta, ToSlice(schema::kFormatVersionKey), Be64(3).slice());
+  if (!s.ok()) return FromRocks(s, "upgrade of " + DirName(options.path));
+  if (options.info_log) {
+    options.info_log(DirName(options.path) +
+                     " upgraded to format version 3 (the \"consumers\" family, empty, for durable "
+                     "consumers)");
   }
   return Status::Ok();
 }

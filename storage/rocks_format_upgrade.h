@@ -20,4 +20,10 @@ Status UpgradeFromVersion1(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
                            rocksdb::ColumnFamilyHandle* inbox, rocksdb::ColumnFamilyHandle* meta,
                            const RocksLogStoreOptions& options);
 
+// Records version 3 in a version-2 directory whose (empty) "consumers" family was just created:
+// version 3 only adds that family. An interrupted upgrade leaves version 2 with an empty family,
+// which the next open accepts and upgrades again.
+Status UpgradeFromVersion2(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
+                           const RocksLogStoreOptions& options);
+
 }  // namespace dsm

@@ -32,6 +32,13 @@ size_t RequestBytes(const WriteRequest& req) {
   return bytes;
 }
 
+// What a failed write of the log answers: Unavailable("disk full: ...") when the disk is full,
+// else the IOError that stops writes.
+Status WriteFailure(const rocksdb::Status& s) {
+  if (s.IsNoSpace()) return DiskFull(s);
+  return Status::IOError("log write failed; writes stopped: " + s.ToString());
+}
+
 }  // namespace
 
 struct RocksLogStore::Writer {
@@ -46,11 +53,21 @@ struct RocksLogStore::Writer {
         messages(owned.size()),
         done(std::move(callback)) {}
 
+  // A write of retention's (Maintain): a group of its own.
+  struct Maintenance {
+    rocksdb::WriteBatch* batch;
+    std::function<void()> before;  // under mu_, when the group is led
+    std::function<void()> after;   // under mu_, once the batch is durable
+  };
+  explicit Writer(Maintenance* m)
+      : req(WriteRequest::Append(owned)), bytes(0), messages(0), maintenance(m) {}
+
   std::vector<Message> owned;  // AppendAsync only: what req.msgs points at
   WriteRequest req;
   size_t bytes;
   size_t messages;
   AppendDone done;  // AppendAsync only: called with `result` once the group is done
+  Maintenance* maintenance = nullptr;  // Maintain only
   // The members below are guarded by the store's mu_ (an annotation cannot name it here).
   std::optional<Result<std::vector<WriteOutcome>>> result;  // set when its group is done
   // Waiting callers only: notified (under mu_) by the leader of its group when `result` is set,
@@ -70,6 +87,18 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Apply(std::vector<Message> msgs
 
 Result<std::vector<WriteOutcome>> RocksLogStore::Write(const WriteRequest& req) {
   Writer w(req);
+  return Wait(&w);
+}
+
+Status RocksLogStore::Maintain(rocksdb::WriteBatch* batch, std::function<void()> before,
+                               std::function<void()> after) {
+  Writer::Maintenance m{batch, std::move(before), std::move(after)};
+  Writer w(&m);
+  return Wait(&w).status();
+}
+
+Result<std::vector<WriteOutcome>> RocksLogStore::Wait(Writer* writer) {
+  Writer& w = *writer;
   MutexLock lock(&mu_);
   writers_.push_back(&w);
   while (!w.result.has_value() && (writers_.front() != &w || leading_)) w.cv.Wait(&mu_);
@@ -119,7 +148,8 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
   size_t messages = 0;
   for (Writer* g : writers_) {
     if (!group.empty() && (bytes + g->bytes > options_.max_group_bytes ||
-                           messages + g->messages > options_.max_group_messages)) {
+                           messages + g->messages > options_.max_group_messages ||
+                           g->maintenance != nullptr || group[0]->maintenance != nullptr)) {
       break;
     }
     group.push_back(g);
@@ -127,8 +157,10 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
     messages += g->messages;
   }
 
+  Writer::Maintenance* const maintenance = group[0]->maintenance;
   Status refusal = bg_error_;
-  if (refusal.ok() && options_.min_free_bytes > 0) {
+  // Retention's writes only remove data: they go on below the free-space reserve.
+  if (refusal.ok() && options_.min_free_bytes > 0 && maintenance == nullptr) {
     struct statvfs fs_stat;
     if (::statvfs(options_.path.c_str(), &fs_stat) == 0) {
       const uint64_t free_bytes = uint64_t{fs_stat.f_bavail} * fs_stat.f_frsize;
@@ -163,24 +195,34 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
   }
   if (!refusal.ok()) {
     for (Writer* g : group) g->result.emplace(refusal);
+  } else if (maintenance != nullptr) {
+    if (maintenance->before) maintenance->before();
+    mu_.Unlock();
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    const rocksdb::Status s = db_->Write(wo, maintenance->batch);
+    mu_.Lock();
+    if (s.ok()) {
+      if (maintenance->after) maintenance->after();
+      group[0]->result.emplace(std::vector<WriteOutcome>());
+    } else {
+      const Status failed = WriteFailure(s);
+      NoteWriteFailure(failed);
+      group[0]->result.emplace(failed);
+    }
   } else {
-    const uint64_t last_seq = last_seq_;
     const HighWaterMap high_waters = high_waters_;
+    const HighWaterMap trimmed = trimmed_;
+    const WritePlanState state{stream_id_, last_seq_, &high_waters, first_seq_, &trimmed};
     mu_.Unlock();
     Status write_status;
-    Result<WritePlan> plan = PlanAndWrite(group, last_seq, high_waters, &write_status);
+    Result<WritePlan> plan = PlanAndWrite(group, state, &write_status);
     mu_.Lock();
     if (!plan.ok()) {
       for (Writer* g : group) g->result.emplace(plan.status());
     } else if (!write_status.ok()) {
-      // Nothing of the group was published. A full disk is not sticky (writes resume once space
-      // returns); any other write error is.
-      if (write_status.code() == Code::kUnavailable) {
-        disk_full_ = write_status;
-        last_resume_ = std::chrono::steady_clock::now();
-      } else {
-        bg_error_ = write_status;
-      }
+      // Nothing of the group was published.
+      NoteWriteFailure(write_status);
       for (Writer* g : group) g->result.emplace(write_status);
     } else {
       Publish(*plan);
@@ -218,13 +260,12 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
   return finished;
 }
 
-Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
-                                              const HighWaterMap& high_waters,
+Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
+                                              const WritePlanState& state,
                                               Status* write_status) {
   std::vector<const WriteRequest*> requests;
   requests.reserve(group.size());
   for (const Writer* g : group) requests.push_back(&g->req);
-  const WritePlanState state{stream_id_, last_seq, &high_waters};
   Result<WritePlan> plan = PlanWrites(requests, state, lookups_);
   if (!plan.ok() || plan->empty()) return plan;
 
@@ -252,12 +293,18 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::Status s = db_->Write(wo, &batch);
-  if (s.IsNoSpace()) {
-    *write_status = DiskFull(s);
-  } else if (!s.ok()) {
-    *write_status = Status::IOError("log write failed; writes stopped: " + s.ToString());
-  }
+  if (!s.ok()) *write_status = WriteFailure(s);
   return plan;
+}
+
+void RocksLogStore::NoteWriteFailure(const Status& failure) {
+  // A full disk is not sticky (writes resume once space returns); any other write error is.
+  if (failure.code() == Code::kUnavailable) {
+    disk_full_ = failure;
+    last_resume_ = std::chrono::steady_clock::now();
+  } else {
+    bg_error_ = failure;
+  }
 }
 
 void RocksLogStore::Publish(const WritePlan& plan) {

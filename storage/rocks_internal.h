@@ -3,15 +3,19 @@
 // .cc files include it (RocksDB stays out of the library's public headers).
 #pragma once
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/status.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "dsm/status.h"
+#include "storage/rocks_log_store.h"
+#include "storage/schema.h"
 
 namespace dsm::rocks {
 
@@ -57,4 +61,31 @@ inline Status DiskFull(const rocksdb::Status& s) {
       s.ToString());
 }
 
+// map[origin], 0 when absent: a stream's high water or trimmed mark.
+inline uint64_t PositionOf(const HighWaterMap& map, std::string_view origin) {
+  auto it = map.find(origin);
+  return it == map.end() ? 0 : it->second;
+}
+
 }  // namespace dsm::rocks
+
+namespace dsm {
+
+// The msgid family's compaction filter: drops the entries of seqs at or below `head` (the
+// msg_ids that RocksLogStore::ExpireMsgIds forgot), so they stop taking space once their files
+// are compacted. Lookups ignore them before that.
+class RocksLogStore::MsgIdExpiry final : public rocksdb::CompactionFilter {
+ public:
+  bool Filter(int /*level*/, const rocksdb::Slice& /*key*/, const rocksdb::Slice& value,
+              std::string* /*new_value*/, bool* /*value_changed*/) const override {
+    uint64_t seq = 0;
+    return schema::DecodeSeqValue(rocks::ToView(value), &seq) && Expired(seq);
+  }
+  const char* Name() const override { return "dsm.MsgIdExpiry"; }
+
+  bool Expired(uint64_t seq) const { return seq <= head.load(std::memory_order_acquire); }
+
+  std::atomic<uint64_t> head{0};
+};
+
+}  // namespace dsm

@@ -33,13 +33,23 @@
 // The implementation is split by concern: rocks_open.cc (opening, checking and creating a
 // directory, loading the published state), rocks_format_upgrade.cc (older formats),
 // rocks_group_commit.cc (the write path, push cursors, recovery from a full disk),
-// rocks_reads.cc (reads of the log and its indexes) and rocks_own_tail.cc (the own-stream tail).
+// rocks_reads.cc (reads of the log and its indexes), rocks_own_tail.cc (the own-stream tail) and
+// rocks_retention.cc (trimming the oldest records, skipped positions, msg_id expiry).
+//
+// Retention: Trim removes the oldest records with one DeleteRange of the log, point deletes of
+// their recipient index entries and one DeleteRange per origin of the origin index, in one
+// synced write queued like any other (so it is serialized with the group commits but never
+// holds one up by more than that write). The new bounds (FirstSeq, TrimmedThrough) are
+// published before that write, so a reader never reads a record that is being removed: reads
+// check the bounds, not what RocksDB still holds. The msg_id entries of trimmed records stay
+// until ExpireMsgIds forgets them; a compaction filter then drops them from the msgid family.
 //
 // Thread safety: every method may be called concurrently from any thread. The destructor waits
 // for writers in flight (and the callbacks of AppendAsync writes the commit thread leads); no
 // call may start once it has begun.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -53,6 +63,7 @@
 #include <vector>
 
 #include "common/thread_annotations.h"
+#include "dsm/consumer_state.h"
 #include "dsm/log_store.h"
 #include "dsm/message.h"
 #include "dsm/status.h"
@@ -61,6 +72,8 @@
 
 namespace rocksdb {
 class ColumnFamilyHandle;
+class CompactionFilter;
+class WriteBatch;
 class DB;
 class Env;
 class Snapshot;
@@ -100,6 +113,23 @@ struct RocksLogStoreOptions {
   // are read from the database.
   size_t tail_cache_records = 16384;
   size_t tail_cache_bytes = 16 << 20;
+  // One memory budget for RocksDB: its block cache holds the table blocks read (with their index
+  // and filter blocks) and is charged for every memtable (a WriteBufferManager flushes the
+  // largest memtable once memtables take half of it), so RocksDB's memory stays near this
+  // however large the log grows. At least kMinMemoryBudgetBytes.
+  uint64_t memory_budget_bytes = uint64_t{256} << 20;
+};
+
+// The smallest RocksLogStoreOptions::memory_budget_bytes (Open refuses less).
+inline constexpr uint64_t kMinMemoryBudgetBytes = uint64_t{32} << 20;
+
+// What RocksDB's memory budget holds now (RocksLogStore::Memory()).
+struct StoreMemory {
+  uint64_t budget_bytes = 0;          // RocksLogStoreOptions::memory_budget_bytes
+  uint64_t block_cache_capacity = 0;  // RocksDB property rocksdb.block-cache-capacity
+  uint64_t block_cache_usage = 0;     // rocksdb.block-cache-usage (blocks + charged memtables)
+  uint64_t write_buffer_limit = 0;    // the WriteBufferManager's buffer size
+  uint64_t memtable_bytes = 0;        // rocksdb.size-all-mem-tables, summed over the families
 };
 
 class RocksLogStore final : public LogStore {
@@ -147,7 +177,25 @@ class RocksLogStore final : public LogStore {
       LOCKS_EXCLUDED(push_mu_, mu_);
   PullCursor GetPullCursor(const std::string& peer_url) const override LOCKS_EXCLUDED(mu_);
 
+  uint64_t FirstSeq() const override LOCKS_EXCLUDED(mu_);
+  uint64_t TrimmedThrough(const std::string& origin) const override LOCKS_EXCLUDED(mu_);
+  Result<uint64_t> TrimmedRun(const std::string& origin, uint64_t after) const override;
+  Result<TrimResult> Trim(const TrimRequest& req) override LOCKS_EXCLUDED(trim_mu_, mu_);
+  Result<uint64_t> SkipTrimmed(const std::string& origin, uint64_t through) override
+      LOCKS_EXCLUDED(mu_);
+  Status ExpireMsgIds(double ts) override LOCKS_EXCLUDED(trim_mu_, mu_);
+  uint64_t StoredBytes() const override;
+
   Status WriteHealth() const override LOCKS_EXCLUDED(mu_);
+
+  // RocksDB's memory against its budget, read from RocksDB's properties.
+  StoreMemory Memory() const;
+  // Flushes the memtables and compacts every family down to its bottommost level (which is
+  // compressed with zstd). Blocks while it runs; reads and writes go on meanwhile.
+  Status CompactAll();
+  // The durable consumers' state, in the "consumers" family of this database
+  // (storage/rocks_consumer_state.h). Valid as long as the store.
+  ConsumerStateStore* consumer_state() const;
 
  private:
   struct Writer;
@@ -157,15 +205,23 @@ class RocksLogStore final : public LogStore {
     rocksdb::ColumnFamilyHandle* origin = nullptr;
     rocksdb::ColumnFamilyHandle* meta = nullptr;
     rocksdb::ColumnFamilyHandle* inbox = nullptr;
+    rocksdb::ColumnFamilyHandle* consumers = nullptr;
   };
 
-  RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
-                std::vector<rocksdb::ColumnFamilyHandle*> handles, Families families);
+  // Forgets the msg_id entries of seqs <= *head when their files are compacted.
+  class MsgIdExpiry;
+
+  RocksLogStore(RocksLogStoreOptions options, std::shared_ptr<MsgIdExpiry> msgid_expiry,
+                std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+                Families families);
 
   // Loads the published state from the database. Called once by Open.
   Status Recover() LOCKS_EXCLUDED(mu_);
   // Queues `req` and returns its outcomes once its group is durable (or failed).
   Result<std::vector<WriteOutcome>> Write(const WriteRequest& req) LOCKS_EXCLUDED(mu_);
+  // Queues `w` (which lives on the caller's stack), leads its group when it reaches the front
+  // with nobody leading, and returns its result.
+  Result<std::vector<WriteOutcome>> Wait(Writer* w) LOCKS_EXCLUDED(mu_);
   // Commits the group at the front of writers_ and hands the lead on. Returns the AppendAsync
   // writers of the group, whose callbacks the caller runs (RunCallbacks) once it has released
   // mu_. mu_ is released while the group is planned and written (and around a resume after a
@@ -177,9 +233,8 @@ class RocksLogStore final : public LogStore {
   // caller leads.
   void CommitLoop() LOCKS_EXCLUDED(mu_);
   // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
-  Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, uint64_t last_seq,
-                                 const HighWaterMap& high_waters, Status* write_status)
-      LOCKS_EXCLUDED(mu_);
+  Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, const WritePlanState& state,
+                                 Status* write_status) LOCKS_EXCLUDED(mu_);
   // Scan with a recipient filter, through the recipient index. REQUIRES: opts.recipient.
   Status ScanInbox(const ScanOptions& opts, const MessageVisitor& visit) const;
   // The message at `seq` as of `snapshot` (nullptr = latest).
@@ -187,8 +242,25 @@ class RocksLogStore final : public LogStore {
   // Clears RocksDB's background error after a full disk. OK, Unavailable (still full) or
   // IOError (another failure: sticky). Called without mu_ held, by a group leader.
   Status ResumeAfterDiskFull() LOCKS_EXCLUDED(mu_);
+  // Records a failed write: a full disk (Unavailable) until a writer resumes, anything else
+  // sticky.
+  void NoteWriteFailure(const Status& failure) EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes a written plan.
   void Publish(const WritePlan& plan) EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes a batch of retention's in the writers' queue, as a group of its own: `before` runs
+  // under mu_ when the group is led (it may publish and add to the batch), `after` under mu_
+  // once the batch is durable. Returns the write's status.
+  Status Maintain(rocksdb::WriteBatch* batch, std::function<void()> before,
+                  std::function<void()> after) LOCKS_EXCLUDED(mu_);
+  // Whether position `origin_seq` of `origin`, which the origin index maps to `seq`, is no
+  // longer held here.
+  bool TrimmedPosition(const std::string& origin, uint64_t origin_seq, uint64_t seq) const
+      LOCKS_EXCLUDED(mu_);
+  // Trimmed("position after + 1 of origin was trimmed ...").
+  Status TrimmedError(const std::string& origin, uint64_t after) const LOCKS_EXCLUDED(mu_);
+  // The last position R such that the origin index maps positions after + 1..R of `origin` to
+  // seqs below `first` (after itself when position after + 1 is not such a position).
+  Result<uint64_t> PositionsBelow(const std::string& origin, uint64_t after, uint64_t first) const;
   // Moves the plan's records of our own stream into tail_. REQUIRES: plan published.
   void RememberOwnRecords(WritePlan* plan) EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ReadOrigin of our own stream from tail_: false when tail_ does not hold position after + 1.
@@ -196,6 +268,7 @@ class RocksLogStore final : public LogStore {
                    Status* status) const LOCKS_EXCLUDED(mu_);
 
   const RocksLogStoreOptions options_;
+  const std::shared_ptr<MsgIdExpiry> msgid_expiry_;  // used by the database: outlives it
   std::string node_id_;
   std::string incarnation_;
   std::string stream_id_;
@@ -237,6 +310,13 @@ class RocksLogStore final : public LogStore {
   };
   std::deque<TailRecord> tail_ GUARDED_BY(mu_);
   size_t tail_bytes_ GUARDED_BY(mu_) = 0;  // the values' sizes
+
+  // Retention bounds (published; see the header comment).
+  uint64_t first_seq_ GUARDED_BY(mu_) = 1;
+  HighWaterMap trimmed_ GUARDED_BY(mu_);  // origin -> TrimmedThrough
+  // Serializes Trim and ExpireMsgIds (each reads what the previous one left).
+  Mutex trim_mu_ ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<ConsumerStateStore> consumer_state_;  // set by Open
 
   // Serializes SetPushCursor so the stored and the published cursor agree.
   Mutex push_mu_ ACQUIRED_BEFORE(mu_);

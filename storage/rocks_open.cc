@@ -7,6 +7,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include "common/ids.h"
 #include "storage/rocks_format_upgrade.h"
 #include "storage/rocks_internal.h"
+#include "storage/rocks_consumer_state.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
 
@@ -34,11 +36,20 @@ using rocks::ToView;
 
 const char* const kFamilyNames[] = {schema::kDefaultFamily, schema::kLogFamily,
                                     schema::kMsgIdFamily,   schema::kOriginFamily,
-                                    schema::kMetaFamily,    schema::kInboxFamily};
+                                    schema::kMetaFamily,    schema::kInboxFamily,
+                                    schema::kConsumersFamily};
 
 
-constexpr size_t kBlockCacheBytes = 16 << 20;
 constexpr int kBloomBitsPerKey = 10;
+// Table blocks: larger than RocksDB's 4 KiB so that compression finds more to share (the
+// repeated origin, sender and recipient of neighbouring records) and index blocks stay small.
+constexpr size_t kTableBlockBytes = 16 << 10;
+constexpr int kCacheShardBits = 4;
+// The memtables' share of the memory budget (the WriteBufferManager's limit): 1/kMemtableShare.
+constexpr uint64_t kMemtableShare = 2;
+// The families that receive a key per message.
+const char* const kBulkFamilies[] = {schema::kLogFamily, schema::kMsgIdFamily,
+                                     schema::kOriginFamily, schema::kInboxFamily};
 
 bool IsDsmFamily(const std::string& name) {
   for (const char* f : kFamilyNames) {
@@ -96,7 +107,32 @@ class ManualRecovery final : public rocksdb::EventListener {
   }
 };
 
-rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_new) {
+// The memory budget (RocksLogStoreOptions::memory_budget_bytes): a block cache of the whole
+// budget, and a WriteBufferManager that charges every memtable to that cache (the cached blocks
+// give way to them) and flushes the largest memtable once memtables take half the budget.
+struct MemoryBudget {
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
+  size_t memtable_bytes = 0;  // write_buffer_size of a family that gets a key per message
+  uint64_t wal_bytes = 0;     // max_total_wal_size
+};
+
+MemoryBudget MakeMemoryBudget(uint64_t budget_bytes) {
+  MemoryBudget m;
+  const size_t budget = static_cast<size_t>(budget_bytes);
+  // 16 shards: each shard evicts on its own, so a shard must stay large next to a filter or
+  // index partition and the memtables' 256 KiB reservations.
+  m.cache = rocksdb::NewLRUCache(budget, kCacheShardBits);
+  m.write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
+      static_cast<size_t>(budget_bytes / kMemtableShare), m.cache);
+  // The four bulk families, each with up to two memtables, fit in the memtables' share.
+  m.memtable_bytes = static_cast<size_t>(budget_bytes / kMemtableShare / 8);
+  m.wal_bytes = budget_bytes / 4;
+  return m;
+}
+
+rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, const MemoryBudget& memory,
+                                 bool is_new) {
   rocksdb::DBOptions o;
   o.create_if_missing = is_new;
   o.create_missing_column_families = is_new;
@@ -112,21 +148,56 @@ rocksdb::DBOptions MakeDbOptions(const RocksLogStoreOptions& options, bool is_ne
   o.max_background_jobs = 2;
   o.keep_log_file_num = 4;
   o.max_log_file_size = 8 << 20;
+  o.write_buffer_manager = memory.write_buffers;
+  // A log file is deleted once every family has flushed what it holds, and the meta family,
+  // written by every batch but a few bytes at a time, would keep them all: past this many bytes
+  // of logs the families holding the oldest one are flushed.
+  o.max_total_wal_size = memory.wal_bytes;
+  // No space is reserved ahead of the writes (a new log file would take 1.1 x a memtable at
+  // once): the free-space reserve (min_free_bytes) then measures what the files really hold.
+  o.allow_fallocate = false;
   return o;
 }
 
+bool IsBulkFamily(std::string_view name) {
+  for (const char* f : kBulkFamilies) {
+    if (name == f) return true;
+  }
+  return false;
+}
+
 rocksdb::ColumnFamilyOptions MakeFamilyOptions(const std::string& name,
-                                               const std::shared_ptr<rocksdb::Cache>& cache) {
+                                               const MemoryBudget& memory,
+                                               const rocksdb::CompactionFilter* msgid_filter) {
   rocksdb::ColumnFamilyOptions o;
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = cache;
+  table.block_cache = memory.cache;
+  table.block_size = kTableBlockBytes;
+  // Index and filter blocks live in the block cache, within the budget, instead of beside it in
+  // every open table (where they would grow with the log). They are partitioned into blocks of
+  // the table block size: a whole filter of a large table file (megabytes) would be evicted by
+  // the next few blocks read and read again by the next lookup. The partitions' top-level
+  // indexes, and L0's blocks, stay pinned: every read consults them.
+  table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_top_level_index_and_filter = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.index_type = rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+  table.metadata_block_size = kTableBlockBytes;
   if (name == schema::kMsgIdFamily) {
     // Most msg_id lookups are for new ids: a filter answers them without reading blocks.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+    table.partition_filters = true;
+    o.compaction_filter = msgid_filter;
   }
-  if (name == schema::kMetaFamily || name == schema::kDefaultFamily) {
-    o.write_buffer_size = 4 << 20;
-  }
+  o.write_buffer_size = IsBulkFamily(name) ? memory.memtable_bytes : size_t{4} << 20;
+  // Compression where it pays: none in L0 (flushed, soon rewritten), LZ4 in the levels between,
+  // zstd in the bottommost level, where dynamic level sizes keep about 90% of the data. Tables
+  // written with other settings stay readable: each block records its own compression.
+  o.level_compaction_dynamic_level_bytes = true;
+  o.compression_per_level.assign(static_cast<size_t>(o.num_levels), rocksdb::kLZ4Compression);
+  o.compression_per_level[0] = rocksdb::kNoCompression;
+  o.bottommost_compression = rocksdb::kZSTD;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return o;
 }
@@ -194,10 +265,17 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
   if (options.node_id.empty() || options.node_id.find('\0') != std::string::npos) {
     return Status::InvalidArgument("invalid node id '" + options.node_id + "'");
   }
+  if (options.memory_budget_bytes < kMinMemoryBudgetBytes) {
+    return Status::InvalidArgument("memory budget of " +
+                                   std::to_string(options.memory_budget_bytes >> 20) +
+                                   " MiB is below the minimum of " +
+                                   std::to_string(kMinMemoryBudgetBytes >> 20) + " MiB");
+  }
   bool is_new = false;
   if (Status s = PrepareDirectory(path, &is_new); !s.ok()) return s;
 
-  const rocksdb::DBOptions db_options = MakeDbOptions(options, is_new);
+  const MemoryBudget memory = MakeMemoryBudget(options.memory_budget_bytes);
+  const rocksdb::DBOptions db_options = MakeDbOptions(options, memory, is_new);
   std::vector<std::string> names;
   if (is_new) {
     names.assign(std::begin(kFamilyNames), std::end(kFamilyNames));
@@ -219,11 +297,11 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     }
   }
 
-  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  auto expiry = std::make_shared<MsgIdExpiry>();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.reserve(names.size());
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, MakeFamilyOptions(name, cache));
+    descriptors.emplace_back(name, MakeFamilyOptions(name, memory, expiry.get()));
   }
   OpenDb open;
   rocksdb::DB* raw = nullptr;
@@ -259,7 +337,8 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     for (const char* name : kFamilyNames) {
       if (open.Family(name) != nullptr) continue;
       rocksdb::ColumnFamilyHandle* h = nullptr;
-      rocksdb::Status s = raw->CreateColumnFamily(MakeFamilyOptions(name, cache), name, &h);
+      rocksdb::Status s =
+          raw->CreateColumnFamily(MakeFamilyOptions(name, memory, expiry.get()), name, &h);
       if (!s.ok()) return FromRocks(s, "cannot create column family in " + DirName(path));
       open.handles.push_back(h);
     }
@@ -297,10 +376,13 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
     }
     for (const char* name : kFamilyNames) {
       if (open.Family(name) != nullptr) continue;
-      if (version == 1 && std::string_view(name) == schema::kInboxFamily) {
-        // Introduced by version 2: created here, filled by the upgrade below.
+      if ((version == 1 && std::string_view(name) == schema::kInboxFamily) ||
+          (version <= 2 && std::string_view(name) == schema::kConsumersFamily)) {
+        // Introduced by version 2 (filled by the upgrade below) or 3 (empty until a consumer is
+        // created): created here.
         rocksdb::ColumnFamilyHandle* h = nullptr;
-        rocksdb::Status cs = raw->CreateColumnFamily(MakeFamilyOptions(name, cache), name, &h);
+        rocksdb::Status cs =
+            raw->CreateColumnFamily(MakeFamilyOptions(name, memory, expiry.get()), name, &h);
         if (!cs.ok()) return FromRocks(cs, "cannot create column family in " + DirName(path));
         open.handles.push_back(h);
         continue;
@@ -312,22 +394,31 @@ Result<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const RocksLogStoreOp
                               open.Family(schema::kInboxFamily), meta, options);
       if (!s.ok()) return s;
     }
+    if (version <= 2) {
+      s = UpgradeFromVersion2(raw, meta, options);
+      if (!s.ok()) return s;
+    }
   }
 
   Families families{open.Family(schema::kLogFamily), open.Family(schema::kMsgIdFamily),
                     open.Family(schema::kOriginFamily), open.Family(schema::kMetaFamily),
-                    open.Family(schema::kInboxFamily)};
+                    open.Family(schema::kInboxFamily), open.Family(schema::kConsumersFamily)};
   std::unique_ptr<RocksLogStore> store(
-      new RocksLogStore(options, std::move(open.db), std::move(open.handles), families));
+      new RocksLogStore(options, expiry, std::move(open.db), std::move(open.handles), families));
   store->incarnation_ = std::move(incarnation);
   store->stream_id_ = store->node_id_ + "@" + store->incarnation_;
   if (Status s = store->Recover(); !s.ok()) return s;
+  store->consumer_state_ = std::make_unique<RocksConsumerState>(
+      store->db_.get(), store->cf_.consumers, options.sync);
   return store;
 }
 
-RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocksdb::DB> db,
+RocksLogStore::RocksLogStore(RocksLogStoreOptions options,
+                             std::shared_ptr<MsgIdExpiry> msgid_expiry,
+                             std::unique_ptr<rocksdb::DB> db,
                              std::vector<rocksdb::ColumnFamilyHandle*> handles, Families families)
     : options_(std::move(options)),
+      msgid_expiry_(std::move(msgid_expiry)),
       node_id_(options_.node_id),
       db_(std::move(db)),
       handles_(std::move(handles)),
@@ -341,6 +432,7 @@ RocksLogStore::RocksLogStore(RocksLogStoreOptions options, std::unique_ptr<rocks
     if (!schema::DecodeSeqValue(ToView(value), &seq)) {
       return Status::Corruption("malformed msg_id index entry for '" + std::string(msg_id) + "'");
     }
+    if (msgid_expiry_->Expired(seq)) return std::optional<uint64_t>();  // forgotten
     return std::optional<uint64_t>(seq);
   };
   lookups_.stored_position = [this](uint64_t seq) -> Result<StoredPosition> {
@@ -377,6 +469,7 @@ RocksLogStore::~RocksLogStore() {
     commit_cv_.NotifyAll();
   }
   commit_thread_.join();  // after the callbacks it was running
+  consumer_state_.reset();  // writes what is queued
   { MutexLock push_lock(&push_mu_); }
   if (options_.flush_on_close) {
     // After a clean stop everything is in checksummed table files whose presence and sizes the
@@ -388,6 +481,8 @@ RocksLogStore::~RocksLogStore() {
   }
   db_->Close().PermitUncheckedError();
 }
+
+ConsumerStateStore* RocksLogStore::consumer_state() const { return consumer_state_.get(); }
 
 Status RocksLogStore::Recover() {
   MutexLock lock(&mu_);
@@ -432,7 +527,7 @@ Status RocksLogStore::Recover() {
         return true;
       });
   if (!s.ok()) return s;
-  return scan_prefix(
+  s = scan_prefix(
       schema::kPullCursorPrefix,
       [&](std::string_view peer, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         PullCursor c;
@@ -440,6 +535,65 @@ Status RocksLogStore::Recover() {
         pull_cursors_.emplace(std::string(peer), std::move(c));
         return true;
       });
+  if (!s.ok()) return s;
+  s = scan_prefix(
+      schema::kTrimmedPrefix,
+      [&](std::string_view origin, std::string_view value) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        uint64_t v = 0;
+        if (!schema::DecodeSeqValue(value, &v)) return false;
+        trimmed_.emplace(std::string(origin), v);
+        return true;
+      });
+  if (!s.ok()) return s;
+  // Retention's single keys: the first seq not trimmed, the msg_ids forgotten.
+  const std::pair<std::string_view, uint64_t*> bounds[] = {
+      {schema::kFirstSeqKey, &first_seq_}, {schema::kDedupHeadKey, nullptr}};
+  for (const auto& [key, out] : bounds) {
+    Status rs;
+    const std::string value = ReadMeta(db_.get(), cf_.meta, key, &rs);
+    if (rs.code() == Code::kNotFound) continue;
+    if (!rs.ok()) return rs;
+    uint64_t v = 0;
+    if (!schema::DecodeSeqValue(value, &v)) {
+      return Status::Corruption(DirName(options_.path) + ": malformed meta entry '" +
+                                std::string(key) + "'");
+    }
+    if (out != nullptr) {
+      *out = v;
+    } else {
+      msgid_expiry_->head.store(v, std::memory_order_release);
+    }
+  }
+  // Every record may have been trimmed: seqs still go on after the last one ever written.
+  if (first_seq_ == 0) return Status::Corruption(DirName(options_.path) + ": first_seq is 0");
+  last_seq_ = std::max(last_seq_, first_seq_ - 1);
+  return Status::Ok();
+}
+
+StoreMemory RocksLogStore::Memory() const {
+  StoreMemory m;
+  m.budget_bytes = options_.memory_budget_bytes;
+  db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheCapacity,
+                      &m.block_cache_capacity);
+  db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheUsage, &m.block_cache_usage);
+  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &m.memtable_bytes);
+  const std::shared_ptr<rocksdb::WriteBufferManager>& wbm = db_->GetDBOptions().write_buffer_manager;
+  if (wbm != nullptr) m.write_buffer_limit = wbm->buffer_size();
+  return m;
+}
+
+Status RocksLogStore::CompactAll() {
+  if (rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), handles_); !s.ok()) {
+    return FromRocks(s, "flush of " + DirName(options_.path));
+  }
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    if (rocksdb::Status s = db_->CompactRange(o, h, nullptr, nullptr); !s.ok()) {
+      return FromRocks(s, "compaction of " + h->GetName() + " in " + DirName(options_.path));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace dsm

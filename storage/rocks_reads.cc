@@ -22,6 +22,12 @@ using rocks::ToView;
 
 }  // namespace
 
+Status RocksLogStore::TrimmedError(const std::string& origin, uint64_t after) const {
+  return Status::Trimmed("position " + std::to_string(after + 1) + " of " + origin +
+                         " was trimmed (this node's log now starts at seq " +
+                         std::to_string(FirstSeq()) + ")");
+}
+
 Result<std::optional<Message>> RocksLogStore::GetAt(uint64_t seq,
                                                     const rocksdb::Snapshot* snapshot) const {
   rocksdb::ReadOptions ro;
@@ -36,23 +42,25 @@ Result<std::optional<Message>> RocksLogStore::GetAt(uint64_t seq,
 }
 
 Result<std::optional<Message>> RocksLogStore::Get(uint64_t seq) const {
-  if (seq == 0) return std::optional<Message>();
+  if (seq == 0 || seq < FirstSeq()) return std::optional<Message>();
   return GetAt(seq, nullptr);
 }
 
 Result<std::optional<Message>> RocksLogStore::FindByMsgId(const std::string& msg_id) const {
   Result<std::optional<uint64_t>> seq = lookups_.find_msg_id(msg_id);
   if (!seq.ok()) return seq.status();
-  if (!seq->has_value()) return std::optional<Message>();
+  if (!seq->has_value() || **seq < FirstSeq()) return std::optional<Message>();
   Result<std::optional<Message>> m = GetAt(**seq, nullptr);
-  if (m.ok() && !m->has_value()) {
+  if (m.ok() && !m->has_value() && **seq >= FirstSeq()) {
     return Status::Corruption("msg_id '" + msg_id + "' points at seq " + std::to_string(**seq) +
                               ", which is not in the log");
   }
   return m;
 }
 
-Status RocksLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit) const {
+Status RocksLogStore::Scan(const ScanOptions& options, const MessageVisitor& visit) const {
+  ScanOptions opts = options;
+  opts.after = std::max(opts.after, FirstSeq() - 1);  // trimmed records are not there
   if (opts.recipient) return ScanInbox(opts, visit);
   const uint64_t bound = LastSeq();
   if (opts.limit == 0 || opts.after >= bound) return Status::Ok();
@@ -100,6 +108,7 @@ Status RocksLogStore::ScanInbox(const ScanOptions& opts, const MessageVisitor& v
     }
     Result<std::optional<Message>> m = GetAt(seq, ro.snapshot);
     if (!m.ok()) return m.status();
+    if (!m->has_value() && seq < FirstSeq()) continue;  // trimmed since the scan began
     if (!m->has_value()) {
       return Status::Corruption("recipient index entry of '" + *opts.recipient +
                                 "' points at seq " + std::to_string(seq) +
@@ -116,6 +125,9 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
                                                        size_t limit, size_t max_bytes) const {
   std::vector<Message> out;
   if (limit == 0) return out;
+  if (const uint64_t trimmed = TrimmedThrough(origin); after < trimmed) {
+    return TrimmedError(origin, after);
+  }
   if (origin == stream_id_) {
     Status status;
     if (ReadOwnTail(after, limit, max_bytes, &out, &status)) {
@@ -128,6 +140,10 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
   out.reserve(std::min<uint64_t>({limit, high_water - after, 1024}));
 
   rocksdb::ManagedSnapshot snapshot(db_.get());
+  // Read after the snapshot: a trim publishes its bound before it writes, so the snapshot may
+  // still hold records below it, never lack records above it.
+  const uint64_t first = FirstSeq();
+  bool trimmed = false;  // stopped at a position whose record was trimmed
   // Declared before the iterator, which must not outlive its upper bound.
   const std::string upper = schema::OriginKey(origin, high_water + 1);
   const rocksdb::Slice upper_slice(upper);
@@ -146,7 +162,7 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
   it->Seek(schema::OriginKey(origin, after + 1));
   std::vector<uint64_t> seqs;
   std::vector<Be64> keys;
-  while (!budget_spent && !hole && !budget.Full() && it->Valid()) {
+  while (!budget_spent && !hole && !trimmed && !budget.Full() && it->Valid()) {
     seqs.clear();
     for (; it->Valid() && seqs.size() < kChunk && out.size() + seqs.size() < limit; it->Next()) {
       std::string_view key_origin;
@@ -158,6 +174,10 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
       }
       if (origin_seq != expected + seqs.size()) {
         hole = true;  // reported below
+        break;
+      }
+      if (seq < first) {
+        trimmed = true;  // a position consumed by a message that was trimmed
         break;
       }
       seqs.push_back(seq);
@@ -195,7 +215,9 @@ Result<std::vector<Message>> RocksLogStore::ReadOrigin(const std::string& origin
     }
   }
   if (!it->status().ok()) return FromRocks(it->status(), "origin index scan");
-  if (!budget_spent && !budget.Full() && expected <= high_water) {
+  if (hole && TrimmedPosition(origin, expected, 0)) trimmed = true;  // trimmed meanwhile
+  if (trimmed && out.empty()) return TrimmedError(origin, after);
+  if (!trimmed && !budget_spent && !budget.Full() && expected <= high_water) {
     return Status::Corruption("origin index of " + origin + " has no entry for position " +
                               std::to_string(expected) + " (high water " +
                               std::to_string(high_water) + ")");
@@ -210,8 +232,7 @@ uint64_t RocksLogStore::LastSeq() const {
 
 uint64_t RocksLogStore::HighWater(const std::string& origin) const {
   MutexLock lock(&mu_);
-  auto it = high_waters_.find(origin);
-  return it == high_waters_.end() ? 0 : it->second;
+  return rocks::PositionOf(high_waters_, origin);
 }
 
 std::map<std::string, uint64_t> RocksLogStore::HighWaters() const {

@@ -1,5 +1,7 @@
 #include "storage/schema.h"
 
+#include <bit>
+
 #include "common/encoding.h"
 
 namespace dsm::schema {
@@ -61,6 +63,28 @@ std::string PushCursorKey(std::string_view peer_url) {
 }
 std::string PullCursorKey(std::string_view peer_url) {
   return PrefixedKey(kPullCursorPrefix, peer_url);
+}
+
+std::string TrimmedKey(std::string_view origin) { return PrefixedKey(kTrimmedPrefix, origin); }
+
+std::string TrimMarkKey(uint64_t seq) { return PrefixedKey(kTrimMarkPrefix, LogKey(seq)); }
+
+bool ParseTrimMarkKey(std::string_view key, uint64_t* seq) {
+  if (!key.starts_with(kTrimMarkPrefix)) return false;
+  return DecodeSeqValue(key.substr(kTrimMarkPrefix.size()), seq);
+}
+
+std::string EncodeTrimMarkValue(double ts) {
+  std::string out;
+  PutFixed64(&out, std::bit_cast<uint64_t>(ts));
+  return out;
+}
+
+bool DecodeTrimMarkValue(std::string_view value, double* ts) {
+  uint64_t bits = 0;
+  if (value.size() != 8 || !GetFixed64(&value, &bits)) return false;
+  *ts = std::bit_cast<double>(bits);
+  return true;
 }
 
 std::string EncodePullCursor(const PullCursor& cursor) {

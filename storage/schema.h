@@ -8,12 +8,19 @@
 //   "msgid"    msg_id                           -> BE64(seq)
 //   "origin"   origin + '\0' + BE64(origin_seq) -> BE64(seq)
 //   "inbox"    lp(recipient) + BE64(seq)        -> empty (format version 2: recipient index)
+//   "consumers" lp(name) + tag [+ BE64(seq)]     -> durable consumers' state (format version 3;
+//                                                  storage/consumer_schema.h)
 //   "meta"     "format_version"                 -> BE64(format version)
 //              "node_id"                        -> node id
 //              "incarnation"                    -> 16 lowercase hex chars
 //              "hwm\0" + origin                 -> BE64(high water of that origin)
 //              "push\0" + peer_url              -> BE64(push cursor, an origin_seq of our stream)
 //              "pull\0" + peer_url              -> lp(peer_stream) + BE64(peer seq)
+//              "first_seq"                      -> BE64(first seq not trimmed; absent = 1)
+//              "trim\0" + origin                -> BE64(positions of origin not held at/below)
+//              "tmark\0" + BE64(seq)            -> fixed64 ts bits: a trim step that removed up
+//                                                  to seq, its newest record's ts
+//              "dedup_head"                     -> BE64(msg_id entries of seqs <= it forgotten)
 // BE64 = 8-byte big-endian u64 (sorts numerically); lp = varint length + bytes.
 //
 // Pure functions and constants, thread-compatible.
@@ -27,9 +34,10 @@
 
 namespace dsm::schema {
 
-// Version of the whole layout. A database with a higher version is refused; version 1 (no
-// "inbox" family) is upgraded in place when opened (storage/format.md).
-inline constexpr uint64_t kFormatVersion = 2;
+// Version of the whole layout. A database with a higher version is refused; versions 1 (no
+// "inbox" family) and 2 (no "consumers" family) are upgraded in place when opened
+// (storage/format.md).
+inline constexpr uint64_t kFormatVersion = 3;
 
 inline constexpr char kDefaultFamily[] = "default";
 inline constexpr char kLogFamily[] = "log";
@@ -37,6 +45,7 @@ inline constexpr char kMsgIdFamily[] = "msgid";
 inline constexpr char kOriginFamily[] = "origin";
 inline constexpr char kMetaFamily[] = "meta";
 inline constexpr char kInboxFamily[] = "inbox";  // since format version 2
+inline constexpr char kConsumersFamily[] = "consumers";  // since format version 3
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNodeIdKey = "node_id";
@@ -45,6 +54,11 @@ inline constexpr std::string_view kIncarnationKey = "incarnation";
 inline constexpr std::string_view kHighWaterPrefix{"hwm\0", 4};
 inline constexpr std::string_view kPushCursorPrefix{"push\0", 5};
 inline constexpr std::string_view kPullCursorPrefix{"pull\0", 5};
+// Retention (storage/format.md, "Retention").
+inline constexpr std::string_view kFirstSeqKey = "first_seq";
+inline constexpr std::string_view kDedupHeadKey = "dedup_head";
+inline constexpr std::string_view kTrimmedPrefix{"trim\0", 5};
+inline constexpr std::string_view kTrimMarkPrefix{"tmark\0", 6};
 
 inline constexpr int kIncarnationHexChars = 16;
 
@@ -66,6 +80,14 @@ bool ParseInboxKey(std::string_view key, std::string_view* recipient, uint64_t* 
 std::string HighWaterKey(std::string_view origin);
 std::string PushCursorKey(std::string_view peer_url);
 std::string PullCursorKey(std::string_view peer_url);
+std::string TrimmedKey(std::string_view origin);
+std::string TrimMarkKey(uint64_t seq);
+// The seq of a "tmark\0" + BE64(seq) key. Returns false if it is malformed.
+bool ParseTrimMarkKey(std::string_view key, uint64_t* seq);
+// A trim mark's value: the bits of the newest removed record's ts, fixed64 little-endian.
+std::string EncodeTrimMarkValue(double ts);
+// Returns false if `value` is not exactly 8 bytes.
+bool DecodeTrimMarkValue(std::string_view value, double* ts);
 
 std::string EncodePullCursor(const PullCursor& cursor);
 // Returns false if `value` is not exactly an encoded cursor.

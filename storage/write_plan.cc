@@ -100,6 +100,7 @@ class Planner {
   struct OriginState {
     uint64_t base_high_water = 0;
     uint64_t high_water = 0;
+    uint64_t trimmed = 0;  // positions at or below it are no longer held
     std::vector<uint64_t> planned_seqs;  // seqs of positions base_high_water + 1 .. high_water
     bool stopped = false;                // a gap was met earlier in the current request
   };
@@ -116,6 +117,10 @@ class Planner {
       OriginState o;
       auto hw = state_.high_waters->find(origin);
       if (hw != state_.high_waters->end()) o.base_high_water = o.high_water = hw->second;
+      if (state_.trimmed != nullptr) {
+        auto t = state_.trimmed->find(origin);
+        if (t != state_.trimmed->end()) o.trimmed = t->second;
+      }
       it = origins_.emplace(origin, std::move(o)).first;
     }
     return it->second;
@@ -160,6 +165,11 @@ class Planner {
     if (!stored.ok()) return stored.status();
     if (stored->has_value()) {
       const uint64_t seq = **stored;
+      if (seq < state_.first_seq) {
+        // A retry of a message that was trimmed: still a duplicate, its position is gone.
+        *out = WriteOutcome{Kind::kDuplicate, seq, std::string(), 0, 0};
+        return Status::Ok();
+      }
       Result<StoredPosition> pos = lookups_.stored_position(seq);
       if (!pos.ok()) return pos.status();
       *out = WriteOutcome{Kind::kDuplicate, seq, std::move(pos->origin), pos->origin_seq, 0};
@@ -181,8 +191,17 @@ class Planner {
       return Status::Ok();
     }
     if (p <= o.high_water) {
+      if (p <= o.trimmed) {
+        // No longer held here: what it held cannot be compared any more.
+        *out = WriteOutcome{Kind::kDuplicate, 0, m.origin, p, 0};
+        return Status::Ok();
+      }
       Result<uint64_t> seq = PositionSeq(m.origin, o, p);
       if (!seq.ok()) return seq.status();
+      if (*seq != 0 && *seq < state_.first_seq) {
+        *out = WriteOutcome{Kind::kDuplicate, *seq, m.origin, p, 0};
+        return Status::Ok();
+      }
       // A duplicate only when the position holds this very msg_id.
       Result<std::optional<uint64_t>> held = FindMsgId(m.msg_id);
       if (!held.ok()) return held.status();

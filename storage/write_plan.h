@@ -25,6 +25,10 @@
 //                             points at the existing seq), no record is written.
 //    The outcome of an Apply() duplicate describes the position: seq = the local seq the
 //    origin index holds for it, origin/origin_seq = the message's.
+//  - Retention: a position that is no longer held (trimmed, or skipped) is a duplicate whatever
+//    its msg_id (what it held cannot be compared any more; outcome seq 0 when the position's
+//    entry is gone). A msg_id whose record was trimmed is still a duplicate while its index
+//    entry lasts: Append and adopt answer kDuplicate with its old seq and an empty origin.
 //  - A call with a pull cursor sets it (even when every message was a duplicate); when several
 //    calls of a group set the same peer's cursor, the last one wins. When a message of such a call
 //    is refused as a gap, the cursor written is the one just before that message (its seq - 1,
@@ -99,6 +103,10 @@ struct WritePlanState {
   std::string_view stream_id;                 // this data directory's own stream
   uint64_t last_seq = 0;                      // highest seq written, 0 when empty
   const HighWaterMap* high_waters = nullptr;  // REQUIRES: not null; absent origin = 0
+  // Retention: records below first_seq were trimmed; positions of an origin at or below
+  // (*trimmed)[origin] are no longer held (LogStore::TrimmedThrough). nullptr = none.
+  uint64_t first_seq = 1;
+  const HighWaterMap* trimmed = nullptr;
 };
 
 // What one atomic write must contain. string_views point into the requests' messages, their

@@ -16,6 +16,8 @@
 #include "bench/dsm_bench/machine.h"
 #include "bench/dsm_bench/metrics_scrape.h"
 #include "bench/dsm_bench/progress.h"
+#include "bench/dsm_bench/scale_probe.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/watch.h"
 #include "common/ids.h"
 
@@ -28,6 +30,9 @@ namespace {
 constexpr int64_t kSecondNs = 1'000'000'000;
 // How long a phase waits for its messages to reach every node before it gives up.
 constexpr int64_t kReplicationDeadlineNs = 60 * kSecondNs;
+// The scale phase's deadlines for moving many messages: a minute, plus this long per message
+// (a rate of 2,000 msgs/s: a loaded shared machine replicates well below what it accepts).
+constexpr int64_t kScaleNsPerMessage = kSecondNs / 2000;
 
 std::chrono::nanoseconds Seconds(double s) {
   return std::chrono::nanoseconds(static_cast<int64_t>(s * 1e9));
@@ -91,6 +96,16 @@ class Bench {
   static QuorumStages StagesBetween(const StageScrape& before, const StageScrape& after);
   void BatchPublish();
   Status CatchUp();
+  // The scale phase: at the start and at each of config_.scale_messages, the nodes' resident
+  // memory, the bytes on disk per message, quorum /send latency, the catch-up of a new empty
+  // peer and dsm-dbdump --verify of its directory.
+  Status Scale();
+  // Measures one point of the scale phase (the log holds `messages`).
+  Status MeasureScalePoint(ScalePoint* point, bool catch_up);
+  // The last node as a new empty peer: stopped, its directory wiped, restarted; fills the
+  // catch-up figures of `point`, then stops it for dsm-dbdump --verify and starts it again.
+  Status NewPeerCatchUp(ScalePoint* point);
+  Status Retention();
 
   // OK while every node of the local cluster is running (always OK for given nodes).
   Status NodesAlive();
@@ -152,7 +167,10 @@ Status Bench::StartCluster() {
     o.fsync = config_.fsync == "always";
     o.mode = "sync_quorum";
     o.quorum = config_.quorum;
-    o.extra_args = options_.node_args;
+    if (options_.pass_memory_mb) {
+      o.extra_args = {"--memory-mb", std::to_string(config_.node_memory_mb)};
+    }
+    o.extra_args.insert(o.extra_args.end(), options_.node_args.begin(), options_.node_args.end());
     o.tls = options_.tls;
     cluster_ = std::make_unique<LocalCluster>(o);
     progress_.Begin("starting 3 dsm-node processes", 0);
@@ -555,6 +573,208 @@ Status Bench::CatchUp() {
   return Status::Ok();
 }
 
+// The last seq of the node at `e` (GET /status), or an error.
+Result<uint64_t> LastSeq(const Endpoint& e) {
+  HttpConnection conn(e, std::chrono::milliseconds(5000));
+  HttpAnswer answer;
+  Status s = conn.Request("GET", "/status", "", &answer);
+  if (!s.ok()) return s;
+  if (answer.status != 200) {
+    return Status::Unavailable(e.url + "/status answered " + std::to_string(answer.status));
+  }
+  rapidjson::Document doc;
+  doc.Parse(answer.body.data(), answer.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return Status::Corruption("malformed /status");
+  auto it = doc.FindMember("last_seq");
+  if (it == doc.MemberEnd() || !it->value.IsUint64()) return Status::Corruption("no last_seq");
+  return it->value.GetUint64();
+}
+
+Status Bench::MeasureScalePoint(ScalePoint* point, bool catch_up) {
+  Result<uint64_t> last = LastSeq(nodes_[0]);
+  if (!last.ok()) return last.status();
+  point->messages = *last;
+  progress_.Begin("scale: quorum /send probe at " + std::to_string(point->messages) + " messages",
+                  0.5 + config_.scale_latency_s);
+  LoadConfig lc = BaseLoad();
+  lc.targets = {nodes_[0]};
+  lc.target_nodes = {0};
+  lc.ack = "quorum";
+  lc.clients = config_.scale_clients;
+  lc.random_payloads = true;
+  lc.warmup = Seconds(0.5);
+  lc.duration = Seconds(config_.scale_latency_s);
+  lc.id_prefix = NextPrefix();
+  point->send = RunLoad(lc, &origins_, &progress_, stop_, Pids());
+  point->send.records.clear();
+  progress_.End(Fmt("p50 %.3f ms, p99 %.3f ms", point->send.latency.p50_ms,
+                    point->send.latency.p99_ms));
+  if (failure_ = NodesAlive(); !failure_.ok()) return failure_;
+  // The probe's messages are in the log too.
+  if (Result<uint64_t> after = LastSeq(nodes_[0]); after.ok()) point->messages = *after;
+  const std::string data = (fs::path(created_root_) / cluster_->node(0).id() / "data").string();
+  point->disk_bytes = DirectoryBytes(data);
+  point->disk_bytes_per_message =
+      point->messages > 0
+          ? static_cast<double>(point->disk_bytes) / static_cast<double>(point->messages)
+          : 0;
+  if (catch_up) {
+    if (Status s = NewPeerCatchUp(point); !s.ok()) return s;
+  }
+  // Memory last: after the writes, the probe, and serving a whole catch-up.
+  for (pid_t pid : Pids()) {
+    Result<ResidentMemory> m = ReadResidentMemory(pid);
+    point->rss_bytes.push_back(m.ok() ? m->rss_bytes : 0);
+    point->peak_bytes.push_back(m.ok() ? m->peak_bytes : 0);
+  }
+  return Status::Ok();
+}
+
+Status Bench::NewPeerCatchUp(ScalePoint* point) {
+  const size_t index = cluster_->size() - 1;
+  LocalNode& peer = cluster_->node(index);
+  const std::string data = (fs::path(created_root_) / peer.id() / "data").string();
+  Result<uint64_t> target = LastSeq(nodes_[0]);
+  if (!target.ok()) return target.status();
+  progress_.Begin("scale: " + peer.id() + " wiped, catching up on " + std::to_string(*target) +
+                      " messages",
+                  0);
+  peer.Stop();
+  std::error_code ec;
+  fs::remove_all(data, ec);
+  if (ec) return Status::IOError("cannot remove " + data + ": " + ec.message());
+  const int64_t start = NowNs();
+  if (Status s = peer.Start(); !s.ok()) return s;
+  point->catchup_ran = true;
+  const int64_t deadline =
+      start + kReplicationDeadlineNs + static_cast<int64_t>(*target) * kScaleNsPerMessage;
+  while (!stop_ && NowNs() < deadline) {
+    if (!peer.Running()) {
+      return Status::Unavailable(peer.id() + " exited while catching up; log tail:\n" +
+                                 peer.LogTail());
+    }
+    Result<uint64_t> held = LastSeq(peer.endpoint());
+    if (held.ok() && *held >= *target) {
+      point->catchup_complete = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  point->catchup_s = static_cast<double>(NowNs() - start) / 1e9;
+  if (!point->catchup_complete) {
+    progress_.End("did NOT catch up in time");
+    report_->warnings.push_back("scale: the new peer did not catch up in time");
+    return Status::Ok();
+  }
+  point->catchup_per_s = static_cast<double>(*target) / point->catchup_s;
+  progress_.End(Fmt("caught up in %.2f s (%.0f msgs/s)", point->catchup_s, point->catchup_per_s));
+
+  progress_.Begin("scale: dsm-dbdump --verify of " + peer.id() + "'s directory", 0);
+  peer.Stop();
+  point->verify_ran = true;
+  Result<VerifyRun> v = TimeVerify(options_.dbdump_binary, data);
+  if (v.ok()) {
+    point->verify_records = v->records;
+    point->verify_s = v->seconds;
+    point->verify_per_s = v->seconds > 0 ? static_cast<double>(v->records) / v->seconds : 0;
+    progress_.End(Fmt("%.0f records in %.2f s", static_cast<double>(v->records), v->seconds) +
+                  Fmt(" (%.0f records/s)", point->verify_per_s));
+  } else {
+    point->verify_error = v.status().ToString();
+    progress_.End("failed");
+    report_->warnings.push_back("scale: " + point->verify_error);
+  }
+  if (Status s = peer.Start(); !s.ok()) return s;
+  return peer.WaitUp(std::chrono::milliseconds(60000));
+}
+
+Status Bench::Scale() {
+  ScaleRun& sc = report_->scale;
+  if (!cluster_) {
+    sc.skipped = "needs the local cluster (a node's directory is wiped)";
+    return Status::Ok();
+  }
+  sc.ran = true;
+  ScalePoint start;
+  if (Status s = MeasureScalePoint(&start, false); !s.ok()) return s;
+  sc.points.push_back(std::move(start));
+  for (size_t goal : config_.scale_messages) {
+    if (stop_) return Status::Ok();
+    Result<uint64_t> have = LastSeq(nodes_[0]);
+    if (!have.ok()) return have.status();
+    ScalePoint point;
+    if (*have < goal) {
+      const size_t missing = goal - static_cast<size_t>(*have);
+      progress_.Begin("scale: writing " + std::to_string(missing) + " messages (up to " +
+                          std::to_string(goal) + ")",
+                      0);
+      LoadConfig lc = BaseLoad();
+      lc.targets = {nodes_[0]};
+      lc.target_nodes = {0};
+      lc.ack = "local";
+      lc.clients = config_.batch_clients;
+      lc.batch =
+          static_cast<int>(std::min<size_t>(static_cast<size_t>(config_.batch_size), missing));
+      lc.max_requests =
+          (missing + static_cast<size_t>(lc.batch) - 1) / static_cast<size_t>(lc.batch);
+      lc.random_payloads = true;
+      lc.warmup = std::chrono::nanoseconds(0);
+      lc.duration = std::chrono::nanoseconds(0);  // until max_requests
+      lc.id_prefix = NextPrefix();
+      LoadResult written = RunLoad(lc, &origins_, &progress_, stop_, Pids());
+      if (failure_ = NodesAlive(); !failure_.ok()) return failure_;
+      if (stop_) return Status::Ok();
+      // Every node holds them before anything is measured.
+      ReplicationWatcher watcher(nodes_, WatchFlags(), &origins_,
+                                 std::chrono::microseconds(config_.watch_interval_us));
+      watcher.Start();
+      const bool held = watcher.WaitHeld(
+          HighestPerOrigin(written.records),
+          NowNs() + kReplicationDeadlineNs + static_cast<int64_t>(missing) * kScaleNsPerMessage,
+          stop_);
+      watcher.Stop();
+      point.write_s = static_cast<double>(NowNs() - written.window_start_ns) / 1e9;
+      point.write_per_s =
+          point.write_s > 0 ? static_cast<double>(written.messages) / point.write_s : 0;
+      progress_.End(Fmt("%.0f msgs/s accepted", written.messages_per_s) +
+                    Fmt(", on every node at %.0f msgs/s", point.write_per_s));
+      if (!held && !stop_) {
+        report_->warnings.push_back(
+            "scale: the written messages did not reach every node in time");
+      }
+    }
+    if (Status s = MeasureScalePoint(&point, true); !s.ok()) return s;
+    sc.points.push_back(std::move(point));
+  }
+  return Status::Ok();
+}
+
+// --phases retention (retention_phase.h): fresh clusters of its own, with and without trimming.
+// The main cluster stays up, idle.
+Status Bench::Retention() {
+  RetentionComparison& r = report_->retention;
+  if (config_.profile == "smoke") {
+    r.config.repetitions = 1;
+    r.config.max_messages = 100;
+    r.config.prefill_messages = 200;
+  }
+  if (!cluster_) {
+    r.skipped = "needs the local cluster (it starts clusters with and without retention)";
+    return Status::Ok();
+  }
+  RetentionRunOptions o;
+  o.node_binary = options_.node_binary;
+  o.root = created_root_;
+  o.node_args = options_.node_args;
+  o.fsync = config_.fsync == "always";
+  o.quorum = config_.quorum;
+  o.payload_bytes = config_.payload_bytes;
+  o.warmup_s = config_.warmup_s;
+  o.duration_s = config_.duration_s;
+  o.keep_data = options_.keep_data;
+  return RunRetention(o, stop_, &progress_, &r);
+}
+
 Status Bench::Run() {
   report_->started_at = UtcNow();
   report_->load_before = LoadAverage();
@@ -623,6 +843,28 @@ Status Bench::Run() {
     if (Status s = CatchUp(); !s.ok()) return s;
   } else {
     report_->catch_up.skipped = "not among --phases";
+  }
+  if (stop_) return Status::Ok();
+  if (config_.Runs("scale")) {
+    report_->scale.requested = true;
+    if (Status s = Scale(); !s.ok()) return s;
+  }
+  if (stop_) return Status::Ok();
+  if (config_.Runs("consume")) {
+    progress_.Begin("durable consumer: consume and acknowledge", 0);
+    Status s = RunConsume(nodes_.front(), config_.consume, NextPrefix(), stop_, &report_->consume);
+    if (!s.ok()) return s;
+    std::string summary;
+    for (const ConsumeRun& r : report_->consume.runs) {
+      summary += std::to_string(r.clients) + Fmt(" clients: %.0f msgs/s; ", r.median_per_s);
+    }
+    progress_.End(summary);
+  } else {
+    report_->consume.skipped = "not among --phases";
+  }
+
+  if (config_.Runs("retention")) {
+    if (Status s = Retention(); !s.ok()) return s;
   }
 
   // CPU the load generator needed, as a warning when it may have been the bottleneck.

@@ -183,6 +183,41 @@ TEST(BenchSmokeTest, RunsAndWritesEverySection) {
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
 }
 
+// The scale phase at the smoke profile's size (2000 messages): every figure is measured, the new
+// empty peer catches up and its directory verifies.
+TEST(BenchSmokeTest, ScalePhaseMeasuresEveryFigure) {
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out = RunBench(dir, {"--smoke", "--phases", "scale"}, &doc);
+  EXPECT_NE(out.find("Scale (random 100-byte payloads"), std::string::npos) << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("scale") && doc["scale"].IsObject());
+  const rapidjson::Value& sc = doc["scale"];
+  EXPECT_TRUE(sc["ran"].GetBool());
+  ASSERT_TRUE(sc["points"].IsArray());
+  ASSERT_EQ(sc["points"].Size(), 2u);  // the start and 2000 messages
+  const rapidjson::Value& start = sc["points"][0];
+  const rapidjson::Value& p = sc["points"][1];
+  EXPECT_GE(p["messages"].GetUint64(), 2000u);
+  EXPECT_GT(start["send_quorum_latency_ms"]["count"].GetUint64(), 0u);
+  EXPECT_GT(p["send_quorum_latency_ms"]["count"].GetUint64(), 0u);
+  EXPECT_GT(p["disk_bytes_per_message"].GetDouble(), 0);
+  ASSERT_TRUE(p["rss_bytes"].IsArray());
+  ASSERT_EQ(p["rss_bytes"].Size(), 3u);
+  for (const auto& rss : p["rss_bytes"].GetArray()) EXPECT_GT(rss.GetUint64(), 0u);
+  EXPECT_TRUE(p["catchup_complete"].GetBool());
+  EXPECT_GT(p["catchup_per_s"].GetDouble(), 0);
+  EXPECT_TRUE(p["verify_ran"].GetBool());
+  EXPECT_FALSE(p.HasMember("verify_error")) << p["verify_error"].GetString();
+  EXPECT_EQ(p["verify_records"].GetUint64(), p["messages"].GetUint64());
+  int scale_targets = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["name"].GetString()).rfind("scale at ", 0) != 0) continue;
+    ++scale_targets;
+    EXPECT_TRUE(t["measured"].GetBool()) << t["name"].GetString();
+  }
+  EXPECT_EQ(scale_targets, 5);
+}
+
 // Without etcd, --compare etcd prints one line saying so and the run goes on.
 TEST(BenchSmokeTest, CompareEtcdWithoutEtcdSkipsTheComparison) {
   testing::TempDir dir;
@@ -241,6 +276,35 @@ TEST(BenchSmokeTest, CompareEtcdMeasuresEtcd) {
   const std::string run_dir = doc["config"]["run_dir"].GetString();
   EXPECT_FALSE(run_dir.empty());
   EXPECT_FALSE(std::filesystem::exists(run_dir + "/etcd")) << run_dir;
+}
+
+// --phases retention: fresh clusters with and without trimming, the medians, and two targets.
+TEST(BenchSmokeTest, RetentionPhaseComparesTrimmingWithNoRetention) {
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out = RunBench(dir, {"--smoke", "--phases", "retention"}, &doc);
+  EXPECT_NE(out.find("Retention: /send (quorum) while every node trims"), std::string::npos)
+      << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("retention") && doc["retention"].IsObject());
+  const rapidjson::Value& r = doc["retention"];
+  EXPECT_TRUE(r["ran"].GetBool());
+  ASSERT_TRUE(r["figures"].IsArray());
+  ASSERT_EQ(r["figures"].Size(), 4u);  // 1 and 16 clients, each without and with trimming
+  for (const auto& f : r["figures"].GetArray()) {
+    for (const char* k : {"p50", "p99", "p99_9", "messages_per_s", "trimmed_per_s"}) {
+      EXPECT_TRUE(f.HasMember(k) && f[k].IsNumber()) << k;
+    }
+    ASSERT_TRUE(f["runs"].IsArray());
+    EXPECT_EQ(f["runs"].Size(), 1u);  // one repetition in the smoke profile
+    EXPECT_EQ(f["errors"].GetUint64(), 0u);
+  }
+  int targets = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["name"].GetString()).rfind("retention:", 0) != 0) continue;
+    ++targets;
+    EXPECT_TRUE(t["measured"].GetBool()) << t["value"].GetString();
+  }
+  EXPECT_EQ(targets, 2);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include "bench/dsm_bench/etcd_cluster.h"
@@ -23,7 +25,7 @@ struct ClientResult {
   int64_t last_ack_ns = 0;
 };
 
-void AppendMessage(std::string* body, const std::string& id, const std::string& payload) {
+void AppendMessage(std::string* body, const std::string& id, std::string_view payload) {
   body->append("{\"msg_id\":\"").append(id);
   body->append("\",\"sender\":\"bench\",\"recipient\":\"all\",\"payload\":\"");
   body->append(payload).append("\"");
@@ -49,6 +51,31 @@ bool ParseAccepted(rapidjson::Document& doc, const std::string& body, bool batch
   *origin_seq = s->value.GetUint64();
   return true;
 }
+
+// A pool of random letters and digits; message n's payload is a window of it starting at a
+// pseudo-random offset, so neighbouring messages share nothing.
+class PayloadPool {
+ public:
+  PayloadPool(size_t payload_bytes, uint64_t seed) : bytes_(payload_bytes), state_(seed | 1) {
+    static const char kAlphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    pool_.resize(kPoolBytes + payload_bytes);
+    for (char& c : pool_) c = kAlphabet[Next() % (sizeof(kAlphabet) - 1)];
+  }
+  std::string_view Take() { return std::string_view(pool_).substr(Next() % kPoolBytes, bytes_); }
+
+ private:
+  static constexpr size_t kPoolBytes = 1 << 20;
+  uint64_t Next() {  // xorshift64
+    state_ ^= state_ << 13;
+    state_ ^= state_ >> 7;
+    state_ ^= state_ << 17;
+    return state_;
+  }
+  size_t bytes_;
+  uint64_t state_;
+  std::string pool_;
+};
 
 void SleepUntilNs(int64_t t) {
   const int64_t now = NowNs();
@@ -82,6 +109,11 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
     ClientResult& out = results[index];
     const size_t target = index % config.targets.size();
     HttpConnection conn(config.targets[target], config.timeout);
+    std::optional<PayloadPool> random;
+    if (config.random_payloads) random.emplace(config.payload_bytes, NowNs() + index);
+    auto next_payload = [&]() -> std::string_view {
+      return random ? random->Take() : std::string_view(payload);
+    };
     const uint32_t node = target < config.target_nodes.size() ? config.target_nodes[target] : 0;
     const std::string prefix = config.id_prefix + "-" + std::to_string(index) + "-";
     std::string body;
@@ -113,12 +145,12 @@ LoadResult RunLoad(const LoadConfig& config, OriginTable* origins, Progress* pro
           body.append("{\"ack\":\"").append(config.ack).append("\",\"messages\":[");
           for (int i = 0; i < config.batch; ++i) {
             if (i > 0) body.push_back(',');
-            AppendMessage(&body, prefix + std::to_string(n++), payload);
+            AppendMessage(&body, prefix + std::to_string(n++), next_payload());
             body.push_back('}');
           }
           body.append("]}");
         } else {
-          AppendMessage(&body, prefix + std::to_string(n++), payload);
+          AppendMessage(&body, prefix + std::to_string(n++), next_payload());
           body.append(",\"ack\":\"").append(config.ack).append("\"}");
         }
       }

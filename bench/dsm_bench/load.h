@@ -48,6 +48,10 @@ struct LoadConfig {
   double rate = 0;  // open loop: requests per second; 0 = closed loop
   int batch = 0;    // kSend: 0 = the single-message body, n = {"messages":[n messages]}
   size_t payload_bytes = 100;
+  // Each message gets its own payload of random letters and digits (as little compressible as
+  // text gets) instead of the same run of 'x' (which compresses to nothing): what the disk
+  // figures of the scale phase need.
+  bool random_payloads = false;
   std::chrono::nanoseconds warmup{0};
   std::chrono::nanoseconds duration{0};  // measured time (0 = until max_requests)
   size_t max_requests = 0;               // stop after this many requests in all (0 = by time only)

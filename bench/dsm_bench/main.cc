@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
   double duration = 0, warmup = 0, rate = 0, batch_duration = 0;
   int open_clients = 0, batch_size = 0, batch_clients = 0, quorum = 2, watch_us = 0;
   size_t payload = 0, catchup = 0;
+  std::string scale_messages;
+  int memory_mb = 0;
   std::vector<std::string> node_args;
   dsm::bench::TlsClientFiles tls;
 
@@ -95,6 +98,15 @@ int main(int argc, char** argv) {
   auto* o_bsize = app.add_option("--batch-size", batch_size, "messages per batch request (1000)");
   auto* o_bclients = app.add_option("--batch-clients", batch_clients, "batch publishers (4)");
   auto* o_bdur = app.add_option("--batch-duration", batch_duration, "batch publish seconds (5)");
+  std::string consume_clients;
+  int consume_runs = 3;
+  size_t consume_messages = 20000;
+  auto* o_cclients = app.add_option("--consume-clients", consume_clients,
+                                    "consume phase: client counts (1,16)");
+  auto* o_cruns = app.add_option("--consume-runs", consume_runs,
+                                 "consume phase: runs per client count (3)");
+  auto* o_cmsgs = app.add_option("--consume-messages", consume_messages,
+                                 "consume phase: messages consumed per run (20000)");
   auto* o_catchup = app.add_option("--catchup-messages", catchup,
                                    "messages written while a node is down (100000)");
   app.add_option("--fsync", fsync, "local cluster: always | never")
@@ -103,6 +115,10 @@ int main(int argc, char** argv) {
   app.add_option("--quorum", quorum, "local cluster: Q of quorum writes")
       ->check(CLI::Range(1, 3))
       ->capture_default_str();
+  auto* o_scale = app.add_option("--scale-messages", scale_messages,
+                                 "scale phase: the log sizes to measure at (1000000,5000000)");
+  auto* o_memory = app.add_option("--memory-mb", memory_mb,
+                                  "local cluster: --memory-mb of every node (default: the node's, 256)");
   auto* o_watch = app.add_option("--watch-interval-us", watch_us,
                                  "replication watcher poll interval, microseconds (2000)");
   std::string compare, etcd_binary, etcd_clients;
@@ -115,11 +131,16 @@ int main(int argc, char** argv) {
       app.add_option("--etcd-clients", etcd_clients, "etcd closed-loop client counts (1,64)");
   std::string phases;
   app.add_option("--phases", phases,
-                 "phases after the baselines (closed,open,batch,catchup: all by default)");
+                 "phases after the baselines (closed,open,batch,catchup by default; scale, "
+                 "consume and retention only when listed: scale takes minutes, consume measures "
+                 "durable consumers, retention ~2 minutes)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
   app.add_option("--node-binary", node_binary, "dsm-node to start (default: next to dsm-bench)");
+  std::string dbdump_binary;
+  app.add_option("--dbdump-binary", dbdump_binary,
+                 "dsm-dbdump the scale phase runs (default: next to dsm-bench)");
   app.add_option("--node-arg", node_args,
                  "an extra dsm-node option (repeatable), e.g. "
                  "--node-arg=--http-threads=8");
@@ -151,12 +172,16 @@ int main(int argc, char** argv) {
     c.http_s = 0.3;
     c.ceiling_clients = 8;
     c.etcd_clients = {1, 4};
+    c.scale_messages = {2000};
+    c.scale_latency_s = 0.3;
   } else if (quick) {
     c.profile = "quick";
     c.warmup_s = 0.3;
     c.duration_s = 1.5;
     c.batch_duration_s = 2;
     c.catchup_messages = 20000;
+    c.consume.runs = 2;
+    c.consume.messages = 2000;
     c.fsync_s = 1;
     c.fsync_window_s = 0.15;
     c.http_s = 1;
@@ -176,7 +201,37 @@ int main(int argc, char** argv) {
   if (o_bclients->count()) c.batch_clients = batch_clients;
   if (o_bdur->count()) c.batch_duration_s = batch_duration;
   if (o_catchup->count()) c.catchup_messages = catchup;
+  if (o_cclients->count() && !ParseCounts("--consume-clients", consume_clients, &c.consume.clients)) {
+    return 2;
+  }
+  if (o_cruns->count()) c.consume.runs = consume_runs;
+  if (o_cmsgs->count()) c.consume.messages = consume_messages;
+  if (c.consume.runs < 1 || c.consume.messages < 1 || c.consume.clients.empty()) {
+    std::fprintf(stderr, "dsm-bench: --consume-runs and --consume-messages must be >= 1\n");
+    return 2;
+  }
   if (o_watch->count()) c.watch_interval_us = watch_us;
+  if (o_memory->count()) {
+    c.node_memory_mb = memory_mb;
+    options.pass_memory_mb = true;
+  }
+  if (o_scale->count()) {
+    c.scale_messages.clear();
+    for (const std::string& s : Split(scale_messages, ',')) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(s.c_str(), &end, 10);
+      if (*end != '\0' || n < 1 || n > 1000000000ULL) {
+        std::fprintf(stderr, "dsm-bench: --scale-messages: '%s' is not a count from 1 to 10^9\n",
+                     s.c_str());
+        return 2;
+      }
+      c.scale_messages.push_back(static_cast<size_t>(n));
+    }
+    if (c.scale_messages.empty() || !std::is_sorted(c.scale_messages.begin(), c.scale_messages.end())) {
+      std::fprintf(stderr, "dsm-bench: --scale-messages needs increasing counts\n");
+      return 2;
+    }
+  }
   if (c.duration_s <= 0 || c.warmup_s < 0 || c.open_rate < 0 || c.open_clients < 1 ||
       c.batch_size < 1 || c.batch_size > 10000 || c.batch_clients < 1 || c.batch_duration_s <= 0 ||
       c.catchup_messages < 1 || c.watch_interval_us < 0 || c.clients.empty()) {
@@ -188,9 +243,11 @@ int main(int argc, char** argv) {
   if (!phases.empty()) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
-      if (p != "closed" && p != "open" && p != "batch" && p != "catchup") {
+      if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale" &&
+          p != "consume" && p != "retention") {
         std::fprintf(stderr,
-                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup)\n",
+                     "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
+                     "scale, consume, retention)\n",
                      p.c_str());
         return 2;
       }
@@ -215,6 +272,8 @@ int main(int argc, char** argv) {
                  options.node_binary.c_str());
     return 2;
   }
+  options.dbdump_binary =
+      dbdump_binary.empty() ? (exe_dir / "dsm-dbdump").string() : dbdump_binary;
   options.node_args = node_args;
   options.tls = tls;
   options.keep_data = keep_data;

@@ -3,6 +3,7 @@
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -149,7 +150,159 @@ void Stages(JsonWriter& w, const PublishRun& run) {
   w.EndObject();
 }
 
+// Resident memory a node may use beyond its --memory-mb whatever the log size: the HTTP server's
+// threads and buffers, request bodies in flight, the own-stream tail cache, RocksDB's table
+// readers and allocator slack (docs/operations.md, "Memory").
+constexpr uint64_t kRssHeadroomMiB = 128;
+
+void AddScaleTargets(BenchReport* rep) {
+  const ScaleRun& sc = rep->scale;
+  if (!sc.requested) return;
+  const char* kAbsolute = "absolute";
+  if (!sc.ran || sc.points.size() < 2) {
+    TargetCheck t;
+    t.kind = kAbsolute;
+    t.name = "scale: flat cost as the log grows";
+    t.goal = "see docs/benchmarks.md, \"Scale\"";
+    t.value = sc.ran ? "no log size reached" : "not run: " + sc.skipped;
+    rep->targets.push_back(t);
+    return;
+  }
+  const ScalePoint& start = sc.points.front();
+  const double payload = static_cast<double>(rep->config.payload_bytes);
+  const uint64_t rss_goal = (static_cast<uint64_t>(rep->config.node_memory_mb) + kRssHeadroomMiB)
+                            << 20;
+  for (size_t i = 1; i < sc.points.size(); ++i) {
+    const ScalePoint& p = sc.points[i];
+    const std::string at = "scale at " + std::to_string(p.messages) + " messages: ";
+    TargetCheck t;
+    t.kind = kAbsolute;
+    t.name = at + "a new empty peer catches up at >= 150,000 msgs/s";
+    t.goal = ">= 150000 msgs/s";
+    t.measured = p.catchup_ran && p.catchup_complete;
+    t.value = !p.catchup_ran ? "not run"
+              : t.measured   ? Fmt("%.0f msgs/s", p.catchup_per_s) + Fmt(" (%.1f s)", p.catchup_s)
+                             : "did not complete";
+    t.met = t.measured && p.catchup_per_s >= 150000;
+    rep->targets.push_back(t);
+
+    t = TargetCheck{};
+    t.kind = kAbsolute;
+    t.name = at + "dsm-dbdump --verify reads >= 200,000 records/s";
+    t.goal = ">= 200000 records/s";
+    t.measured = p.verify_ran && p.verify_error.empty();
+    t.value = !p.verify_ran ? "not run"
+              : t.measured  ? Fmt("%.0f records/s", p.verify_per_s) +
+                                  Fmt(" (%.0f records", static_cast<double>(p.verify_records)) +
+                                  Fmt(" in %.1f s)", p.verify_s)
+                            : p.verify_error;
+    t.met = t.measured && p.verify_per_s >= 200000;
+    rep->targets.push_back(t);
+
+    t = TargetCheck{};
+    t.kind = kAbsolute;
+    t.name = at + "data directory <= 2.5 x payload bytes per message";
+    t.goal = Fmt("<= %.0f bytes/message", 2.5 * payload);
+    t.measured = p.messages > 0;
+    t.value = Fmt("%.0f bytes/message", p.disk_bytes_per_message) +
+              Fmt(" (%.2f x payload, steady state)", Ratio(p.disk_bytes_per_message, payload));
+    t.met = t.measured && p.disk_bytes_per_message <= 2.5 * payload;
+    rep->targets.push_back(t);
+
+    t = TargetCheck{};
+    t.kind = kAbsolute;
+    t.name = at + "every node's resident memory <= --memory-mb + " +
+             std::to_string(kRssHeadroomMiB) + " MiB";
+    t.goal = Fmt("<= %.0f MiB", static_cast<double>(rss_goal >> 20));
+    t.measured = p.MaxRss() > 0;
+    t.value = Fmt("largest %.0f MiB", static_cast<double>(p.MaxRss()) / (1 << 20));
+    t.met = t.measured && p.MaxRss() <= rss_goal;
+    rep->targets.push_back(t);
+
+    t = TargetCheck{};
+    t.kind = kAbsolute;
+    t.name = at + "quorum /send p50 <= 1.5 x its p50 at the start + 0.5 ms";
+    t.goal = Fmt("<= %.3f ms", 1.5 * start.send.latency.p50_ms + 0.5);
+    t.measured = p.send.latency.count > 0 && start.send.latency.count > 0;
+    t.value = Fmt("p50 %.3f ms", p.send.latency.p50_ms) +
+              Fmt(", p99 %.3f ms", p.send.latency.p99_ms) +
+              Fmt(" (start: p50 %.3f ms", start.send.latency.p50_ms) +
+              Fmt(", p99 %.3f ms)", start.send.latency.p99_ms);
+    t.met = t.measured && p.send.latency.p50_ms <= 1.5 * start.send.latency.p50_ms + 0.5;
+    rep->targets.push_back(t);
+  }
+}
+
+void Uint64s(JsonWriter& w, const char* key, const std::vector<uint64_t>& values) {
+  w.Key(key);
+  w.StartArray();
+  for (uint64_t v : values) w.Uint64(v);
+  w.EndArray();
+}
+
+void ScaleJson(JsonWriter& w, const ScaleRun& sc) {
+  w.Key("scale");
+  w.StartObject();
+  Bool(w, "ran", sc.ran);
+  if (sc.requested && !sc.ran) Str(w, "skipped", sc.skipped);
+  w.Key("points");
+  w.StartArray();
+  for (const ScalePoint& p : sc.points) {
+    w.StartObject();
+    Int(w, "messages", p.messages);
+    Num(w, "write_s", p.write_s);
+    Num(w, "write_per_s", p.write_per_s);
+    Uint64s(w, "rss_bytes", p.rss_bytes);
+    Uint64s(w, "peak_rss_bytes", p.peak_bytes);
+    Int(w, "disk_bytes", p.disk_bytes);
+    Num(w, "disk_bytes_per_message", p.disk_bytes_per_message);
+    Latency(w, "send_quorum_latency_ms", p.send.latency);
+    Num(w, "send_quorum_per_s", p.send.messages_per_s);
+    Bool(w, "catchup_ran", p.catchup_ran);
+    Bool(w, "catchup_complete", p.catchup_complete);
+    Num(w, "catchup_s", p.catchup_s);
+    Num(w, "catchup_per_s", p.catchup_per_s);
+    Bool(w, "verify_ran", p.verify_ran);
+    if (!p.verify_error.empty()) Str(w, "verify_error", p.verify_error);
+    Int(w, "verify_records", p.verify_records);
+    Num(w, "verify_s", p.verify_s);
+    Num(w, "verify_per_s", p.verify_per_s);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+void PrintScale(const BenchReport& rep, std::FILE* out) {
+  const ScaleRun& sc = rep.scale;
+  if (!sc.requested) return;
+  std::fprintf(out, "\nScale (random %zu-byte payloads, --memory-mb %d, fsync %s)\n",
+               rep.config.payload_bytes, rep.config.node_memory_mb, rep.config.fsync.c_str());
+  if (!sc.ran) {
+    std::fprintf(out, "  skipped: %s\n", sc.skipped.c_str());
+    return;
+  }
+  std::fprintf(out,
+               "  %10s %9s %9s %9s %8s %9s %9s %11s %11s\n", "messages", "write/s", "RSS MiB",
+               "peak MiB", "B/msg", "send p50", "send p99", "catch-up/s", "verify/s");
+  for (const ScalePoint& p : sc.points) {
+    uint64_t peak = 0;
+    for (uint64_t b : p.peak_bytes) peak = std::max(peak, b);
+    std::fprintf(out, "  %10llu %9.0f %9.0f %9.0f %8.0f %9.3f %9.3f %11.0f %11.0f\n",
+                 static_cast<unsigned long long>(p.messages), p.write_per_s,
+                 static_cast<double>(p.MaxRss()) / (1 << 20), static_cast<double>(peak) / (1 << 20),
+                 p.disk_bytes_per_message, p.send.latency.p50_ms, p.send.latency.p99_ms,
+                 p.catchup_per_s, p.verify_per_s);
+  }
+}
+
 }  // namespace
+
+uint64_t ScalePoint::MaxRss() const {
+  uint64_t m = 0;
+  for (uint64_t b : rss_bytes) m = std::max(m, b);
+  return m;
+}
 
 bool BenchConfig::Runs(const std::string& phase) const {
   for (const std::string& p : phases) {
@@ -178,6 +331,96 @@ const EtcdRun* EtcdComparison::Find(int clients) const {
   }
   return nullptr;
 }
+
+namespace {
+
+// --phases retention: p99 of /send while the nodes trim continuously, against the same load on
+// nodes without retention (medians of the repetitions), at each client count.
+void RetentionTargets(BenchReport* rep) {
+  const RetentionComparison& r = rep->retention;
+  if (!rep->config.Runs("retention")) return;
+  for (int clients : r.config.clients) {
+    TargetCheck t;
+    t.kind = "ratio to the same load without retention";
+    t.name = "retention: /send p99 at " + std::to_string(clients) +
+             (clients == 1 ? " client" : " clients") +
+             " while trimming <= 1.5 x p99 without retention";
+    const RetentionFigure* off = r.Find(false, clients);
+    const RetentionFigure* on = r.Find(true, clients);
+    t.goal = off && off->p99_ms > 0 ? Fmt("<= %.3f ms", 1.5 * off->p99_ms) : "<= 1.5 x";
+    if (r.ran && off && on && off->p99_ms > 0 && on->p99_ms > 0) {
+      t.measured = true;
+      t.value = Fmt("%.3f ms", on->p99_ms) + Fmt(" = %.2f x", Ratio(on->p99_ms, off->p99_ms)) +
+                Fmt(" (%.3f ms without; ", off->p99_ms) +
+                Fmt("trimming %.0f msgs/s)", on->trimmed_per_s);
+      t.met = on->p99_ms <= 1.5 * off->p99_ms;
+    } else {
+      t.value = r.ran ? "no figures at this client count" : "not run: " + r.skipped;
+    }
+    rep->targets.push_back(t);
+  }
+}
+
+void RetentionJson(JsonWriter& w, const RetentionComparison& r) {
+  w.Key("retention");
+  w.StartObject();
+  Bool(w, "ran", r.ran);
+  if (!r.ran) Str(w, "skipped", r.skipped);
+  Int(w, "repetitions", static_cast<uint64_t>(r.config.repetitions));
+  Int(w, "retention_max_messages", r.config.max_messages);
+  Int(w, "retention_interval_ms", static_cast<uint64_t>(r.config.interval_ms));
+  Int(w, "prefill_messages", r.config.prefill_messages);
+  w.Key("figures");
+  w.StartArray();
+  for (const RetentionFigure& f : r.figures) {
+    w.StartObject();
+    Bool(w, "trimming", f.trimming);
+    Int(w, "clients", static_cast<uint64_t>(f.clients));
+    Num(w, "p50", f.p50_ms);
+    Num(w, "p99", f.p99_ms);
+    Num(w, "p99_9", f.p999_ms);
+    Num(w, "messages_per_s", f.messages_per_s);
+    Num(w, "trimmed_per_s", f.trimmed_per_s);
+    Int(w, "errors", f.errors);
+    w.Key("runs");
+    w.StartArray();
+    for (const RetentionSample& s : f.samples) {
+      w.StartObject();
+      Latency(w, "latency_ms", s.latency);
+      Num(w, "messages_per_s", s.messages_per_s);
+      Num(w, "trimmed_per_s", s.trimmed_per_s);
+      Int(w, "errors", s.errors);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+void PrintRetention(const RetentionComparison& r, std::FILE* out) {
+  std::fprintf(out,
+               "\nRetention: /send (quorum) while every node trims, against no retention (fresh "
+               "3-node clusters,\n  --retention-max-messages %llu --retention-interval-ms %d, "
+               "medians of %d runs each)\n",
+               static_cast<unsigned long long>(r.config.max_messages), r.config.interval_ms,
+               r.config.repetitions);
+  if (!r.ran) {
+    std::fprintf(out, "  skipped: %s\n", r.skipped.c_str());
+    return;
+  }
+  std::fprintf(out, "  %4s %-13s %9s %8s %8s %8s %11s %6s\n", "cli", "retention", "msgs/s",
+               "p50 ms", "p99", "p99.9", "trimmed/s", "errors");
+  for (const RetentionFigure& f : r.figures) {
+    std::fprintf(out, "  %4d %-13s %9.0f %8.3f %8.3f %8.3f %11.0f %6zu\n", f.clients,
+                 f.trimming ? "trimming" : "none", f.messages_per_s, f.p50_ms, f.p99_ms,
+                 f.p999_ms, f.trimmed_per_s, f.errors);
+  }
+  std::fprintf(out, "  trimmed/s = dsm_retention_trimmed_messages_total of the 3 nodes, per s\n");
+}
+
+}  // namespace
 
 // The targets of docs/benchmarks.md ("The targets"). Most are ratios to the baselines measured in
 // the same run (so a slower or faster machine moves the goal with it); batch publish and catch-up
@@ -271,6 +514,8 @@ void EvaluateTargets(BenchReport* rep) {
     }
     rep->targets.push_back(t);
   }
+  AddScaleTargets(rep);
+  RetentionTargets(rep);
   if (!rep->etcd.requested) return;
   const std::string not_run = rep->etcd.ran ? "" : "etcd not measured: " + rep->etcd.skipped;
   for (int clients : {1, 64}) {
@@ -553,6 +798,36 @@ std::string ReportJson(const BenchReport& rep) {
   }
   w.EndObject();
 
+  w.Key("consume");
+  w.StartObject();
+  {
+    const ConsumeReport& cr = rep.consume;
+    Bool(w, "ran", cr.ran);
+    Int(w, "messages_per_run", cr.config.messages);
+    Int(w, "runs", static_cast<uint64_t>(cr.config.runs));
+    Int(w, "fetch_max", static_cast<uint64_t>(cr.config.fetch_max));
+    w.Key("by_clients");
+    w.StartArray();
+    for (const ConsumeRun& r : cr.runs) {
+      w.StartObject();
+      Int(w, "clients", static_cast<uint64_t>(r.clients));
+      w.Key("acked_per_s");
+      w.StartArray();
+      for (double v : r.acked_per_s) w.Double(v);
+      w.EndArray();
+      Num(w, "median_acked_per_s", r.median_per_s);
+      Num(w, "min_acked_per_s", r.min_per_s);
+      Num(w, "max_acked_per_s", r.max_per_s);
+      Latency(w, "fetch_latency_ms", r.fetch_latency);
+      Latency(w, "ack_latency_ms", r.ack_latency);
+      Int(w, "redelivered", r.redelivered);
+      Int(w, "errors", r.errors);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+
   w.Key("catch_up");
   w.StartObject();
   {
@@ -572,6 +847,9 @@ std::string ReportJson(const BenchReport& rep) {
     w.EndObject();
   }
   w.EndObject();
+
+  ScaleJson(w, rep.scale);
+  if (rep.config.Runs("retention")) RetentionJson(w, rep.retention);
 
   Str(w, "targets_from", "docs/benchmarks.md, \"The targets\"");
   w.Key("targets");
@@ -766,6 +1044,25 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
                  cu.complete ? "caught up" : "NOT caught up", cu.seconds, cu.messages_per_s,
                  cu.seconds_from_up, cu.messages_per_s_from_up);
   }
+
+  PrintScale(rep, out);
+  const ConsumeReport& cr = rep.consume;
+  std::fprintf(out, "\nDurable consumer: fetch up to %d, ack them (durable), closed loop\n",
+               cr.config.fetch_max);
+  if (!c.Runs("consume")) {
+    std::fprintf(out, "  skipped: not among --phases\n");
+  } else {
+    for (const ConsumeRun& r : cr.runs) {
+      std::fprintf(out,
+                   "  %2d clients: median %.0f msgs/s acknowledged (min %.0f, max %.0f, %zu runs "
+                   "of %zu); ack p50 %.2f ms, p90 %.2f ms, p99 %.2f ms; fetch p50 %.2f ms; "
+                   "redelivered %zu, errors %zu\n",
+                   r.clients, r.median_per_s, r.min_per_s, r.max_per_s, r.acked_per_s.size(),
+                   cr.config.messages, r.ack_latency.p50_ms, r.ack_latency.p90_ms,
+                   r.ack_latency.p99_ms, r.fetch_latency.p50_ms, r.redelivered, r.errors);
+    }
+  }
+  if (c.Runs("retention")) PrintRetention(rep.retention, out);
 
   std::fprintf(out,
                "\nTargets (docs/benchmarks.md)\n  goals from this run's baselines, absolute "

@@ -19,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "bench/dsm_bench/consume.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/stats.h"
 #include "bench/dsm_bench/watch.h"
 #include "dsm/status.h"
@@ -50,8 +52,17 @@ struct BenchConfig {
   int ceiling_clients = 64;
   int watch_interval_us = 2000;
   bool spread = false;  // publish to every node (round-robin) instead of the first one
-  // Phases to run after the baselines: "closed", "open", "batch", "catchup".
+  // Phases to run after the baselines: "closed", "open", "batch", "catchup" by default; "scale"
+  // (it takes minutes), "consume" (durable consumers) and "retention" only when asked for.
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
+  // The scale phase: the log sizes (messages) it measures at, the closed-loop quorum clients and
+  // seconds of its latency probe.
+  std::vector<size_t> scale_messages = {1000000, 5000000};
+  int scale_clients = 4;
+  double scale_latency_s = 3;
+  // --memory-mb of every local node; the scale phase checks their resident memory against it.
+  int node_memory_mb = 256;
+  ConsumeConfig consume;
   bool Runs(const std::string& phase) const;
   std::string data_root;
   // --compare etcd: a 3-member etcd cluster measured before dsm, at these client counts.
@@ -152,6 +163,38 @@ struct CatchUpRun {
   bool complete = false;  // held them all before the deadline
 };
 
+// The scale phase at one log size (the first point is the log before the phase writes).
+struct ScalePoint {
+  uint64_t messages = 0;  // in the publishing node's log (its last seq)
+  double write_s = 0;     // writing the messages since the previous point
+  double write_per_s = 0;
+  std::vector<uint64_t> rss_bytes;   // each node's resident set, after the latency probe
+  std::vector<uint64_t> peak_bytes;  // each node's largest resident set so far
+  uint64_t disk_bytes = 0;           // the publishing node's data directory
+  double disk_bytes_per_message = 0;
+  LoadResult send;  // the closed-loop quorum probe (records dropped)
+  // A new empty peer: the last node's directory wiped, the node restarted, until it holds the
+  // publishing node's whole log.
+  bool catchup_ran = false;
+  bool catchup_complete = false;
+  double catchup_s = 0;
+  double catchup_per_s = 0;
+  // dsm-dbdump --verify of that node's directory, stopped once caught up.
+  bool verify_ran = false;
+  std::string verify_error;
+  uint64_t verify_records = 0;
+  double verify_s = 0;
+  double verify_per_s = 0;
+  uint64_t MaxRss() const;
+};
+
+struct ScaleRun {
+  bool requested = false;
+  bool ran = false;
+  std::string skipped;  // why not, when requested && !ran
+  std::vector<ScalePoint> points;
+};
+
 struct TargetCheck {
   // "ratio to baselines" (of the same run), "absolute", or "ratio to etcd" (of the same run).
   std::string kind;
@@ -180,7 +223,10 @@ struct BenchReport {
   std::vector<PublishRun> open_loop;
   BatchRun batch;
   CatchUpRun catch_up;
+  ScaleRun scale;
+  ConsumeReport consume;
   EtcdComparison etcd;
+  RetentionComparison retention;  // --phases retention
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;
 

@@ -79,6 +79,22 @@ struct ScanOptions {
 // Return false to stop the scan early.
 using MessageVisitor = std::function<bool(const Message&)>;
 
+// One step of retention (LogStore::Trim): removes the oldest records, in seq order, with every
+// index entry that points at them except their msg_id entries (see LogStore::ExpireMsgIds).
+struct TrimRequest {
+  uint64_t before_seq = 0;  // only records with seq < before_seq...
+  size_t max_records = 0;   // ...at most this many of them...
+  // ...stopping at the first record for which `keep` returns true (empty: none is kept).
+  std::function<bool(const Message&)> keep;
+};
+
+struct TrimResult {
+  uint64_t trimmed = 0;    // records removed
+  uint64_t bytes = 0;      // their stored size (record encoding)
+  uint64_t first_seq = 0;  // FirstSeq() afterwards
+  bool kept = false;       // the step stopped at a record `keep` kept
+};
+
 class LogStore {
  public:
   virtual ~LogStore() = default;
@@ -124,6 +140,32 @@ class LogStore {
     (void)after, (void)limit, (void)max_bytes;
     return std::nullopt;
   }
+
+  // ---- Retention ----
+  // Every seq below FirstSeq() was trimmed (1 when nothing was; LastSeq() + 1 when every record
+  // was). Get, Scan and FindByMsgId simply do not find trimmed records.
+  virtual uint64_t FirstSeq() const = 0;
+  // Positions of `origin` at or below this are no longer held here: they were trimmed, or
+  // skipped because the node they would have come from had trimmed them (0 = none). ReadOrigin
+  // from such a position fails with OutOfRange; TrimmedRun says how far the hole goes.
+  virtual uint64_t TrimmedThrough(const std::string& origin) const = 0;
+  // When position after + 1 of `origin` is no longer held here: the last position R of the run
+  // of positions after + 1..R that are not (ReadOrigin(origin, R, ...) then reads on). 0 when
+  // position after + 1 is held or not reached yet.
+  virtual Result<uint64_t> TrimmedRun(const std::string& origin, uint64_t after) const = 0;
+  // Removes the oldest records (see TrimRequest) in one durable write. Serialized with the
+  // other writes; a write failure is sticky as for them.
+  virtual Result<TrimResult> Trim(const TrimRequest& req) = 0;
+  // Positions 1..through of `origin` will never come here (the node they would come from trimmed
+  // them): the origin's high water and TrimmedThrough() become at least `through`, durably.
+  // Returns how many positions this skipped (0 when the origin's high water was already there).
+  virtual Result<uint64_t> SkipTrimmed(const std::string& origin, uint64_t through) = 0;
+  // The msg_id entries of trimmed records stay (a retry of a trimmed message is still a
+  // duplicate, outcome seq = its old seq, origin empty) until this forgets those of the records
+  // trimmed by steps whose newest record is older than `ts` (wall seconds). Durable.
+  virtual Status ExpireMsgIds(double ts) = 0;
+  // About how many bytes the retained records take as stored (the log without its indexes).
+  virtual uint64_t StoredBytes() const = 0;
 
   virtual uint64_t LastSeq() const = 0;                        // 0 when empty
   virtual uint64_t HighWater(const std::string& origin) const = 0;  // 0 when unknown

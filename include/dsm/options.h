@@ -42,6 +42,22 @@ struct NodeOptions {
   // while fewer are in flight; the byte bound always lets one through).
   size_t push_window = 4;
   size_t push_window_bytes = 32 << 20;
+
+  // Retention (0 = no limit; by default everything is kept). The oldest messages are trimmed,
+  // in log order, once the log is over a limit and every peer holds them; over max_bytes they
+  // are trimmed even if a peer does not (a peer then skips them, and says so).
+  std::chrono::seconds retention_max_age{0};  // by the message's ts
+  uint64_t retention_max_messages = 0;
+  uint64_t retention_max_bytes = 0;  // the retained records as stored (LogStore::StoredBytes)
+  // The msg_ids of trimmed messages are still recognised until the messages are this old
+  // (0 = forever).
+  std::chrono::seconds dedup_retention{0};
+  std::chrono::milliseconds retention_interval{1000};  // between checks when nothing is due
+  size_t retention_step_records = 10000;  // one trim step removes at most this many
+
+  bool retention_enabled() const {
+    return retention_max_age.count() > 0 || retention_max_messages > 0 || retention_max_bytes > 0;
+  }
 };
 
 // Requests may be this much larger than 8 * max_message_bytes: the other fields and the JSON

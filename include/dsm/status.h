@@ -19,6 +19,7 @@ enum class Code {
   kUnavailable,      // not enough nodes, peer unreachable, shutting down (maps to 503)
   kTimeout,          // a deadline passed; the outcome may still happen (maps to 504)
   kConflict,         // refused because it would break an invariant (e.g. a gap; maps to 409)
+  kTrimmed,          // what was asked for was removed by retention (maps to 410)
 };
 
 const char* CodeName(Code code);
@@ -37,6 +38,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
   static Status Timeout(std::string msg) { return Status(Code::kTimeout, std::move(msg)); }
   static Status Conflict(std::string msg) { return Status(Code::kConflict, std::move(msg)); }
+  static Status Trimmed(std::string msg) { return Status(Code::kTrimmed, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -55,6 +55,17 @@ struct SyncReply {
   // last returned entry's seq, and beyond it when the peer skipped entries the puller already
   // holds (see Transport::Sync). 0 when the peer did not say (then the last entry's seq counts).
   uint64_t next = 0;
+  // SyncStream only: the positions of the stream at or below this are no longer held by the peer
+  // (its retention trimmed them); the messages follow it. 0 = none.
+  uint64_t trimmed_through = 0;
+};
+
+// What a push says besides its messages: the positions of `origin` at or below
+// `trimmed_through` were trimmed by the sender before the peer got them, so the peer skips them
+// (LogStore::SkipTrimmed). trimmed_through = 0 for every other push.
+struct PushSkip {
+  std::string origin;
+  uint64_t trimmed_through = 0;
 };
 
 class Transport {
@@ -62,8 +73,9 @@ class Transport {
   virtual ~Transport() = default;
   // `peer` indexes the node's peer list (NodeOptions::peers).
   virtual void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) = 0;
-  // Pushes messages of one origin stream, in origin_seq order.
-  virtual void Replicate(size_t peer, std::vector<Message> msgs,
+  // Pushes messages of one origin stream, in origin_seq order, after `skip` (when it skips
+  // anything, the messages are of skip.origin and may be none).
+  virtual void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                          std::function<void(Result<ReplicateReply>)> done) = 0;
   // Reads the peer's log after `since` (POST /sync {"since","limit","have"}). `have` is how far
   // the puller holds each origin stream: the peer leaves out the entries it covers (positions at

@@ -211,14 +211,20 @@ void HttpServer::Impl::HandleMessages(const Rest::Request& req, const ReplyPtr& 
   if (q->limit) {
     // Paging fields only with a limit (a listing without one is everything).
     const ScanSource* src = source.get();  // owned by the listing that calls the trailer
-    trailer = [src, after = q->after](json::Writer& w, size_t count, uint64_t last) {
+    trailer = [src, after = q->after, first = log->FirstSeq()](json::Writer& w, size_t count,
+                                                                 uint64_t last) {
       w.Key("more");
       w.Bool(src->more());
       w.Key("next");
       w.Uint64(count > 0 ? last : after);
+      w.Key("first_seq");
+      w.Uint64(first);
     };
   } else {
-    trailer = [](json::Writer&, size_t, uint64_t) {};
+    trailer = [first = log->FirstSeq()](json::Writer& w, size_t, uint64_t) {
+      w.Key("first_seq");
+      w.Uint64(first);
+    };
   }
   Listing::Run(reply, std::move(source), std::move(trailer));
 }
@@ -231,6 +237,7 @@ void HttpServer::Impl::HandleMetrics(const Rest::Request&, const ReplyPtr& reply
     w.Family("dsm_live_readers", "gauge", "Long-polls waiting plus event streams open.");
     w.Sample("dsm_live_readers", static_cast<double>(consumers->active()));
   }
+  if (durable) durable->WriteMetrics(w);
   reply->SendAs(200, w.text(), Http::Mime::MediaType::fromString("text/plain; version=0.0.4"));
 }
 
@@ -278,6 +285,10 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
     str(p.push_problem);
     w.Key("pull_problem");
     str(p.pull_problem);
+    w.Key("trimmed_skipped");
+    w.Uint64(p.trimmed_skipped);
+    w.Key("push_trimmed");
+    w.Uint64(p.push_trimmed);
     w.Key("pull_cursor");
     w.StartObject();
     w.Key("stream");
@@ -298,6 +309,29 @@ void HttpServer::Impl::HandleStatus(const Rest::Request&, const ReplyPtr& reply)
   w.Uint64(st.last_seq);
   w.Key("own_high_water");
   w.Uint64(st.own_high_water);
+  w.Key("first_seq");
+  w.Uint64(st.first_seq);
+  w.Key("retention_waiting");
+  str(st.retention_waiting);
+  if (durable) {
+    // Durable consumers: name, pending, in flight, dead-lettered.
+    w.Key("consumers");
+    w.StartArray();
+    for (const auto& c : durable->All()) {
+      const ConsumerInfo info = c->Info();
+      w.StartObject();
+      w.Key("name");
+      str(info.name);
+      w.Key("pending");
+      w.Uint64(info.pending);
+      w.Key("in_flight");
+      w.Uint64(info.in_flight);
+      w.Key("dead");
+      w.Uint64(info.dead_lettered);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   w.Key("writable");
   w.Bool(st.write_health.ok());
   if (!st.write_health.ok()) {

@@ -107,23 +107,6 @@ Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_q
   return q;
 }
 
-Result<uint64_t> ResumeStart(const LogStore& log, const std::map<std::string, uint64_t>& resume) {
-  // Read before the high waters: a message appended in between has a greater seq anyway.
-  uint64_t start = log.LastSeq();
-  for (const auto& [origin, high_water] : log.HighWaters()) {
-    auto it = resume.find(origin);
-    const uint64_t delivered = it == resume.end() ? 0 : it->second;
-    if (delivered >= high_water) continue;
-    // The first position not delivered; every later one has a greater local seq (each origin's
-    // positions are held in order).
-    Result<std::vector<Message>> next = log.ReadOrigin(origin, delivered, 1, SIZE_MAX);
-    if (!next.ok()) return next.status();
-    if (next->empty() || next->front().seq == 0) continue;
-    start = std::min(start, next->front().seq - 1);
-  }
-  return start;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Consumers
 
@@ -260,6 +243,8 @@ class ConsumerHub::PollConsumer final : public Consumer {
     w.Uint64(position_);
     w.Key("last_seq");
     w.Uint64(hub_->log_->LastSeq());
+    w.Key("first_seq");
+    w.Uint64(hub_->log_->FirstSeq());
     w.EndObject();
     return BufferText(buf);
   }
@@ -309,6 +294,8 @@ class ConsumerHub::PollConsumer final : public Consumer {
     w.Uint64(position_);
     w.Key("last_seq");
     w.Uint64(std::max(step.bound, step.visited));
+    w.Key("first_seq");
+    w.Uint64(hub_->log_->FirstSeq());
     w.EndObject();
     page.body = BufferText(buf);
     return page;
@@ -350,6 +337,11 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     Register();
     std::string text = std::move(pending_);
     pending_.clear();
+    if (const uint64_t first = hub_->log_->FirstSeq(); position_ + 1 < first) {
+      // Retention trimmed what this stream would have sent next: it says so, then goes on.
+      AppendTrimmedEvent(&text, position_ + 1, first);
+      position_ = first - 1;
+    }
     ReadStep step = Read([&](const Message& m) EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (!text.empty() && text.size() >= hub_->options_.chunk_bytes) return false;
       AppendEvent(&text, m);
@@ -412,6 +404,14 @@ class ConsumerHub::StreamConsumer final : public Consumer {
     text->append("\ndata: ");
     text->append(buf.GetString(), buf.GetSize());
     text->append("\n\n");
+  }
+
+  // An event named "trimmed": seqs from..first - 1 were trimmed before this stream sent them. Its
+  // id moves Last-Event-ID past them.
+  static void AppendTrimmedEvent(std::string* text, uint64_t from, uint64_t first) {
+    text->append("event: trimmed\nid: " + std::to_string(first - 1) +
+                 "\ndata: {\"from_seq\":" + std::to_string(from) +
+                 ",\"first_seq\":" + std::to_string(first) + "}\n\n");
   }
 
   // Sends `text` as one chunk of the chunked answer. REQUIRES: !in_flight_.

@@ -43,6 +43,7 @@
 #include "dsm/status.h"
 #include "src/http/reply.h"
 #include "storage/append_notifier.h"
+#include "storage/origin_positions.h"
 
 namespace dsm::http {
 
@@ -92,10 +93,8 @@ bool IsLiveListing(const std::map<std::string, std::string>& raw_query);
 Result<LiveQuery> ParseLiveQuery(const std::map<std::string, std::string>& raw_query,
                                  const std::optional<std::string>& last_event_id);
 
-// The local position a `resume` vector starts from: the highest seq such that every message
-// this log holds after the vector (origin_seq > resume[origin], origins absent from it included)
-// has a greater seq. LastSeq() when the vector covers everything held.
-Result<uint64_t> ResumeStart(const LogStore& log, const std::map<std::string, uint64_t>& resume);
+// The local position a `resume` vector starts from (storage/origin_positions.h).
+using ::dsm::ResumeStart;
 
 class ConsumerHub {
  public:

@@ -168,6 +168,8 @@ Status MakeStatus(Code code, std::string msg) {
       return Status::Timeout(std::move(msg));
     case Code::kConflict:
       return Status::Conflict(std::move(msg));
+    case Code::kTrimmed:
+      return Status::Trimmed(std::move(msg));
   }
   return Status::IOError(std::move(msg));
 }
@@ -344,10 +346,16 @@ std::string MessageToJson(const Message& m) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string EncodeReplicateRequest(const std::vector<Message>& msgs) {
+std::string EncodeReplicateRequest(const std::vector<Message>& msgs, const PushSkip& skip) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
+  if (skip.trimmed_through > 0) {
+    w.Key("origin");
+    WriteString(w, skip.origin);
+    w.Key("trimmed_through");
+    w.Uint64(skip.trimmed_through);
+  }
   w.Key("msgs");
   w.StartArray();
   for (const Message& m : msgs) WriteMessage(w, m);
@@ -505,6 +513,12 @@ Result<SyncReply> DecodeSyncReply(long http_status, std::string_view body,
     }
     reply.next = it->value.GetUint64();
   }
+  if (auto it = d.FindMember("trimmed_through"); it != d.MemberEnd()) {
+    if (!it->value.IsUint64()) {
+      return ReplyFieldError(kWhat, "'trimmed_through' must be a non-negative integer");
+    }
+    reply.trimmed_through = it->value.GetUint64();
+  }
   auto messages = d.FindMember("messages");
   if (messages == d.MemberEnd() || !messages->value.IsArray()) {
     return ReplyFieldError(kWhat, "'messages' must be an array");
@@ -535,6 +549,8 @@ Code CodeForHttpStatus(long http_status) {
       return Code::kTimeout;
     case 409:
       return Code::kConflict;
+    case 410:
+      return Code::kTrimmed;
     case 413:
       return Code::kTooLarge;
     case 503:
@@ -560,6 +576,8 @@ int HttpStatusForCode(Code code) {
       return 413;
     case Code::kConflict:
       return 409;
+    case Code::kTrimmed:
+      return 410;
     case Code::kUnavailable:
       return 503;
     case Code::kTimeout:

@@ -60,7 +60,7 @@ std::string MessageToJson(const Message& m);
 
 // Peer protocol bodies (see docs/api.md).
 // POST /replicate request: {"msgs":[...]}.
-std::string EncodeReplicateRequest(const std::vector<Message>& msgs);
+std::string EncodeReplicateRequest(const std::vector<Message>& msgs, const PushSkip& skip = {});
 // POST /sync request: {"since":N,"limit":M,"have":{origin:high water,...}} ("have" only when
 // not empty).
 std::string EncodeSyncRequest(uint64_t since, size_t limit,

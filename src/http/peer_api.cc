@@ -41,9 +41,17 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
   if (!batch && single_it == doc->MemberEnd()) {
     return reply->SendError(Status::InvalidArgument(kShape));
   }
+  // A sender whose retention trimmed positions this node lacks: {"origin":S,"trimmed_through":N},
+  // with the messages that follow them (maybe none).
+  Result<PushSkip> skip = http::ParsePushSkip(*doc);
+  if (!skip.ok()) return reply->SendError(skip.status());
+  const bool skip_only = batch && skip->trimmed_through > 0 && batch_it->value.IsArray() &&
+                         batch_it->value.Empty();
   Result<std::vector<Message>> msgs =
-      ParseMessages(batch ? batch_it->value : single_it->value, batch, batch ? "msgs" : "msg",
-                    json::MessageSource::kPeer, options.max_message_bytes, clock);
+      skip_only ? std::vector<Message>()
+                : ParseMessages(batch ? batch_it->value : single_it->value, batch,
+                                batch ? "msgs" : "msg", json::MessageSource::kPeer,
+                                options.max_message_bytes, clock);
   if (!msgs.ok()) return reply->SendError(msgs.status());
 
   // Kept to describe a gap after the messages have been handed over.
@@ -51,7 +59,7 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
   positions.reserve(msgs->size());
   for (const Message& m : *msgs) positions.emplace_back(m.origin, m.origin_seq);
 
-  Result<ReplicateResult> r = node->Replicate(std::move(msgs).value());
+  Result<ReplicateResult> r = node->Replicate(std::move(msgs).value(), *skip);
   if (!r.ok()) return reply->SendError(r.status());
   if (r->outcomes.size() != positions.size()) {
     return reply->SendError(Status::IOError("the log returned " +
@@ -78,13 +86,12 @@ void HttpServer::Impl::HandleSync(const Rest::Request& req, const ReplyPtr& repl
     Result<SyncPage> page =
         node->SyncStream(*origin, since, limit.value_or(http::kMaxListingLimit));
     if (!page.ok()) return reply->SendError(page.status());
-    const uint64_t next = since + page->messages.size();
+    const uint64_t next = std::max(since, page->trimmed_through) + page->messages.size();
     TrailerWriter trailer = [more = page->more, next, last_seq = page->last_seq,
-                             stream = page->stream,
+                             stream = page->stream, trimmed = page->trimmed_through,
                              origin = *origin](json::Writer& w, size_t, uint64_t) {
       http::WriteSyncTrailer(w, more, next, last_seq, stream);
-      w.Key("origin");
-      w.String(origin.data(), static_cast<rapidjson::SizeType>(origin.size()));
+      http::WriteStreamPageFields(w, origin, trimmed);
     };
     return Listing::Run(reply, std::make_unique<VectorSource>(std::move(page->messages)),
                         std::move(trailer));

@@ -535,7 +535,7 @@ void PeerClient::Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply
                                   std::move(completion)));
 }
 
-void PeerClient::Replicate(size_t peer, std::vector<Message> msgs,
+void PeerClient::Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                            std::function<void(Result<ReplicateReply>)> done) {
   auto completion = [done = std::move(done)](const Status& error, long http_status,
                                              std::string_view body) {
@@ -546,7 +546,7 @@ void PeerClient::Replicate(size_t peer, std::vector<Message> msgs,
     }
   };
   impl_->Submit(impl_->NewRequest(peer, /*post=*/true, "/replicate",
-                                  json::EncodeReplicateRequest(msgs), kMaxReplyBytes,
+                                  json::EncodeReplicateRequest(msgs, skip), kMaxReplyBytes,
                                   std::move(completion)));
 }
 

@@ -51,8 +51,12 @@ class PeerClient final : public Transport {
   void Stop();
 
   void Heartbeat(size_t peer, std::function<void(Result<HeartbeatReply>)> done) override;
-  void Replicate(size_t peer, std::vector<Message> msgs,
+  void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override;
+  void Replicate(size_t peer, std::vector<Message> msgs,
+                 std::function<void(Result<ReplicateReply>)> done) {
+    Replicate(peer, std::move(msgs), PushSkip{}, std::move(done));
+  }
   void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,
             std::function<void(Result<SyncReply>)> done) override;
   void SyncStream(size_t peer, std::string origin, uint64_t since, size_t limit,

@@ -169,4 +169,29 @@ void WriteSyncTrailer(json::Writer& w, bool more, uint64_t next, uint64_t last_s
   WriteString(w, stream);
 }
 
+void WriteStreamPageFields(json::Writer& w, const std::string& origin, uint64_t trimmed_through) {
+  w.Key("origin");
+  WriteString(w, origin);
+  if (trimmed_through > 0) {
+    w.Key("trimmed_through");
+    w.Uint64(trimmed_through);
+  }
+}
+
+Result<PushSkip> ParsePushSkip(const rapidjson::Value& body) {
+  PushSkip skip;
+  auto through = body.FindMember("trimmed_through");
+  auto origin = body.FindMember("origin");
+  if (through == body.MemberEnd() && origin == body.MemberEnd()) return skip;
+  if (through == body.MemberEnd() || !through->value.IsUint64() ||
+      through->value.GetUint64() == 0 || origin == body.MemberEnd() ||
+      !origin->value.IsString() || origin->value.GetStringLength() == 0) {
+    return Status::InvalidArgument(
+        "'origin' (a stream id) and 'trimmed_through' (a positive integer) go together");
+  }
+  skip.origin.assign(origin->value.GetString(), origin->value.GetStringLength());
+  skip.trimmed_through = through->value.GetUint64();
+  return skip;
+}
+
 }  // namespace dsm::http

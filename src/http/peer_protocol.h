@@ -56,5 +56,13 @@ PeerAnswer ReplicateAnswer(const ReplicateResult& r,
 // The fields that close a /sync page after its "messages" array.
 void WriteSyncTrailer(json::Writer& w, bool more, uint64_t next, uint64_t last_seq,
                       const std::string& stream);
+// The fields a page of one stream ({"origin":...} request) adds after the trailer: "origin", and
+// "trimmed_through" when positions after the request's `since` are no longer held.
+void WriteStreamPageFields(json::Writer& w, const std::string& origin, uint64_t trimmed_through);
+
+// The optional {"origin":S,"trimmed_through":N} of a /replicate body: the sender's retention
+// trimmed positions 1..N of stream S, which the receiver skips (PushSkip{} when absent).
+// InvalidArgument when only one is given or either is malformed.
+Result<PushSkip> ParsePushSkip(const rapidjson::Value& body);
 
 }  // namespace dsm::http

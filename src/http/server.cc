@@ -148,29 +148,46 @@ void HttpServer::Impl::SetUpRoutes() {
       {"/status", Http::Method::Get, &Impl::HandleStatus},
       {"/metrics", Http::Method::Get, &Impl::HandleMetrics},
       {"/messages/stream", Http::Method::Get, &Impl::HandleStream},
+      {"/consumers", Http::Method::Get, &Impl::HandleConsumerList},
+      {"/consumers/:name", Http::Method::Put, &Impl::HandleConsumerPut},
+      {"/consumers/:name", Http::Method::Get, &Impl::HandleConsumerGet},
+      {"/consumers/:name", Http::Method::Delete, &Impl::HandleConsumerDelete},
+      {"/consumers/:name/messages", Http::Method::Get, &Impl::HandleConsumerFetch},
+      {"/consumers/:name/ack", Http::Method::Post, &Impl::HandleConsumerAck},
+      {"/consumers/:name/nak", Http::Method::Post, &Impl::HandleConsumerNak},
+      {"/consumers/:name/dead", Http::Method::Get, &Impl::HandleConsumerDead},
       {"/", Http::Method::Get, &Impl::HandleDashboard},
       {"/dashboard", Http::Method::Get, &Impl::HandleDashboard},
       {"/dashboard/app.js", Http::Method::Get, &Impl::HandleDashboard},
       {"/dashboard/style.css", Http::Method::Get, &Impl::HandleDashboard},
   };
+  // The methods of each path (a path may have several, e.g. /consumers/:name).
+  std::map<std::string, std::vector<Http::Method>> methods_of;
   for (const RouteSpec& r : routes) {
     router->addRoute(r.method, r.path, Bind(r.handler, r.path));
+    methods_of[r.path].push_back(r.method);
     // HEAD on a GET endpoint answers as GET does, without the body (Reply::head_only).
-    std::vector<Http::Method> allow = {r.method};
-    std::string allowed_text = Http::methodString(r.method);
     if (r.method == Http::Method::Get) {
       router->addRoute(Http::Method::Head, r.path, Bind(r.handler, r.path));
-      allow.push_back(Http::Method::Head);
-      allowed_text += ", HEAD";
+      methods_of[r.path].push_back(Http::Method::Head);
+    }
+  }
+  for (const auto& [path, methods] : methods_of) {
+    // A named copy: a lambda cannot capture a structured binding (C++20 as clang 14 reads it).
+    const std::vector<Http::Method> allow = methods;
+    std::string allowed_text;
+    for (Http::Method m : allow) {
+      if (!allowed_text.empty()) allowed_text += ", ";
+      allowed_text += Http::methodString(m);
     }
     // Every other method gets a JSON 405. Registering all of them also keeps the router from
     // inserting into its method table while serving (it is shared by the event-loop threads).
     const std::string reason =
-        std::string("method not allowed on ") + r.path + " (allowed: " + allowed_text + ")";
+        std::string("method not allowed on ") + path + " (allowed: " + allowed_text + ")";
     for (Http::Method m : kAllMethods) {
       if (std::find(allow.begin(), allow.end(), m) != allow.end()) continue;
       router->addRoute(
-          m, r.path, [this, allow, reason](const Rest::Request& req, Http::ResponseWriter writer) {
+          m, path, [this, allow, reason](const Rest::Request& req, Http::ResponseWriter writer) {
             Reply(std::move(writer), req.version(), gate, req.method() == Http::Method::Head)
                 .Send(405, json::ErrorBody(reason), &allow);
             return Rest::Route::Result::Ok;
@@ -315,6 +332,7 @@ void HttpServer::Shutdown() {
   gate.stopping = true;
   // Waiting long-polls get their (empty) pages now, while answers are still delivered.
   if (d.consumers) d.consumers->Stop();
+  if (d.durable) d.durable->Stop();
   gate.CutStreams();
   {
     // Answers already handed over (e.g. quorum waits the stopped Node just failed) get written.

@@ -30,6 +30,8 @@
 
 namespace dsm {
 
+class DurableConsumers;
+
 struct HttpServerOptions {
   int threads = 4;  // Pistache event-loop threads (--http-threads)
   // A request whose headers (body) are not complete this long after it began gets 408 and the
@@ -85,6 +87,9 @@ struct HttpServerOptions {
   // client certificate signed by that CA (src/http/tls.h). The other members are the peer
   // client's.
   http::TlsFiles tls;
+  // Durable consumers (/consumers...): nullptr = not enabled (those requests get 503). Not owned;
+  // Shutdown() stops it (its waiting fetches are answered while answers are still delivered).
+  DurableConsumers* durable_consumers = nullptr;
 };
 
 class HttpServer {

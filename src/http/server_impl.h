@@ -27,6 +27,7 @@
 #include "dsm/clock.h"
 #include "dsm/log_store.h"
 #include "dsm/options.h"
+#include "src/durable/durable_consumers.h"
 #include "src/http/auth.h"
 #include "src/http/consumers.h"
 #include "src/http/edge.h"
@@ -75,6 +76,8 @@ struct HttpServer::Impl {
       std::make_shared<std::atomic<int>>(0);
   // Live readers; null without an append notifier.
   std::unique_ptr<http::ConsumerHub> consumers;
+  // Durable consumers (not owned); null when not enabled.
+  DurableConsumers* const durable = server_options.durable_consumers;
 
   void SetUpRoutes();
   // The limits and checks of the edge (src/http/edge.h), from the options.
@@ -91,6 +94,19 @@ struct HttpServer::Impl {
   void HandleNotFound(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
   void HandleStream(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
   void HandleDashboard(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+
+  // Durable consumer endpoints (durable_consumer_api.cc).
+  void HandleConsumerPut(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerGet(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerList(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerDelete(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerFetch(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerAck(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerNak(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  void HandleConsumerDead(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);
+  // The consumer a /consumers/{name}/... request names; false when the error was answered.
+  bool ConsumerOf(const Pistache::Rest::Request& req, const http::ReplyPtr& reply,
+                  std::shared_ptr<DurableConsumer>* out);
 
   // Peer endpoints (peer_api.cc).
   void HandleReplicate(const Pistache::Rest::Request& req, const http::ReplyPtr& reply);

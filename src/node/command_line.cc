@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/http/auth.h"
+#include "storage/rocks_log_store.h"
 
 namespace dsm {
 namespace {
@@ -19,6 +20,8 @@ constexpr int64_t kMaxMessageBytesLimit = int64_t{64} << 20;
 constexpr int kMaxHttpThreads = 64;
 constexpr size_t kMaxIdChars = 64;
 constexpr int64_t kMaxQuorum = 1000;
+constexpr int64_t kMinMemoryMb = static_cast<int64_t>(kMinMemoryBudgetBytes >> 20);
+constexpr int64_t kMaxMemoryMb = int64_t{1} << 20;  // 1 TiB
 
 std::string Trim(std::string_view s) {
   size_t b = 0;
@@ -111,6 +114,56 @@ Result<std::string> NormalizePeerUrl(std::string_view url) {
   return scheme + "://" + host + ":" + std::to_string(port);
 }
 
+Result<std::chrono::seconds> ParseDuration(std::string_view text, std::string_view option) {
+  const auto bad = [&] {
+    return Status::InvalidArgument(std::string(option) + " '" + std::string(text) +
+                                   "' must be a whole number with a unit s, m, h, d or w (e.g. "
+                                   "12h, 7d), or 0");
+  };
+  if (text == "0") return std::chrono::seconds(0);
+  if (text.size() < 2) return bad();
+  const char unit = text.back();
+  const std::string_view digits = text.substr(0, text.size() - 1);
+  if (digits.empty() || digits.size() > 9 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return bad();
+  }
+  int64_t per = 0;
+  switch (unit) {
+    case 's': per = 1; break;
+    case 'm': per = 60; break;
+    case 'h': per = 3600; break;
+    case 'd': per = 86400; break;
+    case 'w': per = 7 * 86400; break;
+    default: return bad();
+  }
+  return std::chrono::seconds(std::stoll(std::string(digits)) * per);
+}
+
+Result<uint64_t> ParseByteSize(std::string_view text, std::string_view option) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string_view unit = text.substr(digits);
+  uint64_t per = 0;
+  if (unit.empty() || unit == "B") {
+    per = 1;
+  } else if (unit == "KiB" || unit == "K") {
+    per = uint64_t{1} << 10;
+  } else if (unit == "MiB" || unit == "M") {
+    per = uint64_t{1} << 20;
+  } else if (unit == "GiB" || unit == "G") {
+    per = uint64_t{1} << 30;
+  } else if (unit == "TiB" || unit == "T") {
+    per = uint64_t{1} << 40;
+  }
+  if (digits == 0 || digits > 12 || per == 0) {
+    return Status::InvalidArgument(std::string(option) + " '" + std::string(text) +
+                                   "' must be a whole number of bytes, optionally with a unit K, "
+                                   "M, G or T (powers of 1024; e.g. 512M, 20G), or 0");
+  }
+  return static_cast<uint64_t>(std::stoull(std::string(text.substr(0, digits)))) * per;
+}
+
 Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   NodeConfig config;
   NodeOptions& o = config.node;
@@ -134,10 +187,16 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   int64_t max_connections = config.max_connections;
   int64_t max_pending_quorum_writes = config.max_pending_quorum_writes;
   int64_t min_free_disk_mb = static_cast<int64_t>(config.min_free_disk_bytes >> 20);
+  int64_t memory_mb = static_cast<int64_t>(config.memory_budget_bytes >> 20);
   int64_t max_connections_per_ip = config.max_connections_per_ip;
   int64_t max_header_bytes = static_cast<int64_t>(config.max_header_bytes);
   int64_t max_inflight_body_mb = static_cast<int64_t>(config.max_inflight_body_bytes >> 20);
   std::string allowed_hosts;
+  std::string retention_max_age = "0";
+  int64_t retention_max_messages = 0;
+  std::string retention_max_bytes = "0";
+  std::string dedup_retention;
+  int64_t retention_interval_ms = o.retention_interval.count();
 
   CLI::App app("dsm-node: one node of a durable replicated messaging cluster", "dsm-node");
   app.add_option("--port", port, "TCP port of the HTTP API")->capture_default_str();
@@ -231,6 +290,28 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--min-free-disk-mb", min_free_disk_mb,
                  "refuse new messages (503 \"disk full\") while the data directory's file system "
                  "has less free space than this (0: no check)")
+      ->capture_default_str();
+  app.add_option("--retention-max-age", retention_max_age,
+                 "trim messages older than this (e.g. 12h, 7d; 0: no age limit) once every peer "
+                 "holds them")
+      ->capture_default_str();
+  app.add_option("--retention-max-messages", retention_max_messages,
+                 "keep at most this many messages, trimming the oldest once every peer holds "
+                 "them (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--retention-max-bytes", retention_max_bytes,
+                 "keep the stored messages under this size (e.g. 20G; 0: no limit), trimming the "
+                 "oldest even before every peer holds them (logged and counted)")
+      ->capture_default_str();
+  app.add_option("--dedup-retention", dedup_retention,
+                 "a retry of a trimmed message is recognised by its msg_id until the message is "
+                 "this old (default: --retention-max-age plus 1d, or 1d; 0: forever)");
+  app.add_option("--retention-interval-ms", retention_interval_ms,
+                 "how often retention checks the limits while nothing is to trim")
+      ->capture_default_str();
+  app.add_option("--memory-mb", memory_mb,
+                 "memory budget of the storage engine: its memtables and block cache together "
+                 "(see docs/operations.md, \"Memory\")")
       ->capture_default_str();
   app.add_option("--log-level", config.log_level,
                  "trace, debug, info, warn, error, critical or off")
@@ -384,6 +465,32 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   }
   o.push_window_bytes = static_cast<size_t>(push_window_mb) << 20;
 
+  Result<std::chrono::seconds> max_age = ParseDuration(retention_max_age, "--retention-max-age");
+  if (!max_age.ok()) return max_age.status();
+  o.retention_max_age = *max_age;
+  if (retention_max_messages < 0) {
+    return Status::InvalidArgument("--retention-max-messages " +
+                                   std::to_string(retention_max_messages) +
+                                   " must be 0 (no limit) or more");
+  }
+  o.retention_max_messages = static_cast<uint64_t>(retention_max_messages);
+  Result<uint64_t> max_bytes = ParseByteSize(retention_max_bytes, "--retention-max-bytes");
+  if (!max_bytes.ok()) return max_bytes.status();
+  o.retention_max_bytes = *max_bytes;
+  if (dedup_retention.empty()) {
+    o.dedup_retention = o.retention_max_age + std::chrono::days(1);
+  } else {
+    Result<std::chrono::seconds> dedup = ParseDuration(dedup_retention, "--dedup-retention");
+    if (!dedup.ok()) return dedup.status();
+    o.dedup_retention = *dedup;
+  }
+  if (retention_interval_ms < 10 || retention_interval_ms > 3600000) {
+    return Status::InvalidArgument("--retention-interval-ms " +
+                                   std::to_string(retention_interval_ms) +
+                                   " must be between 10 and 3600000");
+  }
+  o.retention_interval = std::chrono::milliseconds(retention_interval_ms);
+
   if (http_threads < 1 || http_threads > kMaxHttpThreads) {
     return Status::InvalidArgument("--http-threads " + std::to_string(http_threads) +
                                    " must be between 1 and " + std::to_string(kMaxHttpThreads));
@@ -461,6 +568,12 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    " must be between 0 (no check) and 1073741824");
   }
   config.min_free_disk_bytes = static_cast<uint64_t>(min_free_disk_mb) << 20;
+  if (memory_mb < kMinMemoryMb || memory_mb > kMaxMemoryMb) {
+    return Status::InvalidArgument("--memory-mb " + std::to_string(memory_mb) +
+                                   " must be between " + std::to_string(kMinMemoryMb) + " and " +
+                                   std::to_string(kMaxMemoryMb));
+  }
+  config.memory_budget_bytes = static_cast<uint64_t>(memory_mb) << 20;
 
   static const char* const kLevels[] = {"trace", "debug",    "info", "warn",
                                         "error", "critical", "off"};

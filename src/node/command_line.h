@@ -35,6 +35,8 @@ struct NodeConfig {
   // and consistent with the peers' schemes here; their contents are checked by
   // http::CheckTlsFiles at start-up.
   http::TlsFiles tls;
+  // RocksDB's memtables and block cache together (RocksLogStoreOptions::memory_budget_bytes).
+  uint64_t memory_budget_bytes = uint64_t{256} << 20;  // --memory-mb
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off
   bool help = false;               // --help was given: print help_text and exit 0
   std::string help_text;
@@ -48,5 +50,11 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv);
 // IPv4 address or a bracketed IPv6 address, port 1..65535. Returns the URL without the trailing
 // slash.
 Result<std::string> NormalizePeerUrl(std::string_view url);
+
+// "0", or a whole number with a unit s, m, h, d or w ("12h", "7d"). `option` names the option
+// in the error.
+Result<std::chrono::seconds> ParseDuration(std::string_view text, std::string_view option);
+// A whole number of bytes with an optional unit B, K/KiB, M/MiB, G/GiB or T/TiB (powers of 1024).
+Result<uint64_t> ParseByteSize(std::string_view text, std::string_view option);
 
 }  // namespace dsm

@@ -44,11 +44,18 @@ Status Runtime::Start() {
   store_options.node_id = o.id;
   store_options.sync = o.fsync;
   store_options.min_free_bytes = config_.min_free_disk_bytes;
+  store_options.memory_budget_bytes = config_.memory_budget_bytes;
   store_options.notifier = &append_notifier_;  // wakes live readers (long-polls, streams)
   store_options.info_log = [](const std::string& line) { spdlog::info("{}", line); };
   Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = std::move(store).value();
+  durable_ = std::make_unique<DurableConsumers>(store_.get(), store_->consumer_state(), &clock_,
+                                                &append_notifier_);
+  if (Status s = durable_->Start(); !s.ok()) {
+    Stop();
+    return s;
+  }
 
   PeerClientOptions peer_options;
   peer_options.connect_timeout = o.connect_timeout;
@@ -86,6 +93,7 @@ Status Runtime::Start() {
   server_options.max_inflight_body_bytes = static_cast<size_t>(config_.max_inflight_body_bytes);
   server_options.allowed_hosts = config_.allowed_hosts;
   server_options.tls = config_.tls;
+  server_options.durable_consumers = durable_.get();
   server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
 
   Status s = peers_->Start();
@@ -127,9 +135,11 @@ void Runtime::Stop() {
   replication_.Stop();
   if (peers_) peers_->Stop();
   storage_executor_.Stop();  // after the peer client: its last answers may queue log work
+  if (durable_) durable_->Stop();
   server_.reset();
   node_.reset();
   peers_.reset();
+  durable_.reset();  // before the store that holds its state
   store_.reset();
 }
 

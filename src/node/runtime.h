@@ -21,6 +21,7 @@
 #include "core/node.h"
 #include "dsm/clock.h"
 #include "dsm/status.h"
+#include "src/durable/durable_consumers.h"
 #include "src/http/peer_client.h"
 #include "src/http/server.h"
 #include "src/node/command_line.h"
@@ -58,6 +59,9 @@ class Runtime {
   // before the store and the server, which use it, so it outlives both.
   AppendNotifier append_notifier_;
   std::unique_ptr<RocksLogStore> store_;
+  // Durable consumers (/consumers...), on the store's "consumers" family. Stopped by the server's
+  // shutdown, destroyed before the store.
+  std::unique_ptr<DurableConsumers> durable_;
   std::unique_ptr<PeerClient> peers_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<HttpServer> server_;

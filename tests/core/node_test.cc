@@ -1246,5 +1246,194 @@ TEST_F(PushWindowTest, ANewIncarnationRestartsTheWindow) {
   EXPECT_EQ(NextPushFrom(), 1u);
 }
 
+
+// ---- Retention (core/retention.cc) ----
+
+class RetentionTest : public NodeTest {
+ protected:
+  // Sends m1..m<n> (async: acknowledged once local).
+  void SendMany(int n) {
+    for (int i = 1; i <= n; ++i) {
+      std::optional<SendResult> r;
+      Send("m" + std::to_string(i), &r);
+      ASSERT_TRUE(r.has_value() && r->status.ok());
+    }
+  }
+  // Answers the oldest pending push: the peer holds our stream up to `high_water`.
+  void AckPushTo(uint64_t high_water) {
+    auto call = transport_.TakeReplicate();
+    call.done(Ack(high_water));
+  }
+  // Runs retention's next step (its interval has passed).
+  void RetentionStep() {
+    clock_.Advance(options_.retention_interval + options_.heartbeat_interval);
+    node_->Tick();
+    OkHeartbeats();
+  }
+};
+
+TEST_F(RetentionTest, TrimsOnlyWhatEveryPeerHolds) {
+  options_.retention_max_messages = 2;
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  SendMany(5);
+  AckPushTo(1);  // the peer holds m1 only
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 2u) << "m2 and m3 are over the limit but the peer lacks them";
+  NodeStatus st = node_->GetStatus();
+  EXPECT_EQ(st.first_seq, 2u);
+  EXPECT_NE(st.retention_waiting.find("seq 2"), std::string::npos) << st.retention_waiting;
+
+  while (transport_.pending_replicates() > 0) AckPushTo(5);
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 4u) << "the peer holds everything: the limit decides";
+  EXPECT_TRUE(node_->GetStatus().retention_waiting.empty());
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_retention_trimmed_messages_total 3"), std::string::npos);
+  EXPECT_NE(w.text().find("dsm_log_first_seq 4"), std::string::npos);
+  EXPECT_NE(w.text().find("dsm_retention_errors_total 0"), std::string::npos);
+}
+
+TEST_F(RetentionTest, MaxBytesNeverTrimsWhatFewerThanAQuorumHold) {
+  options_.retention_max_bytes = 1;  // every record is over it
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  SendMany(3);
+  RetentionStep();  // the peer acknowledged nothing: only this node holds them
+  EXPECT_EQ(log_.FirstSeq(), 1u);
+  EXPECT_NE(node_->GetStatus().retention_waiting.find("fewer than 2 nodes hold it"),
+            std::string::npos)
+      << node_->GetStatus().retention_waiting;
+  // The peer takes m1 and m2 (one push each) and refuses m3 for now.
+  for (int i = 0; i < 3; ++i) {
+    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+    const uint64_t position = call.msgs.back().origin_seq;
+    if (position <= 2) {
+      call.done(Ack(position));
+    } else {
+      call.done(Status::Unavailable("refused"));
+    }
+  }
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 3u) << "a quorum of 2 holds m1 and m2";
+}
+
+TEST_F(RetentionTest, MaxBytesTrimsWhatAPeerLacksAndThePushTellsItToSkip) {
+  options_.retention_max_bytes = 1;  // every record is over it
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  SendMany(3);
+  // Peer 0 acknowledges everything; peer 1 answers none of its pushes (one batch per message,
+  // all in the window).
+  std::vector<FakeTransport::ReplicateCall> pushes;
+  while (transport_.pending_replicates() > 0) {
+    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+    if (call.peer == 0) {
+      call.done(Ack(call.msgs.back().origin_seq));
+    } else {
+      pushes.push_back(std::move(call));
+    }
+  }
+  ASSERT_EQ(pushes.size(), 3u);
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 4u) << "forced: peer 1's lack does not hold --retention-max-bytes";
+  // The pushes fail; the next one cannot carry m1..m3 any more: it tells the peer to skip them.
+  for (auto& push : pushes) push.done(Status::Unavailable("refused"));
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
+  OkHeartbeats();
+  ASSERT_EQ(transport_.pending_replicates(), 1u) << node_->GetStatus().peers[1].push_problem;
+  auto skip = transport_.TakeReplicate();
+  EXPECT_EQ(skip.peer, 1u);
+  EXPECT_TRUE(skip.msgs.empty());
+  EXPECT_EQ(skip.skip.origin, log_.stream_id());
+  EXPECT_EQ(skip.skip.trimmed_through, 3u);
+  skip.done(Ack(3, PeerStream(1)));
+  EXPECT_EQ(node_->GetStatus().peers[1].push_cursor, 3u);
+  EXPECT_EQ(node_->GetStatus().peers[1].push_trimmed, 3u);
+  MetricsWriter w;
+  node_->WriteMetrics(w);
+  EXPECT_NE(w.text().find("dsm_retention_forced_total 3"), std::string::npos) << w.text();
+}
+
+TEST_F(RetentionTest, AgeLimitTrimsOldMessagesAndForgetsTheirIdsLater) {
+  options_.retention_max_age = std::chrono::seconds(60);
+  options_.dedup_retention = std::chrono::seconds(120);
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  Message old = Msg("old");
+  old.ts = clock_.WallSeconds();
+  std::optional<SendResult> r;
+  node_->Send({old}, AckMode::kDefault, [&](SendResult s) { r = std::move(s); });
+  AckPushTo(1);
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 1u) << "not older than 60 s yet";
+  clock_.Advance(std::chrono::seconds(60));
+  RetentionStep();
+  EXPECT_EQ(log_.FirstSeq(), 2u);
+  // A retry is still a duplicate...
+  r.reset();
+  Send("old", &r);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcomes[0].kind, WriteOutcome::Kind::kDuplicate);
+  // ...until --dedup-retention.
+  clock_.Advance(std::chrono::seconds(60));
+  RetentionStep();
+  r.reset();
+  Send("old", &r);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcomes[0].kind, WriteOutcome::Kind::kAppended);
+}
+
+TEST_F(RetentionTest, ARepairOfTrimmedPositionsSkipsThemAndCountsThem) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  // A page of the peer's log that starts after its retention trimmed positions 1..4 of c@3.
+  auto pull = transport_.TakeSync();
+  SyncReply page;
+  page.stream = PeerStream(0);
+  Message m = Msg("c5");
+  m.seq = 9;
+  m.origin = "c@3";
+  m.origin_seq = 5;
+  page.messages = {m};
+  page.last_seq = 9;
+  pull.done(page);
+  // Position 5 without 1..4 is a gap: the node repairs the stream from the peer...
+  auto repair = transport_.TakeStreamSync();
+  EXPECT_EQ(repair.origin, "c@3");
+  EXPECT_EQ(repair.since, 0u);
+  // ...which says they are gone.
+  SyncReply answer;
+  answer.stream = PeerStream(0);
+  answer.trimmed_through = 4;
+  answer.messages = {m};
+  answer.messages[0].seq = 9;
+  answer.last_seq = 9;
+  repair.done(answer);
+  EXPECT_EQ(log_.HighWater("c@3"), 5u);
+  EXPECT_EQ(log_.TrimmedThrough("c@3"), 4u);
+  EXPECT_TRUE(Stored("c5"));
+  EXPECT_EQ(node_->GetStatus().peers[0].trimmed_skipped, 4u);
+}
+
+TEST_F(RetentionTest, AStreamPageOfATrimmedRangeSaysWhereTheStreamGoesOn) {
+  options_.retention_max_messages = 1;
+  MakeIntroduced(ReplicationMode::kAsync, 2, 0);
+  SendMany(3);
+  RetentionStep();  // no peers: everything is held by every peer
+  ASSERT_EQ(log_.FirstSeq(), 3u);
+  Result<SyncPage> page = node_->SyncStream(log_.stream_id(), 0, 10);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ(page->trimmed_through, 2u);
+  ASSERT_EQ(page->messages.size(), 1u);
+  EXPECT_EQ(page->messages[0].origin_seq, 3u);
+  EXPECT_FALSE(page->more);
+  // A push that skips: the receiver moves the stream's high water past the trimmed positions.
+  Result<ReplicateResult> r = node_->Replicate({}, PushSkip{"x@9", 7});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(log_.HighWater("x@9"), 7u);
+  EXPECT_EQ(r->high_water, 7u);
+  // Our own stream is never skipped.
+  EXPECT_EQ(node_->Replicate({}, PushSkip{log_.stream_id(), 7}).status().code(),
+            Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dsm

@@ -1,7 +1,8 @@
 // Drives the dashboards of a live 3-node cluster in Debian's headless Chromium (playwright-core,
 // no browser download). Run by tests/dashboard/dashboard_test.cc, which starts and cleans up the
 // cluster. Two modes:
-//  - open (the default): node1's form sends a message, node2's live feed shows it; while a load
+//  - open (the default): node1's form sends a message, node2's live feed shows it; a durable
+//    consumer created on node1 appears in node1's consumers table with its lag; while a load
 //    of quorum sends runs against node1, node1's charts move (the accepted, replicated and quorum
 //    ok rates get nonzero points, the accepted path changes between two samples, the lag chart
 //    names both peers by node id); node3 is killed (SIGKILL) and node1's cluster table turns it
@@ -212,6 +213,23 @@ async function runOpen() {
 
   step = "waiting for the message in node2's live feed";
   await waitInFeed(page2, sent);
+
+  step = "creating a durable consumer on node1 and waiting for its row and lag on node1's page";
+  const put = await fetch(args.node1 + "/consumers/dash-reader", {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ start: "first" }),
+  });
+  if (put.status !== 201) {
+    throw new Error(`PUT /consumers/dash-reader answered ${put.status}: ${await put.text()}`);
+  }
+  const consumerRow = page1.locator('#consumers tr[data-consumer="dash-reader"]');
+  await page1.waitForFunction(() => {
+    const cell = document.querySelector('#consumers tr[data-consumer="dash-reader"] td.pending');
+    return cell !== null && Number(cell.textContent) > 0;
+  });
+  const consumerPending = await consumerRow.locator("td.pending").innerText();
+  log(`node1's page lists consumer dash-reader with ${consumerPending} pending`);
 
   step = "running a load against node1 and waiting for its charts to move";
   const charts = await checkChartsMove(page1);

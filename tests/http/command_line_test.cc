@@ -124,6 +124,8 @@ TEST(CommandLineTest, ValidCommandLines) {
         "64",
         "--http-threads",
         "2",
+        "--memory-mb",
+        "64",
         "--log-level",
         "debug"},
        [](const NodeConfig& c) {
@@ -143,6 +145,7 @@ TEST(CommandLineTest, ValidCommandLines) {
          EXPECT_EQ(o.push_window_bytes, size_t{64} << 20);
          EXPECT_EQ(c.http_threads, 2);
          EXPECT_EQ(c.log_level, "debug");
+         EXPECT_EQ(c.memory_budget_bytes, uint64_t{64} << 20);
        }},
       {"help",
        {"--help"},
@@ -172,6 +175,7 @@ TEST(CommandLineTest, EdgeOptions) {
   EXPECT_EQ(d->max_connections_per_ip, 64);
   EXPECT_EQ(d->max_header_bytes, size_t{16384});
   EXPECT_EQ(d->max_inflight_body_bytes, uint64_t{128} << 20);
+  EXPECT_EQ(d->memory_budget_bytes, uint64_t{256} << 20);
   EXPECT_TRUE(d->allowed_hosts.empty());
   Result<NodeConfig> r =
       Parse({"--id", "n", "--max-connections-per-ip", "0", "--max-header-bytes", "4096",
@@ -322,6 +326,14 @@ TEST(CommandLineTest, InvalidCommandLines) {
       {"allowed host with a scheme",
        {"--id", "n", "--allowed-hosts", "http://x"},
        "--allowed-hosts: 'http://x' is not a host name"},
+      {"memory budget below the minimum",
+       {"--id", "n", "--memory-mb", "31"},
+       "--memory-mb 31 must be between 32 and 1048576"},
+      {"memory budget zero", {"--id", "n", "--memory-mb", "0"}, "--memory-mb 0 must be between"},
+      {"memory budget too large",
+       {"--id", "n", "--memory-mb", "2000000"},
+       "--memory-mb 2000000 must be between"},
+      {"memory budget not a number", {"--id", "n", "--memory-mb", "lots"}, "--memory-mb"},
   };
   for (const InvalidCase& c : cases) {
     SCOPED_TRACE(c.name);

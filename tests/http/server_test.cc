@@ -24,6 +24,7 @@
 #include "core/node.h"
 #include "src/http/json_codec.h"
 #include "tests/testing/fake_transport.h"
+#include "tests/testing/forwarding_log_store.h"
 #include "tests/testing/manual_clock.h"
 #include "tests/testing/memory_log_store.h"
 #include "tests/testing/process.h"
@@ -675,50 +676,19 @@ std::optional<std::string> Dechunk(const std::string& raw) {
 
 // The server's view of the log: forwards to another store and counts the messages its scans
 // visit, to show how far ahead of a client a listing reads.
-class CountingLogStore final : public LogStore {
+class CountingLogStore final : public ForwardingLogStore {
  public:
-  explicit CountingLogStore(LogStore* base) : base_(base) {}
+  using ForwardingLogStore::ForwardingLogStore;
   size_t visited() const { return visited_.load(); }
 
-  const std::string& node_id() const override { return base_->node_id(); }
-  const std::string& stream_id() const override { return base_->stream_id(); }
-  Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override {
-    return base_->Append(std::move(msgs));
-  }
-  Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs, const std::string& peer_url,
-                                          const PullCursor* cursor) override {
-    return base_->Apply(std::move(msgs), peer_url, cursor);
-  }
-  Result<std::optional<Message>> Get(uint64_t seq) const override { return base_->Get(seq); }
-  Result<std::optional<Message>> FindByMsgId(const std::string& msg_id) const override {
-    return base_->FindByMsgId(msg_id);
-  }
   Status Scan(const ScanOptions& opts, const MessageVisitor& visit) const override {
     return base_->Scan(opts, [&](const Message& m) {
       ++visited_;
       return visit(m);
     });
   }
-  Result<std::vector<Message>> ReadOrigin(const std::string& origin, uint64_t after, size_t limit,
-                                          size_t max_bytes) const override {
-    return base_->ReadOrigin(origin, after, limit, max_bytes);
-  }
-  uint64_t LastSeq() const override { return base_->LastSeq(); }
-  uint64_t HighWater(const std::string& origin) const override { return base_->HighWater(origin); }
-  std::map<std::string, uint64_t> HighWaters() const override { return base_->HighWaters(); }
-  PushCursor GetPushCursor(const std::string& peer_url) const override {
-    return base_->GetPushCursor(peer_url);
-  }
-  Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override {
-    return base_->SetPushCursor(peer_url, cursor);
-  }
-  PullCursor GetPullCursor(const std::string& peer_url) const override {
-    return base_->GetPullCursor(peer_url);
-  }
-  Status WriteHealth() const override { return base_->WriteHealth(); }
 
  private:
-  LogStore* const base_;
   mutable std::atomic<size_t> visited_{0};
 };
 

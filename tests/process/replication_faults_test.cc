@@ -526,5 +526,78 @@ TEST(ReplicationFaultsTest, ANodeNobodyPushesToPullsWhatAHeartbeatShows) {
             << " ms (heartbeat interval " << o.heartbeat_interval_ms << " ms)\n";
 }
 
+
+// A field of `n`'s /status (an integer; -1 when absent).
+int64_t StatusInt(const NodeProcess& n, const char* field) {
+  return n.Get("/status", milliseconds(5000)).Int(field);
+}
+
+// Sends m<from>..m<to> to `n`, asserting each is accepted.
+void SendRange(NodeProcess& n, int from, int to) {
+  for (int i = from; i <= to; ++i) {
+    ASSERT_EQ(SendTo(n, "m" + std::to_string(i)).status, 200) << i;
+  }
+}
+
+TEST(ReplicationFaultsTest, RetentionWaitsForAPeerThatIsDown) {
+  TestCluster c({Spec("n1", {1}, "async", 2,
+                      {"--retention-max-messages", "10", "--retention-interval-ms", "50"}),
+                 Spec("n2", {0})});
+  NodeProcess &a = c.node(0), &b = c.node(1);
+  ASSERT_TRUE(c.StartAll().ok());
+  b.Kill();
+  SendRange(a, 1, 40);
+  // n2 lacks them: the limit asks for a trim that retention may not make.
+  ASSERT_TRUE(WaitFor([&] { return !a.Get("/status").Str("retention_waiting").empty(); },
+                      milliseconds(20000)))
+      << a.Get("/status").Describe();
+  EXPECT_EQ(StatusInt(a, "first_seq"), 1);
+  EXPECT_TRUE(Holds(a, "m1"));
+  // Once n2 holds them, the oldest 30 go.
+  ASSERT_TRUE(b.StartAndWait().ok());
+  EXPECT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") == 31; }, milliseconds(30000)))
+      << a.Get("/status").Describe();
+  EXPECT_TRUE(Holds(b, "m1"));
+  EXPECT_FALSE(Holds(a, "m1"));
+  EXPECT_TRUE(Holds(a, "m31"));
+  EXPECT_EQ(a.Get("/messages").Int("first_seq"), 31);
+  EXPECT_TRUE(a.Get("/status").Str("retention_waiting").empty());
+}
+
+TEST(ReplicationFaultsTest, APeerDownPastTheRetentionHeadSkipsTheTrimmedRangeAndSaysSo) {
+  // n1 and n2 keep about 8 KiB of messages whatever their peers hold; n3 is down meanwhile.
+  const std::vector<std::string> small = {"--retention-max-bytes", "8K",
+                                          "--retention-interval-ms", "50"};
+  TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}, "async", 2, small),
+                 Spec("n3", {0, 1})});
+  NodeProcess &a = c.node(0), &down = c.node(2);
+  ASSERT_TRUE(c.StartAll().ok());
+  const std::string stream = a.Get("/status").Str("stream");
+  ASSERT_FALSE(stream.empty());
+  down.Kill();
+  SendRange(a, 1, 300);
+  ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 100; }, milliseconds(30000)))
+      << a.Get("/status").Describe();
+  EXPECT_GT(Metric(a, "dsm_retention_forced_total"), 0) << "n3 lacked what n1 trimmed";
+
+  // n3 comes back: it cannot get m1.., it learns so from its pulls or n1's pushes, skips them,
+  // counts them, and holds everything that is still there.
+  ASSERT_TRUE(down.StartAndWait().ok());
+  ASSERT_TRUE(WaitFor([&] { return HighWater(down, stream) == 300; }, milliseconds(30000)))
+      << "n3 holds n1's stream up to " << HighWater(down, stream);
+  EXPECT_TRUE(WaitFor([&] { return Holds(down, "m300"); }, milliseconds(10000)));
+  EXPECT_FALSE(Holds(down, "m1"));
+  const double skipped = Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 0)) +
+                         Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 1));
+  EXPECT_GT(skipped, 0) << "the skip must be counted";
+  // What n3 holds of n1's stream plus what it skipped is all of it.
+  const std::set<std::string> held = IdsOf(down);
+  EXPECT_GE(held.size() + static_cast<size_t>(skipped), 300u);
+  // And n3 keeps working: a new message reaches it.
+  ASSERT_EQ(SendTo(a, "after").status, 200);
+  EXPECT_TRUE(WaitFor([&] { return Holds(down, "after"); }, milliseconds(15000)));
+  EXPECT_EQ(PeerOf(down, c.PeerUrl(2, 0)).push_problem, "");
+}
+
 }  // namespace
 }  // namespace dsm::testing

@@ -20,10 +20,6 @@ std::string Text(const rapidjson::StringBuffer& buf) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-void WriteString(json::Writer& w, const std::string& s) {
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
 SimNetwork::HttpReply Reply(const http::PeerAnswer& a) { return {a.status, a.body}; }
 
 SimNetwork::HttpReply Heartbeat(Node* node) {
@@ -36,7 +32,12 @@ SimNetwork::HttpReply Replicate(Node* node, const LogStore* log, const std::stri
   Result<rapidjson::Document> doc = json::Parse(body);
   if (!doc.ok()) return Error(doc.status());
   auto it = doc->IsObject() ? doc->FindMember("msgs") : doc->MemberEnd();
-  if (!doc->IsObject() || it == doc->MemberEnd() || !it->value.IsArray() || it->value.Empty()) {
+  if (!doc->IsObject() || it == doc->MemberEnd() || !it->value.IsArray()) {
+    return Error(Status::InvalidArgument("the body must be {\"msgs\":[...]}"));
+  }
+  Result<PushSkip> skip = http::ParsePushSkip(*doc);
+  if (!skip.ok()) return Error(skip.status());
+  if (it->value.Empty() && skip->trimmed_through == 0) {
     return Error(Status::InvalidArgument("the body must be {\"msgs\":[...]}"));
   }
   std::vector<Message> msgs;
@@ -50,7 +51,7 @@ SimNetwork::HttpReply Replicate(Node* node, const LogStore* log, const std::stri
   std::vector<std::pair<std::string, uint64_t>> positions;
   for (const Message& m : msgs) positions.emplace_back(m.origin, m.origin_seq);
 
-  Result<ReplicateResult> r = node->Replicate(std::move(msgs));
+  Result<ReplicateResult> r = node->Replicate(std::move(msgs), *skip);
   if (!r.ok()) return Error(r.status());
   if (r->outcomes.size() != positions.size()) {
     return Error(Status::IOError("the log returned " + std::to_string(r->outcomes.size()) +
@@ -72,10 +73,7 @@ SimNetwork::HttpReply SyncAnswer(const SyncPage& page, uint64_t next, uint64_t l
   for (const Message& m : page.messages) json::WriteMessage(w, m);
   w.EndArray();
   http::WriteSyncTrailer(w, page.more, next, last_seq, page.stream);
-  if (origin) {
-    w.Key("origin");
-    WriteString(w, *origin);
-  }
+  if (origin) http::WriteStreamPageFields(w, *origin, page.trimmed_through);
   w.EndObject();
   return {200, Text(buf)};
 }
@@ -90,7 +88,8 @@ SimNetwork::HttpReply Sync(Node* node, const std::string& body) {
   if (origin) {
     Result<SyncPage> page = node->SyncStream(*origin, since, limit);
     if (!page.ok()) return Error(page.status());
-    return SyncAnswer(*page, since + page->messages.size(), page->last_seq, origin);
+    return SyncAnswer(*page, std::max(since, page->trimmed_through) + page->messages.size(),
+                      page->last_seq, origin);
   }
   Result<SyncPage> page = node->Sync(since, limit, have);
   if (!page.ok()) return Error(page.status());

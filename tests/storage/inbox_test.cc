@@ -506,7 +506,7 @@ class RocksInboxTest : public ::testing::Test {
   std::vector<std::string> log_;
 };
 
-TEST_F(RocksInboxTest, NewDirectoriesHaveVersion2AndOneIndexEntryPerRecord) {
+TEST_F(RocksInboxTest, NewDirectoriesHaveTheCurrentVersionAndOneIndexEntryPerRecord) {
   {
     Result<std::unique_ptr<RocksLogStore>> store = Open();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -520,7 +520,7 @@ TEST_F(RocksInboxTest, NewDirectoriesHaveVersion2AndOneIndexEntryPerRecord) {
     ASSERT_TRUE((*store)->Apply({p}).ok());
   }
   EXPECT_TRUE(log_.empty()) << log_.front();
-  EXPECT_EQ(StoredFormatVersion(Db()), 2u);
+  EXPECT_EQ(StoredFormatVersion(Db()), schema::kFormatVersion);
   const std::vector<std::pair<std::string, uint64_t>> want = {
       {"bob", 1}, {"bob", 3}, {"bob", 4}, {"carol", 2}};
   // Keys sort by length prefix first: "bob" and "carol" have different lengths, so compare as
@@ -620,7 +620,8 @@ TEST_F(RocksInboxTest, UpgradesAVersion1DirectoryInPlace) {
   {
     Result<std::unique_ptr<RocksLogStore>> store = Open();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_EQ(log_.size(), 2u);
+    ASSERT_EQ(log_.size(), 3u);  // version 1 -> 2 (two lines), then 2 -> 3
+    EXPECT_NE(log_[2].find("upgraded to format version 3"), std::string::npos) << log_[2];
     EXPECT_NE(log_[0].find("has format version 1: upgrading it in place to version 2"),
               std::string::npos)
         << log_[0];
@@ -660,7 +661,7 @@ TEST_F(RocksInboxTest, UpgradesAVersion1DirectoryInPlace) {
     EXPECT_EQ((*r)[0].seq, kMessages + 1);
     EXPECT_EQ((*r)[0].origin_seq, (kMessages * 3) / 4 + 1);
   }
-  EXPECT_EQ(StoredFormatVersion(Db()), 2u);
+  EXPECT_EQ(StoredFormatVersion(Db()), 3u);
   EXPECT_EQ(InboxEntries(Db()).size(), kMessages + 1);
 
   // Opening again upgrades nothing.
@@ -681,9 +682,9 @@ TEST_F(RocksInboxTest, RedoesAnInterruptedUpgrade) {
   {
     Result<std::unique_ptr<RocksLogStore>> store = Open();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_EQ(log_.size(), 2u);
+    ASSERT_EQ(log_.size(), 3u);
   }
-  EXPECT_EQ(StoredFormatVersion(Db()), 2u);
+  EXPECT_EQ(StoredFormatVersion(Db()), 3u);
   std::vector<std::pair<std::string, uint64_t>> entries = InboxEntries(Db());
   ASSERT_EQ(entries.size(), 40u);
   std::set<uint64_t> seqs;
@@ -709,6 +710,82 @@ TEST_F(RocksInboxTest, AVersion2DirectoryWithoutItsIndexIsDamaged) {
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kCorruption);
   EXPECT_EQ(store.status().message(), "data directory " + Db() + " lacks column family 'inbox'");
+}
+
+// A version-2 directory: a version-1 layout with its complete recipient index, version 2.
+void WriteV2Directory(const std::string& path, size_t messages,
+                      std::vector<Message>* written = nullptr) {
+  storage_test::V1Directory v1;
+  v1.path = path;
+  v1.messages = [&] {
+    std::vector<Message> msgs;
+    for (size_t i = 0; i < messages; ++i) {
+      Message m = ClientMsg("v2-" + std::to_string(i), "s", "bob");
+      m.origin = "node1@00000000000000a1";
+      m.origin_seq = i + 1;
+      msgs.push_back(std::move(m));
+    }
+    return msgs;
+  }();
+  v1.with_partial_inbox = true;  // the whole index
+  v1.partial_inbox = messages;
+  ASSERT_TRUE(storage_test::WriteV1Directory(v1).ok());
+  EditDb(path, [](rocksdb::DB* db, const std::string& family, rocksdb::ColumnFamilyHandle* h) {
+    if (family != schema::kMetaFamily) return;
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), h, std::string(schema::kFormatVersionKey), BigEndian64(2))
+            .ok());
+  });
+  if (written != nullptr) *written = v1.messages;
+}
+
+TEST_F(RocksInboxTest, UpgradesAVersion2DirectoryToVersion3WithAnEmptyConsumersFamily) {
+  WriteV2Directory(Db(), 10);
+  ASSERT_EQ(StoredFormatVersion(Db()), 2u);
+  {
+    Result<std::unique_ptr<RocksLogStore>> store = Open();
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_EQ(log_.size(), 1u);
+    EXPECT_NE(log_[0].find("upgraded to format version 3"), std::string::npos) << log_[0];
+    EXPECT_EQ((*store)->LastSeq(), 10u);
+    Result<std::vector<StoredConsumer>> none = (*store)->consumer_state()->Load();
+    ASSERT_TRUE(none.ok());
+    EXPECT_TRUE(none->empty());
+    // The new family takes consumers.
+    StoredConsumer c;
+    c.name = "work";
+    c.uid = "0a1b2c3d";
+    c.session = 1;
+    c.floor = 4;
+    ConsumerChange change;
+    change.name = c.name;
+    change.create = c;
+    ASSERT_TRUE((*store)->consumer_state()->CommitAndWait({change}).ok());
+  }
+  EXPECT_EQ(StoredFormatVersion(Db()), 3u);
+  log_.clear();
+  Result<std::unique_ptr<RocksLogStore>> again = Open();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(log_.empty());
+  Result<std::vector<StoredConsumer>> loaded = (*again)->consumer_state()->Load();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].floor, 4u);
+}
+
+TEST_F(RocksInboxTest, AVersion3DirectoryWithoutItsConsumersFamilyIsDamaged) {
+  WriteV2Directory(Db(), 3);
+  EditDb(Db(), [](rocksdb::DB* db, const std::string& family, rocksdb::ColumnFamilyHandle* h) {
+    if (family != schema::kMetaFamily) return;
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), h, std::string(schema::kFormatVersionKey), BigEndian64(3))
+            .ok());
+  });
+  Result<std::unique_ptr<RocksLogStore>> store = Open();
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kCorruption);
+  EXPECT_EQ(store.status().message(),
+            "data directory " + Db() + " lacks column family 'consumers'");
 }
 
 }  // namespace

@@ -540,5 +540,184 @@ TYPED_TEST(LogStoreTest, ConcurrentWritersGetDenseSeqs) {
   }
 }
 
+
+// ---- Retention (LogStore::Trim and friends) ----
+
+TrimRequest TrimBefore(uint64_t seq, size_t max_records = 1000,
+                       std::function<bool(const Message&)> keep = {}) {
+  TrimRequest req;
+  req.before_seq = seq;
+  req.max_records = max_records;
+  req.keep = std::move(keep);
+  return req;
+}
+
+TYPED_TEST(LogStoreTest, TrimRemovesTheOldestRecordsWithTheirIndexEntries) {
+  std::vector<Message> msgs;
+  for (int i = 1; i <= 10; ++i) {
+    msgs.push_back(ClientMsg("m" + std::to_string(i), "alice", i % 2 ? "bob" : "carol"));
+  }
+  this->Append(std::move(msgs));
+  const uint64_t bytes_before = this->store_->StoredBytes();
+  Result<TrimResult> r = this->store_->Trim(TrimBefore(5));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->trimmed, 4u);
+  EXPECT_EQ(r->first_seq, 5u);
+  EXPECT_FALSE(r->kept);
+  EXPECT_GT(r->bytes, 0u);
+  EXPECT_EQ(this->store_->FirstSeq(), 5u);
+  EXPECT_EQ(this->store_->LastSeq(), 10u);
+  if constexpr (std::is_same_v<TypeParam, MemoryHarness>) {
+    EXPECT_LT(this->store_->StoredBytes(), bytes_before);  // RocksDB's is an estimate
+  }
+  for (uint64_t seq = 1; seq <= 4; ++seq) EXPECT_FALSE(this->Get(seq).has_value()) << seq;
+  EXPECT_TRUE(this->Get(5).has_value());
+  EXPECT_EQ(this->ScanSeqs(Scanning(0)), (std::vector<uint64_t>{5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(this->ScanSeqs(Scanning(0, SIZE_MAX, std::nullopt, "bob")),
+            (std::vector<uint64_t>{5, 7, 9}));
+  EXPECT_FALSE(this->Find("m2").has_value());  // its record is gone...
+  // ...but its msg_id is still known: a retry is a duplicate, not a new message.
+  std::vector<WriteOutcome> again = this->Append({ClientMsg("m2")});
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].kind, Kind::kDuplicate);
+  EXPECT_EQ(again[0].seq, 2u);
+  EXPECT_EQ(again[0].origin, "");
+  // The own stream's positions 1..4 are gone: reading them says so, and where to resume.
+  EXPECT_EQ(this->store_->TrimmedThrough(this->self()), 4u);
+  Result<std::vector<Message>> old = this->store_->ReadOrigin(this->self(), 2, 10, 1 << 20);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.status().code(), Code::kTrimmed) << old.status().ToString();
+  Result<uint64_t> run = this->store_->TrimmedRun(this->self(), 2);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(*run, 4u);
+  std::vector<Message> rest = this->ReadOrigin(this->self(), 4, 10, 1 << 20);
+  ASSERT_EQ(rest.size(), 6u);
+  EXPECT_EQ(rest.front().origin_seq, 5u);
+  EXPECT_EQ(rest.front().seq, 5u);
+  // Within the new bounds nothing changed: the next message follows the last one.
+  std::vector<WriteOutcome> next = this->Append({ClientMsg("m11")});
+  EXPECT_EQ(next[0].seq, 11u);
+  EXPECT_EQ(next[0].origin_seq, 11u);
+}
+
+TYPED_TEST(LogStoreTest, TrimStopsAtAKeptRecordAndAtItsBounds) {
+  std::vector<Message> msgs;
+  for (int i = 1; i <= 10; ++i) {
+    msgs.push_back(ClientMsg("m" + std::to_string(i), "alice", "bob", "x", 1000.0 + i));
+  }
+  this->Append(std::move(msgs));
+  // At most 3 per step.
+  Result<TrimResult> r = this->store_->Trim(TrimBefore(100, 3));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->trimmed, 3u);
+  EXPECT_EQ(r->first_seq, 4u);
+  // Stops at the first record kept (the age rule keeps ts >= 1006).
+  r = this->store_->Trim(TrimBefore(100, 1000, [](const Message& m) { return m.ts >= 1006; }));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->trimmed, 2u);
+  EXPECT_TRUE(r->kept);
+  EXPECT_EQ(this->store_->FirstSeq(), 6u);
+  // Nothing before the bound: nothing done.
+  r = this->store_->Trim(TrimBefore(6));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->trimmed, 0u);
+  EXPECT_EQ(r->first_seq, 6u);
+  // Everything: the log is empty, and seqs still go on after the last one.
+  r = this->store_->Trim(TrimBefore(100));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->trimmed, 5u);
+  EXPECT_EQ(this->store_->FirstSeq(), 11u);
+  EXPECT_EQ(this->store_->LastSeq(), 10u);
+  EXPECT_TRUE(this->ScanSeqs(Scanning(0)).empty());
+  EXPECT_EQ(this->Append({ClientMsg("m11")})[0].seq, 11u);
+}
+
+TYPED_TEST(LogStoreTest, ExpiredMsgIdsOfTrimmedRecordsAreForgotten) {
+  this->Append({ClientMsg("old", "a", "b", "x", 1000.0), ClientMsg("mid", "a", "b", "x", 2000.0)});
+  this->Append({ClientMsg("new", "a", "b", "x", 3000.0)});
+  ASSERT_TRUE(this->store_->Trim(TrimBefore(2)).ok());  // "old"
+  ASSERT_TRUE(this->store_->Trim(TrimBefore(3)).ok());  // "mid"
+  // Steps whose newest record is older than 1500: the first one.
+  ASSERT_TRUE(this->store_->ExpireMsgIds(1500.0).ok());
+  std::vector<WriteOutcome> r = this->Append({ClientMsg("old"), ClientMsg("mid"), ClientMsg("new")});
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].kind, Kind::kAppended);  // forgotten: stored anew
+  EXPECT_EQ(r[0].seq, 4u);
+  EXPECT_EQ(r[1].kind, Kind::kDuplicate);  // trimmed, still remembered
+  EXPECT_EQ(r[1].seq, 2u);
+  EXPECT_EQ(r[2].kind, Kind::kDuplicate);  // not trimmed
+  EXPECT_EQ(r[2].seq, 3u);
+  EXPECT_EQ(this->Find("old")->seq, 4u);
+  // Never the msg_id of a record that is still there, however old.
+  ASSERT_TRUE(this->store_->ExpireMsgIds(1e12).ok());
+  EXPECT_EQ(this->Append({ClientMsg("new")})[0].kind, Kind::kDuplicate);
+}
+
+TYPED_TEST(LogStoreTest, TrimmedPositionsOfAPeerStreamAreDuplicatesWhateverTheirMsgId) {
+  const std::string peer = "peer@1";
+  this->Apply({PeerMsg("p1", peer, 1), PeerMsg("p2", peer, 2), PeerMsg("p3", peer, 3)});
+  ASSERT_TRUE(this->store_->Trim(TrimBefore(3)).ok());
+  EXPECT_EQ(this->store_->TrimmedThrough(peer), 2u);
+  // Position 2 held "p2"; another msg_id there cannot be told apart any more: not a conflict.
+  std::vector<WriteOutcome> r = this->Apply({PeerMsg("other", peer, 2), PeerMsg("p3", peer, 3),
+                                             PeerMsg("x3", peer, 3)});
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].kind, Kind::kDuplicate);
+  EXPECT_EQ(r[1].kind, Kind::kDuplicate);
+  EXPECT_EQ(r[2].kind, Kind::kConflict);  // a held position keeps its rule
+  EXPECT_EQ(this->store_->LastSeq(), 3u);
+}
+
+TYPED_TEST(LogStoreTest, SkippedPositionsAreHeldAsTrimmed) {
+  const std::string peer = "peer@1";
+  this->Apply({PeerMsg("p1", peer, 1), PeerMsg("p2", peer, 2)});
+  Result<uint64_t> skipped = this->store_->SkipTrimmed(peer, 10);
+  ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+  EXPECT_EQ(*skipped, 8u);
+  EXPECT_EQ(this->store_->HighWater(peer), 10u);
+  EXPECT_EQ(this->store_->TrimmedThrough(peer), 10u);
+  skipped = this->store_->SkipTrimmed(peer, 5);
+  ASSERT_TRUE(skipped.ok());
+  EXPECT_EQ(*skipped, 0u);
+  EXPECT_EQ(this->store_->HighWater(peer), 10u);
+  std::vector<WriteOutcome> r = this->Apply({PeerMsg("p5", peer, 5), PeerMsg("p11", peer, 11)});
+  EXPECT_EQ(r[0].kind, Kind::kDuplicate);
+  EXPECT_EQ(r[1].kind, Kind::kAppended);
+  EXPECT_EQ(this->store_->HighWater(peer), 11u);
+  Result<std::vector<Message>> read = this->store_->ReadOrigin(peer, 0, 10, 1 << 20);
+  EXPECT_EQ(read.status().code(), Code::kTrimmed);
+  EXPECT_EQ(this->ReadOrigin(peer, 10, 10, 1 << 20).size(), 1u);
+  // Our own stream is ours: never skipped.
+  EXPECT_EQ(this->store_->SkipTrimmed(this->self(), 3).status().code(), Code::kInvalidArgument);
+}
+
+TYPED_TEST(LogStoreTest, APositionConsumedByATrimmedMessageReadsAsTrimmed) {
+  const std::string peer = "peer@1";
+  this->Apply({PeerMsg("a", peer, 1)});  // seq 1
+  this->Append({ClientMsg("x")});         // seq 2
+  this->Apply({PeerMsg("b", peer, 2)});  // seq 3
+  // Position 3 of the peer's stream is "x", stored already: it points at seq 2.
+  EXPECT_EQ(this->Apply({PeerMsg("x", peer, 3)})[0].kind, Kind::kDuplicate);
+  this->Apply({PeerMsg("c", peer, 4)});  // seq 4
+  ASSERT_TRUE(this->store_->Trim(TrimBefore(3)).ok());  // seqs 1 and 2
+  EXPECT_EQ(this->store_->TrimmedThrough(peer), 1u);
+  // Position 2 is held; position 3 pointed at a trimmed record: a read stops before it...
+  std::vector<Message> page = this->ReadOrigin(peer, 1, 10, 1 << 20);
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].msg_id, "b");
+  // ...and a read from it says it is gone, up to where the stream goes on.
+  EXPECT_EQ(this->store_->ReadOrigin(peer, 2, 10, 1 << 20).status().code(), Code::kTrimmed);
+  Result<uint64_t> run = this->store_->TrimmedRun(peer, 2);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(*run, 3u);
+  page = this->ReadOrigin(peer, 3, 10, 1 << 20);
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].msg_id, "c");
+  // Held positions and their neighbours: nothing to skip.
+  run = this->store_->TrimmedRun(peer, 1);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(*run, 0u);
+}
+
 }  // namespace
 }  // namespace dsm

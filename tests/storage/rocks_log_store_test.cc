@@ -4,14 +4,17 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/table_properties.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -137,6 +140,41 @@ TEST_F(RocksLogStoreTest, ReopenKeepsEverything) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kDuplicate);
   EXPECT_EQ((*r)[1].seq, 6u);
+}
+
+TEST_F(RocksLogStoreTest, ReopenKeepsWhatRetentionDid) {
+  std::string stream;
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    stream = store->stream_id();
+    ASSERT_TRUE(store->Append({ClientMsg("a", "s", "r", "x", 1000), ClientMsg("b", "s", "r", "x", 2000)})
+                    .ok());
+    ASSERT_TRUE(store->Apply({PeerMsg("p1", "peer@1", 1)}).ok());
+    TrimRequest all;
+    all.before_seq = 100;
+    all.max_records = 100;
+    Result<TrimResult> r = store->Trim(all);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->trimmed, 3u);
+    ASSERT_TRUE(store->SkipTrimmed("peer@2", 7).ok());
+    ASSERT_TRUE(store->ExpireMsgIds(1e12).ok());  // every trimmed msg_id
+  }
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  // Every record was trimmed: the seqs go on after the last one all the same.
+  EXPECT_EQ(store->FirstSeq(), 4u);
+  EXPECT_EQ(store->LastSeq(), 3u);
+  EXPECT_EQ(store->TrimmedThrough(stream), 2u);
+  EXPECT_EQ(store->TrimmedThrough("peer@1"), 1u);
+  EXPECT_EQ(store->TrimmedThrough("peer@2"), 7u);
+  EXPECT_EQ(store->HighWater("peer@2"), 7u);
+  Result<std::vector<WriteOutcome>> r = store->Append({ClientMsg("a"), ClientMsg("c")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kAppended);  // its msg_id was forgotten
+  EXPECT_EQ((*r)[0].seq, 4u);
+  EXPECT_EQ((*r)[0].origin_seq, 3u);
+  EXPECT_EQ((*r)[1].seq, 5u);
 }
 
 TEST_F(RocksLogStoreTest, EachNewDirectoryGetsItsOwnIncarnation) {
@@ -552,6 +590,194 @@ TEST_F(RocksLogStoreTest, OwnStreamReadsFromMemoryAndFromDiskAgree) {
       EXPECT_EQ(got->front().msg_id, "own-" + std::to_string(r.after + 1));
     }
   }
+}
+
+
+// Trimming while writers append and readers read: a read never fails on a record being removed
+// (it answers Trimmed, or reads around it), never returns a record below the first seq it saw
+// afterwards, and the own-stream tail never serves trimmed positions.
+TEST_F(RocksLogStoreTest, ReadsDuringTrimsNeverSeeDamage) {
+  RocksLogStoreOptions options;
+  options.path = Db();
+  options.node_id = "node1";
+  options.sync = false;
+  options.tail_cache_records = 64;
+  Result<std::unique_ptr<RocksLogStore>> opened = RocksLogStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  RocksLogStore& store = **opened;
+  const std::string self = store.stream_id();
+  constexpr int kMessages = 4000;
+  std::atomic<bool> done{false};
+  std::atomic<int> problems{0};
+  std::string first_problem;
+  std::mutex problem_mu;
+  auto report = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(problem_mu);
+    if (problems.fetch_add(1) == 0) first_problem = what;
+  };
+  std::thread writer([&] {
+    for (int i = 1; i <= kMessages; i += 10) {
+      std::vector<Message> batch;
+      for (int j = i; j < i + 10; ++j) {
+        batch.push_back(ClientMsg("m" + std::to_string(j), "s", j % 3 ? "bob" : "carol"));
+      }
+      if (!store.Append(std::move(batch)).ok()) report("append failed");
+    }
+    done = true;
+  });
+  std::thread trimmer([&] {
+    while (!done) {
+      TrimRequest req;
+      req.before_seq = store.LastSeq() > 100 ? store.LastSeq() - 100 : 0;
+      req.max_records = 37;
+      Result<TrimResult> r = store.Trim(req);
+      if (!r.ok()) report("trim: " + r.status().ToString());
+    }
+  });
+  std::thread reader([&] {
+    uint64_t n = 0;
+    while (!done) {
+      const uint64_t last = store.HighWater(self);
+      const uint64_t after = last > 0 ? (n * 7919) % last : 0;
+      ++n;
+      Result<std::vector<Message>> r = store.ReadOrigin(self, after, 50, 1 << 20);
+      if (!r.ok() && r.status().code() != Code::kTrimmed) {
+        report("ReadOrigin: " + r.status().ToString());
+      } else if (r.ok()) {
+        for (size_t k = 0; k < r->size(); ++k) {
+          if ((*r)[k].origin_seq != after + 1 + k) report("ReadOrigin out of order");
+        }
+      }
+      ScanOptions scan;
+      scan.after = after;
+      scan.limit = 20;
+      if (n % 2) scan.recipient = "carol";
+      uint64_t prev = 0;
+      Status s = store.Scan(scan, [&](const Message& m) {
+        if (m.seq <= prev) report("Scan out of order");
+        prev = m.seq;
+        return true;
+      });
+      if (!s.ok()) report("Scan: " + s.ToString());
+      Result<std::optional<Message>> found = store.FindByMsgId("m" + std::to_string(after + 1));
+      if (!found.ok()) report("FindByMsgId: " + found.status().ToString());
+      const uint64_t first_before = store.FirstSeq();
+      auto recent = store.ReadOwnRecent(after, 10, 1 << 20);
+      if (recent && recent->ok() && !(*recent)->empty() &&
+          (*recent)->front().seq < first_before) {
+        report("the tail served a trimmed record");
+      }
+      Result<std::vector<Message>> read = store.ReadOrigin(self, after, 10, 1 << 20);
+      if (read.ok() && !read->empty() && read->front().seq < first_before) {
+        report("ReadOrigin returned a trimmed record");
+      }
+    }
+  });
+  writer.join();
+  trimmer.join();
+  reader.join();
+  EXPECT_EQ(problems.load(), 0) << first_problem;
+  EXPECT_GT(store.FirstSeq(), 1u);
+  // What is left is exactly the tail of the log, readable from its first position on.
+  const uint64_t first = store.FirstSeq();
+  Result<std::vector<Message>> rest = store.ReadOrigin(self, first - 1, kMessages, 1 << 30);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(rest->size(), kMessages - first + 1);
+  EXPECT_EQ(store.TrimmedThrough(self), first - 1);
+}
+
+TEST_F(RocksLogStoreTest, OneMemoryBudgetForMemtablesAndBlockCache) {
+  RocksLogStoreOptions options;
+  options.path = Db();
+  options.node_id = "node1";
+  options.memory_budget_bytes = uint64_t{48} << 20;
+  Result<std::unique_ptr<RocksLogStore>> store = RocksLogStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Append({ClientMsg("a"), ClientMsg("b")}).ok());
+  const StoreMemory m = (*store)->Memory();
+  EXPECT_EQ(m.budget_bytes, uint64_t{48} << 20);
+  EXPECT_EQ(m.block_cache_capacity, uint64_t{48} << 20);
+  EXPECT_EQ(m.write_buffer_limit, uint64_t{24} << 20);
+  EXPECT_GT(m.memtable_bytes, 0u);
+  // The memtables are charged to the block cache.
+  EXPECT_GE(m.block_cache_usage, m.memtable_bytes);
+  store->reset();
+
+  options.memory_budget_bytes = kMinMemoryBudgetBytes - 1;
+  Result<std::unique_ptr<RocksLogStore>> small = RocksLogStore::Open(options);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(small.status().message().find("below the minimum of 32 MiB"), std::string::npos)
+      << small.status().ToString();
+}
+
+// The compression of each table file of `family` in the (closed) database at `path`.
+std::multiset<std::string> TableCompressions(const std::string& path, const std::string& family) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, descriptors, &handles, &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  std::multiset<std::string> out;
+  if (!s.ok()) return out;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    if (h->GetName() != family) continue;
+    rocksdb::TablePropertiesCollection tables;
+    EXPECT_TRUE(db->GetPropertiesOfAllTables(h, &tables).ok());
+    for (const auto& [file, props] : tables) out.insert(props->compression_name);
+  }
+  for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  return out;
+}
+
+TEST_F(RocksLogStoreTest, CompressedDirectoryReopensAndVerifies) {
+  constexpr int kMessages = 20000;
+  std::mt19937 rng(7);
+  auto payload = [&rng] {
+    std::string p(100, ' ');
+    for (char& c : p) c = static_cast<char>('a' + rng() % 26);
+    return p;
+  };
+  std::vector<std::string> payloads;
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+    ASSERT_NE(store, nullptr);
+    for (int batch = 0; batch < kMessages / 1000; ++batch) {
+      std::vector<Message> msgs;
+      for (int i = 0; i < 1000; ++i) {
+        payloads.push_back(payload());
+        msgs.push_back(ClientMsg("m-" + std::to_string(payloads.size()), "alice", "bob",
+                                 payloads.back()));
+      }
+      ASSERT_TRUE(store->Append(std::move(msgs)).ok());
+    }
+    ASSERT_TRUE(store->CompactAll().ok());
+  }
+  // Every table of the log is in the bottommost level, compressed with zstd.
+  const std::multiset<std::string> compressions = TableCompressions(Db(), schema::kLogFamily);
+  ASSERT_FALSE(compressions.empty());
+  for (const std::string& c : compressions) EXPECT_EQ(c, "ZSTD");
+  // Reopened (every block's checksum is verified at open), everything reads back.
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastSeq(), static_cast<uint64_t>(kMessages));
+  int seen = 0;
+  ASSERT_TRUE(store
+                  ->Scan(ScanOptions{}, [&](const Message& m) {
+                    EXPECT_EQ(m.payload, payloads[static_cast<size_t>(seen)]);
+                    ++seen;
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(seen, kMessages);
+  Result<std::optional<Message>> found = store->FindByMsgId("m-12345");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->payload, payloads[12344]);
 }
 
 }  // namespace

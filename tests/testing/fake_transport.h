@@ -22,6 +22,7 @@ class FakeTransport final : public Transport {
     size_t peer;
     std::vector<Message> msgs;
     std::function<void(Result<ReplicateReply>)> done;
+    PushSkip skip;
   };
   struct SyncCall {
     size_t peer;
@@ -36,10 +37,10 @@ class FakeTransport final : public Transport {
     MutexLock lock(&mu_);
     heartbeats_.push_back({peer, std::move(done)});
   }
-  void Replicate(size_t peer, std::vector<Message> msgs,
+  void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
-    replicates_.push_back({peer, std::move(msgs), std::move(done)});
+    replicates_.push_back({peer, std::move(msgs), std::move(done), std::move(skip)});
   }
   void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,
             std::function<void(Result<SyncReply>)> done) override LOCKS_EXCLUDED(mu_) {

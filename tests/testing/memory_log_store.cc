@@ -42,7 +42,9 @@ MemoryLogStore::MemoryLogStore(std::string node_id, std::string incarnation)
   lookups_.find_msg_id = [this](std::string_view msg_id) EXCLUSIVE_LOCKS_REQUIRED(mu_)
       -> Result<std::optional<uint64_t>> {
     auto it = state_.msg_ids_.find(msg_id);
-    if (it == state_.msg_ids_.end()) return std::optional<uint64_t>();
+    if (it == state_.msg_ids_.end() || it->second <= state_.dedup_head_) {
+      return std::optional<uint64_t>();
+    }
     return std::optional<uint64_t>(it->second);
   };
   lookups_.stored_position = [this](uint64_t seq) EXCLUSIVE_LOCKS_REQUIRED(mu_)
@@ -151,7 +153,8 @@ std::vector<Result<std::vector<WriteOutcome>>> MemoryLogStore::CommitLocked(
   }
   uint64_t last_seq = state_.records_.size();
   if (reuse_seq_ && last_seq > 0) --last_seq;  // planted: the last seq recovered one too low
-  const WritePlanState st{stream_id_, last_seq, &state_.high_waters_};
+  const WritePlanState st{stream_id_, last_seq, &state_.high_waters_, state_.first_seq_,
+                          &state_.trimmed_};
   Result<WritePlan> plan = PlanWrites(requests, st, lookups_);
   if (!plan.ok()) {
     results.assign(requests.size(), plan.status());
@@ -324,7 +327,7 @@ void MemoryLogStore::OnUnsyncedFsync(uint64_t generation, uint64_t undo_id) {
 }
 
 Result<std::optional<Message>> MemoryLogStore::GetLocked(uint64_t seq) const {
-  if (seq == 0 || seq > state_.records_.size()) return std::optional<Message>();
+  if (seq < state_.first_seq_ || seq > state_.records_.size()) return std::optional<Message>();
   Result<Message> m = DecodeRecord(seq, state_.records_[seq - 1]);
   if (!m.ok()) return m.status();
   return std::optional<Message>(std::move(*m));
@@ -338,7 +341,9 @@ Result<std::optional<Message>> MemoryLogStore::Get(uint64_t seq) const {
 Result<std::optional<Message>> MemoryLogStore::FindByMsgId(const std::string& msg_id) const {
   MutexLock lock(&mu_);
   auto it = state_.msg_ids_.find(msg_id);
-  if (it == state_.msg_ids_.end()) return std::optional<Message>();
+  if (it == state_.msg_ids_.end() || it->second <= state_.dedup_head_) {
+    return std::optional<Message>();
+  }
   return GetLocked(it->second);
 }
 
@@ -347,21 +352,27 @@ Status MemoryLogStore::Scan(const ScanOptions& opts, const MessageVisitor& visit
   // planted bug or a crash). Records are copied in chunks so the visitor runs without the lock.
   constexpr uint64_t kChunk = 256;
   uint64_t bound;
+  uint64_t first;
   {
     MutexLock lock(&mu_);
     bound = state_.records_.size();
+    first = state_.first_seq_;
   }
   if (opts.limit == 0) return Status::Ok();
   if (opts.recipient) return ScanInbox(opts, bound, visit);
   size_t matched = 0;
   std::vector<std::string> chunk;
-  for (uint64_t next = opts.after + 1; next <= bound;) {
+  for (uint64_t next = std::max(opts.after + 1, first); next <= bound;) {
     chunk.clear();
     {
       MutexLock lock(&mu_);
       // A crash may have shortened the log since the scan began.
       const uint64_t end = std::min<uint64_t>({bound, next + kChunk - 1, state_.records_.size()});
       if (end < next) return Status::Ok();
+      if (next < state_.first_seq_) {  // trimmed since the scan began
+        next = state_.first_seq_;
+        continue;
+      }
       chunk.assign(state_.records_.begin() + static_cast<ptrdiff_t>(next - 1),
                    state_.records_.begin() + static_cast<ptrdiff_t>(end));
     }
@@ -411,10 +422,20 @@ Result<std::vector<Message>> MemoryLogStore::ReadOrigin(const std::string& origi
                                                         size_t limit, size_t max_bytes) const {
   MutexLock lock(&mu_);
   std::vector<Message> out;
+  const auto trimmed = [&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return Status::Trimmed("position " + std::to_string(after + 1) + " of " + origin +
+                           " was trimmed (this node's log now starts at seq " +
+                           std::to_string(state_.first_seq_) + ")");
+  };
+  if (after < TrimmedThroughLocked(origin)) return trimmed();
   auto it = state_.origins_.find(origin);
   if (it == state_.origins_.end()) return out;
   ReadOriginBudget budget(limit, max_bytes);
   for (auto p = it->second.upper_bound(after); p != it->second.end() && !budget.Full(); ++p) {
+    if (p->second < state_.first_seq_) {  // a consumed position whose record was trimmed
+      if (out.empty()) return trimmed();
+      break;
+    }
     Result<std::optional<Message>> m = GetLocked(p->second);
     if (!m.ok()) return m.status();
     if (!m->has_value()) {
@@ -463,6 +484,166 @@ PullCursor MemoryLogStore::GetPullCursor(const std::string& peer_url) const {
   MutexLock lock(&mu_);
   auto it = state_.pull_cursors_.find(peer_url);
   return it == state_.pull_cursors_.end() ? PullCursor{} : it->second;
+}
+
+uint64_t MemoryLogStore::FirstSeq() const {
+  MutexLock lock(&mu_);
+  return state_.first_seq_;
+}
+
+uint64_t MemoryLogStore::TrimmedThroughLocked(std::string_view origin) const {
+  auto it = state_.trimmed_.find(origin);
+  return it == state_.trimmed_.end() ? 0 : it->second;
+}
+
+uint64_t MemoryLogStore::TrimmedThrough(const std::string& origin) const {
+  MutexLock lock(&mu_);
+  return TrimmedThroughLocked(origin);
+}
+
+uint64_t MemoryLogStore::PositionsBelowLocked(std::string_view origin, uint64_t after,
+                                              uint64_t first) const {
+  uint64_t run = after;
+  auto it = state_.origins_.find(origin);
+  if (it == state_.origins_.end()) return run;
+  for (auto p = it->second.upper_bound(after);
+       p != it->second.end() && p->first == run + 1 && p->second < first; ++p) {
+    run = p->first;
+  }
+  return run;
+}
+
+Result<uint64_t> MemoryLogStore::TrimmedRun(const std::string& origin, uint64_t after) const {
+  MutexLock lock(&mu_);
+  const uint64_t t = TrimmedThroughLocked(origin);
+  const uint64_t prefix = after < t ? t : 0;
+  const uint64_t from = std::max(after, prefix);
+  const uint64_t run = PositionsBelowLocked(origin, from, state_.first_seq_);
+  return run > from ? run : prefix;
+}
+
+uint64_t MemoryLogStore::BeforeMaintenanceLocked() {
+  return queue_.empty() ? 0 : CommitQueuedLocked();
+}
+
+Result<TrimResult> MemoryLogStore::Trim(const TrimRequest& req) {
+  TrimResult res;
+  uint64_t completions = 0;
+  uint64_t generation = 0;
+  std::vector<std::string> records;
+  uint64_t first = 0;
+  {
+    MutexLock lock(&mu_);
+    completions = BeforeMaintenanceLocked();
+    generation = generation_;
+    if (Status refusal = RefusalLocked(); !refusal.ok()) return refusal;
+    first = res.first_seq = state_.first_seq_;
+    const uint64_t end = std::min<uint64_t>({req.before_seq, state_.records_.size() + 1,
+                                             first + std::min<uint64_t>(req.max_records, 1 << 30)});
+    for (uint64_t seq = first; seq < end; ++seq) records.push_back(state_.records_[seq - 1]);
+  }
+  if (completions != 0) ScheduleCompletions(generation, completions);
+  // `keep` runs without the lock, as RocksLogStore runs it.
+  std::vector<Message> trimmed;
+  for (size_t i = 0; i < records.size(); ++i) {
+    Result<Message> m = DecodeRecord(first + i, records[i]);
+    if (!m.ok()) return m.status();
+    if (req.keep && req.keep(*m)) {
+      res.kept = true;
+      break;
+    }
+    res.bytes += records[i].size();
+    trimmed.push_back(std::move(*m));
+  }
+  if (trimmed.empty()) return res;
+  MutexLock lock(&mu_);
+  if (state_.first_seq_ != first) return Status::Corruption("concurrent trims");
+  Image& s = state_;
+  const uint64_t new_first = first + trimmed.size();
+  double newest = 0;
+  for (const Message& m : trimmed) {
+    s.records_[m.seq - 1].clear();
+    s.records_[m.seq - 1].shrink_to_fit();
+    auto inbox = s.inbox_.find(m.recipient);
+    std::vector<uint64_t>& seqs = inbox->second;
+    seqs.erase(std::find(seqs.begin(), seqs.end(), m.seq));
+    if (seqs.empty()) s.inbox_.erase(inbox);
+    newest = std::max(newest, m.ts);
+  }
+  for (const Message& m : trimmed) {
+    const uint64_t t = TrimmedThroughLocked(m.origin);
+    const uint64_t run = PositionsBelowLocked(m.origin, t, new_first);
+    if (run <= t) continue;
+    s.trimmed_[m.origin] = run;
+    auto positions = s.origins_.find(m.origin);
+    positions->second.erase(positions->second.begin(), positions->second.upper_bound(run));
+  }
+  s.first_seq_ = new_first;
+  s.trim_marks_.emplace_back(new_first - 1, newest);
+  ++version_;
+  SyncedLocked();
+  res.trimmed = trimmed.size();
+  res.first_seq = new_first;
+  return res;
+}
+
+Result<uint64_t> MemoryLogStore::SkipTrimmed(const std::string& origin, uint64_t through) {
+  if (origin.empty() || origin == stream_id_ || origin.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("cannot skip positions of stream '" + origin + "'");
+  }
+  uint64_t completions = 0;
+  uint64_t generation = 0;
+  uint64_t skipped = 0;
+  {
+    MutexLock lock(&mu_);
+    completions = BeforeMaintenanceLocked();
+    generation = generation_;
+    if (Status refusal = RefusalLocked(); !refusal.ok()) return refusal;
+    uint64_t& hw = state_.high_waters_[origin];
+    if (through > hw) {
+      skipped = through - hw;
+      hw = through;
+    }
+    uint64_t& t = state_.trimmed_[origin];
+    if (t < through) {
+      t = through;
+      // Positions at or below the mark are no longer held: their index entries go with it.
+      auto positions = state_.origins_.find(origin);
+      if (positions != state_.origins_.end()) {
+        positions->second.erase(positions->second.begin(),
+                                positions->second.upper_bound(through));
+      }
+    }
+    ++version_;
+    SyncedLocked();
+  }
+  if (completions != 0) ScheduleCompletions(generation, completions);
+  return skipped;
+}
+
+Status MemoryLogStore::ExpireMsgIds(double ts) {
+  MutexLock lock(&mu_);
+  if (Status refusal = RefusalLocked(); !refusal.ok()) return refusal;
+  auto& marks = state_.trim_marks_;
+  auto end = marks.begin();
+  while (end != marks.end() && end->second < ts) ++end;
+  if (end == marks.begin()) return Status::Ok();
+  state_.dedup_head_ = std::prev(end)->first;
+  marks.erase(marks.begin(), end);
+  const uint64_t head = state_.dedup_head_;
+  std::erase_if(state_.msg_ids_, [head](const auto& e) { return e.second <= head; });
+  ++version_;
+  SyncedLocked();
+  return Status::Ok();
+}
+
+uint64_t MemoryLogStore::StoredBytes() const {
+  MutexLock lock(&mu_);
+  uint64_t bytes = 0;
+  for (uint64_t seq = state_.first_seq_; seq <= state_.records_.size(); ++seq) {
+    bytes += state_.records_[seq - 1].size();
+  }
+  return bytes;
 }
 
 Status MemoryLogStore::WriteHealth() const {

@@ -86,6 +86,11 @@ class MemoryLogStore final : public LogStore {
     std::map<std::string, std::vector<uint64_t>, std::less<>> inbox_;
     std::map<std::string, PullCursor, std::less<>> pull_cursors_;
     std::map<std::string, PushCursor> push_cursors_;
+    // Retention: records below first_seq_ are trimmed (their slot in records_ is empty).
+    uint64_t first_seq_ = 1;
+    HighWaterMap trimmed_;    // origin -> TrimmedThrough
+    uint64_t dedup_head_ = 0;  // msg_ids of seqs at or below it are forgotten
+    std::vector<std::pair<uint64_t, double>> trim_marks_;  // (last seq trimmed, newest ts)
   };
 
   // Runs `event` later, on the simulation's thread, with no lock of the store held.
@@ -125,6 +130,14 @@ class MemoryLogStore final : public LogStore {
   PushCursor GetPushCursor(const std::string& peer_url) const override;
   Status SetPushCursor(const std::string& peer_url, const PushCursor& cursor) override;
   PullCursor GetPullCursor(const std::string& peer_url) const override;
+
+  uint64_t FirstSeq() const override;
+  uint64_t TrimmedThrough(const std::string& origin) const override;
+  Result<uint64_t> TrimmedRun(const std::string& origin, uint64_t after) const override;
+  Result<TrimResult> Trim(const TrimRequest& req) override;
+  Result<uint64_t> SkipTrimmed(const std::string& origin, uint64_t through) override;
+  Status ExpireMsgIds(double ts) override;
+  uint64_t StoredBytes() const override;
 
   Status WriteHealth() const override;
 
@@ -214,6 +227,13 @@ class MemoryLogStore final : public LogStore {
   Status ScanInbox(const ScanOptions& opts, uint64_t bound, const MessageVisitor& visit) const
       LOCKS_EXCLUDED(mu_);
   Status RefusalLocked() const EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t TrimmedThroughLocked(std::string_view origin) const EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // See RocksLogStore::PositionsBelow.
+  uint64_t PositionsBelowLocked(std::string_view origin, uint64_t after, uint64_t first) const
+      EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits queued AppendAsync writes before a retention write (which is synced like them).
+  // Returns the id of their completions (0: none).
+  uint64_t BeforeMaintenanceLocked() EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string node_id_;
   const std::string stream_id_;

@@ -41,10 +41,10 @@ class SimNetwork::SimTransport final : public Transport {
     net_->Call<HeartbeatReply>(node_, peers_[peer], kHeartbeatRoute, "", &DecodeHeartbeat,
                                std::move(done));
   }
-  void Replicate(size_t peer, std::vector<Message> msgs,
+  void Replicate(size_t peer, std::vector<Message> msgs, PushSkip skip,
                  std::function<void(Result<ReplicateReply>)> done) override {
     net_->Call<ReplicateReply>(node_, peers_[peer], kReplicateRoute,
-                               json::EncodeReplicateRequest(msgs), &DecodeReplicate,
+                               json::EncodeReplicateRequest(msgs, skip), &DecodeReplicate,
                                std::move(done));
   }
   void Sync(size_t peer, uint64_t since, size_t limit, std::map<std::string, uint64_t> have,

@@ -15,6 +15,7 @@ what the user sees at every step:
   2. `status` prints one row per node, all up, every peer alive, lag 0 (also with a dead
      http_proxy in the environment: the launcher talks to 127.0.0.1 directly).
   3. Messages sent to node1 reach node2..node4.
+  3b. a durable consumer created on node1 shows in `status`'s consumers table (3 pending).
   4. `kill node2` ends the process; `status` shows node2 down, then (after the heartbeat timeout)
      node1..node4 counting one dead peer, and node1's lag towards node2 growing with the
      messages sent meanwhile; node1's /metrics says dsm_peer_alive 0 for node2.
@@ -246,12 +247,23 @@ def launcher_env(**extra):
 
 
 class StatusTable:
-    """`dsm-cluster status` output: node, up, last_seq, alive peers, lag per peer."""
+    """`dsm-cluster status` output: node, up, last_seq, alive peers, lag per peer; then, after a
+    blank line when some node has durable consumers, node, consumer, pending, in_flight, dead."""
 
     def __init__(self, text):
         self.text = text
         self.rows = {}
-        lines = [line for line in text.splitlines() if line.strip()]
+        self.consumers = {}
+        nodes_part, _, consumers_part = text.strip().partition("\n\n")
+        lines = [line for line in nodes_part.splitlines() if line.strip()]
+        clines = [line for line in consumers_part.splitlines() if line.strip()]
+        if clines:
+            check(clines[0].split() == ["node", "consumer", "pending", "in_flight", "dead"],
+                  f"status: unexpected consumers header in\n{text}")
+            for line in clines[1:]:
+                t = line.split()
+                check(len(t) == 5 and t[0] in NODES, f"status: unexpected consumer row '{line}'")
+                self.consumers[(t[0], t[1])] = {"pending": t[2], "in_flight": t[3], "dead": t[4]}
         check(lines and lines[0].split()[:3] == ["node", "up", "last_seq"],
               f"status: unexpected header in\n{text}")
         for line in lines[1:]:
@@ -506,6 +518,16 @@ def scenario(cluster):
     cluster.wait_status(f"every node has last_seq {len(sent)}, peers alive, lag 0",
                         lambda t: cluster.healthy(t, last_seq=len(sent)))
     log(f"{len(sent)} messages sent to node1 reached node2..node4")
+
+    # 3b. A durable consumer on node1 shows in the status table's consumers part.
+    status, _, raw = http("PUT", cluster.url("node1") + "/consumers/launcher", {"recipient": "all"})
+    check(status == 201, f"PUT /consumers/launcher on node1 answered {status}: {raw}")
+    table = cluster.wait_status("node1 shows its consumer with 3 pending",
+                                lambda t: t.consumers.get(("node1", "launcher"), {}).get("pending")
+                                == "3")
+    check(table.consumers[("node1", "launcher")] == {"pending": "3", "in_flight": "0", "dead": "0"},
+          f"status: unexpected consumer row in\n{table.text}")
+    log("the status table shows node1's durable consumer")
 
     # 4. kill node2.
     old_pid = pids["node2"]

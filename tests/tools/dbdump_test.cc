@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 
 #include "common/encoding.h"
 #include "storage/log_reader.h"
+#include "storage/consumer_schema.h"
 #include "storage/record.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
@@ -165,11 +167,13 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-class DbDumpTest : public ::testing::Test {
+// A fixture over a directory `Build` writes (it returns the directory's own stream id).
+template <std::string (*Build)(const std::string&)>
+class DirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    own_stream_ = BuildStandardDir(Db());
+    own_stream_ = Build(Db());
     ASSERT_FALSE(own_stream_.empty());
   }
   std::string Db() const { return dir_.Sub("db"); }
@@ -177,6 +181,8 @@ class DbDumpTest : public ::testing::Test {
   ScopedTempDir dir_;
   std::string own_stream_;
 };
+
+using DbDumpTest = DirTest<BuildStandardDir>;
 
 // ---------------------------------------------------------------------------------------------
 // Metadata
@@ -409,6 +415,37 @@ TEST_F(DbDumpTest, VerifyAcceptsAnIntactDirectory) {
             "recipient index entries");
 }
 
+TEST_F(DbDumpTest, ShowsAndAcceptsDurableConsumers) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(Db());
+    ASSERT_NE(store, nullptr);
+    StoredConsumer c;
+    c.name = "work";
+    c.uid = "0a1b2c3d";
+    c.session = 2;
+    c.floor = 4;
+    c.definition.recipient = "bob";
+    ConsumerChange change;
+    change.name = c.name;
+    change.create = c;
+    change.acks = {6};
+    change.dead = {DeadLetter{5, 3, 1.79e9}};
+    ASSERT_TRUE(store->consumer_state()->CommitAndWait({change}).ok());
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out).ok());
+  EXPECT_NE(out.str().find("recipient 'bob', started after seq 0, ack floor 4, 1 acknowledgements "
+                           "above it, 1 dead letters, session 2"),
+            std::string::npos)
+      << out.str();
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << report->Summary();
+  EXPECT_EQ(report->consumers, 1u);
+}
+
 struct DamageCase {
   const char* name;
   // Damages the standard directory. `own` is its own stream id.
@@ -422,6 +459,20 @@ void PrintTo(const DamageCase& c, std::ostream* os) { *os << c.name; }
 std::string MetaWhere(const std::string& raw_key) { return "meta '" + Escape(raw_key) + "'"; }
 
 const DamageCase kDamageCases[] = {
+    {"malformed consumers key",
+     [](RawDb& db, const std::string&) { db.Put("consumers", std::string("\x03") + "abcq", ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"consumers key '\\x03abcq'", "malformed consumers key"}};
+     }},
+    {"consumer without a definition",
+     [](RawDb& db, const std::string&) {
+       db.Put("consumers", schema::ConsumerKey("w", schema::kConsumerFloorTag), BigEndian64(3));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"consumers 'w' definition", "consumer has no (readable) definition"}};
+     }},
     {"msg_id index entry deleted", [](RawDb& db, const std::string&) { db.Delete("msgid", "m3"); },
      [](const std::string&) {
        return std::map<std::string, std::string>{
@@ -661,6 +712,44 @@ const DamageCase kDamageCases[] = {
      }},
 };
 
+// Every damage of `report` is one of `expected` (where -> a part of the problem text), and every
+// expected one is reported, once.
+void ExpectExactlyTheDamage(const VerifyReport& report,
+                            const std::map<std::string, std::string>& expected) {
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.damage_count, report.damage.size());
+  std::map<std::string, std::string> found;
+  std::string all;
+  for (const Damage& d : report.damage) {
+    found[d.where] = d.problem;
+    all += "  " + d.ToString() + "\n";
+  }
+  EXPECT_EQ(found.size(), report.damage.size()) << "one report per entry expected:\n" << all;
+  std::set<std::string> expected_where;
+  std::set<std::string> found_where;
+  for (const auto& [where, problem] : expected) expected_where.insert(where);
+  for (const auto& [where, problem] : found) found_where.insert(where);
+  EXPECT_EQ(found_where, expected_where) << all;
+  for (const auto& [where, problem] : expected) {
+    auto it = found.find(where);
+    if (it == found.end()) continue;
+    EXPECT_NE(it->second.find(problem), std::string::npos)
+        << where << ": expected '" << problem << "', got '" << it->second << "'";
+  }
+  EXPECT_EQ(report.Summary().rfind("DAMAGED: " + std::to_string(expected.size()) + " problem", 0),
+            0u)
+      << report.Summary();
+}
+
+std::string DamageCaseName(const ::testing::TestParamInfo<DamageCase>& info) {
+  std::string name;
+  for (const char* p = info.param.name; *p != '\0'; ++p) {
+    const char ch = *p;
+    name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  }
+  return name;
+}
+
 class VerifyDamageTest : public DbDumpTest, public ::testing::WithParamInterface<DamageCase> {};
 
 TEST_P(VerifyDamageTest, ReportsExactlyTheDamage) {
@@ -674,43 +763,419 @@ TEST_P(VerifyDamageTest, ReportsExactlyTheDamage) {
   std::vector<Damage> streamed;
   Result<VerifyReport> report = Verify(*reader, [&](const Damage& d) { streamed.push_back(d); });
   ASSERT_TRUE(report.ok()) << report.status().ToString();
-  EXPECT_FALSE(report->ok());
-  EXPECT_EQ(report->damage_count, report->damage.size());
   ASSERT_EQ(streamed.size(), report->damage.size());
-
-  const std::map<std::string, std::string> expected = c.expected(own_stream_);
-  std::map<std::string, std::string> found;
-  std::string all;
-  for (const Damage& d : report->damage) {
-    found[d.where] = d.problem;
-    all += "  " + d.ToString() + "\n";
-  }
-  EXPECT_EQ(found.size(), report->damage.size()) << "one report per entry expected:\n" << all;
-  std::set<std::string> expected_where;
-  std::set<std::string> found_where;
-  for (const auto& [where, problem] : expected) expected_where.insert(where);
-  for (const auto& [where, problem] : found) found_where.insert(where);
-  EXPECT_EQ(found_where, expected_where) << all;
-  for (const auto& [where, problem] : expected) {
-    auto it = found.find(where);
-    if (it == found.end()) continue;
-    EXPECT_NE(it->second.find(problem), std::string::npos)
-        << where << ": expected '" << problem << "', got '" << it->second << "'";
-  }
-  EXPECT_EQ(report->Summary().rfind("DAMAGED: " + std::to_string(expected.size()) + " problem", 0),
-            0u)
-      << report->Summary();
+  ExpectExactlyTheDamage(*report, c.expected(own_stream_));
 }
 
 INSTANTIATE_TEST_SUITE_P(Damage, VerifyDamageTest, ::testing::ValuesIn(kDamageCases),
-                         [](const ::testing::TestParamInfo<DamageCase>& info) {
-                           std::string name;
-                           for (const char* p = info.param.name; *p != '\0'; ++p) {
-                             const char ch = *p;
-                             name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           }
-                           return name;
-                         });
+                         DamageCaseName);
+
+// ---------------------------------------------------------------------------------------------
+// A directory retention trimmed
+
+constexpr char kStream4[] = "node4@00000000000000aa";  // positions 1..5 skipped, never held
+
+TrimRequest TrimBefore(uint64_t seq) {
+  TrimRequest req;
+  req.before_seq = seq;
+  req.max_records = 1000;
+  return req;
+}
+
+// Writes a directory as a node's retention leaves it:
+//   seq 1..5  a1..a5, own stream positions 1..5 (ts: a1 1000, a2 and a3 2000, a4 and a5 3000)
+//   seq 6..7  p1..p2 from kStream2, positions 1..2
+//   kStream3 position 1 carries a2 again: consumed, it points at seq 2
+//   seq 8     q2 from kStream3, position 2
+//   kStream4  positions 1..5 skipped (its holder trimmed them): high water 5, no entries
+// then trims seq 1 (one step) and seqs 2..3 (a second step), and expires the msg_ids of the
+// first step. Left: first_seq 4, dedup_head 1, one pending step (ending at seq 3), own trim mark
+// 3, kStream4's 5; msg_ids a2 and a3 kept for dedup (a1's forgotten, until compaction), and
+// kStream3#1 pointing below first_seq (its record a2 was trimmed). Returns the own stream id.
+std::string BuildTrimmedDir(const std::string& path) {
+  std::unique_ptr<RocksLogStore> store = MustOpenStore(path);
+  if (store == nullptr) return "";
+  EXPECT_TRUE(store
+                  ->Append({ClientMsg("a1", "alice", "bob", "x", 1000),
+                            ClientMsg("a2", "alice", "bob", "x", 2000),
+                            ClientMsg("a3", "alice", "bob", "x", 2000),
+                            ClientMsg("a4", "alice", "bob", "x", 3000),
+                            ClientMsg("a5", "alice", "bob", "x", 3000)})
+                  .ok());
+  EXPECT_TRUE(store->Apply({PeerMsg("p1", kStream2, 1), PeerMsg("p2", kStream2, 2)}).ok());
+  Result<std::vector<WriteOutcome>> r =
+      store->Apply({PeerMsg("a2", kStream3, 1), PeerMsg("q2", kStream3, 2)});
+  EXPECT_TRUE(r.ok());
+  if (r.ok()) {
+    EXPECT_EQ((*r)[0].kind, WriteOutcome::Kind::kDuplicate);
+  }
+  Result<uint64_t> skipped = store->SkipTrimmed(kStream4, 5);
+  EXPECT_TRUE(skipped.ok() && *skipped == 5u);
+  Result<TrimResult> t1 = store->Trim(TrimBefore(2));
+  EXPECT_TRUE(t1.ok() && t1->trimmed == 1u);
+  Result<TrimResult> t2 = store->Trim(TrimBefore(4));
+  EXPECT_TRUE(t2.ok() && t2->trimmed == 2u && t2->first_seq == 4u);
+  EXPECT_TRUE(store->ExpireMsgIds(1500).ok());
+  EXPECT_EQ(store->FirstSeq(), 4u);
+  EXPECT_EQ(store->TrimmedThrough(store->stream_id()), 3u);
+  EXPECT_EQ(store->TrimmedThrough(kStream3), 0u);
+  return store->stream_id();
+}
+
+using TrimmedDirTest = DirTest<BuildTrimmedDir>;
+
+TEST_F(TrimmedDirTest, MetadataReadsTheRetentionKeys) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<LogMetadata> meta = reader->ReadMetadata();
+  ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+  EXPECT_TRUE(meta->problems.empty()) << meta->problems.front().key << ": "
+                                      << meta->problems.front().problem;
+  EXPECT_EQ(meta->first_seq_kept, std::optional<uint64_t>(4));
+  EXPECT_EQ(meta->FirstSeqKept(), 4u);
+  EXPECT_EQ(meta->dedup_head, std::optional<uint64_t>(1));
+  EXPECT_EQ(meta->trim_marks, (std::map<uint64_t, double>{{3, 2000}}));
+  EXPECT_EQ(meta->trimmed_through,
+            (std::map<std::string, uint64_t>{{own_stream_, 3}, {kStream4, 5}}));
+  EXPECT_EQ(meta->first_seq, 4u);  // the log's own extent
+  EXPECT_EQ(meta->last_seq, 8u);
+  EXPECT_EQ(meta->message_count, 5u);
+}
+
+TEST_F(TrimmedDirTest, MetadataDumpShowsTheTrimmedPrefix) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  size_t problems = 99;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out, &problems).ok());
+  EXPECT_EQ(problems, 0u);
+  std::map<std::string, std::string> values;
+  for (const std::string& line : Lines(out.str())) {
+    const size_t colon = line.find(": ");
+    ASSERT_NE(colon, std::string::npos) << line;
+    values[line.substr(0, colon)] = line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  EXPECT_EQ(values["first_seq_kept"], "4 (seqs 1..3 trimmed)");
+  EXPECT_EQ(values["dedup_head"], "1 (msg_ids of seqs 1..1 forgotten)");
+  EXPECT_EQ(values["trim_steps_pending"].rfind("1 (msg_ids kept for dedup; the last step ends at "
+                                               "seq 3, its newest message 1970-01-01T00:33:20",
+                                               0),
+            0u)
+      << values["trim_steps_pending"];
+  EXPECT_EQ(values["trimmed_through " + own_stream_], "3");
+  EXPECT_EQ(values[std::string("trimmed_through ") + kStream4], "5");
+  EXPECT_EQ(values["first_seq"], "4");
+
+  std::ostringstream json;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions{OutputFormat::kJsonLines, 0}, json).ok());
+  rapidjson::Document doc;
+  ASSERT_FALSE(doc.Parse(json.str().c_str()).HasParseError()) << json.str();
+  EXPECT_EQ(doc["first_seq_kept"].GetUint64(), 4u);
+  EXPECT_EQ(doc["dedup_head"].GetUint64(), 1u);
+  ASSERT_EQ(doc["trim_steps_pending"].Size(), 1u);
+  EXPECT_EQ(doc["trim_steps_pending"][0]["through_seq"].GetUint64(), 3u);
+  EXPECT_EQ(doc["trim_steps_pending"][0]["newest_ts"].GetDouble(), 2000.0);
+  EXPECT_EQ(doc["trimmed_through"][own_stream_.c_str()].GetUint64(), 3u);
+  EXPECT_EQ(doc["trimmed_through"][kStream4].GetUint64(), 5u);
+}
+
+TEST_F(DbDumpTest, AnUntrimmedDirectoryShowsNoRetentionLines) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions(), out).ok());
+  EXPECT_EQ(out.str().find("first_seq_kept"), std::string::npos) << out.str();
+  std::ostringstream json;
+  ASSERT_TRUE(DumpMetadata(*reader, DumpOptions{OutputFormat::kJsonLines, 0}, json).ok());
+  rapidjson::Document doc;
+  ASSERT_FALSE(doc.Parse(json.str().c_str()).HasParseError()) << json.str();
+  EXPECT_EQ(doc["first_seq_kept"].GetUint64(), 1u);
+  EXPECT_TRUE(doc["dedup_head"].IsNull());
+  EXPECT_TRUE(doc["trim_steps_pending"].GetArray().Empty());
+  EXPECT_EQ(doc["trimmed_through"].MemberCount(), 0u);
+}
+
+TEST_F(TrimmedDirTest, MsgIdLookupOfATrimmedMessageSaysSo) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::ostringstream out;
+  Status kept = DumpMsgId(*reader, "a2", DumpOptions(), out);
+  EXPECT_EQ(kept.code(), Code::kNotFound) << kept.ToString();
+  EXPECT_NE(kept.message().find("trimmed by retention"), std::string::npos) << kept.message();
+  EXPECT_NE(kept.message().find("still kept for dedup"), std::string::npos) << kept.message();
+  Status forgotten = DumpMsgId(*reader, "a1", DumpOptions(), out);
+  if (forgotten.code() == Code::kNotFound &&
+      forgotten.message().find("trimmed") != std::string::npos) {
+    EXPECT_NE(forgotten.message().find("forgotten"), std::string::npos) << forgotten.message();
+  }  // else compaction already dropped the entry: plain NotFound
+  EXPECT_EQ(forgotten.code(), Code::kNotFound);
+  EXPECT_EQ(out.str(), "");
+  ASSERT_TRUE(DumpMsgId(*reader, "a4", DumpOptions{OutputFormat::kJsonLines, 0}, out).ok());
+}
+
+TEST_F(TrimmedDirTest, VerifyAcceptsATrimmedDirectory) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  std::vector<Damage> seen;
+  Result<VerifyReport> report = Verify(*reader, [&](const Damage& d) { seen.push_back(d); });
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string all;
+  for (const Damage& d : seen) all += "  " + d.ToString() + "\n";
+  EXPECT_TRUE(report->ok()) << all;
+  EXPECT_EQ(report->records, 5u);
+  EXPECT_EQ(report->first_seq, 4u);
+  EXPECT_EQ(report->last_seq, 8u);
+  EXPECT_EQ(report->first_seq_kept, 4u);
+  EXPECT_EQ(report->dedup_head, 1u);
+  EXPECT_EQ(report->trim_steps_pending, 1u);
+  EXPECT_EQ(report->msgid_trimmed, 2u);  // a2, a3
+  EXPECT_LE(report->msgid_forgotten, 1u);  // a1, unless compaction dropped it
+  EXPECT_EQ(report->msgid_entries, 7u + report->msgid_forgotten);
+  EXPECT_EQ(report->origin_trimmed, 1u);  // kStream3#1 -> seq 2
+  EXPECT_EQ(report->origin_entries, 6u);  // own #4..5, kStream2 #1..2, kStream3 #1..2
+  EXPECT_EQ(report->inbox_entries, 5u);
+  EXPECT_NE(report->Summary().find("; trimmed below seq 4 (2 msg_id entries kept for dedup"),
+            std::string::npos)
+      << report->Summary();
+}
+
+TEST_F(TrimmedDirTest, VerifyAcceptsADirectoryTrimmedToEmpty) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(Db());
+    ASSERT_NE(store, nullptr);
+    Result<TrimResult> t = store->Trim(TrimBefore(100));
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ(t->first_seq, 9u);
+    ASSERT_TRUE(store->ExpireMsgIds(1e12).ok());
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string all;
+  for (const Damage& d : report->damage) all += "  " + d.ToString() + "\n";
+  EXPECT_TRUE(report->ok()) << all;
+  EXPECT_EQ(report->records, 0u);
+  EXPECT_EQ(report->first_seq_kept, 9u);
+  EXPECT_EQ(report->dedup_head, 8u);
+  EXPECT_EQ(report->trim_steps_pending, 0u);
+  EXPECT_EQ(report->origin_entries, 0u);
+}
+
+// A node told that positions it already holds were trimmed at their origin (a push whose sender's
+// cursor lagged, a peer that came back after its holder trimmed past it) marks them no longer
+// held: their origin index entries go with the mark, as in a trim (storage/format.md: the index
+// holds exactly T+1..H).
+TEST_F(TrimmedDirTest, SkippingHeldPositionsLeavesNoIndexEntryBelowTheMark) {
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(Db());
+    ASSERT_NE(store, nullptr);
+    // kStream2 holds #1..2 here; its holder trimmed through #4 and through #1.
+    Result<uint64_t> skipped = store->SkipTrimmed(kStream2, 4);
+    ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+    EXPECT_EQ(*skipped, 2u);
+    ASSERT_TRUE(store->Apply({PeerMsg("q3", kStream3, 3)}).ok());
+    skipped = store->SkipTrimmed(kStream3, 1);  // at or below the high water: nothing skipped
+    ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+    EXPECT_EQ(*skipped, 0u);
+    EXPECT_EQ(store->TrimmedThrough(kStream3), 1u);
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::string all;
+  for (const Damage& d : report->damage) all += "  " + d.ToString() + "\n";
+  EXPECT_TRUE(report->ok()) << all;
+  EXPECT_EQ(report->origin_entries, 4u);  // own #4..5, kStream3 #2..3
+  EXPECT_EQ(report->origin_trimmed, 0u);  // kStream3#1 went with the mark
+}
+
+// Two nodes that trimmed the same prefix: the consumed position kStream3#1 points at a trimmed
+// record in both (not held any more, so not compared), and a1's forgotten msg_id counts for
+// neither.
+TEST(DbDumpCompareTest, TrimmedDirectoriesCompareEqual) {
+  ScopedTempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ASSERT_FALSE(BuildTrimmedDir(dir.Sub("a")).empty());
+  ASSERT_FALSE(BuildTrimmedDir(dir.Sub("b")).empty());
+  std::unique_ptr<LogReader> a = MustOpenReader(dir.Sub("a"));
+  std::unique_ptr<LogReader> b = MustOpenReader(dir.Sub("b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::ostringstream out;
+  Result<CompareReport> report = Compare({a.get(), b.get()}, out);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->same()) << out.str();
+  EXPECT_EQ(report->distinct, 7u) << out.str();  // a2..a5, p1, p2, q2
+  EXPECT_EQ(report->shared_positions, 3u);       // kStream2 #1..2 and kStream3 #2
+  EXPECT_EQ(report->conflicts, 0u);
+}
+
+// A case that writes one meta entry and expects one problem, on that key. In `key`,
+// kOwnPlaceholder stands for the directory's own stream id.
+constexpr char kOwnPlaceholder[] = "<own>";
+
+DamageCase OneMetaEntry(const char* name, std::string key, std::string value,
+                        std::string problem) {
+  auto own_key = [key](const std::string& own) {
+    std::string k = key;
+    const size_t at = k.find(kOwnPlaceholder);
+    if (at != std::string::npos) k.replace(at, std::strlen(kOwnPlaceholder), own);
+    return k;
+  };
+  return DamageCase{
+      name, [own_key, value](RawDb& db, const std::string& own) {
+        db.Put("meta", own_key(own), value);
+      },
+      [own_key, problem](const std::string& own) {
+        return std::map<std::string, std::string>{{MetaWhere(own_key(own)), problem}};
+      }};
+}
+
+// Damage inside a trimmed directory, one case per check.
+const DamageCase kTrimmedDamageCases[] = {
+    {"hole inside the retained range",
+     [](RawDb& db, const std::string&) {
+       db.Delete("log", schema::LogKey(6));
+       db.Delete("msgid", "p1");
+       db.Delete("origin", schema::OriginKey(kStream2, 1));
+       db.Delete("inbox", schema::InboxKey("all", 6));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 6", "missing (the log is not dense: seq 5 is followed by seq 7)"},
+           {std::string("origin ") + kStream2 + "#1", "missing (the positions of"}};
+     }},
+    {"log starts after first_seq",
+     [](RawDb& db, const std::string&) {
+       db.Delete("log", schema::LogKey(4));
+       db.Delete("msgid", "a4");
+       db.Delete("inbox", schema::InboxKey("bob", 4));
+     },
+     [](const std::string& own) {
+       return std::map<std::string, std::string>{
+           {"log seq 4", "missing (the log starts at seq 5, first_seq is 4)"},
+           {"origin " + own + "#4", "points at seq 4, which is not in the log"}};
+     }},
+    {"a trimmed record left in the log",
+     [](RawDb& db, const std::string& own) {
+       Message m = ClientMsg("a3", "alice", "bob", "x", 2000);
+       m.seq = 3;
+       m.origin = own;
+       m.origin_seq = 3;
+       db.Put("log", schema::LogKey(3), EncodeRecord(m));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 3", "below first_seq 4: a trimmed record is still in the log"}};
+     }},
+    {"recipient index entry below first_seq",
+     [](RawDb& db, const std::string&) { db.Put("inbox", schema::InboxKey("bob", 2), ""); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {DescribeKey(LogFamily::kInbox, schema::InboxKey("bob", 2)),
+            "points at seq 2, below first_seq 4"}};
+     }},
+    {"msg_id entry at or above first_seq pointing at nothing",
+     [](RawDb& db, const std::string&) { db.Put("msgid", "ghost", schema::LogKey(20)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"msgid 'ghost'", "points at seq 20, which is not in the log"}};
+     }},
+    {"a retained record's msg_id indexed at a trimmed seq",
+     [](RawDb& db, const std::string&) { db.Put("msgid", "a5", schema::LogKey(2)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {"log seq 5", "msg_id 'a5' is indexed at seq 2, a trimmed record, not here"}};
+     }},
+    {"origin index entry at or below the trim mark",
+     [](RawDb& db, const std::string& own) {
+       db.Put("origin", schema::OriginKey(own, 2), schema::LogKey(5));
+     },
+     [](const std::string& own) {
+       return std::map<std::string, std::string>{
+           {"origin " + own + "#2", "at or below the trim mark 3 of"}};
+     }},
+    {"positions of a skipped stream missing above its trim mark",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::HighWaterKey(kStream4), schema::LogKey(7));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::HighWaterKey(kStream4)),
+            "high water is 7, but the origin index holds no position of " +
+                std::string(kStream4) + " (trim mark 5)"}};
+     }},
+    OneMetaEntry("trim mark beyond the high water",
+                 schema::TrimmedKey("node9@00000000000000bb"), schema::LogKey(2),
+                 "trim mark 2 is beyond the high water 0"),
+    {"dedup head not below first_seq",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", std::string(schema::kDedupHeadKey), schema::LogKey(4));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(std::string(schema::kDedupHeadKey)), "dedup head 4 is not below first_seq 4"},
+           {MetaWhere(schema::TrimMarkKey(3)), "is at or below the dedup head 4"}};
+     }},
+    {"trim step at or beyond first_seq",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::TrimMarkKey(6), schema::EncodeTrimMarkValue(3000));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::TrimMarkKey(6)), "trim step ending at seq 6 is not below first_seq 4"},
+           {MetaWhere(std::string(schema::kFirstSeqKey)), "no trim step"}};
+     }},
+    {"no trim step ends where the log starts",
+     [](RawDb& db, const std::string&) { db.Delete("meta", schema::TrimMarkKey(3)); },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(std::string(schema::kFirstSeqKey)),
+            "first_seq is 4, but no trim step (pending mark or dedup head) ends at seq 3"}};
+     }},
+    OneMetaEntry("malformed first_seq", std::string(schema::kFirstSeqKey), "\x01",
+                 "malformed value (1 bytes, expected 8)"),
+    OneMetaEntry("first_seq 0", std::string(schema::kFirstSeqKey), schema::LogKey(0),
+                 "first seq 0 is not valid"),
+    OneMetaEntry("malformed dedup head", std::string(schema::kDedupHeadKey), "\x01\x02",
+                 "malformed value (2 bytes, expected 8)"),
+    OneMetaEntry("malformed trim mark", schema::TrimmedKey(kOwnPlaceholder), "\x03",
+                 "malformed value (1 bytes, expected 8)"),
+    OneMetaEntry("trim mark without an origin", std::string(schema::kTrimmedPrefix),
+                 schema::LogKey(1), "trim mark without a valid origin"),
+    {"malformed trim step",
+     [](RawDb& db, const std::string&) {
+       db.Put("meta", schema::TrimMarkKey(3), "\x01");
+       db.Put("meta", std::string(schema::kTrimMarkPrefix) + "abc", schema::EncodeTrimMarkValue(1));
+     },
+     [](const std::string&) {
+       return std::map<std::string, std::string>{
+           {MetaWhere(schema::TrimMarkKey(3)), "malformed trim step value (1 bytes"},
+           {MetaWhere(std::string(schema::kTrimMarkPrefix) + "abc"),
+            "malformed trim step key"}};
+     }},
+};
+
+class VerifyTrimmedDamageTest : public TrimmedDirTest,
+                                public ::testing::WithParamInterface<DamageCase> {};
+
+TEST_P(VerifyTrimmedDamageTest, ReportsExactlyTheDamage) {
+  const DamageCase& c = GetParam();
+  {
+    RawDb db(Db());
+    c.damage(db, own_stream_);
+  }
+  std::unique_ptr<LogReader> reader = MustOpenReader(Db());
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = Verify(*reader);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ExpectExactlyTheDamage(*report, c.expected(own_stream_));
+}
+
+INSTANTIATE_TEST_SUITE_P(TrimmedDamage, VerifyTrimmedDamageTest,
+                         ::testing::ValuesIn(kTrimmedDamageCases), DamageCaseName);
 
 TEST_F(DbDumpTest, RangeDumpStopsAtAnUndecodableRecord) {
   {

@@ -85,13 +85,32 @@ std::string PositionName(std::string_view key) {
   return DescribeKey(LogFamily::kOrigin, key);
 }
 
+// What retention left in each directory (storage/format.md, "Retention").
+struct Trimmed {
+  uint64_t first_seq = 1;   // seqs below it were trimmed
+  uint64_t dedup_head = 0;  // msg_id entries of seqs at or below it are forgotten
+};
+
+// Whether an index value points at a seq below `below` (a malformed value does not: the lookup
+// reports it).
+bool PointsBelow(const std::optional<std::string_view>& value, uint64_t below) {
+  uint64_t seq = 0;
+  return value && schema::DecodeSeqValue(*value, &seq) && seq < below;
+}
+
 // Merges the origin indexes; for every position two readers or more hold, reads the msg_id each
 // one stores there and counts the position in `report`. When the msg_ids differ, counts the
-// conflict and prints it (the first one after a heading).
-Status FindConflicts(const std::vector<const LogReader*>& readers, CompareReport& report,
+// conflict and prints it (the first one after a heading). A position whose entry points at a
+// trimmed record (a consumed position) is not held there any more.
+Status FindConflicts(const std::vector<const LogReader*>& readers,
+                     const std::vector<Trimmed>& trimmed, CompareReport& report,
                      std::ostream& out) {
   std::vector<std::optional<std::string>> msg_ids(readers.size());
-  auto visit = [&](std::string_view key, const HeldValues& held) -> Status {
+  auto visit = [&](std::string_view key, const HeldValues& all_held) -> Status {
+    HeldValues held = all_held;
+    for (size_t i = 0; i < held.size(); ++i) {
+      if (PointsBelow(held[i], trimmed[i].first_seq)) held[i].reset();
+    }
     size_t holders = 0;
     for (const auto& value : held) holders += value.has_value() ? 1 : 0;
     if (holders < 2) return Status::Ok();
@@ -153,15 +172,24 @@ std::string CompareReport::Summary() const {
 
 Result<CompareReport> Compare(const std::vector<const LogReader*>& readers, std::ostream& out) {
   CompareReport report;
+  std::vector<Trimmed> trimmed;
   for (const LogReader* r : readers) {
     Result<LogMetadata> meta = r->ReadMetadata();
     if (!meta.ok()) return meta.status();
     report.dirs.push_back(CompareDir{r->path(), meta->stream_id(), 0, 0});
+    trimmed.push_back(Trimmed{meta->FirstSeqKept(), meta->dedup_head.value_or(0)});
   }
+  // A msg_id entry at or below the dedup head is forgotten (compaction drops it): not held.
+  auto holds = [&](const HeldValues& held, size_t i) {
+    return held[i].has_value() && !PointsBelow(held[i], trimmed[i].dedup_head + 1);
+  };
   Status s = MergeFamily(readers, LogFamily::kMsgId, [&](std::string_view, const HeldValues& held) {
+    size_t holders = 0;
+    for (size_t i = 0; i < held.size(); ++i) holders += holds(held, i) ? 1 : 0;
+    if (holders == 0) return Status::Ok();
     ++report.distinct;
     for (size_t i = 0; i < held.size(); ++i) {
-      ++(held[i] ? report.dirs[i].msg_ids : report.dirs[i].missing);
+      ++(holds(held, i) ? report.dirs[i].msg_ids : report.dirs[i].missing);
     }
     return Status::Ok();
   });
@@ -178,17 +206,21 @@ Result<CompareReport> Compare(const std::vector<const LogReader*>& readers, std:
     out << Label(i) << " misses " << report.dirs[i].missing << " msg_ids that others hold:\n";
     s = MergeFamily(readers, LogFamily::kMsgId,
                     [&](std::string_view msg_id, const HeldValues& held) {
-                      if (held[i]) return Status::Ok();
+                      if (holds(held, i)) return Status::Ok();
+                      bool others = false;
                       std::string line = "  '" + Escape(msg_id) + "'  held by";
                       for (size_t j = 0; j < held.size(); ++j) {
-                        if (held[j]) line += " " + Label(j);
+                        if (!holds(held, j)) continue;
+                        line += " " + Label(j);
+                        others = true;
                       }
+                      if (!others) return Status::Ok();
                       out << line << '\n';
                       return Status::Ok();
                     });
     if (!s.ok()) return s;
   }
-  if (s = FindConflicts(readers, report, out); !s.ok()) return s;
+  if (s = FindConflicts(readers, trimmed, report, out); !s.ok()) return s;
   return report;
 }
 

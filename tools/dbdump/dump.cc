@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "src/http/utf8.h"
+#include "tools/dbdump/consumers.h"
+#include "storage/schema.h"
 #include "tools/dbdump/text.h"
 
 namespace dsm::dbdump {
@@ -112,6 +114,12 @@ std::string UnreadableText(const LogMetadata::Unreadable& u) {
          "': damaged, read only up to the damage (" + u.error + ")";
 }
 
+// Whether retention ever left a mark in the directory (storage/format.md, "Retention").
+bool Trimmed(const LogMetadata& meta) {
+  return meta.first_seq_kept || meta.dedup_head || !meta.trim_marks.empty() ||
+         !meta.trimmed_through.empty();
+}
+
 void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::ostream& out) {
   std::vector<std::pair<std::string, std::string>> lines;
   auto optional_text = [](const std::optional<std::string>& v) {
@@ -133,6 +141,27 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
   lines.emplace_back("messages", std::to_string(meta.message_count) + partial);
   lines.emplace_back("first_seq", std::to_string(meta.first_seq) + partial);
   lines.emplace_back("last_seq", std::to_string(meta.last_seq) + partial);
+  if (Trimmed(meta)) {
+    const uint64_t first = meta.FirstSeqKept();
+    lines.emplace_back("first_seq_kept",
+                       std::to_string(first) +
+                           (first > 1 ? " (seqs 1.." + std::to_string(first - 1) + " trimmed)"
+                                      : std::string(" (no message trimmed)")));
+    lines.emplace_back("dedup_head",
+                       meta.dedup_head ? std::to_string(*meta.dedup_head) + " (msg_ids of seqs 1.." +
+                                             std::to_string(*meta.dedup_head) + " forgotten)"
+                                       : std::string("(none: every trimmed msg_id is kept)"));
+    std::string steps = std::to_string(meta.trim_marks.size());
+    if (!meta.trim_marks.empty()) {
+      const auto& [seq, ts] = *meta.trim_marks.rbegin();
+      steps += " (msg_ids kept for dedup; the last step ends at seq " + std::to_string(seq) +
+               ", its newest message " + FormatTimestamp(ts) + ")";
+    }
+    lines.emplace_back("trim_steps_pending", std::move(steps));
+    for (const auto& [origin, through] : meta.trimmed_through) {
+      lines.emplace_back("trimmed_through " + Escape(origin), std::to_string(through));
+    }
+  }
   if (meta.high_waters.empty()) lines.emplace_back("high_waters", "(none)");
   for (const auto& [origin, hw] : meta.high_waters) {
     std::string value = std::to_string(hw);
@@ -152,6 +181,15 @@ void PrintMetadataTable(const LogReader& reader, const LogMetadata& meta, std::o
         "seq " + std::to_string(cursor.seq) + " of stream " +
             (cursor.peer_stream.empty() ? std::string("(none)") : Escape(cursor.peer_stream)));
   }
+  std::vector<StoredConsumer> consumers;
+  Status cs = ReadConsumers(reader, &consumers, [&](std::string where, std::string problem) {
+    lines.emplace_back("problem", where + ": " + problem);
+  });
+  if (consumers.empty()) lines.emplace_back("consumers", "(none)");
+  for (const StoredConsumer& c : consumers) {
+    lines.emplace_back("consumer " + Escape(c.name), ConsumerSummary(c));
+  }
+  if (!cs.ok()) lines.emplace_back("unreadable", "family 'consumers': " + cs.message());
   for (const MetaProblem& p : meta.problems) {
     lines.emplace_back("problem", DescribeKey(LogFamily::kMeta, p.key) + ": " + p.problem);
   }
@@ -199,6 +237,32 @@ void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::os
   w.Uint64(meta.first_seq);
   w.Key("last_seq");
   w.Uint64(meta.last_seq);
+  w.Key("first_seq_kept");
+  w.Uint64(meta.FirstSeqKept());
+  w.Key("dedup_head");
+  if (meta.dedup_head) {
+    w.Uint64(*meta.dedup_head);
+  } else {
+    w.Null();
+  }
+  w.Key("trim_steps_pending");
+  w.StartArray();
+  for (const auto& [seq, ts] : meta.trim_marks) {
+    w.StartObject();
+    w.Key("through_seq");
+    w.Uint64(seq);
+    w.Key("newest_ts");
+    w.Double(ts);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("trimmed_through");
+  w.StartObject();
+  for (const auto& [origin, through] : meta.trimmed_through) {
+    WriteJsonString(w, origin);
+    w.Uint64(through);
+  }
+  w.EndObject();
   w.Key("high_waters");
   w.StartObject();
   for (const auto& [origin, hw] : meta.high_waters) {
@@ -233,8 +297,46 @@ void PrintMetadataJson(const LogReader& reader, const LogMetadata& meta, std::os
     w.EndObject();
   }
   w.EndObject();
+  // Durable consumers: name, definition facts, floor, acknowledgements above it, dead letters.
+  std::vector<StoredConsumer> consumers;
+  std::vector<std::pair<std::string, std::string>> consumer_problems;
+  Status cs = ReadConsumers(reader, &consumers, [&](std::string where, std::string problem) {
+    consumer_problems.emplace_back(std::move(where), std::move(problem));
+  });
+  if (!cs.ok()) consumer_problems.emplace_back("family 'consumers'", cs.message());
+  w.Key("consumers");
+  w.StartArray();
+  for (const StoredConsumer& c : consumers) {
+    w.StartObject();
+    w.Key("name");
+    WriteJsonString(w, c.name);
+    w.Key("recipient");
+    optional_string(c.definition.recipient);
+    w.Key("sender");
+    optional_string(c.definition.sender);
+    w.Key("started_after");
+    w.Uint64(c.initial);
+    w.Key("ack_floor");
+    w.Uint64(c.floor);
+    w.Key("acked_above_floor");
+    w.Uint64(c.acked.size());
+    w.Key("dead_letters");
+    w.Uint64(c.dead.size());
+    w.Key("session");
+    w.Uint64(c.session);
+    w.EndObject();
+  }
+  w.EndArray();
   w.Key("problems");
   w.StartArray();
+  for (const auto& [where, problem] : consumer_problems) {
+    w.StartObject();
+    w.Key("key");
+    WriteJsonString(w, where);
+    w.Key("problem");
+    WriteJsonString(w, problem);
+    w.EndObject();
+  }
   for (const MetaProblem& p : meta.problems) {
     w.StartObject();
     w.Key("key");
@@ -312,6 +414,22 @@ Status DumpMsgId(const LogReader& reader, std::string_view msg_id, const DumpOpt
   const std::string shown = "'" + Escape(msg_id) + "'";
   if (!seq->has_value()) {
     return Status::NotFound("msg_id " + shown + " is not in data directory " + reader.path());
+  }
+  if (Result<std::optional<std::string>> first = reader.GetRaw(LogFamily::kMeta,
+                                                             schema::kFirstSeqKey);
+      first.ok() && first->has_value()) {
+    uint64_t first_seq = 0;
+    Result<std::optional<std::string>> head = reader.GetRaw(LogFamily::kMeta, schema::kDedupHeadKey);
+    uint64_t dedup_head = 0;
+    if (head.ok() && head->has_value()) schema::DecodeSeqValue(**head, &dedup_head);
+    if (schema::DecodeSeqValue(**first, &first_seq) && **seq < first_seq) {
+      return Status::NotFound("msg_id " + shown + " was at seq " + std::to_string(**seq) +
+                              ", trimmed by retention (first seq kept " +
+                              std::to_string(first_seq) + "); its msg_id is " +
+                              (**seq <= dedup_head ? "forgotten (dedup head " +
+                                                         std::to_string(dedup_head) + ")"
+                                                   : std::string("still kept for dedup")));
+    }
   }
   Result<std::optional<Message>> m = reader.Get(**seq);
   if (!m.ok()) return m.status();

@@ -28,8 +28,9 @@ struct DumpOptions {
 };
 
 // Table: aligned "key: value" lines (data_dir, view, format_version, node_id, incarnation,
-// stream_id, messages, first_seq, last_seq, then one line per high water, push cursor and pull
-// cursor, then one line per metadata problem and per family whose scan stopped on damage). JSON
+// stream_id, messages, first_seq, last_seq; when retention trimmed anything first_seq_kept,
+// dedup_head, trim_steps_pending and one trimmed_through line per origin; then one line per high
+// water, push cursor and pull cursor, then one line per metadata problem and per family whose scan stopped on damage). JSON
 // lines: one object with the same facts. Sets *problems (if not null) to the number of metadata
 // problems and damaged families shown.
 Status DumpMetadata(const LogReader& reader, const DumpOptions& options, std::ostream& out,
@@ -44,8 +45,10 @@ Status DumpRange(const LogReader& reader, uint64_t from, uint64_t to, const Dump
                  std::ostream& out, uint64_t* count = nullptr);
 
 // The message the msg_id index holds for `msg_id`, in the chosen format (table: header + row).
-// NotFound when the index has no such msg_id; Corruption when the index points at a missing
-// record or at a record holding another msg_id.
+// NotFound when the index has no such msg_id, or when its record was trimmed by retention (the
+// message says so, and whether the msg_id is still kept for dedup); Corruption when the index
+// points at a missing record at or above the first seq kept, or at a record holding another
+// msg_id.
 Status DumpMsgId(const LogReader& reader, std::string_view msg_id, const DumpOptions& options,
                  std::ostream& out);
 

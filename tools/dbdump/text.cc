@@ -9,6 +9,7 @@
 
 #include "src/http/message_json.h"
 #include "src/http/utf8.h"
+#include "storage/consumer_schema.h"
 #include "storage/schema.h"
 
 namespace dsm::dbdump {
@@ -173,6 +174,23 @@ std::string DescribeKey(LogFamily family, std::string_view key) {
         return "inbox " + Quoted(recipient) + " seq " + std::to_string(seq);
       }
       return "inbox key " + Quoted(key);
+    }
+    case LogFamily::kConsumers: {
+      schema::ConsumerKeyParts k;
+      if (!schema::ParseConsumerKey(key, &k)) return "consumers key " + Quoted(key);
+      std::string out = "consumers " + Quoted(k.name) + " ";
+      switch (k.tag) {
+        case schema::kConsumerDefinitionTag:
+          return out + "definition";
+        case schema::kConsumerFloorTag:
+          return out + "floor";
+        case schema::kConsumerSessionTag:
+          return out + "session";
+        case schema::kConsumerAckTag:
+          return out + "ack seq " + std::to_string(k.seq);
+        default:
+          return out + "dead letter seq " + std::to_string(k.seq);
+      }
     }
     case LogFamily::kDefault:
       return "default " + Quoted(key);

@@ -1,5 +1,6 @@
 #include "tools/dbdump/verify.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "storage/record.h"
 #include "storage/schema.h"
+#include "tools/dbdump/consumers.h"
 #include "tools/dbdump/text.h"
 
 namespace dsm::dbdump {
@@ -47,10 +49,74 @@ std::string DecodeProblem(uint64_t seq, const Status& s) {
   return "record does not decode: " + std::string(msg);
 }
 
+// Point lookups in one family whose keys mostly come in increasing order (the origin positions of
+// one origin, the recipient index entries of one recipient, the seqs an origin's positions point
+// at): answered by stepping an iterator forward when the key is a few entries ahead, which costs
+// far less than a Get, and by a Seek otherwise. Same answers as LogReader::GetRaw.
+class ForwardLookup {
+ public:
+  ForwardLookup(const LogReader& reader, LogFamily family) : it_(reader.NewRawCursor(family)) {}
+
+  // The value stored under `key` (valid until the next call), nullopt when absent.
+  Result<std::optional<std::string_view>> Find(std::string_view key) {
+    constexpr int kMaxSteps = 16;
+    bool found = false;
+    if (it_->Valid() && it_->key() < key) {
+      for (int i = 0; i < kMaxSteps && it_->Valid() && it_->key() < key; ++i) it_->Next();
+      found = it_->Valid() && it_->key() >= key;
+    } else if (it_->Valid() && it_->key() == key) {
+      found = true;
+    }
+    if (!found) it_->Seek(key);
+    if (it_->Valid() && it_->key() == key) return std::optional<std::string_view>(it_->value());
+    if (!it_->Valid() && !it_->status().ok()) return it_->status();
+    return std::optional<std::string_view>();
+  }
+
+ private:
+  std::unique_ptr<LogReader::RawCursor> it_;
+};
+
+// ForwardLookups of one family, one per key group (an origin, a recipient), so that each group's
+// keys come in increasing order to its own iterator. Bounded: beyond kMaxGroups groups, lookups
+// of new groups share one iterator.
+class GroupedLookup {
+ public:
+  GroupedLookup(const LogReader& reader, LogFamily family) : reader_(reader), family_(family) {}
+
+  Result<std::optional<std::string_view>> Find(std::string_view group, std::string_view key) {
+    constexpr size_t kMaxGroups = 64;
+    if (last_ != nullptr && last_group_ == group) return last_->Find(key);
+    auto it = lookups_.find(group);
+    if (it == lookups_.end()) {
+      if (lookups_.size() >= kMaxGroups) group = {};
+      it = lookups_.find(group);
+      if (it == lookups_.end()) {
+        it = lookups_.emplace(std::string(group), std::make_unique<ForwardLookup>(reader_, family_))
+                 .first;
+      }
+    }
+    last_group_ = it->first;
+    last_ = it->second.get();
+    return last_->Find(key);
+  }
+
+ private:
+  const LogReader& reader_;
+  const LogFamily family_;
+  std::map<std::string, std::unique_ptr<ForwardLookup>, std::less<>> lookups_;
+  std::string last_group_;
+  ForwardLookup* last_ = nullptr;
+};
+
 class Verifier {
  public:
   Verifier(const LogReader& reader, const std::function<void(const Damage&)>& on_damage)
-      : reader_(reader), on_damage_(on_damage) {}
+      : reader_(reader),
+        on_damage_(on_damage),
+        log_lookup_(reader, LogFamily::kLog),
+        origin_lookup_(reader, LogFamily::kOrigin),
+        inbox_lookup_(reader, LogFamily::kInbox) {}
 
   Result<VerifyReport> Run() {
     Status s = CheckMeta();
@@ -59,6 +125,7 @@ class Verifier {
     if (s.ok()) s = CheckMsgIdIndex();
     if (s.ok()) s = CheckOriginIndex();
     if (s.ok() && report_.inbox_checked) s = CheckInboxIndex();
+    if (s.ok()) s = CheckConsumers();
     if (!s.ok()) return s;
     return std::move(report_);
   }
@@ -101,8 +168,9 @@ class Verifier {
   }
 
   // Loads the record at `seq` into *m.
+  // The reverse scans ask for increasing seqs within each origin or recipient: a ForwardLookup.
   Result<Found> Load(uint64_t seq, Message* m) {
-    Result<std::optional<std::string>> raw = reader_.GetRaw(LogFamily::kLog, schema::LogKey(seq));
+    Result<std::optional<std::string_view>> raw = log_lookup_.Find(schema::LogKey(seq));
     if (!raw.ok() && Damaged(LogFamily::kLog, raw.status())) return Found::kUnreadable;
     if (!raw.ok()) return raw.status();
     if (!raw->has_value()) return Found::kMissing;
@@ -122,12 +190,29 @@ class Verifier {
 
   Result<IndexEntry> ReadIndex(LogFamily family, std::string_view key) {
     Result<std::optional<std::string>> raw = reader_.GetRaw(family, key);
-    if (!raw.ok() && Damaged(family, raw.status())) return IndexEntry{true, std::nullopt};
-    if (!raw.ok()) return raw.status();
+    if (!raw.ok()) return IndexEntryOf<std::string>(family, raw.status(), std::nullopt);
+    return IndexEntryOf(family, Status::Ok(), *raw);
+  }
+
+  // The origin index entry of a record, through the ForwardLookup of its origin.
+  Result<IndexEntry> ReadOriginIndex(const Message& m) {
+    Result<std::optional<std::string_view>> raw =
+        origin_lookup_.Find(m.origin, schema::OriginKey(m.origin, m.origin_seq));
+    if (!raw.ok()) {
+      return IndexEntryOf<std::string_view>(LogFamily::kOrigin, raw.status(), std::nullopt);
+    }
+    return IndexEntryOf(LogFamily::kOrigin, Status::Ok(), *raw);
+  }
+
+  template <typename Value>
+  Result<IndexEntry> IndexEntryOf(LogFamily family, const Status& read,
+                                  const std::optional<Value>& raw) {
+    if (!read.ok() && Damaged(family, read)) return IndexEntry{true, std::nullopt};
+    if (!read.ok()) return read;
     IndexEntry entry;
-    entry.present = raw->has_value();
+    entry.present = raw.has_value();
     uint64_t seq = 0;
-    if (entry.present && schema::DecodeSeqValue(**raw, &seq)) entry.seq = seq;
+    if (entry.present && schema::DecodeSeqValue(*raw, &seq)) entry.seq = seq;
     return entry;
   }
 
@@ -157,6 +242,15 @@ class Verifier {
                    " has a recipient index");
       }
     }
+    // The consumers family exists since format version 3.
+    if (meta_.format_version.value_or(schema::kFormatVersion) >= 3 &&
+        !reader_.HasFamily(LogFamily::kConsumers)) {
+      Report(std::string("family '") + schema::kConsumersFamily + "'",
+             "missing: format version " +
+                 std::to_string(meta_.format_version.value_or(schema::kFormatVersion)) +
+                 " has a consumers family");
+    }
+    CheckRetentionMeta();
     const std::string own = meta_.stream_id();
     if (!own.empty()) {
       auto hw = meta_.high_waters.find(own);
@@ -173,6 +267,61 @@ class Verifier {
     return Status::Ok();
   }
 
+  // The retention keys against each other and the high waters (storage/format.md, "Retention").
+  void CheckRetentionMeta() {
+    // A malformed first_seq is reported (above); the log's first record stands in for it.
+    const std::string first_key(schema::kFirstSeqKey);
+    first_ = meta_.FirstSeqKept();
+    if (bad_meta_keys_.count(first_key) != 0) first_ = std::max<uint64_t>(meta_.first_seq, 1);
+    const uint64_t first = first_;
+    report_.first_seq_kept = first;
+    report_.dedup_head = meta_.dedup_head.value_or(0);
+    report_.trim_steps_pending = meta_.trim_marks.size();
+    // Facts a malformed key hides are not compared.
+    bool steps_known = bad_meta_keys_.count(std::string(schema::kDedupHeadKey)) == 0 &&
+                       bad_meta_keys_.count(first_key) == 0;
+    for (const std::string& key : bad_meta_keys_) {
+      steps_known = steps_known && !key.starts_with(schema::kTrimMarkPrefix);
+    }
+    if (meta_.dedup_head && *meta_.dedup_head >= first) {
+      Report(DescribeKey(LogFamily::kMeta, schema::kDedupHeadKey),
+             "dedup head " + std::to_string(*meta_.dedup_head) + " is not below first_seq " +
+                 std::to_string(first) + " (it ends a trim step)");
+    }
+    for (const auto& [seq, ts] : meta_.trim_marks) {
+      const std::string where = DescribeKey(LogFamily::kMeta, schema::TrimMarkKey(seq));
+      if (seq >= first) {
+        Report(where, "trim step ending at seq " + std::to_string(seq) +
+                          " is not below first_seq " + std::to_string(first));
+      } else if (seq <= report_.dedup_head) {
+        Report(where, "trim step ending at seq " + std::to_string(seq) +
+                          " is at or below the dedup head " + std::to_string(report_.dedup_head) +
+                          " (expiring it deletes its mark)");
+      }
+    }
+    // The last trim step ends at first_seq - 1: its mark is pending, or the dedup head.
+    if (first > 1 && steps_known &&
+        (meta_.trim_marks.empty() || meta_.trim_marks.rbegin()->first != first - 1) &&
+        report_.dedup_head != first - 1) {
+      Report(DescribeKey(LogFamily::kMeta, first_key),
+             "first_seq is " + std::to_string(first) + ", but no trim step (pending mark or dedup "
+                 "head) ends at seq " + std::to_string(first - 1));
+    }
+    if (first == 1 && steps_known && (!meta_.trim_marks.empty() || meta_.dedup_head)) {
+      Report(DescribeKey(LogFamily::kMeta, first_key),
+             "absent (nothing trimmed), but there are trim steps or a dedup head");
+    }
+    for (const auto& [origin, through] : meta_.trimmed_through) {
+      auto hw = meta_.high_waters.find(origin);
+      const uint64_t high_water = hw == meta_.high_waters.end() ? 0 : hw->second;
+      if (through > high_water && bad_meta_keys_.count(schema::HighWaterKey(origin)) == 0) {
+        Report(DescribeKey(LogFamily::kMeta, schema::TrimmedKey(origin)),
+               "trim mark " + std::to_string(through) + " is beyond the high water " +
+                   std::to_string(high_water) + " of " + Escape(origin));
+      }
+    }
+  }
+
   Status CheckDefaultFamily() {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kDefault);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -184,7 +333,8 @@ class Verifier {
 
   Status CheckLog() {
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kLog);
-    uint64_t expected = 1;
+    const uint64_t first = first_;
+    uint64_t expected = first;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.records;
       uint64_t seq = 0;
@@ -199,14 +349,20 @@ class Verifier {
       }
       if (report_.first_seq == 0) report_.first_seq = seq;
       report_.last_seq = seq;
+      if (seq < first) {
+        Report(LogWhere(seq), "below first_seq " + std::to_string(first) +
+                                  ": a trimmed record is still in the log");
+        continue;
+      }
       if (seq > expected) {
         Report(LogHoleWhere(expected, seq - 1),
-               expected == 1
-                   ? "missing (the log starts at seq " + std::to_string(seq) + ")"
+               expected == first
+                   ? "missing (the log starts at seq " + std::to_string(seq) +
+                         (first > 1 ? ", first_seq is " + std::to_string(first) : "") + ")"
                    : "missing (the log is not dense: seq " + std::to_string(expected - 1) +
                          " is followed by seq " + std::to_string(seq) + ")");
       }
-      expected = seq + 1;
+      expected = std::max(expected, seq + 1);
       Result<Message> m = DecodeRecord(seq, it->value());
       if (!m.ok()) {
         Report(LogWhere(seq), DecodeProblem(seq, m.status()));
@@ -222,47 +378,58 @@ class Verifier {
 
   // The index entries of one decoded record, and the order of its origin.
   Status CheckRecord(const Message& m) {
-    const std::string where = LogWhere(m.seq);
+    // Built only for a report: most records have none.
+    auto where = [&m] { return LogWhere(m.seq); };
     if (m.msg_id.empty()) {
-      Report(where, "record has an empty msg_id");
+      Report(where(), "record has an empty msg_id");
     } else {
       Result<IndexEntry> entry = ReadIndex(LogFamily::kMsgId, m.msg_id);
       if (!entry.ok()) return entry.status();
       if (!entry->present) {
-        Report(where, "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
+        Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
+      } else if (entry->seq && *entry->seq == m.seq) {
+        ++msgid_pointing_home_;
+      } else if (entry->seq && *entry->seq != 0 && *entry->seq < first_) {
+        Report(where(), "msg_id " + Quoted(m.msg_id) + " is indexed at seq " +
+                            std::to_string(*entry->seq) + ", a trimmed record, not here");
       } else if (entry->seq && *entry->seq != m.seq) {
         Message other;
         Result<Found> found = Load(*entry->seq, &other);
         if (!found.ok()) return found.status();
         // Otherwise the index entry itself is wrong: its scan reports it.
         if (*found == Found::kRecord && other.msg_id == m.msg_id) {
-          Report(where, "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
+          Report(where(), "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
                             std::to_string(*entry->seq) + " (where the index points)");
         }
       }
     }
 
     if (report_.inbox_checked) {
-      Result<std::optional<std::string>> inbox =
-          reader_.GetRaw(LogFamily::kInbox, schema::InboxKey(m.recipient, m.seq));
+      Result<std::optional<std::string_view>> inbox =
+          inbox_lookup_.Find(m.recipient, schema::InboxKey(m.recipient, m.seq));
       if (!inbox.ok() && !Damaged(LogFamily::kInbox, inbox.status())) return inbox.status();
       if (inbox.ok() && !inbox->has_value()) {
-        Report(where, "not in the recipient index (no inbox entry for recipient " +
+        Report(where(), "not in the recipient index (no inbox entry for recipient " +
                           Quoted(m.recipient) + ")");
       }
+      if (inbox.ok() && inbox->has_value() && (*inbox)->empty()) ++inbox_pointing_home_;
     }
 
     if (m.origin.empty() || m.origin_seq == 0) {
-      Report(where, "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
+      Report(where(), "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
                         std::to_string(m.origin_seq) + ")");
       return Status::Ok();
     }
-    const std::string position = Position(m.origin, m.origin_seq);
-    Result<IndexEntry> entry =
-        ReadIndex(LogFamily::kOrigin, schema::OriginKey(m.origin, m.origin_seq));
+    auto position = [&m] { return Position(m.origin, m.origin_seq); };
+    // A position at or below its origin's trim mark is no longer held by position (its index
+    // entry went with the mark; the scan of the origin index reports one left behind).
+    if (m.origin_seq <= meta_.TrimmedThrough(m.origin)) return CheckOriginOrder(m, where, position);
+    Result<IndexEntry> entry = ReadOriginIndex(m);
     if (!entry.ok()) return entry.status();
     if (!entry->present) {
-      Report(where, "origin position " + position + " is not in the origin index");
+      Report(where(), "origin position " + position() + " is not in the origin index");
+    } else if (entry->seq && *entry->seq == m.seq) {
+      ++origin_pointing_home_;
     } else if (entry->seq && *entry->seq != m.seq) {
       Message other;
       Result<Found> found = Load(*entry->seq, &other);
@@ -270,20 +437,25 @@ class Verifier {
       const std::string there = std::to_string(*entry->seq);
       if (*found == Found::kRecord && other.origin == m.origin &&
           other.origin_seq == m.origin_seq) {
-        Report(where, "origin position " + position + " is stored twice: here and at seq " + there +
+        Report(where(), "origin position " + position() + " is stored twice: here and at seq " + there +
                           " (where the index points)");
       } else if (*found == Found::kRecord && other.origin != m.origin) {
-        Report(where, "origin position " + position + " is indexed at seq " + there +
+        Report(where(), "origin position " + position() + " is indexed at seq " + there +
                           " (a message of stream " + Escape(other.origin) + "), not here");
       }
       // Otherwise the index entry itself is wrong (dangling, undecodable or another position of
       // the same origin): the scan of the origin index reports it.
     }
+    return CheckOriginOrder(m, where, position);
+  }
 
+  // Records of one origin have origin_seq increasing with seq.
+  template <typename WhereFn, typename PositionFn>
+  Status CheckOriginOrder(const Message& m, const WhereFn& where, const PositionFn& position) {
     auto [last, inserted] = last_of_origin_.try_emplace(m.origin, m.seq, m.origin_seq);
     if (!inserted) {
       if (m.origin_seq <= last->second.second) {
-        Report(where, position + " comes after " + Position(m.origin, last->second.second) +
+        Report(where(), position() + " comes after " + Position(m.origin, last->second.second) +
                           " (seq " + std::to_string(last->second.first) +
                           "): the origin's order is broken");
       }
@@ -292,31 +464,65 @@ class Verifier {
     return Status::Ok();
   }
 
+  // The number of entries of `family`, or nullopt when its scan fails (the full check reports
+  // why).
+  std::optional<uint64_t> CountEntries(LogFamily family) {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(family);
+    uint64_t n = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+    if (!it->status().ok()) return std::nullopt;
+    return n;
+  }
+
+  // Whether every entry of an index is one that the log's check found pointing at its own record
+  // (`home` of them, all with distinct keys): then the index holds exactly those and nothing
+  // else to check entry by entry, which saves reading a record per entry.
+  bool OnlyEntriesPointingHome(LogFamily family, uint64_t home, uint64_t* entries) {
+    if (!unreadable_.empty()) return false;
+    const std::optional<uint64_t> n = CountEntries(family);
+    if (!n || *n != home) return false;
+    *entries = *n;
+    return true;
+  }
+
   Status CheckMsgIdIndex() {
+    // Each record whose msg_id entry points at it accounts for one entry (a msg_id has one
+    // entry), whose key and value are then right.
+    if (OnlyEntriesPointingHome(LogFamily::kMsgId, msgid_pointing_home_, &report_.msgid_entries)) {
+      return Status::Ok();
+    }
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.msgid_entries;
-      const std::string where = DescribeKey(LogFamily::kMsgId, it->key());
-      if (it->key().empty()) Report(where, "empty msg_id");
+      auto where = [&it] { return DescribeKey(LogFamily::kMsgId, it->key()); };
+      if (it->key().empty()) Report(where(), "empty msg_id");
       uint64_t seq = 0;
       if (!schema::DecodeSeqValue(it->value(), &seq)) {
-        Report(where, ValueSizeProblem(it->value()));
+        Report(where(), ValueSizeProblem(it->value()));
+        continue;
+      }
+      if (seq != 0 && seq < first_) {
+        // A trimmed record's msg_id: kept for dedup until the dedup head passes it, then ignored
+        // until compaction drops it.
+        ++(seq <= report_.dedup_head ? report_.msgid_forgotten : report_.msgid_trimmed);
         continue;
       }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.msg_id != it->key()) {
-        Report(where,
+        Report(where(),
                "points at seq " + std::to_string(seq) + ", which holds msg_id " + Quoted(m.msg_id));
       }
     }
     return ScanEnd(LogFamily::kMsgId, it->status(), StoppedAfter(report_.msgid_entries));
   }
 
-  // Compares the last position of `origin` in the origin index with its high water.
+  // Compares the last position of `origin` in the origin index with its high water (positions
+  // at or below the origin's trim mark are not indexed: `last_position` is the mark when the
+  // index holds none above it).
   void FinishOrigin(const std::string& origin, uint64_t last_position) {
     if (unreadable_.count(LogFamily::kMeta) != 0) return;  // the high waters are not all known
     const std::string key = schema::HighWaterKey(origin);
@@ -333,9 +539,16 @@ class Verifier {
   }
 
   Status CheckOriginIndex() {
+    // When every entry is a record's own position pointing at it, the entries need no record
+    // read; the positions' density and the high waters are checked all the same.
+    uint64_t unused = 0;
+    const bool all_home =
+        OnlyEntriesPointingHome(LogFamily::kOrigin, origin_pointing_home_, &unused);
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kOrigin);
     std::set<std::string> seen;
     std::optional<std::string> current;
+    uint64_t trimmed = 0;  // the current origin's trim mark
+    bool trim_unknown = false;
     uint64_t expected = 1;
     uint64_t last_position = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -350,18 +563,29 @@ class Verifier {
         if (current) FinishOrigin(*current, last_position);
         current = std::string(origin);
         seen.insert(*current);
-        expected = 1;
-        last_position = 0;
+        trimmed = meta_.TrimmedThrough(*current);
+        // A malformed trim mark (reported): where the positions may start is unknown.
+        trim_unknown = bad_meta_keys_.count(schema::TrimmedKey(*current)) != 0;
+        expected = trimmed + 1;
+        last_position = trimmed;
       }
-      const std::string where = OriginWhere(origin, origin_seq);
+      auto where = [&] { return OriginWhere(origin, origin_seq); };
       if (origin_seq == 0) {
-        Report(where, "position 0 is never used");
+        Report(where(), "position 0 is never used");
         continue;
       }
-      if (origin_seq > expected) {
+      if (origin_seq <= trimmed) {
+        Report(where(), "at or below the trim mark " + std::to_string(trimmed) + " of " +
+                          Escape(origin) + ": trimmed positions are not kept");
+        continue;
+      }
+      if (origin_seq > expected && !(expected == trimmed + 1 && trim_unknown)) {
         Report(OriginHoleWhere(origin, expected, origin_seq - 1),
-               expected == 1 ? "missing (the positions of " + Escape(origin) + " start at #" +
-                                   std::to_string(origin_seq) + ")"
+               expected == trimmed + 1
+                   ? "missing (the positions of " + Escape(origin) + " start at #" +
+                         std::to_string(origin_seq) +
+                         (trimmed > 0 ? ", after the trim mark " + std::to_string(trimmed) : "") +
+                         ")"
                              : "missing (the positions of " + Escape(origin) + " are not dense: #" +
                                    std::to_string(expected - 1) + " is followed by #" +
                                    std::to_string(origin_seq) + ")");
@@ -370,16 +594,22 @@ class Verifier {
       last_position = origin_seq;
       uint64_t seq = 0;
       if (!schema::DecodeSeqValue(it->value(), &seq)) {
-        Report(where, ValueSizeProblem(it->value()));
+        Report(where(), ValueSizeProblem(it->value()));
         continue;
       }
+      if (seq != 0 && seq < first_) {
+        // A consumed position whose record was trimmed: read as trimmed, removed with its run.
+        ++report_.origin_trimmed;
+        continue;
+      }
+      if (all_home) continue;
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.origin == origin && m.origin_seq != origin_seq) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which holds " +
+        Report(where(), "points at seq " + std::to_string(seq) + ", which holds " +
                           Position(m.origin, m.origin_seq));
       }
       // A record of another origin is a consumed position: the message was stored first under
@@ -395,36 +625,59 @@ class Verifier {
     if (!scanned) return Status::Ok();
     if (current) FinishOrigin(*current, last_position);
     for (const auto& [origin, high_water] : meta_.high_waters) {
-      if (high_water == 0 || seen.count(origin) != 0) continue;
+      const uint64_t trimmed_through = meta_.TrimmedThrough(origin);
+      if (high_water <= trimmed_through || seen.count(origin) != 0) continue;
       Report(DescribeKey(LogFamily::kMeta, schema::HighWaterKey(origin)),
              "high water is " + std::to_string(high_water) +
-                 ", but the origin index holds no position of " + Escape(origin));
+                 ", but the origin index holds no position of " + Escape(origin) +
+                 (trimmed_through > 0 ? " (trim mark " + std::to_string(trimmed_through) + ")"
+                                      : ""));
     }
     return Status::Ok();
   }
 
+  // 6. durable consumers: every entry well-formed, every consumer with a definition.
+  Status CheckConsumers() {
+    std::vector<StoredConsumer> consumers;
+    Status s = ReadConsumers(reader_, &consumers, [&](std::string where, std::string problem) {
+      Report(std::move(where), std::move(problem));
+    });
+    report_.consumers = consumers.size();
+    return ScanEnd(LogFamily::kConsumers, s, "");
+  }
+
   Status CheckInboxIndex() {
+    // Each record with its (recipient, seq) entry, with an empty value, accounts for one entry.
+    if (OnlyEntriesPointingHome(LogFamily::kInbox, inbox_pointing_home_, &report_.inbox_entries)) {
+      return Status::Ok();
+    }
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.inbox_entries;
-      const std::string where = DescribeKey(LogFamily::kInbox, it->key());
+      auto where = [&it] { return DescribeKey(LogFamily::kInbox, it->key()); };
       std::string_view recipient;
       uint64_t seq = 0;
       if (!schema::ParseInboxKey(it->key(), &recipient, &seq)) {
-        Report(where, "malformed recipient index key");
+        Report(where(), "malformed recipient index key");
         continue;
       }
       if (!it->value().empty()) {
-        Report(where, "unexpected value (" + std::to_string(it->value().size()) +
+        Report(where(), "unexpected value (" + std::to_string(it->value().size()) +
                           " bytes, expected none)");
+      }
+      if (seq < first_) {
+        Report(where(), "points at seq " + std::to_string(seq) + ", below first_seq " +
+                          std::to_string(first_) +
+                          " (a trimmed record's entry is left behind)");
+        continue;
       }
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
       if (*found == Found::kMissing) {
-        Report(where, "points at seq " + std::to_string(seq) + ", which is not in the log");
+        Report(where(), "points at seq " + std::to_string(seq) + ", which is not in the log");
       } else if (*found == Found::kRecord && m.recipient != recipient) {
-        Report(where, "points at seq " + std::to_string(seq) + ", whose recipient is " +
+        Report(where(), "points at seq " + std::to_string(seq) + ", whose recipient is " +
                           Quoted(m.recipient));
       }
     }
@@ -436,9 +689,18 @@ class Verifier {
   VerifyReport report_;
   LogMetadata meta_;
   std::set<std::string> bad_meta_keys_;  // meta keys reported as malformed or missing
+  uint64_t first_ = 1;                   // the first seq retention kept
   std::set<LogFamily> unreadable_;       // families whose damage was reported
   // For each origin seen in the log: the seq and origin_seq of its latest record.
   std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
+  // Records whose index entry (msg_id; origin position; recipient entry with an empty value)
+  // the log's check found pointing at them.
+  uint64_t msgid_pointing_home_ = 0;
+  uint64_t origin_pointing_home_ = 0;
+  uint64_t inbox_pointing_home_ = 0;
+  ForwardLookup log_lookup_;
+  GroupedLookup origin_lookup_;
+  GroupedLookup inbox_lookup_;
 };
 
 }  // namespace
@@ -453,6 +715,15 @@ std::string VerifyReport::Summary() const {
            (streams == 1 ? " stream" : " streams");
   facts += inbox_checked ? ", " + std::to_string(inbox_entries) + " recipient index entries"
                          : std::string(", recipient index not checked");
+  if (consumers > 0) {
+    facts += ", " + std::to_string(consumers) + (consumers == 1 ? " consumer" : " consumers");
+  }
+  if (first_seq_kept > 1 || msgid_trimmed + msgid_forgotten + origin_trimmed > 0) {
+    facts += "; trimmed below seq " + std::to_string(first_seq_kept) + " (" +
+             std::to_string(msgid_trimmed) + " msg_id entries kept for dedup, " +
+             std::to_string(msgid_forgotten) + " forgotten, " + std::to_string(origin_trimmed) +
+             " origin positions pointing at trimmed records)";
+  }
   if (ok()) return "OK: " + facts;
   return "DAMAGED: " + std::to_string(damage_count) +
          (damage_count == 1 ? " problem; " : " problems; ") + facts;

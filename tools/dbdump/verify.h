@@ -19,12 +19,31 @@
 //     has its entry (recipient, seq) (checked in 2); every entry is well-formed, has an empty
 //     value and points at a record with that recipient. A version-1 directory has no recipient
 //     index (a node upgrades it when it opens it), so 5 is skipped for it.
+//  6. durable consumers ("consumers", format version 3): the family exists; every key and value
+//     decodes (storage/consumer_schema.h) and every consumer has a definition.
+//
+// A directory retention trimmed (storage/format.md, "Retention") is checked against the same
+// invariants from where it starts: the log is dense from meta first_seq (a record below it is
+// damage); msg_id entries may point below first_seq (trimmed records kept for dedup, or
+// forgotten at or below dedup_head until compaction); an origin's positions are dense from its
+// trim mark + 1 to its high water (an entry at or below the mark is damage, an origin whose mark
+// reaches its high water has none) and may point below first_seq (consumed positions whose
+// record was trimmed); a record at or below its origin's trim mark has no origin index entry;
+// no recipient index entry points below first_seq. In 1, the retention keys must agree: the
+// dedup head and every pending trim step below first_seq, steps above the dedup head, the last
+// step (or the dedup head) ending at first_seq - 1, and no trim mark beyond its high water.
 // A record that does not decode is reported once (in 2); index entries pointing at it are not
 // reported again. Damage that stops a read of a family (RocksDB's Corruption: a table file that
 // fails its checksum, is truncated or missing) is reported once, as "family 'log'" with where
 // the scan stopped and RocksDB's message (naming the file); the checks go on with every entry
 // that can still be read, and entries whose lookup hits the damage are not reported again.
-// Memory stays bounded: the checks scan each family once and look entries up.
+// Memory stays bounded: the checks scan each family once and look entries up. Lookups whose
+// keys come in increasing order (a record's origin position and recipient entry, in log order;
+// the records an origin's or a recipient's entries point at) step an iterator forward instead of
+// reading each key. When every entry of an index is one the log's check found pointing at its
+// own record (their count equals the index's), the index's entry-by-entry check would find
+// nothing and is skipped: the msg_id index is then only counted, and the origin index checked
+// for density and high waters without reading records.
 //
 // Thread-compatible; reads the reader's current view.
 #pragma once
@@ -59,6 +78,15 @@ struct VerifyReport {
   uint64_t streams = 0;         // distinct origins in the origin index
   bool inbox_checked = false;   // the recipient index was checked (format version >= 2)
   uint64_t inbox_entries = 0;   // recipient index entries (when checked)
+  uint64_t consumers = 0;       // durable consumers stored (format version 3; in the summary
+                                // when there are some)
+  // Retention (storage/format.md, "Retention").
+  uint64_t first_seq_kept = 1;      // meta first_seq: seqs below it were trimmed
+  uint64_t dedup_head = 0;          // meta dedup_head (0 when absent)
+  uint64_t trim_steps_pending = 0;  // trim step marks not yet expired
+  uint64_t msgid_trimmed = 0;       // msg_id entries of trimmed records, kept for dedup
+  uint64_t msgid_forgotten = 0;     // ...at or below the dedup head, left for compaction
+  uint64_t origin_trimmed = 0;      // origin positions pointing at trimmed records (consumed)
   uint64_t damage_count = 0;    // all damages found
   // The first kMaxKeptDamage damages (every one is passed to the callback).
   std::vector<Damage> damage;

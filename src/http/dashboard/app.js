@@ -175,6 +175,16 @@ function renderStatus(st) {
       el("td", {}, p.push_cursor ?? "–")));
   }
   $("cluster").tBodies[0].replaceChildren(...rows);
+
+  // Durable consumers (GET /consumers has the details): their lag is what they have not taken.
+  const consumers = st.consumers || [];
+  $("consumers-section").hidden = consumers.length === 0;
+  $("consumers").tBodies[0].replaceChildren(...consumers.map((c) =>
+    el("tr", { "data-consumer": c.name },
+      el("td", {}, c.name),
+      el("td", { class: "pending" }, c.pending),
+      el("td", { class: "in-flight" }, c.in_flight),
+      el("td", { class: "dead" }, c.dead))));
 }
 
 // Fetches and shows /status. Returns "ok", "unauthorized" (the token form is shown) or
