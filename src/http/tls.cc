@@ -8,21 +8,33 @@
 // which bounds neither the handshake (a client trickling its ClientHello holds the thread as
 // long as it likes) nor a client opening a new silent connection every 10 s.
 //
-// How. This file defines SSL_accept, SSL_read and SSL_write; the executable's definitions come
-// first in the dynamic linker's lookup order, so Pistache's calls reach them (libcurl's too, which
-// are passed through untouched: they are client-side). Once EnableDeferredTlsHandshakes() ran:
-//  - SSL_accept returns 1 at once. The connection stays in the accept state that Pistache set
-//    (SSL_set_accept_state), and OpenSSL completes the handshake inside the first SSL_read, which
-//    Pistache calls on the connection's event loop with the socket non-blocking. A silent client
-//    is then just an idle connection, subject to the edge's connection limits and the header
-//    timeout (408, here: closed) like any other.
-//  - For server-side connections, SSL_read and SSL_write report "would block" as -1 with errno
-//    EAGAIN, a close_notify as 0, and any other failure (a failed handshake, a plain-HTTP request,
-//    a client without an accepted certificate, a reset) as -1 with errno ECONNRESET, clearing
-//    OpenSSL's per-thread error queue. That is the contract Pistache's transport reads (it looks at
-//    errno, never at SSL_get_error), so failed connections are closed instead of left waiting. A
-//    write that would have to wait for the client's handshake fails and shuts the connection
-//    down (see AsSocketResult).
+// How. This file defines SSL_accept, SSL_read and SSL_write. An executable's definitions come
+// first in the dynamic linker's lookup order, so every call to these names in the process, from
+// libpistache and libcurl alike, reaches the functions below, which call OpenSSL's own (found
+// with dlsym(RTLD_NEXT)). Once EnableDeferredTlsHandshakes() ran:
+//  - SSL_accept marks the connection as deferred (SSL ex_data) and returns 1 at once, without
+//    any I/O. Pistache is the only caller of SSL_accept in dsm-node (libcurl, the peer client, is
+//    a TLS client: it calls SSL_connect). The connection stays in the accept state that Pistache
+//    set (SSL_set_accept_state), and OpenSSL completes the handshake inside the first SSL_read,
+//    which Pistache calls on the connection's event loop with the socket non-blocking. A silent
+//    client is then just an idle connection, subject to the edge's connection limits and the
+//    header timeout (408, here: closed) like any other. Two settings are added to the connection
+//    there: client-initiated renegotiation is refused, and a write retried after "would block"
+//    may come from another buffer (Pistache copies the unsent rest of an answer before retrying).
+//  - SSL_read and SSL_write of deferred connections empty the thread's OpenSSL error queue first
+//    (SSL_get_error, which classifies the result, reads it; OpenSSL empties it only while a
+//    handshake runs), then report "would block" as -1 with errno EAGAIN, a close_notify as 0 (a
+//    read) and any other failure (a failed handshake, a plain-HTTP request, a client without an
+//    accepted certificate, a reset, an end of stream in the middle of the handshake) as -1 with
+//    errno ECONNRESET, leaving the queue empty. That is the contract Pistache's transport reads: it
+//    looks at errno as after recv(), never at SSL_get_error, and OpenSSL does not document errno.
+//    A write that would have to wait for a read (the client's handshake is not done: an answer
+//    such as a 408 or a 503 to a client that never finished it) fails and shuts the connection
+//    down (see AsSocketResult); without that, Pistache would retry it every time the socket is
+//    writable, which it always is, until the client sent something.
+//  - Every other SSL object (libcurl's client connections, or an SSL_accept before
+//    EnableDeferredTlsHandshakes) gets OpenSSL's own functions and results, untouched: same
+//    return value, same errno, same error queue.
 #include "src/http/tls.h"
 
 #include <dlfcn.h>
@@ -36,6 +48,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -44,6 +58,19 @@ namespace dsm::http {
 namespace {
 
 std::atomic<bool> deferred_handshakes{false};
+
+// The ex_data slot that marks the SSL objects whose handshake SSL_accept deferred, and the value
+// stored there (its address; nothing reads it).
+int DeferredSlot() {
+  static const int slot = SSL_get_ex_new_index(0, const_cast<char*>("dsm deferred handshake"),
+                                               nullptr, nullptr, nullptr);
+  return slot;
+}
+char deferred_mark;
+
+bool IsDeferred(const SSL* ssl) {
+  return ssl != nullptr && SSL_get_ex_data(ssl, DeferredSlot()) == &deferred_mark;
+}
 
 // The newest OpenSSL error of this thread, as text (and the queue cleared).
 std::string OpenSslError() {
@@ -105,11 +132,11 @@ Status CheckCa(const char* option, const std::string& file) {
   return Status::Ok();
 }
 
-// What Pistache's transport expects of a server-side read or write (see the top of this file).
-// `writing`: a write that needs to read first (its handshake is not complete: an answer such as a
-// 408 or a 503 to a client that never finished its handshake) fails and the connection is shut
-// down, instead of Pistache waiting for the socket to become writable, which it already is, again
-// and again.
+// What Pistache's transport expects of a read or write of a deferred connection (see the top of
+// this file). `writing`: a write that needs to read first (the client's handshake is not
+// complete: an answer such as a 408 or a 503 to a client that never finished it; renegotiation is
+// refused, so nothing else needs a read) fails and the connection is shut down, instead of
+// Pistache waiting for the socket to become writable, which it already is, again and again.
 int AsSocketResult(SSL* ssl, int n, bool writing) {
   if (n > 0) return n;
   switch (SSL_get_error(ssl, n)) {
@@ -120,7 +147,7 @@ int AsSocketResult(SSL* ssl, int n, bool writing) {
       }
       // Pistache drops a failed write without closing the connection: close it here, and the
       // connection's next read ends it.
-      if (!SSL_is_init_finished(ssl)) ::shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+      ::shutdown(SSL_get_fd(ssl), SHUT_RDWR);
       errno = ENOTCONN;
       return -1;
     case SSL_ERROR_WANT_WRITE:
@@ -138,9 +165,16 @@ int AsSocketResult(SSL* ssl, int n, bool writing) {
   }
 }
 
+// OpenSSL's own definition of `name` (the next one after this executable's). Aborts when there is
+// none: libssl is linked into every binary that holds this file.
 template <typename Fn>
 Fn Next(const char* name) {
-  return reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  void* fn = ::dlsym(RTLD_NEXT, name);
+  if (fn == nullptr) {
+    std::fprintf(stderr, "dsm: OpenSSL's %s not found (%s)\n", name, ::dlerror());
+    std::abort();
+  }
+  return reinterpret_cast<Fn>(fn);
 }
 
 }  // namespace
@@ -173,26 +207,28 @@ extern "C" {
 
 int SSL_accept(SSL* ssl) {
   static const auto real = dsm::http::Next<int (*)(SSL*)>("SSL_accept");
-  if (dsm::http::deferred_handshakes.load(std::memory_order_relaxed)) return 1;
-  return real(ssl);
+  if (!dsm::http::deferred_handshakes.load(std::memory_order_relaxed) ||
+      SSL_set_ex_data(ssl, dsm::http::DeferredSlot(), &dsm::http::deferred_mark) != 1) {
+    return real(ssl);
+  }
+  SSL_set_accept_state(ssl);  // as the real SSL_accept would (Pistache did already)
+  SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+  SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  return 1;
 }
 
 int SSL_read(SSL* ssl, void* buf, int num) {
   static const auto real = dsm::http::Next<int (*)(SSL*, void*, int)>("SSL_read");
-  const int n = real(ssl, buf, num);
-  if (!dsm::http::deferred_handshakes.load(std::memory_order_relaxed) || !SSL_is_server(ssl)) {
-    return n;
-  }
-  return dsm::http::AsSocketResult(ssl, n, /*writing=*/false);
+  if (!dsm::http::IsDeferred(ssl)) return real(ssl, buf, num);
+  ERR_clear_error();  // SSL_get_error reads the queue: only this call's errors may be in it
+  return dsm::http::AsSocketResult(ssl, real(ssl, buf, num), /*writing=*/false);
 }
 
 int SSL_write(SSL* ssl, const void* buf, int num) {
   static const auto real = dsm::http::Next<int (*)(SSL*, const void*, int)>("SSL_write");
-  const int n = real(ssl, buf, num);
-  if (!dsm::http::deferred_handshakes.load(std::memory_order_relaxed) || !SSL_is_server(ssl)) {
-    return n;
-  }
-  return dsm::http::AsSocketResult(ssl, n, /*writing=*/true);
+  if (!dsm::http::IsDeferred(ssl)) return real(ssl, buf, num);
+  ERR_clear_error();
+  return dsm::http::AsSocketResult(ssl, real(ssl, buf, num), /*writing=*/true);
 }
 
 }  // extern "C"

@@ -6,7 +6,8 @@
 //    connection's event-loop thread instead of Pistache's accept thread (see tls.cc).
 //
 // Thread safety: CheckTlsFiles is thread-compatible; EnableDeferredTlsHandshakes may be called
-// from any thread, before the server starts accepting.
+// from any thread, before the server starts accepting. The SSL_accept/SSL_read/SSL_write that
+// tls.cc defines are as thread-safe as OpenSSL's own: any thread, one thread per SSL at a time.
 #pragma once
 
 #include <string>
@@ -36,12 +37,13 @@ struct TlsFiles {
 // node.pem".
 Status CheckTlsFiles(const TlsFiles& files);
 
-// From now on, SSL_accept of a server-side TLS connection returns at once and the handshake is
-// completed by the connection's first read, on its event-loop thread, with the event loop's
-// non-blocking socket; reads and writes of server-side connections report TLS failures as a
-// reset connection. Without this, Pistache 0.0.5 completes each handshake with a blocking
-// SSL_accept on its single accept thread, so one client that connects and sends nothing stops
-// the node from accepting any connection. Idempotent; never undone.
+// From now on, SSL_accept (which only Pistache's listener calls) returns at once and the
+// handshake of that connection is completed by its first read, on its event-loop thread, with the
+// event loop's non-blocking socket; reads and writes of those connections report TLS failures as
+// a reset connection. Every other SSL object, libcurl's client connections included, gets
+// OpenSSL's results unchanged. Without this, Pistache 0.0.5 completes each handshake with a
+// blocking SSL_accept on its single accept thread, so one client that connects and sends nothing
+// stops the node from accepting any connection. Idempotent; never undone. See tls.cc.
 void EnableDeferredTlsHandshakes();
 
 }  // namespace dsm::http
