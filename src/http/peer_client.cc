@@ -399,6 +399,14 @@ struct PeerClient::Impl {
         return Status::InvalidArgument(where + why);
       case CURLE_WEIRD_SERVER_REPLY:
         return Status::Corruption(where + why);
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CACERT_BADFILE:
+        // The peer's certificate is not trusted (another CA, another host name) or this node's
+        // own TLS files are unusable: a configuration error, not an unreachable peer, so the
+        // replication core names it in /status (push_problem, pull_problem) and the log.
+        return Status::InvalidArgument(where + "TLS: " + why);
       default:
         // Refused, reset, closed without an answer, unresolvable, ...
         return Status::Unavailable(where + why);
