@@ -2,9 +2,9 @@
 // a cluster of three HTTPS nodes replicates and answers quorum writes; a peer whose certificate
 // comes from another CA is refused and shown dead in /status, with the reason; plain HTTP,
 // garbage and silent connections on an HTTPS port are closed without disturbing the node (a
-// silent one at the header timeout); with --tls-client-ca a client without an accepted certificate
-// is refused while peers presenting theirs replicate; and bad TLS options stop the node with exit
-// code 2.
+// silent one at the header timeout, a failed or abandoned handshake at once); with
+// --tls-client-ca a client without an accepted certificate is refused while peers presenting
+// theirs replicate; and bad TLS options stop the node with exit code 2.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,6 +32,27 @@ void OpenSsl(const std::string& dir, std::vector<std::string> args) {
   RunResult r = RunToExit(args, milliseconds(60000), dir);
   ASSERT_TRUE(r.exit.exited && r.exit.exit_code == 0)
       << args[1] << ": " << r.exit.ToString() << " " << r.err;
+}
+
+// Connects to `port`, writes `bytes`, and waits up to `timeout` for the node to close the
+// connection (end of stream or reset). True when it did.
+bool NodeClosesAfter(uint16_t port, const std::string& bytes, milliseconds timeout) {
+  const int fd = ConnectLocal(port);
+  if (fd < 0) return false;
+  bool closed = false;
+  if (send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0) {
+    closed = true;  // already reset
+  } else {
+    closed = WaitFor(
+        [&] {
+          char buf[4096];
+          const ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+          return got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        },
+        timeout);
+  }
+  close(fd);
+  return closed;
 }
 
 // A CA (`name`.pem, `name`.key) in `dir`.
@@ -246,6 +267,34 @@ TEST_F(TlsProcessTest, PlainHttpGarbageAndSilentConnectionsDoNotStopTheNode) {
   EXPECT_TRUE(n->Running());
   EXPECT_EQ(n->Post("/send", SendBody("tls-p-1")).status, 200);
   EXPECT_TRUE(Holds(*n, "tls-p-1"));
+}
+
+TEST_F(TlsProcessTest, RefusedAndAbandonedHandshakesFreeTheirConnectionAtOnce) {
+  const uint16_t port = FreePort();
+  // Two connections at most, and a header timeout of 65 s (it is at least the quorum timeout plus
+  // 5 s): a connection that the node does not end by itself holds one of the two slots for
+  // longer than this test waits.
+  auto n = Node("r", port, {}, {"--max-connections", "2", "--quorum-timeout-ms", "60000"});
+  ASSERT_TRUE(n->StartAndWait().ok());
+
+  const std::string plain = "GET /heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  // The first bytes of a ClientHello that announces 512 bytes.
+  const std::string cut_hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  for (int i = 0; i < 3; ++i) {
+    // Plain HTTP: the handshake fails and the node closes the connection.
+    EXPECT_TRUE(NodeClosesAfter(port, plain, milliseconds(15000))) << "attempt " << i;
+    // A client that goes away in the middle of its handshake.
+    const int fd = ConnectLocal(port);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send(fd, cut_hello.data(), cut_hello.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(cut_hello.size()));
+    close(fd);
+  }
+  // Both slots are free again (once the node has seen the last client go).
+  EXPECT_TRUE(WaitFor([&] { return n->Get("/heartbeat", milliseconds(3000)).status == 200; },
+                      milliseconds(20000)))
+      << n->LogTail();
+  EXPECT_TRUE(n->Running());
 }
 
 TEST_F(TlsProcessTest, MutualTlsRefusesClientsWithoutAnAcceptedCertificate) {
