@@ -12,10 +12,12 @@ bool IsHostChar(char c) {
 
 }  // namespace
 
-bool SplitUrl(std::string_view url, std::string* host, int* port) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) return false;
-  std::string_view rest = url.substr(kScheme.size());
+bool SplitUrl(std::string_view url, std::string* scheme, std::string* host, int* port) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  *scheme = std::string(url.substr(0, scheme_end));
+  if (*scheme != "http" && *scheme != "https") return false;
+  std::string_view rest = url.substr(scheme_end + 3);
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   size_t colon;
   if (!rest.empty() && rest.front() == '[') {
@@ -46,6 +48,11 @@ bool SplitUrl(std::string_view url, std::string* host, int* port) {
   return true;
 }
 
+bool SplitUrl(std::string_view url, std::string* host, int* port) {
+  std::string scheme;
+  return SplitUrl(url, &scheme, host, port);
+}
+
 bool IsLocalHost(const std::string& host) {
   return host == "localhost" || host == "0.0.0.0" || host == "::" || host == "[::]" ||
          host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
@@ -58,13 +65,14 @@ bool IsSelf(const std::string& host, int port, const std::string& own_host, int 
 }
 
 Result<std::string> NormalizePeerUrl(std::string_view url) {
+  std::string scheme;
   std::string host;
   int port = 0;
-  if (!SplitUrl(url, &host, &port)) {
+  if (!SplitUrl(url, &scheme, &host, &port)) {
     return Status::InvalidArgument("malformed peer URL '" + std::string(url) +
-                                   "': expected http://host:port");
+                                   "': expected http://host:port or https://host:port");
   }
-  return "http://" + host + ":" + std::to_string(port);
+  return scheme + "://" + host + ":" + std::to_string(port);
 }
 
 }  // namespace dsm

@@ -171,6 +171,7 @@ Status Bench::StartCluster() {
       o.extra_args = {"--memory-mb", std::to_string(config_.node_memory_mb)};
     }
     o.extra_args.insert(o.extra_args.end(), options_.node_args.begin(), options_.node_args.end());
+    o.tls = options_.tls;
     cluster_ = std::make_unique<LocalCluster>(o);
     progress_.Begin("starting 3 dsm-node processes", 0);
     if (Status s = cluster_->Start(std::chrono::milliseconds(30000)); !s.ok()) return s;
@@ -182,6 +183,7 @@ Status Bench::StartCluster() {
     for (const std::string& url : config_.nodes) {
       Result<Endpoint> e = ParseEndpoint(url);
       if (!e.ok()) return e.status();
+      e->tls = options_.tls;
       nodes_.push_back(*e);
     }
     for (const Endpoint& e : nodes_) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dsm_bench/http_client.h"
 #include "bench/dsm_bench/report.h"
 #include "dsm/status.h"
 
@@ -22,6 +23,7 @@ struct RunOptions {
   std::string node_binary;             // dsm-node (local cluster)
   std::string dbdump_binary;           // dsm-dbdump (the scale phase's --verify)
   std::vector<std::string> node_args;  // extra dsm-node options (local cluster)
+  TlsClientFiles tls;                  // how https:// nodes are verified (--tls-ca, ...)
   bool pass_memory_mb = false;         // give every node --memory-mb config.node_memory_mb
   bool keep_data = false;              // keep the local cluster's directories
   bool progress = true;

@@ -3,10 +3,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -35,16 +39,32 @@ std::string_view Trim(std::string_view s) {
 
 std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
+// The newest OpenSSL error of this thread as text (the queue cleared).
+std::string TlsError() {
+  unsigned long code = 0;
+  unsigned long last = 0;
+  while ((code = ERR_get_error()) != 0) last = code;
+  if (last == 0) return "connection closed";
+  char text[256];
+  ERR_error_string_n(last, text, sizeof text);
+  return text;
+}
+
 }  // namespace
 
 Result<Endpoint> ParseEndpoint(std::string_view url) {
   Endpoint e;
   std::string_view rest = url;
   constexpr std::string_view kScheme = "http://";
-  if (rest.substr(0, kScheme.size()) != kScheme) {
-    return Status::InvalidArgument("'" + std::string(url) + "' is not an http:// URL");
+  constexpr std::string_view kTlsScheme = "https://";
+  if (rest.substr(0, kTlsScheme.size()) == kTlsScheme) {
+    e.https = true;
+    rest.remove_prefix(kTlsScheme.size());
+  } else if (rest.substr(0, kScheme.size()) == kScheme) {
+    rest.remove_prefix(kScheme.size());
+  } else {
+    return Status::InvalidArgument("'" + std::string(url) + "' is not an http:// or https:// URL");
   }
-  rest.remove_prefix(kScheme.size());
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   const size_t colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
@@ -61,7 +81,7 @@ Result<Endpoint> ParseEndpoint(std::string_view url) {
     e.host = e.host.substr(1, e.host.size() - 2);
   }
   e.port = static_cast<uint16_t>(port);
-  e.url = "http://" + std::string(rest);
+  e.url = (e.https ? "https://" : "http://") + std::string(rest);
   return e;
 }
 
@@ -71,6 +91,8 @@ HttpConnection::HttpConnection(Endpoint endpoint, std::chrono::milliseconds time
 HttpConnection::~HttpConnection() { Close(); }
 
 void HttpConnection::Close() {
+  if (tls_ != nullptr) SSL_free(tls_);
+  tls_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   in_.clear();
@@ -104,13 +126,51 @@ Status HttpConnection::Connect() {
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
       fd_ = fd;
       freeaddrinfo(res);
-      return Status::Ok();
+      if (!endpoint_.https) return Status::Ok();
+      Status s = StartTls();
+      if (!s.ok()) Close();
+      return s;
     }
     last = Status::Unavailable(Errno(("connect to " + endpoint_.url).c_str()));
     ::close(fd);
   }
   freeaddrinfo(res);
   return last;
+}
+
+Status HttpConnection::StartTls() {
+  if (!tls_context_) {
+    std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), &SSL_CTX_free);
+    if (!ctx) return Status::Unavailable("cannot create a TLS context: " + TlsError());
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    const TlsClientFiles& f = endpoint_.tls;
+    const int loaded = f.ca_file.empty()
+                           ? SSL_CTX_set_default_verify_paths(ctx.get())
+                           : SSL_CTX_load_verify_locations(ctx.get(), f.ca_file.c_str(), nullptr);
+    if (loaded != 1) return Status::InvalidArgument("CA " + f.ca_file + ": " + TlsError());
+    if (!f.cert_file.empty() &&
+        (SSL_CTX_use_certificate_chain_file(ctx.get(), f.cert_file.c_str()) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx.get(), f.key_file.c_str(), SSL_FILETYPE_PEM) != 1)) {
+      return Status::InvalidArgument("client certificate " + f.cert_file + ": " + TlsError());
+    }
+    tls_context_ = std::move(ctx);
+  }
+  tls_ = SSL_new(tls_context_.get());
+  if (tls_ == nullptr) return Status::Unavailable("cannot create a TLS connection: " + TlsError());
+  SSL_set_fd(tls_, fd_);
+  // The certificate must name the host (an IP address or a DNS name).
+  X509_VERIFY_PARAM* param = SSL_get0_param(tls_);
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, endpoint_.host.c_str()) != 1) {
+    ERR_clear_error();
+    X509_VERIFY_PARAM_set1_host(param, endpoint_.host.c_str(), 0);
+    SSL_set_tlsext_host_name(tls_, endpoint_.host.c_str());
+  }
+  if (SSL_connect(tls_) != 1) {
+    const long verify = SSL_get_verify_result(tls_);
+    std::string why = verify != X509_V_OK ? X509_verify_cert_error_string(verify) : TlsError();
+    return Status::Unavailable("TLS handshake with " + endpoint_.url + " failed: " + why);
+  }
+  return Status::Ok();
 }
 
 Status HttpConnection::Request(std::string_view method, std::string_view target,
@@ -213,7 +273,19 @@ Status HttpConnection::Exchange(std::string_view method, std::string_view target
 Status HttpConnection::WriteAll(const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    ssize_t n = 0;
+    if (tls_ != nullptr) {
+      const int chunk = static_cast<int>(std::min<size_t>(data.size() - done, 1 << 30));
+      n = SSL_write(tls_, data.data() + done, chunk);
+      if (n <= 0) {
+        const bool timed_out = SSL_get_error(tls_, static_cast<int>(n)) == SSL_ERROR_WANT_WRITE;
+        ERR_clear_error();
+        if (timed_out) return Status::Timeout("send timed out");
+        return Status::Unavailable("TLS send to " + endpoint_.url + " failed");
+      }
+    } else {
+      n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Timeout("send timed out");
@@ -231,7 +303,21 @@ Status HttpConnection::Fill() {
   }
   char buf[64 << 10];
   for (;;) {
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    ssize_t n = 0;
+    if (tls_ != nullptr) {
+      n = SSL_read(tls_, buf, static_cast<int>(sizeof buf));
+      if (n <= 0) {
+        const int error = SSL_get_error(tls_, static_cast<int>(n));
+        ERR_clear_error();
+        if (error == SSL_ERROR_WANT_READ) {
+          return Status::Timeout("no answer from " + endpoint_.url + " within " +
+                                 std::to_string(timeout_.count()) + " ms");
+        }
+        return Status::Unavailable("connection closed by " + endpoint_.url);
+      }
+    } else {
+      n = ::recv(fd_, buf, sizeof buf, 0);
+    }
     if (n > 0) {
       in_.append(buf, static_cast<size_t>(n));
       return Status::Ok();

@@ -1,7 +1,8 @@
 // HttpConnection: a minimal HTTP/1.1 client for dsm-bench's load generators - one keep-alive
 // connection on a blocking socket, one request at a time (a Pistache server drops pipelined
 // requests), every request with "Connection: keep-alive" (without it Pistache closes the
-// connection after each answer). Answers are read by Content-Length or chunked encoding.
+// connection after each answer). Answers are read by Content-Length or chunked encoding. An
+// https:// endpoint is reached over TLS (OpenSSL), its certificate and host name verified.
 //
 // Thread safety: an HttpConnection is used by one thread at a time; the free functions are
 // thread-safe.
@@ -9,21 +10,35 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "dsm/status.h"
 
+struct ssl_ctx_st;
+struct ssl_st;
+
 namespace dsm::bench {
 
-// Where a node listens, from its base URL "http://host:port".
+// How an https:// endpoint is verified, and the client certificate presented to it (PEM files;
+// both or neither of cert_file and key_file).
+struct TlsClientFiles {
+  std::string ca_file;  // empty: the system's CAs
+  std::string cert_file;
+  std::string key_file;
+};
+
+// Where a node listens, from its base URL "http://host:port" or "https://host:port".
 struct Endpoint {
   std::string url;  // without a trailing slash
   std::string host;
   uint16_t port = 0;
+  bool https = false;
+  TlsClientFiles tls;  // https only
 };
 
-// Parses "http://host:port[/]". Errors: InvalidArgument naming the URL.
+// Parses "http[s]://host:port[/]". Errors: InvalidArgument naming the URL.
 Result<Endpoint> ParseEndpoint(std::string_view url);
 
 struct HttpAnswer {
@@ -60,9 +75,15 @@ class HttpConnection {
   Status ReadLine(std::string* line);
   Status ReadExact(size_t n, std::string* out);
 
+  // Sets up TLS on the connected fd_ (https endpoints).
+  Status StartTls();
+
   const Endpoint endpoint_;
   const std::chrono::milliseconds timeout_;
   int fd_ = -1;
+  // https: the context (made on the first connection) and the connection's TLS state.
+  std::shared_ptr<ssl_ctx_st> tls_context_;
+  ssl_st* tls_ = nullptr;
   std::string out_;  // request being written (reused)
   std::string in_;   // bytes read and not consumed yet, from pos_
   size_t pos_ = 0;

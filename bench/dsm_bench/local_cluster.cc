@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -193,9 +194,14 @@ Status LocalCluster::Start(Millis timeout) {
   std::vector<Endpoint> endpoints;
   Result<std::vector<uint16_t>> ports = FreePorts(n);
   if (!ports.ok()) return ports.status();
+  const bool https =
+      std::any_of(options_.extra_args.begin(), options_.extra_args.end(),
+                  [](const std::string& a) { return a.rfind("--tls-cert", 0) == 0; });
   for (uint16_t port : *ports) {
-    Result<Endpoint> e = ParseEndpoint("http://127.0.0.1:" + std::to_string(port));
+    Result<Endpoint> e =
+        ParseEndpoint((https ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port));
     if (!e.ok()) return e.status();
+    e->tls = options_.tls;
     endpoints.push_back(*e);
   }
   for (int i = 0; i < n; ++i) {

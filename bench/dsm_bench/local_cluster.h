@@ -32,6 +32,9 @@ struct LocalClusterOptions {
   std::string mode = "sync_quorum";  // --replication_mode of every node
   int quorum = 2;
   std::vector<std::string> extra_args;  // appended to every node's command line
+  // With --tls-cert among extra_args the nodes serve HTTPS and peer over https://; they are
+  // verified with `tls` (its CA must also be given to the nodes: --tls-ca).
+  TlsClientFiles tls;
 };
 
 // One dsm-node child process.

@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   std::string scale_messages;
   int memory_mb = 0;
   std::vector<std::string> node_args;
+  dsm::bench::TlsClientFiles tls;
 
   app.add_option("--nodes", nodes, "use these nodes (URL,URL,URL) instead of a local cluster");
   app.add_option("--json", json_path, "write the report as JSON to this file");
@@ -143,6 +144,12 @@ int main(int argc, char** argv) {
   app.add_option("--node-arg", node_args,
                  "an extra dsm-node option (repeatable), e.g. "
                  "--node-arg=--http-threads=8");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "https:// nodes: their certificates must be signed by this PEM CA (a local "
+                 "cluster serves HTTPS when --node-arg=--tls-cert=... is given)");
+  app.add_option("--tls-cert", tls.cert_file,
+                 "https:// nodes: PEM client certificate to present (with --tls-key)");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert");
   app.add_flag("--keep-data", keep_data, "keep the local cluster's data and logs");
   app.add_flag("--no-progress", no_progress, "no progress line on stderr");
   CLI11_PARSE(app, argc, argv);
@@ -268,6 +275,7 @@ int main(int argc, char** argv) {
   options.dbdump_binary =
       dbdump_binary.empty() ? (exe_dir / "dsm-dbdump").string() : dbdump_binary;
   options.node_args = node_args;
+  options.tls = tls;
   options.keep_data = keep_data;
   options.progress = !no_progress;
 

@@ -4,9 +4,11 @@
 //
 // Contract: every call returns at once and invokes `done` exactly once, later, on a thread of the
 // transport's choosing (never inside the call itself), with the peer's answer or with a non-OK
-// Status (Unavailable: refused/unreachable; Timeout: no answer within the deadline; an HTTP error
-// answer maps to the Code of its status with the body's reason, except /replicate's 409 gap and
-// conflict answers, which are OK ReplicateReplies with gap or conflict set).
+// Status (Unavailable: refused/unreachable; Timeout: no answer within the deadline;
+// InvalidArgument: an https peer's certificate is not trusted, or this node's TLS files are
+// unusable; an HTTP error answer maps to the Code of its status with the body's reason, except
+// /replicate's 409 gap and conflict answers, which are OK ReplicateReplies with gap or conflict
+// set).
 // `done` must not block for long: it runs on the transport's event loop.
 // Thread safety: all methods may be called concurrently from any thread.
 #pragma once

@@ -20,6 +20,7 @@
 #include "src/http/peer_client.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
@@ -51,6 +52,8 @@ constexpr size_t kPayloadEscapeFactor = 6;
 constexpr std::chrono::milliseconds kBackstopGrace{50};
 // Longest curl_multi_poll sleep when nothing is due (wakeups and libcurl timers cut it short).
 constexpr int kMaxPollMs = 1000;
+// A peer's TLS failures (certificate refused, handshake failed) are logged at most this often.
+constexpr std::chrono::seconds kTlsErrorLogInterval{30};
 // Idle easy handles kept per peer.
 constexpr size_t kMinPooledHandlesPerPeer = 8;
 
@@ -272,6 +275,14 @@ struct PeerClient::Impl {
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req.get());
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(req->max_reply_bytes));
+    // https:// peers only (libcurl ignores these for http://).
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options.ca_file.c_str());
+    if (!options.cert_file.empty()) {
+      curl_easy_setopt(easy, CURLOPT_SSLCERT, options.cert_file.c_str());
+      curl_easy_setopt(easy, CURLOPT_SSLKEY, options.key_file.c_str());
+    }
     if (req->post) {
       curl_easy_setopt(easy, CURLOPT_HTTPHEADER, post_headers);
       curl_easy_setopt(easy, CURLOPT_POST, 1L);
@@ -355,11 +366,21 @@ struct PeerClient::Impl {
   // reached or did not take the request; Timeout when the request went out and no answer came by
   // the deadline (the peer may still act on it).
   // `detail` replaces libcurl's error text when given.
-  Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) const {
+  Status TransferError(const Request& req, CURLcode code, const char* detail = nullptr) {
     std::string where = "peer " + req.peer_url + ": ";
     std::string why = detail != nullptr             ? detail
                       : req.error_buffer[0] != '\0' ? req.error_buffer
                                                     : curl_easy_strerror(code);
+    if (IsTlsFailure(code)) {
+      // Nothing else says why an https peer stays dead (/status shows it dead, not why).
+      if (req.peer >= tls_error_logged.size()) tls_error_logged.resize(req.peer + 1);
+      TimePoint& last = tls_error_logged[req.peer];
+      const TimePoint now = SteadyClock::now();
+      if (last == TimePoint{} || now - last >= kTlsErrorLogInterval) {
+        last = now;
+        spdlog::warn("{}TLS: {}", where, why);
+      }
+    }
     if (req.reply_too_large || code == CURLE_FILESIZE_EXCEEDED) {
       return Status::TooLarge(where + "reply larger than " + std::to_string(req.max_reply_bytes) +
                               " bytes");
@@ -381,9 +402,32 @@ struct PeerClient::Impl {
         return Status::InvalidArgument(where + why);
       case CURLE_WEIRD_SERVER_REPLY:
         return Status::Corruption(where + why);
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CACERT_BADFILE:
+        // The peer's certificate is not trusted (another CA, another host name) or this node's
+        // own TLS files are unusable: a configuration error, not an unreachable peer, so the
+        // replication core names it in /status (push_problem, pull_problem) and the log.
+        return Status::InvalidArgument(where + "TLS: " + why);
       default:
         // Refused, reset, closed without an answer, unresolvable, ...
         return Status::Unavailable(where + why);
+    }
+  }
+
+  static bool IsTlsFailure(CURLcode code) {
+    switch (code) {
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CIPHER:
+      case CURLE_SSL_CACERT_BADFILE:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_SSL_CLIENTCERT:
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -440,6 +484,7 @@ struct PeerClient::Impl {
   std::map<CURL*, std::unique_ptr<Request>> active;
   std::multimap<TimePoint, Request*> backstops;  // deadline + grace -> transfer
   std::vector<std::vector<CURL*>> idle_handles;  // per peer (grown by TakeHandle)
+  std::vector<TimePoint> tls_error_logged;       // per peer: last TLS failure logged (grown too)
 };
 
 PeerClient::PeerClient(std::vector<std::string> peer_urls, PeerClientOptions options)

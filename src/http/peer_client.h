@@ -28,11 +28,18 @@ struct PeerClientOptions {
   // Sent on every request as "Authorization: Bearer <token>" when not empty (the peers' cluster
   // token, see src/http/auth.h). Never logged.
   std::string cluster_token;
+  // https:// peers: their certificate and host name are verified against ca_file (PEM; empty:
+  // the system's CAs). cert_file and key_file (PEM, both or neither) are presented to peers that
+  // require client certificates.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
 };
 
 class PeerClient final : public Transport {
  public:
-  // `peer_urls`: base URLs such as "http://127.0.0.1:8001" (validated by the caller).
+  // `peer_urls`: base URLs such as "http://127.0.0.1:8001" or "https://db1:8001" (validated by
+  // the caller).
   PeerClient(std::vector<std::string> peer_urls, PeerClientOptions options);
   ~PeerClient() override;  // Stop()
 

@@ -22,6 +22,7 @@
 #include "src/http/json_codec.h"
 #include "src/http/reply.h"
 #include "src/http/server_impl.h"
+#include "src/http/tls.h"
 
 namespace dsm {
 
@@ -202,10 +203,13 @@ void HttpServer::Impl::SetUpRoutes() {
 
 namespace {
 
-// The numeric addresses of `url`'s host ("http://host:port"), as accepted connections show them.
+// The numeric addresses of `url`'s host ("http[s]://host:port"), as accepted connections show
+// them.
 std::vector<std::string> AddressesOf(const std::string& url) {
   std::string_view rest = url;
-  if (rest.rfind("http://", 0) == 0) rest.remove_prefix(7);
+  if (const size_t scheme_end = rest.find("://"); scheme_end != std::string_view::npos) {
+    rest.remove_prefix(scheme_end + 3);
+  }
   int port = 0;
   std::optional<std::string> host = http::AuthorityHost(rest, &port);
   if (!host) return {};
@@ -308,6 +312,12 @@ Status HttpServer::Start() {
                     .bodyTimeout(body_timeout)
                     .keepaliveTimeout(d.server_options.keepalive_timeout);
     endpoint->init(opts);
+    const http::TlsFiles& tls = d.server_options.tls;
+    if (tls.serving()) {
+      http::EnableDeferredTlsHandshakes();
+      endpoint->useSSL(tls.cert_file, tls.key_file);
+      if (!tls.client_ca_file.empty()) endpoint->useSSLAuth(tls.client_ca_file);
+    }
     endpoint->setHandler(http::MakeEdgeHandler(d.router, d.MakeEdgeOptions()));
     endpoint->serveThreaded();
     d.bound_port = static_cast<uint16_t>(endpoint->getPort());

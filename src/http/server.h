@@ -25,6 +25,7 @@
 #include "dsm/log_store.h"
 #include "dsm/options.h"
 #include "dsm/status.h"
+#include "src/http/tls.h"
 #include "storage/append_notifier.h"
 
 namespace dsm {
@@ -82,6 +83,10 @@ struct HttpServerOptions {
   // Long-polls waiting plus event streams open (/metrics: dsm_live_readers); more get 503. Each
   // holds a connection, so max_connections bounds them too.
   size_t max_live_readers = 10000;
+  // HTTPS when tls.cert_file is set; with tls.client_ca_file, every connection must present a
+  // client certificate signed by that CA (src/http/tls.h). The other members are the peer
+  // client's.
+  http::TlsFiles tls;
   // Durable consumers (/consumers...): nullptr = not enabled (those requests get 503). Not owned;
   // Shutdown() stops it (its waiting fetches are answered while answers are still delivered).
   DurableConsumers* durable_consumers = nullptr;

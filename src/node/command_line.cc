@@ -190,6 +190,20 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                  "secret required on the client endpoints (/send, /messages, /status, ...); the "
                  "cluster token is accepted there too")
       ->envname("DSM_CLIENT_TOKEN");
+  http::TlsFiles& tls = config.tls;
+  app.add_option("--tls-cert", tls.cert_file,
+                 "serve the API over HTTPS with this PEM certificate (chain); needs --tls-key");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert (unencrypted)");
+  app.add_option("--tls-client-ca", tls.client_ca_file,
+                 "require a client certificate signed by this PEM CA on every connection "
+                 "(peers, clients, the dashboard); needs --tls-cert");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "PEM CA that https:// peers' certificates must be signed by (host names are "
+                 "verified too); required with https peers");
+  app.add_option("--tls-peer-cert", tls.peer_cert_file,
+                 "PEM client certificate presented to peers that require one; needs "
+                 "--tls-peer-key");
+  app.add_option("--tls-peer-key", tls.peer_key_file, "PEM private key of --tls-peer-cert");
   app.add_option("--max-connections", max_connections,
                  "open connections beyond this are answered 503 and closed (0: no limit)")
       ->capture_default_str();
@@ -276,6 +290,18 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
                                    "' is unknown: use async or sync_quorum");
   }
 
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return Status::InvalidArgument("--tls-cert and --tls-key must be given together");
+  }
+  if (tls.peer_cert_file.empty() != tls.peer_key_file.empty()) {
+    return Status::InvalidArgument("--tls-peer-cert and --tls-peer-key must be given together");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    return Status::InvalidArgument(
+        "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked only "
+        "over HTTPS)");
+  }
+
   std::set<std::string> seen;
   size_t start = 0;
   while (start <= peers.size()) {
@@ -286,9 +312,15 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
     if (item.empty()) continue;  // "" means no peers; stray commas are harmless
     Result<std::string> url = NormalizePeerUrl(item);
     if (!url.ok()) return url.status();
+    std::string scheme;
     std::string host;
     int peer_port = 0;
-    SplitUrl(*url, &host, &peer_port);
+    SplitUrl(*url, &scheme, &host, &peer_port);
+    if (scheme == "https" && config.tls.ca_file.empty()) {
+      return Status::InvalidArgument("peer " + *url +
+                                     " uses https: --tls-ca must name the CA that signed the "
+                                     "peers' certificates");
+    }
     if (IsSelf(host, peer_port, o.host, o.port)) {
       return Status::InvalidArgument("peer " + *url + " is this node itself (--host " + o.host +
                                      " --port " + std::to_string(o.port) + ")");

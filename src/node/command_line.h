@@ -13,6 +13,7 @@
 
 #include "dsm/options.h"
 #include "dsm/status.h"
+#include "src/http/tls.h"
 
 namespace dsm {
 
@@ -30,6 +31,10 @@ struct NodeConfig {
   uint64_t max_inflight_body_bytes = uint64_t{128} << 20;  // --max-inflight-body-mb (0 = unlimited)
   std::vector<std::string> allowed_hosts;             // --allowed-hosts (lower case)
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;  // --min-free-disk-mb (0 = no check)
+  // --tls-cert, --tls-key, --tls-client-ca, --tls-ca, --tls-peer-cert, --tls-peer-key: paired
+  // and consistent with the peers' schemes here; their contents are checked by
+  // http::CheckTlsFiles at start-up.
+  http::TlsFiles tls;
   // RocksDB's memtables and block cache together (RocksLogStoreOptions::memory_budget_bytes).
   uint64_t memory_budget_bytes = uint64_t{256} << 20;  // --memory-mb
   std::string log_level = "info";  // --log-level: trace|debug|info|warn|error|critical|off

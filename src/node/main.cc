@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <string>
 
+#include "src/http/tls.h"
 #include "src/node/command_line.h"
 #include "src/node/runtime.h"
 
@@ -22,6 +23,10 @@ int main(int argc, char** argv) {
   if (config->help) {
     std::fputs(config->help_text.c_str(), stdout);
     return 0;
+  }
+  if (dsm::Status s = dsm::http::CheckTlsFiles(config->tls); !s.ok()) {
+    std::fprintf(stderr, "dsm-node: %s (see --help)\n", s.message().c_str());
+    return 2;
   }
 
   // Before any thread exists: every thread inherits the blocked set, so SIGINT and SIGTERM are

@@ -63,6 +63,9 @@ Status Runtime::Start() {
   peer_options.max_payload_bytes = o.max_message_bytes;
   peer_options.sync_page_bytes = o.batch_bytes;
   peer_options.cluster_token = config_.cluster_token;
+  peer_options.ca_file = config_.tls.ca_file;
+  peer_options.cert_file = config_.tls.peer_cert_file;
+  peer_options.key_file = config_.tls.peer_key_file;
   peers_ = std::make_unique<PeerClient>(o.peers, peer_options);
 
   node_ = std::make_unique<Node>(o, store_.get(), peers_.get(), &clock_);
@@ -89,6 +92,7 @@ Status Runtime::Start() {
   server_options.max_header_bytes = config_.max_header_bytes;
   server_options.max_inflight_body_bytes = static_cast<size_t>(config_.max_inflight_body_bytes);
   server_options.allowed_hosts = config_.allowed_hosts;
+  server_options.tls = config_.tls;
   server_options.durable_consumers = durable_.get();
   server_ = std::make_unique<HttpServer>(o, node_.get(), store_.get(), &clock_, server_options);
 
@@ -109,14 +113,17 @@ Status Runtime::Start() {
     return s;
   }
   spdlog::info(
-      "dsm-node {} listening on http://{}:{} mode={} quorum={} peers={} data_dir={} fsync={} "
+      "dsm-node {} listening on {}://{}:{} mode={} quorum={} peers={} data_dir={} fsync={} "
       "stream={} last_seq={}",
-      o.id, o.host, server_->port(), ModeName(o.mode), o.quorum, JoinPeers(o.peers), o.data_dir,
-      o.fsync ? "always" : "never", store_->stream_id(), store_->LastSeq());
+      o.id, config_.tls.serving() ? "https" : "http", o.host, server_->port(), ModeName(o.mode),
+      o.quorum, JoinPeers(o.peers), o.data_dir, o.fsync ? "always" : "never", store_->stream_id(),
+      store_->LastSeq());
   // Whether tokens are required, never the tokens themselves.
   spdlog::info(
-      "cluster token {}, client token {}, max connections {}, max pending quorum writes {}",
+      "cluster token {}, client token {}, client certificates {}, max connections {}, max "
+      "pending quorum writes {}",
       config_.cluster_token.empty() ? "off" : "required",
+      config_.tls.client_ca_file.empty() ? "off" : "required",
       config_.client_token.empty() ? "off" : "required", config_.max_connections,
       config_.max_pending_quorum_writes);
   return Status::Ok();

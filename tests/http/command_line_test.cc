@@ -188,6 +188,26 @@ TEST(CommandLineTest, EdgeOptions) {
   EXPECT_EQ(r->allowed_hosts, (std::vector<std::string>{"dsm.example", "::1", "b-2"}));
 }
 
+TEST(CommandLineTest, TlsOptions) {
+  Result<NodeConfig> d = Parse({"--id", "n"});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_FALSE(d->tls.serving());
+  Result<NodeConfig> r =
+      Parse({"--id", "n", "--peers", "https://127.0.0.1:9001/,http://127.0.0.1:9002", "--tls-cert",
+             "n.pem", "--tls-key", "n.key", "--tls-ca", "ca.pem", "--tls-client-ca", "cca.pem",
+             "--tls-peer-cert", "p.pem", "--tls-peer-key", "p.key"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->tls.serving());
+  EXPECT_EQ(r->tls.cert_file, "n.pem");
+  EXPECT_EQ(r->tls.key_file, "n.key");
+  EXPECT_EQ(r->tls.ca_file, "ca.pem");
+  EXPECT_EQ(r->tls.client_ca_file, "cca.pem");
+  EXPECT_EQ(r->tls.peer_cert_file, "p.pem");
+  EXPECT_EQ(r->tls.peer_key_file, "p.key");
+  EXPECT_EQ(r->node.peers,
+            (std::vector<std::string>{"https://127.0.0.1:9001", "http://127.0.0.1:9002"}));
+}
+
 TEST(CommandLineTest, InvalidCommandLines) {
   const std::vector<std::string> two_peers = {"--peers",
                                               "http://127.0.0.1:8001,http://127.0.0.1:8002"};
@@ -221,7 +241,22 @@ TEST(CommandLineTest, InvalidCommandLines) {
       {"peer without scheme",
        {"--id", "n", "--peers", "127.0.0.1:8001"},
        "malformed peer URL '127.0.0.1:8001': expected http://host:port"},
-      {"https peer", {"--id", "n", "--peers", "https://127.0.0.1:8001"}, "malformed peer URL"},
+      {"https peer without a CA",
+       {"--id", "n", "--peers", "https://127.0.0.1:8001"},
+       "peer https://127.0.0.1:8001 uses https: --tls-ca must name the CA"},
+      {"other scheme", {"--id", "n", "--peers", "ftp://127.0.0.1:8001"}, "malformed peer URL"},
+      {"certificate without key",
+       {"--id", "n", "--tls-cert", "n.pem"},
+       "--tls-cert and --tls-key must be given together"},
+      {"key without certificate",
+       {"--id", "n", "--tls-key", "n.key"},
+       "--tls-cert and --tls-key must be given together"},
+      {"peer certificate without key",
+       {"--id", "n", "--tls-peer-cert", "p.pem"},
+       "--tls-peer-cert and --tls-peer-key must be given together"},
+      {"client CA without HTTPS",
+       {"--id", "n", "--tls-client-ca", "ca.pem"},
+       "--tls-client-ca needs --tls-cert and --tls-key"},
       {"peer without port", {"--id", "n", "--peers", "http://127.0.0.1"}, "malformed peer URL"},
       {"peer with path", {"--id", "n", "--peers", "http://127.0.0.1:8001/x"}, "malformed peer URL"},
       {"peer port zero", {"--id", "n", "--peers", "http://127.0.0.1:0"}, "malformed peer URL"},
@@ -322,6 +357,11 @@ TEST(NormalizePeerUrlTest, Table) {
       {"http://127.0.0.1:8001/", "http://127.0.0.1:8001"},
       {"http://host_1.local:1", "http://host_1.local:1"},
       {"http://[fe80::1]:65535", "http://[fe80::1]:65535"},
+      {"https://db1.example.com:8443/", "https://db1.example.com:8443"},
+      {"https://[::1]:1", "https://[::1]:1"},
+      {"https://:8001", nullptr},
+      {"ftp://127.0.0.1:8001", nullptr},
+      {"HTTPS://127.0.0.1:8001", nullptr},
       {"http://:8001", nullptr},
       {"http://[]:8001", nullptr},
       {"http://[::1]8001", nullptr},

@@ -334,8 +334,10 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsAndStoreNothing) {
        "no such endpoint: POST /nope/deeper"},
       {"get on send", "GET", "/send", std::nullopt, 405,
        "method not allowed on /send (allowed: POST)"},
-      {"post on heartbeat", "POST", "/heartbeat", "{}", 405,
-       "method not allowed on /heartbeat (allowed: GET, HEAD)"},
+      {"put on heartbeat", "PUT", "/heartbeat", "{}", 405,
+       "method not allowed on /heartbeat (allowed: GET, HEAD, POST)"},
+      {"heartbeat without a membership", "POST", "/heartbeat", "{}", 400,
+       "the body must be {\"membership\": {...}}"},
       {"delete on messages", "DELETE", "/messages", std::nullopt, 405,
        "method not allowed on /messages (allowed: GET, HEAD)"},
       {"put on sync", "PUT", "/sync", "{}", 405, "method not allowed on /sync (allowed: POST)"},
@@ -355,7 +357,9 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsAndStoreNothing) {
       EXPECT_EQ(r.Str("reason"), c.reason);
     }
     if (c.status == 405) {
-      EXPECT_EQ(r.headers["allow"], c.path == "/send" || c.path == "/sync" ? "POST" : "GET, HEAD");
+      EXPECT_EQ(r.headers["allow"], c.path == "/send" || c.path == "/sync" ? "POST"
+                                    : c.path == "/heartbeat"                ? "GET, HEAD, POST"
+                                                                            : "GET, HEAD");
     }
   }
   EXPECT_EQ(store_.LastSeq(), 0u);

@@ -445,7 +445,7 @@ std::vector<BadCase> BadCases() {
       {"GET /send", "GET", "/send", std::nullopt, k405},
       {"GET /replicate", "GET", "/replicate", std::nullopt, k405},
       {"GET /sync", "GET", "/sync", std::nullopt, k405},
-      {"POST /heartbeat", "POST", "/heartbeat", "{}", k405},
+      {"PUT /heartbeat", "PUT", "/heartbeat", "{}", k405},
       {"POST /status", "POST", "/status", "{}", k405},
       {"PUT /messages", "PUT", "/messages", "{}", k405},
       {"DELETE /messages", "DELETE", "/messages", std::nullopt, k405},
@@ -502,7 +502,8 @@ TEST_F(ApiTest, AnswersAreWholeHttpMessages) {
        "GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n",
        "HTTP/1.1 200 OK", {"content-type: application/json", "connection: keep-alive"}},
       {"405", "PUT /heartbeat HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
-       "HTTP/1.1 405 Method Not Allowed", {"content-type: application/json", "allow: get, head"}},
+       "HTTP/1.1 405 Method Not Allowed",
+       {"content-type: application/json", "allow: get, head, post"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

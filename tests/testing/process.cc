@@ -254,6 +254,12 @@ HttpResponse Http(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CollectHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r.headers);
   curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+  if (!request.tls.ca_file.empty())
+    curl_easy_setopt(curl, CURLOPT_CAINFO, request.tls.ca_file.c_str());
+  if (!request.tls.cert_file.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, request.tls.cert_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, request.tls.key_file.c_str());
+  }
   if (request.body) {
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body->data());
@@ -533,13 +539,28 @@ std::string NodeProcess::LogTail(size_t max_bytes) const {
   return Tail(ReadFile(log_path_), max_bytes);
 }
 
+void NodeProcess::UseTls(TlsClient client) {
+  url_ = "https://127.0.0.1:" + std::to_string(port_);
+  tls_ = std::move(client);
+}
+
 HttpResponse NodeProcess::Get(const std::string& path, Millis timeout) const {
-  return HttpGet(url_ + path, timeout);
+  HttpRequest req;
+  req.url = url_ + path;
+  req.timeout = timeout;
+  req.tls = tls_;
+  return Http(req);
 }
 
 HttpResponse NodeProcess::Post(const std::string& path, const std::string& body,
                                Millis timeout) const {
-  return HttpPost(url_ + path, body, timeout);
+  HttpRequest req;
+  req.method = "POST";
+  req.url = url_ + path;
+  req.body = body;
+  req.timeout = timeout;
+  req.tls = tls_;
+  return Http(req);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,12 +88,20 @@ struct HttpResponse {
   std::string Describe() const;
 };
 
+// What an https:// request verifies the server with and presents to it (PEM files; empty = none).
+struct TlsClient {
+  std::string ca_file;  // the server's certificate must be signed by this CA
+  std::string cert_file;
+  std::string key_file;
+};
+
 struct HttpRequest {
   std::string method = "GET";
   std::string url;
   std::optional<std::string> body;  // sent verbatim (may hold any bytes) when set
   Millis timeout{10000};
   std::vector<std::string> headers;  // extra "Name: value" lines
+  TlsClient tls;                     // https:// URLs
 };
 
 HttpResponse Http(const HttpRequest& request);
@@ -159,6 +167,9 @@ class NodeProcess {
   const std::string& Name() const { return name_; }
   uint16_t Port() const { return port_; }
   const std::string& Url() const { return url_; }  // "http://127.0.0.1:<port>"
+  // The node serves HTTPS: Url() becomes "https://127.0.0.1:<port>", and WaitUp, Get and Post
+  // verify it (and present a certificate) with `client`.
+  void UseTls(TlsClient client);
   const std::string& LogPath() const { return log_path_; }
   std::vector<std::string>& Args() { return args_; }  // changes apply to the next Start()
 
@@ -202,6 +213,7 @@ class NodeProcess {
   std::string log_path_;
   uint16_t port_;
   std::string url_;
+  TlsClient tls_;
   pid_t pid_ = -1;
   ExitInfo last_exit_;
 };
