@@ -99,9 +99,12 @@ class MembershipRunner {
   // Writes config_.messages messages, a third to each node, and waits until each holds them all.
   Status Preload(MembershipRun* run);
   // POST /cluster/members of the new node on the first node, then polls its GET /cluster until
-  // it lists the new node as a voter. Returns early, OK, when stop_ is set.
-  // The catch-up rate counts from `started_at`, when the new node was spawned.
-  Status AddAndWaitForVoter(int64_t started_at, MembershipRun* run);
+  // it lists the new node as a voter, and the new node's /status. Returns early, OK, when stop_
+  // is set.
+  // Sets *voter_seen once the new node is a voter (the `during` window ends then), and goes on
+  // until it also holds what the first node held at the add; its catch-up counts from
+  // `started_at`, when it was spawned.
+  Status AddAndWaitForVoter(int64_t started_at, std::atomic<bool>* voter_seen, MembershipRun* run);
   // Polls every node's last_seq until the new node's is at least each other node's and they all
   // agree (the load has stopped), or the deadline.
   void CheckHeldEverywhere(MembershipRun* run);
@@ -178,11 +181,15 @@ Status MembershipRunner::Preload(MembershipRun* run) {
   return Status::Ok();
 }
 
-Status MembershipRunner::AddAndWaitForVoter(int64_t started_at, MembershipRun* run) {
+Status MembershipRunner::AddAndWaitForVoter(int64_t started_at, std::atomic<bool>* voter_seen,
+                                            MembershipRun* run) {
   const std::string& url = added_->endpoint().url;
   Result<uint64_t> held = LastSeq(added_->endpoint());
   if (!held.ok()) return held.status();
   run->held_at_add = *held;
+  Result<uint64_t> existing = LastSeq(nodes_[0]);
+  if (!existing.ok()) return existing.status();
+  run->existing_at_add = *existing;
   HttpConnection admin(nodes_[0], Millis(10000));
   HttpAnswer a;
   const int64_t added_at = NowNs();
@@ -194,30 +201,45 @@ Status MembershipRunner::AddAndWaitForVoter(int64_t started_at, MembershipRun* r
                                a.body.substr(0, 200));
   }
   const int64_t deadline =
-      added_at + kDeadlineNs + static_cast<int64_t>(run->preloaded) * kNsPerMessage;
-  std::string role;
+      added_at + kDeadlineNs + static_cast<int64_t>(run->existing_at_add) * kNsPerMessage;
+  bool caught_up = false;
+  std::string role = "not listed";
   while (!stop_) {
-    Result<std::string> r = RoleOf(admin, url, auth_);
-    if (r.ok() && *r == "voter") {
-      run->to_voter_s = static_cast<double>(NowNs() - added_at) / 1e9;
-      run->voter = true;
-      break;
+    if (!run->voter) {
+      Result<std::string> r = RoleOf(admin, url, auth_);
+      if (r.ok() && *r == "voter") {
+        run->to_voter_s = static_cast<double>(NowNs() - added_at) / 1e9;
+        run->voter = true;
+        *voter_seen = true;
+        if (held = LastSeq(added_->endpoint()); held.ok()) run->held_at_voter = *held;
+      } else {
+        role = r.ok() ? (r->empty() ? "not listed" : *r) : r.status().ToString();
+      }
     }
-    if (r.ok()) role = *r;
+    if (!caught_up) {
+      held = LastSeq(added_->endpoint());
+      if (held.ok() && *held >= run->existing_at_add) {
+        caught_up = true;
+        run->caught_up_s = static_cast<double>(NowNs() - started_at) / 1e9;
+      }
+    }
+    if (run->voter && caught_up) break;
     if (Status alive = AllRunning(); !alive.ok()) return alive;
     if (NowNs() > deadline) {
-      return Status::Timeout("membership phase: " + url + " was not a voter " +
-                             std::to_string((NowNs() - added_at) / kSecondNs) +
-                             " s after its add (role: " + (role.empty() ? "not listed" : role) +
-                             (r.ok() ? "" : "; " + r.status().ToString()) + ")");
+      const std::string after =
+          std::to_string((NowNs() - added_at) / kSecondNs) + " s after its add";
+      if (!run->voter) {
+        return Status::Timeout("membership phase: " + url + " was not a voter " + after +
+                               " (role: " + role + ")");
+      }
+      return Status::Timeout("membership phase: " + url + " did not hold the " +
+                             std::to_string(run->existing_at_add) +
+                             " messages of the cluster at its add " + after);
     }
     std::this_thread::sleep_for(kPollInterval);
   }
-  if (!run->voter) return Status::Ok();
-  if (held = LastSeq(added_->endpoint()); held.ok()) run->held_at_voter = *held;
-  run->started_to_voter_s = static_cast<double>(NowNs() - started_at) / 1e9;
-  if (run->started_to_voter_s > 0) {
-    run->catchup_per_s = static_cast<double>(run->held_at_voter) / run->started_to_voter_s;
+  if (run->caught_up_s > 0) {
+    run->catchup_per_s = static_cast<double>(run->existing_at_add) / run->caught_up_s;
   }
   return Status::Ok();
 }
@@ -297,7 +319,7 @@ Status MembershipRunner::Run(int index, const std::string& root, MembershipRun* 
   LoadConfig dl = QuorumLoad();
   std::thread load([&] { run->during = RunLoad(dl, &origins_, progress_, during_stop, pids); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  Status change = AddAndWaitForVoter(started_at, run);
+  Status change = AddAndWaitForVoter(started_at, &during_stop, run);
   during_stop = true;
   load.join();
   DropRecords(&run->during);
@@ -305,9 +327,10 @@ Status MembershipRunner::Run(int index, const std::string& root, MembershipRun* 
     progress_->End("failed");
     return change;
   }
-  char voter[120];
-  std::snprintf(voter, sizeof voter, "a voter after %.2f s (caught up at %.0f msgs/s); ",
-                run->to_voter_s, run->catchup_per_s);
+  char voter[160];
+  std::snprintf(voter, sizeof voter,
+                "a voter %.2f s after the add, caught up %.2f s after its start (%.0f msgs/s); ",
+                run->to_voter_s, run->caught_up_s, run->catchup_per_s);
   progress_->End(voter + Summary(run->during));
 
   lc = QuorumLoad();

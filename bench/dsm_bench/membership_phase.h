@@ -9,10 +9,10 @@
 //           first node's GET /cluster lists it as a voter;
 //   after   `after_s` seconds.
 // The new node is started (empty) right before the POST. The run records the time from the POST
-// to voter, the new node's catch-up rate (what it holds then, by its /status last_seq, over the
-// time since it was spawned), and, once the load has stopped, that the new node
-// holds as many messages as every other node. Each window's errors are counted by status: no write
-// is expected to be refused or to fail during the change.
+// to voter, the new node's catch-up rate (what the cluster held at the add over the time from the
+// new node's start until its /status last_seq reached it), and, once the load has stopped, that the
+// new node holds as many messages as every other node. Each window's errors are counted by status:
+// no write is expected to be refused or to fail during the change.
 //
 // Thread safety: RunMembership is called from the main thread (it spawns node processes); it runs
 // the `during` window's load on a thread of its own and joins it.
@@ -45,15 +45,16 @@ struct MembershipRun {
   LoadResult before;
   LoadResult during;
   LoadResult after;
-  uint64_t preloaded = 0;      // messages every node held before the load
-  uint64_t held_at_add = 0;    // the new node's last_seq just before the POST
-  uint64_t held_at_voter = 0;  // its last_seq once the first node listed it as a voter
-  double add_ms = 0;           // the POST /cluster/members round trip
-  double to_voter_s = 0;       // POST sent -> the first node's /cluster lists a voter
-  // The new node spawned (empty) -> held_at_voter read: it pulls from the node its --peers name
-  // from its start, before its add (held_at_add says how much).
-  double started_to_voter_s = 0;
-  double catchup_per_s = 0;  // held_at_voter / started_to_voter_s
+  uint64_t preloaded = 0;        // messages every node held before the load
+  uint64_t held_at_add = 0;      // the new node's last_seq just before the POST
+  uint64_t existing_at_add = 0;  // the first node's last_seq then: what the cluster held
+  uint64_t held_at_voter = 0;    // the new node's last_seq once the first node listed it a voter
+  double add_ms = 0;             // the POST /cluster/members round trip
+  double to_voter_s = 0;         // POST sent -> the first node's /cluster lists a voter
+  // The new node spawned (empty) -> it holds existing_at_add messages. It pulls from the node its
+  // --peers name from its start, before its add (held_at_add says how much).
+  double caught_up_s = 0;
+  double catchup_per_s = 0;  // existing_at_add / caught_up_s
   bool voter = false;
   // Once the load stopped: the new node holds as many messages as each other node (last_seq).
   bool complete = false;

@@ -492,8 +492,9 @@ void MembershipJson(JsonWriter& w, const MembershipReport& m) {
     Int(w, "preloaded", r.preloaded);
     Num(w, "add_ms", r.add_ms);
     Num(w, "to_voter_s", r.to_voter_s);
-    Num(w, "started_to_voter_s", r.started_to_voter_s);
     Int(w, "held_at_add", r.held_at_add);
+    Int(w, "existing_at_add", r.existing_at_add);
+    Num(w, "caught_up_s", r.caught_up_s);
     Int(w, "held_at_voter", r.held_at_voter);
     Num(w, "catchup_per_s", r.catchup_per_s);
     Bool(w, "voter", r.voter);
@@ -549,8 +550,8 @@ void PrintMembership(const MembershipReport& m, std::FILE* out) {
   std::fprintf(out, "  add -> voter (in the first node's GET /cluster): %s s\n",
                SpreadText("%.2f", m.to_voter_s).c_str());
   std::fprintf(out,
-               "  catch-up of the new node (what it held then / time since it was spawned, "
-               "empty): %s msgs/s\n",
+               "  catch-up of the new node (what the cluster held at the add / time from its "
+               "start, empty, until it held as much): %s msgs/s\n",
                SpreadText("%.0f", m.catchup_per_s).c_str());
   std::fprintf(out, "  the new node held every message the others held at the end of each run\n");
 }
