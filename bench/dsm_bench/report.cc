@@ -550,8 +550,8 @@ void PrintMembership(const MembershipReport& m, std::FILE* out) {
   std::fprintf(out, "  add -> voter (in the first node's GET /cluster): %s s\n",
                SpreadText("%.2f", m.to_voter_s).c_str());
   std::fprintf(out,
-               "  catch-up of the new node (what the cluster held at the add / time from its "
-               "start, empty, until it held as much): %s msgs/s\n",
+               "  catch-up: %s msgs/s (what the cluster held at the add / time from the new "
+               "node's start, empty, until it held as much)\n",
                SpreadText("%.0f", m.catchup_per_s).c_str());
   std::fprintf(out, "  the new node held every message the others held at the end of each run\n");
 }
