@@ -98,12 +98,11 @@ class MembershipRunner {
   Status AllRunning();
   // Writes config_.messages messages, a third to each node, and waits until each holds them all.
   Status Preload(MembershipRun* run);
-  // POST /cluster/members of the new node on the first node, then polls its GET /cluster until
-  // it lists the new node as a voter, and the new node's /status. Returns early, OK, when stop_
-  // is set.
-  // Sets *voter_seen once the new node is a voter (the `during` window ends then), and goes on
-  // until it also holds what the first node held at the add; its catch-up counts from
-  // `started_at`, when it was spawned.
+  // POST /cluster/members of the new node on the first node, then polls the first node's
+  // GET /cluster and the new node's /status: sets *voter_seen once the new node is listed as a
+  // voter (the `during` window ends then), and goes on until the new node also holds what the
+  // first node held at the add (its catch-up counts from `started_at`, when it was spawned).
+  // Returns early, OK, when stop_ is set.
   Status AddAndWaitForVoter(int64_t started_at, std::atomic<bool>* voter_seen, MembershipRun* run);
   // Polls every node's last_seq until the new node's is at least each other node's and they all
   // agree (the load has stopped), or the deadline.
@@ -118,7 +117,7 @@ class MembershipRunner {
   const std::string token_;
   const std::string auth_;  // the Authorization header line presenting token_
   int loads_ = 0;
-  // The current run's.
+  // The run's cluster, the node it adds (once started) and the cluster's endpoints.
   std::unique_ptr<LocalCluster> cluster_;
   std::unique_ptr<LocalNode> added_;
   std::vector<Endpoint> nodes_;
