@@ -14,10 +14,11 @@
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/local_cluster.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/membership_phase.h"
 #include "bench/dsm_bench/metrics_scrape.h"
 #include "bench/dsm_bench/progress.h"
-#include "bench/dsm_bench/scale_probe.h"
 #include "bench/dsm_bench/retention_phase.h"
+#include "bench/dsm_bench/scale_probe.h"
 #include "bench/dsm_bench/watch.h"
 #include "common/ids.h"
 
@@ -106,6 +107,7 @@ class Bench {
   // catch-up figures of `point`, then stops it for dsm-dbdump --verify and starts it again.
   Status NewPeerCatchUp(ScalePoint* point);
   Status Retention();
+  Status Membership();
 
   // OK while every node of the local cluster is running (always OK for given nodes).
   Status NodesAlive();
@@ -573,23 +575,6 @@ Status Bench::CatchUp() {
   return Status::Ok();
 }
 
-// The last seq of the node at `e` (GET /status), or an error.
-Result<uint64_t> LastSeq(const Endpoint& e) {
-  HttpConnection conn(e, std::chrono::milliseconds(5000));
-  HttpAnswer answer;
-  Status s = conn.Request("GET", "/status", "", &answer);
-  if (!s.ok()) return s;
-  if (answer.status != 200) {
-    return Status::Unavailable(e.url + "/status answered " + std::to_string(answer.status));
-  }
-  rapidjson::Document doc;
-  doc.Parse(answer.body.data(), answer.body.size());
-  if (doc.HasParseError() || !doc.IsObject()) return Status::Corruption("malformed /status");
-  auto it = doc.FindMember("last_seq");
-  if (it == doc.MemberEnd() || !it->value.IsUint64()) return Status::Corruption("no last_seq");
-  return it->value.GetUint64();
-}
-
 Status Bench::MeasureScalePoint(ScalePoint* point, bool catch_up) {
   Result<uint64_t> last = LastSeq(nodes_[0]);
   if (!last.ok()) return last.status();
@@ -775,6 +760,26 @@ Status Bench::Retention() {
   return RunRetention(o, stop_, &progress_, &r);
 }
 
+// --phases membership (membership_phase.h): fresh clusters of its own, a node added to each under
+// load. The main cluster stays up, idle.
+Status Bench::Membership() {
+  MembershipReport& m = report_->membership;
+  m.config = config_.membership;
+  if (!cluster_) {
+    m.skipped = "needs the local cluster (it starts clusters and adds a node to each)";
+    return Status::Ok();
+  }
+  MembershipRunOptions o;
+  o.node_binary = options_.node_binary;
+  o.root = created_root_;
+  o.node_args = options_.node_args;
+  o.fsync = config_.fsync == "always";
+  o.quorum = config_.quorum;
+  o.payload_bytes = config_.payload_bytes;
+  o.keep_data = options_.keep_data;
+  return RunMembership(o, stop_, &progress_, &m);
+}
+
 Status Bench::Run() {
   report_->started_at = UtcNow();
   report_->load_before = LoadAverage();
@@ -865,6 +870,10 @@ Status Bench::Run() {
 
   if (config_.Runs("retention")) {
     if (Status s = Retention(); !s.ok()) return s;
+  }
+  if (stop_) return Status::Ok();
+  if (config_.Runs("membership")) {
+    if (Status s = Membership(); !s.ok()) return s;
   }
 
   // CPU the load generator needed, as a warning when it may have been the bottleneck.

@@ -307,5 +307,47 @@ TEST(BenchSmokeTest, RetentionPhaseComparesTrimmingWithNoRetention) {
   EXPECT_EQ(targets, 2);
 }
 
+// --phases membership: a 4th node added to a fresh cluster under quorum load becomes a voter,
+// holds every message at the end, and no write fails in any of the three windows.
+TEST(BenchSmokeTest, MembershipPhaseAddsAVoterWithoutErrors) {
+  testing::TempDir dir;
+  rapidjson::Document doc;
+  const std::string out = RunBench(dir, {"--smoke", "--phases", "membership"}, &doc);
+  EXPECT_NE(out.find("Membership: a 4th node added under closed-loop quorum /send load"),
+            std::string::npos)
+      << out;
+  ASSERT_TRUE(doc.IsObject() && doc.HasMember("membership") && doc["membership"].IsObject()) << out;
+  const rapidjson::Value& m = doc["membership"];
+  ASSERT_TRUE(m["ran"].GetBool()) << (m.HasMember("skipped") ? m["skipped"].GetString() : "");
+  ASSERT_TRUE(m["runs"].IsArray());
+  ASSERT_EQ(m["runs"].Size(), 1u);  // one run in the smoke profile
+  const rapidjson::Value& run = m["runs"][0];
+  EXPECT_TRUE(run["voter"].GetBool());
+  EXPECT_TRUE(run["complete"].GetBool());
+  EXPECT_GE(run["preloaded"].GetUint64(), 300u);
+  EXPECT_GE(run["final_messages"].GetUint64(), run["preloaded"].GetUint64());
+  EXPECT_EQ(run["final_messages"].GetUint64(), run["others_messages"].GetUint64());
+  EXPECT_GT(run["to_voter_s"].GetDouble(), 0);
+  for (const char* window : {"before", "during", "after"}) {
+    ASSERT_TRUE(run.HasMember(window) && run[window].IsObject()) << window;
+    EXPECT_GT(run[window]["latency_ms"]["count"].GetUint64(), 0u) << window;
+    EXPECT_EQ(run[window]["error_count"].GetUint64(), 0u) << window;
+  }
+  ASSERT_TRUE(m["windows"].IsArray());
+  EXPECT_EQ(m["windows"].Size(), 3u);
+  EXPECT_EQ(m["error_count"].GetUint64(), 0u);
+  int targets = 0;
+  for (const auto& t : doc["targets"].GetArray()) {
+    if (std::string(t["name"].GetString()).rfind("membership:", 0) != 0) continue;
+    ++targets;
+    EXPECT_TRUE(t["measured"].GetBool() && t["met"].GetBool()) << t["value"].GetString();
+  }
+  EXPECT_EQ(targets, 1);
+  // The run's directories (the fresh cluster's and the new node's) were removed.
+  const std::string run_dir = doc["config"]["run_dir"].GetString();
+  EXPECT_FALSE(run_dir.empty());
+  EXPECT_FALSE(std::filesystem::exists(run_dir + "/membership-1")) << run_dir;
+}
+
 }  // namespace
 }  // namespace dsm::bench

@@ -85,6 +85,10 @@ Result<Endpoint> ParseEndpoint(std::string_view url) {
   return e;
 }
 
+std::string BearerHeader(std::string_view token) {
+  return "Authorization: Bearer " + std::string(token) + "\r\n";
+}
+
 HttpConnection::HttpConnection(Endpoint endpoint, std::chrono::milliseconds timeout)
     : endpoint_(std::move(endpoint)), timeout_(timeout) {}
 
@@ -174,18 +178,18 @@ Status HttpConnection::StartTls() {
 }
 
 Status HttpConnection::Request(std::string_view method, std::string_view target,
-                               std::string_view body, HttpAnswer* out) {
+                               std::string_view body, HttpAnswer* out, std::string_view headers) {
   const bool reused = fd_ >= 0;
   if (!reused) {
     if (Status s = Connect(); !s.ok()) return s;
   }
   bool answer_started = false;
-  Status s = Exchange(method, target, body, out, &answer_started);
+  Status s = Exchange(method, target, body, headers, out, &answer_started);
   if (!s.ok()) {
     Close();
     if (reused && !answer_started && s.code() == Code::kUnavailable) {
       if (Status c = Connect(); !c.ok()) return c;
-      s = Exchange(method, target, body, out, &answer_started);
+      s = Exchange(method, target, body, headers, out, &answer_started);
       if (!s.ok()) Close();
     }
   }
@@ -193,7 +197,8 @@ Status HttpConnection::Request(std::string_view method, std::string_view target,
 }
 
 Status HttpConnection::Exchange(std::string_view method, std::string_view target,
-                                std::string_view body, HttpAnswer* out, bool* answer_started) {
+                                std::string_view body, std::string_view headers, HttpAnswer* out,
+                                bool* answer_started) {
   if (pos_ > 0) {
     in_.erase(0, pos_);
     pos_ = 0;
@@ -201,7 +206,7 @@ Status HttpConnection::Exchange(std::string_view method, std::string_view target
   out_.clear();
   out_.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
   out_.append(endpoint_.host).append(":").append(std::to_string(endpoint_.port));
-  out_.append("\r\nConnection: keep-alive\r\n");
+  out_.append("\r\nConnection: keep-alive\r\n").append(headers);
   if (!body.empty() || method == "POST") {
     out_.append("Content-Type: application/json\r\nContent-Length: ");
     out_.append(std::to_string(body.size())).append("\r\n");

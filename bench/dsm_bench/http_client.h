@@ -41,6 +41,10 @@ struct Endpoint {
 // Parses "http[s]://host:port[/]". Errors: InvalidArgument naming the URL.
 Result<Endpoint> ParseEndpoint(std::string_view url);
 
+// The header line that presents `token` (a node's cluster or client token): "Authorization:
+// Bearer <token>" and CRLF, for HttpConnection::Request's `headers`.
+std::string BearerHeader(std::string_view token);
+
 struct HttpAnswer {
   int status = 0;
   std::string body;
@@ -55,11 +59,12 @@ class HttpConnection {
   HttpConnection& operator=(const HttpConnection&) = delete;
 
   // Sends one request (a body only when `body` is non-empty) and reads its answer into *out.
+  // `headers` are added as they are: whole lines, each ending in CRLF (e.g. BearerHeader()).
   // A request that fails on a reused connection before any byte of the answer arrived is sent
   // once more on a new connection (the server may have closed an idle connection). Errors:
   // Unavailable (cannot connect, connection lost), Timeout, Corruption (not HTTP).
   Status Request(std::string_view method, std::string_view target, std::string_view body,
-                 HttpAnswer* out);
+                 HttpAnswer* out, std::string_view headers = {});
 
   void Close();
   const Endpoint& endpoint() const { return endpoint_; }
@@ -67,7 +72,7 @@ class HttpConnection {
  private:
   Status Connect();
   Status Exchange(std::string_view method, std::string_view target, std::string_view body,
-                  HttpAnswer* out, bool* answer_started);
+                  std::string_view headers, HttpAnswer* out, bool* answer_started);
   Status WriteAll(const std::string& data);
   // Reads more bytes into in_. EOF is Unavailable("connection closed").
   Status Fill();

@@ -69,16 +69,33 @@ bool PeersAlive(const Endpoint& endpoint) {
   return true;
 }
 
+Result<uint64_t> LastSeq(const Endpoint& e) {
+  HttpConnection conn(e, std::chrono::milliseconds(5000));
+  HttpAnswer answer;
+  Status s = conn.Request("GET", "/status", "", &answer);
+  if (!s.ok()) return s;
+  if (answer.status != 200) {
+    return Status::Unavailable(e.url + "/status answered " + std::to_string(answer.status));
+  }
+  rapidjson::Document doc;
+  doc.Parse(answer.body.data(), answer.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return Status::Corruption("malformed /status");
+  auto it = doc.FindMember("last_seq");
+  if (it == doc.MemberEnd() || !it->value.IsUint64()) return Status::Corruption("no last_seq");
+  return it->value.GetUint64();
+}
+
 // ---------------------------------------------------------------------------------------------
 // LocalNode
 
 LocalNode::LocalNode(std::string id, std::string binary, std::vector<std::string> args,
-                     std::string log_path, Endpoint endpoint)
+                     std::string log_path, Endpoint endpoint, std::string cluster_token)
     : id_(std::move(id)),
       binary_(std::move(binary)),
       args_(std::move(args)),
       log_path_(std::move(log_path)),
-      endpoint_(std::move(endpoint)) {}
+      endpoint_(std::move(endpoint)),
+      cluster_token_(std::move(cluster_token)) {}
 
 LocalNode::~LocalNode() { Stop(); }
 
@@ -141,7 +158,8 @@ Status LocalNode::WaitUp(Millis timeout) {
     }
     HttpConnection conn(endpoint_, Millis(1000));
     HttpAnswer answer;
-    if (conn.Request("GET", "/heartbeat", "", &answer).ok() && answer.status == 200) {
+    const std::string auth = cluster_token_.empty() ? "" : BearerHeader(cluster_token_);
+    if (conn.Request("GET", "/heartbeat", "", &answer, auth).ok() && answer.status == 200) {
       return Status::Ok();
     }
     std::this_thread::sleep_for(Millis(20));
@@ -182,6 +200,38 @@ std::string LocalNode::LogTail(size_t max_bytes) const {
   return tail;
 }
 
+Result<std::unique_ptr<LocalNode>> NewLocalNode(const LocalClusterOptions& options,
+                                                const std::string& id, const Endpoint& endpoint,
+                                                const std::string& peers) {
+  const fs::path dir = fs::path(options.root) / id;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
+  std::vector<std::string> args = {"--port",
+                                   std::to_string(endpoint.port),
+                                   "--id",
+                                   id,
+                                   "--peers",
+                                   peers,
+                                   "--replication_mode",
+                                   options.mode,
+                                   "--quorum",
+                                   std::to_string(options.quorum),
+                                   "--data-dir",
+                                   (dir / "data").string(),
+                                   "--fsync",
+                                   options.fsync ? "always" : "never",
+                                   "--log-level",
+                                   "warn"};
+  if (!options.cluster_token.empty()) {
+    args.push_back("--cluster-token");
+    args.push_back(options.cluster_token);
+  }
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  return std::make_unique<LocalNode>(id, options.node_binary, std::move(args),
+                                     (dir / "node.log").string(), endpoint, options.cluster_token);
+}
+
 // ---------------------------------------------------------------------------------------------
 // LocalCluster
 
@@ -205,37 +255,16 @@ Status LocalCluster::Start(Millis timeout) {
     endpoints.push_back(*e);
   }
   for (int i = 0; i < n; ++i) {
-    const std::string id = "node" + std::to_string(i + 1);
-    const fs::path dir = fs::path(options_.root) / id;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
     std::string peers;
     for (int j = 0; j < n; ++j) {
       if (j == i) continue;
       if (!peers.empty()) peers += ",";
       peers += endpoints[static_cast<size_t>(j)].url;
     }
-    std::vector<std::string> args = {"--port",
-                                     std::to_string(endpoints[static_cast<size_t>(i)].port),
-                                     "--id",
-                                     id,
-                                     "--peers",
-                                     peers,
-                                     "--replication_mode",
-                                     options_.mode,
-                                     "--quorum",
-                                     std::to_string(options_.quorum),
-                                     "--data-dir",
-                                     (dir / "data").string(),
-                                     "--fsync",
-                                     options_.fsync ? "always" : "never",
-                                     "--log-level",
-                                     "warn"};
-    args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
-    nodes_.push_back(std::make_unique<LocalNode>(id, options_.node_binary, std::move(args),
-                                                 (dir / "node.log").string(),
-                                                 endpoints[static_cast<size_t>(i)]));
+    Result<std::unique_ptr<LocalNode>> node = NewLocalNode(
+        options_, "node" + std::to_string(i + 1), endpoints[static_cast<size_t>(i)], peers);
+    if (!node.ok()) return node.status();
+    nodes_.push_back(std::move(node).value());
   }
   for (auto& node : nodes_) {
     if (Status s = node->Start(); !s.ok()) return s;

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,13 +36,16 @@ struct LocalClusterOptions {
   // With --tls-cert among extra_args the nodes serve HTTPS and peer over https://; they are
   // verified with `tls` (its CA must also be given to the nodes: --tls-ca).
   TlsClientFiles tls;
+  // --cluster-token of every node (none when empty); LocalNode presents it where it must (the
+  // node answers /heartbeat only with it).
+  std::string cluster_token;
 };
 
 // One dsm-node child process.
 class LocalNode {
  public:
   LocalNode(std::string id, std::string binary, std::vector<std::string> args, std::string log_path,
-            Endpoint endpoint);
+            Endpoint endpoint, std::string cluster_token = "");
   ~LocalNode();  // Stop()
   LocalNode(const LocalNode&) = delete;
   LocalNode& operator=(const LocalNode&) = delete;
@@ -67,6 +71,7 @@ class LocalNode {
   const std::vector<std::string> args_;
   const std::string log_path_;
   const Endpoint endpoint_;
+  const std::string cluster_token_;
   pid_t pid_ = -1;
 };
 
@@ -91,9 +96,19 @@ class LocalCluster {
   std::vector<std::unique_ptr<LocalNode>> nodes_;
 };
 
+// A node as LocalCluster starts them (`options`' binary, mode, quorum, fsync, extra arguments and
+// token), not started yet: `id`, listening at `endpoint` (127.0.0.1), replicating with `peers`
+// (comma-separated URLs), its data directory and log in <options.root>/<id>/ (created here).
+Result<std::unique_ptr<LocalNode>> NewLocalNode(const LocalClusterOptions& options,
+                                                const std::string& id, const Endpoint& endpoint,
+                                                const std::string& peers);
+
 // `n` distinct TCP ports on 127.0.0.1 that were free a moment ago: all are bound to port 0 at
 // once, then released (a port released and bound again may be handed out twice).
 Result<std::vector<uint16_t>> FreePorts(int n);
+
+// The last seq of the node at `e` (GET /status), or an error.
+Result<uint64_t> LastSeq(const Endpoint& e);
 
 // True when `endpoint`'s /status lists every peer as alive.
 bool PeersAlive(const Endpoint& endpoint);

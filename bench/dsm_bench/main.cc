@@ -107,6 +107,17 @@ int main(int argc, char** argv) {
                                  "consume phase: runs per client count (3)");
   auto* o_cmsgs = app.add_option("--consume-messages", consume_messages,
                                  "consume phase: messages consumed per run (20000)");
+  int membership_runs = 3;
+  uint64_t membership_messages = 100000;
+  double membership_seconds = 5;
+  auto* o_mruns = app.add_option("--membership-runs", membership_runs,
+                                 "membership phase: runs, each on a fresh cluster (3)");
+  auto* o_mmsgs = app.add_option("--membership-messages", membership_messages,
+                                 "membership phase: messages preloaded before a node is added "
+                                 "(100000)");
+  auto* o_msecs = app.add_option("--membership-seconds", membership_seconds,
+                                 "membership phase: measured seconds before and after the change "
+                                 "(5)");
   auto* o_catchup = app.add_option("--catchup-messages", catchup,
                                    "messages written while a node is down (100000)");
   app.add_option("--fsync", fsync, "local cluster: always | never")
@@ -132,8 +143,9 @@ int main(int argc, char** argv) {
   std::string phases;
   app.add_option("--phases", phases,
                  "phases after the baselines (closed,open,batch,catchup by default; scale, "
-                 "consume and retention only when listed: scale takes minutes, consume measures "
-                 "durable consumers, retention ~2 minutes)");
+                 "consume, retention and membership only when listed: scale takes minutes, "
+                 "consume measures durable consumers, retention ~2 minutes, membership adds a "
+                 "node under load, ~1 minute a run)");
   app.add_flag("--spread", spread, "publish to every node round-robin (default: the first node)");
   app.add_option("--data-dir", data_dir,
                  "where the local cluster's directories go (default: bench-tmp in the build dir)");
@@ -174,6 +186,12 @@ int main(int argc, char** argv) {
     c.etcd_clients = {1, 4};
     c.scale_messages = {2000};
     c.scale_latency_s = 0.3;
+    c.membership.runs = 1;
+    c.membership.messages = 300;
+    c.membership.clients = 4;
+    c.membership.warmup_s = 0.1;
+    c.membership.before_s = 0.4;
+    c.membership.after_s = 0.4;
   } else if (quick) {
     c.profile = "quick";
     c.warmup_s = 0.3;
@@ -182,6 +200,11 @@ int main(int argc, char** argv) {
     c.catchup_messages = 20000;
     c.consume.runs = 2;
     c.consume.messages = 2000;
+    c.membership.runs = 1;
+    c.membership.messages = 20000;
+    c.membership.warmup_s = 0.3;
+    c.membership.before_s = 1.5;
+    c.membership.after_s = 1.5;
     c.fsync_s = 1;
     c.fsync_window_s = 0.15;
     c.http_s = 1;
@@ -208,6 +231,15 @@ int main(int argc, char** argv) {
   if (o_cmsgs->count()) c.consume.messages = consume_messages;
   if (c.consume.runs < 1 || c.consume.messages < 1 || c.consume.clients.empty()) {
     std::fprintf(stderr, "dsm-bench: --consume-runs and --consume-messages must be >= 1\n");
+    return 2;
+  }
+  if (o_mruns->count()) c.membership.runs = membership_runs;
+  if (o_mmsgs->count()) c.membership.messages = membership_messages;
+  if (o_msecs->count()) c.membership.before_s = c.membership.after_s = membership_seconds;
+  if (c.membership.runs < 1 || c.membership.messages < 1 || c.membership.before_s <= 0) {
+    std::fprintf(stderr,
+                 "dsm-bench: --membership-runs and --membership-messages must be >= 1, "
+                 "--membership-seconds > 0\n");
     return 2;
   }
   if (o_watch->count()) c.watch_interval_us = watch_us;
@@ -244,10 +276,10 @@ int main(int argc, char** argv) {
     c.phases = Split(phases, ',');
     for (const std::string& p : c.phases) {
       if (p != "closed" && p != "open" && p != "batch" && p != "catchup" && p != "scale" &&
-          p != "consume" && p != "retention") {
+          p != "consume" && p != "retention" && p != "membership") {
         std::fprintf(stderr,
                      "dsm-bench: --phases: unknown phase '%s' (closed, open, batch, catchup, "
-                     "scale, consume, retention)\n",
+                     "scale, consume, retention, membership)\n",
                      p.c_str());
         return 2;
       }

@@ -420,6 +420,142 @@ void PrintRetention(const RetentionComparison& r, std::FILE* out) {
   std::fprintf(out, "  trimmed/s = dsm_retention_trimmed_messages_total of the 3 nodes, per s\n");
 }
 
+// --phases membership: no /send of the quorum load refused or failed while a node is added.
+void MembershipTargets(BenchReport* rep) {
+  const MembershipReport& m = rep->membership;
+  if (!rep->config.Runs("membership")) return;
+  TargetCheck t;
+  t.kind = "absolute";
+  t.name = "membership: no quorum /send refused or failed while a 4th node is added";
+  t.goal = "0 errors before, during and after the change";
+  if (m.ran) {
+    t.measured = true;
+    t.value = std::to_string(m.error_count) + " errors in " + std::to_string(m.runs.size()) +
+              (m.runs.size() == 1 ? " run" : " runs");
+    for (const MembershipWindow& w : m.windows) {
+      if (w.error_count > 0) t.value += "; " + w.name + " " + std::to_string(w.error_count);
+    }
+    t.met = m.error_count == 0;
+  } else {
+    t.value = "not run: " + m.skipped;
+  }
+  rep->targets.push_back(t);
+}
+
+void SpreadJson(JsonWriter& w, const char* key, const Spread& s) {
+  w.Key(key);
+  w.StartObject();
+  Num(w, "median", s.median);
+  Num(w, "min", s.min);
+  Num(w, "max", s.max);
+  w.EndObject();
+}
+
+void MembershipJson(JsonWriter& w, const MembershipReport& m) {
+  w.Key("membership");
+  w.StartObject();
+  Bool(w, "ran", m.ran);
+  if (!m.ran) Str(w, "skipped", m.skipped);
+  Int(w, "runs_requested", static_cast<uint64_t>(m.config.runs));
+  Int(w, "preload_messages", m.config.messages);
+  Int(w, "clients", static_cast<uint64_t>(m.config.clients));
+  Num(w, "before_s", m.config.before_s);
+  Num(w, "after_s", m.config.after_s);
+  SpreadJson(w, "to_voter_s", m.to_voter_s);
+  SpreadJson(w, "catchup_per_s", m.catchup_per_s);
+  Int(w, "error_count", m.error_count);
+  w.Key("windows");
+  w.StartArray();
+  for (const MembershipWindow& win : m.windows) {
+    w.StartObject();
+    Str(w, "window", win.name);
+    SpreadJson(w, "requests_per_s", win.requests_per_s);
+    SpreadJson(w, "p50_ms", win.p50_ms);
+    SpreadJson(w, "p99_ms", win.p99_ms);
+    SpreadJson(w, "p99_9_ms", win.p999_ms);
+    SpreadJson(w, "seconds", win.seconds);
+    w.Key("errors");
+    w.StartObject();
+    for (const auto& [what, count] : win.errors) {
+      w.Key(what.c_str(), static_cast<rapidjson::SizeType>(what.size()));
+      w.Uint64(count);
+    }
+    w.EndObject();
+    Int(w, "error_count", win.error_count);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("runs");
+  w.StartArray();
+  for (const MembershipRun& r : m.runs) {
+    w.StartObject();
+    Int(w, "preloaded", r.preloaded);
+    Num(w, "add_ms", r.add_ms);
+    Num(w, "to_voter_s", r.to_voter_s);
+    Int(w, "held_at_add", r.held_at_add);
+    Int(w, "existing_at_add", r.existing_at_add);
+    Num(w, "caught_up_s", r.caught_up_s);
+    Int(w, "held_at_voter", r.held_at_voter);
+    Num(w, "catchup_per_s", r.catchup_per_s);
+    Bool(w, "voter", r.voter);
+    Bool(w, "complete", r.complete);
+    Int(w, "final_messages", r.final_messages);
+    Int(w, "others_messages", r.others_messages);
+    const std::pair<const char*, const LoadResult*> loads[] = {
+        {"before", &r.before}, {"during", &r.during}, {"after", &r.after}};
+    for (const auto& [name, l] : loads) {
+      w.Key(name);
+      w.StartObject();
+      Num(w, "seconds", l->window_s);
+      Num(w, "requests_per_s", l->requests_per_s);
+      Latency(w, "latency_ms", l->latency);
+      Errors(w, *l);
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+std::string SpreadText(const char* fmt, const Spread& s) {
+  return Fmt(fmt, s.median) + " (" + Fmt(fmt, s.min) + ".." + Fmt(fmt, s.max) + ")";
+}
+
+void PrintMembership(const MembershipReport& m, std::FILE* out) {
+  std::fprintf(
+      out,
+      "\nMembership: a 4th node added under closed-loop quorum /send load (fresh 3-node "
+      "clusters,\n  %llu messages preloaded, %d clients; medians (min..max) of %zu run%s)\n",
+      static_cast<unsigned long long>(m.config.messages), m.config.clients, m.runs.size(),
+      m.runs.size() == 1 ? "" : "s");
+  if (!m.ran) {
+    std::fprintf(out, "  skipped: %s\n", m.skipped.c_str());
+    return;
+  }
+  std::fprintf(out, "  %-7s %-22s %-22s %-22s %-22s %s\n", "window", "requests/s", "p50 ms",
+               "p99 ms", "p99.9 ms", "errors");
+  for (const MembershipWindow& w : m.windows) {
+    std::string errors = std::to_string(w.error_count);
+    for (const auto& [what, count] : w.errors) {
+      errors += (errors.find(' ') == std::string::npos ? " (" : ", ") + what + ": " +
+                std::to_string(count);
+    }
+    if (!w.errors.empty()) errors += ")";
+    std::fprintf(out, "  %-7s %-22s %-22s %-22s %-22s %s\n", w.name.c_str(),
+                 SpreadText("%.0f", w.requests_per_s).c_str(), SpreadText("%.2f", w.p50_ms).c_str(),
+                 SpreadText("%.2f", w.p99_ms).c_str(), SpreadText("%.2f", w.p999_ms).c_str(),
+                 errors.c_str());
+  }
+  std::fprintf(out, "  add -> voter (in the first node's GET /cluster): %s s\n",
+               SpreadText("%.2f", m.to_voter_s).c_str());
+  std::fprintf(out,
+               "  catch-up: %s msgs/s (what the cluster held at the add / time from the new "
+               "node's start, empty, until it held as much)\n",
+               SpreadText("%.0f", m.catchup_per_s).c_str());
+  std::fprintf(out, "  the new node held every message the others held at the end of each run\n");
+}
+
 }  // namespace
 
 // The targets of docs/benchmarks.md ("The targets"). Most are ratios to the baselines measured in
@@ -516,6 +652,7 @@ void EvaluateTargets(BenchReport* rep) {
   }
   AddScaleTargets(rep);
   RetentionTargets(rep);
+  MembershipTargets(rep);
   if (!rep->etcd.requested) return;
   const std::string not_run = rep->etcd.ran ? "" : "etcd not measured: " + rep->etcd.skipped;
   for (int clients : {1, 64}) {
@@ -850,6 +987,7 @@ std::string ReportJson(const BenchReport& rep) {
 
   ScaleJson(w, rep.scale);
   if (rep.config.Runs("retention")) RetentionJson(w, rep.retention);
+  if (rep.config.Runs("membership")) MembershipJson(w, rep.membership);
 
   Str(w, "targets_from", "docs/benchmarks.md, \"The targets\"");
   w.Key("targets");
@@ -1063,6 +1201,7 @@ void PrintTables(const BenchReport& rep, std::FILE* out) {
     }
   }
   if (c.Runs("retention")) PrintRetention(rep.retention, out);
+  if (c.Runs("membership")) PrintMembership(rep.membership, out);
 
   std::fprintf(out,
                "\nTargets (docs/benchmarks.md)\n  goals from this run's baselines, absolute "

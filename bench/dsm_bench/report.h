@@ -22,6 +22,7 @@
 #include "bench/dsm_bench/consume.h"
 #include "bench/dsm_bench/load.h"
 #include "bench/dsm_bench/machine.h"
+#include "bench/dsm_bench/membership_phase.h"
 #include "bench/dsm_bench/retention_phase.h"
 #include "bench/dsm_bench/stats.h"
 #include "bench/dsm_bench/watch.h"
@@ -53,7 +54,8 @@ struct BenchConfig {
   int watch_interval_us = 2000;
   bool spread = false;  // publish to every node (round-robin) instead of the first one
   // Phases to run after the baselines: "closed", "open", "batch", "catchup" by default; "scale"
-  // (it takes minutes), "consume" (durable consumers) and "retention" only when asked for.
+  // (it takes minutes), "consume" (durable consumers), "retention" and "membership" only when
+  // asked for.
   std::vector<std::string> phases = {"closed", "open", "batch", "catchup"};
   // The scale phase: the log sizes (messages) it measures at, the closed-loop quorum clients and
   // seconds of its latency probe.
@@ -63,6 +65,7 @@ struct BenchConfig {
   // --memory-mb of every local node; the scale phase checks their resident memory against it.
   int node_memory_mb = 256;
   ConsumeConfig consume;
+  MembershipConfig membership;  // --phases membership
   bool Runs(const std::string& phase) const;
   std::string data_root;
   // --compare etcd: a 3-member etcd cluster measured before dsm, at these client counts.
@@ -227,6 +230,7 @@ struct BenchReport {
   ConsumeReport consume;
   EtcdComparison etcd;
   RetentionComparison retention;  // --phases retention
+  MembershipReport membership;    // --phases membership
   std::vector<TargetCheck> targets;
   std::vector<std::string> warnings;
 

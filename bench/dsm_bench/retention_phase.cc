@@ -21,13 +21,6 @@ std::chrono::nanoseconds Seconds(double s) {
   return std::chrono::nanoseconds(static_cast<int64_t>(s * 1e9));
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // dsm_retention_trimmed_messages_total summed over `nodes` (a node that does not answer counts 0).
 double TrimmedTotal(const std::vector<Endpoint>& nodes) {
   double total = 0;

@@ -30,6 +30,18 @@ struct LatencySummary {
 // Sorts `samples_ns` and summarizes them (nearest-rank percentiles). All zeros when empty.
 LatencySummary Summarize(std::vector<int64_t>* samples_ns);
 
+// The median of figures (of runs): the middle one, the mean of the middle two for an even count;
+// 0 when empty.
+double Median(std::vector<double> values);
+
+// The median, least and greatest of figures (of runs). All zeros when empty.
+struct Spread {
+  double median = 0;
+  double min = 0;
+  double max = 0;
+};
+Spread SpreadOf(std::vector<double> values);
+
 // The value at quantile q (0..1) of sorted samples, nearest rank. REQUIRES: sorted, non-empty.
 int64_t Quantile(const std::vector<int64_t>& sorted, double q);
 
