@@ -104,6 +104,10 @@ void HttpServer::Impl::HandleMemberAdd(const Rest::Request& req, const ReplyPtr&
   if (url == doc->MemberEnd() || !url->value.IsString()) return reply->SendError(shape);
   Result<std::string> normal = NormalizePeerUrl(Str(url->value));
   if (!normal.ok()) return reply->SendError(normal.status());
+  if (normal->starts_with("https://") && server_options.tls.ca_file.empty()) {
+    return reply->SendError(Status::InvalidArgument(
+        "an https:// member needs --tls-ca on this node: its certificate could not be verified"));
+  }
   // DELETE /cluster/members/{id} names a member in at most kMaxIdBytes: a longer URL could never
   // be removed.
   if (normal->size() > json::kMaxIdBytes) {

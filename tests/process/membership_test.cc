@@ -288,6 +288,7 @@ TEST(MembershipProcessTest, BadMembershipRequestsAreClear4xxAndChangeNothing) {
   expect("remove this node", RemoveMember(n0, "n0"), 409, "is this node");
   expect("below the quorum", RemoveMember(n0, "n1"), 409, "fewer than --quorum 2");
   expect("malformed URL", AddMember(n0, "ftp://x"), 400, "malformed");
+  expect("https without a CA", AddMember(n0, "https://127.0.0.1:1"), 400, "--tls-ca");
   expect("unknown field",
          Call("POST", n0.Url() + "/cluster/members", R"({"url":"http://127.0.0.1:1","role":"x"})"),
          400, "unknown field");
