@@ -388,15 +388,19 @@ void HttpServer::Impl::HandleConsumerFetch(const Rest::Request& req, const Reply
   }
   Result<std::string> name = ConsumerName(req);
   if (!name.ok()) return reply->SendError(name.status());
-  if (reply->head_only()) {
-    // HEAD hands nothing out: a delivery nobody reads would only wait for its ack deadline.
-    return reply->Send(200, "{\"messages\":[]}");
-  }
   const std::map<std::string, std::string> raw = server_internal::RawQuery(req);
   Result<std::optional<uint64_t>> max = QueryNumber(raw, "max", 1, kMaxFetchMessages);
   if (!max.ok()) return reply->SendError(max.status());
   Result<std::optional<uint64_t>> wait = QueryNumber(raw, "wait_ms", 0, http::kMaxWaitMs);
   if (!wait.ok()) return reply->SendError(wait.status());
+  if (reply->head_only()) {
+    // HEAD answers as GET would (404 for an unknown consumer) and hands nothing out: a delivery
+    // nobody reads would only wait for its ack deadline.
+    if (Result<std::shared_ptr<DurableConsumer>> c = durable->Find(*name); !c.ok()) {
+      return reply->SendError(c.status());
+    }
+    return reply->Send(200, "{\"messages\":[]}");
+  }
   // A long-poll waits at most what the connection's keep-alive timeout allows (consumers.h).
   const Millis max_wait = std::clamp<Millis>(server_options.keepalive_timeout - Millis(1000),
                                              Millis(0), Millis(http::kMaxWaitMs));

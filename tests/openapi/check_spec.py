@@ -1024,8 +1024,10 @@ def drive_consumers(checker, case, raw_case, port, C, deadline):
          target="/consumers/spec-worker/messages", headers=cross)
     case("consumer fetch HEAD", "HEAD", fetch, 200, target="/consumers/spec-worker/messages",
          headers=C)
-    case("consumer fetch HEAD unknown", "HEAD", fetch, 200, target="/consumers/nobody/messages",
+    case("consumer fetch HEAD unknown", "HEAD", fetch, 404, target="/consumers/nobody/messages",
          headers=C)
+    case("consumer fetch HEAD bad max", "HEAD", fetch, 400,
+         target="/consumers/spec-worker/messages?max=0", headers=C)
     case("consumer fetch HEAD bad name", "HEAD", fetch, 400,
          target="/consumers/bad.name/messages", headers=C)
     case("consumer fetch HEAD without token", "HEAD", fetch, 401,
