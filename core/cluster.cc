@@ -89,6 +89,7 @@ void Node::Impl::StartPeer(PeerState& p, MonoTime now, uint64_t own_hw) {
   p.push_cursor = std::min(cursor.origin_seq, own_hw);
   p.push_stream = cursor.peer_stream;
   p.push_sent = p.push_cursor;
+  p.known_since = now;
   p.next_heartbeat = now;
   p.push_not_before = now;
   p.next_pull = now;

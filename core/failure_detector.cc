@@ -64,7 +64,7 @@ bool Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime no
 
 void Node::Impl::UpdateLiveness(PeerState& p, MonoTime now) {
   if (p.liveness == Liveness::kDead) return;
-  MonoTime since = p.ever_ok ? p.last_ok : started_at;
+  MonoTime since = p.ever_ok ? p.last_ok : p.known_since;
   if (now - since >= options.heartbeat_timeout) {
     p.liveness = Liveness::kDead;
     Event(EventLevel::kWarning,

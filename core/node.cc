@@ -85,7 +85,7 @@ MonoTime Node::Impl::NextDeadline() const {
     if (!p.active()) continue;
     if (!p.heartbeat_in_flight) next = std::min(next, p.next_heartbeat);
     if (p.liveness != Liveness::kDead) {
-      next = std::min(next, (p.ever_ok ? p.last_ok : started_at) + options.heartbeat_timeout);
+      next = std::min(next, (p.ever_ok ? p.last_ok : p.known_since) + options.heartbeat_timeout);
     }
     if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);

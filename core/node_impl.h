@@ -77,11 +77,12 @@ struct PeerState {
   // Pushes and pulls go to an active peer once it can be told apart from this node.
   friend bool Replicating(const PeerState& p) { return p.active() && !(p.added && p.stream.empty()); }
 
-  // Failure detector. Dead once heartbeat_timeout passed since the last success (or since Start
-  // when there was none).
+  // Failure detector. Dead once heartbeat_timeout passed since the last success (or, when there
+  // was none, since Start or since a membership change added it: known_since).
   Liveness liveness = Liveness::kUnknown;
   bool ever_ok = false;
   MonoTime last_ok{};
+  MonoTime known_since{};
   double last_ok_wall = 0;
   int consecutive_failures = 0;
   bool heartbeat_in_flight = false;

@@ -1654,5 +1654,24 @@ TEST_F(NodeTest, MembershipTravelsWithHeartbeatsBothWays) {
   EXPECT_EQ(node_->GetCluster().members.size(), 2u) << "the new member is gone again";
 }
 
+TEST_F(NodeTest, AMemberAddedLaterIsNotDeadBeforeItHadItsHeartbeatTimeout) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  std::vector<std::string> events;
+  node_->SetEventLog([&](EventLevel, const std::string& e) { events.push_back(e); });
+  clock_.Advance(options_.heartbeat_timeout * 10);  // long after the start
+  node_->Tick();
+  transport_.AnswerHeartbeats(Hb(0), 0);
+  ASSERT_TRUE(node_->AddMember(kNewMember).ok());
+  node_->Tick();
+  for (const std::string& e : events) {
+    EXPECT_EQ(e.find(std::string("peer ") + kNewMember + " is dead"), std::string::npos) << e;
+  }
+  clock_.Advance(options_.heartbeat_timeout);
+  node_->Tick();
+  EXPECT_TRUE(std::any_of(events.begin(), events.end(), [](const std::string& e) {
+    return e.find(std::string("peer ") + kNewMember + " is dead") != std::string::npos;
+  })) << "dead once its own heartbeat timeout passed without an answer";
+}
+
 }  // namespace
 }  // namespace dsm
