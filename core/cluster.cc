@@ -83,6 +83,22 @@ MemberRole Node::Impl::SelfRole() const {
   return e->voter ? MemberRole::kVoter : MemberRole::kLearner;
 }
 
+PeerState Node::Impl::NewPeer(size_t index, const std::string& url) const {
+  PeerState p;
+  p.index = index;
+  p.url = url;
+  p.push_max_messages = std::max<size_t>(1, options.batch_messages);
+  p.push_max_bytes = MaxRequestBytes(options);
+  return p;
+}
+
+bool Node::Impl::IsOwnUrl(const std::string& url) const {
+  std::string host;
+  int port = 0;
+  return url == self_url ||
+         (SplitUrl(url, &host, &port) && IsSelf(host, port, options.host, options.port));
+}
+
 void Node::Impl::StartPeer(PeerState& p, MonoTime now, uint64_t own_hw) {
   // A cursor beyond our stream means the cursor outlived a restored data directory: resend.
   const PushCursor cursor = log->GetPushCursor(p.url);
@@ -113,13 +129,9 @@ void Node::Impl::ApplyMembership(MonoTime now, bool persist, Actions* a) {
                     [&](const PeerState& p) { return p.url == e.url; })) {
       continue;
     }
-    PeerState p;
-    p.index = peers.size();
-    p.url = e.url;
+    PeerState p = NewPeer(peers.size(), e.url);
     p.added = true;
     p.voter = e.voter;
-    p.push_max_messages = std::max<size_t>(1, options.batch_messages);
-    p.push_max_bytes = MaxRequestBytes(options);
     StartPeer(p, started ? now : started_at, own_hw);
     transport->AddPeer(p.index, p.url);
     Event(EventLevel::kInfo, fmt::format("member {} joined (membership version {}) as a {}", p.url,
@@ -283,11 +295,8 @@ Result<MemberStatus> Node::AddMember(const std::string& url) {
   Impl& d = *impl_;
   return d.ChangeMembership(
       [&](Membership* m, std::string* what) EXCLUSIVE_LOCKS_REQUIRED(d.mu) -> Result<MemberStatus> {
-        std::string host;
-        int port = 0;
         // The URL is checked by the caller (the HTTP layer normalizes it).
-        if (url == d.self_url ||
-            (SplitUrl(url, &host, &port) && IsSelf(host, port, options_.host, options_.port))) {
+        if (d.IsOwnUrl(url)) {
           return Status::InvalidArgument(url + " is this node");
         }
         MemberEntry* e = m->Find(url);
@@ -315,12 +324,7 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
   Impl& d = *impl_;
   return d.ChangeMembership(
       [&](Membership* m, std::string* what) EXCLUSIVE_LOCKS_REQUIRED(d.mu) -> Result<MemberStatus> {
-        std::string host;
-        int port = 0;
-        const bool names_this_node =
-            id == d.self_url ||
-            (SplitUrl(id, &host, &port) && IsSelf(host, port, options_.host, options_.port));
-        if (id == options_.id || names_this_node) {
+        if (id == options_.id || d.IsOwnUrl(id)) {
           return Status::Conflict(id + " is this node: send its removal to another member");
         }
         // By URL, by the id the member reported, or by the id in its stream (a peer of --peers
@@ -338,9 +342,6 @@ Result<MemberStatus> Node::RemoveMember(const std::string& id) {
           return Status::NotFound("no member " + id +
                                   " (GET /cluster lists them by id and URL; a member's id is known "
                                   "once it answered a heartbeat)");
-        }
-        if (it->url == d.self_url) {
-          return Status::Conflict(id + " is this node: send its removal to another member");
         }
         // Removing a learner leaves the voters as they are.
         if (options_.mode == ReplicationMode::kSyncQuorum && it->voter) {

@@ -101,13 +101,8 @@ MonoTime Node::Impl::NextDeadline() const {
 Node::Node(NodeOptions options, LogStore* log, Transport* transport, Clock* clock)
     : options_(std::move(options)), impl_(std::make_unique<Impl>(options_, log, transport, clock)) {
   for (size_t i = 0; i < options_.peers.size(); ++i) {
-    PeerState p;
-    p.index = i;
-    p.url = options_.peers[i];
-    p.push_max_messages = std::max<size_t>(1, options_.batch_messages);
-    p.push_max_bytes = MaxRequestBytes(options_);
     MutexLock lock(&impl_->mu);
-    impl_->peers.push_back(std::move(p));
+    impl_->peers.push_back(impl_->NewPeer(i, options_.peers[i]));
   }
   impl_->LoadMembership();
 }
@@ -246,8 +241,7 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   w.Sample("dsm_log_stored_bytes", static_cast<double>(d.log->StoredBytes()));
   w.Family("dsm_retention_trimmed_messages_total", "counter",
            "Messages removed by retention (--retention-max-age/-messages/-bytes).");
-  w.Sample("dsm_retention_trimmed_messages_total",
-           static_cast<double>(d.retention_trimmed.load()));
+  w.Sample("dsm_retention_trimmed_messages_total", static_cast<double>(d.retention_trimmed.load()));
   w.Family("dsm_retention_trimmed_bytes_total", "counter",
            "Stored bytes of the records retention removed.");
   w.Sample("dsm_retention_trimmed_bytes_total",
@@ -426,8 +420,7 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
   // high water and gap describe the one stream the sender pushes. Pushes (push.cc) read one
   // stream, so only a hand-made request mixes them.
   const std::string origin =
-      skip.trimmed_through > 0 ? skip.origin
-                               : (msgs.empty() ? std::string() : msgs.front().origin);
+      skip.trimmed_through > 0 ? skip.origin : (msgs.empty() ? std::string() : msgs.front().origin);
   if (skip.trimmed_through > 0 && (origin.empty() || origin == d.log->stream_id())) {
     return Status::InvalidArgument("'origin' must name another node's stream to skip in");
   }

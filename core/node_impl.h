@@ -455,6 +455,10 @@ struct Node::Impl {
   MemberRole SelfRole() const EXCLUSIVE_LOCKS_REQUIRED(mu);
   // A learner that caught up with every live member promotes itself to voter.
   void MaybePromote(Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // A peer at `url` with index `index`, its push limits from the options.
+  PeerState NewPeer(size_t index, const std::string& url) const;
+  // Whether `url` names this node (its URL as a member told it, or its --host and --port).
+  bool IsOwnUrl(const std::string& url) const EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Sets `p` up to be replicated with from `now`: its persisted push cursor, its timers due.
   void StartPeer(PeerState& p, MonoTime now, uint64_t own_hw) EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::string PeerUrl(size_t peer) const LOCKS_EXCLUDED(mu) {
