@@ -41,6 +41,9 @@ const char* const kFamilyNames[] = {schema::kDefaultFamily, schema::kLogFamily,
 
 
 constexpr int kBloomBitsPerKey = 10;
+// The msg_id memtables' Bloom filter, as a share of their size (about 20 bits a key for
+// 100-byte messages).
+constexpr double kMsgIdMemtableBloomRatio = 0.05;
 // Table blocks: larger than RocksDB's 4 KiB so that compression finds more to share (the
 // repeated origin, sender and recipient of neighbouring records) and index blocks stay small.
 constexpr size_t kTableBlockBytes = 16 << 10;
@@ -189,7 +192,15 @@ rocksdb::ColumnFamilyOptions MakeFamilyOptions(const std::string& name,
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
     table.partition_filters = true;
     o.compaction_filter = msgid_filter;
+    // Every write looks its msg_ids up, and most are new: a filter over the memtable answers
+    // those without searching its skip list.
+    o.memtable_whole_key_filtering = true;
+    o.memtable_prefix_bloom_size_ratio = kMsgIdMemtableBloomRatio;
   }
+  // No memtable_insert_with_hint_prefix_extractor (an insert that starts from where the last one
+  // of its prefix went, which would suit the log and origin families): RocksDB 7.8 keeps one
+  // hint per prefix for a memtable's keys and its range deletions alike, and a retention trim's
+  // DeleteRange then walks the other skip list from a node of the first.
   o.write_buffer_size = IsBulkFamily(name) ? memory.memtable_bytes : size_t{4} << 20;
   // Compression where it pays: none in L0 (flushed, soon rewritten), LZ4 in the levels between,
   // zstd in the bottommost level, where dynamic level sizes keep about 90% of the data. Tables

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/table_properties.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -709,6 +711,27 @@ TEST_F(RocksLogStoreTest, OneMemoryBudgetForMemtablesAndBlockCache) {
   EXPECT_EQ(small.status().code(), Code::kInvalidArgument);
   EXPECT_NE(small.status().message().find("below the minimum of 32 MiB"), std::string::npos)
       << small.status().ToString();
+}
+
+// Most writes look up msg_ids that are new: the msg_id memtable's Bloom filter answers those
+// without searching the memtable, and a stored one is still found there.
+TEST_F(RocksLogStoreTest, MsgIdMemtableFilterAnswersUnknownIds) {
+  std::unique_ptr<RocksLogStore> store = MustOpen(Db());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append({ClientMsg("known")}).ok());
+  const rocksdb::PerfLevel level = rocksdb::GetPerfLevel();
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  rocksdb::get_perf_context()->Reset();
+  Result<std::optional<Message>> unknown = store->FindByMsgId("unknown");
+  ASSERT_TRUE(unknown.ok()) << unknown.status().ToString();
+  EXPECT_FALSE(unknown->has_value());
+  EXPECT_EQ(rocksdb::get_perf_context()->bloom_memtable_miss_count, 1u);
+  rocksdb::get_perf_context()->Reset();
+  Result<std::optional<Message>> known = store->FindByMsgId("known");
+  ASSERT_TRUE(known.ok()) << known.status().ToString();
+  ASSERT_TRUE(known->has_value());
+  EXPECT_EQ(rocksdb::get_perf_context()->bloom_memtable_hit_count, 1u);
+  rocksdb::SetPerfLevel(level);
 }
 
 // The compression of each table file of `family` in the (closed) database at `path`.
