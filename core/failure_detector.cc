@@ -132,10 +132,11 @@ void Node::Impl::OnHeartbeat(size_t peer, Result<HeartbeatReply> r) {
         p.high_waters = std::move(r->high_waters);
         if (r->max_request_bytes > 0) p.peer_max_request = r->max_request_bytes;
         NoteMembership(p, *r, now, &a);
-        // The peer holds messages we lack (of any stream, e.g. those of a node that does not
-        // push to us): pull now rather than at the next anti-entropy tick.
+        // The peer holds messages we lack (of a stream that does not arrive by push, e.g. that
+        // of a node that does not push to us): pull now rather than at the next anti-entropy
+        // tick.
         for (const auto& [origin, hw] : p.high_waters) {
-          if (hw > log->HighWater(origin)) {
+          if (hw > log->HighWater(origin) && !ArrivesByPush(origin, now)) {
             (p.pull_in_flight() ? p.pull_again : p.pull_wanted) = true;
             break;
           }

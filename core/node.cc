@@ -458,6 +458,9 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
     }
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
   }
+  if (!origin.empty() && !res.gap && !res.conflict && origin != d.log->stream_id()) {
+    d.NotePushed(origin);
+  }
   res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
   // A conflict: the sender's stream is held as it wrote it only up to the position before.
   if (first_conflict > 0) res.high_water = std::min(res.high_water, first_conflict - 1);

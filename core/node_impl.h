@@ -289,6 +289,11 @@ struct Node::Impl {
   // Positions skipped because a node that is not a peer trimmed them (pushes name their stream).
   std::atomic<uint64_t> skipped_unattributed{0};
 
+  // Origin streams whose pushes this node applied lately (a /replicate without a gap or a
+  // conflict), with when. Pulled pages are written only up to their first position the pushes
+  // are bringing (FirstPushedPosition).
+  std::map<std::string, MonoTime, std::less<>> pushed_streams GUARDED_BY(mu);
+
   // The rest of a client write once the log has it (or refused it): count it, then answer now
   // or register its quorum wait.
   void OnAppended(bool quorum, std::string first_msg_id, Result<std::vector<WriteOutcome>> written,
@@ -440,6 +445,12 @@ struct Node::Impl {
   // many streams wiped nodes left behind; entries of the others are just sent again and
   // deduplicated.
   std::map<std::string, uint64_t> HaveMap() const;
+  // The first entry of a pulled page that the pushes are bringing (see pull.cc), or msgs.size().
+  size_t FirstPushedPosition(const std::vector<Message>& msgs) const LOCKS_EXCLUDED(mu);
+  // Records that a push of `origin` was applied without a gap or a conflict.
+  void NotePushed(const std::string& origin) LOCKS_EXCLUDED(mu);
+  // Whether `origin` arrives by push: one was applied within the heartbeat timeout.
+  bool ArrivesByPush(std::string_view origin, MonoTime now) const EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);
 

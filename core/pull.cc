@@ -85,6 +85,39 @@ std::map<std::string, uint64_t> Node::Impl::HaveMap() const {
   return have;
 }
 
+bool Node::Impl::ArrivesByPush(std::string_view origin, MonoTime now) const {
+  auto it = pushed_streams.find(origin);
+  return it != pushed_streams.end() && now - it->second < options.heartbeat_timeout;
+}
+
+void Node::Impl::NotePushed(const std::string& origin) {
+  const MonoTime now = clock->Now();
+  MutexLock lock(&mu);
+  pushed_streams[origin] = now;
+  // Streams whose pushes stopped long ago are forgotten, so the map holds about the live peers.
+  std::erase_if(pushed_streams,
+                [&](const auto& e) { return now - e.second >= 2 * options.heartbeat_timeout; });
+}
+
+// The first entry of a page at a position this node lacks of a stream that arrives by push, or
+// msgs.size(). A pull that wrote such positions would race the pushes over them, and a node far
+// behind would receive each message twice or three times (the pushes, and pages from every peer,
+// all of which hold every stream): the page is written only up to there.
+size_t Node::Impl::FirstPushedPosition(const std::vector<Message>& msgs) const {
+  const MonoTime now = clock->Now();
+  std::map<std::string_view, uint64_t> held;  // high waters of the pushed streams met so far
+  MutexLock lock(&mu);
+  if (pushed_streams.empty()) return msgs.size();
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const Message& m = msgs[i];
+    if (!ArrivesByPush(m.origin, now)) continue;
+    auto it = held.find(m.origin);
+    if (it == held.end()) it = held.emplace(m.origin, log->HighWater(m.origin)).first;
+    if (m.origin_seq > it->second) return i;
+  }
+  return msgs.size();
+}
+
 // Checks a /sync answer against the request: its messages are entries of the peer's log after
 // `cursor.seq`, in strictly increasing seq order, none beyond the peer's last seq, each with an
 // origin position. Returns what is wrong, "" when nothing is.
@@ -145,6 +178,17 @@ void Node::Impl::OnSync(size_t peer, PullCursor cursor, uint64_t epoch, Result<S
     next.seq = o.at;
     o.more = r->more;
     msgs = std::move(r->messages);
+    // The page ends before the first position the pushes are bringing, and so does the chain:
+    // every entry of the peer's log up to the cursor is still held or covered here. The pull
+    // goes on at the next anti-entropy tick, or when a heartbeat shows more of a stream that
+    // does not arrive by push; a stream whose pushes stopped for the heartbeat timeout is
+    // pulled like any other again.
+    if (size_t cut = FirstPushedPosition(msgs); cut < msgs.size()) {
+      next.seq = msgs[cut].seq - 1;
+      msgs.resize(cut);
+      o.at = next.seq;
+      o.more = false;
+    }
   }
   if (msgs.empty() && next == cursor) return FinishSync(peer, std::move(o));
   // Pipelining: the next page is requested now, while this one is written.

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "common/metrics.h"
@@ -1095,6 +1096,88 @@ TEST_F(NodeTest, AHeartbeatThatShowsMoreDuringAPullPullsAgainAfterIt) {
   pull.done(empty);  // it began before the peer had them
   node_->Tick();
   EXPECT_EQ(transport_.pending_syncs(), 1u);
+}
+
+// While a stream's pushes arrive, a pulled page is written only up to its first position of that
+// stream this node lacks, and the chain ends there (each message would otherwise come twice or
+// three times); a heartbeat that shows more of the stream starts no pull. Once no push of it came
+// for the heartbeat timeout, the pull carries it again from where it stopped.
+TEST_F(NodeTest, APulledPageStopsWhereThePushesBringTheRest) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  while (transport_.pending_syncs() > 0) {  // the start-up pulls: nothing there yet
+    auto pull = transport_.TakeSync();
+    SyncReply empty;
+    empty.stream = PeerStream(pull.peer);
+    pull.done(empty);
+    node_->Tick();
+  }
+  Result<ReplicateResult> pushed = node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  const MonoTime last_push = clock_.Now();
+
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply ahead = Hb(0);
+  ahead.high_waters[PeerStream(0)] = 10;  // its pushes are on their way
+  transport_.AnswerHeartbeats(ahead, 0);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 0u) << "the stream comes by push: no pull for it";
+  HeartbeatReply other = Hb(1);
+  other.high_waters["c@1"] = 2;  // a stream that does not come by push
+  transport_.AnswerHeartbeats(other, 1);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  auto pull = transport_.TakeSync();
+  ASSERT_EQ(pull.peer, 1u);
+  // Peer 1's log: c@1:1, then position 4 of the pushed stream, then c@1:2.
+  SyncReply page;
+  page.stream = PeerStream(1);
+  for (auto [seq, origin, pos] : {std::tuple<uint64_t, std::string, uint64_t>{1, "c@1", 1},
+                                  {2, PeerStream(0), 4},
+                                  {3, "c@1", 2}}) {
+    Message m = Msg(origin + ":" + std::to_string(pos));
+    m.seq = seq;
+    m.origin = origin;
+    m.origin_seq = pos;
+    page.messages.push_back(m);
+  }
+  page.last_seq = 3;
+  page.next = 3;
+  pull.done(page);
+  EXPECT_TRUE(Stored("c@1:1"));
+  EXPECT_FALSE(Stored(PeerStream(0) + ":4")) << "the pushes bring it";
+  EXPECT_FALSE(Stored("c@1:2")) << "the page ends before the pushed position";
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[1]).seq, 1u);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_syncs(), 0u) << "the chain ends there";
+
+  // No push for the heartbeat timeout: the pull carries the stream again from where it stopped.
+  while (transport_.pending_syncs() == 0) {
+    clock_.Advance(options_.heartbeat_interval);
+    node_->Tick();
+    transport_.AnswerHeartbeats(ahead, 0);
+    transport_.AnswerHeartbeats(Hb(1), 1);
+    node_->Tick();
+  }
+  EXPECT_GE(clock_.Now() - last_push, options_.heartbeat_timeout) << "a pull while pushes came";
+  pull = transport_.TakeSync();
+  ASSERT_EQ(pull.peer, 0u) << "the heartbeat showing more of the stream starts it";
+  SyncReply empty;
+  empty.stream = PeerStream(0);
+  pull.done(empty);
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(other, 1);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u);
+  pull = transport_.TakeSync();
+  ASSERT_EQ(pull.peer, 1u);
+  EXPECT_EQ(pull.since, 1u);
+  page.messages.erase(page.messages.begin());
+  pull.done(page);
+  EXPECT_TRUE(Stored(PeerStream(0) + ":4"));
+  EXPECT_TRUE(Stored("c@1:2"));
+  EXPECT_EQ(log_.GetPullCursor(options_.peers[1]).seq, 3u);
 }
 
 // ---- The push window ----
