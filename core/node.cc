@@ -239,6 +239,19 @@ void Node::WriteMetrics(MetricsWriter& w) const {
   w.Family("dsm_log_stored_bytes", "gauge",
            "About how many bytes the log's retained records take as stored (indexes excluded).");
   w.Sample("dsm_log_stored_bytes", static_cast<double>(d.log->StoredBytes()));
+  if (const StoreMemory mem = d.log->Memory(); mem.budget_bytes > 0) {
+    w.Family("dsm_storage_memory_bytes", "gauge",
+             "The storage engine's memory: its budget (--memory-mb); the block cache's use "
+             "(cached blocks and the memtables charged to it), of which pinned (not evictable); "
+             "the memtables; the open table files' readers (outside the budget).");
+    const std::pair<const char*, uint64_t> parts[] = {
+        {"budget", mem.budget_bytes},          {"block_cache", mem.block_cache_usage},
+        {"block_cache_pinned", mem.block_cache_pinned}, {"memtables", mem.memtable_bytes},
+        {"table_readers", mem.table_readers_bytes}};
+    for (const auto& [part, bytes] : parts) {
+      w.Sample("dsm_storage_memory_bytes", {{"part", part}}, static_cast<double>(bytes));
+    }
+  }
   w.Family("dsm_retention_trimmed_messages_total", "counter",
            "Messages removed by retention (--retention-max-age/-messages/-bytes).");
   w.Sample("dsm_retention_trimmed_messages_total", static_cast<double>(d.retention_trimmed.load()));

@@ -123,14 +123,6 @@ struct RocksLogStoreOptions {
 // The smallest RocksLogStoreOptions::memory_budget_bytes (Open refuses less).
 inline constexpr uint64_t kMinMemoryBudgetBytes = uint64_t{32} << 20;
 
-// What RocksDB's memory budget holds now (RocksLogStore::Memory()).
-struct StoreMemory {
-  uint64_t budget_bytes = 0;          // RocksLogStoreOptions::memory_budget_bytes
-  uint64_t block_cache_capacity = 0;  // RocksDB property rocksdb.block-cache-capacity
-  uint64_t block_cache_usage = 0;     // rocksdb.block-cache-usage (blocks + charged memtables)
-  uint64_t write_buffer_limit = 0;    // the WriteBufferManager's buffer size
-  uint64_t memtable_bytes = 0;        // rocksdb.size-all-mem-tables, summed over the families
-};
 
 class RocksLogStore final : public LogStore {
  public:
@@ -191,7 +183,7 @@ class RocksLogStore final : public LogStore {
   Status WriteHealth() const override LOCKS_EXCLUDED(mu_);
 
   // RocksDB's memory against its budget, read from RocksDB's properties.
-  StoreMemory Memory() const;
+  StoreMemory Memory() const override;
   // Flushes the memtables and compacts every family down to its bottommost level (which is
   // compressed with zstd). Blocks while it runs; reads and writes go on meanwhile.
   Status CompactAll();

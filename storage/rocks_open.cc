@@ -587,6 +587,10 @@ StoreMemory RocksLogStore::Memory() const {
   db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheCapacity,
                       &m.block_cache_capacity);
   db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCacheUsage, &m.block_cache_usage);
+  db_->GetIntProperty(cf_.log, rocksdb::DB::Properties::kBlockCachePinnedUsage,
+                      &m.block_cache_pinned);
+  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateTableReadersMem,
+                                &m.table_readers_bytes);
   db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &m.memtable_bytes);
   const std::shared_ptr<rocksdb::WriteBufferManager>& wbm = db_->GetDBOptions().write_buffer_manager;
   if (wbm != nullptr) m.write_buffer_limit = wbm->buffer_size();

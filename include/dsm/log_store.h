@@ -95,6 +95,18 @@ struct TrimResult {
   bool kept = false;       // the step stopped at a record `keep` kept
 };
 
+// The storage engine's memory now (LogStore::Memory()); all zero for a store without one.
+struct StoreMemory {
+  uint64_t budget_bytes = 0;          // the memory budget (--memory-mb)
+  uint64_t block_cache_capacity = 0;  // RocksDB property rocksdb.block-cache-capacity
+  uint64_t block_cache_usage = 0;     // rocksdb.block-cache-usage (blocks + charged memtables)
+  uint64_t block_cache_pinned = 0;    // rocksdb.block-cache-pinned-usage (part of the usage)
+  uint64_t write_buffer_limit = 0;    // the WriteBufferManager's buffer size
+  uint64_t memtable_bytes = 0;        // rocksdb.size-all-mem-tables, summed over the families
+  // rocksdb.estimate-table-readers-mem, summed: what open table files hold outside the cache.
+  uint64_t table_readers_bytes = 0;
+};
+
 class LogStore {
  public:
   virtual ~LogStore() = default;
@@ -166,6 +178,8 @@ class LogStore {
   virtual Status ExpireMsgIds(double ts) = 0;
   // About how many bytes the retained records take as stored (the log without its indexes).
   virtual uint64_t StoredBytes() const = 0;
+  // What the storage engine's memory holds now (for /metrics).
+  virtual StoreMemory Memory() const { return {}; }
 
   virtual uint64_t LastSeq() const = 0;                        // 0 when empty
   virtual uint64_t HighWater(const std::string& origin) const = 0;  // 0 when unknown

@@ -1,8 +1,12 @@
 // The client endpoints of the HTTP server (docs/api.md): /send, /messages, /messages/stream,
 // /status, /metrics, the dashboard's files and the not-found answer. See server_impl.h.
+#include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -230,9 +234,31 @@ void HttpServer::Impl::HandleMessages(const Rest::Request& req, const ReplyPtr& 
 }
 
 
+// The process's resident memory, and what the C library's allocator holds: in use by the
+// program, and free but kept from the system (fragments of its arenas).
+static void WriteProcessMemory(MetricsWriter& w) {
+  uint64_t size_pages = 0, resident_pages = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%" SCNu64 " %" SCNu64, &size_pages, &resident_pages) != 2) {
+      resident_pages = 0;
+    }
+    std::fclose(f);
+  }
+  w.Family("dsm_process_resident_bytes", "gauge", "Resident memory of the process.");
+  w.Sample("dsm_process_resident_bytes",
+           static_cast<double>(resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))));
+  const struct mallinfo2 mi = ::mallinfo2();
+  w.Family("dsm_malloc_bytes", "gauge",
+           "Memory of the C library's allocator: in use by the program (heap and mapped "
+           "blocks), and free but not returned to the system.");
+  w.Sample("dsm_malloc_bytes", {{"state", "in_use"}}, static_cast<double>(mi.uordblks + mi.hblkhd));
+  w.Sample("dsm_malloc_bytes", {{"state", "free"}}, static_cast<double>(mi.fordblks));
+}
+
 void HttpServer::Impl::HandleMetrics(const Rest::Request&, const ReplyPtr& reply) {
   MetricsWriter w;
   node->WriteMetrics(w);
+  WriteProcessMemory(w);
   if (consumers) {
     w.Family("dsm_live_readers", "gauge", "Long-polls waiting plus event streams open.");
     w.Sample("dsm_live_readers", static_cast<double>(consumers->active()));

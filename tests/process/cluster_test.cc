@@ -578,5 +578,43 @@ TEST(ClusterTest, MetricsShowADeadPeerAndItsCatchUp) {
   EXPECT_TRUE(c.WaitConverged(ids, milliseconds(30000), {2}));
 }
 
+// The value of the metric sample `sample` (name and labels, e.g.
+// dsm_malloc_bytes{state="free"}); -1 if absent.
+double Sample(const std::string& metrics, const std::string& sample) {
+  const std::string key = "\n" + sample + " ";
+  size_t at = metrics.find(key);
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + key.size()));
+}
+
+// An operator sees where the node's memory goes: the storage engine's budget and use, the
+// allocator's, and the resident total.
+TEST(ClusterTest, MetricsShowWhereTheMemoryGoes) {
+  std::vector<NodeSpec> specs = FullMesh(1, "async", 1);
+  specs[0].extra_args = {"--memory-mb", "64"};
+  TestCluster c(specs);
+  ASSERT_TRUE(c.StartAll().ok());
+  ASSERT_EQ(SendTo(c.node(0), "memory-1").status, 200);
+  HttpResponse r = c.node(0).Get("/metrics");
+  ASSERT_EQ(r.status, 200);
+  auto part = [&](const char* p) {
+    return Sample(r.body, std::string("dsm_storage_memory_bytes{part=\"") + p + "\"}");
+  };
+  EXPECT_EQ(part("budget"), 64.0 * (1 << 20));
+  EXPECT_GT(part("memtables"), 0);
+  EXPECT_GE(part("block_cache"), part("memtables")) << "memtables are charged to the cache";
+  EXPECT_GE(part("block_cache"), part("block_cache_pinned"));
+  EXPECT_GE(part("table_readers"), 0);
+  const double in_use = Sample(r.body, "dsm_malloc_bytes{state=\"in_use\"}");
+  EXPECT_GE(in_use, 0);
+  EXPECT_GE(Sample(r.body, "dsm_malloc_bytes{state=\"free\"}"), 0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // (A sanitizer build's node allocates with the sanitizer's allocator, not glibc's.)
+  EXPECT_GT(in_use, part("memtables")) << "RocksDB's memory is allocated with malloc";
+#endif
+  const double resident = Sample(r.body, "dsm_process_resident_bytes");
+  EXPECT_GT(resident, 1 << 20);
+  EXPECT_LT(resident, 4.0 * (1 << 30));
+}
+
 }  // namespace
 }  // namespace dsm::testing
