@@ -17,6 +17,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <stop_token>
+#include <thread>
 
 #include "core/node.h"
 #include "dsm/clock.h"
@@ -71,6 +73,9 @@ class Runtime {
   // The replication core's log work (Node::SetStorageExecutor). Stopped after the peer client
   // (its last answers may queue log work), before node_ is destroyed (Stop()).
   SerialExecutor storage_executor_;
+  // Returns the allocator's free memory to the system every few seconds until `stop`.
+  static void ReleaseFreeMemory(std::stop_token stop);
+  std::jthread memory_releaser_;  // runs ReleaseFreeMemory; stopped and joined by its destructor
 };
 
 }  // namespace dsm
