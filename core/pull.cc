@@ -93,10 +93,12 @@ bool Node::Impl::ArrivesByPush(std::string_view origin, MonoTime now) const {
 void Node::Impl::NotePushed(const std::string& origin) {
   const MonoTime now = clock->Now();
   MutexLock lock(&mu);
-  pushed_streams[origin] = now;
-  // Streams whose pushes stopped long ago are forgotten, so the map holds about the live peers.
-  std::erase_if(pushed_streams,
-                [&](const auto& e) { return now - e.second >= 2 * options.heartbeat_timeout; });
+  if (pushed_streams.insert_or_assign(origin, now).second) {
+    // A new stream: those whose pushes stopped long ago are forgotten, so the map holds about
+    // the live peers' streams.
+    std::erase_if(pushed_streams,
+                  [&](const auto& e) { return now - e.second >= 2 * options.heartbeat_timeout; });
+  }
 }
 
 // The first entry of a page at a position this node lacks of a stream that arrives by push, or
