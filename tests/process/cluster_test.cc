@@ -537,13 +537,19 @@ TEST(ClusterTest, WipedNodeRebuildsItsLogAndStartsANewStream) {
   EXPECT_EQ(on0.origin_high[new_stream], 10u);
 }
 
+// The value of the metric sample `sample` (name and labels, e.g.
+// dsm_malloc_bytes{state="free"}) in a /metrics text; -1 if absent.
+double Sample(const std::string& metrics, const std::string& sample) {
+  const std::string key = "\n" + sample + " ";
+  size_t at = metrics.find(key);
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + key.size()));
+}
+
 // The value of one sample of GET /metrics, e.g. Metric(node, "dsm_peer_alive", url); -1 if absent.
 double Metric(const NodeProcess& node, const std::string& name, const std::string& peer) {
   HttpResponse r = node.Get("/metrics");
-  const std::string key = name + "{peer=\"" + peer + "\"} ";
-  size_t at = r.body.find(key);
-  if (r.status != 200 || at == std::string::npos) return -1;
-  return std::stod(r.body.substr(at + key.size()));
+  if (r.status != 200) return -1;
+  return Sample(r.body, name + "{peer=\"" + peer + "\"}");
 }
 
 // An operator watches a killed node's absence and its catch-up in /metrics.
@@ -576,14 +582,6 @@ TEST(ClusterTest, MetricsShowADeadPeerAndItsCatchUp) {
       milliseconds(30000)))
       << "node 2's catch-up from node 0 did not reach node 0's last seq";
   EXPECT_TRUE(c.WaitConverged(ids, milliseconds(30000), {2}));
-}
-
-// The value of the metric sample `sample` (name and labels, e.g.
-// dsm_malloc_bytes{state="free"}); -1 if absent.
-double Sample(const std::string& metrics, const std::string& sample) {
-  const std::string key = "\n" + sample + " ";
-  size_t at = metrics.find(key);
-  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + key.size()));
 }
 
 // An operator sees where the node's memory goes: the storage engine's budget and use, the
