@@ -1,5 +1,7 @@
 #include "tools/dbdump/verify.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -107,6 +109,28 @@ class GroupedLookup {
   std::map<std::string, std::unique_ptr<ForwardLookup>, std::less<>> lookups_;
   std::string last_group_;
   ForwardLookup* last_ = nullptr;
+};
+
+// An order-independent digest of a multiset of (key, seq) pairs: their count and the sums, modulo
+// 2^64, of the two halves of a 128-bit hash of each pair. Two multisets with equal digests are
+// equal unless their difference was crafted to collide (by chance: about one in 2^128), so the
+// log's (msg_id, seq) pairs can be compared with the msg_id index's entries by scanning each in
+// its own order, without a lookup per record.
+class PairDigest {
+ public:
+  void Add(std::string_view key, uint64_t seq) {
+    const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), seq);
+    low_ += h.low64;
+    high_ += h.high64;
+    ++count_;
+  }
+
+  bool operator==(const PairDigest&) const = default;
+
+ private:
+  uint64_t count_ = 0;
+  uint64_t low_ = 0;
+  uint64_t high_ = 0;
 };
 
 class Verifier {
@@ -383,37 +407,11 @@ class Verifier {
     if (m.msg_id.empty()) {
       Report(where(), "record has an empty msg_id");
     } else {
-      Result<IndexEntry> entry = ReadIndex(LogFamily::kMsgId, m.msg_id);
-      if (!entry.ok()) return entry.status();
-      if (!entry->present) {
-        Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
-      } else if (entry->seq && *entry->seq == m.seq) {
-        ++msgid_pointing_home_;
-      } else if (entry->seq && *entry->seq != 0 && *entry->seq < first_) {
-        Report(where(), "msg_id " + Quoted(m.msg_id) + " is indexed at seq " +
-                            std::to_string(*entry->seq) + ", a trimmed record, not here");
-      } else if (entry->seq && *entry->seq != m.seq) {
-        Message other;
-        Result<Found> found = Load(*entry->seq, &other);
-        if (!found.ok()) return found.status();
-        // Otherwise the index entry itself is wrong: its scan reports it.
-        if (*found == Found::kRecord && other.msg_id == m.msg_id) {
-          Report(where(), "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
-                            std::to_string(*entry->seq) + " (where the index points)");
-        }
-      }
+      log_msgids_.Add(m.msg_id, m.seq);  // compared with the msg_id index in CheckMsgIdIndex
     }
 
-    if (report_.inbox_checked) {
-      Result<std::optional<std::string_view>> inbox =
-          inbox_lookup_.Find(m.recipient, schema::InboxKey(m.recipient, m.seq));
-      if (!inbox.ok() && !Damaged(LogFamily::kInbox, inbox.status())) return inbox.status();
-      if (inbox.ok() && !inbox->has_value()) {
-        Report(where(), "not in the recipient index (no inbox entry for recipient " +
-                          Quoted(m.recipient) + ")");
-      }
-      if (inbox.ok() && inbox->has_value() && (*inbox)->empty()) ++inbox_pointing_home_;
-    }
+    // Compared with the recipient index in CheckInboxIndex.
+    if (report_.inbox_checked) log_inbox_.Add(m.recipient, m.seq);
 
     if (m.origin.empty() || m.origin_seq == 0) {
       Report(where(), "record has no origin position (origin " + Quoted(m.origin) + ", origin_seq " +
@@ -447,6 +445,92 @@ class Verifier {
       // the same origin): the scan of the origin index reports it.
     }
     return CheckOriginOrder(m, where, position);
+  }
+
+  // A record's msg_id against the msg_id index, by lookup (when the digests differ).
+  Status CheckRecordMsgId(const Message& m) {
+    auto where = [&m] { return LogWhere(m.seq); };
+    Result<IndexEntry> entry = ReadIndex(LogFamily::kMsgId, m.msg_id);
+    if (!entry.ok()) return entry.status();
+    if (!entry->present) {
+      Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
+    } else if (entry->seq && *entry->seq == m.seq) {
+      ++msgid_pointing_home_;
+    } else if (entry->seq && *entry->seq != 0 && *entry->seq < first_) {
+      Report(where(), "msg_id " + Quoted(m.msg_id) + " is indexed at seq " +
+                          std::to_string(*entry->seq) + ", a trimmed record, not here");
+    } else if (entry->seq && *entry->seq != m.seq) {
+      Message other;
+      Result<Found> found = Load(*entry->seq, &other);
+      if (!found.ok()) return found.status();
+      // Otherwise the index entry itself is wrong: its scan reports it.
+      if (*found == Found::kRecord && other.msg_id == m.msg_id) {
+        Report(where(), "msg_id " + Quoted(m.msg_id) + " is stored twice: here and at seq " +
+                            std::to_string(*entry->seq) + " (where the index points)");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // A record's recipient index entry, by lookup (when the digests differ).
+  Status CheckRecordInbox(const Message& m) {
+    Result<std::optional<std::string_view>> inbox =
+        inbox_lookup_.Find(m.recipient, schema::InboxKey(m.recipient, m.seq));
+    if (!inbox.ok() && !Damaged(LogFamily::kInbox, inbox.status())) return inbox.status();
+    if (inbox.ok() && !inbox->has_value()) {
+      Report(LogWhere(m.seq), "not in the recipient index (no inbox entry for recipient " +
+                                  Quoted(m.recipient) + ")");
+    }
+    if (inbox.ok() && inbox->has_value() && (*inbox)->empty()) ++inbox_pointing_home_;
+    return Status::Ok();
+  }
+
+  // Calls `check` with each record the log's check checked (a well-formed key at or above
+  // first_seq, a record that decodes), in log order: the records' side of an index whose digest
+  // differs from theirs, checked one lookup each.
+  template <typename Check>
+  Status ForEachCheckedRecord(const Check& check) {
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kLog);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      uint64_t seq = 0;
+      if (!schema::DecodeSeqValue(it->key(), &seq) || seq == 0 || seq < first_) continue;
+      Result<Message> m = DecodeRecord(seq, it->value());
+      if (!m.ok()) continue;
+      if (Status s = check(*m); !s.ok()) return s;
+    }
+    return ScanEnd(LogFamily::kLog, it->status(), "");
+  }
+
+  // Scans the msg_id index into a digest of its entries at or above first_seq and compares it
+  // with the log's: equal, every record is indexed at its own seq and the index holds nothing
+  // else (*matched, with the entries counted). Otherwise (a different digest, an entry that does
+  // not decode, damage) the entry-by-entry checks find what differs.
+  Status DigestMsgIdIndex(bool* matched) {
+    *matched = false;
+    if (!unreadable_.empty()) return Status::Ok();
+    PairDigest index;
+    uint64_t entries = 0;
+    uint64_t trimmed = 0;
+    uint64_t forgotten = 0;
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++entries;
+      uint64_t seq = 0;
+      if (it->key().empty() || !schema::DecodeSeqValue(it->value(), &seq)) return Status::Ok();
+      if (seq != 0 && seq < first_) {
+        // A trimmed record's msg_id: kept for dedup until the dedup head passes it, then ignored
+        // until compaction drops it.
+        ++(seq <= report_.dedup_head ? forgotten : trimmed);
+        continue;
+      }
+      index.Add(it->key(), seq);
+    }
+    if (!it->status().ok() || !(index == log_msgids_)) return Status::Ok();
+    report_.msgid_entries = entries;
+    report_.msgid_trimmed = trimmed;
+    report_.msgid_forgotten = forgotten;
+    *matched = true;
+    return Status::Ok();
   }
 
   // Records of one origin have origin_seq increasing with seq.
@@ -486,6 +570,11 @@ class Verifier {
   }
 
   Status CheckMsgIdIndex() {
+    bool matched = false;
+    if (Status s = DigestMsgIdIndex(&matched); !s.ok() || matched) return s;
+    Status each = ForEachCheckedRecord(
+        [this](const Message& m) { return m.msg_id.empty() ? Status::Ok() : CheckRecordMsgId(m); });
+    if (!each.ok()) return each;
     // Each record whose msg_id entry points at it accounts for one entry (a msg_id has one
     // entry), whose key and value are then right.
     if (OnlyEntriesPointingHome(LogFamily::kMsgId, msgid_pointing_home_, &report_.msgid_entries)) {
@@ -646,7 +735,37 @@ class Verifier {
     return ScanEnd(LogFamily::kConsumers, s, "");
   }
 
+  // Scans the recipient index into a digest of its entries and compares it with the log's
+  // (recipient, seq) pairs: equal, every record has its entry and the index holds nothing else
+  // (*matched, with the entries counted). An entry that does not parse, has a value or points
+  // below first_seq, or damage, leaves the entry-by-entry checks to report it.
+  Status DigestInboxIndex(bool* matched) {
+    *matched = false;
+    if (!unreadable_.empty()) return Status::Ok();
+    PairDigest index;
+    uint64_t entries = 0;
+    std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++entries;
+      std::string_view recipient;
+      uint64_t seq = 0;
+      if (!schema::ParseInboxKey(it->key(), &recipient, &seq) || !it->value().empty() ||
+          seq < first_) {
+        return Status::Ok();
+      }
+      index.Add(recipient, seq);
+    }
+    if (!it->status().ok() || !(index == log_inbox_)) return Status::Ok();
+    report_.inbox_entries = entries;
+    *matched = true;
+    return Status::Ok();
+  }
+
   Status CheckInboxIndex() {
+    bool matched = false;
+    if (Status s = DigestInboxIndex(&matched); !s.ok() || matched) return s;
+    Status each = ForEachCheckedRecord([this](const Message& m) { return CheckRecordInbox(m); });
+    if (!each.ok()) return each;
     // Each record with its (recipient, seq) entry, with an empty value, accounts for one entry.
     if (OnlyEntriesPointingHome(LogFamily::kInbox, inbox_pointing_home_, &report_.inbox_entries)) {
       return Status::Ok();
@@ -693,8 +812,11 @@ class Verifier {
   std::set<LogFamily> unreadable_;       // families whose damage was reported
   // For each origin seen in the log: the seq and origin_seq of its latest record.
   std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
-  // Records whose index entry (msg_id; origin position; recipient entry with an empty value)
-  // the log's check found pointing at them.
+  // The log's (msg_id, seq) and (recipient, seq) pairs.
+  PairDigest log_msgids_;
+  PairDigest log_inbox_;
+  // Records whose index entry (msg_id, when looked up; origin position; recipient entry with an
+  // empty value) the log's check found pointing at them.
   uint64_t msgid_pointing_home_ = 0;
   uint64_t origin_pointing_home_ = 0;
   uint64_t inbox_pointing_home_ = 0;

@@ -37,13 +37,16 @@
 // fails its checksum, is truncated or missing) is reported once, as "family 'log'" with where
 // the scan stopped and RocksDB's message (naming the file); the checks go on with every entry
 // that can still be read, and entries whose lookup hits the damage are not reported again.
-// Memory stays bounded: the checks scan each family once and look entries up. Lookups whose
-// keys come in increasing order (a record's origin position and recipient entry, in log order;
-// the records an origin's or a recipient's entries point at) step an iterator forward instead of
-// reading each key. When every entry of an index is one the log's check found pointing at its
-// own record (their count equals the index's), the index's entry-by-entry check would find
-// nothing and is skipped: the msg_id index is then only counted, and the origin index checked
-// for density and high waters without reading records.
+// Memory stays bounded and reads stay sequential: the checks scan each family once, in its own
+// order. The msg_id index and the recipient index are compared with the log by an
+// order-independent digest of their (msg_id, seq) and (recipient, seq) pairs (a 128-bit XXH3 of
+// each pair, summed); only when the digests differ are the log's records looked up in that index
+// one by one and its entries checked one by one, which finds and reports what differs (those
+// reports of 2 then come after the log's scan). A record's origin position, and the records an
+// origin index entry points at, are looked up with an iterator stepping forward, as their keys
+// come in increasing order. When every origin index entry is a record's own position pointing at
+// it (their count equals the index's), the origin index is checked for density and high waters
+// without reading records.
 //
 // Thread-compatible; reads the reader's current view.
 #pragma once
