@@ -111,26 +111,66 @@ class GroupedLookup {
   ForwardLookup* last_ = nullptr;
 };
 
-// An order-independent digest of a multiset of (key, seq) pairs: their count and the sums, modulo
-// 2^64, of the two halves of a 128-bit hash of each pair. Two multisets with equal digests are
-// equal unless their difference was crafted to collide (by chance: about one in 2^128), so the
-// log's (msg_id, seq) pairs can be compared with the msg_id index's entries by scanning each in
-// its own order, without a lookup per record.
-class PairDigest {
+// Order-independent digests of a multiset of (key, seq) pairs, one per bucket of pairs (the
+// bucket chosen by the pair's hash): each the count of its pairs and the sums, modulo 2^64, of the
+// two halves of a 128-bit hash of each pair. Two multisets whose digests are equal are equal
+// unless their difference was crafted to collide (by chance: about one in 2^128), so the log's
+// (msg_id, seq) pairs can be compared with the msg_id index's entries by scanning each in its own
+// order, without a lookup per record; where they differ, the pairs of the buckets that differ are
+// all that need a closer look.
+class PairDigests {
  public:
+  static constexpr size_t kBuckets = 4096;
+
+  PairDigests() : buckets_(kBuckets) {}
+
   void Add(std::string_view key, uint64_t seq) {
-    const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), seq);
-    low_ += h.low64;
-    high_ += h.high64;
-    ++count_;
+    const XXH128_hash_t h = Hash(key, seq);
+    Bucket& b = buckets_[BucketOf(h)];
+    ++b.count;
+    b.low += h.low64;
+    b.high += h.high64;
   }
 
-  bool operator==(const PairDigest&) const = default;
+  // Which pairs the two multisets may differ in: those of the buckets whose digests differ.
+  class Difference {
+   public:
+    bool empty() const { return differing_ == 0; }
+    bool Contains(std::string_view key, uint64_t seq) const {
+      return buckets_[BucketOf(Hash(key, seq))];
+    }
+
+   private:
+    friend class PairDigests;
+    std::vector<bool> buckets_ = std::vector<bool>(kBuckets);
+    size_t differing_ = 0;
+  };
+
+  Difference Compare(const PairDigests& other) const {
+    Difference d;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      if (!(buckets_[i] == other.buckets_[i])) {
+        d.buckets_[i] = true;
+        ++d.differing_;
+      }
+    }
+    return d;
+  }
 
  private:
-  uint64_t count_ = 0;
-  uint64_t low_ = 0;
-  uint64_t high_ = 0;
+  struct Bucket {
+    uint64_t count = 0;
+    uint64_t low = 0;
+    uint64_t high = 0;
+    bool operator==(const Bucket&) const = default;
+  };
+
+  static XXH128_hash_t Hash(std::string_view key, uint64_t seq) {
+    return XXH3_128bits_withSeed(key.data(), key.size(), seq);
+  }
+  static size_t BucketOf(const XXH128_hash_t& h) { return h.high64 >> 52; }  // top 12 bits
+
+  std::vector<Bucket> buckets_;
 };
 
 class Verifier {
@@ -454,8 +494,6 @@ class Verifier {
     if (!entry.ok()) return entry.status();
     if (!entry->present) {
       Report(where(), "msg_id " + Quoted(m.msg_id) + " is not in the msg_id index");
-    } else if (entry->seq && *entry->seq == m.seq) {
-      ++msgid_pointing_home_;
     } else if (entry->seq && *entry->seq != 0 && *entry->seq < first_) {
       Report(where(), "msg_id " + Quoted(m.msg_id) + " is indexed at seq " +
                           std::to_string(*entry->seq) + ", a trimmed record, not here");
@@ -481,7 +519,6 @@ class Verifier {
       Report(LogWhere(m.seq), "not in the recipient index (no inbox entry for recipient " +
                                   Quoted(m.recipient) + ")");
     }
-    if (inbox.ok() && inbox->has_value() && (*inbox)->empty()) ++inbox_pointing_home_;
     return Status::Ok();
   }
 
@@ -501,36 +538,40 @@ class Verifier {
     return ScanEnd(LogFamily::kLog, it->status(), "");
   }
 
-  // Scans the msg_id index into a digest of its entries at or above first_seq and compares it
-  // with the log's: equal, every record is indexed at its own seq and the index holds nothing
-  // else (*matched, with the entries counted). Otherwise (a different digest, an entry that does
-  // not decode, damage) the entry-by-entry checks find what differs.
-  Status DigestMsgIdIndex(bool* matched) {
-    *matched = false;
-    if (!unreadable_.empty()) return Status::Ok();
-    PairDigest index;
+  // Scans the msg_id index into digests of its entries at or above first_seq and compares them
+  // with the log's (msg_id, seq) pairs. nullopt when they agree and every entry is well-formed:
+  // every record is indexed at its own seq and the index holds nothing else (the entries are
+  // counted). Otherwise the pairs to look at one by one: those of the buckets that differ. Each
+  // side's digests hold what its scan read, so after damage the pairs read on both sides agree,
+  // and what only one side read is looked at.
+  std::optional<PairDigests::Difference> MsgIdDifference() {
+    PairDigests index;
     uint64_t entries = 0;
     uint64_t trimmed = 0;
     uint64_t forgotten = 0;
+    bool malformed = false;
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++entries;
       uint64_t seq = 0;
-      if (it->key().empty() || !schema::DecodeSeqValue(it->value(), &seq)) return Status::Ok();
-      if (seq != 0 && seq < first_) {
+      if (it->key().empty() || !schema::DecodeSeqValue(it->value(), &seq)) {
+        malformed = true;
+      } else if (seq != 0 && seq < first_) {
         // A trimmed record's msg_id: kept for dedup until the dedup head passes it, then ignored
         // until compaction drops it.
         ++(seq <= report_.dedup_head ? forgotten : trimmed);
-        continue;
+      } else {
+        index.Add(it->key(), seq);
       }
-      index.Add(it->key(), seq);
     }
-    if (!it->status().ok() || !(index == log_msgids_)) return Status::Ok();
-    report_.msgid_entries = entries;
-    report_.msgid_trimmed = trimmed;
-    report_.msgid_forgotten = forgotten;
-    *matched = true;
-    return Status::Ok();
+    PairDigests::Difference difference = log_msgids_.Compare(index);
+    if (it->status().ok() && !malformed && difference.empty()) {
+      report_.msgid_entries = entries;
+      report_.msgid_trimmed = trimmed;
+      report_.msgid_forgotten = forgotten;
+      return std::nullopt;
+    }
+    return difference;
   }
 
   // Records of one origin have origin_seq increasing with seq.
@@ -570,16 +611,16 @@ class Verifier {
   }
 
   Status CheckMsgIdIndex() {
-    bool matched = false;
-    if (Status s = DigestMsgIdIndex(&matched); !s.ok() || matched) return s;
-    Status each = ForEachCheckedRecord(
-        [this](const Message& m) { return m.msg_id.empty() ? Status::Ok() : CheckRecordMsgId(m); });
+    const std::optional<PairDigests::Difference> suspects = MsgIdDifference();
+    if (!suspects) return Status::Ok();
+    // The records of the buckets that differ, each looked up in the index.
+    Status each = ForEachCheckedRecord([&](const Message& m) {
+      if (m.msg_id.empty() || !suspects->Contains(m.msg_id, m.seq)) return Status::Ok();
+      return CheckRecordMsgId(m);
+    });
     if (!each.ok()) return each;
-    // Each record whose msg_id entry points at it accounts for one entry (a msg_id has one
-    // entry), whose key and value are then right.
-    if (OnlyEntriesPointingHome(LogFamily::kMsgId, msgid_pointing_home_, &report_.msgid_entries)) {
-      return Status::Ok();
-    }
+    // Every entry, each checked for its form; the record behind it read for those of the buckets
+    // that differ.
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kMsgId);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.msgid_entries;
@@ -596,6 +637,7 @@ class Verifier {
         ++(seq <= report_.dedup_head ? report_.msgid_forgotten : report_.msgid_trimmed);
         continue;
       }
+      if (!suspects->Contains(it->key(), seq)) continue;
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
@@ -735,15 +777,13 @@ class Verifier {
     return ScanEnd(LogFamily::kConsumers, s, "");
   }
 
-  // Scans the recipient index into a digest of its entries and compares it with the log's
-  // (recipient, seq) pairs: equal, every record has its entry and the index holds nothing else
-  // (*matched, with the entries counted). An entry that does not parse, has a value or points
-  // below first_seq, or damage, leaves the entry-by-entry checks to report it.
-  Status DigestInboxIndex(bool* matched) {
-    *matched = false;
-    if (!unreadable_.empty()) return Status::Ok();
-    PairDigest index;
+  // Scans the recipient index into digests of its entries and compares them with the log's
+  // (recipient, seq) pairs, as MsgIdDifference does for the msg_id index. An entry that does not
+  // parse, has a value or points below first_seq is left to the entry-by-entry check.
+  std::optional<PairDigests::Difference> InboxDifference() {
+    PairDigests index;
     uint64_t entries = 0;
+    bool malformed = false;
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++entries;
@@ -751,25 +791,29 @@ class Verifier {
       uint64_t seq = 0;
       if (!schema::ParseInboxKey(it->key(), &recipient, &seq) || !it->value().empty() ||
           seq < first_) {
-        return Status::Ok();
+        malformed = true;
+      } else {
+        index.Add(recipient, seq);
       }
-      index.Add(recipient, seq);
     }
-    if (!it->status().ok() || !(index == log_inbox_)) return Status::Ok();
-    report_.inbox_entries = entries;
-    *matched = true;
-    return Status::Ok();
+    PairDigests::Difference difference = log_inbox_.Compare(index);
+    if (it->status().ok() && !malformed && difference.empty()) {
+      report_.inbox_entries = entries;
+      return std::nullopt;
+    }
+    return difference;
   }
 
   Status CheckInboxIndex() {
-    bool matched = false;
-    if (Status s = DigestInboxIndex(&matched); !s.ok() || matched) return s;
-    Status each = ForEachCheckedRecord([this](const Message& m) { return CheckRecordInbox(m); });
+    const std::optional<PairDigests::Difference> suspects = InboxDifference();
+    if (!suspects) return Status::Ok();
+    // As in CheckMsgIdIndex: the records of the buckets that differ, then every entry's form and
+    // the records behind those of the buckets that differ.
+    Status each = ForEachCheckedRecord([&](const Message& m) {
+      if (!suspects->Contains(m.recipient, m.seq)) return Status::Ok();
+      return CheckRecordInbox(m);
+    });
     if (!each.ok()) return each;
-    // Each record with its (recipient, seq) entry, with an empty value, accounts for one entry.
-    if (OnlyEntriesPointingHome(LogFamily::kInbox, inbox_pointing_home_, &report_.inbox_entries)) {
-      return Status::Ok();
-    }
     std::unique_ptr<LogReader::RawCursor> it = reader_.NewRawCursor(LogFamily::kInbox);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report_.inbox_entries;
@@ -790,6 +834,7 @@ class Verifier {
                           " (a trimmed record's entry is left behind)");
         continue;
       }
+      if (!suspects->Contains(recipient, seq)) continue;
       Message m;
       Result<Found> found = Load(seq, &m);
       if (!found.ok()) return found.status();
@@ -813,13 +858,10 @@ class Verifier {
   // For each origin seen in the log: the seq and origin_seq of its latest record.
   std::map<std::string, std::pair<uint64_t, uint64_t>> last_of_origin_;
   // The log's (msg_id, seq) and (recipient, seq) pairs.
-  PairDigest log_msgids_;
-  PairDigest log_inbox_;
-  // Records whose index entry (msg_id, when looked up; origin position; recipient entry with an
-  // empty value) the log's check found pointing at them.
-  uint64_t msgid_pointing_home_ = 0;
+  PairDigests log_msgids_;
+  PairDigests log_inbox_;
+  // Records whose origin index entry the log's check found pointing at them.
   uint64_t origin_pointing_home_ = 0;
-  uint64_t inbox_pointing_home_ = 0;
   ForwardLookup log_lookup_;
   GroupedLookup origin_lookup_;
   GroupedLookup inbox_lookup_;

@@ -38,12 +38,13 @@
 // the scan stopped and RocksDB's message (naming the file); the checks go on with every entry
 // that can still be read, and entries whose lookup hits the damage are not reported again.
 // Memory stays bounded and reads stay sequential: the checks scan each family once, in its own
-// order. The msg_id index and the recipient index are compared with the log by an
-// order-independent digest of their (msg_id, seq) and (recipient, seq) pairs (a 128-bit XXH3 of
-// each pair, summed); only when the digests differ are the log's records looked up in that index
-// one by one and its entries checked one by one, which finds and reports what differs (those
-// reports of 2 then come after the log's scan). A record's origin position, and the records an
-// origin index entry points at, are looked up with an iterator stepping forward, as their keys
+// order. The msg_id index and the recipient index are compared with the log by order-independent
+// digests of their (msg_id, seq) and (recipient, seq) pairs (a 128-bit XXH3 of each pair, summed
+// in 4,096 buckets chosen by the hash); where a bucket's digests differ, the log's records of that
+// bucket are looked up in the index one by one, and the records behind the index's entries of
+// that bucket read, which finds and reports what differs (those reports of 2 then come after the
+// log's scan). Every entry is checked for its form. A record's origin position, and the records
+// an origin index entry points at, are looked up with an iterator stepping forward, as their keys
 // come in increasing order. When every origin index entry is a record's own position pointing at
 // it (their count equals the index's), the origin index is checked for density and high waters
 // without reading records.
