@@ -4,7 +4,8 @@
 // Parsing always uses RapidJSON's iterative parser with UTF-8 validation
 // (kParseIterativeFlag | kParseValidateEncodingFlag; kParseStopWhenDoneFlag is NOT used: trailing
 // garbage after the value is an error), so deep nesting cannot overflow the stack and invalid
-// UTF-8 is rejected. Numbers reach the codec as text (kParseNumbersAsStringsFlag) and are
+// UTF-8 is rejected (a body that is all ASCII, valid as it stands, is parsed without the
+// per-character check). Numbers reach the codec as text (kParseNumbersAsStringsFlag) and are
 // converted here, never by RapidJSON's own string-to-double code: integers become Int/Uint/Int64/
 // Uint64 values exactly as RapidJSON types them, every other number the correctly rounded double
 // (std::from_chars), so a `ts` written by WriteMessage parses back to the same bits. Pure

@@ -99,6 +99,28 @@ TEST(JsonParseTest, Table) {
   }
 }
 
+// Bodies that are all ASCII are parsed without RapidJSON's encoding check, so the check that finds
+// a byte above 0x7F (eight bytes at a time, then one by one) must find it wherever it sits: in
+// each position of a word, in the last bytes that fill no word, first and last.
+TEST(JsonParseTest, ANonAsciiByteAnywhereIsStillCheckedAsUtf8) {
+  const std::string text(37, 'x');
+  const std::string prefix = "{\"a\":\"";
+  for (size_t i = 0; i < text.size(); ++i) {
+    SCOPED_TRACE("byte " + std::to_string(i) + " of the string");
+    std::string bad = text;
+    bad[i] = '\xff';
+    Result<rapidjson::Document> r = Parse(prefix + bad + "\"}");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().message(), "invalid JSON at offset " + std::to_string(prefix.size() + i) +
+                                        ": Invalid encoding in string.");
+    std::string good = text;
+    good.replace(i, 1, "\xc3\xa9");  // é
+    Result<rapidjson::Document> ok = Parse(prefix + good + "\"}");
+    ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+    EXPECT_EQ((*ok)["a"].GetString(), good);
+  }
+}
+
 TEST(JsonParseTest, DeepNestingInsideMessageFieldIsRejectedByFieldRules) {
   std::string body = "{\"payload\":" + Repeat('[', 100000) + Repeat(']', 100000) + "}";
   Result<rapidjson::Document> doc = Parse(body);
