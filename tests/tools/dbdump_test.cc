@@ -13,9 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -27,8 +28,8 @@
 
 #include "common/encoding.h"
 #include "dsm/membership.h"
-#include "storage/log_reader.h"
 #include "storage/consumer_schema.h"
+#include "storage/log_reader.h"
 #include "storage/record.h"
 #include "storage/rocks_log_store.h"
 #include "storage/schema.h"
@@ -788,6 +789,59 @@ TEST_P(VerifyDamageTest, ReportsExactlyTheDamage) {
 
 INSTANTIATE_TEST_SUITE_P(Damage, VerifyDamageTest, ::testing::ValuesIn(kDamageCases),
                          DamageCaseName);
+
+// Every damage report of a verify of `db`, as "where: problem", sorted.
+std::vector<std::string> DamageLines(const std::string& db) {
+  std::unique_ptr<LogReader> reader = MustOpenReader(db);
+  if (reader == nullptr) return {"(no reader)"};
+  Result<VerifyReport> report = Verify(*reader, nullptr);
+  EXPECT_TRUE(report.ok()) << report.status().ToString();
+  if (!report.ok()) return {"(verify failed)"};
+  std::vector<std::string> lines;
+  for (const Damage& d : report->damage) lines.push_back(d.ToString());
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+// Index entries that the log's digests cannot account for (an inbox entry with a value or under
+// a key no read finds, a msg_id entry with an empty key) are checked against their record
+// whatever their digest bucket says: an entry can be wrong twice over.
+TEST_F(DbDumpTest, VerifyReadsTheRecordOfAnInboxEntryWithAValue) {
+  {
+    RawDb db(Db());
+    db.Put("inbox", schema::InboxKey("carol", 2), "v");
+    db.Put("inbox", schema::InboxKey("bob", 99), "v");
+  }
+  EXPECT_EQ(
+      DamageLines(Db()),
+      (std::vector<std::string>{"inbox 'bob' seq 99: points at seq 99, which is not in the log",
+                                "inbox 'bob' seq 99: unexpected value (1 bytes, expected none)",
+                                "inbox 'carol' seq 2: points at seq 2, whose recipient is 'bob'",
+                                "inbox 'carol' seq 2: unexpected value (1 bytes, expected none)"}));
+}
+
+TEST_F(DbDumpTest, VerifyReadsTheRecordOfAnEmptyMsgId) {
+  {
+    RawDb db(Db());
+    db.Put("msgid", "", BigEndian64(2));
+  }
+  EXPECT_EQ(DamageLines(Db()),
+            (std::vector<std::string>{"msgid '': empty msg_id",
+                                      "msgid '': points at seq 2, which holds msg_id 'm2'"}));
+}
+
+// A length prefix written with a superfluous byte (0x83 0x00 is 3, as 0x03 is) still parses, but
+// no read of bob's entries ever finds the entry under it: seq 3 has no recipient entry.
+TEST_F(DbDumpTest, VerifyFindsARecipientEntryNoReadFinds) {
+  {
+    RawDb db(Db());
+    db.Delete("inbox", schema::InboxKey("bob", 3));
+    db.Put("inbox", std::string("\x83\x00", 2) + "bob" + BigEndian64(3), "");
+  }
+  EXPECT_EQ(DamageLines(Db()),
+            (std::vector<std::string>{
+                "log seq 3: not in the recipient index (no inbox entry for recipient 'bob')"}));
+}
 
 // The cost of a check: each family is scanned in its own order, whatever the records' msg_ids and
 // recipients. Point reads (a msg_id per record, a recipient entry per record when recipients

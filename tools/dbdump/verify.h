@@ -43,11 +43,13 @@
 // in 4,096 buckets chosen by the hash); where a bucket's digests differ, the log's records of that
 // bucket are looked up in the index one by one, and the records behind the index's entries of
 // that bucket read, which finds and reports what differs (those reports of 2 then come after the
-// log's scan). Every entry is checked for its form. A record's origin position, and the records
-// an origin index entry points at, are looked up with an iterator stepping forward, as their keys
-// come in increasing order. When every origin index entry is a record's own position pointing at
-// it (their count equals the index's), the origin index is checked for density and high waters
-// without reading records.
+// log's scan). Every entry is checked for its form, and an entry the digests cannot account for
+// (a msg_id entry with an empty key; a recipient entry with a value, or under a key that parses
+// but is not the one a node writes) has its record read whatever its bucket. A record's origin
+// position, and the records an origin index entry points at, are looked up with an iterator
+// stepping forward, as their keys come in increasing order. When every origin index entry is a
+// record's own position pointing at it (their count equals the index's), the origin index is
+// checked for density and high waters without reading records.
 //
 // Thread-compatible; reads the reader's current view.
 #pragma once
