@@ -830,6 +830,29 @@ TEST_F(DbDumpTest, VerifyReadsTheRecordOfAnEmptyMsgId) {
                                       "msgid '': points at seq 2, which holds msg_id 'm2'"}));
 }
 
+// The digests hash each pair's bytes, key then seq. Hashed with the seq as XXH3's seed instead,
+// a short key's hash only XORs the seed into the key: msg_id 'id-00002' at seq 2 and 'hd-00003'
+// at seq 3 (three bits flipped) hashed alike, and this damage passed as a sound directory.
+TEST(VerifyDigestTest, APairWithBitsFlippedInBothItsKeyAndItsSeqIsDamage) {
+  ScopedTempDir dir;
+  const std::string db = dir.Sub("db");
+  {
+    std::unique_ptr<RocksLogStore> store = MustOpenStore(db);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(
+        store->Append({ClientMsg("id-00001"), ClientMsg("id-00002"), ClientMsg("id-00003")}).ok());
+  }
+  {
+    RawDb raw(db);
+    raw.Delete("msgid", "id-00002");
+    raw.Put("msgid", "hd-00003", BigEndian64(3));
+  }
+  EXPECT_EQ(DamageLines(db),
+            (std::vector<std::string>{
+                "log seq 2: msg_id 'id-00002' is not in the msg_id index",
+                "msgid 'hd-00003': points at seq 3, which holds msg_id 'id-00003'"}));
+}
+
 // A length prefix written with a superfluous byte (0x83 0x00 is 3, as 0x03 is) still parses, but
 // no read of bob's entries ever finds the entry under it: seq 3 has no recipient entry.
 TEST_F(DbDumpTest, VerifyFindsARecipientEntryNoReadFinds) {

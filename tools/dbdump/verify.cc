@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/encoding.h"
 #include "storage/record.h"
 #include "storage/schema.h"
 #include "tools/dbdump/consumers.h"
@@ -166,8 +167,14 @@ class PairDigests {
     bool operator==(const Bucket&) const = default;
   };
 
+  // The hash of the bytes key + BE64(seq) (unambiguous: seq takes the last eight). Not the key
+  // hashed with seq as the seed: for short keys XXH3 only XORs the seed into the input, so a
+  // pair with other bits flipped in both its key and its seq would hash the same.
   static XXH128_hash_t Hash(std::string_view key, uint64_t seq) {
-    return XXH3_128bits_withSeed(key.data(), key.size(), seq);
+    thread_local std::string bytes;
+    bytes.assign(key);
+    PutBigEndian64(&bytes, seq);
+    return XXH3_128bits(bytes.data(), bytes.size());
   }
   static size_t BucketOf(const XXH128_hash_t& h) { return h.high64 >> 52; }  // top 12 bits
 
