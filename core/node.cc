@@ -471,9 +471,13 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
     }
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
   }
-  if (!origin.empty() && !res.gap && !res.conflict && origin != d.log->stream_id()) {
-    d.NotePushed(origin);
-  }
+  // The stream arrives by push (pulls leave it to the pushes, pull.cc) only while pushes bring
+  // something new: a push of positions this node already holds (a sender resending from an old
+  // cursor after a long cut, while pulls brought them) must not hold back the pulls.
+  const bool appended = std::any_of(res.outcomes.begin(), res.outcomes.end(), [&](const auto& o) {
+    return o.kind == WriteOutcome::Kind::kAppended && o.origin == origin;
+  });
+  if (appended && !res.gap && !res.conflict && origin != d.log->stream_id()) d.NotePushed(origin);
   res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
   // A conflict: the sender's stream is held as it wrote it only up to the position before.
   if (first_conflict > 0) res.high_water = std::min(res.high_water, first_conflict - 1);

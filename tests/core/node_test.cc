@@ -1180,6 +1180,44 @@ TEST_F(NodeTest, APulledPageStopsWhereThePushesBringTheRest) {
   EXPECT_EQ(log_.GetPullCursor(options_.peers[1]).seq, 3u);
 }
 
+// A sender resending positions this node already holds (its cursor fell behind while pulls brought
+// them, say after a long cut between the two) appends nothing: its pushes do not hold the pulls
+// back, and a heartbeat showing more of its stream starts one at once.
+TEST_F(NodeTest, APushOfPositionsHeldAlreadyLeavesTheStreamToThePulls) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  while (transport_.pending_syncs() > 0) {  // the start-up pulls: nothing there yet
+    auto pull = transport_.TakeSync();
+    SyncReply empty;
+    empty.stream = PeerStream(pull.peer);
+    pull.done(empty);
+    node_->Tick();
+  }
+  ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages).ok());
+  // The pushes stop for the heartbeat timeout (the peers stay alive, showing nothing new).
+  const MonoTime last_push = clock_.Now();
+  while (clock_.Now() - last_push < options_.heartbeat_timeout) {
+    clock_.Advance(options_.heartbeat_interval);
+    node_->Tick();
+    transport_.AnswerHeartbeats(Hb(0), 0);
+    transport_.AnswerHeartbeats(Hb(1), 1);
+    node_->Tick();
+  }
+  ASSERT_EQ(transport_.pending_syncs(), 0u);
+  // The same positions pushed again: all duplicates.
+  Result<ReplicateResult> again = node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  for (const WriteOutcome& o : again->outcomes) EXPECT_EQ(o.kind, WriteOutcome::Kind::kDuplicate);
+
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply ahead = Hb(0);
+  ahead.high_waters[PeerStream(0)] = 10;
+  transport_.AnswerHeartbeats(ahead, 0);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_syncs(), 1u) << "the resent positions left the stream to the pushes";
+  EXPECT_EQ(transport_.TakeSync().peer, 0u);
+}
+
 // ---- The push window ----
 
 class PushWindowTest : public NodeTest {
