@@ -61,6 +61,17 @@ class NodeTest : public ::testing::Test {
     OkHeartbeats();
   }
 
+  // Answers the pulls a start makes with empty pages: the peers hold nothing yet.
+  void AnswerStartUpPullsEmpty() {
+    while (transport_.pending_syncs() > 0) {
+      auto pull = transport_.TakeSync();
+      SyncReply empty;
+      empty.stream = PeerStream(pull.peer);
+      pull.done(empty);
+      node_->Tick();
+    }
+  }
+
   // Peer i's stream id.
   static std::string PeerStream(size_t i) { return "p" + std::to_string(i) + "@1"; }
 
@@ -1104,13 +1115,7 @@ TEST_F(NodeTest, AHeartbeatThatShowsMoreDuringAPullPullsAgainAfterIt) {
 // for the heartbeat timeout, the pull carries it again from where it stopped.
 TEST_F(NodeTest, APulledPageStopsWhereThePushesBringTheRest) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  while (transport_.pending_syncs() > 0) {  // the start-up pulls: nothing there yet
-    auto pull = transport_.TakeSync();
-    SyncReply empty;
-    empty.stream = PeerStream(pull.peer);
-    pull.done(empty);
-    node_->Tick();
-  }
+  AnswerStartUpPullsEmpty();
   Result<ReplicateResult> pushed = node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages);
   ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
   const MonoTime last_push = clock_.Now();
@@ -1185,13 +1190,7 @@ TEST_F(NodeTest, APulledPageStopsWhereThePushesBringTheRest) {
 // back, and a heartbeat showing more of its stream starts one at once.
 TEST_F(NodeTest, APushOfPositionsHeldAlreadyLeavesTheStreamToThePulls) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  while (transport_.pending_syncs() > 0) {  // the start-up pulls: nothing there yet
-    auto pull = transport_.TakeSync();
-    SyncReply empty;
-    empty.stream = PeerStream(pull.peer);
-    pull.done(empty);
-    node_->Tick();
-  }
+  AnswerStartUpPullsEmpty();
   ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages).ok());
   // The pushes stop for the heartbeat timeout (the peers stay alive, showing nothing new).
   const MonoTime last_push = clock_.Now();
