@@ -460,6 +460,7 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
   res.outcomes = std::move(written.value());
   d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
+  bool appended = false;        // a message of `origin` was written now
   uint64_t first_conflict = 0;  // origin_seq of the first conflicting position of `origin`
   for (const WriteOutcome& o : res.outcomes) {
     if (o.kind == WriteOutcome::Kind::kGap) res.gap = true;
@@ -470,13 +471,11 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
       }
     }
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
+    if (o.kind == WriteOutcome::Kind::kAppended && o.origin == origin) appended = true;
   }
   // The stream arrives by push (pulls leave it to the pushes, pull.cc) only while pushes bring
   // something new: a push of positions this node already holds (a sender resending from an old
   // cursor after a long cut, while pulls brought them) must not hold back the pulls.
-  const bool appended = std::any_of(res.outcomes.begin(), res.outcomes.end(), [&](const auto& o) {
-    return o.kind == WriteOutcome::Kind::kAppended && o.origin == origin;
-  });
   if (appended && !res.gap && !res.conflict && origin != d.log->stream_id()) d.NotePushed(origin);
   res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
   // A conflict: the sender's stream is held as it wrote it only up to the position before.
