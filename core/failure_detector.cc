@@ -51,6 +51,8 @@ bool Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime no
   }
   p.stream = stream;
   p.high_waters.clear();
+  p.lacks_through.clear();
+  p.repair_wanted.reset();
   if (p.push_stream != stream) {
     p.push_stream = stream;
     p.push_cursor = 0;

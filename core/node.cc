@@ -53,6 +53,12 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       a->pushes.push_back({p.index, p.push_sent, p.push_epoch, p.push_max_messages,
                            std::min(p.push_max_bytes, limit)});
     }
+    if (!p.pull_in_flight() && p.repair_wanted && p.liveness == Liveness::kAlive) {
+      // A skip waits for positions this peer may hold: they come first.
+      p.repairing = true;
+      a->repairs.push_back({p.index, p.repair_wanted->first, p.repair_wanted->second});
+      p.repair_wanted.reset();
+    }
     if (!p.pull_in_flight() && (p.pull_wanted || now >= p.next_pull)) {
       p.pull_wanted = false;
       p.pull_pages = 1;
@@ -90,7 +96,9 @@ MonoTime Node::Impl::NextDeadline() const {
     if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);
     if (!p.pull_in_flight()) {
-      next = std::min(next, p.pull_wanted ? MonoTime::min() : p.next_pull);
+      const bool now_wanted =
+          p.pull_wanted || (p.repair_wanted && p.liveness == Liveness::kAlive);
+      next = std::min(next, now_wanted ? MonoTime::min() : p.next_pull);
     }
   }
   for (const auto& w : waiters) next = std::min(next, w->deadline);
@@ -447,10 +455,17 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
   }
   ReplicateResult res;
   if (skip.trimmed_through > 0) {
-    // The sender trimmed these positions before this node got them: they can only be skipped.
-    Result<uint64_t> skipped = d.log->SkipTrimmed(origin, skip.trimmed_through);
+    // The sender trimmed these positions before this node got them: skipped, unless a peer may
+    // still hold them (then the messages after them are a gap until it supplied them).
+    {
+      MutexLock lock(&d.mu);
+      for (PeerState& p : d.peers) {
+        if (p.stream == origin) Impl::NoteLacks(p, origin, skip.trimmed_through);
+      }
+    }
+    Result<uint64_t> skipped = d.SkipUnheld(origin, skip.trimmed_through);
     if (!skipped.ok()) return skipped.status();
-    if (*skipped > 0) d.NoteSkipped(origin, skip.trimmed_through, *skipped);
+    if (*skipped > 0) d.NoteSkipped(origin, d.log->HighWater(origin), *skipped);
   }
   const MonoTime write_start = d.clock->Now();
   Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));

@@ -53,6 +53,7 @@ struct PushInFlight {
   uint64_t from = 0;    // it carried origin_seq from + 1 ...
   uint64_t last = 0;    // ... to last
   size_t messages = 0;
+  uint64_t skip_through = 0;  // > 0: it told the peer to skip from + 1 .. this (trimmed here)
   size_t bytes = 0;     // encoded request bytes (an upper bound)
   bool first = false;   // nothing of its epoch was in flight before it when it was sent
   bool answered = false;
@@ -154,6 +155,12 @@ struct PeerState {
   // trimmed them before this node got them.
   uint64_t push_trimmed = 0;
   uint64_t trimmed_skipped = 0;
+  // Per origin stream, how far the peer showed it cannot supply positions this node lacks: the
+  // positions its retention trimmed (a push or stream page saying so), or those a stream page of
+  // it skipped. A skip of positions a sender trimmed waits for no peer beyond this (SkipUnheld).
+  std::map<std::string, uint64_t> lacks_through;
+  // A repair of a stream that a skip waits for (SkipUnheld): origin, from.
+  std::optional<std::pair<std::string, uint64_t>> repair_wanted;
   // Streams the peer's heartbeat showed further than this node held when the last pull chain
   // reached the end of the peer's log, with how far this node held them then (StuckStream).
   std::map<std::string, uint64_t> behind_at_chain_end;
@@ -500,6 +507,16 @@ struct Node::Impl {
   // One step: trims what the limits and the peers allow, at most retention_step_records, then
   // forgets old msg_ids. Runs on the storage executor.
   void RetentionStep() LOCKS_EXCLUDED(mu);
+  // Skips the positions of `origin` after this node's high water up to `through`, which a
+  // sender's retention trimmed (a push or a stream page saying so), as far as no peer may still
+  // hold them: a live peer whose last heartbeat shows the stream further than this node holds
+  // it, beyond what that peer showed it cannot supply (lacks_through), is asked for those
+  // positions first (a repair), and a peer not heard from since the start may hold anything. A
+  // dead peer is not waited for: the skip may then cost messages it holds. Returns the number
+  // of positions skipped (LogStore::SkipTrimmed); fewer than asked when the skip waits.
+  Result<uint64_t> SkipUnheld(const std::string& origin, uint64_t through) LOCKS_EXCLUDED(mu);
+  // Records that `p` cannot supply positions of `origin` up to `through` (lacks_through).
+  static void NoteLacks(PeerState& p, const std::string& origin, uint64_t through);
   // Counts and logs `skipped` positions of `origin` up to `through` that this node skipped
   // because their holder had trimmed them.
   void NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped)

@@ -339,6 +339,20 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
   RepairOutcome o;
   o.origin = std::move(origin);
   o.status = r.ok() ? Status::Ok() : r.status();
+  if (r.ok()) {
+    // What the page shows the peer cannot supply: the positions before its first message (it
+    // trimmed them, or holds them under another origin), or all it showed when it sent none.
+    MutexLock lock(&mu);
+    PeerState& p = peers[peer];
+    uint64_t lacks = r->trimmed_through;
+    if (!r->messages.empty()) {
+      lacks = r->messages.front().origin_seq - 1;
+    } else if (lacks == 0) {
+      auto shown = p.high_waters.find(o.origin);
+      if (shown != p.high_waters.end()) lacks = shown->second;
+    }
+    NoteLacks(p, o.origin, lacks);
+  }
   if (!r.ok() || (r->messages.empty() && r->trimmed_through == 0)) {
     return FinishRepair(peer, std::move(o));
   }
@@ -348,11 +362,12 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
          trimmed_through = r->trimmed_through]() mutable {
     const uint64_t before = log->HighWater(o.origin);
     if (trimmed_through > 0) {
-      // The peer's retention trimmed these positions before this node got them: skipped.
-      Result<uint64_t> skipped = log->SkipTrimmed(o.origin, trimmed_through);
+      // The peer's retention trimmed these positions before this node got them: skipped, as
+      // far as no other peer may still hold them.
+      Result<uint64_t> skipped = SkipUnheld(o.origin, trimmed_through);
       if (skipped.ok()) {
         o.skipped = *skipped;
-        o.trimmed_through = trimmed_through;
+        o.trimmed_through = before + *skipped;
       } else {
         o.error = "skipping the positions the peer trimmed failed: " + skipped.status().ToString();
       }

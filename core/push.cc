@@ -121,18 +121,12 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
       b.from = push.from;
       b.last = n > 0 ? batch->back().origin_seq : trimmed_through;
       b.messages = n;
+      b.skip_through = trimmed_through;
       b.bytes = bytes;
       b.first = std::none_of(p.push_window.begin(), p.push_window.end(),
                              [&](const PushInFlight& o) { return o.epoch == p.push_epoch; });
       p.push_window.push_back(std::move(b));
       p.push_sent = p.push_window.back().last;
-      if (trimmed_through > 0) {
-        p.push_trimmed += trimmed_through - push.from;
-        Event(EventLevel::kWarning,
-              fmt::format("push to {}: positions {}..{} of this node's stream were trimmed "
-                          "(--retention-max-bytes) before the peer got them; it skips them",
-                          p.url, push.from + 1, trimmed_through));
-      }
     }
   }
   if (n > 0 || trimmed_through > 0) {
@@ -266,6 +260,26 @@ void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime no
     p.push_backoff = options.retry_max;
     p.push_not_before = now + options.retry_max;
     return;
+  }
+  if (b.skip_through > 0 && cursor <= b.from) {
+    // The peer did not skip: another of its peers may still hold those positions, and it takes
+    // them from there first (Node::Impl::SkipUnheld). Asked again after a while.
+    RewindPush(p);
+    p.push_problem = fmt::format(
+        "peer {} does not skip positions {}..{} of our stream (trimmed here by "
+        "--retention-max-bytes) yet: it takes them from a node that still holds them first",
+        p.url, b.from + 1, b.skip_through);
+    p.push_backoff = std::clamp(p.push_backoff * 2, options.retry_min, options.retry_max);
+    p.push_not_before = now + p.push_backoff;
+    return;
+  }
+  if (b.skip_through > b.from && cursor >= b.skip_through) {
+    p.push_trimmed += b.skip_through - b.from;
+    Event(EventLevel::kWarning,
+          fmt::format("push to {}: positions {}..{} of this node's stream were trimmed "
+                      "(--retention-max-bytes) before the peer got them; it is past them now "
+                      "(it skipped them, or took them from another node that held them)",
+                      p.url, b.from + 1, b.skip_through));
   }
   p.push_problem = fork;
   // Grow back towards the full batch after a 413 shrank it.

@@ -173,6 +173,47 @@ void Node::Impl::RetentionStep() {
   if (wake) wake();
 }
 
+void Node::Impl::NoteLacks(PeerState& p, const std::string& origin, uint64_t through) {
+  uint64_t& lacks = p.lacks_through[origin];
+  lacks = std::max(lacks, through);
+}
+
+Result<uint64_t> Node::Impl::SkipUnheld(const std::string& origin, uint64_t through) {
+  const uint64_t held = log->HighWater(origin);
+  if (through <= held) return uint64_t{0};
+  uint64_t allowed = through;
+  std::function<void()> wake;
+  {
+    MutexLock lock(&mu);
+    PeerState* ask = nullptr;  // the live peer that may hold the first position not skipped
+    for (PeerState& p : peers) {
+      if (!p.active() || p.liveness == Liveness::kDead) continue;
+      uint64_t from = held;  // a peer not heard from since the start may hold anything
+      if (p.liveness == Liveness::kAlive) {
+        auto hw = p.high_waters.find(origin);
+        auto lacks = p.lacks_through.find(origin);
+        from = std::max(held, lacks == p.lacks_through.end() ? 0 : lacks->second);
+        if (hw == p.high_waters.end() || hw->second <= from) continue;
+      }
+      if (from < allowed || (from == allowed && ask == nullptr)) {
+        allowed = from;
+        ask = p.liveness == Liveness::kAlive ? &p : nullptr;
+      }
+    }
+    if (ask != nullptr && !ask->repair_wanted) {
+      ask->repair_wanted.emplace(origin, allowed);
+      Event(EventLevel::kInfo,
+            fmt::format("positions {}..{} of stream {} were trimmed by a sender's retention; "
+                        "peer {} holds some of them: taking them from it before skipping",
+                        allowed + 1, through, origin, ask->url));
+      wake = wakeup;
+    }
+  }
+  if (wake) wake();
+  if (allowed <= held) return uint64_t{0};
+  return log->SkipTrimmed(origin, allowed);
+}
+
 void Node::Impl::NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped) {
   MutexLock lock(&mu);
   auto holder = std::find_if(peers.begin(), peers.end(),

@@ -1555,6 +1555,195 @@ TEST_F(RetentionTest, AStreamPageOfATrimmedRangeSaysWhereTheStreamGoesOn) {
             Code::kInvalidArgument);
 }
 
+// Peer 0 (stream PeerStream(0)) trimmed its stream through `through`; its push says so and
+// carries the positions after it, up to `last`.
+static Result<ReplicateResult> PushSkipping(Node& node, uint64_t through, uint64_t last) {
+  std::vector<Message> after;
+  for (uint64_t k = through + 1; k <= last; ++k) {
+    Message m;
+    m.msg_id = "b" + std::to_string(k);
+    m.sender = "s";
+    m.recipient = "r";
+    m.payload = "p";
+    m.ts = 1;
+    m.origin = "p0@1";
+    m.origin_seq = k;
+    after.push_back(m);
+  }
+  return node.Replicate(std::move(after), PushSkip{"p0@1", through});
+}
+
+TEST_F(RetentionTest, ASkipWaitsForALivePeerThatHoldsThePositions) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  AnswerStartUpPullsEmpty();
+  ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
+  // Peer 1 holds peer 0's stream up to 10.
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply b = Hb(1);
+  b.high_waters[PeerStream(0)] = 10;
+  transport_.AnswerHeartbeats(b, 1);
+  OkHeartbeats(0);
+  AnswerStartUpPullsEmpty();  // the pull that heartbeat started finds nothing in peer 1's log
+
+  // Peer 0 trimmed 3..6 before this node got them.
+  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->gap) << "the positions after the skip wait for 3..6";
+  EXPECT_EQ(r->high_water, 2u);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 2u);
+  EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 0u) << "nothing skipped";
+  // They are repaired from peer 1 at once.
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
+  auto repair = transport_.TakeStreamSync();
+  EXPECT_EQ(repair.peer, 1u);
+  EXPECT_EQ(repair.origin, PeerStream(0));
+  EXPECT_EQ(repair.since, 2u);
+  SyncReply page = StreamPage(PeerStream(0), 3, 10);
+  page.stream = PeerStream(1);
+  page.last_seq = 10;
+  repair.done(page);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 10u);
+  EXPECT_TRUE(Stored("b3") && Stored("b6"));
+  EXPECT_EQ(node_->GetStatus().peers[0].trimmed_skipped, 0u);
+  // The push, sent again, finds them held.
+  r = PushSkipping(*node_, 6, 8);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->gap);
+  EXPECT_EQ(r->high_water, 10u);
+}
+
+TEST_F(RetentionTest, ASkipTakesWhatEveryHolderTrimmedAndTheRestFromWhoHoldsIt) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  AnswerStartUpPullsEmpty();
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply b = Hb(1);
+  b.high_waters[PeerStream(0)] = 10;
+  transport_.AnswerHeartbeats(b, 1);
+  HeartbeatReply a = Hb(0);
+  a.high_waters[PeerStream(0)] = 10;
+  transport_.AnswerHeartbeats(a, 0);
+  AnswerStartUpPullsEmpty();
+  // Peer 0 trimmed 1..6: the skip waits for peer 1.
+  Result<ReplicateResult> r = PushSkipping(*node_, 6, 10);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->gap);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
+  auto repair = transport_.TakeStreamSync();
+  EXPECT_EQ(repair.peer, 1u);
+  EXPECT_EQ(repair.since, 0u);
+  // Peer 1 trimmed 1..4 itself: those are skipped, 5 and 6 come from it.
+  SyncReply page = StreamPage(PeerStream(0), 5, 10);
+  page.stream = PeerStream(1);
+  page.trimmed_through = 4;
+  page.last_seq = 10;
+  repair.done(page);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 10u);
+  EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 4u);
+  EXPECT_TRUE(Stored("b5") && Stored("b6"));
+  EXPECT_EQ(node_->GetStatus().peers[1].trimmed_skipped, 4u);
+}
+
+TEST_F(RetentionTest, ASkipWaitsForNoDeadPeerAndForNoPeerThatLacksThePositions) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  AnswerStartUpPullsEmpty();
+  ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
+  // Peer 1 shows peer 0's stream only up to 2, as far as this node holds it: it cannot supply
+  // 3..6.
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  HeartbeatReply b = Hb(1);
+  b.high_waters[PeerStream(0)] = 2;
+  transport_.AnswerHeartbeats(b, 1);
+  OkHeartbeats(0);
+  AnswerStartUpPullsEmpty();
+  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->gap);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 8u);
+  EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 6u);
+
+  // Peer 1 shows it up to 20, then dies: a skip of 9..12 does not wait for it.
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  b.high_waters[PeerStream(0)] = 20;
+  transport_.AnswerHeartbeats(b, 1);
+  OkHeartbeats(0);
+  AnswerStartUpPullsEmpty();
+  while (node_->GetStatus().peers[1].alive) {
+    clock_.Advance(options_.heartbeat_interval);
+    node_->Tick();
+    transport_.AnswerHeartbeats(Status::Unavailable("down"), 1);
+    OkHeartbeats(0);
+  }
+  r = PushSkipping(*node_, 12, 13);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->gap);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 13u);
+}
+
+TEST_F(RetentionTest, ASkipWaitsForAPeerNotHeardFromSinceTheStart) {
+  Make(ReplicationMode::kAsync, 2, 2);
+  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->gap) << "peer 1 may hold 1..6";
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 0u);
+  // Once it said it holds nothing of the stream, the skip is taken.
+  node_->Tick();
+  OkHeartbeats();
+  r = PushSkipping(*node_, 6, 8);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->gap);
+  EXPECT_EQ(log_.HighWater(PeerStream(0)), 8u);
+}
+
+TEST_F(RetentionTest, APushWhoseSkipThePeerDoesNotTakeYetIsSentAgainAfterABackoff) {
+  options_.retention_max_bytes = 1;  // every record is over it
+  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+  SendMany(3);
+  std::vector<FakeTransport::ReplicateCall> pushes;
+  while (transport_.pending_replicates() > 0) {
+    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+    if (call.peer == 0) {
+      call.done(Ack(call.msgs.back().origin_seq));
+    } else {
+      pushes.push_back(std::move(call));
+    }
+  }
+  RetentionStep();
+  ASSERT_EQ(log_.FirstSeq(), 4u);
+  for (auto& push : pushes) push.done(Status::Unavailable("refused"));
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
+  OkHeartbeats();
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto skip = transport_.TakeReplicate();
+  ASSERT_EQ(skip.skip.trimmed_through, 3u);
+  // Peer 1 does not skip (another node holds the positions): a gap at 0.
+  ReplicateReply gap = Ack(0, PeerStream(1));
+  gap.gap = true;
+  skip.done(gap);
+  NodeStatus st = node_->GetStatus();
+  EXPECT_NE(st.peers[1].push_problem.find("does not skip positions 1..3"), std::string::npos)
+      << st.peers[1].push_problem;
+  EXPECT_EQ(st.peers[1].push_trimmed, 0u);
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_replicates(), 0u) << "not sent again at once";
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  skip = transport_.TakeReplicate();
+  EXPECT_EQ(skip.skip.trimmed_through, 3u);
+  skip.done(Ack(3, PeerStream(1)));
+  st = node_->GetStatus();
+  EXPECT_EQ(st.peers[1].push_cursor, 3u);
+  EXPECT_EQ(st.peers[1].push_trimmed, 3u);
+  EXPECT_EQ(st.peers[1].push_problem, "");
+}
+
 // ---- Membership (core/cluster.cc) ----
 
 constexpr char kNewMember[] = "http://127.0.0.1:9100";

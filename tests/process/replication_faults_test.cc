@@ -27,6 +27,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <iostream>
 #include <set>
 #include <string>
@@ -600,6 +601,53 @@ TEST(ReplicationFaultsTest, APeerDownPastTheRetentionHeadSkipsTheTrimmedRangeAnd
   ASSERT_EQ(SendTo(a, "after").status, 200);
   EXPECT_TRUE(WaitFor([&] { return Holds(down, "after"); }, milliseconds(15000)));
   EXPECT_EQ(PeerOf(down, c.PeerUrl(2, 0)).push_problem, "");
+}
+
+TEST(ReplicationFaultsTest, APeerBehindATrimmedRangeTakesItFromAPeerThatStillHoldsIt) {
+  // n1 keeps about 8 KiB of messages whatever its peers hold; n2 keeps everything; n3 is down
+  // while n1 takes 300 messages, which n2 holds (so n1 may trim them: a quorum holds them).
+  // A long heartbeat timeout: n3 does not give up on a peer it has not heard from yet.
+  ClusterOptions o;
+  o.heartbeat_timeout_ms = 20000;
+  const std::vector<std::string> small = {"--retention-max-bytes", "8K",
+                                          "--retention-interval-ms", "50"};
+  TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}), Spec("n3", {0, 1})},
+                o);
+  NodeProcess &a = c.node(0), &b = c.node(1), &down = c.node(2);
+  ASSERT_TRUE(c.StartAll().ok());
+  const std::string stream = a.Get("/status").Str("stream");
+  ASSERT_FALSE(stream.empty());
+  down.Kill();
+  SendRange(a, 1, 300);
+  ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 100; }, milliseconds(30000)))
+      << a.Get("/status").Describe();
+  ASSERT_TRUE(WaitFor([&] { return HighWater(b, stream) == 300; }, milliseconds(15000)));
+
+  // n3 comes back while n2 is stopped (SIGSTOP), so n1's push, which says that n1 trimmed
+  // m1.., arrives before n3 could pull from n2. n3 must not skip what n2 may still hold.
+  ASSERT_EQ(kill(b.Pid(), SIGSTOP), 0);
+  ASSERT_TRUE(down.StartAndWait().ok());
+  const bool pushed = WaitFor(
+      [&] {
+        return HighWater(down, stream) > 0 || !PeerOf(a, c.PeerUrl(0, 2)).push_problem.empty();
+      },
+      milliseconds(15000));
+  ASSERT_EQ(kill(b.Pid(), SIGCONT), 0);
+  ASSERT_TRUE(pushed) << "n1 pushed nothing to n3: " << PeerOf(a, c.PeerUrl(0, 2)).Describe();
+  // Then n3 takes them from n2 (convergence: every node comes to hold what its peers hold).
+  std::vector<std::string> all;
+  for (int i = 1; i <= 300; ++i) all.push_back("m" + std::to_string(i));
+  EXPECT_TRUE(c.WaitConverged(all, milliseconds(30000), {1, 2}))
+      << "n3 holds " << IdsOf(down).size() << " of the 300 messages n2 holds";
+  EXPECT_EQ(HighWater(down, stream), 300);
+  EXPECT_EQ(Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 0)), 0);
+  EXPECT_EQ(Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 1)), 0);
+  // And n1's pushes to n3 go on from there.
+  ASSERT_EQ(SendTo(a, "after").status, 200);
+  EXPECT_TRUE(WaitFor([&] { return Holds(down, "after"); }, milliseconds(15000)));
+  EXPECT_TRUE(WaitFor([&] { return PeerOf(a, c.PeerUrl(0, 2)).push_problem.empty(); },
+                      milliseconds(15000)))
+      << PeerOf(a, c.PeerUrl(0, 2)).Describe();
 }
 
 }  // namespace
