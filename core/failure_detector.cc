@@ -49,10 +49,13 @@ bool Node::Impl::NoteStream(PeerState& p, const std::string& stream, MonoTime no
                       "holds what it acknowledged; pushing our stream to it from the start",
                       p.url, stream, p.stream));
   }
+  if (!p.stream.empty()) {
+    // What the former incarnation lacked says nothing of the new one.
+    p.lacks_through.clear();
+    p.repair_wanted.reset();
+  }
   p.stream = stream;
   p.high_waters.clear();
-  p.lacks_through.clear();
-  p.repair_wanted.reset();
   if (p.push_stream != stream) {
     p.push_stream = stream;
     p.push_cursor = 0;

@@ -56,7 +56,7 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
     if (!p.pull_in_flight() && p.repair_wanted && p.liveness == Liveness::kAlive) {
       // A skip waits for positions this peer may hold: they come first.
       p.repairing = true;
-      a->repairs.push_back({p.index, p.repair_wanted->first, p.repair_wanted->second});
+      a->repairs.push_back({p.index, std::move(*p.repair_wanted)});
       p.repair_wanted.reset();
     }
     if (!p.pull_in_flight() && (p.pull_wanted || now >= p.next_pull)) {
@@ -409,10 +409,10 @@ void Node::Impl::Run(Actions actions) {
   for (const Actions::Push& push : actions.pushes) StartPush(push);
   for (const Actions::Pull& pull : actions.pulls) SendPull(pull.peer, pull.cursor, pull.epoch);
   for (auto& rep : actions.repairs) {
-    transport->SyncStream(rep.peer, rep.origin, rep.since, options.batch_messages,
-                          [this, peer = rep.peer, origin = rep.origin](Result<SyncReply> r) {
-                            Post([this, peer, origin, r = std::move(r)]() mutable {
-                              OnRepair(peer, origin, std::move(r));
+    transport->SyncStream(rep.peer, rep.what.origin, rep.what.since, options.batch_messages,
+                          [this, peer = rep.peer, what = rep.what](Result<SyncReply> r) {
+                            Post([this, peer, what, r = std::move(r)]() mutable {
+                              OnRepair(peer, std::move(what), std::move(r));
                             });
                           });
   }
@@ -460,12 +460,12 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
     {
       MutexLock lock(&d.mu);
       for (PeerState& p : d.peers) {
-        if (p.stream == origin) Impl::NoteLacks(p, origin, skip.trimmed_through);
+        if (p.stream == origin) d.NoteLacks(p, origin, skip.trimmed_through);
       }
     }
-    Result<uint64_t> skipped = d.SkipUnheld(origin, skip.trimmed_through);
+    Result<SkipOutcome> skipped = d.SkipUnheld(origin, skip.trimmed_through);
     if (!skipped.ok()) return skipped.status();
-    if (*skipped > 0) d.NoteSkipped(origin, d.log->HighWater(origin), *skipped);
+    if (skipped->skipped > 0) d.NoteSkipped(origin, skipped->through, skipped->skipped);
   }
   const MonoTime write_start = d.clock->Now();
   Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));

@@ -60,6 +60,21 @@ struct PushInFlight {
   Result<ReplicateReply> reply = Status::Unavailable("no answer yet");
 };
 
+// A read of one origin stream from a peer (POST /sync {"origin":...}) to fill what this node
+// lacks of it after `since`. `skip_through` > 0: read because a skip of positions trimmed up to
+// there waits for what the peer may hold (SkipUnheld).
+struct StreamRepair {
+  std::string origin;
+  uint64_t since = 0;
+  uint64_t skip_through = 0;
+};
+
+// How far a skip of trimmed positions went (Node::Impl::SkipUnheld).
+struct SkipOutcome {
+  uint64_t skipped = 0;  // positions skipped...
+  uint64_t through = 0;  // ...up to this one
+};
+
 // One peer as this node sees it: failure detector, push replicator and catch-up puller state.
 struct PeerState {
   size_t index = 0;
@@ -155,12 +170,14 @@ struct PeerState {
   // trimmed them before this node got them.
   uint64_t push_trimmed = 0;
   uint64_t trimmed_skipped = 0;
-  // Per origin stream, how far the peer showed it cannot supply positions this node lacks: the
-  // positions its retention trimmed (a push or stream page saying so), or those a stream page of
-  // it skipped. A skip of positions a sender trimmed waits for no peer beyond this (SkipUnheld).
+  // Per origin stream, how far the peer showed it cannot supply positions this node lacks
+  // (SkipUnheld): its own trim (the trimmed_through of its push or stream page); the positions
+  // before the first message of a stream page read from this node's high water; or, when such a
+  // page held nothing, the trimmed positions it was read for (the peer had none of them, and
+  // their origin had trimmed them already: it can only get them from another node).
   std::map<std::string, uint64_t> lacks_through;
-  // A repair of a stream that a skip waits for (SkipUnheld): origin, from.
-  std::optional<std::pair<std::string, uint64_t>> repair_wanted;
+  // A stream to read from the peer because a skip waits for it (SkipUnheld).
+  std::optional<StreamRepair> repair_wanted;
   // Streams the peer's heartbeat showed further than this node held when the last pull chain
   // reached the end of the peer's log, with how far this node held them then (StuckStream).
   std::map<std::string, uint64_t> behind_at_chain_end;
@@ -201,8 +218,7 @@ struct Actions {
   std::vector<Pull> pulls;
   struct Repair {
     size_t peer;
-    std::string origin;
-    uint64_t since;
+    StreamRepair what;
   };
   std::vector<Repair> repairs;
   std::vector<std::pair<std::function<void(SendResult)>, SendResult>> completions;
@@ -235,7 +251,8 @@ struct PullOutcome {
 struct RepairOutcome {
   Status status;
   std::string origin;
-  uint64_t last = 0;  // the page's last origin_seq
+  uint64_t skip_through = 0;  // StreamRepair::skip_through of the read
+  uint64_t last = 0;  // how far this node holds the stream after the page
   bool more = false;
   bool progressed = false;
   std::string error;
@@ -435,7 +452,7 @@ struct Node::Impl {
   void OnSync(size_t peer, PullCursor cursor, uint64_t epoch, Result<SyncReply> r)
       LOCKS_EXCLUDED(mu);
   void FinishSync(size_t peer, PullOutcome o) LOCKS_EXCLUDED(mu);
-  void OnRepair(size_t peer, std::string origin, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
+  void OnRepair(size_t peer, StreamRepair what, Result<SyncReply> r) LOCKS_EXCLUDED(mu);
   void FinishRepair(size_t peer, RepairOutcome o) LOCKS_EXCLUDED(mu);
   // At the end of a pull chain: a stream (other than the peer's own) that the peer's heartbeat
   // shows further than this node holds, and that made no progress since the end of the last
@@ -509,14 +526,17 @@ struct Node::Impl {
   void RetentionStep() LOCKS_EXCLUDED(mu);
   // Skips the positions of `origin` after this node's high water up to `through`, which a
   // sender's retention trimmed (a push or a stream page saying so), as far as no peer may still
-  // hold them: a live peer whose last heartbeat shows the stream further than this node holds
-  // it, beyond what that peer showed it cannot supply (lacks_through), is asked for those
-  // positions first (a repair), and a peer not heard from since the start may hold anything. A
-  // dead peer is not waited for: the skip may then cost messages it holds. Returns the number
-  // of positions skipped (LogStore::SkipTrimmed); fewer than asked when the skip waits.
-  Result<uint64_t> SkipUnheld(const std::string& origin, uint64_t through) LOCKS_EXCLUDED(mu);
+  // hold them. Any peer that is not dead may, up to where it showed it cannot supply the stream
+  // (lacks_through): the skip stops there, and that peer is asked for the stream (a repair),
+  // unless it was not heard from since the start (then the skip just waits: it answers soon or
+  // is declared dead). Heartbeat high waters are not taken as evidence: one may be a heartbeat
+  // interval old, and the positions can reach a peer and be trimmed at their origin within it.
+  // A dead peer is not waited for: the skip may then cost messages only it holds. Fewer
+  // positions than asked are skipped when the skip waits (LogStore::SkipTrimmed).
+  Result<SkipOutcome> SkipUnheld(const std::string& origin, uint64_t through) LOCKS_EXCLUDED(mu);
   // Records that `p` cannot supply positions of `origin` up to `through` (lacks_through).
-  static void NoteLacks(PeerState& p, const std::string& origin, uint64_t through);
+  void NoteLacks(PeerState& p, const std::string& origin, uint64_t through)
+      EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Counts and logs `skipped` positions of `origin` up to `through` that this node skipped
   // because their holder had trimmed them.
   void NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped)

@@ -277,7 +277,7 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
     if (clean && o.repair) {
       ++p.pull_epoch;  // pages requested past the gap wait for the repair: void them
       p.repairing = true;
-      a.repairs.push_back({peer, o.repair->first, o.repair->second});
+      a.repairs.push_back({peer, {o.repair->first, o.repair->second}});
     } else if (clean && o.more && p.pull_pages > 0) {
       // The next page is out already: the chain goes on with it.
     } else if (auto stuck = clean && !o.more ? StuckStream(p) : std::nullopt) {
@@ -288,7 +288,7 @@ void Node::Impl::FinishSync(size_t peer, PullOutcome o) {
       // answers for them.
       if (p.pull_pages > 0) ++p.pull_epoch;
       p.repairing = true;
-      a.repairs.push_back({peer, stuck->first, stuck->second});
+      a.repairs.push_back({peer, {stuck->first, stuck->second}});
     } else {
       if (p.pull_pages > 0) ++p.pull_epoch;  // the chain broke: its pages still out are void
       const bool again = p.pull_again;
@@ -335,28 +335,30 @@ void Node::Impl::NotePullFailure(PeerState& p, MonoTime now, const Status& s) {
 
 // One page of an origin stream read from a peer to fill a gap (see OnSync). The write goes to
 // the storage executor; FinishRepair takes its outcome on the owner thread.
-void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) {
+void Node::Impl::OnRepair(size_t peer, StreamRepair what, Result<SyncReply> r) {
   RepairOutcome o;
-  o.origin = std::move(origin);
+  o.origin = what.origin;
+  o.skip_through = what.skip_through;
   o.status = r.ok() ? Status::Ok() : r.status();
   if (r.ok()) {
-    // What the page shows the peer cannot supply: the positions before its first message (it
-    // trimmed them, or holds them under another origin), or all it showed when it sent none.
+    // What the page shows the peer cannot supply (lacks_through): what it trimmed, and, read
+    // from no further than this node holds, the positions before its first message, or when it
+    // sent none, the trimmed positions it was read for.
+    const uint64_t held = log->HighWater(o.origin);
     MutexLock lock(&mu);
     PeerState& p = peers[peer];
-    uint64_t lacks = r->trimmed_through;
-    if (!r->messages.empty()) {
-      lacks = r->messages.front().origin_seq - 1;
-    } else if (lacks == 0) {
-      auto shown = p.high_waters.find(o.origin);
-      if (shown != p.high_waters.end()) lacks = shown->second;
+    if (r->stream == p.stream || p.stream.empty()) {
+      uint64_t lacks = r->trimmed_through;
+      if (what.since <= held) {
+        lacks = std::max(lacks, r->messages.empty() ? what.skip_through
+                                                    : r->messages.front().origin_seq - 1);
+      }
+      if (lacks > 0) NoteLacks(p, o.origin, lacks);
     }
-    NoteLacks(p, o.origin, lacks);
   }
   if (!r.ok() || (r->messages.empty() && r->trimmed_through == 0)) {
     return FinishRepair(peer, std::move(o));
   }
-  o.last = r->messages.empty() ? r->trimmed_through : r->messages.back().origin_seq;
   o.more = r->more;
   Store([this, peer, o = std::move(o), msgs = std::move(r->messages),
          trimmed_through = r->trimmed_through]() mutable {
@@ -364,10 +366,10 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
     if (trimmed_through > 0) {
       // The peer's retention trimmed these positions before this node got them: skipped, as
       // far as no other peer may still hold them.
-      Result<uint64_t> skipped = SkipUnheld(o.origin, trimmed_through);
+      Result<SkipOutcome> skipped = SkipUnheld(o.origin, trimmed_through);
       if (skipped.ok()) {
-        o.skipped = *skipped;
-        o.trimmed_through = before + *skipped;
+        o.skipped = skipped->skipped;
+        o.trimmed_through = skipped->through;
       } else {
         o.error = "skipping the positions the peer trimmed failed: " + skipped.status().ToString();
       }
@@ -379,7 +381,10 @@ void Node::Impl::OnRepair(size_t peer, std::string origin, Result<SyncReply> r) 
     } else {
       o.error = "applying it failed: " + w.status().ToString();
     }
-    o.progressed = o.error.empty() && log->HighWater(o.origin) > before;
+    // The next page starts where this node holds the stream now: a page that met a gap (the
+    // positions a skip left for another peer to supply) is not passed over.
+    o.last = log->HighWater(o.origin);
+    o.progressed = o.error.empty() && o.last > before;
     Post([this, peer, o = std::move(o)]() mutable { FinishRepair(peer, std::move(o)); });
   });
 }
@@ -406,7 +411,7 @@ void Node::Impl::FinishRepair(size_t peer, RepairOutcome o) {
                     ErrorEvent(p, now, fmt::format("pull from {}: {}", p.url, p.pull_problem));
                   }
                   if (o.progressed && o.more) {
-                    a.repairs.push_back({peer, o.origin, o.last});
+                    a.repairs.push_back({peer, {o.origin, o.last, o.skip_through}});
                   } else {
                     p.repairing = false;
                     if (o.progressed) {

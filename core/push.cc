@@ -237,14 +237,20 @@ void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime no
         r->high_water, own_hw);
     ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, fork));
   }
+  // A batch that told the peer to skip positions trimmed here, answered with a gap before them:
+  // the peer did not skip, because another of its peers may still hold them and it takes them
+  // from there first (Node::Impl::SkipUnheld).
+  const bool skip_waits = r->gap && b.skip_through > 0 && cursor <= b.from;
   if (r->gap) {
     // The peer lacks positions before this batch. When batches were in flight ahead of it, it
     // may only have taken this one first: resend from the cursor. When none were, the peer lost
     // what it acknowledged: resend from where it is.
     if (b.first) {
-      Event(EventLevel::kWarning,
-            fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
-                        cursor));
+      if (!skip_waits) {
+        Event(EventLevel::kWarning,
+              fmt::format("peer {} holds our stream only up to {}: resending from there", p.url,
+                          cursor));
+      }
     } else {
       cursor = std::max(cursor, p.push_cursor);
     }
@@ -261,9 +267,8 @@ void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime no
     p.push_not_before = now + options.retry_max;
     return;
   }
-  if (b.skip_through > 0 && cursor <= b.from) {
-    // The peer did not skip: another of its peers may still hold those positions, and it takes
-    // them from there first (Node::Impl::SkipUnheld). Asked again after a while.
+  if (skip_waits) {
+    // Sent again after a while.
     RewindPush(p);
     p.push_problem = fmt::format(
         "peer {} does not skip positions {}..{} of our stream (trimmed here by "
@@ -273,13 +278,14 @@ void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime no
     p.push_not_before = now + p.push_backoff;
     return;
   }
-  if (b.skip_through > b.from && cursor >= b.skip_through) {
-    p.push_trimmed += b.skip_through - b.from;
+  if (b.skip_through > b.from && cursor > b.from) {
+    const uint64_t passed = std::min(cursor, b.skip_through);
+    p.push_trimmed += passed - b.from;
     Event(EventLevel::kWarning,
           fmt::format("push to {}: positions {}..{} of this node's stream were trimmed "
                       "(--retention-max-bytes) before the peer got them; it is past them now "
                       "(it skipped them, or took them from another node that held them)",
-                      p.url, b.from + 1, b.skip_through));
+                      p.url, b.from + 1, passed));
   }
   p.push_problem = fork;
   // Grow back towards the full batch after a 413 shrank it.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -178,40 +179,44 @@ void Node::Impl::NoteLacks(PeerState& p, const std::string& origin, uint64_t thr
   lacks = std::max(lacks, through);
 }
 
-Result<uint64_t> Node::Impl::SkipUnheld(const std::string& origin, uint64_t through) {
+Result<SkipOutcome> Node::Impl::SkipUnheld(const std::string& origin, uint64_t through) {
   const uint64_t held = log->HighWater(origin);
-  if (through <= held) return uint64_t{0};
+  if (through <= held) return SkipOutcome{};
   uint64_t allowed = through;
   std::function<void()> wake;
   {
     MutexLock lock(&mu);
-    PeerState* ask = nullptr;  // the live peer that may hold the first position not skipped
-    for (PeerState& p : peers) {
-      if (!p.active() || p.liveness == Liveness::kDead) continue;
-      uint64_t from = held;  // a peer not heard from since the start may hold anything
-      if (p.liveness == Liveness::kAlive) {
-        auto hw = p.high_waters.find(origin);
-        auto lacks = p.lacks_through.find(origin);
-        from = std::max(held, lacks == p.lacks_through.end() ? 0 : lacks->second);
-        if (hw == p.high_waters.end() || hw->second <= from) continue;
-      }
-      if (from < allowed || (from == allowed && ask == nullptr)) {
-        allowed = from;
-        ask = p.liveness == Liveness::kAlive ? &p : nullptr;
-      }
+    // Where each peer that may hold positions of (held, through] may begin to: the skip stops
+    // at the first of them, and a live peer there is asked.
+    const bool removed = SelfRole() == MemberRole::kRemoved;
+    auto from = [&](const PeerState& p) -> std::optional<uint64_t> {
+      if (removed || !Replicating(p) || p.liveness == Liveness::kDead) return std::nullopt;
+      auto lacks = p.lacks_through.find(origin);
+      const uint64_t f = std::max(held, lacks == p.lacks_through.end() ? 0 : lacks->second);
+      return f < through ? std::optional<uint64_t>(f) : std::nullopt;
+    };
+    for (const PeerState& p : peers) {
+      if (auto f = from(p)) allowed = std::min(allowed, *f);
     }
-    if (ask != nullptr && !ask->repair_wanted) {
-      ask->repair_wanted.emplace(origin, allowed);
-      Event(EventLevel::kInfo,
-            fmt::format("positions {}..{} of stream {} were trimmed by a sender's retention; "
-                        "peer {} holds some of them: taking them from it before skipping",
-                        allowed + 1, through, origin, ask->url));
-      wake = wakeup;
+    for (PeerState& p : peers) {
+      if (p.liveness != Liveness::kAlive || from(p) != allowed || allowed == through) continue;
+      // A peer being read already (this may be its answer) is asked again by the next push.
+      if (!p.repair_wanted && !p.repairing) {
+        p.repair_wanted = StreamRepair{origin, allowed, through};
+        Event(EventLevel::kInfo,
+              fmt::format("positions {}..{} of stream {} were trimmed by a sender's retention; "
+                          "asking peer {} for them before skipping what no peer holds",
+                          allowed + 1, through, origin, p.url));
+        wake = wakeup;
+      }
+      break;
     }
   }
   if (wake) wake();
-  if (allowed <= held) return uint64_t{0};
-  return log->SkipTrimmed(origin, allowed);
+  if (allowed <= held) return SkipOutcome{};
+  Result<uint64_t> skipped = log->SkipTrimmed(origin, allowed);
+  if (!skipped.ok()) return skipped.status();
+  return SkipOutcome{*skipped, allowed};
 }
 
 void Node::Impl::NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped) {

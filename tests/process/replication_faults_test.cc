@@ -21,6 +21,10 @@
 //  - ANodeNobodyPushesToPullsWhatAHeartbeatShows: a node that no peer pushes to catches up
 //    within a heartbeat or two, not at its anti-entropy tick (this one fails with the node of
 //    commit 8200c5a, which pulled only at that tick).
+//  - APeerBehindATrimmedRange...: a node told by a push that the sender's retention trimmed
+//    positions it lacks takes them from a peer that still holds them instead of skipping them
+//    (4: convergence; fails with the node of commit e215c27, which skipped at the sender's word:
+//    n3 ended with 126-150 of the 300 messages n2 held).
 //
 // Bad peer input on /replicate and /sync is covered by api_test.cc (BadInputGetsAClearError...)
 // and tests/http/server_test.cc.
@@ -571,21 +575,25 @@ TEST(ReplicationFaultsTest, APeerDownPastTheRetentionHeadSkipsTheTrimmedRangeAnd
                                           "--retention-interval-ms", "50"};
   TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}, "async", 2, small),
                  Spec("n3", {0, 1})});
-  NodeProcess &a = c.node(0), &down = c.node(2);
+  NodeProcess &a = c.node(0), &b = c.node(1), &down = c.node(2);
   ASSERT_TRUE(c.StartAll().ok());
   const std::string stream = a.Get("/status").Str("stream");
   ASSERT_FALSE(stream.empty());
   down.Kill();
   SendRange(a, 1, 300);
-  ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 100; }, milliseconds(30000)))
-      << a.Get("/status").Describe();
+  // Both trimmed m1 (how far 8 KiB goes depends on how RocksDB's estimate of the stored bytes
+  // falls: 10-200 messages).
+  for (NodeProcess* n : {&a, &b}) {
+    ASSERT_TRUE(WaitFor([&] { return StatusInt(*n, "first_seq") > 1; }, milliseconds(30000)))
+        << n->Get("/status").Describe();
+  }
   // (The counter moves just after the trim that moved first_seq.)
   EXPECT_TRUE(WaitFor([&] { return Metric(a, "dsm_retention_forced_total") > 0; },
                       milliseconds(10000)))
       << "n3 lacked what n1 trimmed";
 
-  // n3 comes back: it cannot get m1.., it learns so from its pulls or n1's pushes, skips them,
-  // counts them, and holds everything that is still there.
+  // n3 comes back: it cannot get what both trimmed (m1..), it learns so from its pulls or n1's
+  // pushes, skips it, counts it, and holds everything that is still there on either.
   ASSERT_TRUE(down.StartAndWait().ok());
   ASSERT_TRUE(WaitFor([&] { return HighWater(down, stream) == 300; }, milliseconds(30000)))
       << "n3 holds n1's stream up to " << HighWater(down, stream);
@@ -608,7 +616,7 @@ TEST(ReplicationFaultsTest, APeerBehindATrimmedRangeTakesItFromAPeerThatStillHol
   // while n1 takes 300 messages, which n2 holds (so n1 may trim them: a quorum holds them).
   // A long heartbeat timeout: n3 does not give up on a peer it has not heard from yet.
   ClusterOptions o;
-  o.heartbeat_timeout_ms = 20000;
+  o.heartbeat_timeout_ms = 30000;
   const std::vector<std::string> small = {"--retention-max-bytes", "8K",
                                           "--retention-interval-ms", "50"};
   TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}), Spec("n3", {0, 1})},
@@ -619,20 +627,26 @@ TEST(ReplicationFaultsTest, APeerBehindATrimmedRangeTakesItFromAPeerThatStillHol
   ASSERT_FALSE(stream.empty());
   down.Kill();
   SendRange(a, 1, 300);
-  ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 100; }, milliseconds(30000)))
+  // (How far 8 KiB goes depends on how RocksDB's estimate of the stored bytes falls: 10-200
+  // messages.)
+  ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 1; }, milliseconds(30000)))
       << a.Get("/status").Describe();
   ASSERT_TRUE(WaitFor([&] { return HighWater(b, stream) == 300; }, milliseconds(15000)));
 
   // n3 comes back while n2 is stopped (SIGSTOP), so n1's push, which says that n1 trimmed
   // m1.., arrives before n3 could pull from n2. n3 must not skip what n2 may still hold.
+  // (Nothing between the two signals returns early.)
   ASSERT_EQ(kill(b.Pid(), SIGSTOP), 0);
-  ASSERT_TRUE(down.StartAndWait().ok());
-  const bool pushed = WaitFor(
-      [&] {
-        return HighWater(down, stream) > 0 || !PeerOf(a, c.PeerUrl(0, 2)).push_problem.empty();
-      },
-      milliseconds(15000));
+  const Status started = down.StartAndWait();
+  const bool pushed =
+      started.ok() &&
+      WaitFor(
+          [&] {
+            return HighWater(down, stream) > 0 || !PeerOf(a, c.PeerUrl(0, 2)).push_problem.empty();
+          },
+          milliseconds(10000));
   ASSERT_EQ(kill(b.Pid(), SIGCONT), 0);
+  ASSERT_TRUE(started.ok()) << started.ToString();
   ASSERT_TRUE(pushed) << "n1 pushed nothing to n3: " << PeerOf(a, c.PeerUrl(0, 2)).Describe();
   // Then n3 takes them from n2 (convergence: every node comes to hold what its peers hold).
   std::vector<std::string> all;
