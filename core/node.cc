@@ -488,6 +488,9 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == origin) appended = true;
   }
+  // Positions the sender trimmed that this node did not skip yet (another peer may hold them):
+  // what follows them is a gap, also when nothing follows (the sender backs off, push.cc).
+  if (skip.trimmed_through > 0 && d.log->HighWater(origin) < skip.trimmed_through) res.gap = true;
   // The stream arrives by push (pulls leave it to the pushes, pull.cc) only while pushes bring
   // something new: a push of positions this node already holds (a sender resending from an old
   // cursor after a long cut, while pulls brought them) must not hold back the pulls.

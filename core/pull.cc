@@ -349,9 +349,10 @@ void Node::Impl::OnRepair(size_t peer, StreamRepair what, Result<SyncReply> r) {
     PeerState& p = peers[peer];
     if (r->stream == p.stream || p.stream.empty()) {
       uint64_t lacks = r->trimmed_through;
-      if (what.since <= held) {
-        lacks = std::max(lacks, r->messages.empty() ? what.skip_through
-                                                    : r->messages.front().origin_seq - 1);
+      if (what.since <= held && !r->messages.empty()) {
+        lacks = std::max(lacks, r->messages.front().origin_seq - 1);
+      } else if (what.since <= held && !r->more) {
+        lacks = std::max(lacks, what.skip_through);
       }
       if (lacks > 0) NoteLacks(p, o.origin, lacks);
     }

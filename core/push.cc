@@ -237,10 +237,10 @@ void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime no
         r->high_water, own_hw);
     ErrorEvent(p, now, fmt::format("push to {}: {}", p.url, fork));
   }
-  // A batch that told the peer to skip positions trimmed here, answered with a gap before them:
-  // the peer did not skip, because another of its peers may still hold them and it takes them
-  // from there first (Node::Impl::SkipUnheld).
-  const bool skip_waits = r->gap && b.skip_through > 0 && cursor <= b.from;
+  // A batch that told the peer to skip positions trimmed here, answered with the peer exactly
+  // where the batch began: the peer did not skip, because another of its peers may still hold
+  // them and it takes them from there first (Node::Impl::SkipUnheld).
+  const bool skip_waits = b.skip_through > 0 && cursor == b.from;
   if (r->gap) {
     // The peer lacks positions before this batch. When batches were in flight ahead of it, it
     // may only have taken this one first: resend from the cursor. When none were, the peer lost

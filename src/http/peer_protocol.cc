@@ -106,7 +106,10 @@ PeerAnswer ReplicateAnswer(const ReplicateResult& r,
         r.conflict ? WriteOutcome::Kind::kConflict : WriteOutcome::Kind::kGap;
     size_t i = 0;
     while (i < r.outcomes.size() && r.outcomes[i].kind != kind) ++i;
-    std::string reason = r.conflict ? "conflict" : "gap in stream";
+    // A gap without a message at it: a skip of positions the sender trimmed that waits.
+    std::string reason = r.conflict ? "conflict"
+                                    : "gap in stream: positions the sender trimmed are not "
+                                      "skipped yet (a peer of this node may still hold them)";
     if (i < r.outcomes.size() && r.conflict) {
       reason = "conflict at origin_seq " + std::to_string(positions[i].second) + " of stream " +
                positions[i].first + ": this node holds another msg_id there (local seq " +

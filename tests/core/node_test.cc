@@ -1698,6 +1698,12 @@ TEST_F(RetentionTest, ASkipWaitsForAPeerNotHeardFromSinceTheStartAndAsksItOnceIt
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->gap) << "peer 1 may hold 1..6";
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 0u);
+  // A push that only skips (its stream holds nothing after the trimmed positions) waits too: a
+  // gap, so that the sender backs off.
+  r = PushSkipping(*node_, 6, 6);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->gap);
+  EXPECT_EQ(r->high_water, 0u);
   node_->Tick();
   EXPECT_EQ(transport_.pending_stream_syncs(), 0u) << "it cannot be asked before it answers";
   // The peers answer the start-up pulls (they are alive) before any heartbeat: they are asked,

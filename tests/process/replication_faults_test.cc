@@ -602,9 +602,13 @@ TEST(ReplicationFaultsTest, APeerDownPastTheRetentionHeadSkipsTheTrimmedRangeAnd
   const double skipped = Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 0)) +
                          Metric(down, "dsm_peer_trimmed_skipped_total", c.PeerUrl(2, 1));
   EXPECT_GT(skipped, 0) << "the skip must be counted";
-  // What n3 holds of n1's stream plus what it skipped is all of it.
+  // What n3 holds of n1's stream plus what it skipped is all of it, and it holds all that n1 or
+  // n2 still hold (they held it since before n3 came back: retention only removes).
   const std::set<std::string> held = IdsOf(down);
   EXPECT_GE(held.size() + static_cast<size_t>(skipped), 300u);
+  std::set<std::string> kept = IdsOf(a);
+  for (const std::string& id : IdsOf(b)) kept.insert(id);
+  for (const std::string& id : kept) EXPECT_EQ(held.count(id), 1u) << id;
   // And n3 keeps working: a new message reaches it.
   ASSERT_EQ(SendTo(a, "after").status, 200);
   EXPECT_TRUE(WaitFor([&] { return Holds(down, "after"); }, milliseconds(15000)));
