@@ -1391,6 +1391,75 @@ class RetentionTest : public NodeTest {
     node_->Tick();
     OkHeartbeats();
   }
+
+  // With --retention-max-bytes 1: m1..m3 sent, peer 0 acknowledges them, peer 1 answers none of
+  // their pushes (one batch per message, all in the window) until retention has trimmed them;
+  // then those pushes fail and the next one can only tell peer 1 to skip m1..m3. Returns it.
+  FakeTransport::ReplicateCall TrimWhatPeer1LacksAndTakeTheSkip() {
+    SendMany(3);
+    std::vector<FakeTransport::ReplicateCall> pushes;
+    while (transport_.pending_replicates() > 0) {
+      FakeTransport::ReplicateCall call = transport_.TakeReplicate();
+      if (call.peer == 0) {
+        call.done(Ack(call.msgs.back().origin_seq));
+      } else {
+        pushes.push_back(std::move(call));
+      }
+    }
+    EXPECT_EQ(pushes.size(), 3u);
+    RetentionStep();
+    EXPECT_EQ(log_.FirstSeq(), 4u) << "forced: peer 1's lack does not hold --retention-max-bytes";
+    for (auto& push : pushes) push.done(Status::Unavailable("refused"));
+    clock_.Advance(options_.retry_max);
+    node_->Tick();
+    OkHeartbeats();
+    EXPECT_EQ(transport_.pending_replicates(), 1u) << node_->GetStatus().peers[1].push_problem;
+    FakeTransport::ReplicateCall skip = transport_.TakeReplicate();
+    EXPECT_EQ(skip.peer, 1u);
+    EXPECT_TRUE(skip.msgs.empty());
+    EXPECT_EQ(skip.skip.origin, log_.stream_id());
+    EXPECT_EQ(skip.skip.trimmed_through, 3u);
+    return skip;
+  }
+
+  // Peer 0 trimmed its stream through `through`: its push says so and carries the positions
+  // after it, up to `last`.
+  Result<ReplicateResult> PushSkipping(uint64_t through, uint64_t last) {
+    std::vector<Message> after;
+    if (last > through) after = StreamPage(PeerStream(0), through + 1, last).messages;
+    return node_->Replicate(std::move(after), PushSkip{PeerStream(0), through});
+  }
+
+  // PushSkipping(through, last) waits: a gap, and peer `peer` is asked for the stream from
+  // `since`. Returns that request.
+  FakeTransport::StreamSyncCall ExpectSkipToWaitFor(uint64_t through, uint64_t last, size_t peer,
+                                                    uint64_t since) {
+    Result<ReplicateResult> r = PushSkipping(through, last);
+    EXPECT_TRUE(r.ok() && r->gap) << "the positions after the skip wait for those it would skip";
+    node_->Tick();
+    if (transport_.pending_stream_syncs() != 1) {
+      ADD_FAILURE() << transport_.pending_stream_syncs() << " stream reads, expected 1";
+      return {peer, "", 0, 0, [](Result<SyncReply>) {}};
+    }
+    FakeTransport::StreamSyncCall call = transport_.TakeStreamSync();
+    EXPECT_EQ(call.peer, peer);
+    EXPECT_EQ(call.origin, PeerStream(0));
+    EXPECT_EQ(call.since, since);
+    return call;
+  }
+
+  // Every peer's heartbeat shows peer 0's stream up to `own_hw` (peer 0) or `others_hw`; the
+  // pulls they start find nothing new in the peers' logs.
+  void ShowStream0(uint64_t own_hw, uint64_t others_hw) {
+    clock_.Advance(options_.heartbeat_interval);
+    node_->Tick();
+    for (size_t i = 0; i < options_.peers.size(); ++i) {
+      HeartbeatReply hb = Hb(i);
+      hb.high_waters[PeerStream(0)] = i == 0 ? own_hw : others_hw;
+      transport_.AnswerHeartbeats(hb, i);
+    }
+    AnswerStartUpPullsEmpty();
+  }
 };
 
 TEST_F(RetentionTest, TrimsOnlyWhatEveryPeerHolds) {
@@ -1441,32 +1510,7 @@ TEST_F(RetentionTest, MaxBytesNeverTrimsWhatFewerThanAQuorumHold) {
 TEST_F(RetentionTest, MaxBytesTrimsWhatAPeerLacksAndThePushTellsItToSkip) {
   options_.retention_max_bytes = 1;  // every record is over it
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  SendMany(3);
-  // Peer 0 acknowledges everything; peer 1 answers none of its pushes (one batch per message,
-  // all in the window).
-  std::vector<FakeTransport::ReplicateCall> pushes;
-  while (transport_.pending_replicates() > 0) {
-    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
-    if (call.peer == 0) {
-      call.done(Ack(call.msgs.back().origin_seq));
-    } else {
-      pushes.push_back(std::move(call));
-    }
-  }
-  ASSERT_EQ(pushes.size(), 3u);
-  RetentionStep();
-  EXPECT_EQ(log_.FirstSeq(), 4u) << "forced: peer 1's lack does not hold --retention-max-bytes";
-  // The pushes fail; the next one cannot carry m1..m3 any more: it tells the peer to skip them.
-  for (auto& push : pushes) push.done(Status::Unavailable("refused"));
-  clock_.Advance(options_.retry_max);
-  node_->Tick();
-  OkHeartbeats();
-  ASSERT_EQ(transport_.pending_replicates(), 1u) << node_->GetStatus().peers[1].push_problem;
-  auto skip = transport_.TakeReplicate();
-  EXPECT_EQ(skip.peer, 1u);
-  EXPECT_TRUE(skip.msgs.empty());
-  EXPECT_EQ(skip.skip.origin, log_.stream_id());
-  EXPECT_EQ(skip.skip.trimmed_through, 3u);
+  FakeTransport::ReplicateCall skip = TrimWhatPeer1LacksAndTakeTheSkip();
   skip.done(Ack(3, PeerStream(1)));
   EXPECT_EQ(node_->GetStatus().peers[1].push_cursor, 3u);
   EXPECT_EQ(node_->GetStatus().peers[1].push_trimmed, 3u);
@@ -1556,60 +1600,18 @@ TEST_F(RetentionTest, AStreamPageOfATrimmedRangeSaysWhereTheStreamGoesOn) {
             Code::kInvalidArgument);
 }
 
-// Peer 0 (stream PeerStream(0)) trimmed its stream through `through`; its push says so and
-// carries the positions after it, up to `last`.
-static Result<ReplicateResult> PushSkipping(Node& node, uint64_t through, uint64_t last) {
-  std::vector<Message> after;
-  for (uint64_t k = through + 1; k <= last; ++k) {
-    Message m;
-    m.msg_id = "b" + std::to_string(k);
-    m.sender = "s";
-    m.recipient = "r";
-    m.payload = "p";
-    m.ts = 1;
-    m.origin = "p0@1";
-    m.origin_seq = k;
-    after.push_back(m);
-  }
-  return node.Replicate(std::move(after), PushSkip{"p0@1", through});
-}
-
-// Every peer's heartbeat shows peer 0's stream (`own`) up to `own_hw`, the others up to
-// `others_hw`; the pulls they start find nothing new in the peers' logs.
-#define SHOW_STREAM_0(own_hw, others_hw)                                  \
-  do {                                                                    \
-    clock_.Advance(options_.heartbeat_interval);                          \
-    node_->Tick();                                                        \
-    for (size_t i = 0; i < options_.peers.size(); ++i) {                  \
-      HeartbeatReply hb = Hb(i);                                          \
-      hb.high_waters[PeerStream(0)] = i == 0 ? (own_hw) : (others_hw);    \
-      transport_.AnswerHeartbeats(hb, i);                                 \
-    }                                                                     \
-    AnswerStartUpPullsEmpty();                                            \
-  } while (0)
-
 TEST_F(RetentionTest, ASkipWaitsForALivePeerThatHoldsThePositions) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   AnswerStartUpPullsEmpty();
   ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
   // Peer 1's last heartbeat shows peer 0's stream only as far as this node holds it: it may
   // have received more since (a heartbeat is not taken as evidence).
-  SHOW_STREAM_0(8, 2);
+  ShowStream0(8, 2);
 
   // Peer 0 trimmed 3..6 before this node got them.
-  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_TRUE(r->gap) << "the positions after the skip wait for 3..6";
-  EXPECT_EQ(r->high_water, 2u);
+  auto repair = ExpectSkipToWaitFor(6, 8, 1, 2);
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 2u);
   EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 0u) << "nothing skipped";
-  // Peer 1 is asked for them at once; peer 0, which said it trimmed them, is not.
-  node_->Tick();
-  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
-  auto repair = transport_.TakeStreamSync();
-  EXPECT_EQ(repair.peer, 1u);
-  EXPECT_EQ(repair.origin, PeerStream(0));
-  EXPECT_EQ(repair.since, 2u);
   SyncReply page = StreamPage(PeerStream(0), 3, 10);
   page.stream = PeerStream(1);
   page.last_seq = 10;
@@ -1618,7 +1620,7 @@ TEST_F(RetentionTest, ASkipWaitsForALivePeerThatHoldsThePositions) {
   EXPECT_TRUE(Stored("b3") && Stored("b6"));
   EXPECT_EQ(node_->GetStatus().peers[0].trimmed_skipped, 0u);
   // The push, sent again, finds them held; nobody else is asked.
-  r = PushSkipping(*node_, 6, 8);
+  Result<ReplicateResult> r = PushSkipping(6, 8);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->gap);
   EXPECT_EQ(r->high_water, 10u);
@@ -1629,16 +1631,9 @@ TEST_F(RetentionTest, ASkipWaitsForALivePeerThatHoldsThePositions) {
 TEST_F(RetentionTest, ASkipTakesWhatEveryHolderTrimmedAndTheRestFromWhoHoldsIt) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   AnswerStartUpPullsEmpty();
-  SHOW_STREAM_0(10, 10);
+  ShowStream0(10, 10);
   // Peer 0 trimmed 1..6: the skip waits for peer 1.
-  Result<ReplicateResult> r = PushSkipping(*node_, 6, 10);
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->gap);
-  node_->Tick();
-  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
-  auto repair = transport_.TakeStreamSync();
-  EXPECT_EQ(repair.peer, 1u);
-  EXPECT_EQ(repair.since, 0u);
+  auto repair = ExpectSkipToWaitFor(6, 10, 1, 0);
   // Peer 1 trimmed 1..4 itself: those are skipped, 5 and 6 come from it.
   SyncReply page = StreamPage(PeerStream(0), 5, 10);
   page.stream = PeerStream(1);
@@ -1657,14 +1652,8 @@ TEST_F(RetentionTest, ASkipIsTakenOnceEveryLivePeerShowedItLacksThePositionsAndW
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   AnswerStartUpPullsEmpty();
   ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
-  SHOW_STREAM_0(8, 2);
-  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->gap);
-  node_->Tick();
-  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
-  auto repair = transport_.TakeStreamSync();
-  ASSERT_EQ(repair.peer, 1u);
+  ShowStream0(8, 2);
+  auto repair = ExpectSkipToWaitFor(6, 8, 1, 2);
   // Peer 1 has nothing after 2.
   SyncReply empty;
   empty.stream = PeerStream(1);
@@ -1672,7 +1661,7 @@ TEST_F(RetentionTest, ASkipIsTakenOnceEveryLivePeerShowedItLacksThePositionsAndW
   repair.done(empty);
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 2u);
   // The push again: now nobody may hold 3..6.
-  r = PushSkipping(*node_, 6, 8);
+  Result<ReplicateResult> r = PushSkipping(6, 8);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->gap);
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 8u);
@@ -1686,7 +1675,7 @@ TEST_F(RetentionTest, ASkipIsTakenOnceEveryLivePeerShowedItLacksThePositionsAndW
     transport_.AnswerHeartbeats(Status::Unavailable("down"), 1);
     OkHeartbeats(0);
   }
-  r = PushSkipping(*node_, 12, 13);
+  r = PushSkipping(12, 13);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->gap);
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 13u);
@@ -1694,13 +1683,13 @@ TEST_F(RetentionTest, ASkipIsTakenOnceEveryLivePeerShowedItLacksThePositionsAndW
 
 TEST_F(RetentionTest, ASkipWaitsForAPeerNotHeardFromSinceTheStartAndAsksItOnceItAnswers) {
   Make(ReplicationMode::kAsync, 2, 2);
-  Result<ReplicateResult> r = PushSkipping(*node_, 6, 8);
+  Result<ReplicateResult> r = PushSkipping(6, 8);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->gap) << "peer 1 may hold 1..6";
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 0u);
   // A push that only skips (its stream holds nothing after the trimmed positions) waits too: a
   // gap, so that the sender backs off.
-  r = PushSkipping(*node_, 6, 6);
+  r = PushSkipping(6, 6);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->gap);
   EXPECT_EQ(r->high_water, 0u);
@@ -1711,7 +1700,7 @@ TEST_F(RetentionTest, ASkipWaitsForAPeerNotHeardFromSinceTheStartAndAsksItOnceIt
   AnswerStartUpPullsEmpty();
   std::set<size_t> asked;
   for (int round = 0; round < 3 && log_.HighWater(PeerStream(0)) == 0; ++round) {
-    r = PushSkipping(*node_, 6, 8);
+    r = PushSkipping(6, 8);
     ASSERT_TRUE(r.ok());
     node_->Tick();
     while (transport_.pending_stream_syncs() > 0) {
@@ -1734,15 +1723,8 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
   // holds 6..10 only (it trimmed 1..5). This node holds nothing of it.
   MakeIntroduced(ReplicationMode::kAsync, 2, 3);
   AnswerStartUpPullsEmpty();
-  SHOW_STREAM_0(120, 0);
-  Result<ReplicateResult> r = PushSkipping(*node_, 100, 101);
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->gap);
-  node_->Tick();
-  ASSERT_EQ(transport_.pending_stream_syncs(), 1u);
-  auto repair = transport_.TakeStreamSync();
-  ASSERT_EQ(repair.peer, 1u);
-  EXPECT_EQ(repair.since, 0u);
+  ShowStream0(120, 0);
+  auto repair = ExpectSkipToWaitFor(100, 101, 1, 0);
   SyncReply b = StreamPage(PeerStream(0), 21, 30);
   b.stream = PeerStream(1);
   b.trimmed_through = 20;
@@ -1764,7 +1746,7 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
   // request as the peers would until the push is taken.
   for (int round = 0; round < 10 && log_.HighWater(PeerStream(0)) < 101; ++round) {
     AnswerStartUpPullsEmpty();  // the pulls that resume after a repair: nothing new
-    r = PushSkipping(*node_, 100, 101);
+    Result<ReplicateResult> r = PushSkipping(100, 101);
     ASSERT_TRUE(r.ok());
     node_->Tick();
     while (transport_.pending_stream_syncs() > 0) {
@@ -1790,25 +1772,7 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
 TEST_F(RetentionTest, APushWhoseSkipThePeerDoesNotTakeYetIsSentAgainAfterABackoff) {
   options_.retention_max_bytes = 1;  // every record is over it
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  SendMany(3);
-  std::vector<FakeTransport::ReplicateCall> pushes;
-  while (transport_.pending_replicates() > 0) {
-    FakeTransport::ReplicateCall call = transport_.TakeReplicate();
-    if (call.peer == 0) {
-      call.done(Ack(call.msgs.back().origin_seq));
-    } else {
-      pushes.push_back(std::move(call));
-    }
-  }
-  RetentionStep();
-  ASSERT_EQ(log_.FirstSeq(), 4u);
-  for (auto& push : pushes) push.done(Status::Unavailable("refused"));
-  clock_.Advance(options_.retry_max);
-  node_->Tick();
-  OkHeartbeats();
-  ASSERT_EQ(transport_.pending_replicates(), 1u);
-  auto skip = transport_.TakeReplicate();
-  ASSERT_EQ(skip.skip.trimmed_through, 3u);
+  FakeTransport::ReplicateCall skip = TrimWhatPeer1LacksAndTakeTheSkip();
   // Peer 1 does not skip (another node holds the positions): a gap at 0.
   ReplicateReply gap = Ack(0, PeerStream(1));
   gap.gap = true;

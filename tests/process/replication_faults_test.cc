@@ -544,6 +544,18 @@ void SendRange(NodeProcess& n, int from, int to) {
   }
 }
 
+// Starts every node of `c`, kills node `down`, then sends m1..m300 to node 0. Returns node 0's
+// stream id ("" when something failed).
+std::string StartAndSendWhileDown(TestCluster& c, size_t down) {
+  if (!c.StartAll().ok()) return "";
+  const std::string stream = c.node(0).Get("/status").Str("stream");
+  c.node(down).Kill();
+  for (int i = 1; i <= 300; ++i) {
+    if (SendTo(c.node(0), "m" + std::to_string(i)).status != 200) return "";
+  }
+  return stream;
+}
+
 TEST(ReplicationFaultsTest, RetentionWaitsForAPeerThatIsDown) {
   TestCluster c({Spec("n1", {1}, "async", 2,
                       {"--retention-max-messages", "10", "--retention-interval-ms", "50"}),
@@ -576,11 +588,8 @@ TEST(ReplicationFaultsTest, APeerDownPastTheRetentionHeadSkipsTheTrimmedRangeAnd
   TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}, "async", 2, small),
                  Spec("n3", {0, 1})});
   NodeProcess &a = c.node(0), &b = c.node(1), &down = c.node(2);
-  ASSERT_TRUE(c.StartAll().ok());
-  const std::string stream = a.Get("/status").Str("stream");
+  const std::string stream = StartAndSendWhileDown(c, 2);
   ASSERT_FALSE(stream.empty());
-  down.Kill();
-  SendRange(a, 1, 300);
   // Both trimmed m1 (how far 8 KiB goes depends on how RocksDB's estimate of the stored bytes
   // falls: 10-200 messages).
   for (NodeProcess* n : {&a, &b}) {
@@ -626,11 +635,8 @@ TEST(ReplicationFaultsTest, APeerBehindATrimmedRangeTakesItFromAPeerThatStillHol
   TestCluster c({Spec("n1", {1, 2}, "async", 2, small), Spec("n2", {0, 2}), Spec("n3", {0, 1})},
                 o);
   NodeProcess &a = c.node(0), &b = c.node(1), &down = c.node(2);
-  ASSERT_TRUE(c.StartAll().ok());
-  const std::string stream = a.Get("/status").Str("stream");
+  const std::string stream = StartAndSendWhileDown(c, 2);
   ASSERT_FALSE(stream.empty());
-  down.Kill();
-  SendRange(a, 1, 300);
   // (How far 8 KiB goes depends on how RocksDB's estimate of the stored bytes falls: 10-200
   // messages.)
   ASSERT_TRUE(WaitFor([&] { return StatusInt(a, "first_seq") > 1; }, milliseconds(30000)))
