@@ -53,7 +53,7 @@ void Node::Impl::CollectDueWork(MonoTime now, Actions* a) {
       a->pushes.push_back({p.index, p.push_sent, p.push_epoch, p.push_max_messages,
                            std::min(p.push_max_bytes, limit)});
     }
-    if (!p.pull_in_flight() && p.repair_wanted && p.liveness == Liveness::kAlive) {
+    if (p.repair_due()) {
       // A skip waits for positions this peer may hold: they come first.
       p.repairing = true;
       a->repairs.push_back({p.index, std::move(*p.repair_wanted)});
@@ -96,9 +96,7 @@ MonoTime Node::Impl::NextDeadline() const {
     if (removed || !Replicating(p)) continue;
     if (PushDue(p, own_hw, MonoTime::max())) next = std::min(next, p.push_not_before);
     if (!p.pull_in_flight()) {
-      const bool now_wanted =
-          p.pull_wanted || (p.repair_wanted && p.liveness == Liveness::kAlive);
-      next = std::min(next, now_wanted ? MonoTime::min() : p.next_pull);
+      next = std::min(next, p.pull_wanted || p.repair_due() ? MonoTime::min() : p.next_pull);
     }
   }
   for (const auto& w : waiters) next = std::min(next, w->deadline);

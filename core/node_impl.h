@@ -176,8 +176,12 @@ struct PeerState {
   // page held nothing, the trimmed positions it was read for (the peer had none of them, and
   // their origin had trimmed them already: it can only get them from another node).
   std::map<std::string, uint64_t> lacks_through;
-  // A stream to read from the peer because a skip waits for it (SkipUnheld).
+  // A stream to read from the peer because a skip waits for it (SkipUnheld); read once the peer
+  // is alive and no pull or repair of it is out.
   std::optional<StreamRepair> repair_wanted;
+  bool repair_due() const {
+    return repair_wanted && liveness == Liveness::kAlive && !pull_in_flight();
+  }
   // Streams the peer's heartbeat showed further than this node held when the last pull chain
   // reached the end of the peer's log, with how far this node held them then (StuckStream).
   std::map<std::string, uint64_t> behind_at_chain_end;
