@@ -1448,6 +1448,28 @@ class RetentionTest : public NodeTest {
     return call;
   }
 
+  // Peer `peer`'s page of peer 0's stream read for a repair: positions first..last (none when
+  // first > last), after a trim of its own through `trimmed_through`.
+  static SyncReply Stream0PageOf(size_t peer, uint64_t first, uint64_t last,
+                                 uint64_t trimmed_through = 0) {
+    SyncReply page = StreamPage(PeerStream(0), first, last);
+    page.stream = PeerStream(peer);
+    page.trimmed_through = trimmed_through;
+    page.last_seq = last;
+    return page;
+  }
+
+  // Two peers; this node holds peer 0's stream up to 2, and peer 1's last heartbeat shows it no
+  // further (it may have received more since: a heartbeat is not taken as evidence). Peer 0's
+  // push says it trimmed 3..6 and carries 7 and 8: the skip waits, and peer 1 is asked from 2.
+  FakeTransport::StreamSyncCall HoldTwoThenSkipThreeToSix() {
+    MakeIntroduced(ReplicationMode::kAsync, 2, 2);
+    AnswerStartUpPullsEmpty();
+    EXPECT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
+    ShowStream0(8, 2);
+    return ExpectSkipToWaitFor(6, 8, 1, 2);
+  }
+
   // Every peer's heartbeat shows peer 0's stream up to `own_hw` (peer 0) or `others_hw`; the
   // pulls they start find nothing new in the peers' logs.
   void ShowStream0(uint64_t own_hw, uint64_t others_hw) {
@@ -1601,21 +1623,10 @@ TEST_F(RetentionTest, AStreamPageOfATrimmedRangeSaysWhereTheStreamGoesOn) {
 }
 
 TEST_F(RetentionTest, ASkipWaitsForALivePeerThatHoldsThePositions) {
-  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  AnswerStartUpPullsEmpty();
-  ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
-  // Peer 1's last heartbeat shows peer 0's stream only as far as this node holds it: it may
-  // have received more since (a heartbeat is not taken as evidence).
-  ShowStream0(8, 2);
-
-  // Peer 0 trimmed 3..6 before this node got them.
-  auto repair = ExpectSkipToWaitFor(6, 8, 1, 2);
+  auto repair = HoldTwoThenSkipThreeToSix();
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 2u);
   EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 0u) << "nothing skipped";
-  SyncReply page = StreamPage(PeerStream(0), 3, 10);
-  page.stream = PeerStream(1);
-  page.last_seq = 10;
-  repair.done(page);
+  repair.done(Stream0PageOf(1, 3, 10));
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 10u);
   EXPECT_TRUE(Stored("b3") && Stored("b6"));
   EXPECT_EQ(node_->GetStatus().peers[0].trimmed_skipped, 0u);
@@ -1635,11 +1646,7 @@ TEST_F(RetentionTest, ASkipTakesWhatEveryHolderTrimmedAndTheRestFromWhoHoldsIt) 
   // Peer 0 trimmed 1..6: the skip waits for peer 1.
   auto repair = ExpectSkipToWaitFor(6, 10, 1, 0);
   // Peer 1 trimmed 1..4 itself: those are skipped, 5 and 6 come from it.
-  SyncReply page = StreamPage(PeerStream(0), 5, 10);
-  page.stream = PeerStream(1);
-  page.trimmed_through = 4;
-  page.last_seq = 10;
-  repair.done(page);
+  repair.done(Stream0PageOf(1, 5, 10, 4));
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 10u);
   EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 4u);
   EXPECT_TRUE(Stored("b5") && Stored("b6"));
@@ -1649,16 +1656,9 @@ TEST_F(RetentionTest, ASkipTakesWhatEveryHolderTrimmedAndTheRestFromWhoHoldsIt) 
 }
 
 TEST_F(RetentionTest, ASkipIsTakenOnceEveryLivePeerShowedItLacksThePositionsAndWaitsForNoDeadOne) {
-  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  AnswerStartUpPullsEmpty();
-  ASSERT_TRUE(node_->Replicate(StreamPage(PeerStream(0), 1, 2).messages).ok());
-  ShowStream0(8, 2);
-  auto repair = ExpectSkipToWaitFor(6, 8, 1, 2);
+  auto repair = HoldTwoThenSkipThreeToSix();
   // Peer 1 has nothing after 2.
-  SyncReply empty;
-  empty.stream = PeerStream(1);
-  empty.last_seq = 2;
-  repair.done(empty);
+  repair.done(Stream0PageOf(1, 3, 2));
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 2u);
   // The push again: now nobody may hold 3..6.
   Result<ReplicateResult> r = PushSkipping(6, 8);
@@ -1706,10 +1706,8 @@ TEST_F(RetentionTest, ASkipWaitsForAPeerNotHeardFromSinceTheStartAndAsksItOnceIt
     while (transport_.pending_stream_syncs() > 0) {
       auto repair = transport_.TakeStreamSync();
       asked.insert(repair.peer);
-      SyncReply page;  // peer 1 holds nothing of the stream; peer 0 trimmed 1..6
-      page.stream = PeerStream(repair.peer);
-      if (repair.peer == 0) page.trimmed_through = 6;
-      repair.done(page);
+      // Peer 1 holds nothing of the stream; peer 0 trimmed 1..6.
+      repair.done(Stream0PageOf(repair.peer, 1, 0, repair.peer == 0 ? 6 : 0));
       node_->Tick();
     }
   }
@@ -1725,9 +1723,7 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
   AnswerStartUpPullsEmpty();
   ShowStream0(120, 0);
   auto repair = ExpectSkipToWaitFor(100, 101, 1, 0);
-  SyncReply b = StreamPage(PeerStream(0), 21, 30);
-  b.stream = PeerStream(1);
-  b.trimmed_through = 20;
+  SyncReply b = Stream0PageOf(1, 21, 30, 20);
   b.more = true;
   repair.done(b);
   EXPECT_EQ(log_.TrimmedThrough(PeerStream(0)), 0u) << "peer 2 may hold some of 1..20";
@@ -1736,10 +1732,7 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
   repair = transport_.TakeStreamSync();
   ASSERT_EQ(repair.peer, 2u);
   EXPECT_EQ(repair.since, 0u);
-  SyncReply d = StreamPage(PeerStream(0), 6, 10);
-  d.stream = PeerStream(2);
-  d.trimmed_through = 5;
-  repair.done(d);
+  repair.done(Stream0PageOf(2, 6, 10, 5));
   EXPECT_EQ(log_.HighWater(PeerStream(0)), 10u);
   EXPECT_TRUE(Stored("b6") && Stored("b10"));
   // Whatever order the next reads and pushes come in, 21.. are never skipped: answer every
@@ -1751,16 +1744,14 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
     node_->Tick();
     while (transport_.pending_stream_syncs() > 0) {
       repair = transport_.TakeStreamSync();
-      SyncReply page;
+      const uint64_t from = repair.since + 1;
       if (repair.peer == 1) {
-        page = StreamPage(PeerStream(0), std::max<uint64_t>(21, repair.since + 1), 120);
-        page.trimmed_through = repair.since < 20 ? 20 : 0;
-      } else if (repair.peer == 2 && repair.since < 10) {
-        page = StreamPage(PeerStream(0), std::max<uint64_t>(6, repair.since + 1), 10);
-        page.trimmed_through = repair.since < 5 ? 5 : 0;
+        repair.done(Stream0PageOf(1, std::max<uint64_t>(21, from), 120, from <= 20 ? 20 : 0));
+      } else if (repair.peer == 2) {
+        repair.done(Stream0PageOf(2, std::max<uint64_t>(6, from), 10, from <= 5 ? 5 : 0));
+      } else {
+        repair.done(Stream0PageOf(repair.peer, 1, 0));
       }
-      page.stream = PeerStream(repair.peer);
-      repair.done(page);
       node_->Tick();
     }
   }
