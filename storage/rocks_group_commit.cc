@@ -115,11 +115,10 @@ void RocksLogStore::AppendAsync(std::vector<Message> msgs, AppendDone done) {
   Writer* w = new Writer(std::move(msgs), std::move(done));
   MutexLock lock(&mu_);
   writers_.push_back(w);
-  if (writers_.size() > 1 || leading_) return;  // a group ahead of it: the commit thread leads
-  // Nothing in flight: commit it here, without a hand-off.
-  std::vector<std::unique_ptr<Writer>> finished = LeadGroup();
-  lock.Unlock();
-  RunCallbacks(std::move(finished));
+  // Always the commit thread, even when the store is idle: committing here would hold the
+  // caller's thread for the write and its fsync, and an HTTP thread then reads none of its other
+  // connections' requests meanwhile (with one HTTP thread no group would ever form).
+  if (writers_.size() == 1 && !leading_) commit_cv_.NotifyOne();
 }
 
 void RocksLogStore::CommitLoop() {

@@ -6,11 +6,11 @@
 // the front one (up to the group bounds), plans them with PlanWrites (storage/write_plan.h)
 // outside the lock, writes ONE WriteBatch with sync = options.sync, then publishes the new state
 // (last seq, high waters, pull cursors) and gives every writer of the group its own outcomes.
-// Who leads: a call that finds the queue empty leads its group itself (no thread hand-off when
-// writes do not overlap); a waiting Append/Apply leads once its writer reaches the front; writers
-// of AppendAsync queued behind others are led by the store's commit thread, so their callers
-// never wait for a write. AppendAsync callbacks run after the group is published, outside the
-// lock, on the leading thread. Only one group is led at a time, and the next starts after the
+// Who leads: a waiting Append/Apply leads its group once its writer reaches the front of the
+// queue (at once when the queue is empty: no thread hand-off); AppendAsync writers are always led
+// by the store's commit thread, so their callers (the HTTP threads of /send) never wait for the
+// disk and go on reading requests, which join the next group. AppendAsync callbacks run after
+// the group is published, outside the lock, on the leading thread. Only one group is led at a time, and the next starts after the
 // previous one has published, so seqs are assigned in log order and nothing is visible in the
 // published state before it is durable. A failed write is sticky:
 // that group and every later write fail with the same IOError; reads keep working. The one

@@ -16,13 +16,15 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
-#include <mutex>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +102,77 @@ rocksdb::IOStatus NoSpace() {
   s.SetRetryable(true);
   return s;
 }
+
+// A slow disk, made exact: while held, every sync of a write-ahead log file waits until release.
+class HeldSyncFs : public rocksdb::FileSystemWrapper {
+ public:
+  HeldSyncFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "HeldSyncFs"; }
+
+  void Hold() {
+    std::lock_guard lock(state_->mu);
+    state_->held = true;
+  }
+  void Release() {
+    std::lock_guard lock(state_->mu);
+    state_->held = false;
+    state_->cv.notify_all();
+  }
+  // Whether a sync reached the held disk within `deadline`.
+  bool WaitForAHeldSync(std::chrono::seconds deadline) {
+    std::unique_lock lock(state_->mu);
+    return state_->cv.wait_for(lock, deadline, [&] { return state_->waiting > 0; });
+  }
+  // The write-ahead log syncs done so far.
+  int syncs() {
+    std::lock_guard lock(state_->mu);
+    return state_->syncs;
+  }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(name, options, file, dbg);
+    if (s.ok() && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
+      file->reset(new Held(std::move(*file), state_));
+    }
+    return s;
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool held = false;
+    int waiting = 0;
+    int syncs = 0;
+    void Pass() {
+      std::unique_lock lock(mu);
+      ++waiting;
+      cv.notify_all();
+      cv.wait(lock, [&] { return !held; });
+      --waiting;
+      ++syncs;
+    }
+  };
+  class Held : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    Held(std::unique_ptr<rocksdb::FSWritableFile> f, std::shared_ptr<State> state)
+        : FSWritableFileOwnerWrapper(std::move(f)), state_(std::move(state)) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      state_->Pass();
+      return FSWritableFileOwnerWrapper::Sync(o, dbg);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      state_->Pass();
+      return FSWritableFileOwnerWrapper::Fsync(o, dbg);
+    }
+
+   private:
+    std::shared_ptr<State> state_;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
 
 // Appends one message; its outcome.
 Result<std::vector<WriteOutcome>> AppendOne(LogStore& store, const std::string& id,
@@ -218,6 +291,59 @@ TEST_F(DiskFaultTest, OtherWriteErrorsStaySticky) {
   EXPECT_EQ(got.get().code(), Code::kIOError);
   EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
   EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
+}
+
+// /send hands its messages to AppendAsync on an HTTP thread, which serves other connections too:
+// AppendAsync must return without waiting for the disk, even when the store is idle, and the
+// writes queued meanwhile go to the disk together once it answers.
+TEST_F(DiskFaultTest, AppendAsyncNeverWaitsForTheDiskOnItsCallersThread) {
+  auto fs = std::make_shared<HeldSyncFs>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  RocksLogStoreOptions o = Options(dir_.path() + "/db");
+  o.env = env.get();
+  auto store = RocksLogStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  constexpr int kWrites = 10;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<uint64_t> seqs;
+  bool on_caller_thread = false;
+  const std::thread::id caller = std::this_thread::get_id();
+  auto done = [&](Result<std::vector<WriteOutcome>> r) {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(r.ok() && r->size() == 1) << r.status().ToString();
+    seqs.push_back(r.ok() && r->size() == 1 ? (*r)[0].seq : 0);
+    on_caller_thread = on_caller_thread || std::this_thread::get_id() == caller;
+    cv.notify_all();
+  };
+
+  fs->Hold();
+  // The first write finds the store idle; the others are queued while its sync is held. Each
+  // call runs on its own thread so that one which waits for the disk is seen, not hung on.
+  // (A call still waiting holds its future, whose destructor waits for it, until the release.)
+  std::vector<std::future<void>> calls;
+  bool returned = true;
+  for (int i = 0; i < kWrites && returned; ++i) {
+    calls.push_back(std::async(std::launch::async, [&, i] {
+      (*store)->AppendAsync({ClientMsg("w" + std::to_string(i))}, done);
+    }));
+    returned = calls.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    EXPECT_TRUE(returned) << "AppendAsync of write " << i << " waited for the held disk";
+    if (i == 0 && returned) {
+      EXPECT_TRUE(fs->WaitForAHeldSync(std::chrono::seconds(30)));
+    }
+  }
+  const int syncs_before = fs->syncs();
+  fs->Release();
+  if (!returned) return;
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return seqs.size() == kWrites; }));
+  std::vector<uint64_t> expected(kWrites);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(seqs, expected);
+  EXPECT_FALSE(on_caller_thread);
+  // The nine queued behind the held one went to the disk as one group: one more sync.
+  EXPECT_EQ(fs->syncs() - syncs_before, 2);
 }
 
 // A real full disk: a tmpfs of a few MiB mounted by the test.
