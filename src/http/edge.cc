@@ -1,5 +1,6 @@
 #include "src/http/edge.h"
 
+#include <fmt/format.h>
 #include <malloc.h>
 #include <pistache/peer.h>
 #include <spdlog/spdlog.h>
@@ -391,18 +392,18 @@ class EdgeHandler final : public Http::Handler {
       const int limit = is_peer ? o.max_connections
                                 : o.max_connections - o.reserved_peer_connections;
       if (open > limit) {
-        return Fail(peer, Http::Version::Http11, 503,
-                    "too many connections (limit " + std::to_string(o.max_connections) +
-                        (is_peer ? "" : ", of which " + std::to_string(o.reserved_peer_connections) +
-                                            " are kept for cluster peers") +
-                        "); retry later");
+        return Refuse(peer,
+                      "too many connections (limit " + std::to_string(o.max_connections) +
+                          (is_peer ? ""
+                                   : ", of which " + std::to_string(o.reserved_peer_connections) +
+                                         " are kept for cluster peers") +
+                          "); retry later");
       }
     }
     if (!admitted) {
-      Fail(peer, Http::Version::Http11, 503,
-           "too many connections from " + address + " (limit " +
-               std::to_string(o.max_connections_per_ip) +
-               " per address, all waiting for answers); retry later");
+      Refuse(peer, "too many connections from " + address + " (limit " +
+                       std::to_string(o.max_connections_per_ip) +
+                       " per address, all waiting for answers); retry later");
     }
   }
 
@@ -537,6 +538,28 @@ class EdgeHandler final : public Http::Handler {
  private:
   static Http::Version HeadVersion(const RequestHeadScanner& scanner) {
     return scanner.head().version == "HTTP/1.0" ? Http::Version::Http10 : Http::Version::Http11;
+  }
+
+  // Refuses a new connection (onConnection, before Pistache watches its socket): 503 with
+  // `reason`, then the socket is shut down. The answer is written here, straight to the socket,
+  // not through Pistache's write queue as Fail's are: a queued answer waits for the socket's
+  // "writable" event, and Pistache's event loop takes an event that says "readable and writable"
+  // for "readable" only. The client of a refused connection sends its request at once, so that
+  // event was common: the 503 was never written and the client waited on an open connection for
+  // as long as it cared to. A new socket's send buffer is empty: the answer goes out whole. Over
+  // TLS nothing can be written before the client's handshake, which runs in the first read: the
+  // connection is only shut down (with the queue, the write failed for the same reason).
+  void Refuse(const std::shared_ptr<Pistache::Tcp::Peer>& peer, const std::string& reason) {
+    peer->putData(kClosingKey, std::make_shared<int>(0));
+    if (peer->ssl() == nullptr) {
+      const std::string body = json::ErrorBody(reason);
+      const std::string answer = fmt::format(
+          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+          "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+          body.size(), body);
+      (void)::send(peer->fd(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    ShutdownConnection(peer);
   }
 
   // Answers a protocol error and closes the connection once the answer is written (shutting the

@@ -4,6 +4,7 @@
 // writes waiting in memory (503 beyond it, nothing written), and bounded listings.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <future>
@@ -105,6 +106,53 @@ TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
   conns[0]->Close();
   EXPECT_TRUE(WaitFor([&] { return testing::HttpGet(url_ + "/heartbeat", kWait).status == 200; },
                       kWait, Millis(20)));
+}
+
+// A refused client sends its request at once, usually before the refusal is written: each one
+// must still get its 503 and see the connection closed, never wait for an answer that does not
+// come (Pistache handles a socket that is readable and writable in one event as readable only,
+// so a refusal queued behind Pistache's write queue could be left unsent).
+TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirst) {
+  HttpServerOptions so;
+  so.max_connections = 2;
+  Start(so);
+  std::vector<std::unique_ptr<RawConn>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<RawConn>(server_->port()));
+    ASSERT_TRUE(held.back()->ok());
+    ASSERT_EQ(held.back()->Heartbeat(), 200) << "connection " << i;
+  }
+  // Refused clients on several threads while the held connections keep the event loops busy:
+  // the requests then often arrive while a loop is between accepting and writing.
+  constexpr int kThreads = 6;
+  constexpr int kAttempts = 60;
+  std::atomic<bool> stop{false};
+  std::vector<std::future<std::string>> refused;
+  for (int t = 0; t < kThreads; ++t) {
+    refused.push_back(std::async(std::launch::async, [&, t]() -> std::string {
+      for (int i = 0; i < kAttempts && !stop; ++i) {
+        RawConn extra(server_->port());
+        if (!extra.ok()) return "could not connect";
+        extra.Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        bool closed = false;
+        const std::string r = extra.Read(Millis(10000), "", &closed);
+        if (r.rfind("HTTP/1.1 503", 0) != 0 || r.find("too many connections") == std::string::npos ||
+            !closed) {
+          stop = true;
+          return "thread " + std::to_string(t) + ", attempt " + std::to_string(i) + ": " +
+                 (r.empty() ? "no answer" : r) + (closed ? " (closed)" : " (left open)");
+        }
+      }
+      return "";
+    }));
+  }
+  bool busy = true;
+  while (busy) {
+    busy = false;
+    for (auto& f : refused) busy = busy || f.wait_for(Millis(0)) != std::future_status::ready;
+    for (auto& c : held) EXPECT_EQ(c->Heartbeat(), 200);
+  }
+  for (auto& f : refused) EXPECT_EQ(f.get(), "");
 }
 
 TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
