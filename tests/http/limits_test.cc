@@ -123,7 +123,9 @@ TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirs
     ASSERT_EQ(held.back()->Heartbeat(), 200) << "connection " << i;
   }
   // Refused clients on several threads while the held connections keep the event loops busy:
-  // the requests then often arrive while a loop is between accepting and writing.
+  // the requests then often arrive while a loop is between accepting and writing. They connect
+  // from 127.0.0.2: their hundreds of ephemeral ports must not collide with the ports other tests
+  // running meanwhile picked to listen on at 127.0.0.1.
   constexpr int kThreads = 6;
   constexpr int kAttempts = 60;
   std::atomic<bool> stop{false};
@@ -131,7 +133,7 @@ TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirs
   for (int t = 0; t < kThreads; ++t) {
     refused.push_back(std::async(std::launch::async, [&, t]() -> std::string {
       for (int i = 0; i < kAttempts && !stop; ++i) {
-        RawConn extra(server_->port());
+        testing::RawConnection extra(server_->port(), "127.0.0.2", Millis(5000));
         if (!extra.ok()) return "could not connect";
         extra.Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n");
         bool closed = false;
