@@ -67,6 +67,17 @@ class LimitsTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
+  // `n` keep-alive connections, each seen accepted and counted (one heartbeat answered).
+  std::vector<std::unique_ptr<RawConn>> OpenConnections(int n) {
+    std::vector<std::unique_ptr<RawConn>> conns;
+    for (int i = 0; i < n; ++i) {
+      conns.push_back(std::make_unique<RawConn>(server_->port()));
+      EXPECT_TRUE(conns.back()->ok());
+      EXPECT_EQ(conns.back()->Heartbeat(), 200) << "connection " << i;
+    }
+    return conns;
+  }
+
   HttpResponse Post(const std::string& path, const std::string& body) {
     return testing::HttpPost(url_ + path, body, kWait);
   }
@@ -83,12 +94,8 @@ TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
   HttpServerOptions so;
   so.max_connections = 4;
   Start(so);
-  std::vector<std::unique_ptr<RawConn>> conns;
-  for (int i = 0; i < 4; ++i) {
-    conns.push_back(std::make_unique<RawConn>(server_->port()));
-    ASSERT_TRUE(conns.back()->ok());
-    ASSERT_EQ(conns.back()->Heartbeat(), 200) << "connection " << i;  // accepted and counted
-  }
+  std::vector<std::unique_ptr<RawConn>> conns = OpenConnections(4);
+  ASSERT_FALSE(HasFailure());
   // The fifth: 503 JSON, then closed.
   {
     RawConn extra(server_->port());
@@ -116,12 +123,8 @@ TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirs
   HttpServerOptions so;
   so.max_connections = 2;
   Start(so);
-  std::vector<std::unique_ptr<RawConn>> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(std::make_unique<RawConn>(server_->port()));
-    ASSERT_TRUE(held.back()->ok());
-    ASSERT_EQ(held.back()->Heartbeat(), 200) << "connection " << i;
-  }
+  std::vector<std::unique_ptr<RawConn>> held = OpenConnections(2);
+  ASSERT_FALSE(HasFailure());
   // Refused clients on several threads while the held connections keep the event loops busy:
   // the requests then often arrive while a loop is between accepting and writing. They connect
   // from 127.0.0.2: their hundreds of ephemeral ports must not collide with the ports other tests

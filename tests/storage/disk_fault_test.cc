@@ -39,11 +39,31 @@ namespace {
 namespace fs = std::filesystem;
 using storage_test::ClientMsg;
 
+// Forwards to the default file system and wraps every new write-ahead log file (*.log) with
+// WrapWal: the base of the file systems below, which change what the log's writes do.
+class WalWrappingFs : public rocksdb::FileSystemWrapper {
+ public:
+  WalWrappingFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(name, options, file, dbg);
+    if (s.ok() && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
+      *file = WrapWal(std::move(*file));
+    }
+    return s;
+  }
+
+ protected:
+  virtual std::unique_ptr<rocksdb::FSWritableFile> WrapWal(
+      std::unique_ptr<rocksdb::FSWritableFile> file) = 0;
+};
+
 // Forwards to the default file system; while armed, every append to a write-ahead log fails
 // with `fault` (NoSpace, or a plain IOError).
-class WalFaultFs : public rocksdb::FileSystemWrapper {
+class WalFaultFs : public WalWrappingFs {
  public:
-  WalFaultFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
   const char* Name() const override { return "WalFaultFs"; }
 
   void Arm(rocksdb::IOStatus fault) {
@@ -56,14 +76,9 @@ class WalFaultFs : public rocksdb::FileSystemWrapper {
     state_->armed = false;
   }
 
-  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
-                                    rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->NewWritableFile(name, options, file, dbg);
-    if (s.ok() && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
-      file->reset(new Faulty(std::move(*file), state_));
-    }
-    return s;
+  std::unique_ptr<rocksdb::FSWritableFile> WrapWal(
+      std::unique_ptr<rocksdb::FSWritableFile> file) override {
+    return std::make_unique<Faulty>(std::move(file), state_);
   }
 
  private:
@@ -105,9 +120,8 @@ rocksdb::IOStatus NoSpace() {
 }
 
 // A slow disk, made exact: while held, every sync of a write-ahead log file waits until release.
-class HeldSyncFs : public rocksdb::FileSystemWrapper {
+class HeldSyncFs : public WalWrappingFs {
  public:
-  HeldSyncFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
   const char* Name() const override { return "HeldSyncFs"; }
 
   void Hold() {
@@ -130,14 +144,9 @@ class HeldSyncFs : public rocksdb::FileSystemWrapper {
     return state_->syncs;
   }
 
-  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
-                                    rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->NewWritableFile(name, options, file, dbg);
-    if (s.ok() && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
-      file->reset(new Held(std::move(*file), state_));
-    }
-    return s;
+  std::unique_ptr<rocksdb::FSWritableFile> WrapWal(
+      std::unique_ptr<rocksdb::FSWritableFile> file) override {
+    return std::make_unique<Held>(std::move(file), state_);
   }
 
  private:
