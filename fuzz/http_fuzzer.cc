@@ -1,6 +1,6 @@
 // Fuzz target: HTTP request handling of the node's server, end to end. The input is written as
 // is to a fresh loopback connection of a real HttpServer, set up as dsm-node sets it up (a real
-// Node in async mode on the in-memory log, no peers, live reads on), and the answer, if one begins
+// Node in async mode on the in-memory log, no peers, live reads and durable consumers on), and the answer, if one begins
 // within 50 ms, is read to its end (an event stream: to the end of its head). Whatever the bytes,
 // the server must answer with HTTP (or close), never with a 5xx, never crash or hang, and keep
 // serving: every input reaches the request parser, routing, the query decoding and every
@@ -25,8 +25,10 @@
 #include "core/node.h"
 #include "dsm/clock.h"
 #include "fuzz/fuzz_target.h"
+#include "src/durable/durable_consumers.h"
 #include "src/http/server.h"
 #include "storage/append_notifier.h"
+#include "tests/testing/memory_consumer_state.h"
 #include "tests/testing/memory_log_store.h"
 
 namespace {
@@ -60,6 +62,8 @@ struct Target {
   dsm::AppendNotifier notifier;  // wakes live readers, as in dsm-node
   dsm::MemoryLogStore store{"fuzz", "0123456789abcdef"};
   NoPeers transport;
+  dsm::MemoryConsumerState consumer_state;
+  std::unique_ptr<dsm::DurableConsumers> durable;  // /consumers/{name}/..., as in dsm-node
   std::unique_ptr<dsm::Node> node;
   std::unique_ptr<dsm::HttpServer> server;
   uint16_t port = 0;
@@ -72,9 +76,16 @@ struct Target {
     o.port = 0;
     o.max_message_bytes = 4096;
     node = std::make_unique<dsm::Node>(o, &store, &transport, &clock);
+    // No limit on the consumers the inputs create: "too many consumers" is a 503 by design.
+    dsm::DurableConsumersOptions dco;
+    dco.max_consumers = 1 << 30;
+    durable = std::make_unique<dsm::DurableConsumers>(&store, &consumer_state, &clock, &notifier,
+                                                      dco);
+    DSM_FUZZ_CHECK(durable->Start().ok(), "the durable consumers did not start");
     dsm::HttpServerOptions so;
     so.threads = 1;
     so.append_notifier = &notifier;
+    so.durable_consumers = durable.get();
     so.keepalive_timeout = std::chrono::seconds(2);  // long-polls wait at most 1 s
     so.event_stall_timeout = std::chrono::seconds(5);
     server = std::make_unique<dsm::HttpServer>(o, node.get(), &store, &clock, so);
