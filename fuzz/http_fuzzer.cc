@@ -1,10 +1,11 @@
 // Fuzz target: HTTP request handling of the node's server, end to end. The input is written as
 // is to a fresh loopback connection of a real HttpServer, set up as dsm-node sets it up (a real
-// Node in async mode on the in-memory log, no peers, live reads and durable consumers on), and the answer, if one begins
-// within 50 ms, is read to its end (an event stream: to the end of its head). Whatever the bytes,
-// the server must answer with HTTP (or close), never with a 5xx, never crash or hang, and keep
-// serving: every input reaches the request parser, routing, the query decoding and every
-// handler's body parsing (/send, /replicate, /sync, long-polls, event streams, ...).
+// Node in async mode on the in-memory log, no peers, live reads and durable consumers on), and
+// the answer, if one begins within 50 ms, is read to its end (an event stream: to the end of its
+// head). Whatever the bytes, the server must answer with HTTP (or close), never with a 5xx, never
+// crash or hang, and keep serving: every input reaches the request parser, routing, the query
+// decoding and every handler's body parsing (/send, /replicate, /sync, long-polls, event streams,
+// durable consumers, ...).
 //
 // Connection timeouts are short (a long-poll waits at most 1 s, a stream whose client left is cut
 // within seconds), so what inputs leave behind on the server side is released quickly and the
