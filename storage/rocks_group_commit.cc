@@ -117,8 +117,10 @@ void RocksLogStore::AppendAsync(std::vector<Message> msgs, AppendDone done) {
   writers_.push_back(w);
   // Always the commit thread, even when the store is idle: committing here would hold the
   // caller's thread for the write and its fsync, and an HTTP thread then reads none of its other
-  // connections' requests meanwhile (with one HTTP thread no group would ever form).
-  if (writers_.size() == 1 && !leading_) commit_cv_.NotifyOne();
+  // connections' requests meanwhile (with one HTTP thread no group would ever form). Only a
+  // writer that finds the queue empty wakes it: a group being led keeps its writers queued, and
+  // LeadGroup hands the lead on when it is done.
+  if (writers_.size() == 1) commit_cv_.NotifyOne();
 }
 
 void RocksLogStore::CommitLoop() {

@@ -10,9 +10,9 @@
 // queue (at once when the queue is empty: no thread hand-off); AppendAsync writers are always led
 // by the store's commit thread, so their callers (the HTTP threads of /send) never wait for the
 // disk and go on reading requests, which join the next group. AppendAsync callbacks run after
-// the group is published, outside the lock, on the leading thread. Only one group is led at a time, and the next starts after the
-// previous one has published, so seqs are assigned in log order and nothing is visible in the
-// published state before it is durable. A failed write is sticky:
+// the group is published, outside the lock, on the leading thread. Only one group is led at a
+// time, and the next starts after the previous one has published, so seqs are assigned in log
+// order and nothing is visible in the published state before it is durable. A failed write is sticky:
 // that group and every later write fail with the same IOError; reads keep working. The one
 // exception is a full disk: below options.min_free_bytes of free space a group is refused with
 // Unavailable("disk full: ...") before anything is written, and should RocksDB still run out of

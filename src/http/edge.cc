@@ -1,6 +1,5 @@
 #include "src/http/edge.h"
 
-#include <fmt/format.h>
 #include <malloc.h>
 #include <pistache/peer.h>
 #include <spdlog/spdlog.h>
@@ -552,11 +551,11 @@ class EdgeHandler final : public Http::Handler {
   void Refuse(const std::shared_ptr<Pistache::Tcp::Peer>& peer, const std::string& reason) {
     peer->putData(kClosingKey, std::make_shared<int>(0));
     if (peer->ssl() == nullptr) {
-      const std::string body = json::ErrorBody(reason);
-      const std::string answer = fmt::format(
-          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-          "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-          body.size(), body);
+      Http::Header::Collection headers;
+      headers.add<Http::Header::Connection>(Http::ConnectionControl::Close);
+      headers.add<Http::Header::ContentType>(MIME(Application, Json));
+      const std::string answer = AnswerBytes(Http::Version::Http11, Http::Code::Service_Unavailable,
+                                             headers, json::ErrorBody(reason), false);
       (void)::send(peer->fd(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     }
     ShutdownConnection(peer);

@@ -72,10 +72,6 @@ void Gate::CutStreams() {
   streams.clear();
 }
 
-namespace {
-
-// The bytes of a whole answer, laid out as ResponseWriter::send does: status line, the headers
-// collected on the writer, Content-Length, blank line, body.
 std::string AnswerBytes(Http::Version version, Http::Code code,
                         const Http::Header::Collection& headers, const std::string& body,
                         bool head_only) {
@@ -90,6 +86,8 @@ std::string AnswerBytes(Http::Version version, Http::Code code,
   if (!head_only) os << body;
   return std::move(os).str();
 }
+
+namespace {
 
 // A header whose name is chosen at run time (Pistache's typed headers have a fixed NAME).
 class NamedHeader final : public Http::Header::Header {

@@ -121,6 +121,11 @@ inline constexpr char kConnectionKey[] = "dsm.connection";
 std::shared_ptr<Connection> ConnectionOf(const Pistache::Tcp::Peer& peer);
 // Shuts the socket of `peer` down (both directions) unless the connection is already closed.
 void ShutdownConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer);
+// The bytes of a whole answer, laid out as ResponseWriter::send does: status line, `headers`,
+// Content-Length, blank line, body (left out when `head_only`).
+std::string AnswerBytes(Pistache::Http::Version version, Pistache::Http::Code code,
+                        const Pistache::Http::Header::Collection& headers, const std::string& body,
+                        bool head_only);
 
 // Lets answers that complete late (a quorum outcome on another thread) find out whether the server
 // still delivers them, and lets the server's Shutdown() wait for answers in flight.

@@ -67,8 +67,12 @@ class LimitsTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  // `n` keep-alive connections, each seen accepted and counted (one heartbeat answered).
-  std::vector<std::unique_ptr<RawConn>> OpenConnections(int n) {
+  // Starts the server with room for `n` connections and fills it: `n` keep-alive connections,
+  // each seen accepted and counted (one heartbeat answered).
+  std::vector<std::unique_ptr<RawConn>> StartFull(int n) {
+    HttpServerOptions so;
+    so.max_connections = n;
+    Start(so);
     std::vector<std::unique_ptr<RawConn>> conns;
     for (int i = 0; i < n; ++i) {
       conns.push_back(std::make_unique<RawConn>(server_->port()));
@@ -91,10 +95,7 @@ class LimitsTest : public ::testing::Test {
 };
 
 TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
-  HttpServerOptions so;
-  so.max_connections = 4;
-  Start(so);
-  std::vector<std::unique_ptr<RawConn>> conns = OpenConnections(4);
+  std::vector<std::unique_ptr<RawConn>> conns = StartFull(4);
   ASSERT_FALSE(HasFailure());
   // The fifth: 503 JSON, then closed.
   {
@@ -120,10 +121,7 @@ TEST_F(LimitsTest, ConnectionsBeyondTheLimitAreRefusedWithoutStarvingOpenOnes) {
 // come (Pistache handles a socket that is readable and writable in one event as readable only,
 // so a refusal queued behind Pistache's write queue could be left unsent).
 TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirst) {
-  HttpServerOptions so;
-  so.max_connections = 2;
-  Start(so);
-  std::vector<std::unique_ptr<RawConn>> held = OpenConnections(2);
+  std::vector<std::unique_ptr<RawConn>> held = StartFull(2);
   ASSERT_FALSE(HasFailure());
   // Refused clients on several threads while the held connections keep the event loops busy:
   // the requests then often arrive while a loop is between accepting and writing. They connect
