@@ -45,10 +45,11 @@ struct RocksLogStore::Writer {
   // A waiting Append/Apply: `r` lives on the caller's stack.
   explicit Writer(const WriteRequest& r)
       : req(r), bytes(RequestBytes(r)), messages(r.msgs->size()) {}
-  // An AppendAsync: the writer owns the messages.
-  Writer(std::vector<Message> msgs, AppendDone callback)
+  // An AppendAsync or ApplyAsync (`kind`): the writer owns the messages.
+  Writer(WriteRequest::Kind kind, std::vector<Message> msgs, AppendDone callback)
       : owned(std::move(msgs)),
-        req(WriteRequest::Append(owned)),
+        req(kind == WriteRequest::Kind::kApply ? WriteRequest::Apply(owned, {}, nullptr)
+                                               : WriteRequest::Append(owned)),
         bytes(RequestBytes(req)),
         messages(owned.size()),
         done(std::move(callback)) {}
@@ -62,11 +63,12 @@ struct RocksLogStore::Writer {
   explicit Writer(Maintenance* m)
       : req(WriteRequest::Append(owned)), bytes(0), messages(0), maintenance(m) {}
 
-  std::vector<Message> owned;  // AppendAsync only: what req.msgs points at
+  std::vector<Message> owned;  // AppendAsync/ApplyAsync only: what req.msgs points at
   WriteRequest req;
   size_t bytes;
   size_t messages;
-  AppendDone done;  // AppendAsync only: called with `result` once the group is done
+  // AppendAsync/ApplyAsync only: called with `result` once the group is done.
+  AppendDone done;
   Maintenance* maintenance = nullptr;  // Maintain only
   // The members below are guarded by the store's mu_ (an annotation cannot name it here).
   std::optional<Result<std::vector<WriteOutcome>>> result;  // set when its group is done
@@ -111,8 +113,15 @@ Result<std::vector<WriteOutcome>> RocksLogStore::Wait(Writer* writer) {
 }
 
 void RocksLogStore::AppendAsync(std::vector<Message> msgs, AppendDone done) {
-  // Owned by writers_ until its group is done (then by LeadGroup's result).
-  Writer* w = new Writer(std::move(msgs), std::move(done));
+  WriteAsync(new Writer(WriteRequest::Kind::kAppend, std::move(msgs), std::move(done)));
+}
+
+void RocksLogStore::ApplyAsync(std::vector<Message> msgs, AppendDone done) {
+  WriteAsync(new Writer(WriteRequest::Kind::kApply, std::move(msgs), std::move(done)));
+}
+
+void RocksLogStore::WriteAsync(Writer* w) {
+  // `w` is owned by writers_ until its group is done (then by LeadGroup's result).
   MutexLock lock(&mu_);
   writers_.push_back(w);
   // Always the commit thread, even when the store is idle: committing here would hold the
@@ -249,7 +258,7 @@ std::vector<std::unique_ptr<RocksLogStore::Writer>> RocksLogStore::LeadGroup() {
     }
   }
   leading_ = false;
-  // Hand the lead on: a waiting caller leads its own group, the commit thread leads AppendAsync
+  // Hand the lead on: a waiting caller leads its own group, the commit thread leads asynchronous
   // writers.
   if (writers_.empty()) {
     idle_cv_.NotifyAll();

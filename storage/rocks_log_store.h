@@ -1,18 +1,20 @@
 // RocksLogStore: the LogStore of a dsm node, one RocksDB database per data directory (key schema
 // in storage/schema.h, layout and recovery rules in storage/format.md).
 //
-// Writes are group-committed LevelDB-style: each Append/Apply/AppendAsync call queues a writer;
-// the group at the front of the queue is led by one thread, which takes the writers queued behind
-// the front one (up to the group bounds), plans them with PlanWrites (storage/write_plan.h)
-// outside the lock, writes ONE WriteBatch with sync = options.sync, then publishes the new state
-// (last seq, high waters, pull cursors) and gives every writer of the group its own outcomes.
+// Writes are group-committed LevelDB-style: each Append/Apply/AppendAsync/ApplyAsync call queues
+// a writer; the group at the front of the queue is led by one thread, which takes the writers
+// queued behind the front one (up to the group bounds), plans them with PlanWrites
+// (storage/write_plan.h) outside the lock, writes ONE WriteBatch with sync = options.sync, then
+// publishes the new state (last seq, high waters, pull cursors) and gives every writer of the
+// group its own outcomes.
 // Who leads: a waiting Append/Apply leads its group once its writer reaches the front of the
-// queue (at once when the queue is empty: no thread hand-off); AppendAsync writers are always led
-// by the store's commit thread, so their callers (the HTTP threads of /send) never wait for the
-// disk and go on reading requests, which join the next group. AppendAsync callbacks run after
-// the group is published, outside the lock, on the leading thread. Only one group is led at a
-// time, and the next starts after the previous one has published, so seqs are assigned in log
-// order and nothing is visible in the published state before it is durable. A failed write is sticky:
+// queue (at once when the queue is empty: no thread hand-off); AppendAsync and ApplyAsync writers
+// are always led by the store's commit thread, so their callers (the HTTP threads of /send and
+// /replicate) never wait for the disk and go on reading requests, which join the next group.
+// Their callbacks run after the group is published, outside the lock, on the leading thread. Only
+// one group is led at a time, and the next starts after the previous one has published, so seqs
+// are assigned in log order and nothing is visible in the published state before it is durable.
+// A failed write is sticky:
 // that group and every later write fail with the same IOError; reads keep working. The one
 // exception is a full disk: below options.min_free_bytes of free space a group is refused with
 // Unavailable("disk full: ...") before anything is written, and should RocksDB still run out of
@@ -45,7 +47,7 @@
 // until ExpireMsgIds forgets them; a compaction filter then drops them from the msgid family.
 //
 // Thread safety: every method may be called concurrently from any thread. The destructor waits
-// for writers in flight (and the callbacks of AppendAsync writes the commit thread leads); no
+// for writers in flight (and the callbacks of the asynchronous writes the commit thread leads); no
 // call may start once it has begun.
 #pragma once
 
@@ -147,6 +149,7 @@ class RocksLogStore final : public LogStore {
 
   Result<std::vector<WriteOutcome>> Append(std::vector<Message> msgs) override LOCKS_EXCLUDED(mu_);
   void AppendAsync(std::vector<Message> msgs, AppendDone done) override LOCKS_EXCLUDED(mu_);
+  void ApplyAsync(std::vector<Message> msgs, AppendDone done) override LOCKS_EXCLUDED(mu_);
   Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
                                           const std::string& peer_url = {},
                                           const PullCursor* cursor = nullptr) override
@@ -216,15 +219,18 @@ class RocksLogStore final : public LogStore {
   // Queues `w` (which lives on the caller's stack), leads its group when it reaches the front
   // with nobody leading, and returns its result.
   Result<std::vector<WriteOutcome>> Wait(Writer* w) LOCKS_EXCLUDED(mu_);
-  // Commits the group at the front of writers_ and hands the lead on. Returns the AppendAsync
+  // Queues `w` (an AppendAsync or ApplyAsync writer, owned by the queue from now on) for the
+  // commit thread.
+  void WriteAsync(Writer* w) LOCKS_EXCLUDED(mu_);
+  // Commits the group at the front of writers_ and hands the lead on. Returns the asynchronous
   // writers of the group, whose callbacks the caller runs (RunCallbacks) once it has released
   // mu_. mu_ is released while the group is planned and written (and around a resume after a
   // full disk), and held again on return. REQUIRES: writers_ is not empty, nobody leads.
   std::vector<std::unique_ptr<Writer>> LeadGroup() EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Calls each writer's AppendAsync callback with its result. REQUIRES: mu_ not held.
+  // Calls each asynchronous writer's callback with its result. REQUIRES: mu_ not held.
   static void RunCallbacks(std::vector<std::unique_ptr<Writer>> finished);
-  // The commit thread: leads every group whose front writer is an AppendAsync one that no
-  // caller leads.
+  // The commit thread: leads every group whose front writer is an asynchronous one (AppendAsync,
+  // ApplyAsync) that no caller leads.
   void CommitLoop() LOCKS_EXCLUDED(mu_);
   // Plans and writes `group` (the front of writers_). Called by the leader without mu_ held.
   Result<WritePlan> PlanAndWrite(const std::vector<Writer*>& group, const WritePlanState& state,
@@ -273,13 +279,13 @@ class RocksLogStore final : public LogStore {
 
   mutable Mutex mu_;
   // Writers waiting for or inside a group commit, in arrival order; the group being committed is
-  // at the front. AppendAsync writers are owned by the queue until their group is done.
+  // at the front. Asynchronous writers are owned by the queue until their group is done.
   std::deque<Writer*> writers_ GUARDED_BY(mu_);
   bool leading_ GUARDED_BY(mu_) = false;   // a thread is committing the front group
   bool stopping_ GUARDED_BY(mu_) = false;  // the destructor has begun
   // Notified by a leader when its group leaves writers_ empty (the destructor waits for it).
   CondVar idle_cv_;
-  // Notified by a leader when the front writer is an AppendAsync one (the commit thread leads
+  // Notified by a leader when the front writer is an asynchronous one (the commit thread leads
   // it), and by the destructor (stop).
   CondVar commit_cv_;
   std::thread commit_thread_;        // runs CommitLoop

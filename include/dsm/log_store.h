@@ -134,6 +134,11 @@ class LogStore {
   virtual Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs,
                                                   const std::string& peer_url = {},
                                                   const PullCursor* cursor = nullptr) = 0;
+  // Apply(msgs) (no cursor) without waiting for the write: `done` is called as AppendAsync's.
+  // This default writes synchronously.
+  virtual void ApplyAsync(std::vector<Message> msgs, AppendDone done) {
+    done(Apply(std::move(msgs)));
+  }
 
   virtual Result<std::optional<Message>> Get(uint64_t seq) const = 0;
   virtual Result<std::optional<Message>> FindByMsgId(const std::string& msg_id) const = 0;

@@ -38,6 +38,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using storage_test::ClientMsg;
+using storage_test::PeerMsg;
 
 // Forwards to the default file system and wraps every new write-ahead log file (*.log) with
 // WrapWal: the base of the file systems below, which change what the log's writes do.
@@ -303,10 +304,27 @@ TEST_F(DiskFaultTest, OtherWriteErrorsStaySticky) {
   EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
 }
 
-// /send hands its messages to AppendAsync on an HTTP thread, which serves other connections too:
-// AppendAsync must return without waiting for the disk, even when the store is idle, and the
-// writes queued meanwhile go to the disk together once it answers.
-TEST_F(DiskFaultTest, AppendAsyncNeverWaitsForTheDiskOnItsCallersThread) {
+// /send hands its messages to AppendAsync, /replicate its pushed batch to ApplyAsync, on an HTTP
+// thread, which serves other connections too: neither may wait for the disk, even when the store
+// is idle, and the writes queued meanwhile go to the disk together once it answers.
+class AsyncWriteTest : public DiskFaultTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  // Write i (0-based): a client message, or position i + 1 of a peer's stream.
+  void Write(LogStore& store, int i, LogStore::AppendDone done) {
+    if (GetParam()) {
+      store.ApplyAsync({PeerMsg("w" + std::to_string(i), "peer@1", i + 1)}, std::move(done));
+    } else {
+      store.AppendAsync({ClientMsg("w" + std::to_string(i))}, std::move(done));
+    }
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(AppendAndApply, AsyncWriteTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ApplyAsync" : "AppendAsync";
+                         });
+
+TEST_P(AsyncWriteTest, NeverWaitsForTheDiskOnItsCallersThread) {
   constexpr int kWrites = 10;
   // Declared before the store, which outlives them otherwise: a failed assertion below must not
   // leave a callback to run on destroyed objects when the store is closed.
@@ -341,10 +359,10 @@ TEST_F(DiskFaultTest, AppendAsyncNeverWaitsForTheDiskOnItsCallersThread) {
         std::lock_guard lock(mu);
         callers.insert(std::this_thread::get_id());
       }
-      (*store)->AppendAsync({ClientMsg("w" + std::to_string(i))}, done);
+      Write(**store, i, done);
     }));
     returned = calls.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready;
-    EXPECT_TRUE(returned) << "AppendAsync of write " << i << " waited for the held disk";
+    EXPECT_TRUE(returned) << "write " << i << " waited for the held disk";
     if (i == 0 && returned) {
       EXPECT_TRUE(fs->WaitForAHeldSync(std::chrono::seconds(30)));
     }

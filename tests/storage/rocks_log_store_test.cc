@@ -1,5 +1,5 @@
 // RocksLogStore only: persistence across reopen, the refusals of Open, damage detection, group
-// commit under 16 concurrent writers, and AppendAsync writes mixed with waiting ones.
+// commit under 16 concurrent writers, and AppendAsync and ApplyAsync writes mixed with waiting ones.
 #include "storage/rocks_log_store.h"
 
 #include <gtest/gtest.h>
@@ -404,7 +404,7 @@ TEST_F(RocksLogStoreTest, SixteenConcurrentWritersAreGroupCommitted) {
   EXPECT_EQ(store->HighWater(store->stream_id()), kTotal);
 }
 
-// Collects AppendAsync completions: each must come exactly once.
+// Collects AppendAsync/ApplyAsync completions: each must come exactly once.
 class AsyncResults {
  public:
   explicit AsyncResults(size_t expected) : seqs_(expected, 0), calls_(expected, 0) {}
@@ -458,10 +458,17 @@ TEST_F(RocksLogStoreTest, AsyncAndWaitingWritersShareTheLogInOrder) {
   AsyncResults async(kAsyncThreads * kPerThread);
   std::vector<std::vector<uint64_t>> sync_seqs(kSyncThreads);
   std::vector<std::thread> threads;
+  // Half the asynchronous writers append client messages, half apply a peer's stream each.
   for (int t = 0; t < kAsyncThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        store->AppendAsync({ClientMsg(AsyncId(t, i))}, async.Callback(t * kPerThread + i));
+        LogStore::AppendDone done = async.Callback(t * kPerThread + i);
+        if (t % 2 == 0) {
+          store->AppendAsync({ClientMsg(AsyncId(t, i))}, std::move(done));
+        } else {
+          const std::string origin = "peer" + std::to_string(t) + "@1";
+          store->ApplyAsync({PeerMsg(AsyncId(t, i), origin, i + 1)}, std::move(done));
+        }
       }
     });
   }
@@ -503,6 +510,9 @@ TEST_F(RocksLogStoreTest, AsyncAndWaitingWritersShareTheLogInOrder) {
   }
   EXPECT_EQ(all.size(), kTotal);  // dense: 1..kTotal, each once
   EXPECT_EQ(*all.rbegin(), kTotal);
+  for (int t = 1; t < kAsyncThreads; t += 2) {
+    EXPECT_EQ(store->HighWater("peer" + std::to_string(t) + "@1"), uint64_t{kPerThread});
+  }
 }
 
 TEST_F(RocksLogStoreTest, DestructionWaitsForQueuedAsyncWrites) {
