@@ -424,21 +424,52 @@ void Node::Impl::Run(Actions actions) {
   }
 }
 
-void Node::Tick() {
+void Node::Tick() { impl_->Tick(); }
+
+void Node::Impl::Tick() {
   Actions a;
   {
-    MutexLock lock(&impl_->mu);
-    impl_->CollectDue(impl_->clock->Now(), &a);
+    MutexLock lock(&mu);
+    CollectDue(clock->Now(), &a);
   }
-  impl_->Run(std::move(a));
+  Run(std::move(a));
 }
 
 Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSkip& skip) {
   Impl& d = *impl_;
+  Result<std::string> origin = d.BeginReplicate(msgs, skip);
+  if (!origin.ok()) return origin.status();
+  const MonoTime write_start = d.clock->Now();
+  return d.EndReplicate(*origin, skip, write_start, d.log->Apply(std::move(msgs)));
+}
+
+void Node::ReplicateAsync(std::vector<Message> msgs, const PushSkip& skip,
+                          std::function<void(Result<ReplicateResult>)> done) {
+  Impl& d = *impl_;
+  Result<std::string> origin = d.BeginReplicate(msgs, skip);
+  if (!origin.ok()) return done(origin.status());
+  {
+    MutexLock lock(&d.mu);
+    ++d.appends_in_flight;
+  }
+  // The write completes here or later on the store's commit thread, which then answers the
+  // sender at once (EndReplicate takes no lock that is held across a write).
+  d.log->ApplyAsync(std::move(msgs), [&d, origin = std::move(origin).value(), skip,
+                                      write_start = d.clock->Now(), done = std::move(done)](
+                                         Result<std::vector<WriteOutcome>> written) mutable {
+    done(d.EndReplicate(origin, skip, write_start, std::move(written)));
+    MutexLock lock(&d.mu);
+    if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
+  });
+}
+
+Result<std::string> Node::Impl::BeginReplicate(const std::vector<Message>& msgs,
+                                               const PushSkip& skip) {
+  Impl& d = *this;
   // One origin stream per batch (or none: seed-style messages to adopt), so that the answer's
   // high water and gap describe the one stream the sender pushes. Pushes (push.cc) read one
   // stream, so only a hand-made request mixes them.
-  const std::string origin =
+  std::string origin =
       skip.trimmed_through > 0 ? skip.origin : (msgs.empty() ? std::string() : msgs.front().origin);
   if (skip.trimmed_through > 0 && (origin.empty() || origin == d.log->stream_id())) {
     return Status::InvalidArgument("'origin' must name another node's stream to skip in");
@@ -451,7 +482,6 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
                                      ", msgs[0] " + name(origin));
     }
   }
-  ReplicateResult res;
   if (skip.trimmed_through > 0) {
     // The sender trimmed these positions before this node got them: skipped, unless a peer may
     // still hold them (then the messages after them are a gap until it supplied them).
@@ -465,11 +495,17 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
     if (!skipped.ok()) return skipped.status();
     if (skipped->skipped > 0) d.NoteSkipped(origin, skipped->through, skipped->skipped);
   }
-  const MonoTime write_start = d.clock->Now();
-  Result<std::vector<WriteOutcome>> written = d.log->Apply(std::move(msgs));
+  return origin;
+}
+
+Result<ReplicateResult> Node::Impl::EndReplicate(const std::string& origin, const PushSkip& skip,
+                                                 MonoTime write_start,
+                                                 Result<std::vector<WriteOutcome>> written) {
+  Impl& d = *this;
   d.replicate_write_seconds.Observe(
       std::chrono::duration<double>(d.clock->Now() - write_start).count());
   if (!written.ok()) return written.status();
+  ReplicateResult res;
   res.outcomes = std::move(written.value());
   d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
@@ -499,7 +535,7 @@ Result<ReplicateResult> Node::Replicate(std::vector<Message> msgs, const PushSki
   if (res.conflict) d.conflicts.fetch_add(1, std::memory_order_relaxed);
   if (adopted) {
     // Messages without an origin became our own: the replication thread ships them like a /send.
-    d.Post([this] { Tick(); });
+    d.Post([&d] { d.Tick(); });
   }
   return res;
 }

@@ -150,6 +150,11 @@ class Node {
   // `skip` (a push of a sender whose retention trimmed positions this node lacks) is applied
   // first (LogStore::SkipTrimmed).
   Result<ReplicateResult> Replicate(std::vector<Message> msgs, const PushSkip& skip = {});
+  // Replicate without waiting for the batch's write (LogStore::ApplyAsync): `done` is called
+  // exactly once, on this thread or later on the log's commit thread, where it must not wait for
+  // a write. (A skip, rare, is still written before this returns.)
+  void ReplicateAsync(std::vector<Message> msgs, const PushSkip& skip,
+                      std::function<void(Result<ReplicateResult>)> done);
   // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`
   // covers (origin_seq at or below the puller's high water of their origin). A page looks at no
   // more than kSyncScanFactor * limit entries.

@@ -283,10 +283,11 @@ struct Node::Impl {
   std::function<void()> wakeup GUARDED_BY(mu);
   std::function<void(EventLevel, const std::string&)> event_log GUARDED_BY(mu);
   std::vector<std::pair<EventLevel, std::string>> pending_events GUARDED_BY(mu);
-  // Client writes handed to LogStore::AppendAsync whose completion has not finished yet; the
-  // destructor waits for them (their completions use this Impl).
+  // Writes handed to LogStore::AppendAsync (client writes) or ApplyAsync (pushed batches) whose
+  // completion has not finished yet; the destructor waits for them (their completions use this
+  // Impl).
   int appends_in_flight GUARDED_BY(mu) = 0;
-  CondVar appends_done;  // notified when appends_in_flight drops to 0 (an AppendAsync completion)
+  CondVar appends_done;  // notified when appends_in_flight drops to 0 (such a completion)
 
   // Metrics: atomics and histograms, updated without mu.
   enum Source { kClient, kReplicate, kPull, kSources };
@@ -393,6 +394,8 @@ struct Node::Impl {
 
   // Decides which requests are due now. Marks them in flight.
   void CollectDue(MonoTime now, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Node::Tick: does everything due now.
+  void Tick() LOCKS_EXCLUDED(mu);
 
   void CollectDueWork(MonoTime now, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);
 
@@ -545,6 +548,17 @@ struct Node::Impl {
   // because their holder had trimmed them.
   void NoteSkipped(const std::string& origin, uint64_t through, uint64_t skipped)
       LOCKS_EXCLUDED(mu);
+
+  // ---- /replicate (node.cc) ----
+  // Checks a pushed batch (one origin stream) and applies its skip of trimmed positions; returns
+  // the batch's origin stream ("" for seed-style messages to adopt).
+  Result<std::string> BeginReplicate(const std::vector<Message>& msgs, const PushSkip& skip)
+      LOCKS_EXCLUDED(mu);
+  // The answer to a batch of `origin` once its write (begun at `write_start`) is done. Takes mu
+  // only briefly: it may run on the log's commit thread.
+  Result<ReplicateResult> EndReplicate(const std::string& origin, const PushSkip& skip,
+                                       MonoTime write_start,
+                                       Result<std::vector<WriteOutcome>> written) LOCKS_EXCLUDED(mu);
 };
 
 template <typename Update>

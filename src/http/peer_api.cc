@@ -59,16 +59,25 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
   positions.reserve(msgs->size());
   for (const Message& m : *msgs) positions.emplace_back(m.origin, m.origin_seq);
 
-  Result<ReplicateResult> r = node->Replicate(std::move(msgs).value(), *skip);
-  if (!r.ok()) return reply->SendError(r.status());
-  if (r->outcomes.size() != positions.size()) {
-    return reply->SendError(Status::IOError("the log returned " +
-                                            std::to_string(r->outcomes.size()) + " outcomes for " +
-                                            std::to_string(positions.size()) + " messages"));
-  }
-
-  const http::PeerAnswer answer = http::ReplicateAnswer(*r, positions, node->stream_id(), batch);
-  reply->Send(answer.status, answer.body);
+  // Answered from the log's commit thread once the batch is durable: this event loop goes on
+  // reading its other connections meanwhile (their writes join the same group commit).
+  node->ReplicateAsync(
+      std::move(msgs).value(), *skip,
+      [reply, positions = std::move(positions), node = node, batch](Result<ReplicateResult> r) {
+        if (!r.ok()) return reply->SendError(r.status());
+        if (r->outcomes.size() != positions.size()) {
+          return reply->SendError(Status::IOError(
+              "the log returned " + std::to_string(r->outcomes.size()) + " outcomes for " +
+              std::to_string(positions.size()) + " messages"));
+        }
+        try {
+          const http::PeerAnswer answer =
+              http::ReplicateAnswer(*r, positions, node->stream_id(), batch);
+          reply->Send(answer.status, answer.body);
+        } catch (const std::exception& e) {
+          reply->Send(500, json::ErrorBody(std::string("internal error: ") + e.what()));
+        }
+      });
 }
 
 

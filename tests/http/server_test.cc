@@ -2,8 +2,9 @@
 // whose peer requests the test answers by hand, and a ManualClock, so that quorum outcomes,
 // timeouts and failures happen exactly when the test decides. Covers the seed's endpoints, the
 // answer to every kind of bad input, streamed listings, the /send answer from another thread
-// (the server thread is never blocked by a quorum wait), shutdown with a pending quorum wait, and
-// a port already in use.
+// (the server thread is never blocked by a quorum wait), a /replicate answered once its batch is
+// durable (the server thread is never blocked by its write), shutdown with a pending quorum wait,
+// and a port already in use.
 #include "src/http/server.h"
 
 #include <gtest/gtest.h>
@@ -13,12 +14,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/node.h"
@@ -56,7 +60,7 @@ class ServerTest : public ::testing::Test {
     for (size_t i = 0; i < peers; ++i)
       o.peers.push_back("http://127.0.0.1:" + std::to_string(1 + i));
     o.max_message_bytes = kMaxMessageBytes;
-    node_ = std::make_unique<Node>(o, &store_, &transport_, &clock_);
+    node_ = std::make_unique<Node>(o, node_log_ ? node_log_ : &store_, &transport_, &clock_);
     HttpServerOptions so;
     so.threads = http_threads;
     server_ = std::make_unique<HttpServer>(o, node_.get(), server_log ? server_log : &store_,
@@ -90,6 +94,7 @@ class ServerTest : public ::testing::Test {
 
   ManualClock clock_;
   MemoryLogStore store_{"node1", "inc1"};
+  LogStore* node_log_ = nullptr;  // the Node's log when set (store_ otherwise)
   FakeTransport transport_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<HttpServer> server_;
@@ -795,6 +800,98 @@ TEST_F(ServerTest, QuorumSendIsAnsweredLaterWithoutBlockingTheServer) {
   ASSERT_EQ(sent.status, 200) << sent.Describe();
   EXPECT_EQ(sent.Str("msg_id"), "q1");
   EXPECT_EQ(sent.Int("seq"), 1);
+}
+
+// A log whose pushed batches are held until the test releases them, as a slow disk holds their
+// fsync: ApplyAsync keeps the batch, Apply (a caller that waits for its write) waits.
+class HeldApplyLog final : public ForwardingLogStore {
+ public:
+  using ForwardingLogStore::ForwardingLogStore;
+
+  Result<std::vector<WriteOutcome>> Apply(std::vector<Message> msgs, const std::string& peer_url,
+                                          const PullCursor* cursor) override {
+    {
+      std::unique_lock lock(mu_);
+      ++arrived_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    return base_->Apply(std::move(msgs), peer_url, cursor);
+  }
+  void ApplyAsync(std::vector<Message> msgs, AppendDone done) override {
+    {
+      std::lock_guard lock(mu_);
+      ++arrived_;
+      cv_.notify_all();
+      if (!released_) {
+        held_.emplace_back(std::move(msgs), std::move(done));
+        return;
+      }
+    }
+    done(base_->Apply(std::move(msgs)));
+  }
+
+  // Whether a batch reached the log within `deadline`.
+  bool WaitArrived(Millis deadline) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, deadline, [&] { return arrived_ > 0; });
+  }
+  // Writes every held batch (completing it on this thread) and lets later ones through.
+  void Release() {
+    std::vector<std::pair<std::vector<Message>, AppendDone>> held;
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+      held.swap(held_);
+      cv_.notify_all();
+    }
+    for (auto& [msgs, done] : held) done(base_->Apply(std::move(msgs)));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  bool released_ = false;
+  std::vector<std::pair<std::vector<Message>, AppendDone>> held_;
+};
+
+class HeldApplyTest : public ServerTest {
+ protected:
+  void SetUp() override { node_log_ = &held_; }
+  void TearDown() override {
+    held_.Release();  // nothing may stay held: the Node waits for its writes when destroyed
+    ServerTest::TearDown();
+    node_.reset();
+  }
+  HeldApplyLog held_{&store_};
+};
+
+// A push is answered once its batch is durable, from the thread that completes the write: the
+// event loop that read it goes on serving its other connections meanwhile.
+TEST_F(HeldApplyTest, ReplicateIsAnsweredOnceDurableWithoutBlockingTheServer) {
+  // One HTTP thread: if the pending /replicate held it, nothing else could be answered.
+  StartServer(ReplicationMode::kAsync, 2, 0, /*http_threads=*/1);
+  auto pending = std::async(std::launch::async, [this] {
+    return Post("/replicate",
+                R"({"msgs":[{"msg_id":"p1","payload":"1","ts":1,"origin":"node2@x","origin_seq":1}]})");
+  });
+  ASSERT_TRUE(held_.WaitArrived(kWait));
+  HttpResponse hb = HttpGet(url_ + "/heartbeat", Millis(5000));
+  EXPECT_EQ(hb.status, 200) << "the server stopped serving while a push's write was held: "
+                            << hb.Describe();
+  HttpResponse sent = Post("/send", R"({"sender":"a","recipient":"b","payload":"s","msg_id":"s1"})");
+  EXPECT_EQ(sent.status, 200) << sent.Describe();
+  // Not answered before its batch is durable.
+  EXPECT_EQ(pending.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(store_.HighWater("node2@x"), 0u);
+
+  held_.Release();
+  HttpResponse pushed = pending.get();
+  ASSERT_EQ(pushed.status, 200) << pushed.Describe();
+  EXPECT_EQ(pushed.Int("applied"), 1);
+  EXPECT_EQ(pushed.Int("high_water"), 1);
+  EXPECT_EQ(store_.HighWater("node2@x"), 1u);
 }
 
 TEST_F(ServerTest, QuorumTimeoutAnswers504WithMsgIdAndSeq) {
