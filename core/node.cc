@@ -452,14 +452,21 @@ void Node::ReplicateAsync(std::vector<Message> msgs, const PushSkip& skip,
     MutexLock lock(&d.mu);
     ++d.appends_in_flight;
   }
-  // The write completes here or later on the store's commit thread, which then answers the
-  // sender at once (EndReplicate takes no lock that is held across a write).
+  // The write completes here or later on the thread that leads its group commit (the log's
+  // commit thread, or a waiting writer's), which then answers the sender at once (EndReplicate
+  // takes no lock that is held across a write).
   d.log->ApplyAsync(std::move(msgs), [&d, origin = std::move(origin).value(), skip,
                                       write_start = d.clock->Now(), done = std::move(done)](
                                          Result<std::vector<WriteOutcome>> written) mutable {
+    // Counted down however this ends: the destructor waits for it.
+    struct InFlight {
+      Impl& d;
+      ~InFlight() {
+        MutexLock lock(&d.mu);
+        if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
+      }
+    } in_flight{d};
     done(d.EndReplicate(origin, skip, write_start, std::move(written)));
-    MutexLock lock(&d.mu);
-    if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
   });
 }
 

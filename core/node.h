@@ -151,8 +151,9 @@ class Node {
   // first (LogStore::SkipTrimmed).
   Result<ReplicateResult> Replicate(std::vector<Message> msgs, const PushSkip& skip = {});
   // Replicate without waiting for the batch's write (LogStore::ApplyAsync): `done` is called
-  // exactly once, on this thread or later on the log's commit thread, where it must not wait for
-  // a write. (A skip, rare, is still written before this returns.)
+  // exactly once, on this thread or later on the thread that leads the batch's group commit
+  // (the log's commit thread, or a thread waiting for its own write), where it must neither wait
+  // for a write nor throw. (A skip, rare, is still written before this returns.)
   void ReplicateAsync(std::vector<Message> msgs, const PushSkip& skip,
                       std::function<void(Result<ReplicateResult>)> done);
   // Serving POST /sync: entries with seq > since, at most `limit`, leaving out those `have`

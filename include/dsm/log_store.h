@@ -122,7 +122,8 @@ class LogStore {
   // Append without waiting for the write: `done` is called exactly once with what Append would
   // have returned, either before AppendAsync returns (on the calling thread) or later on another
   // thread, never with a lock of the store held. `done` must not wait for another write of this
-  // store (Append, Apply): it may run on the thread that commits the writes queued behind it.
+  // store (Append, Apply), nor throw: it may run on the thread that commits the writes queued
+  // behind it.
   // This default writes synchronously.
   using AppendDone = std::function<void(Result<std::vector<WriteOutcome>>)>;
   virtual void AppendAsync(std::vector<Message> msgs, AppendDone done) {

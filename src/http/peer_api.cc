@@ -59,22 +59,24 @@ void HttpServer::Impl::HandleReplicate(const Rest::Request& req, const ReplyPtr&
   positions.reserve(msgs->size());
   for (const Message& m : *msgs) positions.emplace_back(m.origin, m.origin_seq);
 
-  // Answered from the log's commit thread once the batch is durable: this event loop goes on
-  // reading its other connections meanwhile (their writes join the same group commit).
+  // Answered by the thread that leads the batch's group commit once it is durable (the log's
+  // commit thread, Node::ReplicateAsync): this event loop goes on reading its other connections
+  // meanwhile, and their writes join the same group.
   node->ReplicateAsync(
       std::move(msgs).value(), *skip,
       [reply, positions = std::move(positions), node = node, batch](Result<ReplicateResult> r) {
-        if (!r.ok()) return reply->SendError(r.status());
-        if (r->outcomes.size() != positions.size()) {
-          return reply->SendError(Status::IOError(
-              "the log returned " + std::to_string(r->outcomes.size()) + " outcomes for " +
-              std::to_string(positions.size()) + " messages"));
-        }
         try {
+          if (!r.ok()) return reply->SendError(r.status());
+          if (r->outcomes.size() != positions.size()) {
+            return reply->SendError(Status::IOError(
+                "the log returned " + std::to_string(r->outcomes.size()) + " outcomes for " +
+                std::to_string(positions.size()) + " messages"));
+          }
           const http::PeerAnswer answer =
               http::ReplicateAnswer(*r, positions, node->stream_id(), batch);
           reply->Send(answer.status, answer.body);
         } catch (const std::exception& e) {
+          // Not on an event loop (whose handlers answer 500 for what they throw): said here.
           reply->Send(500, json::ErrorBody(std::string("internal error: ") + e.what()));
         }
       });

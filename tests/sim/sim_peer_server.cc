@@ -51,7 +51,13 @@ SimNetwork::HttpReply Replicate(Node* node, const LogStore* log, const std::stri
   std::vector<std::pair<std::string, uint64_t>> positions;
   for (const Message& m : msgs) positions.emplace_back(m.origin, m.origin_seq);
 
-  Result<ReplicateResult> r = node->Replicate(std::move(msgs), *skip);
+  // As dsm-node serves it (src/http/peer_api.cc). The simulated log applies synchronously, so
+  // the answer is here when ReplicateAsync returns.
+  std::optional<Result<ReplicateResult>> answered;
+  node->ReplicateAsync(std::move(msgs), *skip,
+                       [&answered](Result<ReplicateResult> r) { answered = std::move(r); });
+  if (!answered) return Error(Status::IOError("the simulated log did not apply the batch at once"));
+  Result<ReplicateResult>& r = *answered;
   if (!r.ok()) return Error(r.status());
   if (r->outcomes.size() != positions.size()) {
     return Error(Status::IOError("the log returned " + std::to_string(r->outcomes.size()) +

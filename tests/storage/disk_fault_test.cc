@@ -331,7 +331,7 @@ TEST_P(AsyncWriteTest, NeverWaitsForTheDiskOnItsCallersThread) {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<uint64_t> seqs;
-  std::set<std::thread::id> callers;  // the threads that called AppendAsync
+  std::set<std::thread::id> callers;  // the threads that made the writes
   bool on_a_caller_thread = false;
   auto done = [&](Result<std::vector<WriteOutcome>> r) {
     std::lock_guard lock(mu);
