@@ -94,6 +94,29 @@ void Node::Impl::MarkSuccess(PeerState& p, MonoTime now) {
   }
 }
 
+void Node::Impl::HeardFrom(const std::string& stream) {
+  Actions a;
+  {
+    MutexLock lock(&mu);
+    if (!started || stopped) return;
+    const MonoTime now = clock->Now();
+    for (PeerState& p : peers) {
+      if (!p.active() || p.stream.empty() || p.stream != stream) continue;
+      // At most once per retry_min: a peer (or whoever names its stream) that calls often does
+      // not make this node retry faster than its shortest backoff.
+      if (p.heard_from && now - *p.heard_from < options.retry_min) continue;
+      p.heard_from = now;
+      if (p.consecutive_failures > 0 && p.push_not_before > now) {
+        p.push_backoff = Millis(0);
+        p.push_not_before = now;
+      }
+      if (p.liveness != Liveness::kAlive && !p.heartbeat_in_flight) p.next_heartbeat = now;
+    }
+    CollectDue(now, &a);
+  }
+  Run(std::move(a));
+}
+
 void Node::Impl::MarkFailure(PeerState& p, MonoTime now) {
   ++p.consecutive_failures;
   UpdateLiveness(p, now);

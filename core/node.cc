@@ -610,10 +610,13 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
 
 const std::string& Node::stream_id() const { return impl_->log->stream_id(); }
 
-HeartbeatReply Node::Heartbeat(const Membership* from_peer) {
+HeartbeatReply Node::Heartbeat(const Membership* from_peer, std::string_view caller_stream) {
   if (from_peer != nullptr && from_peer->version > 0) {
     // Merged on the replication thread, like everything peers say.
     impl_->Post([this, m = *from_peer] { impl_->HearMembership(m); });
+  }
+  if (!caller_stream.empty()) {
+    impl_->Post([this, stream = std::string(caller_stream)] { impl_->HeardFrom(stream); });
   }
   HeartbeatReply r;
   r.node_id = options_.id;

@@ -103,6 +103,7 @@ struct PeerState {
   int consecutive_failures = 0;
   bool heartbeat_in_flight = false;
   MonoTime next_heartbeat{};
+  std::optional<MonoTime> heard_from;  // its last heartbeat that HeardFrom acted on
   std::string stream;                           // the peer's own stream, from its heartbeat
   std::vector<std::string> former_streams;      // streams it had before (the last 16), never
                                                 // current again
@@ -391,6 +392,9 @@ struct Node::Impl {
   void MarkSuccess(PeerState& p, MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   void MarkFailure(PeerState& p, MonoTime now) EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Node::Heartbeat's `caller_stream`: the peer whose stream it is called this node.
+  void HeardFrom(const std::string& stream) LOCKS_EXCLUDED(mu);
 
   // Decides which requests are due now. Marks them in flight.
   void CollectDue(MonoTime now, Actions* a) EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -30,6 +30,7 @@
 
 #include "common/thread_annotations.h"
 #include "src/http/json_codec.h"
+#include "src/http/peer_protocol.h"
 
 namespace dsm {
 namespace {
@@ -114,6 +115,11 @@ struct PeerClient::Impl {
     post_headers = curl_slist_append(post_headers, "Accept: application/json");
     post_headers = curl_slist_append(post_headers, "Connection: keep-alive");
     post_headers = curl_slist_append(post_headers, "Expect:");
+    if (!options.self_stream.empty()) {
+      const std::string from = std::string(http::kStreamHeader) + ": " + options.self_stream;
+      get_headers = curl_slist_append(get_headers, from.c_str());
+      post_headers = curl_slist_append(post_headers, from.c_str());
+    }
     if (!options.cluster_token.empty()) {
       const std::string auth = "Authorization: Bearer " + options.cluster_token;
       get_headers = curl_slist_append(get_headers, auth.c_str());

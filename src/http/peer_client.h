@@ -28,6 +28,9 @@ struct PeerClientOptions {
   // Sent on every request as "Authorization: Bearer <token>" when not empty (the peers' cluster
   // token, see src/http/auth.h). Never logged.
   std::string cluster_token;
+  // This node's stream id, sent on every request as "X-Dsm-Stream: <id>" when not empty (a peer
+  // that hears a heartbeat so named retries its pushes to this node at once: Node::Heartbeat).
+  std::string self_stream;
   // https:// peers: their certificate and host name are verified against ca_file (PEM; empty:
   // the system's CAs). cert_file and key_file (PEM, both or neither) are presented to peers that
   // require client certificates.

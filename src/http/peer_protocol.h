@@ -36,6 +36,13 @@ inline constexpr size_t kMaxHaveStreams = 4096;
 // InvalidArgument naming the field when the body is not such a request.
 Result<SyncRequest> ParseSyncRequest(std::string_view body);
 
+// The header in which a node names its own stream id on every request to a peer: a heartbeat
+// that carries it tells the peer who calls (Node::Heartbeat's caller_stream).
+inline constexpr const char* kStreamHeader = "X-Dsm-Stream";
+// Whether `s` has the shape of a stream id, "<node id>@<incarnation>": at most 128 characters,
+// letters, digits, '.', '_', '-' and one '@' neither first nor last.
+bool ValidStreamId(std::string_view s);
+
 // An answer: HTTP status and JSON body.
 struct PeerAnswer {
   int status = 200;

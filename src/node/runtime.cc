@@ -69,6 +69,7 @@ Status Runtime::Start() {
   peer_options.max_payload_bytes = o.max_message_bytes;
   peer_options.sync_page_bytes = o.batch_bytes;
   peer_options.cluster_token = config_.cluster_token;
+  peer_options.self_stream = store_->stream_id();
   peer_options.ca_file = config_.tls.ca_file;
   peer_options.cert_file = config_.tls.peer_cert_file;
   peer_options.key_file = config_.tls.peer_key_file;

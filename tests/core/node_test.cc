@@ -261,6 +261,57 @@ TEST_F(NodeTest, FailedPushIsRetriedWithBackoff) {
   EXPECT_EQ(transport_.TakeReplicate().msgs[0].msg_id, "m1");
 }
 
+// A restarted peer's first heartbeat names its stream: the push that backs off after failing to
+// reach it goes out again at once, not at the end of its backoff.
+TEST_F(NodeTest, AHeartbeatFromAPeerRetriesItsBackedOffPushAtOnce) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  ASSERT_EQ(transport_.pending_replicates(), 0u);
+
+  // Neither someone else's stream nor a GET without one changes anything.
+  node_->Heartbeat(nullptr, "stranger@9");
+  node_->Heartbeat();
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_replicates(), 0u);
+
+  node_->Heartbeat(nullptr, PeerStream(0));  // the clock has not moved
+  ASSERT_EQ(transport_.pending_replicates(), 1u);
+  auto resent = transport_.TakeReplicate();
+  EXPECT_EQ(resent.msgs[0].msg_id, "m1");
+
+  // At most once per retry_min: a second failure backs off again, and a heartbeat that comes
+  // sooner than retry_min after the last one acted on does not cut it short.
+  resent.done(Status::Unavailable("refused"));
+  node_->Heartbeat(nullptr, PeerStream(0));
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_replicates(), 0u);
+  clock_.Advance(options_.retry_min);
+  node_->Heartbeat(nullptr, PeerStream(0));
+  EXPECT_EQ(transport_.pending_replicates(), 1u);
+}
+
+// A peer that is dead here and calls again gets a heartbeat at once: only this node's own
+// exchange with it makes it alive (the heartbeat it sent proves one direction only).
+TEST_F(NodeTest, AHeartbeatFromADeadPeerIsAnsweredWithAHeartbeatAtOnce) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  clock_.Advance(milliseconds(50));
+  node_->Tick();
+  FailHeartbeats();
+  clock_.Advance(options_.heartbeat_timeout);
+  node_->Tick();
+  FailHeartbeats();
+  ASSERT_FALSE(node_->GetStatus().peers[0].alive);
+  ASSERT_EQ(transport_.pending_heartbeats(), 0u);
+
+  node_->Heartbeat(nullptr, PeerStream(0));
+  ASSERT_EQ(transport_.pending_heartbeats(), 1u);
+  EXPECT_FALSE(node_->GetStatus().peers[0].alive);
+  OkHeartbeats();
+  EXPECT_TRUE(node_->GetStatus().peers[0].alive);
+}
+
 TEST_F(NodeTest, GapAnswerRewindsThePushCursor) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   std::optional<SendResult> r;

@@ -196,6 +196,25 @@ TEST_F(PeerClientTest, HeartbeatRoundTrip) {
   EXPECT_EQ(got[0].path, "/heartbeat");
   EXPECT_EQ(got[0].headers["connection"], "keep-alive");
   EXPECT_EQ(got[0].headers.count("expect"), 0u);
+  EXPECT_EQ(got[0].headers.count("x-dsm-stream"), 0u);  // no self_stream given
+}
+
+// With self_stream, every request names this node's stream (the peer acts on it in a heartbeat).
+TEST_F(PeerClientTest, EveryRequestNamesThisNodesStream) {
+  PeerClientOptions options = FastOptions();
+  options.self_stream = "node1@abcd";
+  auto client = StartClient(options);
+  Outcome<HeartbeatReply> hb;
+  client->Heartbeat(0, hb.Callback());
+  ASSERT_TRUE(hb.Wait());
+  Outcome<ReplicateReply> pushed;
+  client->Replicate(0, {MakeMessage(1)}, pushed.Callback());
+  ASSERT_TRUE(pushed.Wait());
+  std::vector<FakePeer::HttpRequest> got = peer_.received();
+  ASSERT_EQ(got.size(), 2u);
+  for (FakePeer::HttpRequest& r : got) {
+    EXPECT_EQ(r.headers["x-dsm-stream"], "node1@abcd") << r.method << " " << r.path;
+  }
 }
 
 // Peers are reached directly, whatever proxy the environment names (here one that is down).

@@ -802,6 +802,34 @@ TEST_F(ServerTest, QuorumSendIsAnsweredLaterWithoutBlockingTheServer) {
   EXPECT_EQ(sent.Int("seq"), 1);
 }
 
+// A peer's heartbeat names its stream in X-Dsm-Stream (src/http/peer_client.cc): a push to it
+// that backs off after failing is retried at once. A malformed name is ignored.
+TEST_F(ServerTest, AHeartbeatNamingAPeersStreamRetriesItsPushAtOnce) {
+  StartServer(ReplicationMode::kAsync, 2, 1);
+  PeersAlive();  // the peer's stream is "peer@1"
+  HttpResponse sent = Post("/send", R"({"payload":"p","msg_id":"h1"})");
+  ASSERT_EQ(sent.status, 200) << sent.Describe();
+  ASSERT_TRUE(WaitFor([&] { return transport_.pending_replicates() > 0; }, kWait));
+  transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  ASSERT_EQ(transport_.pending_replicates(), 0u);
+
+  HttpRequest req;
+  req.url = url_ + "/heartbeat";
+  for (const char* bad : {"X-Dsm-Stream: peer 1", "X-Dsm-Stream: peer@1@2", "X-Dsm-Stream: @1"}) {
+    req.headers = {bad};
+    HttpResponse hb = testing::Http(req);
+    EXPECT_EQ(hb.status, 200) << bad << ": " << hb.Describe();
+  }
+  EXPECT_EQ(transport_.pending_replicates(), 0u);  // the clock has not moved
+
+  req.headers = {"X-Dsm-Stream: peer@1"};
+  HttpResponse hb = testing::Http(req);
+  EXPECT_EQ(hb.status, 200) << hb.Describe();
+  EXPECT_EQ(hb.Str("node_id"), "node1");
+  ASSERT_TRUE(WaitFor([&] { return transport_.pending_replicates() > 0; }, kWait));
+  EXPECT_EQ(transport_.TakeReplicate().msgs[0].msg_id, "h1");
+}
+
 // A log whose pushed batches are held until the test releases them, as a slow disk holds their
 // fsync: ApplyAsync keeps the batch, Apply (a caller that waits for its write) waits.
 class HeldApplyLog final : public ForwardingLogStore {
