@@ -140,9 +140,9 @@ void HttpServer::Impl::HandleHeartbeat(const Rest::Request& req, const ReplyPtr&
     from_peer = std::move(m).value();
   }
   // A peer names its own stream (src/http/peer_client.cc); anything else is ignored.
-  std::string_view caller_stream;
+  std::string caller_stream;
   if (auto raw = req.headers().tryGetRaw(http::kStreamHeader)) {
-    if (http::ValidStreamId(raw->value())) caller_stream = raw->value();
+    if (http::ValidStreamId(raw->value())) caller_stream = raw->value();  // copied: `raw` is too
   }
   const http::PeerAnswer answer =
       http::HeartbeatAnswer(node->Heartbeat(from_peer ? &*from_peer : nullptr, caller_stream));
