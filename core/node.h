@@ -184,7 +184,10 @@ class Node {
   // are handled: `executor(task)` must run `task` soon, on a thread of its choosing that is
   // neither the transport's event loop nor the log's commit thread (the runtime's replication
   // thread), so fsyncing applies never delay heartbeats and a group commit's leader only wakes
-  // its writers. Without one (tests, the simulation) they are handled where they arrive.
+  // its writers. Without one (tests, the simulation) they are handled where they arrive, which
+  // only a log that completes its writes on the caller's thread allows: on RocksLogStore a
+  // completion could then run Tick on the log's commit thread and wait there for a write that
+  // only that thread leads.
   // REQUIRES: called before Start().
   void SetExecutor(std::function<void(std::function<void()>)> executor);
   // Where replication's own log work runs: reading a push batch, writing a pulled or repaired
