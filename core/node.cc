@@ -517,7 +517,6 @@ Result<ReplicateResult> Node::Impl::EndReplicate(const std::string& origin, cons
   d.CountOutcomes(Impl::kReplicate, res.outcomes);
   bool adopted = false;
   bool appended = false;        // a message of `origin` was written now
-  uint64_t through = 0;         // the furthest position of `origin` that is now held
   uint64_t first_conflict = 0;  // origin_seq of the first conflicting position of `origin`
   for (const WriteOutcome& o : res.outcomes) {
     if (o.kind == WriteOutcome::Kind::kGap) res.gap = true;
@@ -529,24 +528,14 @@ Result<ReplicateResult> Node::Impl::EndReplicate(const std::string& origin, cons
     }
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == d.log->stream_id()) adopted = true;
     if (o.kind == WriteOutcome::Kind::kAppended && o.origin == origin) appended = true;
-    if ((o.kind == WriteOutcome::Kind::kAppended || o.kind == WriteOutcome::Kind::kDuplicate) &&
-        o.origin == origin) {
-      through = std::max(through, o.origin_seq);
-    }
   }
   // Positions the sender trimmed that this node did not skip yet (another peer may hold them):
   // what follows them is a gap, also when nothing follows (the sender backs off, push.cc).
   if (skip.trimmed_through > 0 && d.log->HighWater(origin) < skip.trimmed_through) res.gap = true;
-  // The stream arrives by push (pulls leave it to the pushes, pull.cc) while the pushes move on:
-  // they bring something new, or positions beyond those pushed before that pulls brought first
-  // (a restarted node pulls everything until its peers' pushes reach it; from there on they
-  // carry their streams, instead of every message arriving twice or three times). A push of
-  // positions pushed before (a sender resending from an old cursor) does not hold back the
-  // pulls.
-  if (!origin.empty() && through > 0 && !res.gap && !res.conflict &&
-      origin != d.log->stream_id()) {
-    d.NotePushed(origin, through, appended);
-  }
+  // The stream arrives by push (pulls leave it to the pushes, pull.cc) only while pushes bring
+  // something new: a push of positions this node already holds (a sender resending from an old
+  // cursor after a long cut, while pulls brought them) must not hold back the pulls.
+  if (appended && !res.gap && !res.conflict && origin != d.log->stream_id()) d.NotePushed(origin);
   res.high_water = d.log->HighWater(origin.empty() ? d.log->stream_id() : origin);
   // A conflict: the sender's stream is held as it wrote it only up to the position before.
   if (first_conflict > 0) res.high_water = std::min(res.high_water, first_conflict - 1);

@@ -319,14 +319,10 @@ struct Node::Impl {
   // Positions skipped because a node that is not a peer trimmed them (pushes name their stream).
   std::atomic<uint64_t> skipped_unattributed{0};
 
-  // Origin streams whose pushes moved on lately (NotePushed), with when and the furthest
-  // position pushed. Pulled pages are written only up to their first position the pushes are
-  // bringing (FirstPushedPosition).
-  struct PushedStream {
-    MonoTime at{};
-    uint64_t through = 0;
-  };
-  std::map<std::string, PushedStream, std::less<>> pushed_streams GUARDED_BY(mu);
+  // Origin streams whose pushes this node applied lately (a /replicate without a gap or a
+  // conflict), with when. Pulled pages are written only up to their first position the pushes
+  // are bringing (FirstPushedPosition).
+  std::map<std::string, MonoTime, std::less<>> pushed_streams GUARDED_BY(mu);
 
   // The rest of a client write once the log has it (or refused it): count it, then answer now
   // or register its quorum wait.
@@ -486,12 +482,9 @@ struct Node::Impl {
   std::map<std::string, uint64_t> HaveMap() const;
   // The first entry of a pulled page that the pushes are bringing (see pull.cc), or msgs.size().
   size_t FirstPushedPosition(const std::vector<Message>& msgs) const LOCKS_EXCLUDED(mu);
-  // Records that a push of `origin` up to position `through` was applied without a gap or a
-  // conflict: the stream arrives by push if the push appended messages (`appended`) or went
-  // beyond every push of it before (one that pulls had brought already: the pushes carry it on).
-  // A push of positions pushed before (a sender resending from an old cursor) proves nothing.
-  void NotePushed(const std::string& origin, uint64_t through, bool appended) LOCKS_EXCLUDED(mu);
-  // Whether `origin` arrives by push: a push moved on within the heartbeat timeout.
+  // Records that a push of `origin` was applied without a gap or a conflict.
+  void NotePushed(const std::string& origin) LOCKS_EXCLUDED(mu);
+  // Whether `origin` arrives by push: one was applied within the heartbeat timeout.
   bool ArrivesByPush(std::string_view origin, MonoTime now) const EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   MonoTime NextDeadline() const EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -87,25 +87,18 @@ std::map<std::string, uint64_t> Node::Impl::HaveMap() const {
 
 bool Node::Impl::ArrivesByPush(std::string_view origin, MonoTime now) const {
   auto it = pushed_streams.find(origin);
-  return it != pushed_streams.end() && now - it->second.at < options.heartbeat_timeout;
+  return it != pushed_streams.end() && now - it->second < options.heartbeat_timeout;
 }
 
-void Node::Impl::NotePushed(const std::string& origin, uint64_t through, bool appended) {
+void Node::Impl::NotePushed(const std::string& origin) {
   const MonoTime now = clock->Now();
   MutexLock lock(&mu);
-  auto it = pushed_streams.find(origin);
-  if (it == pushed_streams.end()) {
+  if (pushed_streams.insert_or_assign(origin, now).second) {
     // A new stream: those whose pushes stopped long ago are forgotten, so the map holds about
     // the live peers' streams.
-    std::erase_if(pushed_streams, [&](const auto& e) {
-      return now - e.second.at >= 2 * options.heartbeat_timeout;
-    });
-    pushed_streams.emplace(origin, PushedStream{now, through});
-    return;
+    std::erase_if(pushed_streams,
+                  [&](const auto& e) { return now - e.second >= 2 * options.heartbeat_timeout; });
   }
-  if (!appended && through <= it->second.through) return;
-  it->second.at = now;
-  it->second.through = std::max(it->second.through, through);
 }
 
 // The first entry of a page at a position this node lacks of a stream that arrives by push, or

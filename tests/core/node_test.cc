@@ -1240,38 +1240,6 @@ TEST_F(NodeTest, APulledPageStopsWhereThePushesBringTheRest) {
 // A sender resending positions this node already holds (its cursor fell behind while pulls brought
 // them, say after a long cut between the two) appends nothing: its pushes do not hold the pulls
 // back, and a heartbeat showing more of its stream starts one at once.
-// A restarted node pulls everything until its peers' pushes reach it, so the first push of a
-// stream may carry only positions the pulls brought: it still goes beyond every push of the
-// stream before, so from there on the pushes carry it and the pulls leave it (each message
-// arrives once, not from the pushes and from every peer's pages).
-TEST_F(NodeTest, AFirstPushOfPositionsThePullsBroughtTakesTheStreamOver) {
-  MakeIntroduced(ReplicationMode::kAsync, 2, 2);
-  // The start-up pull from peer 0 brings positions 1..3 of its stream (seqs 1..3 of its log).
-  while (transport_.pending_syncs() > 0) {
-    auto pull = transport_.TakeSync();
-    SyncReply page;
-    if (pull.peer == 0 && pull.since == 0) page = StreamPage(PeerStream(0), 1, 3);
-    page.stream = PeerStream(pull.peer);
-    page.last_seq = page.next = pull.peer == 0 ? 3 : 0;
-    pull.done(page);
-    node_->Tick();
-  }
-  ASSERT_TRUE(Stored("b3"));
-  // Its push reaches us: positions 1..3 again, all duplicates.
-  Result<ReplicateResult> pushed = node_->Replicate(StreamPage(PeerStream(0), 1, 3).messages);
-  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
-  for (const WriteOutcome& o : pushed->outcomes) EXPECT_EQ(o.kind, WriteOutcome::Kind::kDuplicate);
-
-  clock_.Advance(options_.heartbeat_interval);
-  node_->Tick();
-  HeartbeatReply ahead = Hb(1);
-  ahead.high_waters[PeerStream(0)] = 10;  // peer 1 holds more of peer 0's stream
-  transport_.AnswerHeartbeats(Hb(0), 0);
-  transport_.AnswerHeartbeats(ahead, 1);
-  node_->Tick();
-  EXPECT_EQ(transport_.pending_syncs(), 0u) << "the pushes carry the stream on: no pull for it";
-}
-
 TEST_F(NodeTest, APushOfPositionsHeldAlreadyLeavesTheStreamToThePulls) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   AnswerStartUpPullsEmpty();
