@@ -106,7 +106,7 @@ void Node::Impl::HeardFrom(const std::string& stream) {
       // not make this node retry faster than its shortest backoff.
       if (p.heard_from && now - *p.heard_from < options.retry_min) continue;
       p.heard_from = now;
-      if (p.consecutive_failures > 0 && p.push_not_before > now) {
+      if (p.push_unreachable && p.push_not_before > now) {
         p.push_backoff = Millis(0);
         p.push_not_before = now;
       }

@@ -167,7 +167,7 @@ class Node {
   // Serving GET /heartbeat, or POST /heartbeat with the caller's membership (`from_peer`), which
   // this node merges into its own (include/dsm/membership.h). `caller_stream`: the stream id a
   // peer's heartbeat names as its own (header X-Dsm-Stream; empty when none). A peer heard from
-  // so is running and reaches this node: a push to it that backs off after failures is retried
+  // so is running and reaches this node: a push to it that backs off after failing to reach it
   // at once, and it is sent a heartbeat at once if it is not known to be alive. It is not
   // counted alive for that: only this node's own exchanges with it say so (a one-way cut shows).
   HeartbeatReply Heartbeat(const Membership* from_peer = nullptr,

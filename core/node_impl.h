@@ -155,6 +155,9 @@ struct PeerState {
   // Counters for /metrics.
   uint64_t pushed = 0;         // our messages the peer acknowledged
   uint64_t push_errors = 0;    // failed pushes
+  // The last push answer was a failure to reach the peer (unavailable, timed out): its backoff
+  // ends early when the peer calls (HeardFrom). Other refusals keep theirs.
+  bool push_unreachable = false;
   uint64_t pull_errors = 0;    // failed pulls
   uint64_t pulled = 0;         // messages applied from the peer's log
   uint64_t conflicts = 0;      // our messages the peer holds another msg_id for (its 409)

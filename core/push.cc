@@ -189,6 +189,8 @@ void Node::Impl::TakePushAnswers(PeerState& p, MonoTime now, Actions& a) {
 
 void Node::Impl::TakePushAnswer(PeerState& p, const PushInFlight& b, MonoTime now) {
   const Result<ReplicateReply>& r = b.reply;
+  p.push_unreachable = !r.ok() && (r.status().code() == Code::kUnavailable ||
+                                   r.status().code() == Code::kTimeout);
   if (!r.ok()) {
     RewindPush(p);
     ++p.push_errors;

@@ -142,7 +142,8 @@ void HttpServer::Impl::HandleHeartbeat(const Rest::Request& req, const ReplyPtr&
   // A peer names its own stream (src/http/peer_client.cc); anything else is ignored.
   std::string caller_stream;
   if (auto raw = req.headers().tryGetRaw(http::kStreamHeader)) {
-    if (http::ValidStreamId(raw->value())) caller_stream = raw->value();  // copied: `raw` is too
+    caller_stream = raw->value();  // a copy: value() returns one, which a view would outlive
+    if (!http::ValidStreamId(caller_stream)) caller_stream.clear();
   }
   const http::PeerAnswer answer =
       http::HeartbeatAnswer(node->Heartbeat(from_peer ? &*from_peer : nullptr, caller_stream));

@@ -265,9 +265,18 @@ TEST_F(NodeTest, FailedPushIsRetriedWithBackoff) {
 // reach it goes out again at once, not at the end of its backoff.
 TEST_F(NodeTest, AHeartbeatFromAPeerRetriesItsBackedOffPushAtOnce) {
   MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  ASSERT_EQ(transport_.pending_heartbeats(), 0u);
   std::optional<SendResult> r;
   Send("m1", &r);
+  // Unreachable until its backoff grows to retry_max.
   transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  for (int i = 0; i < 3; ++i) {  // 10, 20, 40 -> 80 ms; the peer stays alive (300 ms)
+    clock_.Advance(options_.retry_max);
+    node_->Tick();
+    ASSERT_EQ(transport_.pending_replicates(), 1u);
+    transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  }
+  transport_.AnswerHeartbeats(Hb(0), 0);  // the heartbeats of those ticks: still alive
   ASSERT_EQ(transport_.pending_replicates(), 0u);
 
   // Neither someone else's stream nor a GET without one changes anything.
@@ -280,15 +289,37 @@ TEST_F(NodeTest, AHeartbeatFromAPeerRetriesItsBackedOffPushAtOnce) {
   ASSERT_EQ(transport_.pending_replicates(), 1u);
   auto resent = transport_.TakeReplicate();
   EXPECT_EQ(resent.msgs[0].msg_id, "m1");
+  EXPECT_EQ(transport_.pending_heartbeats(), 0u) << "an alive peer is not sent an extra heartbeat";
 
-  // At most once per retry_min: a second failure backs off again, and a heartbeat that comes
-  // sooner than retry_min after the last one acted on does not cut it short.
-  resent.done(Status::Unavailable("refused"));
+  // At most once per retry_min: a heartbeat sooner than that after the last one acted on does
+  // not cut a backoff short; one later does, however long the backoff.
+  resent.done(Status::Unavailable("refused"));  // backoff: retry_min
   node_->Heartbeat(nullptr, PeerStream(0));
   node_->Tick();
   EXPECT_EQ(transport_.pending_replicates(), 0u);
-  clock_.Advance(options_.retry_min);
+  for (int i = 1; i <= 2; ++i) {  // backoff: 2, then 4 x retry_min
+    clock_.Advance(options_.retry_min * i);
+    node_->Tick();
+    ASSERT_EQ(transport_.pending_replicates(), 1u);
+    transport_.TakeReplicate().done(Status::Unavailable("refused"));
+  }
+  node_->Heartbeat(nullptr, PeerStream(0));  // 3 x retry_min after the last one acted on
+  EXPECT_EQ(transport_.pending_replicates(), 1u);
+}
+
+// A push the peer refused (here: a message too large for it, retried after retry_max) keeps its
+// backoff when the peer calls: only a failure to reach it ends early.
+TEST_F(NodeTest, AHeartbeatFromAPeerLeavesARefusedPushWaiting) {
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  std::optional<SendResult> r;
+  Send("m1", &r);
+  transport_.TakeReplicate().done(Status::TooLarge("request body too large"));
+  ASSERT_EQ(transport_.pending_replicates(), 0u);
   node_->Heartbeat(nullptr, PeerStream(0));
+  node_->Tick();
+  EXPECT_EQ(transport_.pending_replicates(), 0u);
+  clock_.Advance(options_.retry_max);
+  node_->Tick();
   EXPECT_EQ(transport_.pending_replicates(), 1u);
 }
 

@@ -27,6 +27,7 @@
 
 #include "core/node.h"
 #include "src/http/json_codec.h"
+#include "src/http/peer_protocol.h"
 #include "tests/testing/fake_transport.h"
 #include "tests/testing/forwarding_log_store.h"
 #include "tests/testing/manual_clock.h"
@@ -800,6 +801,20 @@ TEST_F(ServerTest, QuorumSendIsAnsweredLaterWithoutBlockingTheServer) {
   ASSERT_EQ(sent.status, 200) << sent.Describe();
   EXPECT_EQ(sent.Str("msg_id"), "q1");
   EXPECT_EQ(sent.Int("seq"), 1);
+}
+
+TEST(PeerProtocolTest, WhatAStreamIdLooksLike) {
+  for (const char* ok : {"node1@4aa8b75e1d62bfbf", "a@b", "n.o_d-e@0", "x@Y"}) {
+    EXPECT_TRUE(http::ValidStreamId(ok)) << ok;
+  }
+  const std::string longest = std::string(64, 'n') + "@" + std::string(63, 'f');
+  EXPECT_TRUE(http::ValidStreamId(longest));
+  for (const std::string& bad :
+       {std::string(), std::string("node1"), std::string("@1"), std::string("node1@"),
+        std::string("a@b@c"), std::string("node 1@2"), std::string("node1@2\r\nX: y"),
+        std::string("n\xc3\xa9@1"), std::string("a@b", 4), longest + "f"}) {
+    EXPECT_FALSE(http::ValidStreamId(bad)) << bad;
+  }
 }
 
 // A peer's heartbeat names its stream in X-Dsm-Stream (src/http/peer_client.cc): a push to it

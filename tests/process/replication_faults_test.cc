@@ -21,6 +21,8 @@
 //  - ANodeNobodyPushesToPullsWhatAHeartbeatShows: a node that no peer pushes to catches up
 //    within a heartbeat or two, not at its anti-entropy tick (this one fails with the node of
 //    commit 8200c5a, which pulled only at that tick).
+//  - EveryPeerRequestNamesTheNodesStream: dsm-node sends its stream id on its peer requests
+//    (X-Dsm-Stream), which lets a peer it calls resume its pushes to it at once.
 //  - APeerBehindATrimmedRange...: a node told by a push that the sender's retention trimmed
 //    positions it lacks takes them from a peer that still holds them instead of skipping them
 //    (4: convergence; fails with the node of commit e215c27, which skipped at the sender's word:
@@ -28,7 +30,12 @@
 //
 // Bad peer input on /replicate and /sync is covered by api_test.cc (BadInputGetsAClearError...)
 // and tests/http/server_test.cc.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -693,6 +700,51 @@ TEST(ReplicationFaultsTest, APeerBehindATrimmedRangeTakesItFromAPeerThatStillHol
   EXPECT_TRUE(WaitFor([&] { return PeerOf(a, c.PeerUrl(0, 2)).push_problem.empty(); },
                       milliseconds(15000)))
       << PeerOf(a, c.PeerUrl(0, 2)).Describe();
+}
+
+// A restarted node's first heartbeat tells each peer who calls (Node::Heartbeat's caller_stream),
+// so that a push backing off after failing to reach it goes out at once: its peer requests carry
+// its stream id. The peer here is a plain listening socket that reads the node's first request.
+TEST(ReplicationFaultsTest, EveryPeerRequestNamesTheNodesStream) {
+  TempDir dir;
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string peer_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  const uint16_t port = FreePort();
+  NodeProcess node("named", BinaryPath("dsm-node"),
+                   {"--port", std::to_string(port), "--id", "named", "--peers", peer_url,
+                    "--data-dir", dir.Sub("data")},
+                   dir.Sub("named.log"), port);
+  ASSERT_TRUE(node.StartAndWait().ok()) << node.LogTail();
+  HttpResponse hb = node.Get("/heartbeat");
+  ASSERT_EQ(hb.status, 200) << hb.Describe();
+  const std::string stream = hb.Str("stream");
+  ASSERT_FALSE(stream.empty());
+
+  pollfd pfd{listener, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 20000), 1) << "the node never called its peer";
+  int conn = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(conn, 0);
+  std::string head;
+  char buf[4096];
+  while (head.find("\r\n\r\n") == std::string::npos) {
+    pollfd in{conn, POLLIN, 0};
+    if (::poll(&in, 1, 20000) != 1) break;
+    const ssize_t n = ::recv(conn, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    head.append(buf, static_cast<size_t>(n));
+  }
+  ::close(conn);
+  ::close(listener);
+  EXPECT_NE(head.find("\r\nX-Dsm-Stream: " + stream + "\r\n"), std::string::npos) << head;
 }
 
 }  // namespace
