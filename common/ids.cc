@@ -1,5 +1,7 @@
 #include "common/ids.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <random>
 
@@ -37,6 +39,13 @@ std::string NewUuid() {
   hex[16] = kHex[8 | (hex[16] % 4)];              // variant 10xx
   return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
          hex.substr(16, 4) + "-" + hex.substr(20, 12);
+}
+
+bool ValidNodeId(std::string_view id) {
+  if (id.empty() || id.size() > kMaxNodeIdChars) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
 }
 
 }  // namespace dsm

@@ -100,8 +100,9 @@ void Node::Impl::HeardFrom(const std::string& stream) {
     MutexLock lock(&mu);
     if (!started || stopped) return;
     const MonoTime now = clock->Now();
+    bool due = false;  // something is due now that was not
     for (PeerState& p : peers) {
-      if (!p.active() || p.stream.empty() || p.stream != stream) continue;
+      if (!p.active() || p.stream != stream) continue;
       // At most once per retry_min: a peer (or whoever names its stream) that calls often does
       // not make this node retry faster than its shortest backoff.
       if (p.heard_from && now - *p.heard_from < options.retry_min) continue;
@@ -109,9 +110,14 @@ void Node::Impl::HeardFrom(const std::string& stream) {
       if (p.push_unreachable && p.push_not_before > now) {
         p.push_backoff = Millis(0);
         p.push_not_before = now;
+        due = true;
       }
-      if (p.liveness != Liveness::kAlive && !p.heartbeat_in_flight) p.next_heartbeat = now;
+      if (p.liveness != Liveness::kAlive && !p.heartbeat_in_flight) {
+        p.next_heartbeat = now;
+        due = true;
+      }
     }
+    if (!due) return;  // the usual heartbeat of a live peer
     CollectDue(now, &a);
   }
   Run(std::move(a));

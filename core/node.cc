@@ -458,14 +458,7 @@ void Node::ReplicateAsync(std::vector<Message> msgs, const PushSkip& skip,
   d.log->ApplyAsync(std::move(msgs), [&d, origin = std::move(origin).value(), skip,
                                       write_start = d.clock->Now(), done = std::move(done)](
                                          Result<std::vector<WriteOutcome>> written) mutable {
-    // Counted down however this ends: the destructor waits for it.
-    struct InFlight {
-      Impl& d;
-      ~InFlight() {
-        MutexLock lock(&d.mu);
-        if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
-      }
-    } in_flight{d};
+    Impl::WriteInFlight in_flight{d};
     done(d.EndReplicate(origin, skip, write_start, std::move(written)));
   });
 }
@@ -610,13 +603,13 @@ Result<SyncPage> Node::SyncStream(const std::string& origin, uint64_t since, siz
 
 const std::string& Node::stream_id() const { return impl_->log->stream_id(); }
 
-HeartbeatReply Node::Heartbeat(const Membership* from_peer, std::string_view caller_stream) {
+HeartbeatReply Node::Heartbeat(const Membership* from_peer, std::string caller_stream) {
   if (from_peer != nullptr && from_peer->version > 0) {
     // Merged on the replication thread, like everything peers say.
     impl_->Post([this, m = *from_peer] { impl_->HearMembership(m); });
   }
   if (!caller_stream.empty()) {
-    impl_->Post([this, stream = std::string(caller_stream)] { impl_->HeardFrom(stream); });
+    impl_->Post([this, stream = std::move(caller_stream)] { impl_->HeardFrom(stream); });
   }
   HeartbeatReply r;
   r.node_id = options_.id;

@@ -170,8 +170,7 @@ class Node {
   // so is running and reaches this node: a push to it that backs off after failing to reach it
   // at once, and it is sent a heartbeat at once if it is not known to be alive. It is not
   // counted alive for that: only this node's own exchanges with it say so (a one-way cut shows).
-  HeartbeatReply Heartbeat(const Membership* from_peer = nullptr,
-                           std::string_view caller_stream = {});
+  HeartbeatReply Heartbeat(const Membership* from_peer = nullptr, std::string caller_stream = {});
 
   // Does everything due at clock->Now(): heartbeats, push retries, catch-up pulls, quorum
   // timeouts.

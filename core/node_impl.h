@@ -292,6 +292,14 @@ struct Node::Impl {
   // Impl).
   int appends_in_flight GUARDED_BY(mu) = 0;
   CondVar appends_done;  // notified when appends_in_flight drops to 0 (such a completion)
+  // Counts one of them down when destroyed: the last thing its completion does, however it ends.
+  struct WriteInFlight {
+    Impl& d;
+    ~WriteInFlight() {
+      MutexLock lock(&d.mu);
+      if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
+    }
+  };
 
   // Metrics: atomics and histograms, updated without mu.
   enum Source { kClient, kReplicate, kPull, kSources };

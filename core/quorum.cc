@@ -137,11 +137,10 @@ void Node::Send(std::vector<Message> msgs, AckMode ack, std::function<void(SendR
     // Off the thread that led the group commit: it has other writers to wake.
     d.Post([&d, quorum, first_msg_id = std::move(first_msg_id), written = std::move(written),
             written_at, done = std::move(done)]() mutable {
+      Impl::WriteInFlight in_flight{d};
       d.core_queue_seconds.Observe(
           std::chrono::duration<double>(d.clock->Now() - written_at).count());
       d.OnAppended(quorum, std::move(first_msg_id), std::move(written), std::move(done));
-      MutexLock lock(&d.mu);
-      if (--d.appends_in_flight == 0) d.appends_done.NotifyAll();
     });
   });
 }

@@ -146,7 +146,8 @@ void HttpServer::Impl::HandleHeartbeat(const Rest::Request& req, const ReplyPtr&
     if (!http::ValidStreamId(caller_stream)) caller_stream.clear();
   }
   const http::PeerAnswer answer =
-      http::HeartbeatAnswer(node->Heartbeat(from_peer ? &*from_peer : nullptr, caller_stream));
+      http::HeartbeatAnswer(node->Heartbeat(from_peer ? &*from_peer : nullptr,
+                                            std::move(caller_stream)));
   reply->Send(answer.status, answer.body);
 }
 

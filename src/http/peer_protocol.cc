@@ -2,23 +2,15 @@
 
 #include <algorithm>
 
+#include "common/ids.h"
 #include "src/http/query.h"
 
 namespace dsm::http {
 
 bool ValidStreamId(std::string_view s) {
-  if (s.empty() || s.size() > 128) return false;
   const size_t at = s.find('@');
-  if (at == std::string_view::npos || at == 0 || at + 1 == s.size() ||
-      s.find('@', at + 1) != std::string_view::npos) {
-    return false;
-  }
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-' || c == '@';
-    if (!ok) return false;
-  }
-  return true;
+  return s.size() <= 128 && at != std::string_view::npos && ValidNodeId(s.substr(0, at)) &&
+         ValidNodeId(s.substr(at + 1));
 }
 namespace {
 

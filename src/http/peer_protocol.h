@@ -40,7 +40,7 @@ Result<SyncRequest> ParseSyncRequest(std::string_view body);
 // that carries it tells the peer who calls (Node::Heartbeat's caller_stream).
 inline constexpr const char* kStreamHeader = "X-Dsm-Stream";
 // Whether `s` has the shape of a stream id, "<node id>@<incarnation>": at most 128 characters,
-// letters, digits, '.', '_', '-' and one '@' neither first nor last.
+// a node id (ValidNodeId), '@', and an incarnation of the same characters.
 bool ValidStreamId(std::string_view s);
 
 // An answer: HTTP status and JSON body.

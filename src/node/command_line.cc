@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/ids.h"
 #include "common/peer_url.h"
 #include "src/http/auth.h"
 #include "storage/rocks_log_store.h"
@@ -19,7 +20,6 @@ namespace {
 
 constexpr int64_t kMaxMessageBytesLimit = int64_t{64} << 20;
 constexpr int kMaxHttpThreads = 64;
-constexpr size_t kMaxIdChars = 64;
 constexpr int64_t kMaxQuorum = 1000;
 constexpr int64_t kMinMemoryMb = static_cast<int64_t>(kMinMemoryBudgetBytes >> 20);
 constexpr int64_t kMaxMemoryMb = int64_t{1} << 20;  // 1 TiB
@@ -30,13 +30,6 @@ std::string Trim(std::string_view s) {
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return std::string(s.substr(b, e - b));
-}
-
-bool ValidNodeId(const std::string& id) {
-  if (id.empty() || id.size() > kMaxIdChars) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-  });
 }
 
 Status CheckPositiveMillis(const char* name, int64_t value) {
