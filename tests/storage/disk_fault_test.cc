@@ -3,7 +3,7 @@
 //    keep working, acknowledges nothing it did not store, and recovers by itself once space
 //    returns - both with an injected NoSpace and with a real, small tmpfs mounted by the test
 //    (skipped, saying why, where mounting is impossible);
-//  - any other write error stays sticky;
+//  - any other write error stays sticky, a failed fsync of the write-ahead log too;
 //  - a damaged data directory (a bit flipped in the write-ahead log or in a table file, a
 //    truncated table file) is refused at open with Corruption naming the directory and the
 //    recovery procedure; a torn last record of the write-ahead log (a write cut short by a
@@ -62,7 +62,7 @@ class WalWrappingFs : public rocksdb::FileSystemWrapper {
 };
 
 // Forwards to the default file system; while armed, every append to a write-ahead log fails
-// with `fault` (NoSpace, or a plain IOError).
+// with `fault` (NoSpace, or a plain IOError) - or, armed with ArmSyncs, every sync of one.
 class WalFaultFs : public WalWrappingFs {
  public:
   const char* Name() const override { return "WalFaultFs"; }
@@ -72,9 +72,15 @@ class WalFaultFs : public WalWrappingFs {
     state_->fault = std::move(fault);
     state_->armed = true;
   }
+  void ArmSyncs(rocksdb::IOStatus fault) {
+    std::lock_guard lock(state_->mu);
+    state_->fault = std::move(fault);
+    state_->syncs_armed = true;
+  }
   void Disarm() {
     std::lock_guard lock(state_->mu);
     state_->armed = false;
+    state_->syncs_armed = false;
   }
 
   std::unique_ptr<rocksdb::FSWritableFile> WrapWal(
@@ -86,10 +92,15 @@ class WalFaultFs : public WalWrappingFs {
   struct State {
     std::mutex mu;
     bool armed = false;
+    bool syncs_armed = false;
     rocksdb::IOStatus fault;
     rocksdb::IOStatus Check() {
       std::lock_guard lock(mu);
       return armed ? fault : rocksdb::IOStatus::OK();
+    }
+    rocksdb::IOStatus CheckSync() {
+      std::lock_guard lock(mu);
+      return syncs_armed ? fault : rocksdb::IOStatus::OK();
     }
   };
   class Faulty : public rocksdb::FSWritableFileOwnerWrapper {
@@ -106,6 +117,14 @@ class WalFaultFs : public WalWrappingFs {
                              rocksdb::IODebugContext* dbg) override {
       rocksdb::IOStatus s = state_->Check();
       return s.ok() ? FSWritableFileOwnerWrapper::Append(data, o, info, dbg) : s;
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = state_->CheckSync();
+      return s.ok() ? FSWritableFileOwnerWrapper::Sync(o, dbg) : s;
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = state_->CheckSync();
+      return s.ok() ? FSWritableFileOwnerWrapper::Fsync(o, dbg) : s;
     }
 
    private:
@@ -378,6 +397,39 @@ TEST_P(AsyncWriteTest, NeverWaitsForTheDiskOnItsCallersThread) {
   EXPECT_FALSE(on_a_caller_thread);
   // The nine queued behind the held one went to the disk as one group: one more sync.
   EXPECT_EQ(fs->syncs() - syncs_before, 2);
+}
+
+// A failed fsync stops writes for good: what it covered reached the file but is never shown nor
+// acknowledged, and a later fsync that succeeds proves nothing about it (the kernel may have
+// dropped the pages it failed to write), so the writes after it fail too.
+TEST_F(DiskFaultTest, AFailedSyncStopsWritesAndShowsNothingItCovered) {
+  auto fs = std::make_shared<WalFaultFs>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  RocksLogStoreOptions o = Options(dir_.path() + "/db");
+  o.env = env.get();
+  auto store = RocksLogStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE(AppendOne(**store, "ok-1").ok());
+  fs->ArmSyncs(rocksdb::IOStatus::IOError("injected: fsync failed"));
+  auto r = AppendOne(**store, "unsynced-1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  auto found = (*store)->FindByMsgId("unsynced-1");
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_FALSE(found->has_value());
+  auto got = (*store)->Get(2);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_FALSE(got->has_value());
+  EXPECT_EQ((*store)->LastSeq(), 1u);
+  fs->Disarm();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past any resume interval
+  auto again = AppendOne(**store, "after-1");
+  EXPECT_EQ(again.status().code(), Code::kIOError) << again.status().ToString();
+  // A retry of the failed message is refused too: no duplicate answer acknowledges it.
+  auto retry = AppendOne(**store, "unsynced-1");
+  EXPECT_EQ(retry.status().code(), Code::kIOError) << retry.status().ToString();
+  EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
+  EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
 }
 
 // A real full disk: a tmpfs of a few MiB mounted by the test.
