@@ -32,6 +32,10 @@ size_t RequestBytes(const WriteRequest& req) {
   return bytes;
 }
 
+// Below this many messages a group looks its msg_ids up one Get at a time: a MultiGet costs more
+// than a Get for one key, and saves little for a few.
+constexpr size_t kPrefetchMinMessages = 64;
+
 // What a failed write of the log answers: Unavailable("disk full: ...") when the disk is full,
 // else the IOError that stops writes.
 Status WriteFailure(const rocksdb::Status& s) {
@@ -276,7 +280,8 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   std::vector<const WriteRequest*> requests;
   requests.reserve(group.size());
   for (const Writer* g : group) requests.push_back(&g->req);
-  Result<WritePlan> plan = PlanWrites(requests, state, lookups_);
+  std::unordered_map<std::string_view, Result<std::optional<uint64_t>>> found;
+  Result<WritePlan> plan = PlanWrites(requests, state, PrefetchMsgIds(group, &found));
   if (!plan.ok() || plan->empty()) return plan;
 
   size_t reserve = 64;
@@ -305,6 +310,49 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) *write_status = WriteFailure(s);
   return plan;
+}
+
+Result<std::optional<uint64_t>> RocksLogStore::MsgIdSeq(std::string_view msg_id,
+                                                        const rocksdb::Status& s,
+                                                        const rocksdb::Slice& value) const {
+  if (s.IsNotFound()) return std::optional<uint64_t>();
+  if (!s.ok()) return rocks::FromRocks(s, "msg_id index read");
+  uint64_t seq = 0;
+  if (!schema::DecodeSeqValue(rocks::ToView(value), &seq)) {
+    return Status::Corruption("malformed msg_id index entry for '" + std::string(msg_id) + "'");
+  }
+  if (msgid_expiry_->Expired(seq)) return std::optional<uint64_t>();  // forgotten
+  return std::optional<uint64_t>(seq);
+}
+
+WritePlanLookups RocksLogStore::PrefetchMsgIds(
+    const std::vector<Writer*>& group,
+    std::unordered_map<std::string_view, Result<std::optional<uint64_t>>>* found) const {
+  size_t messages = 0;
+  for (const Writer* g : group) messages += g->messages;
+  if (messages < kPrefetchMinMessages) return lookups_;
+  std::vector<rocksdb::Slice> keys;
+  for (const Writer* g : group) {
+    for (const Message& m : *g->req.msgs) {
+      if (found->try_emplace(m.msg_id, std::optional<uint64_t>()).second) {
+        keys.push_back(ToSlice(m.msg_id));
+      }
+    }
+  }
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cf_.msgid, keys.size(), keys.data(), values.data(),
+                statuses.data());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string_view id = rocks::ToView(keys[i]);
+    found->find(id)->second = MsgIdSeq(id, statuses[i], values[i]);
+  }
+  WritePlanLookups lookups = lookups_;
+  lookups.find_msg_id = [this, found](std::string_view msg_id) {
+    auto it = found->find(msg_id);
+    return it != found->end() ? it->second : lookups_.find_msg_id(msg_id);
+  };
+  return lookups;
 }
 
 void RocksLogStore::NoteWriteFailure(const Status& failure) {

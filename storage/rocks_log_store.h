@@ -62,6 +62,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/thread_annotations.h"
@@ -73,6 +74,8 @@
 #include "storage/write_plan.h"
 
 namespace rocksdb {
+class Slice;
+class Status;
 class ColumnFamilyHandle;
 class CompactionFilter;
 class WriteBatch;
@@ -212,6 +215,16 @@ class RocksLogStore final : public LogStore {
                 std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
                 Families families);
 
+  // The seq a msg_id index read found for `msg_id` (its status and value): none when it is absent
+  // or forgotten (ExpireMsgIds).
+  Result<std::optional<uint64_t>> MsgIdSeq(std::string_view msg_id, const rocksdb::Status& s,
+                                           const rocksdb::Slice& value) const;
+  // The msg_id lookups of a group's plan. A large group's msg_ids are looked up at once into
+  // `found` (one MultiGet, which visits each table file once for all of them, instead of a Get
+  // each); lookups of other ids, and of a small group's, go to lookups_.
+  WritePlanLookups PrefetchMsgIds(
+      const std::vector<Writer*>& group,
+      std::unordered_map<std::string_view, Result<std::optional<uint64_t>>>* found) const;
   // Loads the published state from the database. Called once by Open.
   Status Recover() LOCKS_EXCLUDED(mu_);
   // Queues `req` and returns its outcomes once its group is durable (or failed).

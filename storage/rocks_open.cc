@@ -437,14 +437,7 @@ RocksLogStore::RocksLogStore(RocksLogStoreOptions options,
   lookups_.find_msg_id = [this](std::string_view msg_id) -> Result<std::optional<uint64_t>> {
     rocksdb::PinnableSlice value;
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf_.msgid, ToSlice(msg_id), &value);
-    if (s.IsNotFound()) return std::optional<uint64_t>();
-    if (!s.ok()) return FromRocks(s, "msg_id index read");
-    uint64_t seq = 0;
-    if (!schema::DecodeSeqValue(ToView(value), &seq)) {
-      return Status::Corruption("malformed msg_id index entry for '" + std::string(msg_id) + "'");
-    }
-    if (msgid_expiry_->Expired(seq)) return std::optional<uint64_t>();  // forgotten
-    return std::optional<uint64_t>(seq);
+    return MsgIdSeq(msg_id, s, value);
   };
   lookups_.stored_position = [this](uint64_t seq) -> Result<StoredPosition> {
     Result<std::optional<Message>> m = GetAt(seq, nullptr);

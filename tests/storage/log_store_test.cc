@@ -653,6 +653,72 @@ TYPED_TEST(LogStoreTest, ExpiredMsgIdsOfTrimmedRecordsAreForgotten) {
   EXPECT_EQ(this->Append({ClientMsg("new")})[0].kind, Kind::kDuplicate);
 }
 
+// A large call (RocksLogStore looks a large group's msg_ids up in one batch) follows the same
+// rules, message by message, as the small calls above: stored, forgotten, repeated and new ids,
+// and a peer's positions whose msg_id this node holds under another origin.
+TYPED_TEST(LogStoreTest, LargeCallsFollowTheRulesMessageByMessage) {
+  this->Append({ClientMsg("old", "a", "b", "x", 1000.0), ClientMsg("kept", "a", "b", "x", 3000.0)});
+  ASSERT_TRUE(this->store_->Trim(TrimBefore(2)).ok());     // "old"
+  ASSERT_TRUE(this->store_->ExpireMsgIds(1500.0).ok());    // ... and forgotten
+  std::vector<Message> stored;
+  for (int i = 0; i < 10; ++i) stored.push_back(ClientMsg("s" + std::to_string(i)));
+  this->Append(stored);  // seqs 3..12
+  std::vector<Message> big;
+  for (int i = 0; i < 100; ++i) {
+    if (i % 10 == 3) {
+      big.push_back(ClientMsg("s" + std::to_string(i / 10)));  // stored: seq 3 + i / 10
+    } else if (i == 50) {
+      big.push_back(ClientMsg("old"));  // forgotten: stored anew
+    } else if (i == 60) {
+      big.push_back(ClientMsg("kept"));  // trimmed, still remembered
+    } else if (i == 70) {
+      big.push_back(ClientMsg("n1"));  // repeated in this call
+    } else {
+      big.push_back(ClientMsg("n" + std::to_string(i)));
+    }
+  }
+  std::vector<WriteOutcome> out = this->Append(big);
+  ASSERT_EQ(out.size(), big.size());
+  uint64_t next = 13;
+  for (int i = 0; i < 100; ++i) {
+    SCOPED_TRACE("message " + std::to_string(i));
+    if (i % 10 == 3) {
+      ExpectOutcome(out[i], Kind::kDuplicate, 3 + i / 10, this->self(), 3 + i / 10);
+    } else if (i == 60) {
+      EXPECT_EQ(out[i].kind, Kind::kDuplicate);
+      EXPECT_EQ(out[i].seq, 2u);
+    } else if (i == 70) {
+      ExpectOutcome(out[i], Kind::kDuplicate, 14, this->self(), 14);  // n1 went to seq 14
+    } else {
+      ExpectOutcome(out[i], Kind::kAppended, next, this->self(), next);
+      ++next;
+    }
+  }
+  EXPECT_EQ(this->store_->LastSeq(), next - 1);
+  EXPECT_EQ(this->Find("old")->seq, 13u + 50 - 5);  // after 50 messages of which 5 duplicates
+
+  // A peer's stream in one call: positions whose msg_id is stored here are consumed.
+  std::vector<Message> pushed;
+  for (int i = 1; i <= 80; ++i) {
+    pushed.push_back(PeerMsg(i % 20 == 0 ? "s" + std::to_string(i / 20) : "p" + std::to_string(i),
+                             "p@1", i));
+  }
+  const uint64_t before = this->store_->LastSeq();
+  out = this->Apply(pushed);
+  ASSERT_EQ(out.size(), pushed.size());
+  next = before + 1;
+  for (int i = 1; i <= 80; ++i) {
+    SCOPED_TRACE("position " + std::to_string(i));
+    if (i % 20 == 0) {
+      ExpectOutcome(out[i - 1], Kind::kDuplicate, 3 + i / 20, "p@1", i);
+    } else {
+      ExpectOutcome(out[i - 1], Kind::kAppended, next++, "p@1", i);
+    }
+  }
+  EXPECT_EQ(this->store_->HighWater("p@1"), 80u);
+  EXPECT_EQ(this->ReadOrigin("p@1", 0, 100, 1 << 20).size(), 80u);
+}
+
 TYPED_TEST(LogStoreTest, TrimmedPositionsOfAPeerStreamAreDuplicatesWhateverTheirMsgId) {
   const std::string peer = "peer@1";
   this->Apply({PeerMsg("p1", peer, 1), PeerMsg("p2", peer, 2), PeerMsg("p3", peer, 3)});
