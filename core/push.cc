@@ -39,6 +39,11 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
     return false;
   }
   if (p.push_window.size() >= std::max<size_t>(1, options.push_window)) return false;
+  // Behind a batch in flight, the next one leaves only once it is full (a backlog: a catch-up, a
+  // burst of batch publishes); what comes meanwhile waits for the answer and leaves with the
+  // next batch. Under steady load a push per durable group would otherwise carry a message or
+  // two, and each push costs a request on both sides (about as much as the /send itself).
+  if (!p.push_window.empty() && own_hw - p.push_sent < p.push_max_messages) return false;
   size_t bytes = 0;
   for (const PushInFlight& b : p.push_window) bytes += b.bytes;
   return bytes < options.push_window_bytes || p.push_window.empty();

@@ -39,7 +39,8 @@ struct NodeOptions {
   size_t batch_messages = 1000;  // per /replicate push and per /sync page
   size_t batch_bytes = 4 << 20;  // approximate payload bytes per push
   // Push batches in flight to one peer at a time, and their encoded bytes (a new batch is sent
-  // while fewer are in flight; the byte bound always lets one through).
+  // while fewer are in flight; the byte bound always lets one through). Behind a batch in flight
+  // the next one leaves only once it holds batch_messages positions.
   size_t push_window = 4;
   size_t push_window_bytes = 32 << 20;
 

@@ -163,7 +163,8 @@ Result<NodeConfig> ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--request-timeout-ms", request_timeout_ms, "deadline of one request to a peer")
       ->capture_default_str();
   app.add_option("--push-window", push_window,
-                 "push batches in flight to one peer at a time (1: one at a time)")
+                 "push batches in flight to one peer at a time (behind the first, only full "
+                 "ones; 1: one at a time)")
       ->capture_default_str();
   app.add_option("--push-window-mb", push_window_mb,
                  "MiB of push batches in flight to one peer at a time (one batch always may be)")

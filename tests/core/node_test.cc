@@ -1425,6 +1425,44 @@ TEST_F(PushWindowTest, AGapOfTheFirstBatchInFlightMovesTheCursorBack) {
   EXPECT_EQ(TakePushes().at(0).msgs.at(0).origin_seq, 2u);
 }
 
+// Behind a batch in flight, only full batches leave: a partial one waits for an answer, or until
+// it is full.
+TEST_F(PushWindowTest, BehindABatchInFlightOnlyFullBatchesLeave) {
+  options_.batch_messages = 2;
+  options_.push_window = 3;
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  for (int i = 1; i <= 5; ++i) {
+    Send("m" + std::to_string(i), &answers_[i]);
+    node_->Tick();
+  }
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u);
+  EXPECT_EQ(pushes[0].msgs.size(), 1u) << "nothing in flight: the first message leaves alone";
+  EXPECT_EQ(pushes[1].msgs.size(), 2u) << "the second waited for the third";
+  EXPECT_EQ(pushes[1].msgs.at(0).origin_seq, 2u);
+  EXPECT_EQ(pushes[2].msgs.size(), 2u);
+  pushes[0].done(Ack(1));
+  Send("m6", &answers_[6]);
+  node_->Tick();
+  EXPECT_EQ(TakePushes().size(), 0u) << "a place is free, but m6 alone would be a partial batch";
+  Send("m7", &answers_[7]);
+  node_->Tick();
+  auto full = TakePushes();
+  ASSERT_EQ(full.size(), 1u) << "full now";
+  EXPECT_EQ(full[0].msgs.size(), 2u);
+  EXPECT_EQ(full[0].msgs.at(0).origin_seq, 6u);
+  pushes[1].done(Ack(3));
+  pushes[2].done(Ack(5));
+  full[0].done(Ack(7));
+  ASSERT_TRUE(answers_[7].has_value());
+  EXPECT_TRUE(answers_[7]->status.ok());
+  Send("m8", &answers_[8]);
+  node_->Tick();
+  auto alone = TakePushes();
+  ASSERT_EQ(alone.size(), 1u) << "with nothing in flight a partial batch leaves at once";
+  EXPECT_EQ(alone[0].msgs.size(), 1u);
+}
+
 TEST_F(PushWindowTest, TheWindowIsBoundedInBytes) {
   options_.push_window_bytes = 1;  // one batch at a time, whatever its size
   MakeWithMessages(3);
@@ -1590,6 +1628,7 @@ TEST_F(RetentionTest, TrimsOnlyWhatEveryPeerHolds) {
 
 TEST_F(RetentionTest, MaxBytesNeverTrimsWhatFewerThanAQuorumHold) {
   options_.retention_max_bytes = 1;  // every record is over it
+  options_.batch_messages = 1;       // a push per message, several in flight
   MakeIntroduced(ReplicationMode::kAsync, 2, 1);
   SendMany(3);
   RetentionStep();  // the peer acknowledged nothing: only this node holds them
@@ -1613,6 +1652,7 @@ TEST_F(RetentionTest, MaxBytesNeverTrimsWhatFewerThanAQuorumHold) {
 
 TEST_F(RetentionTest, MaxBytesTrimsWhatAPeerLacksAndThePushTellsItToSkip) {
   options_.retention_max_bytes = 1;  // every record is over it
+  options_.batch_messages = 1;       // a push per message, several in flight
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   FakeTransport::ReplicateCall skip = TrimWhatPeer1LacksAndTakeTheSkip();
   skip.done(Ack(3, PeerStream(1)));
@@ -1844,6 +1884,7 @@ TEST_F(RetentionTest, APartialSkipNeverPassesOverWhatAPeerOnlyHadNotSuppliedYet)
 
 TEST_F(RetentionTest, APushWhoseSkipThePeerDoesNotTakeYetIsSentAgainAfterABackoff) {
   options_.retention_max_bytes = 1;  // every record is over it
+  options_.batch_messages = 1;       // a push per message, several in flight
   MakeIntroduced(ReplicationMode::kAsync, 2, 2);
   FakeTransport::ReplicateCall skip = TrimWhatPeer1LacksAndTakeTheSkip();
   // Peer 1 does not skip (another node holds the positions): a gap at 0.
