@@ -56,6 +56,9 @@ struct PushInFlight {
   uint64_t skip_through = 0;  // > 0: it told the peer to skip from + 1 .. this (trimmed here)
   size_t bytes = 0;     // encoded request bytes (an upper bound)
   bool first = false;   // nothing of its epoch was in flight before it when it was sent
+  // Cut by bytes (the request limit, or about batch_bytes of payload) with more positions behind:
+  // a backlog of large messages, whose batches are full before batch_messages.
+  bool full_by_bytes = false;
   bool answered = false;
   Result<ReplicateReply> reply = Status::Unavailable("no answer yet");
 };

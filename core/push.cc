@@ -43,7 +43,14 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
   // burst of batch publishes); what comes meanwhile waits for the answer and leaves with the
   // next batch. Under steady load a push per durable group would otherwise carry a message or
   // two, and each push costs a request on both sides (about as much as the /send itself).
-  if (!p.push_window.empty() && own_hw - p.push_sent < p.push_max_messages) return false;
+  // Batches voided by a rewind (kept until answered) carry nothing: they hold nothing back.
+  const PushInFlight* newest = nullptr;
+  for (const PushInFlight& b : p.push_window) {
+    if (b.epoch == p.push_epoch) newest = &b;
+  }
+  if (newest != nullptr && !newest->full_by_bytes && own_hw - p.push_sent < p.push_max_messages) {
+    return false;
+  }
   size_t bytes = 0;
   for (const PushInFlight& b : p.push_window) bytes += b.bytes;
   return bytes < options.push_window_bytes || p.push_window.empty();
@@ -88,13 +95,20 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
                           uint64_t trimmed_through) {
   size_t bytes = kEnvelopeBytes;
   size_t n = 0;
+  bool full_by_bytes = false;
   if (batch.ok()) {
+    size_t payload = 0;
     for (const Message& m : *batch) {
       const size_t more = EncodedBytes(m) + 1;
       if (n > 0 && bytes + more > push.max_bytes) break;
       bytes += more;
+      payload += m.payload.size();
       ++n;
     }
+    // Cut to the request limit here, or (short of batch_messages, with over half of it) by the
+    // read's payload budget of batch_bytes.
+    full_by_bytes =
+        n < batch->size() || (n < push.max_messages && payload * 2 >= options.batch_bytes);
     batch->resize(n);
   }
   uint64_t id = 0;
@@ -128,6 +142,7 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
       b.messages = n;
       b.skip_through = trimmed_through;
       b.bytes = bytes;
+      b.full_by_bytes = full_by_bytes;
       b.first = std::none_of(p.push_window.begin(), p.push_window.end(),
                              [&](const PushInFlight& o) { return o.epoch == p.push_epoch; });
       p.push_window.push_back(std::move(b));

@@ -40,7 +40,7 @@ struct NodeOptions {
   size_t batch_bytes = 4 << 20;  // approximate payload bytes per push
   // Push batches in flight to one peer at a time, and their encoded bytes (a new batch is sent
   // while fewer are in flight; the byte bound always lets one through). Behind a batch in flight
-  // the next one leaves only once it holds batch_messages positions.
+  // the next one leaves only once it is full (batch_messages positions, or cut by bytes).
   size_t push_window = 4;
   size_t push_window_bytes = 32 << 20;
 

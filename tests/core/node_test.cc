@@ -1451,17 +1451,73 @@ TEST_F(PushWindowTest, BehindABatchInFlightOnlyFullBatchesLeave) {
   ASSERT_EQ(full.size(), 1u) << "full now";
   EXPECT_EQ(full[0].msgs.size(), 2u);
   EXPECT_EQ(full[0].msgs.at(0).origin_seq, 6u);
+  Send("m8", &answers_[8]);
+  node_->Tick();
+  EXPECT_EQ(TakePushes().size(), 0u) << "m8 waits behind the batches in flight";
   pushes[1].done(Ack(3));
   pushes[2].done(Ack(5));
+  EXPECT_EQ(TakePushes().size(), 0u);
   full[0].done(Ack(7));
   ASSERT_TRUE(answers_[7].has_value());
   EXPECT_TRUE(answers_[7]->status.ok());
-  Send("m8", &answers_[8]);
+  // The last answer alone sends it: nothing else happens meanwhile.
   node_->Tick();
   auto alone = TakePushes();
   ASSERT_EQ(alone.size(), 1u) << "with nothing in flight a partial batch leaves at once";
-  EXPECT_EQ(alone[0].msgs.size(), 1u);
+  ASSERT_EQ(alone[0].msgs.size(), 1u);
+  EXPECT_EQ(alone[0].msgs[0].origin_seq, 8u);
+  alone[0].done(Ack(8));
+  ASSERT_TRUE(answers_[8].has_value());
+  EXPECT_TRUE(answers_[8]->status.ok());
 }
+
+// Batches voided by a new incarnation of the peer carry nothing: the resend does not wait for
+// their answers, partial as it is.
+TEST_F(PushWindowTest, VoidBatchesHoldNoPartialBatchBack) {
+  options_.batch_messages = 4;
+  options_.push_window = 3;
+  MakeIntroduced(ReplicationMode::kSyncQuorum, 2, 1);
+  Send("m1", &answers_[1]);
+  node_->Tick();
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 1u);
+  clock_.Advance(options_.heartbeat_interval);
+  node_->Tick();
+  transport_.AnswerHeartbeats(Hb(0, "p0@2"), 0);
+  node_->Tick();
+  auto resent = TakePushes();
+  ASSERT_EQ(resent.size(), 1u) << "sent to the new incarnation before the void batch is answered";
+  EXPECT_EQ(resent[0].msgs.at(0).origin_seq, 1u);
+  pushes[0].done(Ack(1));
+  resent[0].done(Ack(1, "p0@2"));
+  ASSERT_TRUE(answers_[1].has_value());
+  EXPECT_TRUE(answers_[1]->status.ok());
+}
+
+// Large messages fill a batch by bytes long before batch_messages: a backlog of them stays
+// pipelined.
+TEST_F(PushWindowTest, BatchesFullByBytesArePipelined) {
+  options_.batch_messages = 100;
+  options_.batch_bytes = 2000;
+  options_.push_window = 3;
+  MakeIntroduced(ReplicationMode::kAsync, 2, 1);
+  for (int i = 1; i <= 6; ++i) {
+    Message m = Msg("big" + std::to_string(i));
+    m.payload.assign(1000, 'x');
+    node_->Send({m}, AckMode::kLocal, [this, i](SendResult res) { answers_[i] = std::move(res); });
+  }
+  node_->Tick();
+  auto pushes = TakePushes();
+  ASSERT_EQ(pushes.size(), 3u) << "a window of batches, each cut by batch_bytes";
+  uint64_t next = 1;
+  for (const auto& push : pushes) {
+    ASSERT_FALSE(push.msgs.empty());
+    EXPECT_LT(push.msgs.size(), options_.batch_messages);
+    EXPECT_EQ(push.msgs.front().origin_seq, next) << "in order, back to back";
+    next = push.msgs.back().origin_seq + 1;
+  }
+}
+
 
 TEST_F(PushWindowTest, TheWindowIsBoundedInBytes) {
   options_.push_window_bytes = 1;  // one batch at a time, whatever its size
