@@ -243,7 +243,19 @@ class DiskFaultTest : public ::testing::Test {
     o.node_id = "n1";
     return o;
   }
+  // A store in this test's directory whose files go through `fs`, with "ok-1" acknowledged; null
+  // (and the test failed) when that did not work.
+  std::unique_ptr<RocksLogStore> OpenWithOneAcked(std::shared_ptr<rocksdb::FileSystem> fs) {
+    env_ = rocksdb::NewCompositeEnv(std::move(fs));
+    RocksLogStoreOptions o = Options(dir_.path() + "/db");
+    o.env = env_.get();
+    auto store = RocksLogStore::Open(o);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok() || !AppendOne(**store, "ok-1").ok()) return nullptr;
+    return std::move(*store);
+  }
   storage_test::ScopedTempDir dir_;
+  std::unique_ptr<rocksdb::Env> env_;  // outlives the stores of OpenWithOneAcked
 };
 
 TEST_F(DiskFaultTest, FullDiskRefusesWritesKeepsReadsAndRecoversByItself) {
@@ -297,30 +309,26 @@ TEST_F(DiskFaultTest, FullDiskRefusesWritesKeepsReadsAndRecoversByItself) {
 
 TEST_F(DiskFaultTest, OtherWriteErrorsStaySticky) {
   auto fs = std::make_shared<WalFaultFs>();
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  RocksLogStoreOptions o = Options(dir_.path() + "/db");
-  o.env = env.get();
-  auto store = RocksLogStore::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  ASSERT_TRUE(AppendOne(**store, "ok-1").ok());
+  std::unique_ptr<RocksLogStore> store = OpenWithOneAcked(fs);
+  ASSERT_NE(store, nullptr);
   fs->Arm(rocksdb::IOStatus::IOError("injected: Input/output error"));
-  auto r = AppendOne(**store, "bad-1");
+  auto r = AppendOne(*store, "bad-1");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
   fs->Disarm();
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past any resume interval
-  auto again = AppendOne(**store, "bad-2");
+  auto again = AppendOne(*store, "bad-2");
   EXPECT_EQ(again.status().code(), Code::kIOError) << again.status().ToString();
   // AppendAsync reports the same error to its callback.
   std::promise<Status> async_status;
-  (*store)->AppendAsync({ClientMsg("bad-3")}, [&](Result<std::vector<WriteOutcome>> r) {
+  store->AppendAsync({ClientMsg("bad-3")}, [&](Result<std::vector<WriteOutcome>> r) {
     async_status.set_value(r.status());
   });
   std::future<Status> got = async_status.get_future();
   ASSERT_EQ(got.wait_for(std::chrono::seconds(60)), std::future_status::ready);
   EXPECT_EQ(got.get().code(), Code::kIOError);
-  EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
-  EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
+  EXPECT_EQ(store->WriteHealth().code(), Code::kIOError);
+  EXPECT_EQ(LogIds(*store), std::vector<std::string>{"ok-1"});
 }
 
 // /send hands its messages to AppendAsync, /replicate its pushed batch to ApplyAsync, on an HTTP
@@ -404,32 +412,28 @@ TEST_P(AsyncWriteTest, NeverWaitsForTheDiskOnItsCallersThread) {
 // dropped the pages it failed to write), so the writes after it fail too.
 TEST_F(DiskFaultTest, AFailedSyncStopsWritesAndShowsNothingItCovered) {
   auto fs = std::make_shared<WalFaultFs>();
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  RocksLogStoreOptions o = Options(dir_.path() + "/db");
-  o.env = env.get();
-  auto store = RocksLogStore::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  ASSERT_TRUE(AppendOne(**store, "ok-1").ok());
+  std::unique_ptr<RocksLogStore> store = OpenWithOneAcked(fs);
+  ASSERT_NE(store, nullptr);
   fs->ArmSyncs(rocksdb::IOStatus::IOError("injected: fsync failed"));
-  auto r = AppendOne(**store, "unsynced-1");
+  auto r = AppendOne(*store, "unsynced-1");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
-  auto found = (*store)->FindByMsgId("unsynced-1");
+  auto found = store->FindByMsgId("unsynced-1");
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_FALSE(found->has_value());
-  auto got = (*store)->Get(2);
+  auto got = store->Get(2);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_FALSE(got->has_value());
-  EXPECT_EQ((*store)->LastSeq(), 1u);
+  EXPECT_EQ(store->LastSeq(), 1u);
   fs->Disarm();
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past any resume interval
-  auto again = AppendOne(**store, "after-1");
+  auto again = AppendOne(*store, "after-1");
   EXPECT_EQ(again.status().code(), Code::kIOError) << again.status().ToString();
   // A retry of the failed message is refused too: no duplicate answer acknowledges it.
-  auto retry = AppendOne(**store, "unsynced-1");
+  auto retry = AppendOne(*store, "unsynced-1");
   EXPECT_EQ(retry.status().code(), Code::kIOError) << retry.status().ToString();
-  EXPECT_EQ((*store)->WriteHealth().code(), Code::kIOError);
-  EXPECT_EQ(LogIds(**store), std::vector<std::string>{"ok-1"});
+  EXPECT_EQ(store->WriteHealth().code(), Code::kIOError);
+  EXPECT_EQ(LogIds(*store), std::vector<std::string>{"ok-1"});
 }
 
 // A real full disk: a tmpfs of a few MiB mounted by the test.
