@@ -41,8 +41,8 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
   if (p.push_window.size() >= std::max<size_t>(1, options.push_window)) return false;
   // Behind a batch in flight, the next one leaves only once it is full (a backlog: a catch-up, a
   // burst of batch publishes); what comes meanwhile waits for the answer and leaves with the
-  // next batch. Under steady load a push per durable group would otherwise carry a message or
-  // two, and each push costs a request on both sides (about as much as the /send itself).
+  // next batch. Under steady load a push per durable group would otherwise carry only that
+  // group, and each push costs a request on both sides (about as much as the /send itself).
   // Batches voided by a rewind (kept until answered) carry nothing: they hold nothing back.
   const PushInFlight* newest = nullptr;
   for (const PushInFlight& b : p.push_window) {
