@@ -280,8 +280,9 @@ Result<WritePlan> RocksLogStore::PlanAndWrite(const std::vector<Writer*>& group,
   std::vector<const WriteRequest*> requests;
   requests.reserve(group.size());
   for (const Writer* g : group) requests.push_back(&g->req);
-  std::unordered_map<std::string_view, Result<std::optional<uint64_t>>> found;
-  Result<WritePlan> plan = PlanWrites(requests, state, PrefetchMsgIds(group, &found));
+  MsgIdsFound found;
+  WritePlanLookups batched;
+  Result<WritePlan> plan = PlanWrites(requests, state, PrefetchMsgIds(group, &found, &batched));
   if (!plan.ok() || plan->empty()) return plan;
 
   size_t reserve = 64;
@@ -325,9 +326,9 @@ Result<std::optional<uint64_t>> RocksLogStore::MsgIdSeq(std::string_view msg_id,
   return std::optional<uint64_t>(seq);
 }
 
-WritePlanLookups RocksLogStore::PrefetchMsgIds(
-    const std::vector<Writer*>& group,
-    std::unordered_map<std::string_view, Result<std::optional<uint64_t>>>* found) const {
+const WritePlanLookups& RocksLogStore::PrefetchMsgIds(const std::vector<Writer*>& group,
+                                                      MsgIdsFound* found,
+                                                      WritePlanLookups* batched) const {
   size_t messages = 0;
   for (const Writer* g : group) messages += g->messages;
   if (messages < kPrefetchMinMessages) return lookups_;
@@ -347,12 +348,12 @@ WritePlanLookups RocksLogStore::PrefetchMsgIds(
     const std::string_view id = rocks::ToView(keys[i]);
     found->find(id)->second = MsgIdSeq(id, statuses[i], values[i]);
   }
-  WritePlanLookups lookups = lookups_;
-  lookups.find_msg_id = [this, found](std::string_view msg_id) {
+  *batched = lookups_;
+  batched->find_msg_id = [this, found](std::string_view msg_id) {
     auto it = found->find(msg_id);
     return it != found->end() ? it->second : lookups_.find_msg_id(msg_id);
   };
-  return lookups;
+  return *batched;
 }
 
 void RocksLogStore::NoteWriteFailure(const Status& failure) {

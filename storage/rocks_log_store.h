@@ -219,12 +219,13 @@ class RocksLogStore final : public LogStore {
   // or forgotten (ExpireMsgIds).
   Result<std::optional<uint64_t>> MsgIdSeq(std::string_view msg_id, const rocksdb::Status& s,
                                            const rocksdb::Slice& value) const;
-  // The msg_id lookups of a group's plan. A large group's msg_ids are looked up at once into
-  // `found` (one MultiGet, which visits each table file once for all of them, instead of a Get
-  // each); lookups of other ids, and of a small group's, go to lookups_.
-  WritePlanLookups PrefetchMsgIds(
-      const std::vector<Writer*>& group,
-      std::unordered_map<std::string_view, Result<std::optional<uint64_t>>>* found) const;
+  // The msg_id lookups of a group's plan: lookups_ for a small group; for a large one its
+  // msg_ids are looked up at once into `found` (one MultiGet, which visits each table file once
+  // for all of them, instead of a Get each) and `batched` (returned) answers from there, other ids
+  // from lookups_. The result is valid while `found`, `batched` and the group are.
+  using MsgIdsFound = std::unordered_map<std::string_view, Result<std::optional<uint64_t>>>;
+  const WritePlanLookups& PrefetchMsgIds(const std::vector<Writer*>& group, MsgIdsFound* found,
+                                         WritePlanLookups* batched) const;
   // Loads the published state from the database. Called once by Open.
   Status Recover() LOCKS_EXCLUDED(mu_);
   // Queues `req` and returns its outcomes once its group is durable (or failed).
