@@ -31,6 +31,16 @@ size_t EncodedBytes(const Message& m) {
          JsonStringBytes(m.recipient) + JsonStringBytes(m.payload) + JsonStringBytes(m.origin);
 }
 
+// The newest batch in flight to `p` that counts (of the current epoch; older ones were voided by
+// a rewind), or null.
+const PushInFlight* NewestCounting(const PeerState& p) {
+  const PushInFlight* newest = nullptr;
+  for (const PushInFlight& b : p.push_window) {
+    if (b.epoch == p.push_epoch) newest = &b;
+  }
+  return newest;
+}
+
 }  // namespace
 
 bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) const {
@@ -44,10 +54,7 @@ bool Node::Impl::PushDue(const PeerState& p, uint64_t own_hw, MonoTime now) cons
   // next batch. Under steady load a push per durable group would otherwise carry only that
   // group, and each push costs a request on both sides (about as much as the /send itself).
   // Batches voided by a rewind (kept until answered) carry nothing: they hold nothing back.
-  const PushInFlight* newest = nullptr;
-  for (const PushInFlight& b : p.push_window) {
-    if (b.epoch == p.push_epoch) newest = &b;
-  }
+  const PushInFlight* newest = NewestCounting(p);
   if (newest != nullptr && !newest->full_by_bytes && own_hw - p.push_sent < p.push_max_messages) {
     return false;
   }
@@ -143,8 +150,7 @@ void Node::Impl::SendPush(const Actions::Push& push, Result<std::vector<Message>
       b.skip_through = trimmed_through;
       b.bytes = bytes;
       b.full_by_bytes = full_by_bytes;
-      b.first = std::none_of(p.push_window.begin(), p.push_window.end(),
-                             [&](const PushInFlight& o) { return o.epoch == p.push_epoch; });
+      b.first = NewestCounting(p) == nullptr;
       p.push_window.push_back(std::move(b));
       p.push_sent = p.push_window.back().last;
     }
