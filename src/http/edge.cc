@@ -190,7 +190,7 @@ struct EdgeState {
   explicit EdgeState(EdgeOptions o) : options(std::move(o)) {}
 
   const EdgeOptions options;
-  std::atomic<int> connections{0};  // open connections, the refused ones included
+  std::atomic<int> connections{0};  // open connections admitted
   std::atomic<uint64_t> inflight_body_bytes{0};
   std::atomic<int64_t> last_trim_ms{0};
 
@@ -344,23 +344,20 @@ class EdgeHandler final : public Http::Handler {
 
   void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
     const EdgeOptions& o = state_->options;
-    // What Http::Handler::onConnection does (it cannot be called from here: it is private).
+    ReleaseRefused();
+    // What Http::Handler::onConnection does (it cannot be called from here: it is private). Every
+    // peer needs its parser, refused ones too: Pistache's idle check reads each peer's, on the
+    // event loop, and a peer without one throws there (the node would stop).
     peer->putData(kParserKey, std::make_shared<Http::RequestParser>(getMaxRequestSize()));
-    RequestHeadScanner::Limits limits;
-    limits.max_head_bytes = o.max_header_bytes;
-    limits.max_header_lines = o.max_header_lines;
-    limits.max_body_bytes = o.max_request_bytes;
-    peer->putData(kEdgeConnectionKey, std::make_shared<EdgeConnection>(state_, limits));
-    auto connection = std::make_shared<Connection>(transport());
-    peer->putData(kConnectionKey, connection);
-
     // Connection limits. Beyond max_connections a new connection is answered 503 at once and
     // closed, so it costs one accept and one write; the connections already open are not
     // disturbed. Beyond max_connections_per_ip for one address, that address's oldest connection
     // not waiting for an answer is shut down instead (so a client holding idle or half-sent
     // connections cannot keep a newer one of the same address out), and the new connection is
-    // refused only when all of them wait for answers. Slots are released when Pistache destroys
-    // the peer: exactly once per connection, however it ends.
+    // refused only when all of them wait for answers. A refused connection stops counting at
+    // once and carries nothing but its parser (whatever it sends is ignored: onInput finds no
+    // EdgeConnection); an admitted one gives its slots back when Pistache destroys the peer:
+    // exactly once per connection, however it ends.
     std::string address;
     try {
       address = peer->address().host();
@@ -368,29 +365,12 @@ class EdgeHandler final : public Http::Handler {
       // Counted under "" (no address).
     }
     const bool is_peer = state_->IsPeerAddress(address);
-    const bool per_address = o.max_connections_per_ip > 0 && !is_peer;
     const int open = state_->connections.fetch_add(1) + 1;
-    uint64_t slot_id = 0;
-    std::optional<EdgeState::AddressSlot> victim;
-    const bool admitted =
-        !per_address || state_->Admit(address, connection, peer->fd(), &slot_id, &victim);
-    peer->putData("dsm.connection_slot", std::shared_ptr<void>(nullptr, [state = state_, address,
-                                                                        per_address,
-                                                                        slot_id](void*) {
-                    state->connections.fetch_sub(1);
-                    if (per_address) state->Release(address, slot_id);
-                  }));
-    if (victim) {
-      spdlog::info("closing the oldest idle connection from {} to make room (more than {} "
-                   "connections from one address)",
-                   address, o.max_connections_per_ip);
-      const int fd = victim->fd;
-      victim->connection->IfOpen([fd] { ::shutdown(fd, SHUT_RDWR); });
-    }
     if (o.max_connections > 0) {
       const int limit = is_peer ? o.max_connections
                                 : o.max_connections - o.reserved_peer_connections;
       if (open > limit) {
+        state_->connections.fetch_sub(1);
         return Refuse(peer,
                       "too many connections (limit " + std::to_string(o.max_connections) +
                           (is_peer ? ""
@@ -399,10 +379,35 @@ class EdgeHandler final : public Http::Handler {
                           "); retry later");
       }
     }
-    if (!admitted) {
-      Refuse(peer, "too many connections from " + address + " (limit " +
-                       std::to_string(o.max_connections_per_ip) +
-                       " per address, all waiting for answers); retry later");
+    auto connection = std::make_shared<Connection>(transport());
+    const bool per_address = o.max_connections_per_ip > 0 && !is_peer;
+    uint64_t slot_id = 0;
+    std::optional<EdgeState::AddressSlot> victim;
+    if (per_address && !state_->Admit(address, connection, peer->fd(), &slot_id, &victim)) {
+      state_->Release(address, slot_id);
+      state_->connections.fetch_sub(1);
+      return Refuse(peer, "too many connections from " + address + " (limit " +
+                              std::to_string(o.max_connections_per_ip) +
+                              " per address, all waiting for answers); retry later");
+    }
+    peer->putData("dsm.connection_slot", std::shared_ptr<void>(nullptr, [state = state_, address,
+                                                                        per_address,
+                                                                        slot_id](void*) {
+                    state->connections.fetch_sub(1);
+                    if (per_address) state->Release(address, slot_id);
+                  }));
+    RequestHeadScanner::Limits limits;
+    limits.max_head_bytes = o.max_header_bytes;
+    limits.max_header_lines = o.max_header_lines;
+    limits.max_body_bytes = o.max_request_bytes;
+    peer->putData(kEdgeConnectionKey, std::make_shared<EdgeConnection>(state_, limits));
+    peer->putData(kConnectionKey, std::move(connection));
+    if (victim) {
+      spdlog::info("closing the oldest idle connection from {} to make room (more than {} "
+                   "connections from one address)",
+                   address, o.max_connections_per_ip);
+      const int fd = victim->fd;
+      victim->connection->IfOpen([fd] { ::shutdown(fd, SHUT_RDWR); });
     }
   }
 
@@ -548,8 +553,14 @@ class EdgeHandler final : public Http::Handler {
   // as long as it cared to. A new socket's send buffer is empty: the answer goes out whole. Over
   // TLS nothing can be written before the client's handshake, which runs in the first read: the
   // connection is only shut down (with the queue, the write failed for the same reason).
+  // The refused peer is then held (refused_) until this event loop is the last to hold it.
+  // Pistache's listener thread keeps a reference while it hands a connection over, and a
+  // refused one can be closed and dropped by the event loop before the listener lets go: the
+  // listener would then free the peer, and what the event loop put in it, on its own thread -
+  // correct, since the library orders the two with atomics, but invisible to ThreadSanitizer,
+  // which reports a race. Freed here, the peer is ordered by the event loop's own thread.
   void Refuse(const std::shared_ptr<Pistache::Tcp::Peer>& peer, const std::string& reason) {
-    peer->putData(kClosingKey, std::make_shared<int>(0));
+    refused_.push_back(peer);
     if (peer->ssl() == nullptr) {
       Http::Header::Collection headers;
       headers.add<Http::Header::Connection>(Http::ConnectionControl::Close);
@@ -578,8 +589,21 @@ class EdgeHandler final : public Http::Handler {
         .then([close](ssize_t) { close(); }, [close](std::exception_ptr) { close(); });
   }
 
+  // Drops the refused peers that only this event loop still holds (see Refuse); beyond
+  // kMaxHeldRefused the oldest is dropped whoever else holds it.
+  void ReleaseRefused() {
+    std::erase_if(refused_, [](const std::shared_ptr<Pistache::Tcp::Peer>& p) {
+      return p.use_count() == 1;
+    });
+    if (refused_.size() > kMaxHeldRefused) refused_.erase(refused_.begin());
+  }
+
+  static constexpr size_t kMaxHeldRefused = 1024;
+
   std::shared_ptr<Rest::Router> router_;
   std::shared_ptr<EdgeState> state_;
+  // Peers refused by onConnection, each clone (one per event loop) its own.
+  std::vector<std::shared_ptr<Pistache::Tcp::Peer>> refused_;
 };
 
 }  // namespace

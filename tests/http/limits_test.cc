@@ -32,7 +32,8 @@ constexpr Millis kWait{20000};
 // A raw client connection that can also ask for a heartbeat.
 class RawConn : public testing::RawConnection {
  public:
-  explicit RawConn(uint16_t port) : RawConnection(port, "127.0.0.1", Millis(5000)) {}
+  explicit RawConn(uint16_t port, const char* from = "127.0.0.1")
+      : RawConnection(port, from, Millis(5000)) {}
   // One keep-alive GET /heartbeat on this connection; returns the status line's code or 0.
   int Heartbeat() {
     if (!Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")) return 0;
@@ -157,6 +158,32 @@ TEST_F(LimitsTest, EveryRefusedConnectionIsAnsweredEvenWhenItsRequestArrivesFirs
     for (auto& c : held) EXPECT_EQ(c->Heartbeat(), 200);
   }
   for (auto& f : refused) EXPECT_EQ(f.get(), "");
+}
+
+// A connection over the node's limit is refused before anything else is decided: it must not
+// first take the place of its address's idle connection (which the per-address cap would shut
+// down to make room) and then be refused anyway, leaving its client with neither.
+TEST_F(LimitsTest, AConnectionOverTheNodeLimitTakesNoPlaceOfItsAddress) {
+  HttpServerOptions so;
+  so.max_connections = 3;
+  so.max_connections_per_ip = 1;
+  Start(so);
+  RawConn idle(server_->port(), "127.0.0.1");
+  RawConn second(server_->port(), "127.0.0.2");
+  RawConn third(server_->port(), "127.0.0.3");
+  for (RawConn* c : {&idle, &second, &third}) {
+    ASSERT_TRUE(c->ok());
+    ASSERT_EQ(c->Heartbeat(), 200);
+  }
+  RawConn extra(server_->port(), "127.0.0.1");
+  ASSERT_TRUE(extra.ok());
+  extra.Send("GET /heartbeat HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  bool closed = false;
+  const std::string r = extra.Read(kWait, "", &closed);
+  EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
+  EXPECT_NE(r.find("too many connections (limit 3"), std::string::npos) << r;
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(idle.Heartbeat(), 200) << "the idle connection of 127.0.0.1 was closed for a refused one";
 }
 
 TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
