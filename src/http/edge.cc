@@ -190,7 +190,7 @@ struct EdgeState {
   explicit EdgeState(EdgeOptions o) : options(std::move(o)) {}
 
   const EdgeOptions options;
-  std::atomic<int> connections{0};  // open connections admitted
+  std::atomic<int> connections{0};  // admitted, not yet destroyed; and one being decided
   std::atomic<uint64_t> inflight_body_bytes{0};
   std::atomic<int64_t> last_trim_ms{0};
 
@@ -210,7 +210,8 @@ struct EdgeState {
   // Registers connection `id` of `address`. When the address then holds more than `cap` counted
   // connections, the oldest of them that is not waiting for its answer (idle, or still sending
   // its request: the connections a slow or idle client holds) is chosen to be shut down
-  // (*victim); if every one is waiting for an answer, false: the new connection is refused.
+  // (*victim); if every one is waiting for an answer, false: the new connection is refused and
+  // not registered (under the same lock, so no other connection can choose it as its victim).
   bool Admit(const std::string& address, std::shared_ptr<Connection> connection, int fd,
              uint64_t* id, std::optional<AddressSlot>* victim) LOCKS_EXCLUDED(mu) {
     MutexLock lock(&mu);
@@ -227,6 +228,8 @@ struct EdgeState {
       *victim = a;
       return true;
     }
+    slots.pop_back();
+    if (slots.empty()) per_address.erase(address);
     return false;
   }
   void Release(const std::string& address, uint64_t id) LOCKS_EXCLUDED(mu) {
@@ -384,7 +387,6 @@ class EdgeHandler final : public Http::Handler {
     uint64_t slot_id = 0;
     std::optional<EdgeState::AddressSlot> victim;
     if (per_address && !state_->Admit(address, connection, peer->fd(), &slot_id, &victim)) {
-      state_->Release(address, slot_id);
       state_->connections.fetch_sub(1);
       return Refuse(peer, "too many connections from " + address + " (limit " +
                               std::to_string(o.max_connections_per_ip) +
