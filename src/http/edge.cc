@@ -50,6 +50,32 @@ class WwwAuthenticate final : public Http::Header::Header {
   void write(std::ostream& os) const override { os << "Bearer realm=\"dsm\""; }
 };
 
+// How long a connection answered with an error while its client may still be sending keeps
+// reading, and dropping, what arrives (CloseAfterError).
+constexpr std::chrono::milliseconds kLinger{2000};
+
+// Closes a connection whose error answer has just been written while its client may still be
+// sending its request (a body refused on its head, a malformed request): the write side is shut
+// at once, so the client reads the answer and then the end of the connection; what the client
+// still sends is read and dropped (onInput ignores a closing connection) until it closes, for
+// kLinger at most, and then both sides are shut. Shutting both at once makes the kernel answer
+// the next bytes of the body with a reset, which discards the answer at a client that writes its
+// whole request before it reads (Python's http.client does).
+void CloseAfterError(const std::weak_ptr<Pistache::Tcp::Peer>& weak) {
+  std::shared_ptr<Pistache::Tcp::Peer> peer = weak.lock();
+  if (!peer) return;
+  std::shared_ptr<Connection> c = ConnectionOf(*peer);
+  if (!c) return ShutdownConnection(peer);
+  const int fd = peer->fd();
+  c->IfOpen([fd] { ::shutdown(fd, SHUT_WR); });
+  const bool armed = c->RunOnLoop(
+      [weak] {
+        if (auto p = weak.lock()) ShutdownConnection(p);
+      },
+      kLinger);
+  if (!armed) ShutdownConnection(peer);
+}
+
 // Marks the connection's answer as given (see Connection::BeginAnswer).
 void EndAnswer(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
   if (std::shared_ptr<Connection> c = ConnectionOf(*peer)) c->EndAnswer();
@@ -574,8 +600,9 @@ class EdgeHandler final : public Http::Handler {
     ShutdownConnection(peer);
   }
 
-  // Answers a protocol error and closes the connection once the answer is written (shutting the
-  // socket down makes Pistache see the end of the connection and release it).
+  // Answers a protocol error and closes the connection once the answer is written
+  // (CloseAfterError; shutting the socket down makes Pistache see the end of the connection and
+  // release it).
   void Fail(const std::shared_ptr<Pistache::Tcp::Peer>& peer, Http::Version version, int code,
             const std::string& reason, bool challenge = false) {
     if (peer->tryGetData(kClosingKey)) return;
@@ -584,11 +611,9 @@ class EdgeHandler final : public Http::Handler {
     response.headers().add<Http::Header::Connection>(Http::ConnectionControl::Close);
     if (challenge) response.headers().add<WwwAuthenticate>();
     std::weak_ptr<Pistache::Tcp::Peer> weak = peer;
-    auto close = [weak] {
-      if (auto p = weak.lock()) ShutdownConnection(p);
-    };
     response.send(static_cast<Http::Code>(code), json::ErrorBody(reason), MIME(Application, Json))
-        .then([close](ssize_t) { close(); }, [close](std::exception_ptr) { close(); });
+        .then([weak](ssize_t) { CloseAfterError(weak); },
+              [weak](std::exception_ptr) { CloseAfterError(weak); });
   }
 
   // Drops the refused peers that only this event loop still holds (see Refuse); beyond

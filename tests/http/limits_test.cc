@@ -186,6 +186,27 @@ TEST_F(LimitsTest, AConnectionOverTheNodeLimitTakesNoPlaceOfItsAddress) {
   EXPECT_EQ(idle.Heartbeat(), 200) << "the idle connection of 127.0.0.1 was closed for a refused one";
 }
 
+// A body refused on its head (413) is still read, and dropped, to its end: a client that writes
+// its whole request before reading gets the answer and the end of the connection, not a reset
+// in the middle of its body that would discard the answer.
+TEST_F(LimitsTest, AClientThatSendsABodyRefusedOnItsHeadReadsTheAnswer) {
+  Start(HttpServerOptions{});
+  constexpr size_t kBody = 8 << 20;  // far over the limit, and more than the sockets buffer
+  RawConn c(server_->port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.Send("POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     "Content-Length: " +
+                     std::to_string(kBody) + "\r\n\r\n"));
+  EXPECT_TRUE(c.Send(std::string(kBody, 'a'))) << "the node reset the connection under the body";
+  bool closed = false;
+  const std::string r = c.Read(kWait, "", &closed);
+  EXPECT_EQ(r.rfind("HTTP/1.1 413", 0), 0u) << r;
+  EXPECT_NE(r.find("{\"status\":\"error\",\"reason\":\"request larger than the limit"),
+            std::string::npos)
+      << r;
+  EXPECT_TRUE(closed);
+}
+
 TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
   HttpServerOptions so;
   so.header_timeout = Millis(200);
