@@ -50,32 +50,6 @@ class WwwAuthenticate final : public Http::Header::Header {
   void write(std::ostream& os) const override { os << "Bearer realm=\"dsm\""; }
 };
 
-// How long a connection answered with an error while its client may still be sending keeps
-// reading, and dropping, what arrives (CloseAfterError).
-constexpr std::chrono::milliseconds kLinger{2000};
-
-// Closes a connection whose error answer has just been written while its client may still be
-// sending its request (a body refused on its head, a malformed request): the write side is shut
-// at once, so the client reads the answer and then the end of the connection; what the client
-// still sends is read and dropped (onInput ignores a closing connection) until it closes, for
-// kLinger at most, and then both sides are shut. Shutting both at once makes the kernel answer
-// the next bytes of the body with a reset, which discards the answer at a client that writes its
-// whole request before it reads (Python's http.client does).
-void CloseAfterError(const std::weak_ptr<Pistache::Tcp::Peer>& weak) {
-  std::shared_ptr<Pistache::Tcp::Peer> peer = weak.lock();
-  if (!peer) return;
-  std::shared_ptr<Connection> c = ConnectionOf(*peer);
-  if (!c) return ShutdownConnection(peer);
-  const int fd = peer->fd();
-  c->IfOpen([fd] { ::shutdown(fd, SHUT_WR); });
-  const bool armed = c->RunOnLoop(
-      [weak] {
-        if (auto p = weak.lock()) ShutdownConnection(p);
-      },
-      kLinger);
-  if (!armed) ShutdownConnection(peer);
-}
-
 // Marks the connection's answer as given (see Connection::BeginAnswer).
 void EndAnswer(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
   if (std::shared_ptr<Connection> c = ConnectionOf(*peer)) c->EndAnswer();
@@ -300,7 +274,34 @@ struct EdgeConnection {
   const std::shared_ptr<EdgeState> state;
   RequestHeadScanner scanner;
   uint64_t body_bytes = 0;  // counted in EdgeState::inflight_body_bytes
+  // Set once an error answer is written (CloseAfterError): input arriving after this time shuts
+  // the connection down.
+  std::optional<std::chrono::steady_clock::time_point> linger_until;
 };
+
+// How long a connection answered with an error while its client may still be sending keeps
+// reading, and dropping, what arrives (CloseAfterError).
+constexpr std::chrono::milliseconds kLinger{2000};
+
+// Closes a connection whose error answer has just been written while its client may still be
+// sending its request (a body refused on its head, a malformed request). The write side is shut
+// at once, so the client reads the answer and then the end of the connection; what it still
+// sends is read and dropped by onInput, until it closes, and what arrives kLinger after the
+// answer shuts both sides. A client that goes silent without closing is closed as an idle
+// keep-alive connection is. Shutting both sides at once, as before, made the kernel answer the
+// next bytes of the body with a reset, which discards the answer at a client that writes its
+// whole request before it reads (Python's http.client does). Runs on the event loop (the answer
+// is written there: Fail).
+void CloseAfterError(const std::weak_ptr<Pistache::Tcp::Peer>& weak) {
+  std::shared_ptr<Pistache::Tcp::Peer> peer = weak.lock();
+  if (!peer) return;
+  auto conn = std::static_pointer_cast<EdgeConnection>(peer->tryGetData(kEdgeConnectionKey));
+  std::shared_ptr<Connection> c = ConnectionOf(*peer);
+  if (!conn || !c) return ShutdownConnection(peer);
+  conn->linger_until = std::chrono::steady_clock::now() + kLinger;
+  const int fd = peer->fd();
+  c->IfOpen([fd] { ::shutdown(fd, SHUT_WR); });
+}
 
 // A refusal decided on a request head.
 struct Refusal {
@@ -456,8 +457,14 @@ class EdgeHandler final : public Http::Handler {
 
   void onInput(const char* buffer, size_t len,
                const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
-    if (peer->tryGetData(kClosingKey)) return;
     auto conn = std::static_pointer_cast<EdgeConnection>(peer->tryGetData(kEdgeConnectionKey));
+    if (peer->tryGetData(kClosingKey)) {
+      // Dropped; past the linger after an error answer, the connection is shut down.
+      if (conn && conn->linger_until && std::chrono::steady_clock::now() > *conn->linger_until) {
+        ShutdownConnection(peer);
+      }
+      return;
+    }
     std::shared_ptr<Connection> connection = ConnectionOf(*peer);
     if (!conn || !connection) return;
     RequestHeadScanner& scanner = conn->scanner;
@@ -614,6 +621,14 @@ class EdgeHandler final : public Http::Handler {
     response.send(static_cast<Http::Code>(code), json::ErrorBody(reason), MIME(Application, Json))
         .then([weak](ssize_t) { CloseAfterError(weak); },
               [weak](std::exception_ptr) { CloseAfterError(weak); });
+    // Written now, not when the event loop next sees the socket writable: Pistache takes an
+    // event that is readable and writable at once for readable only, and the client may still be
+    // sending (a body refused on its head), so that event could be the only kind it gets until
+    // the body ends, and none after.
+    transport()->flush();
+    if (auto conn = std::static_pointer_cast<EdgeConnection>(peer->tryGetData(kEdgeConnectionKey))) {
+      conn->ReleaseBody();
+    }
   }
 
   // Drops the refused peers that only this event loop still holds (see Refuse); beyond

@@ -33,7 +33,7 @@ void Gate::AddStream(const std::weak_ptr<Pistache::Tcp::Peer>& peer) {
   streams.push_back(peer);
 }
 
-bool Connection::RunOnLoop(std::function<void()> fn, std::chrono::milliseconds delay) {
+bool Connection::RunOnLoop(std::function<void()> fn) {
   if (transport_ == nullptr) return false;
   const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fd < 0) return false;
@@ -48,7 +48,7 @@ bool Connection::RunOnLoop(std::function<void()> fn, std::chrono::milliseconds d
       [&deferred](Pistache::Async::Deferred<uint64_t> d) { deferred.emplace(std::move(d)); });
   fired.then([fn, timer](uint64_t) { fn(); }, [fn, timer](std::exception_ptr) { fn(); });
   return IfOpen(
-      [&] { transport_->armTimer(fd, delay, std::move(*deferred)); });
+      [&] { transport_->armTimer(fd, std::chrono::milliseconds(1), std::move(*deferred)); });
 }
 
 std::shared_ptr<Connection> ConnectionOf(const Pistache::Tcp::Peer& peer) {

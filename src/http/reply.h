@@ -13,7 +13,6 @@
 #include <pistache/peer.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -72,15 +71,13 @@ class Connection {
     open_ = false;
   }
 
-  // Has the connection's event-loop thread run `fn` `delay` from now (by default about a
-  // millisecond); from any thread.
+  // Has the connection's event-loop thread run `fn` about a millisecond from now; from any thread.
   // Pistache runs a write's continuation on that thread only if it was attached before the write
   // settled, which another thread cannot ensure (the loop may write and settle first); a one-shot
   // timer of the connection's transport can, since its continuation is attached before the timer
   // is handed over. `fn` also runs (on that thread) if the timer fails. Returns false, and never
   // runs `fn`, when the connection is closed or has no transport.
-  bool RunOnLoop(std::function<void()> fn,
-                 std::chrono::milliseconds delay = std::chrono::milliseconds(1));
+  bool RunOnLoop(std::function<void()> fn);
 
   // Whether a request of the connection was handed to a handler and its answer not yet given
   // (the edge refuses requests that arrive meanwhile: src/http/edge.h). BeginAnswer: by the edge,

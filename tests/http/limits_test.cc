@@ -207,6 +207,20 @@ TEST_F(LimitsTest, AClientThatSendsABodyRefusedOnItsHeadReadsTheAnswer) {
   EXPECT_TRUE(closed);
 }
 
+// Reading and dropping after an error answer is bounded: a client that goes on sending long after
+// it has been answered is cut off.
+TEST_F(LimitsTest, AClientStillSendingLongAfterAnErrorAnswerIsCutOff) {
+  Start(HttpServerOptions{});
+  RawConn c(server_->port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.Send("POST /send HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100000000000\r\n\r\n"));
+  EXPECT_EQ(c.Read(kWait, "}").rfind("HTTP/1.1 413", 0), 0u);
+  const std::string chunk(16 << 10, 'a');
+  EXPECT_TRUE(WaitFor([&] { return !c.Send(chunk); }, kWait, Millis(20)))
+      << "still reading what the client sends 20 s after its answer";
+}
+
 TEST_F(LimitsTest, StalledHeadersAndBodiesAreAnswered408AndClosed) {
   HttpServerOptions so;
   so.header_timeout = Millis(200);
