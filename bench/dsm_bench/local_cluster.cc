@@ -17,37 +17,13 @@
 #include <thread>
 #include <utility>
 
+#include "common/local_ports.h"
+
 namespace dsm::bench {
 
 namespace fs = std::filesystem;
 
-Result<std::vector<uint16_t>> FreePorts(int n) {
-  std::vector<int> fds;
-  std::vector<uint16_t> ports;
-  Status failure;
-  for (int i = 0; i < n && failure.ok(); ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      failure = Status::IOError(std::string("socket: ") + std::strerror(errno));
-      break;
-    }
-    fds.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      failure = Status::IOError(std::string("cannot find a free port: ") + std::strerror(errno));
-      break;
-    }
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) ::close(fd);  // all held until here: no port twice
-  if (!failure.ok()) return failure;
-  return ports;
-}
+Result<std::vector<uint16_t>> FreePorts(int n) { return PickLoopbackPorts(static_cast<size_t>(n)); }
 
 bool PeersAlive(const Endpoint& endpoint) {
   HttpConnection conn(endpoint, Millis(2000));

@@ -103,8 +103,8 @@ Result<std::unique_ptr<LocalNode>> NewLocalNode(const LocalClusterOptions& optio
                                                 const std::string& id, const Endpoint& endpoint,
                                                 const std::string& peers);
 
-// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago: all are bound to port 0 at
-// once, then released (a port released and bound again may be handed out twice).
+// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago, below the kernel's ephemeral
+// range (common/local_ports.h).
 Result<std::vector<uint16_t>> FreePorts(int n);
 
 // The last seq of the node at `e` (GET /status), or an error.

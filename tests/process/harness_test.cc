@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <set>
 #include <thread>
 
+#include "common/local_ports.h"
 #include "tests/testing/process.h"
 #include "tests/testing/tcp_proxy.h"
 
@@ -192,6 +195,31 @@ TEST(TcpProxyTest, TargetDownMeansRefused) {
   HttpResponse r =
       HttpGet("http://127.0.0.1:" + std::to_string(proxy.port()) + "/", milliseconds(3000));
   EXPECT_EQ(r.status, 0);
+}
+
+// Ports handed to child processes come from below the kernel's ephemeral range, where no
+// outgoing connection can take them before the child binds them, and are distinct and free.
+TEST(FreePortsTest, AreDistinctFreeAndBelowTheEphemeralRange) {
+  unsigned range_start = 32768, range_end = 60999;
+  FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(fscanf(f, "%u %u", &range_start, &range_end), 2);
+  fclose(f);
+  const std::vector<uint16_t> ports = FreePorts(8);
+  ASSERT_EQ(ports.size(), 8u);
+  std::set<uint16_t> distinct(ports.begin(), ports.end());
+  EXPECT_EQ(distinct.size(), 8u);
+  for (uint16_t port : ports) {
+    EXPECT_GE(port, kLowestPickedPort);
+    EXPECT_LT(port, range_start) << "a port of the ephemeral range";
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << port;
+    close(fd);
+  }
 }
 
 TEST(NodeProcessTest, StartKillAndLog) {

@@ -31,6 +31,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/local_ports.h"
 #include "tests/testing/tcp_proxy.h"
 
 namespace dsm::testing {
@@ -156,25 +157,9 @@ void RemoveTree(const std::string& path) {
 }
 
 std::vector<uint16_t> FreePorts(size_t n) {
-  std::vector<uint16_t> ports;
-  std::vector<int> fds;
-  for (size_t i = 0; i < n; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = 0;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    uint16_t port = 0;
-    if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      port = ntohs(addr.sin_port);
-    }
-    if (fd >= 0) fds.push_back(fd);
-    ports.push_back(port);
-  }
-  for (int fd : fds) close(fd);
-  return ports;
+  Result<std::vector<uint16_t>> ports = PickLoopbackPorts(n);
+  if (!ports.ok()) return std::vector<uint16_t>(n, 0);
+  return std::move(ports).value();
 }
 
 uint16_t FreePort() { return FreePorts(1).front(); }

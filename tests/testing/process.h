@@ -53,10 +53,10 @@ class TempDir {
 // Removes a file or directory tree; missing paths are fine.
 void RemoveTree(const std::string& path);
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range
+// (common/local_ports.h).
 uint16_t FreePort();
-// `n` distinct such ports: all are bound at once before any is released (a port released and
-// bound again may be handed out twice). 0 in place of a port that could not be bound.
+// `n` distinct such ports; all 0 when they could not be found.
 std::vector<uint16_t> FreePorts(size_t n);
 
 // Directory of the built executables: $DSM_BIN_DIR (set by ctest through dsm_add_test), else
