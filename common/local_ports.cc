@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <random>
-#include <set>
 #include <string>
 
 namespace dsm {
@@ -48,14 +48,13 @@ Result<std::vector<uint16_t>> PickLoopbackPorts(size_t n) {
   std::uniform_int_distribution<int> pick(kLowestPickedPort, range_start - 1);
   std::vector<int> held;
   std::vector<uint16_t> ports;
-  std::set<uint16_t> taken;
   Status failure;
   for (size_t i = 0; i < n && failure.ok(); ++i) {
     int fd = -1;
     uint16_t port = 0;
     for (int attempt = 0; below_range && fd < 0 && attempt < 1000; ++attempt) {
       port = static_cast<uint16_t>(pick(random));
-      if (taken.count(port) == 0) fd = BindLoopback(port);
+      if (std::find(ports.begin(), ports.end(), port) == ports.end()) fd = BindLoopback(port);
     }
     if (fd < 0) {  // no room below the range, or nothing free there: the kernel's choice
       fd = BindLoopback(0);
@@ -69,10 +68,7 @@ Result<std::vector<uint16_t>> PickLoopbackPorts(size_t n) {
       }
     }
     if (fd >= 0) held.push_back(fd);
-    if (failure.ok()) {
-      taken.insert(port);
-      ports.push_back(port);
-    }
+    if (failure.ok()) ports.push_back(port);
   }
   for (int fd : held) ::close(fd);
   if (!failure.ok()) return failure;

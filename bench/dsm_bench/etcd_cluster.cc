@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "common/local_ports.h"
 
 namespace dsm::bench {
 
@@ -63,7 +64,7 @@ EtcdCluster::~EtcdCluster() { StopAll(); }
 
 Status EtcdCluster::Start(Millis timeout, const std::atomic<bool>& stop) {
   const int n = options_.members;
-  Result<std::vector<uint16_t>> ports = FreePorts(2 * n);  // client ports, then peer ports
+  Result<std::vector<uint16_t>> ports = PickLoopbackPorts(2 * n);  // client ports, then peer ports
   if (!ports.ok()) return ports.status();
   std::vector<Endpoint> clients;
   std::vector<std::string> peer_urls;

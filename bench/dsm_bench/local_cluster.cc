@@ -23,8 +23,6 @@ namespace dsm::bench {
 
 namespace fs = std::filesystem;
 
-Result<std::vector<uint16_t>> FreePorts(int n) { return PickLoopbackPorts(static_cast<size_t>(n)); }
-
 bool PeersAlive(const Endpoint& endpoint) {
   HttpConnection conn(endpoint, Millis(2000));
   HttpAnswer answer;
@@ -218,7 +216,7 @@ LocalCluster::~LocalCluster() { StopAll(); }
 Status LocalCluster::Start(Millis timeout) {
   const int n = options_.nodes;
   std::vector<Endpoint> endpoints;
-  Result<std::vector<uint16_t>> ports = FreePorts(n);
+  Result<std::vector<uint16_t>> ports = PickLoopbackPorts(static_cast<size_t>(n));
   if (!ports.ok()) return ports.status();
   const bool https =
       std::any_of(options_.extra_args.begin(), options_.extra_args.end(),

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bench/dsm_bench/http_client.h"
+#include "common/local_ports.h"
 #include "dsm/status.h"
 
 namespace dsm::bench {
@@ -102,10 +103,6 @@ class LocalCluster {
 Result<std::unique_ptr<LocalNode>> NewLocalNode(const LocalClusterOptions& options,
                                                 const std::string& id, const Endpoint& endpoint,
                                                 const std::string& peers);
-
-// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago, below the kernel's ephemeral
-// range (common/local_ports.h).
-Result<std::vector<uint16_t>> FreePorts(int n);
 
 // The last seq of the node at `e` (GET /status), or an error.
 Result<uint64_t> LastSeq(const Endpoint& e);

@@ -301,7 +301,7 @@ Status MembershipRunner::Run(int index, const std::string& root, MembershipRun* 
   // The new node: empty, its --peers naming the first node, started right before its add (it
   // pulls from the node its --peers name as soon as it runs, added or not).
   progress_->Begin(Label(index) + ": adding node4 under load", 0);
-  Result<std::vector<uint16_t>> port = FreePorts(1);
+  Result<std::vector<uint16_t>> port = PickLoopbackPorts(1);
   if (!port.ok()) return port.status();
   Result<Endpoint> endpoint = ParseEndpoint("http://127.0.0.1:" + std::to_string((*port)[0]));
   if (!endpoint.ok()) return endpoint.status();

@@ -298,6 +298,7 @@ void CloseAfterError(const std::weak_ptr<Pistache::Tcp::Peer>& weak) {
   auto conn = std::static_pointer_cast<EdgeConnection>(peer->tryGetData(kEdgeConnectionKey));
   std::shared_ptr<Connection> c = ConnectionOf(*peer);
   if (!conn || !c) return ShutdownConnection(peer);
+  conn->ReleaseBody();  // what is still read is dropped: the body budget is free again
   conn->linger_until = std::chrono::steady_clock::now() + kLinger;
   const int fd = peer->fd();
   c->IfOpen([fd] { ::shutdown(fd, SHUT_WR); });
@@ -626,9 +627,6 @@ class EdgeHandler final : public Http::Handler {
     // sending (a body refused on its head), so that event could be the only kind it gets until
     // the body ends, and none after.
     transport()->flush();
-    if (auto conn = std::static_pointer_cast<EdgeConnection>(peer->tryGetData(kEdgeConnectionKey))) {
-      conn->ReleaseBody();
-    }
   }
 
   // Drops the refused peers that only this event loop still holds (see Refuse); beyond
