@@ -4,8 +4,8 @@
 // at compile time that a member marked GUARDED_BY(mu_) is only touched with mu_ held, that a
 // function marked EXCLUSIVE_LOCKS_REQUIRED(mu_) is only called with it held, and that locks are
 // released on every path. The macros expand to nothing on other compilers (GCC), so they are
-// documentation there; the clang job of CI (scripts/dev clang) builds the tree with
-// -Wthread-safety and its findings as errors.
+// documentation there; every clang build (CMakeLists.txt; in CI, scripts/dev asan) has
+// -Wthread-safety with its findings as errors.
 //
 // libstdc++'s std::mutex carries no annotations, so annotated code locks a dsm::Mutex (a
 // std::mutex with the capability attribute) through a dsm::MutexLock (a scoped lock, like

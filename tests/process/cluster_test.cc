@@ -605,7 +605,7 @@ TEST(ClusterTest, MetricsShowWhereTheMemoryGoes) {
   const double in_use = Sample(r.body, "dsm_malloc_bytes{state=\"in_use\"}");
   EXPECT_GE(in_use, 0);
   EXPECT_GE(Sample(r.body, "dsm_malloc_bytes{state=\"free\"}"), 0);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !defined(DSM_SANITIZED)
   // (A sanitizer build's node allocates with the sanitizer's allocator, not glibc's.)
   EXPECT_GT(in_use, part("memtables")) << "RocksDB's memory is allocated with malloc";
 #endif

@@ -28,7 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 // Sanitizer builds (the node binary is built the same way) keep freed memory in quarantine and
 // map shadow memory: their RSS says nothing about the node's, so RSS bounds are not checked there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(DSM_SANITIZED)
 constexpr bool kCheckRss = false;
 #else
 constexpr bool kCheckRss = true;
