@@ -571,7 +571,7 @@ TEST_F(ConsumersTest, AStreamWhoseClientReadsNothingIsCut) {
 // (Without http::Connection a chunk of the old stream reached the next connection within a few
 // hundred rounds, in every run.)
 TEST_F(ConsumersTest, NothingOfAClosedStreamReachesTheNextConnection) {
-#if defined(__SANITIZE_THREAD__)
+#if defined(DSM_SANITIZED_THREAD)
   // Under ThreadSanitizer every round is several times slower and the race this guards against
   // needs the server's threads at their normal pace; the other builds run it.
   GTEST_SKIP() << "timing-dependent scenario; run in the Release and ASan builds";
