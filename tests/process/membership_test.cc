@@ -252,6 +252,11 @@ TEST(MembershipProcessTest, ARestartOfEveryNodeKeepsTheMembership) {
       },
       milliseconds(30000)));
   const int64_t version = VersionAt(c.node(0));
+  // n2 learns of its removal from its own heartbeats' answers (the members no longer call it):
+  // what the restart below must keep. (n3's promotion may reach it first, in a change of the
+  // same version.)
+  ASSERT_TRUE(WaitFor([&] { return c.node(2).Get("/status").Str("role") == "removed"; },
+                      milliseconds(30000)));
 
   c.KillAll();  // kill -9, then the same command lines (--peers still name n2, not n3)
   ASSERT_TRUE(c.StartAll().ok());
