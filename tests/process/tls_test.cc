@@ -178,9 +178,12 @@ TEST_F(TlsProcessTest, ClusterOfThreeReplicatesOverHttpsAndAnswersQuorumWrites) 
   for (auto& n : nodes) ASSERT_TRUE(n->WaitUp().ok());
   ASSERT_EQ(nodes[0]->Url().rfind("https://", 0), 0u);
 
+  // Both writers must see both peers alive, or the quorum-3 write is refused at once.
   ASSERT_TRUE(WaitFor(
       [&] {
-        return PeerOf(*nodes[0], nodes[1]->Url()).alive && PeerOf(*nodes[0], nodes[2]->Url()).alive;
+        return PeerOf(*nodes[0], nodes[1]->Url()).alive &&
+               PeerOf(*nodes[0], nodes[2]->Url()).alive &&
+               PeerOf(*nodes[2], nodes[0]->Url()).alive && PeerOf(*nodes[2], nodes[1]->Url()).alive;
       },
       milliseconds(20000)));
   HttpResponse sent = nodes[0]->Post("/send", SendBody("tls-q-1"));
@@ -208,7 +211,7 @@ TEST_F(TlsProcessTest, PeerWithCertificateOfAnotherCaIsRefused) {
 
   ASSERT_EQ(a->Post("/send", SendBody("tls-ca-1")).status, 200);
   EXPECT_TRUE(WaitFor([&] { return Holds(*b, "tls-ca-1"); }, milliseconds(20000)));
-  EXPECT_TRUE(PeerOf(*a, b->Url()).alive);
+  EXPECT_TRUE(WaitFor([&] { return PeerOf(*a, b->Url()).alive; }, milliseconds(20000)));
   // Shown dead in a's /status, and why: the pull from c names the certificate (no push to c
   // starts before c has answered once).
   ASSERT_TRUE(WaitFor(
